@@ -1,0 +1,152 @@
+"""The ``moo-search`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from moo_search.errors import MooSearchError
+
+__all__ = ["main"]
+
+TABLE_METRICS = ("precision@10", "recall@10", "ndcg@10", "ild@10", "novelty@10", "coverage@10")
+
+
+def _table(rows: list[tuple[str, dict[str, float]]], metrics: Sequence[str]) -> str:
+    name_w = max([len("model")] + [len(r[0]) for r in rows])
+    head = "model".ljust(name_w) + "".join(f"{m:>14}" for m in metrics)
+    lines = [head, "-" * len(head)]
+    for name, vals in rows:
+        cells = "".join(
+            f"{vals[m]:>14.4f}" if m in vals and vals[m] == vals[m] else f"{'-':>14}" for m in metrics
+        )
+        lines.append(name.ljust(name_w) + cells)
+    return "\n".join(lines)
+
+
+def _metric_columns(k: int) -> tuple[str, ...]:
+    return tuple(m.replace("@10", f"@{k}") for m in TABLE_METRICS)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from moo_search.data import fetch_dataset, load_dataset
+    from moo_search.spec import DataConfig
+
+    if args.action == "fetch":
+        path = fetch_dataset(args.name)
+        print(f"{args.name}: ready in {path}")
+        return 0
+    ds = load_dataset(DataConfig(dataset=args.name))
+    info = ds.info()
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True))
+        return 0
+    print(f"dataset       {info['dataset']}")
+    print(f"users         {info['users']:,}")
+    print(f"items         {info['items']:,}")
+    print(f"interactions  {info['interactions']:,}")
+    print(f"sparsity      {info['sparsity']:.4%}")
+    print(f"genres        {info['genres']}")
+    dist = info["rating_distribution"]
+    assert isinstance(dist, dict)
+    print("ratings       " + "  ".join(f"{k}: {v:,}" for k, v in dist.items()))
+    return 0
+
+
+def _ensure_data(spec: Any) -> None:
+    if spec.data.dataset == "movielens-100k" and not spec.data.path:
+        from moo_search.data.movielens import fetch_movielens_100k
+
+        fetch_movielens_100k()
+
+
+def cmd_baselines(args: argparse.Namespace) -> int:
+    from moo_search.data import load_split
+    from moo_search.model.baselines import evaluate_baselines
+    from moo_search.spec import load_spec
+
+    spec = load_spec(args.spec, args.set)
+    _ensure_data(spec)
+    ds, split = load_split(spec.data)
+    res = evaluate_baselines(ds, split, spec.eval, seed=spec.seed)
+    cols = _metric_columns(spec.eval.k)
+    if args.json:
+        print(json.dumps(res, indent=2, sort_keys=True))
+        return 0
+    for part in ("val", "test"):
+        print(f"\n{ds.name} · {part} ({spec.data.split.method} split)")
+        print(_table([(n, r[part]) for n, r in res.items()], cols))
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="moo-search",
+        description="Multi-objective Pareto search over PEFT fine-tunes of LM recommenders.",
+    )
+    p.add_argument("-v", "--verbose", action="count", default=0, help="More logging (-vv: debug).")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_spec(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("spec", help="Study spec (YAML).")
+        sp.add_argument(
+            "--set", action="append", default=[], metavar="PATH=VALUE",
+            help="Override a spec value by dotted path, typed like YAML (repeatable).",
+        )  # fmt: skip
+
+    d = sub.add_parser("data", help="Fetch datasets into the cache, or describe one.")
+    d.add_argument("action", choices=["fetch", "info"])
+    d.add_argument("name", choices=["movielens-100k"])
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_data)
+
+    b = sub.add_parser("baselines", help="Random, MostPop, ItemKNN and BPR on the spec's data.")
+    with_spec(b)
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_baselines)
+
+    return p
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    lib = logging.getLogger("moo_search")
+    lib.handlers[:] = [handler]
+    lib.setLevel(level)
+    if verbosity < 2:
+        for noisy in ("optuna", "transformers", "peft"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except MooSearchError as e:
+        print(f"moo-search: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("moo-search: interrupted", file=sys.stderr)
+        return 130
+    except FileNotFoundError as e:
+        print(f"moo-search: error: {e.filename or e}: file not found", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Text rendering of items and users, the input of the language-model towers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from moo_search.data._dataset import Dataset
+
+__all__ = ["render_item", "render_items", "render_user", "render_users"]
+
+_SKIP_USER_COLS = {"zip_code", "zip"}
+
+
+def render_item(title: str, year: str, genres: list[str]) -> str:
+    """``Toy Story (1995) · Animation, Children's, Comedy``."""
+    head = f"{title} ({year})" if year else str(title)
+    return f"{head} · {', '.join(genres)}" if genres else head
+
+
+def render_items(ds: Dataset) -> list[str]:
+    return [
+        render_item(str(t), str(y), list(g))
+        for t, y, g in zip(ds.items["title"], ds.items["year"], ds.items["genres"])
+    ]
+
+
+def render_user(attributes: dict[str, object], history: list[str]) -> str:
+    """``age 24, M, technician. Recently: Toy Story (1995); Heat (1995)``."""
+    attrs = ", ".join(
+        f"age {v}" if k == "age" else str(v)
+        for k, v in attributes.items()
+        if k not in _SKIP_USER_COLS and v is not None and str(v) != "" and str(v) != "nan"
+    )
+    text = f"User: {attrs}." if attrs else "User."
+    if history:
+        text += " Recently: " + "; ".join(history)
+    return text
+
+
+def render_users(ds: Dataset, train: pd.DataFrame, history_len: int) -> list[str]:
+    """One text per user from attributes and the most recent ``history_len`` train items."""
+    item_titles = [
+        f"{t} ({y})" if y else str(t) for t, y in zip(ds.items["title"], ds.items["year"])
+    ]
+    hist: list[list[str]] = [[] for _ in range(ds.n_users)]
+    if history_len > 0 and len(train):
+        ordered = train.sort_values(["user", "timestamp"], kind="stable")
+        users = ordered["user"].to_numpy()
+        items = ordered["item"].to_numpy()
+        bounds = np.flatnonzero(np.diff(users)) + 1
+        for chunk_u, chunk_i in zip(np.split(users, bounds), np.split(items, bounds)):
+            if len(chunk_u):
+                hist[int(chunk_u[0])] = [item_titles[i] for i in chunk_i[-history_len:][::-1]]
+    records = ds.users.to_dict("records") if len(ds.users.columns) else [{}] * ds.n_users
+    return [render_user(records[u], hist[u]) for u in range(ds.n_users)]

@@ -1,0 +1,60 @@
+"""Evaluate any scorer on a split with the project's metric definitions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from moo_search.data import Dataset, Split
+from moo_search.metrics import EvalContext, evaluate_topk, topk
+from moo_search.model.rerank import rerank
+from moo_search.spec import EvalConfig, RerankConfig
+
+__all__ = ["Scorer", "evaluate_scorer"]
+
+Scorer = Callable[[np.ndarray], np.ndarray]
+"""Maps user indices (n,) to scores over the full catalog (n, n_items)."""
+
+
+def evaluate_scorer(
+    score: Scorer,
+    ds: Dataset,
+    split: Split,
+    *,
+    eval_cfg: EvalConfig,
+    rerank_cfg: RerankConfig | None = None,
+    parts: tuple[str, ...] = ("val", "test"),
+    features: np.ndarray | None = None,
+    return_lists: bool = False,
+) -> dict[str, dict[str, float]] | tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
+    """Metrics per split part, e.g. ``{"val": {...}, "test": {...}}``."""
+    features = ds.item_features() if features is None else features
+    _, item_counts = split.train_counts()
+    results: dict[str, dict[str, float]] = {}
+    all_lists: dict[str, np.ndarray] = {}
+    k = eval_cfg.k
+    for part in parts:
+        ctx = EvalContext.from_split(
+            split, part, features, cold_user_max=eval_cfg.cold_user_max, head_share=eval_cfg.head_share
+        )
+        users = ctx.users
+        lists = np.empty((len(users), k), dtype=np.int64)
+        for start in range(0, len(users), eval_cfg.batch_size):
+            batch = users[start : start + eval_cfg.batch_size]
+            s = np.array(score(batch), dtype=np.float64, copy=True)
+            excl = ctx.exclude[batch]
+            if excl.nnz:
+                r, c = excl.nonzero()
+                s[r, c] = -np.inf
+            if rerank_cfg is not None and (rerank_cfg.mmr_lambda < 1 or rerank_cfg.pop_penalty > 0):
+                lists[start : start + len(batch)] = rerank(
+                    s, k, features=features, item_counts=item_counts,
+                    mmr_lambda=rerank_cfg.mmr_lambda, pop_penalty=rerank_cfg.pop_penalty,
+                    candidates=rerank_cfg.candidates,
+                )  # fmt: skip
+            else:
+                lists[start : start + len(batch)] = topk(s, k)
+        results[part] = evaluate_topk(lists, users, ctx, k)
+        all_lists[part] = lists
+    return (results, all_lists) if return_lists else results

@@ -1,0 +1,204 @@
+"""Ranking and beyond-accuracy metrics, vectorized over users and the full catalog.
+
+Definitions (DESIGN.md, "Metrics"): for each evaluated user u -- one with at least one
+relevant item in the evaluated split -- with top-K list L_u and relevant items R_u.
+Items seen before the evaluated split are excluded before the top-K is taken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.stats import rankdata
+
+__all__ = [
+    "EvalContext",
+    "auc",
+    "coverage",
+    "evaluate_topk",
+    "gini",
+    "ild",
+    "logloss",
+    "novelty",
+    "ranking_metrics",
+    "tail_share",
+    "topk",
+]
+
+
+def topk(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> np.ndarray:
+    """Indices of the ``k`` best items per row, best first; ``exclude``d items never appear."""
+    s = np.array(scores, dtype=np.float64, copy=True)
+    if exclude is not None and exclude.nnz:
+        rows, cols = exclude.nonzero()
+        s[rows, cols] = -np.inf
+    k = min(k, s.shape[1])
+    part = np.argpartition(-s, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(s, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
+
+
+def _hits(lists: np.ndarray, users: np.ndarray, relevant: sp.csr_matrix) -> np.ndarray:
+    rows = np.repeat(users, lists.shape[1])
+    return np.asarray(relevant[rows, lists.ravel()]).reshape(lists.shape) > 0
+
+
+def ranking_metrics(
+    lists: np.ndarray, users: np.ndarray, relevant: sp.csr_matrix, k: int
+) -> dict[str, float]:
+    """precision/recall/ndcg/hit/mrr@k, means over ``users`` (rows of ``lists``).
+
+    NDCG uses binary gains and a log2 discount; the ideal DCG places min(|R_u|, k) hits first.
+    """
+    lists = lists[:, :k]
+    hits = _hits(lists, users, relevant)
+    n_rel = np.asarray(relevant[users].sum(1)).ravel().astype(np.int64)
+    n_hit = hits.sum(1)
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    dcg = (hits * discount[: lists.shape[1]]).sum(1)
+    ideal = np.cumsum(discount)[np.minimum(n_rel, k) - 1]
+    first = np.where(hits.any(1), hits.argmax(1) + 1, np.inf)
+    return {
+        f"precision@{k}": float(np.mean(n_hit / k)),
+        f"recall@{k}": float(np.mean(n_hit / n_rel)),
+        f"ndcg@{k}": float(np.mean(dcg / ideal)),
+        f"hit@{k}": float(np.mean(n_hit > 0)),
+        f"mrr@{k}": float(np.mean(1.0 / first)),
+    }
+
+
+def ild(lists: np.ndarray, features: np.ndarray) -> float:
+    """Intra-list diversity: mean over pairs i<j of 1 - cos(g_i, g_j), then over users.
+
+    Items with an all-zero feature vector have cosine 0 to everything.
+    """
+    k = lists.shape[1]
+    if k < 2:
+        return 0.0
+    norm = np.linalg.norm(features, axis=1, keepdims=True)
+    g = np.divide(features, norm, out=np.zeros_like(features, dtype=np.float64), where=norm > 0)
+    gl = g[lists]  # (U, K, d)
+    sims = np.einsum("ukd,ujd->ukj", gl, gl)
+    iu = np.triu_indices(k, 1)
+    return float(np.mean(1.0 - sims[:, iu[0], iu[1]]))
+
+
+def novelty(lists: np.ndarray, item_users: np.ndarray, n_users: int) -> float:
+    """Mean self-information -log2(pop_i) over the lists (Zhou et al., PNAS 2010).
+
+    pop_i = share of train users who interacted with i; unseen items use 1/(n_users+1).
+    """
+    pop = np.where(item_users > 0, item_users / max(n_users, 1), 1.0 / (n_users + 1))
+    return float(np.mean(-np.log2(pop[lists])))
+
+
+def coverage(lists: np.ndarray, n_items: int) -> float:
+    """Share of the catalog recommended to at least one user."""
+    return float(len(np.unique(lists)) / n_items)
+
+
+def head_items(item_counts: np.ndarray, share: float = 0.8) -> np.ndarray:
+    """Boolean mask of the most popular items that make up ``share`` of train interactions."""
+    order = np.argsort(-item_counts, kind="stable")
+    cum = np.cumsum(item_counts[order]) / max(item_counts.sum(), 1)
+    n_head = int(np.searchsorted(cum, share) + 1) if item_counts.sum() > 0 else 0
+    mask = np.zeros(len(item_counts), dtype=bool)
+    mask[order[:n_head]] = True
+    return mask
+
+
+def tail_share(lists: np.ndarray, head: np.ndarray) -> float:
+    """Share of recommended slots filled by items outside the popular head."""
+    return float(np.mean(~head[lists]))
+
+
+def gini(lists: np.ndarray, n_items: int) -> float:
+    """Gini coefficient of item exposure over the whole catalog (0 = equal exposure)."""
+    x = np.sort(np.bincount(lists.ravel(), minlength=n_items).astype(np.float64))
+    n = len(x)
+    if x.sum() == 0:
+        return 0.0
+    i = np.arange(1, n + 1)
+    return float(np.sum((2 * i - n - 1) * x) / (n * x.sum()))
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC by the Mann-Whitney U statistic, ties averaged; NaN with one class only."""
+    labels = np.asarray(labels).astype(bool)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def logloss(labels: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> float:
+    p = np.clip(np.asarray(probs, dtype=np.float64), eps, 1 - eps)
+    y = np.asarray(labels, dtype=np.float64)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+@dataclass
+class EvalContext:
+    """What the metrics need besides the lists: relevance, features, popularity, slices."""
+
+    relevant: sp.csr_matrix  # (U, I) relevant items of the evaluated split
+    exclude: sp.csr_matrix  # (U, I) items seen before the evaluated split
+    features: np.ndarray  # (I, d) model-independent item features
+    item_users: np.ndarray  # (I,) train users per item
+    n_train_users: int
+    head: np.ndarray  # (I,) bool
+    cold_users: np.ndarray  # (U,) bool
+
+    @property
+    def users(self) -> np.ndarray:
+        """Evaluated users: at least one relevant item in the split."""
+        return np.flatnonzero(np.asarray(self.relevant.sum(1)).ravel() > 0)
+
+    @classmethod
+    def from_split(
+        cls, split: object, name: str, features: np.ndarray, *, cold_user_max: int = 10,
+        head_share: float = 0.8,
+    ) -> EvalContext:
+        from moo_search.data.split import Split
+
+        assert isinstance(split, Split)
+        user_counts, item_users = split.train_counts()
+        return cls(
+            relevant=split.matrix(name, relevant_only=True),
+            exclude=split.seen_before(name),
+            features=features,
+            item_users=item_users,
+            n_train_users=int((user_counts > 0).sum()),
+            head=head_items(item_users, head_share),
+            cold_users=user_counts <= cold_user_max,
+        )
+
+
+def evaluate_topk(lists: np.ndarray, users: np.ndarray, ctx: EvalContext, k: int) -> dict[str, float]:
+    """Every list metric at ``k`` plus the ``cold/`` and ``tail/`` slices.
+
+    ``lists[r]`` is the ranked list of ``users[r]``; ``users`` should be ``ctx.users``.
+    """
+    n_items = ctx.relevant.shape[1]
+    lists = lists[:, :k]
+    out = ranking_metrics(lists, users, ctx.relevant, k)
+    out[f"ild@{k}"] = ild(lists, ctx.features)
+    out[f"novelty@{k}"] = novelty(lists, ctx.item_users, ctx.n_train_users)
+    out[f"coverage@{k}"] = coverage(lists, n_items)
+    out[f"tail_share@{k}"] = tail_share(lists, ctx.head)
+    out[f"gini@{k}"] = gini(lists, n_items)
+    cold = ctx.cold_users[users]
+    if cold.any():
+        sub = ranking_metrics(lists[cold], users[cold], ctx.relevant, k)
+        sub[f"ild@{k}"] = ild(lists[cold], ctx.features)
+        sub[f"novelty@{k}"] = novelty(lists[cold], ctx.item_users, ctx.n_train_users)
+        out.update({f"cold/{m}": v for m, v in sub.items()})
+    tail_rel = ctx.relevant.multiply(sp.csr_matrix(~ctx.head, dtype=np.float32)).tocsr()
+    has_tail = np.asarray(tail_rel[users].sum(1)).ravel() > 0
+    if has_tail.any():
+        sub = ranking_metrics(lists[has_tail], users[has_tail], tail_rel, k)
+        out.update({f"tail/{m}": v for m, v in sub.items()})
+    return out
