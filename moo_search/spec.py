@@ -62,6 +62,14 @@ def is_known_metric(name: str) -> bool:
     return bool(_METRIC_RE.match(name)) or name in _COST_METRICS
 
 
+class _Located(ValueError):
+    """A cross-field error that knows the dotted location it belongs to."""
+
+    def __init__(self, loc: tuple[Any, ...], message: str) -> None:
+        self.loc = loc
+        super().__init__(message)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
@@ -112,7 +120,7 @@ class DataConfig(_Strict):
     @model_validator(mode="after")
     def _path_required(self) -> DataConfig:
         if self.dataset in ("csv", "recbole") and not self.path:
-            raise ValueError(f"dataset {self.dataset!r} needs data.path (a file or directory)")
+            raise _Located(("path",), f"dataset {self.dataset!r} needs data.path (a file or directory)")
         return self
 
 
@@ -160,7 +168,7 @@ class AdapterConfig(_Strict):
     @model_validator(mode="after")
     def _rank_positive(self) -> AdapterConfig:
         if self.type in ("lora", "dora") and self.r < 1:
-            raise ValueError(f"r: rank must be >= 1 for {self.type}, got {self.r}")
+            raise _Located(("r",), f"rank must be >= 1 for {self.type}, got {self.r}")
         return self
 
 
@@ -185,7 +193,7 @@ class LossConfig(_Strict):
     def _weights_not_all_zero(self) -> LossConfig:
         w = self.weights
         if w.ranking + w.ctr + w.diversity + w.novelty <= 0:
-            raise ValueError("weights: at least one loss weight must be > 0, got all zero")
+            raise _Located(("weights",), "at least one loss weight must be > 0, got all zero")
         return self
 
 
@@ -348,7 +356,9 @@ class DriverConfig(_Strict):
     @model_validator(mode="after")
     def _combo(self) -> DriverConfig:
         if self.backend == "pymoo" and self.algorithm not in ("nsga2", "nsga3"):
-            raise ValueError(f"algorithm: pymoo backend supports nsga2 and nsga3, got {self.algorithm!r}")
+            raise _Located(
+                ("algorithm",), f"pymoo backend supports nsga2 and nsga3, got {self.algorithm!r}"
+            )
         return self
 
 
@@ -486,14 +496,6 @@ class StudySpec(_Strict):
         if self.driver.algorithm == "nsga3" and len(self.objectives) < 2:
             raise _Located(("driver", "algorithm"), "nsga3 needs at least 2 objectives")
         return self
-
-
-class _Located(ValueError):
-    """A cross-field error that knows the dotted location it belongs to."""
-
-    def __init__(self, loc: tuple[Any, ...], message: str) -> None:
-        self.loc = loc
-        super().__init__(message)
 
 
 def _check_dimension_path(path: str, dim: Dimension) -> None:

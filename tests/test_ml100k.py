@@ -1,0 +1,33 @@
+"""Slow tier: the real MovieLens-100K (fetched into the cache) and the reference baselines."""
+
+from __future__ import annotations
+
+import pytest
+
+from moo_search.cli import main
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def test_fetch_and_info_report_the_known_counts(capsys):
+    assert main(["data", "fetch", "movielens-100k"]) == 0
+    assert main(["data", "info", "movielens-100k"]) == 0
+    out = capsys.readouterr().out
+    assert "users         943" in out
+    assert "items         1,682" in out
+    assert "interactions  100,000" in out
+
+
+def test_baselines_table_and_bpr_beats_mostpop_on_test(capsys):
+    import json
+
+    assert main(["baselines", str(REPO / "studies" / "quickstart.yaml"), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert set(res) >= {"Random", "MostPop", "BPR"}
+    for name in res:
+        for m in ("precision@10", "ndcg@10", "ild@10", "novelty@10", "coverage@10"):
+            assert m in res[name]["test"]
+    assert res["BPR"]["test"]["precision@10"] > res["MostPop"]["test"]["precision@10"]
+    assert res["MostPop"]["test"]["precision@10"] > res["Random"]["test"]["precision@10"]

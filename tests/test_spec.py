@@ -1,0 +1,124 @@
+"""The study spec: round trip, overrides, and bad input named by its field."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from moo_search import SpecError, load_spec
+from moo_search.cli import main
+from moo_search.spec import parse_override, spec_from_dict
+
+from .conftest import REPO
+
+BAD_SPECS = [
+    # (yaml text, the field the message must name, a phrase it must contain)
+    ("search_spcae: {}", "search_spcae", "did you mean 'search_space'"),
+    ("trian: {lr: 0.1}", "trian", "did you mean 'train'"),
+    ("train: {lrr: 0.1}", "train.lrr", "did you mean 'lr'"),
+    ("adapter: {type: lorra}", "adapter.type", "did you mean 'lora'"),
+    ("adapter: {type: lora, r: 0}", "adapter.r", "rank must be >= 1"),
+    ("train: {lr: 0}", "train.lr", "must be > 0"),
+    ("train: {lr: -0.001}", "train.lr", "must be > 0"),
+    ("search_space: {train.lr: {float: [0.1, 0.01]}}", "search_space.train.lr", "low must be <= high"),
+    ("search_space: {train.lr: {float: [0, 0.01], log: true}}", "search_space.train.lr", "log scale"),
+    ("search_space: {train.lrr: {float: [0.1, 0.2]}}", "search_space.train.lrr", "did you mean 'lr'"),
+    ("search_space: {trainn.lr: {float: [0.1, 0.2]}}", "search_space.trainn.lr", "did you mean 'train'"),
+    ("search_space: {adapter: {float: [0.1, 0.2]}}", "search_space.adapter", "is a section"),
+    ("search_space: {adapter.r: {integer: [1, 4]}}", "search_space.adapter.r", "{int: [low, high]}"),
+    ("search_space: {adapter.r: {categorical: []}}", "search_space.adapter.r", "non-empty"),
+    ("search_space: {adapter.r: {int: [1.5, 4]}}", "search_space.adapter.r", "integers"),
+    ("objectives: [{metric: precison@10, direction: maximize}]", "objectives.0.metric", "unknown metric"),
+    ("objectives: [{metric: ndcg@10, direction: up}]", "objectives.0.direction", "'minimize' or 'maximize'"),
+    ("objectives: [{metric: ndcg@10}]", "objectives.0.direction", "missing"),
+    ("objectives: []", "objectives", "at least one objective"),
+    ("constraints: ['precision@10 > 0.1']", "constraints", "expected '<metric> >= <number>'"),
+    ("constraints: ['precision@10 >= abc']", "constraints", "must be a number"),
+    ("constraints: ['precison@10 >= 0.1']", "constraints.0", "unknown metric"),
+    ("driver: {algorithm: nsga4}", "driver.algorithm", "nsga2"),
+    ("driver: {backend: pymoo, algorithm: tpe}", "driver.algorithm", "pymoo backend supports"),
+    ("driver: {reference_point: [1.0]}", "driver.reference_point", "one value per objective"),
+    ("budget: {n_trials: 0}", "budget.n_trials", "greater than or equal to 1"),
+    ("loss: {weights: {ranking: 0, ctr: 0, diversity: 0, novelty: 0}}", "loss.weights", "all zero"),
+    ("data: {dataset: csv}", "data.path", "needs data.path"),
+    ("data: {split: {ratios: [0.5, 0.1, 0.1]}}", "data.split.ratios", "summing to 1"),
+    ("fusion: {alpha: 1.5}", "fusion.alpha", "less than or equal to 1"),
+    ("objective: not a function", "objective", "module:function"),
+]
+
+
+@pytest.mark.parametrize(("text", "field", "phrase"), BAD_SPECS, ids=[b[1] + ":" + b[2][:20] for b in BAD_SPECS])
+def test_bad_spec_names_field(write, text, field, phrase):
+    path = write("bad.yaml", "name: t\n" + text + "\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    msg = str(info.value)
+    assert str(path) in msg
+    assert f"{field}:" in msg, msg
+    assert phrase in msg, msg
+
+
+def test_cli_prints_spec_error_without_traceback_and_exits_2(write, capsys):
+    path = write("bad.yaml", "name: t\nsearch_spcae: {}\n")
+    assert main(["baselines", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "search_spcae" in err and "search_space" in err
+    assert "Traceback" not in err
+
+
+def test_missing_and_malformed_files(write, tmp_path):
+    with pytest.raises(SpecError, match="spec file not found"):
+        load_spec(tmp_path / "nope.yaml")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(write("x.yaml", "name: [unclosed\n"))
+    with pytest.raises(SpecError, match="mapping at the top level"):
+        load_spec(write("y.yaml", "- a\n- b\n"))
+
+
+def test_quickstart_round_trips(tmp_path):
+    spec = load_spec(REPO / "studies" / "quickstart.yaml")
+    out = tmp_path / "resolved.yaml"
+    spec.save(out)
+    again = load_spec(out)
+    assert again == spec
+    assert yaml.safe_load(out.read_text())["search_space"]["train.lr"] == {
+        "float": [1e-4, 3e-3],
+        "log": True,
+    }
+
+
+def test_overrides_are_typed_like_yaml(write):
+    path = write("s.yaml", "name: t\n")
+    spec = load_spec(
+        path,
+        ["train.lr=3e-4", "adapter.type=dora", "adapter.layers=[4, 5]", "train.progress=false",
+         "search_space.fusion.alpha={float: [0, 1]}"],
+    )  # fmt: skip
+    assert spec.train.lr == pytest.approx(3e-4)
+    assert spec.adapter.type == "dora"
+    assert spec.adapter.layers == [4, 5]
+    assert spec.train.progress is False
+    assert spec.search_space["fusion.alpha"].high == 1
+    with pytest.raises(SpecError, match="train.lrr"):
+        load_spec(path, ["train.lrr=1"])
+    with pytest.raises(SpecError, match="path=value"):
+        parse_override("train.lr")
+
+
+def test_with_params_applies_dotted_paths_and_revalidates():
+    spec = spec_from_dict({"name": "t"})
+    s2 = spec.with_params({"loss.weights.novelty": 0.7, "adapter.r": 4})
+    assert s2.loss.weights.novelty == 0.7 and s2.adapter.r == 4
+    assert spec.loss.weights.novelty == 0.0  # original untouched
+    with pytest.raises(SpecError, match="adapter.r"):
+        spec.with_params({"adapter.r": 0})
+
+
+def test_builtin_problem_accepts_free_objectives():
+    spec = spec_from_dict(
+        {"name": "z", "objective": "zdt1", "problem": {"n_var": 10},
+         "objectives": [{"metric": "f1", "direction": "minimize"},
+                        {"metric": "f2", "direction": "minimize"}],
+         "search_space": {"x0": {"float": [0, 1]}}}
+    )  # fmt: skip
+    assert not spec.uses_default_trial
