@@ -87,6 +87,43 @@ def cmd_baselines(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trial(args: argparse.Namespace) -> int:
+    from moo_search.data import load_split
+    from moo_search.model.baselines import evaluate_baselines
+    from moo_search.spec import load_spec
+    from moo_search.trial import run_trial
+
+    spec = load_spec(args.spec, args.set)
+    if not spec.uses_default_trial:
+        raise MooSearchError(f"{args.spec}: `trial` runs the default objective; this spec uses {spec.objective!r}")
+    _ensure_data(spec)
+    print(f"trial: {spec.adapter.type} r={spec.adapter.r} on {spec.model.name_or_path}, "
+          f"{spec.data.dataset}, {spec.train.max_steps} steps", file=sys.stderr)  # fmt: skip
+    result = run_trial(spec, artifact_dir=args.artifacts)
+    rows: dict[str, list[tuple[str, dict[str, float]]]] = {"val": [], "test": []}
+    if not args.no_baselines:
+        ds, split = load_split(spec.data)
+        for name, res in evaluate_baselines(ds, split, spec.eval, seed=spec.seed).items():
+            for part in rows:
+                rows[part].append((name, res[part]))
+    if args.json:
+        print(json.dumps({"metrics": result.metrics, "cost": result.cost}, indent=2, sort_keys=True))
+        return 0
+    cols = (*_metric_columns(spec.eval.k), "ctr_auc")
+    for part in ("val", "test"):
+        print(f"\n{part}")
+        print(_table([("trial", result.metrics[part]), *rows[part]], cols))
+    c = result.cost
+    print(
+        f"\ncost: {c['seconds']:.1f}s wall ({c['train_seconds']:.1f}s training), "
+        f"{int(c['train_tokens']):,} training tokens, {int(c['trainable_params']):,} trainable "
+        f"parameters, peak memory {c['peak_mem_mb']:.0f} MB"
+    )
+    if result.artifact_dir:
+        print(f"artifacts: {result.artifact_dir}")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -116,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_baselines)
 
+    t = sub.add_parser("trial", help="Run the spec's base config once and print its metrics.")
+    with_spec(t)
+    t.add_argument("--artifacts", default=None, metavar="DIR", help="Write adapter, heads, metrics here.")
+    t.add_argument("--no-baselines", action="store_true", help="Skip the baseline rows.")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_trial)
     return p
 
 

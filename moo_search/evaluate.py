@@ -27,13 +27,15 @@ def evaluate_scorer(
     parts: tuple[str, ...] = ("val", "test"),
     features: np.ndarray | None = None,
     return_lists: bool = False,
+    ks: tuple[int, ...] = (),
 ) -> dict[str, dict[str, float]] | tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
     """Metrics per split part, e.g. ``{"val": {...}, "test": {...}}``."""
     features = ds.item_features() if features is None else features
     _, item_counts = split.train_counts()
     results: dict[str, dict[str, float]] = {}
     all_lists: dict[str, np.ndarray] = {}
-    k = eval_cfg.k
+    all_k = sorted({eval_cfg.k, *ks})
+    k = all_k[-1]
     for part in parts:
         ctx = EvalContext.from_split(
             split, part, features, cold_user_max=eval_cfg.cold_user_max, head_share=eval_cfg.head_share
@@ -55,6 +57,8 @@ def evaluate_scorer(
                 )  # fmt: skip
             else:
                 lists[start : start + len(batch)] = topk(s, k)
-        results[part] = evaluate_topk(lists, users, ctx, k)
+        results[part] = {}
+        for kk in all_k:
+            results[part].update(evaluate_topk(lists, users, ctx, kk))
         all_lists[part] = lists
     return (results, all_lists) if return_lists else results

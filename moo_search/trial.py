@@ -1,0 +1,304 @@
+"""``run_trial(config) -> TrialResult``: one PEFT fine-tune, evaluated on validation and test.
+
+The lifecycle (seeding, timing, data, model, training, evaluation, artifacts) lives in
+``run_trial``; the model-specific parts are the recommender and the training loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from moo_search.data import Dataset, Split, load_split, render_items, render_users
+from moo_search.evaluate import evaluate_scorer
+from moo_search.metrics import auc, logloss
+from moo_search.spec import StudySpec, spec_from_dict
+
+__all__ = ["TrialResult", "metric_value", "prepare_data", "run_trial"]
+
+logger = logging.getLogger("moo_search")
+
+_K_RE = re.compile(r"@(\d+)$")
+
+
+@dataclass
+class TrialResult:
+    """What a trial reports: metrics per split, cost, and where its artifacts are."""
+
+    metrics: dict[str, dict[str, float]]  # {"val": {...}, "test": {...}}
+    cost: dict[str, float]
+    artifact_dir: str | None = None
+    history: dict[str, Any] = field(default_factory=dict)
+    base_model: str = ""
+
+    def value(self, metric: str, split: str = "val") -> float:
+        return metric_value(self.metrics, self.cost, metric, split)
+
+    def values(self, metrics: list[str], split: str = "val") -> list[float]:
+        return [self.value(m, split) for m in metrics]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def metric_value(metrics: dict[str, dict[str, float]], cost: dict[str, float], metric: str,
+                 split: str = "val") -> float:  # fmt: skip
+    if metric.startswith("cost/"):
+        return float(cost[metric.removeprefix("cost/")])
+    if metric not in metrics[split]:
+        raise KeyError(f"metric {metric!r} was not computed (a slice with no users?)")
+    return float(metrics[split][metric])
+
+
+@dataclass
+class PreparedData:
+    ds: Dataset
+    split: Split
+    item_texts: list[str]
+    user_texts: list[str]
+    features: np.ndarray
+    item_counts: np.ndarray
+
+
+@lru_cache(maxsize=4)
+def _prepare(data_json: str) -> PreparedData:
+    from moo_search.spec import DataConfig
+
+    cfg = DataConfig.model_validate_json(data_json)
+    ds, split = load_split(cfg)
+    _, item_counts = split.train_counts()
+    return PreparedData(
+        ds=ds,
+        split=split,
+        item_texts=render_items(ds),
+        user_texts=render_users(ds, split.train, cfg.history_len),
+        features=ds.item_features(),
+        item_counts=item_counts,
+    )
+
+
+def prepare_data(spec: StudySpec) -> PreparedData:
+    """Dataset, split and texts for ``spec.data`` (cached per process)."""
+    if spec.data.dataset == "movielens-100k" and not spec.data.path:
+        from moo_search.data.movielens import fetch_movielens_100k, is_cached
+
+        if not is_cached():
+            fetch_movielens_100k()
+    return _prepare(spec.data.model_dump_json())
+
+
+def _requested_ks(spec: StudySpec) -> tuple[int, ...]:
+    names = [o.metric for o in spec.objectives] + [c.metric for c in spec.constraints]
+    names.append(spec.train.early_stop_metric)
+    return tuple(sorted({int(m.group(1)) for n in names if (m := _K_RE.search(n))}))
+
+
+def _seed_all(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _coerce(config: StudySpec | dict[str, Any] | str | Path) -> StudySpec:
+    if isinstance(config, StudySpec):
+        return config
+    if isinstance(config, dict):
+        return spec_from_dict(config)
+    from moo_search.spec import load_spec
+
+    return load_spec(config)
+
+
+def build_model(spec: StudySpec, data: PreparedData) -> tuple[Any, Any, str]:
+    """(Recommender, tokenizer, base model id); config errors surface here, before training."""
+    from moo_search.model.adapters import apply_adapter
+    from moo_search.model.encoder import load_encoder
+    from moo_search.model.recommender import Recommender
+
+    encoder, tokenizer, base_id = load_encoder(spec.model)
+    encoder = apply_adapter(encoder, spec.adapter)
+    n_train_users = max(int((np.bincount(data.split.train["user"], minlength=1) > 0).sum()), 1)
+    pop = np.where(data.item_counts > 0, data.item_counts / n_train_users, 1.0 / (n_train_users + 1))
+    model = Recommender(
+        encoder=encoder,
+        n_users=data.ds.n_users,
+        n_items=data.ds.n_items,
+        id_dim=spec.fusion.id_dim,
+        alpha=spec.fusion.alpha,
+        temperature=spec.loss.temperature,
+        pooling=spec.model.pooling,
+        item_logpop=np.log(pop),
+    )
+    return model, tokenizer, base_id
+
+
+def run_trial(
+    config: StudySpec | dict[str, Any] | str | Path,
+    *,
+    artifact_dir: str | Path | None = None,
+    keep_model: bool = False,
+) -> TrialResult:
+    """Fine-tune the configured adapter and evaluate it on validation and test.
+
+    Args:
+        config: A :class:`StudySpec` (its trial part is used), plain data or a YAML path.
+        artifact_dir: Where to write the adapter (PEFT format), heads, metrics, loss curve,
+            top-K lists and the resolved config. Nothing is written when None.
+        keep_model: Attach the trained model to ``result.history["_model"]`` (tests, export).
+
+    Raises:
+        SpecError: a config error found before training (model path, target modules, ...).
+        TrialFailed: training stopped for a stated reason (NaN or exploding loss).
+    """
+    from moo_search.model.tokens import tokenize_cached
+    from moo_search.train.loop import TrainData, pick_device, train
+
+    spec = _coerce(config)
+    t0 = time.perf_counter()
+    _seed_all(spec.seed)
+    device = pick_device(spec.train.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    data = prepare_data(spec)
+    model, tokenizer, base_id = build_model(spec, data)
+    model.to(device)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    item_tokens = tokenize_cached(tokenizer, data.item_texts, spec.model.max_item_length)
+    user_tokens = tokenize_cached(tokenizer, data.user_texts, spec.model.max_user_length)
+    split = data.split
+    thr = split.threshold
+    feats = data.features / np.maximum(np.linalg.norm(data.features, axis=1, keepdims=True), 1e-12)
+    n_train_users = max(int((np.bincount(split.train["user"], minlength=1) > 0).sum()), 1)
+    pop = np.where(data.item_counts > 0, data.item_counts / n_train_users, 1.0 / (n_train_users + 1))
+    tdata = TrainData(
+        users=split.train["user"].to_numpy(),
+        items=split.train["item"].to_numpy(),
+        clicks=(split.train["rating"].to_numpy() >= thr).astype(np.float32),
+        user_tokens=user_tokens,
+        item_tokens=item_tokens,
+        features=torch.as_tensor(feats, dtype=torch.float32),
+        self_information=torch.as_tensor(-np.log2(pop), dtype=torch.float32),
+    )
+    ks = _requested_ks(spec)
+
+    def embed() -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            if model.alpha > 0:
+                return (model.encode_table(item_tokens, device), model.encode_table(user_tokens, device))
+            z = torch.zeros(1, 1, device=device)
+            return z, z
+
+    def scorer(item_emb: torch.Tensor, user_emb: torch.Tensor) -> Any:
+        def score(users: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                u = torch.as_tensor(users, device=device)
+                r = model.collaborative(u)
+                s = user_emb[u] @ item_emb.T if model.alpha > 0 else torch.zeros_like(r)
+                return model.fuse(s, r).float().cpu().numpy()
+
+        return score
+
+    def validate() -> dict[str, float]:
+        item_emb, user_emb = embed()
+        res = evaluate_scorer(
+            scorer(item_emb, user_emb), data.ds, split, eval_cfg=spec.eval, rerank_cfg=spec.rerank,
+            parts=("val",), features=data.features, ks=ks,
+        )  # fmt: skip
+        assert isinstance(res, dict)
+        return res["val"]
+
+    history = train(
+        model, tdata, train_cfg=spec.train, loss_cfg=spec.loss, seed=spec.seed, device=device,
+        evaluate=validate,
+    )  # fmt: skip
+
+    item_emb, user_emb = embed()
+    out = evaluate_scorer(
+        scorer(item_emb, user_emb), data.ds, split, eval_cfg=spec.eval, rerank_cfg=spec.rerank,
+        parts=("val", "test"), features=data.features, ks=ks, return_lists=True,
+    )  # fmt: skip
+    assert isinstance(out, tuple)
+    metrics, lists = out
+    for part in ("val", "test"):
+        metrics[part].update(_ctr_metrics(model, split, part, item_emb, user_emb, device))
+
+    peak = (
+        torch.cuda.max_memory_allocated() / 2**20
+        if device.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    cost = {
+        "seconds": time.perf_counter() - t0,
+        "train_seconds": history.seconds,
+        "train_tokens": float(history.train_tokens),
+        "trainable_params": float(trainable),
+        "peak_mem_mb": float(peak),
+    }
+    result = TrialResult(
+        metrics=metrics, cost=cost, history=history.to_dict(), base_model=base_id,
+    )  # fmt: skip
+    if artifact_dir is not None:
+        result.artifact_dir = str(_write_artifacts(Path(artifact_dir), spec, model, result, lists, split))
+    if keep_model:
+        result.history["_model"] = model
+    logger.info("trial done in %.1fs: %s", cost["seconds"],
+                {k: round(v, 4) for k, v in metrics["val"].items() if "/" not in k})  # fmt: skip
+    return result
+
+
+def _ctr_metrics(model: Any, split: Split, part: str, item_emb: torch.Tensor, user_emb: torch.Tensor,
+                 device: torch.device) -> dict[str, float]:  # fmt: skip
+    """CTR head against the held-out exposures of ``part`` (click = rating >= threshold)."""
+    df = split.part(part)
+    if len(df) == 0:
+        return {}
+    with torch.no_grad():
+        u = torch.as_tensor(df["user"].to_numpy(), device=device)
+        i = torch.as_tensor(df["item"].to_numpy(), device=device)
+        r = model.collaborative(u, i)
+        text = item_emb[i] if model.alpha > 0 else None
+        p = torch.sigmoid(model.ctr_logit(u, i, r, text)).float().cpu().numpy()
+    y = (df["rating"].to_numpy() >= split.threshold).astype(np.float64)
+    return {"ctr_auc": auc(y, p), "ctr_logloss": logloss(y, p)}
+
+
+def _write_artifacts(root: Path, spec: StudySpec, model: Any, result: TrialResult,
+                     lists: dict[str, np.ndarray], split: Split) -> Path:  # fmt: skip
+    from safetensors.torch import save_file
+
+    from moo_search.metrics import EvalContext
+
+    root.mkdir(parents=True, exist_ok=True)
+    spec.save(root / "config.yaml")
+    if spec.adapter.type != "none":
+        model.encoder.save_pretrained(str(root / "adapter"))
+    save_file(model.head_state(), str(root / "heads.safetensors"))
+    users = {
+        part: EvalContext.from_split(split, part, np.zeros((split.n_items, 1))).users
+        for part in lists
+    }
+    np.savez_compressed(
+        root / "lists.npz",
+        **{f"{p}_users": users[p] for p in lists},
+        **{f"{p}_lists": lists[p] for p in lists},
+    )
+    (root / "metrics.json").write_text(
+        json.dumps({"metrics": result.metrics, "cost": result.cost, "base_model": result.base_model},
+                   indent=2, sort_keys=True)  # fmt: skip
+    )
+    curve = {k: result.history[k] for k in ("steps", "loss", "terms", "evals", "best_step")}
+    (root / "loss_curve.json").write_text(json.dumps(curve, sort_keys=True))
+    return root

@@ -1,0 +1,135 @@
+"""The default trial on a tiny random BERT and synthetic data with planted structure."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from moo_search import SpecError, TrialFailed, run_trial
+from moo_search.model.adapters import ADAPTERS
+from moo_search.model.baselines import evaluate_baselines
+from moo_search.trial import prepare_data
+
+from .helpers import tiny_spec
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    spec = tiny_spec(**{"eval.cold_user_max": 20})  # synthetic users have 20 train items
+    art = tmp_path_factory.mktemp("art")
+    return spec, run_trial(spec, artifact_dir=art, keep_model=True)
+
+
+def test_training_lowers_loss_and_beats_mostpop(trained):
+    spec, result = trained
+    loss = result.history["loss"]
+    assert np.mean(loss[-5:]) < np.mean(loss[:5]) - 0.1
+    d = prepare_data(spec)
+    base = evaluate_baselines(d.ds, d.split, spec.eval, names=("MostPop",))
+    assert result.value("precision@10") > 1.5 * base["MostPop"]["val"]["precision@10"]
+    assert 0.5 < result.metrics["val"]["ctr_auc"] <= 1.0
+
+
+def test_result_has_every_metric_on_val_and_test_and_the_cost(trained):
+    _, result = trained
+    for part in ("val", "test"):
+        m = result.metrics[part]
+        for name in ("precision@10", "recall@10", "ndcg@10", "hit@10", "mrr@10", "ild@10",
+                     "novelty@10", "coverage@10", "tail_share@10", "gini@10", "ctr_auc",
+                     "ctr_logloss", "cold/precision@10", "tail/recall@10"):  # fmt: skip
+            assert name in m and np.isfinite(m[name]), name
+    assert result.cost["trainable_params"] > 0 and result.cost["train_tokens"] > 0
+    assert result.value("cost/seconds") > 0
+
+
+def test_adapter_really_trains_and_loads_with_plain_peft(trained):
+    from peft import PeftModel
+
+    from moo_search.model.encoder import load_encoder
+
+    spec, result = trained
+    model = result.history["_model"]
+    bs = [p for n, p in model.encoder.named_parameters() if "lora_B" in n]
+    assert bs and all(float(b.abs().sum()) > 0 for b in bs)
+    base, _, _ = load_encoder(spec.model)  # same seed -> same random base weights
+    loaded = PeftModel.from_pretrained(base, f"{result.artifact_dir}/adapter")
+    a = dict(loaded.named_parameters())
+    for n, p in model.encoder.named_parameters():
+        if "lora_B" in n:
+            assert torch.allclose(a[n], p.detach())
+    files = {p.name for p in __import__("pathlib").Path(result.artifact_dir).iterdir()}
+    assert {"adapter", "heads.safetensors", "metrics.json", "loss_curve.json", "config.yaml",
+            "lists.npz"} <= files  # fmt: skip
+    saved = json.loads((__import__("pathlib").Path(result.artifact_dir) / "metrics.json").read_text())
+    assert saved["metrics"]["val"]["precision@10"] == result.value("precision@10")
+
+
+def test_seeded_trial_is_deterministic_on_cpu():
+    a = run_trial(tiny_spec(**{"train.max_steps": 10}))
+    b = run_trial(tiny_spec(**{"train.max_steps": 10}))
+    assert a.metrics == b.metrics
+
+
+def test_novelty_weight_raises_novelty():
+    base = run_trial(tiny_spec())
+    novel = run_trial(tiny_spec(**{"loss.weights": {"ranking": 1.0, "ctr": 0.2, "novelty": 3.0}}))
+    assert novel.value("novelty@10") > base.value("novelty@10") + 0.05
+
+
+def test_popularity_penalty_raises_novelty_and_lower_mmr_lambda_raises_ild(trained):
+    spec, base = trained
+    pen = run_trial(spec.with_params({"rerank.pop_penalty": 0.5}))
+    assert pen.value("novelty@10") > base.value("novelty@10") + 0.05
+    mmr = run_trial(spec.with_params({"rerank.mmr_lambda": 0.3}))
+    assert mmr.value("ild@10") > base.value("ild@10") + 0.02
+
+
+@pytest.mark.parametrize("adapter", sorted(ADAPTERS))
+def test_every_adapter_type_runs(adapter):
+    r = run_trial(tiny_spec(**{"adapter.type": adapter, "train.max_steps": 5}))
+    assert np.isfinite(r.value("precision@10"))
+    if adapter == "none":
+        assert r.cost["trainable_params"] < run_trial(tiny_spec(**{"train.max_steps": 1})).cost[
+            "trainable_params"
+        ]
+
+
+def test_unknown_target_module_fails_before_training(monkeypatch):
+    import moo_search.train.loop as loop
+
+    monkeypatch.setattr(loop, "train", lambda *a, **k: pytest.fail("training started"))
+    with pytest.raises(SpecError, match=r"adapter.target_modules: target module 'qury'"):
+        run_trial(tiny_spec(**{"adapter.target_modules": ["qury"]}))
+    with pytest.raises(SpecError, match=r"adapter.layers: layers \[7\] do not exist"):
+        run_trial(tiny_spec(**{"adapter.layers": [7]}))
+
+
+def test_missing_model_path_fails_before_training():
+    spec = tiny_spec(**{"model.tiny": None, "model.name_or_path": "/nonexistent/model"})
+    with pytest.raises(SpecError, match="model.name_or_path: model path '/nonexistent/model' does not exist"):
+        run_trial(spec)
+
+
+def test_bad_trial_configs_fail_at_load():
+    with pytest.raises(SpecError, match="adapter.r"):
+        tiny_spec(**{"adapter.r": 0})
+    with pytest.raises(SpecError, match="train.lr"):
+        tiny_spec(**{"train.lr": 0.0})
+
+
+def test_nan_loss_stops_the_trial_with_a_reason(monkeypatch):
+    import moo_search.train.losses as losses
+
+    monkeypatch.setattr(losses, "ctr_loss", lambda logit, click: logit.sum() * float("nan"))
+    with pytest.raises(TrialFailed, match="loss became nan at step 0"):
+        run_trial(tiny_spec(**{"train.max_steps": 3}))
+
+
+def test_early_stopping_restores_best_and_records_evals():
+    r = run_trial(tiny_spec(**{"train.max_steps": 40, "train.eval_every": 10, "train.patience": 1}))
+    evals = r.history["evals"]
+    assert evals and all("ndcg@10" in e for e in evals)
+    assert r.history["best_step"] <= r.history["steps"][-1]
