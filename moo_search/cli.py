@@ -124,6 +124,63 @@ def cmd_trial(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_progress(prog: Any) -> None:
+    print(prog.line(), file=sys.stderr, flush=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from moo_search.drivers import run_study
+    from moo_search.spec import load_spec
+
+    spec = load_spec(args.spec, args.set)
+    _ensure_data(spec)
+    n = args.n_trials or spec.budget.n_trials
+    url = args.storage or spec.storage_url
+    print(f"study {args.study_name or spec.name!r}: {spec.driver.backend} {spec.driver.algorithm}, "
+          f"{n} trials, storage {url}", file=sys.stderr)  # fmt: skip
+    study = run_study(
+        spec, n_trials=args.n_trials, storage=args.storage, study_name=args.study_name,
+        workers=args.workers, on_progress=_print_progress, report=not args.no_report,
+    )  # fmt: skip
+    _print_summary(study, spec)
+    return 0
+
+
+def _print_summary(study: Any, spec: Any) -> None:
+    from optuna.trial import TrialState
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    print(f"\n{len(complete)} complete, {len(failed)} failed trials in study {study.study_name!r}")
+    if complete:
+        names = [o.metric for o in spec.objectives]
+        rows = [(f"trial {t.number}", dict(zip(names, t.values))) for t in study.best_trials]
+        print(f"Pareto front ({len(rows)} trials, validation):")
+        print(_table(rows, names))
+    index = spec.study_dir / "index.html"
+    if index.is_file():
+        print(f"report: {index}")
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from moo_search.drivers import run_worker
+    from moo_search.spec import load_spec
+
+    spec = load_spec(args.spec, args.set)
+    _ensure_data(spec)
+    if args.workers > 1:
+        from moo_search.drivers import _run_local_workers, _context, open_storage, open_study, _sampler
+
+        store = open_storage(args.storage)
+        name = args.study_name or spec.name
+        study = open_study(spec, storage=store, study_name=name, create=False, sampler=_sampler(spec))
+        ctx = _context(spec, study, args.storage, spec.budget.n_trials, None, _print_progress)
+        _run_local_workers(spec, ctx, args.storage, name, spec.budget.n_trials, None, args.workers)
+        return 0
+    run_worker(spec, storage=args.storage, study_name=args.study_name, on_progress=_print_progress)
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -152,6 +209,22 @@ def build_parser() -> argparse.ArgumentParser:
     with_spec(b)
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_baselines)
+
+    r = sub.add_parser("run", help="Create or resume a study and run it to its budget.")
+    with_spec(r)
+    r.add_argument("--n-trials", type=int, default=None, help="Budget of complete trials (spec: budget.n_trials).")
+    r.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite in reports/<study>/).")
+    r.add_argument("--study-name", default=None, help="Study name (default: the spec's name).")
+    r.add_argument("--workers", type=int, default=1, help="Local worker processes (one per GPU when several).")
+    r.add_argument("--no-report", action="store_true", help="Do not build the HTML report at the end.")
+    r.set_defaults(func=cmd_run)
+
+    w = sub.add_parser("worker", help="Join a running study from this host.")
+    with_spec(w)
+    w.add_argument("--storage", required=True, help="The study's storage URL (e.g. postgresql://...).")
+    w.add_argument("--study-name", default=None)
+    w.add_argument("--workers", type=int, default=1, help="Processes on this host (one per GPU).")
+    w.set_defaults(func=cmd_worker)
 
     t = sub.add_parser("trial", help="Run the spec's base config once and print its metrics.")
     with_spec(t)
@@ -184,7 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"moo-search: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("moo-search: interrupted", file=sys.stderr)
+        print("moo-search: interrupted; a running trial was marked failed. "
+              "Run the same command again to resume.", file=sys.stderr)  # fmt: skip
         return 130
     except FileNotFoundError as e:
         print(f"moo-search: error: {e.filename or e}: file not found", file=sys.stderr)

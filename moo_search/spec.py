@@ -352,6 +352,8 @@ class DriverConfig(_Strict):
     reference_point: list[float] | None = Field(
         None, description="Hypervolume reference point in objective units (default: derived)."
     )
+    heartbeat_interval: int = Field(10, ge=1, description="Seconds between a running trial's heartbeats.")
+    grace_period: int = Field(30, ge=2, description="A trial silent this long is failed and retried.")
 
     @model_validator(mode="after")
     def _combo(self) -> DriverConfig:
@@ -365,6 +367,7 @@ class DriverConfig(_Strict):
 class BudgetConfig(_Strict):
     n_trials: int = Field(12, ge=1)
     timeout: float | None = Field(None, gt=0, description="Seconds; stop launching new trials after.")
+    max_failures: int = Field(10, ge=1, description="Stop a run after this many failed trials.")
 
 
 _TRIAL_SECTIONS = ("seed", "data", "model", "adapter", "fusion", "loss", "train", "rerank", "eval")

@@ -1,0 +1,259 @@
+"""Study drivers (Optuna, pymoo) behind one small protocol, over one Optuna storage.
+
+``run_study(spec)`` creates or resumes a study and runs it to its budget; ``run_worker``
+joins a running study from any host; ``load_study`` opens one for reports and exports.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from moo_search.drivers._optuna import OptunaDriver, make_sampler
+from moo_search.drivers._pymoo import PymooDriver
+from moo_search.drivers._storage import open_storage, resolve_storage_arg
+from moo_search.drivers._study import (
+    ATTR,
+    STUDY_ATTR,
+    StudyContext,
+    StudyProgress,
+    base_params,
+    count_states,
+    make_evaluator,
+    open_study,
+    report_progress,
+    search_space,
+)
+from moo_search.errors import MooSearchError, SpecError, StorageError
+from moo_search.spec import StudySpec, spec_from_dict
+
+__all__ = [
+    "ATTR",
+    "DRIVERS",
+    "STUDY_ATTR",
+    "Driver",
+    "StudyProgress",
+    "load_study",
+    "open_storage",
+    "run_study",
+    "run_worker",
+]
+
+logger = logging.getLogger("moo_search")
+
+
+class Driver(Protocol):
+    """Runs trials of ``ctx.study`` until ``ctx.n_trials`` are complete (or time runs out)."""
+
+    name: str
+
+    def run(self, ctx: StudyContext, *, max_failures: int) -> None: ...
+
+
+DRIVERS: dict[str, Callable[[], Driver]] = {"optuna": OptunaDriver, "pymoo": PymooDriver}
+
+
+def _sampler(spec: StudySpec) -> Any:
+    import optuna
+
+    if spec.driver.backend == "pymoo":
+        return optuna.samplers.RandomSampler(seed=spec.driver.seed)  # params are always enqueued
+    return make_sampler(spec.driver, constrained=bool(spec.constraints))
+
+
+def _context(spec: StudySpec, study: Any, url: str, n_trials: int, timeout: float | None,
+             on_progress: Callable[[StudyProgress], None] | None) -> StudyContext:  # fmt: skip
+    return StudyContext(
+        spec=spec, study=study, storage_url=url, study_dir=spec.study_dir, evaluate=make_evaluator(spec),
+        space=search_space(spec), n_trials=n_trials, timeout=timeout, on_progress=on_progress,
+    )  # fmt: skip
+
+
+def _enqueue_anchors(spec: StudySpec, study: Any) -> None:
+    if study.user_attrs.get(STUDY_ATTR.ENQUEUED) or study.trials:
+        return
+    anchors: list[tuple[str, dict[str, Any]]] = []
+    base = base_params(spec)
+    if base:
+        anchors.append(("base", base))
+    for i, named in enumerate(spec.enqueue):
+        params = {k: v for k, v in named.items() if k != "name"}
+        unknown = [k for k in params if k not in spec.search_space]
+        if unknown:
+            raise SpecError(f"params {unknown} are not search dimensions", field=f"enqueue.{i}")
+        anchors.append((str(named.get("name", f"enqueued-{i}")), params))
+    for name, params in anchors:
+        study.enqueue_trial(params, user_attrs={ATTR.ANCHOR: name})
+    study.set_user_attr(STUDY_ATTR.ENQUEUED, [a[0] for a in anchors])
+
+
+def _record_baselines(spec: StudySpec, study: Any) -> None:
+    if not spec.uses_default_trial or STUDY_ATTR.BASELINES in study.user_attrs:
+        return
+    from moo_search.model.baselines import evaluate_baselines
+    from moo_search.trial import prepare_data
+
+    data = prepare_data(spec)
+    res = evaluate_baselines(data.ds, data.split, spec.eval, seed=spec.seed)
+    study.set_user_attr(STUDY_ATTR.BASELINES, res)
+
+
+def _worker_entry(spec_dict: dict[str, Any], url: str, study_name: str, n_trials: int,
+                  timeout: float | None, gpu: int | None) -> None:  # fmt: skip
+    """A spawned local worker process."""
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    logging.getLogger("optuna").setLevel(logging.ERROR)
+    spec = spec_from_dict(spec_dict)
+    try:
+        run_worker(spec, storage=url, study_name=study_name, n_trials=n_trials, timeout=timeout)
+    except KeyboardInterrupt:
+        pass
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except ImportError:  # pragma: no cover
+        return 0
+
+
+def run_study(
+    spec: StudySpec,
+    *,
+    n_trials: int | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    workers: int = 1,
+    timeout: float | None = None,
+    on_progress: Callable[[StudyProgress], None] | None = None,
+    report: bool = True,
+) -> Any:
+    """Create or resume the study and run it until ``n_trials`` trials are complete.
+
+    Running again continues to the budget; finished trials are never repeated. A failed
+    trial is recorded with its reason and the study goes on. Returns the ``optuna.Study``.
+    """
+    n = n_trials or spec.budget.n_trials
+    url = storage or spec.storage_url
+    name = study_name or spec.name
+    timeout = timeout if timeout is not None else spec.budget.timeout
+    if workers < 1:
+        raise SpecError(f"--workers must be >= 1, got {workers}", field="workers")
+    if workers > 1 and url.startswith("memory"):
+        raise SpecError("several workers need a shared storage (sqlite:/// or postgresql://), not memory",
+                        field="storage")  # fmt: skip
+    if workers > 1 and spec.driver.backend == "pymoo":
+        raise SpecError("the pymoo driver evaluates in one process; use --workers 1 or driver.backend: optuna",
+                        field="driver.backend")  # fmt: skip
+    spec.study_dir.mkdir(parents=True, exist_ok=True)
+    spec.save(spec.study_dir / "spec.yaml")
+    store = open_storage(url, heartbeat_interval=spec.driver.heartbeat_interval,
+                         grace_period=spec.driver.grace_period)  # fmt: skip
+    study = open_study(spec, storage=store, study_name=name, create=True, sampler=_sampler(spec))
+    _enqueue_anchors(spec, study)
+    _record_baselines(spec, study)
+    ctx = _context(spec, study, url, n, timeout, on_progress)
+    done = count_states(study)["COMPLETE"]
+    if done:
+        logger.info("resuming study %r: %d/%d trials complete", name, done, n)
+    if workers == 1:
+        try:
+            DRIVERS[spec.driver.backend]().run(ctx, max_failures=spec.budget.max_failures)
+        finally:
+            report_progress(ctx, force=True)
+    else:
+        _run_local_workers(spec, ctx, url, name, n, timeout, workers)
+    if report and spec.uses_default_trial:
+        _build_report(spec, url, name)
+    return study
+
+
+def _run_local_workers(spec: StudySpec, ctx: StudyContext, url: str, name: str, n: int,
+                       timeout: float | None, workers: int) -> None:  # fmt: skip
+    gpus = _gpu_count()
+    proc_ctx = mp.get_context("spawn")
+    procs = [
+        proc_ctx.Process(
+            target=_worker_entry, args=(spec.to_dict(), url, name, n, timeout, (i % gpus) if gpus else None),
+            name=f"moo-search-worker-{i}",
+        )  # fmt: skip
+        for i in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    last = None
+    try:
+        while any(p.is_alive() for p in procs):
+            time.sleep(2.0)
+            counts = count_states(ctx.study)
+            key = (counts["COMPLETE"], counts["FAIL"], counts["RUNNING"])
+            if key != last:
+                last = key
+                report_progress(ctx, force=True)
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+    report_progress(ctx, force=True)
+
+
+def _build_report(spec: StudySpec, url: str, name: str) -> None:
+    try:
+        from moo_search.report import build_report
+    except ImportError:  # pragma: no cover - report not installed
+        return
+    try:
+        path = build_report(url, study_name=name, out=spec.study_dir / "index.html")
+        logger.info("report: %s", path)
+    except MooSearchError as e:
+        logger.warning("could not build the report: %s", e)
+
+
+def run_worker(
+    spec: StudySpec,
+    *,
+    storage: str,
+    study_name: str | None = None,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    on_progress: Callable[[StudyProgress], None] | None = None,
+) -> Any:
+    """Join a running study (created by ``moo-search run``) and work until its budget is met."""
+    name = study_name or spec.name
+    store = open_storage(storage, heartbeat_interval=spec.driver.heartbeat_interval,
+                         grace_period=spec.driver.grace_period)  # fmt: skip
+    study = open_study(spec, storage=store, study_name=name, create=False, sampler=_sampler(spec))
+    if spec.driver.backend == "pymoo":
+        raise SpecError("a pymoo-driven study takes no extra workers; use driver.backend: optuna",
+                        field="driver.backend")  # fmt: skip
+    ctx = _context(spec, study, storage, n_trials or spec.budget.n_trials, timeout, on_progress)
+    DRIVERS[spec.driver.backend]().run(ctx, max_failures=spec.budget.max_failures)
+    return study
+
+
+def load_study(target: str | Path, study_name: str | None = None) -> Any:
+    """Open a study by its directory (``reports/<study>``), a ``.db`` file or a storage URL.
+
+    With one study in the storage ``study_name`` may be omitted.
+    """
+    import optuna
+
+    url, _ = resolve_storage_arg(str(target))
+    store = open_storage(url, heartbeat_interval=None, grace_period=None)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage=store)]
+    if study_name is None:
+        if len(names) != 1:
+            raise StorageError(
+                f"{target} holds {len(names)} studies ({', '.join(names) or 'none'}); pass --study-name"
+            )
+        study_name = names[0]
+    if study_name not in names:
+        raise StorageError(f"{target} has no study {study_name!r}; it has: {', '.join(names) or 'none'}")
+    return optuna.load_study(study_name=study_name, storage=store)

@@ -1,0 +1,82 @@
+"""Opening the one Optuna storage a study lives in."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from moo_search.errors import StorageError
+
+__all__ = ["open_storage", "resolve_storage_arg"]
+
+logger = logging.getLogger("moo_search")
+
+HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats
+GRACE_PERIOD = 30  # a RUNNING trial silent for this long is failed (and retried)
+MAX_RETRY = 2
+
+
+def open_storage(
+    url: str, *, heartbeat_interval: int | None = HEARTBEAT_INTERVAL, grace_period: int | None = GRACE_PERIOD
+) -> Any:
+    """An Optuna storage for ``url``.
+
+    ``sqlite:///path`` (the embedded default; busy timeout so that a few local worker
+    processes can share it), ``postgresql://...`` / ``mysql+pymysql://...`` for studies that
+    span hosts, ``memory://`` for tests and benchmarks. RDB storages get heartbeats: a worker
+    that dies mid-trial has its trial failed after ``grace_period`` and retried.
+    """
+    import optuna
+    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+
+    if url in ("memory", "memory://", ":memory:"):
+        return optuna.storages.InMemoryStorage()
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite:"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs = {"connect_args": {"timeout": 120}}
+    else:
+        engine_kwargs = {"pool_pre_ping": True}
+    try:
+        return RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            failed_trial_callback=RetryFailedTrialCallback(max_retry=MAX_RETRY) if heartbeat_interval else None,
+        )
+    except ImportError as e:
+        raise StorageError(
+            f"storage {_redact(url)}: the database driver is missing ({e}); "
+            "install moo-search[postgres] or moo-search[mysql]"
+        ) from None
+    except Exception as e:  # sqlalchemy raises many types for a bad URL or host
+        raise StorageError(f"cannot open storage {_redact(url)}: {str(e).splitlines()[0]}") from None
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a database URL."""
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url
+
+
+def resolve_storage_arg(target: str) -> tuple[str, Path | None]:
+    """A study directory (holding study.db) or a storage URL -> (url, study dir or None)."""
+    if "://" in target or target.startswith("memory"):
+        return target, None
+    p = Path(target)
+    if p.is_dir():
+        db = p / "study.db"
+        if not db.is_file():
+            raise StorageError(f"{p}: no study.db in this directory; pass the study directory or a storage URL")
+        return f"sqlite:///{db.as_posix()}", p
+    if p.is_file() and p.suffix in (".db", ".sqlite", ".sqlite3"):
+        return f"sqlite:///{p.as_posix()}", p.parent
+    raise StorageError(f"{target}: not a study directory, a .db file or a storage URL")
