@@ -30,3 +30,20 @@ def tiny_spec(**overrides: Any) -> StudySpec:
             node = node.setdefault(p, {})
         node[last] = value
     return spec_from_dict(raw)
+
+
+def custom_spec(fn: str, *, n_trials: int, backend: str = "optuna", storage: str = "memory://",
+                out_dir: str = "reports/test", **extra: Any) -> StudySpec:  # fmt: skip
+    raw: dict[str, Any] = {
+        "name": "custom",
+        "objective": f"tests.objectives:{fn}",
+        "search_space": {"x": {"float": [0.0, 1.0]}, "y": {"float": [0.0, 1.0]}},
+        "objectives": [{"metric": "a", "direction": "minimize"}, {"metric": "b", "direction": "minimize"}],
+        "driver": {"backend": backend, "algorithm": "nsga2", "population": 4, "seed": 1,
+                   "reference_point": [2.5, 2.5]},
+        "budget": {"n_trials": n_trials},
+        "storage": storage,
+        "out_dir": out_dir,
+    }  # fmt: skip
+    raw.update(extra)
+    return spec_from_dict(raw)

@@ -120,7 +120,7 @@ class PymooDriver:
                     self._optimize_one(ctx, runner)
                     values, violations = runner.last_values, runner.last_violations
                 if values is not None:
-                    complete += 1
+                    complete += slot not in done
                     F[j] = np.asarray(values) * sign
                     G[j, :-1] = violations
                 else:

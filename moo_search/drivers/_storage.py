@@ -27,8 +27,10 @@ def open_storage(
     span hosts, ``memory://`` for tests and benchmarks. RDB storages get heartbeats: a worker
     that dies mid-trial has its trial failed after ``grace_period`` and retried.
     """
+    import warnings
+
     import optuna
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+    from optuna.storages import RDBStorage
 
     if url in ("memory", "memory://", ":memory:"):
         return optuna.storages.InMemoryStorage()
@@ -40,14 +42,18 @@ def open_storage(
         engine_kwargs = {"connect_args": {"timeout": 120}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
+    retry: dict[str, Any] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = _retry_callback(RDBStorage, heartbeat_interval)
     try:
-        return RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            failed_trial_callback=RetryFailedTrialCallback(max_retry=MAX_RETRY) if heartbeat_interval else None,
-        )
+        with warnings.catch_warnings():
+            # heartbeats are marked experimental in Optuna; we rely on them deliberately
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period, **retry,
+            )  # fmt: skip
     except ImportError as e:
         raise StorageError(
             f"storage {_redact(url)}: the database driver is missing ({e}); "
@@ -55,6 +61,21 @@ def open_storage(
         ) from None
     except Exception as e:  # sqlalchemy raises many types for a bad URL or host
         raise StorageError(f"cannot open storage {_redact(url)}: {str(e).splitlines()[0]}") from None
+
+
+def _retry_callback(rdb: Any, heartbeat_interval: int | None) -> dict[str, Any]:
+    """Retry heartbeat-stale trials: ``heartbeat_stale_trial_callback`` on Optuna >= 4.9,
+    ``failed_trial_callback`` before."""
+    import inspect
+
+    import optuna
+
+    if not heartbeat_interval:
+        return {}
+    if "heartbeat_stale_trial_callback" in inspect.signature(rdb).parameters:
+        cb = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+        return {"heartbeat_stale_trial_callback": cb}
+    return {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)}
 
 
 def _redact(url: str) -> str:

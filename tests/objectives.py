@@ -1,0 +1,45 @@
+"""Custom objectives (``objective: tests.objectives:NAME``) for driver tests."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+
+def sphere2(params: dict[str, Any], spec: Any) -> dict[str, float]:
+    """Two objectives over x, y in [0, 1]: distance to (0, 0) and to (1, 1)."""
+    x, y = float(params["x"]), float(params["y"])
+    return {"a": x * x + y * y, "b": (1 - x) ** 2 + (1 - y) ** 2}
+
+
+def flaky(params: dict[str, Any], spec: Any) -> dict[str, float]:
+    """Fails for x > 0.7 with a clear reason."""
+    if float(params["x"]) > 0.7:
+        raise ValueError(f"x={params['x']:.3f} is out of the supported range")
+    return sphere2(params, spec)
+
+
+def slow(params: dict[str, Any], spec: Any) -> dict[str, float]:
+    """Takes a moment, so that workers overlap; a marker file exists while it runs."""
+    marker_dir = os.environ.get("MOO_TEST_MARKERS")
+    marker = Path(marker_dir, f"{os.getpid()}.running") if marker_dir else None
+    if marker is not None:
+        marker.write_text(str(params))
+    time.sleep(float(os.environ.get("MOO_TEST_SLEEP", "0.3")))
+    if marker is not None:
+        marker.unlink()
+    return sphere2(params, spec)
+
+
+def interrupt_at(params: dict[str, Any], spec: Any) -> dict[str, float]:
+    """Raises KeyboardInterrupt (like Ctrl-C) when the marker file says so."""
+    flag = Path(os.environ["MOO_TEST_INTERRUPT"])
+    if flag.exists():
+        n = int(flag.read_text())
+        if n == 0:
+            flag.unlink()
+            raise KeyboardInterrupt
+        flag.write_text(str(n - 1))
+    return sphere2(params, spec)

@@ -1,0 +1,154 @@
+"""Drivers: exact budgets, resume, failures, records, and equivalence with the bare libraries."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from moo_search.drivers import ATTR, STUDY_ATTR, load_study, run_study
+from moo_search.drivers._pymoo import decode, encode_bounds
+from moo_search.spec import Dimension
+
+from .helpers import custom_spec, tiny_spec
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+BACKENDS = ["optuna", "pymoo"]
+
+
+def _numbers(study, state=TrialState.COMPLETE):
+    return [t.number for t in study.get_trials(states=(state,))]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_runs_exactly_the_budget_and_records_everything(backend, tmp_path):
+    spec = custom_spec("sphere2", n_trials=11, backend=backend, out_dir=str(tmp_path))
+    study = run_study(spec, report=False)
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 11
+    t = done[0]
+    assert set(t.params) == {"x", "y"}
+    assert t.user_attrs[ATTR.METRICS]["val"]["a"] == pytest.approx(t.values[0])
+    assert t.user_attrs[ATTR.PARAMS] == t.params
+    assert study.user_attrs[STUDY_ATTR.REFERENCE] == [2.5, 2.5]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_resume_continues_to_the_budget_without_duplicates(backend, tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    spec = custom_spec("sphere2", n_trials=14, backend=backend, storage=url, out_dir=str(tmp_path))
+    run_study(spec, n_trials=6, report=False)  # "interrupted" after 6
+    first = load_study(url)
+    assert len(_numbers(first)) == 6
+    before = {t.number: t.params for t in first.get_trials(states=(TrialState.COMPLETE,))}
+    study = run_study(spec, report=False)
+    numbers = _numbers(study)
+    assert len(numbers) == 14 and len(set(numbers)) == 14
+    after = {t.number: t.params for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    assert all(after[n] == p for n, p in before.items())  # finished trials untouched
+    assert len(study.trials) == 14  # nothing re-run, nothing extra
+    run_study(spec, report=False)  # already at budget: a no-op
+    assert len(load_study(url).trials) == 14
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ctrl_c_marks_the_running_trial_and_a_later_run_resumes(backend, tmp_path, monkeypatch):
+    flag = tmp_path / "interrupt"
+    flag.write_text("4")  # the 5th evaluation raises KeyboardInterrupt
+    monkeypatch.setenv("MOO_TEST_INTERRUPT", str(flag))
+    url = f"sqlite:///{tmp_path}/s.db"
+    spec = custom_spec("interrupt_at", n_trials=10, backend=backend, storage=url, out_dir=str(tmp_path))
+    with pytest.raises(KeyboardInterrupt):
+        run_study(spec, report=False)
+    study = load_study(url)
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert len(failed) == 1 and "interrupted" in failed[0].user_attrs[ATTR.FAIL]
+    assert len(_numbers(study)) == 4
+    study = run_study(spec, report=False)
+    assert len(_numbers(study)) == 10
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_failed_trial_is_recorded_and_the_study_goes_on(backend, tmp_path):
+    spec = custom_spec("flaky", n_trials=12, backend=backend, out_dir=str(tmp_path),
+                       budget={"n_trials": 12, "max_failures": 50})  # fmt: skip
+    study = run_study(spec, report=False)
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert failed, "expected some x > 0.7"
+    assert all("out of the supported range" in t.user_attrs[ATTR.FAIL] for t in failed)
+    assert len(_numbers(study)) == 12
+
+
+def test_too_many_failures_stop_the_run_with_a_message(tmp_path):
+    from moo_search import MooSearchError
+
+    spec = custom_spec("flaky", n_trials=50, out_dir=str(tmp_path), budget={"n_trials": 50, "max_failures": 2},
+                       search_space={"x": {"float": [0.8, 1.0]}, "y": {"float": [0.0, 1.0]}})  # fmt: skip
+    with pytest.raises(MooSearchError, match="max_failures = 2"):
+        run_study(spec, report=False)
+
+
+def test_pymoo_study_opens_with_plain_optuna(tmp_path):
+    url = f"sqlite:///{tmp_path}/p.db"
+    spec = custom_spec("sphere2", n_trials=9, backend="pymoo", storage=url, out_dir=str(tmp_path))
+    ours = run_study(spec, report=False)
+    plain = optuna.load_study(study_name="custom", storage=url)
+    assert [(t.number, t.params, t.values) for t in plain.trials] == [
+        (t.number, t.params, t.values) for t in ours.trials
+    ]
+    assert all(ATTR.GENERATION in t.user_attrs for t in plain.trials)
+    assert {t.user_attrs[ATTR.GENERATION] for t in plain.trials} == {0, 1, 2}  # population 4
+    assert len(plain.best_trials) >= 1
+
+
+def test_local_workers_on_sqlite_finish_exactly_the_budget(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOO_TEST_SLEEP", "0.2")
+    url = f"sqlite:///{tmp_path}/w.db"
+    spec = custom_spec("slow", n_trials=16, storage=url, out_dir=str(tmp_path))
+    run_study(spec, workers=3, report=False)
+    study = load_study(url)
+    numbers = _numbers(study)
+    assert len(numbers) == 16 and len(set(numbers)) == 16
+    assert not study.get_trials(states=(TrialState.FAIL, TrialState.RUNNING))
+
+
+def test_mixed_space_encoding_round_trips():
+    space = {
+        "lr": Dimension(kind="float", low=1e-5, high=1e-2, log=True),
+        "r": Dimension(kind="int", low=2, high=32),
+        "t": Dimension(kind="categorical", choices=["lora", "dora", "ia3"]),
+        "a": Dimension(kind="float", low=0.0, high=1.0),
+    }
+    lo, hi = encode_bounds(space)
+    p_lo, p_hi = decode(lo, space), decode(hi, space)
+    assert p_lo == {"lr": pytest.approx(1e-5), "r": 2, "t": "lora", "a": 0.0}
+    assert p_hi == {"lr": pytest.approx(1e-2), "r": 32, "t": "ia3", "a": 1.0}
+    counts = {c: 0 for c in ["lora", "dora", "ia3"]}
+    import numpy as np
+
+    for v in np.linspace(lo[2], hi[2], 300):
+        counts[decode(np.array([lo[0], lo[1], v, 0.0]), space)["t"]] += 1
+    assert min(counts.values()) > 90  # categoricals get equal shares of the real line
+
+
+def test_default_objective_study_enqueues_the_base_config_first(tmp_path):
+    spec = tiny_spec(**{
+        "train.max_steps": 3, "out_dir": str(tmp_path), "storage": f"sqlite:///{tmp_path}/t.db",
+        "search_space": {"fusion.alpha": {"float": [0.1, 0.9]}, "adapter.type": {"categorical": ["lora", "ia3"]}},
+        "objectives": [{"metric": "precision@10", "direction": "maximize"},
+                       {"metric": "ild@10", "direction": "maximize"}],
+        "constraints": ["precision@10 >= 0.0"],
+        "budget": {"n_trials": 3},
+    })  # fmt: skip
+    study = run_study(spec, report=False)
+    first = study.trials[0]
+    assert first.user_attrs[ATTR.ANCHOR] == "base"
+    assert first.params == {"fusion.alpha": 0.5, "adapter.type": "lora"}
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 3
+    for t in done:
+        assert set(t.user_attrs[ATTR.METRICS]) == {"val", "test"}
+        assert t.user_attrs[ATTR.CONFIG]["fusion"]["alpha"] == t.params["fusion.alpha"]
+        assert (tmp_path / "artifacts" / f"trial_{t.number:05d}" / "metrics.json").is_file()
+        assert t.user_attrs[ATTR.CONSTRAINTS] == [pytest.approx(-t.values[0])]
+    assert "MostPop" in study.user_attrs[STUDY_ATTR.BASELINES]

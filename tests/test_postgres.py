@@ -1,0 +1,117 @@
+"""PostgreSQL tier: several worker processes (the real CLI) on one study; a SIGKILLed worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.pg
+PG = os.environ.get("MOO_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
+
+
+@pytest.fixture
+def pg_url():
+    psycopg = pytest.importorskip("psycopg", reason="psycopg (3) is needed for the pg tier")
+    try:
+        conn = psycopg.connect(f"{PG}/postgres", connect_timeout=5, autocommit=True)
+    except psycopg.OperationalError as e:
+        pytest.skip(f"PostgreSQL not reachable at {PG}: {e}")
+
+    name = f"moo_test_{uuid.uuid4().hex[:10]}"
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    yield f"{PG}/{name}"
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    conn.close()
+
+
+def _spec_file(tmp_path, n_trials: int) -> str:
+    spec = {
+        "name": "pg-study",
+        "objective": "tests.objectives:slow",
+        "search_space": {"x": {"float": [0.0, 1.0]}, "y": {"float": [0.0, 1.0]}},
+        "objectives": [{"metric": "a", "direction": "minimize"}, {"metric": "b", "direction": "minimize"}],
+        "driver": {"population": 4, "seed": 0, "heartbeat_interval": 1, "grace_period": 3,
+                   "reference_point": [2.5, 2.5]},
+        "budget": {"n_trials": n_trials},
+        "out_dir": str(tmp_path / "study"),
+    }  # fmt: skip
+    path = tmp_path / "pg.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return str(path)
+
+
+def _cli(args, tmp_path, **env):
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), "MOO_TEST_MARKERS": str(tmp_path), **env}
+    return subprocess.Popen([sys.executable, "-m", "moo_search.cli", *args], cwd=REPO, env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+
+
+def _wait_for_study(url: str, timeout: float = 60) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            optuna.load_study(study_name="pg-study", storage=url)
+            return
+        except KeyError:
+            time.sleep(0.3)
+    raise AssertionError("the study was never created")
+
+
+def _finish(procs, timeout=240):
+    outs = []
+    for p in procs:
+        out, _ = p.communicate(timeout=timeout)
+        outs.append(out)
+    return outs
+
+
+def test_four_workers_finish_exactly_the_budget(pg_url, tmp_path):
+    spec = _spec_file(tmp_path, 24)
+    first = _cli(["run", spec, "--storage", pg_url, "--no-report"], tmp_path, MOO_TEST_SLEEP="0.5")
+    _wait_for_study(pg_url)
+    others = [_cli(["worker", spec, "--storage", pg_url], tmp_path, MOO_TEST_SLEEP="0.5") for _ in range(3)]
+    outs = _finish([first, *others])
+    assert all(p.returncode == 0 for p in [first, *others]), "\n".join(outs)
+    study = optuna.load_study(study_name="pg-study", storage=pg_url)
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 24
+    assert len({t.number for t in study.trials}) == len(study.trials)
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING, TrialState.FAIL))
+
+
+def test_killed_worker_trial_is_failed_by_heartbeat_and_retried(pg_url, tmp_path):
+    spec = _spec_file(tmp_path, 12)
+    first = _cli(["run", spec, "--storage", pg_url, "--no-report"], tmp_path, MOO_TEST_SLEEP="1.5")
+    _wait_for_study(pg_url)
+    victim = _cli(["worker", spec, "--storage", pg_url], tmp_path, MOO_TEST_SLEEP="1.5")
+    marker = tmp_path / f"{victim.pid}.running"
+    end = time.time() + 60
+    while not marker.exists() and time.time() < end:
+        time.sleep(0.05)
+    assert marker.exists(), "the victim never started a trial"
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    out = _finish([first])[0]
+    assert first.returncode == 0, out
+    study = optuna.load_study(study_name="pg-study", storage=pg_url)
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert len(failed) == 1, [t.state for t in study.trials]
+    retried = [
+        t for t in study.get_trials(states=(TrialState.COMPLETE,))
+        if optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == failed[0].number
+    ]  # fmt: skip
+    assert len(retried) == 1 and retried[0].params == failed[0].params
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 12
