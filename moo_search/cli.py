@@ -181,6 +181,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from moo_search.report import build_report
+
+    path = build_report(args.target, study_name=args.study_name, out=args.out)
+    print(f"report: {path}")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -225,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--study-name", default=None)
     w.add_argument("--workers", type=int, default=1, help="Processes on this host (one per GPU).")
     w.set_defaults(func=cmd_worker)
+
+    rp = sub.add_parser("report", help="(Re)build the HTML dashboard of a study.")
+    rp.add_argument("target", help="Study directory (reports/<study>), .db file or storage URL.")
+    rp.add_argument("--study-name", default=None)
+    rp.add_argument("--out", default=None, help="Output HTML file (default: <study dir>/index.html).")
+    rp.set_defaults(func=cmd_report)
 
     t = sub.add_parser("trial", help="Run the spec's base config once and print its metrics.")
     with_spec(t)

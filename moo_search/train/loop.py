@@ -263,4 +263,5 @@ def _progress(cfg: TrainConfig) -> Any:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=cfg.max_steps, desc="train", unit="step", leave=False, dynamic_ncols=True)
+    # disable=None: no bar when stderr is not a terminal (logs, CI, background workers)
+    return tqdm(total=cfg.max_steps, desc="train", unit="step", leave=False, dynamic_ncols=True, disable=None)

@@ -1,0 +1,64 @@
+"""The study dashboard: storage -> tidy data -> plotly figures -> one self-contained HTML file.
+
+``build_report(target)`` reads only the storage (and nothing from the network); the page
+embeds plotly.js and opens offline from disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from moo_search.report._data import StudyData, collect, param_importance
+
+__all__ = ["StudyData", "build_report", "collect", "param_importance"]
+
+logger = logging.getLogger("moo_search")
+
+
+def build_report(
+    target: str | Path | Any,
+    *,
+    study_name: str | None = None,
+    out: str | Path | None = None,
+) -> Path:
+    """Write the HTML dashboard of a study and return its path.
+
+    Args:
+        target: A study directory (``reports/<study>``), a ``.db`` file, a storage URL, or an
+            ``optuna.Study``.
+        study_name: Needed when the storage holds several studies.
+        out: Output file (default: ``index.html`` in the study directory, else the cwd).
+    """
+    from plotly.offline import get_plotlyjs
+
+    from moo_search.drivers import load_study
+    from moo_search.drivers._storage import resolve_storage_arg
+    from moo_search.report._figures import figures
+    from moo_search.report._html import render_page
+
+    if hasattr(target, "get_trials"):
+        study, study_dir, shown = target, None, "STUDY"
+    else:
+        url, study_dir = resolve_storage_arg(str(target))
+        study = load_study(str(target), study_name)
+        shown = str(study_dir) if study_dir is not None else url
+        if study_dir is None:
+            shown = f"{url} --study-name {study.study_name}"
+    data = collect(study, study_target=shown)
+    figs = figures(data)
+    html = render_page(data, figs, get_plotlyjs())
+    if out is None:
+        out = (Path(study_dir) if study_dir is not None else Path.cwd()) / "index.html"
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".index-", suffix=".html", dir=out.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(html)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, out)
+    logger.info("report written to %s", out)
+    return out

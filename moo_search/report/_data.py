@@ -1,0 +1,207 @@
+"""Study -> tidy data: one row per trial, plus what the page needs besides the rows.
+
+This is the report's pure data step; rendering lives in ``_figures`` and ``_html``.
+Everything here is read from the Optuna storage (user attributes written by the drivers).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from moo_search import pareto
+from moo_search.drivers._study import ATTR, STUDY_ATTR
+
+__all__ = ["StudyData", "collect", "param_importance"]
+
+
+@dataclass
+class StudyData:
+    name: str
+    metrics: list[str]  # objective metric names
+    directions: list[str]
+    rows: pd.DataFrame  # one row per trial
+    params: list[str]
+    param_kinds: dict[str, str]  # "float" | "int" | "categorical"
+    reference_point: list[float] | None
+    hypervolume: float | None
+    hv_history: tuple[list[int], list[float]]
+    baselines: dict[str, dict[str, dict[str, float]]]
+    base_config: dict[str, Any] | None
+    study_target: str  # what to pass to `moo-search export`
+    counts: dict[str, int] = field(default_factory=dict)
+    importance: dict[str, dict[str, float]] = field(default_factory=dict)
+    knee: int | None = None  # trial numbers
+    compromise: int | None = None
+    pseudo_weights: dict[int, list[float]] = field(default_factory=dict)
+    tradeoffs: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    test_metrics: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> pd.DataFrame:
+        return self.rows[self.rows["state"] == "COMPLETE"]
+
+    @property
+    def front(self) -> pd.DataFrame:
+        return self.rows[self.rows["pareto"]]
+
+
+def _generation(t: Any) -> int | None:
+    if ATTR.GENERATION in t.user_attrs:
+        return int(t.user_attrs[ATTR.GENERATION])
+    for k, v in t.system_attrs.items():
+        if k.endswith(":generation"):
+            return int(v)
+    return None
+
+
+def collect(study: Any, *, study_target: str = "STUDY") -> StudyData:
+    """Read every trial of ``study`` into a :class:`StudyData`."""
+    from optuna.trial import TrialState
+
+    objectives = study.user_attrs.get(STUDY_ATTR.OBJECTIVES) or [
+        {"metric": f"objective {i}", "direction": d.name.lower()} for i, d in enumerate(study.directions)
+    ]
+    metrics = [o["metric"] for o in objectives]
+    directions = [o["direction"] for o in objectives]
+    trials = study.get_trials(deepcopy=False)
+    params: dict[str, str] = {}
+    records = []
+    for t in trials:
+        for name, dist in t.distributions.items():
+            if name not in params:
+                kind = type(dist).__name__
+                params[name] = ("categorical" if "Categorical" in kind else "int" if "Int" in kind else "float")
+        m = t.user_attrs.get(ATTR.METRICS) or {}
+        cons = t.user_attrs.get(ATTR.CONSTRAINTS) or []
+        rec: dict[str, Any] = {
+            "number": t.number,
+            "state": t.state.name,
+            "feasible": not any(v > 0 for v in cons),
+            "violation": float(max(cons)) if cons else 0.0,
+            "reason": str(t.user_attrs.get(ATTR.FAIL, "")),
+            "anchor": str(t.user_attrs.get(ATTR.ANCHOR, "")),
+            "generation": _generation(t),
+            "duration": t.duration.total_seconds() if t.duration is not None else None,
+            "artifact_dir": t.user_attrs.get(ATTR.ARTIFACTS),
+        }
+        for i, name in enumerate(metrics):
+            rec[f"obj:{name}"] = t.values[i] if t.state == TrialState.COMPLETE and t.values else None
+        for name, v in t.params.items():
+            rec[f"param:{name}"] = v
+        for part in ("val", "test"):
+            for k, v in (m.get(part) or {}).items():
+                rec[f"{part}:{k}"] = v
+        for k, v in (t.user_attrs.get(ATTR.COST) or {}).items():
+            rec[f"cost:{k}"] = v
+        records.append(rec)
+    rows = pd.DataFrame.from_records(records)
+    if rows.empty:
+        rows = pd.DataFrame(columns=["number", "state", "feasible", "violation", "reason", "anchor",
+                                     "generation", "duration", "artifact_dir"])  # fmt: skip
+    counts = {s.name: int((rows["state"] == s.name).sum()) for s in TrialState}
+    obj_cols = [f"obj:{m}" for m in metrics]
+    for c in obj_cols:
+        if c not in rows:
+            rows[c] = np.nan
+    ok = (rows["state"] == "COMPLETE") & rows["feasible"].astype(bool)
+    F = rows.loc[ok, obj_cols].to_numpy(dtype=np.float64)
+    rows["pareto"] = False
+    if len(F):
+        rows.loc[ok, "pareto"] = pareto.pareto_mask(F, directions)
+
+    ref = study.user_attrs.get(STUDY_ATTR.REFERENCE)
+    if ref is None and len(F):
+        ref = pareto.default_reference_point(F, directions).tolist()
+    hv = pareto.hypervolume(F, ref, directions) if ref is not None and len(F) else None
+    hv_hist: tuple[list[int], list[float]] = ([], [])
+    if ref is not None and len(F):
+        pos, vals = pareto.hypervolume_history(F, ref, directions, max_points=300)
+        numbers = rows.loc[ok, "number"].to_numpy()
+        hv_hist = ([int(numbers[p]) for p in pos], [float(v) for v in vals])
+    spec = study.user_attrs.get(STUDY_ATTR.SPEC)
+    if spec is not None and spec.get("objective", "run_trial") != "run_trial":
+        spec = None  # the trial config means nothing to a custom objective: show params only
+    data = StudyData(
+        name=study.study_name, metrics=metrics, directions=directions, rows=rows,
+        params=list(params), param_kinds=params, reference_point=ref, hypervolume=hv,
+        hv_history=hv_hist, baselines=study.user_attrs.get(STUDY_ATTR.BASELINES) or {},
+        base_config=spec, study_target=study_target, counts=counts,
+    )  # fmt: skip
+    _decide(data)
+    data.importance = param_importance(data)
+    data.test_metrics = [m for m in metrics if f"test:{m}" in rows.columns]
+    return data
+
+
+def _decide(data: StudyData) -> None:
+    """Knee, compromise, pseudo-weights and neighbour trade-offs on the feasible front."""
+    front = data.front
+    if front.empty:
+        return
+    F = front[[f"obj:{m}" for m in data.metrics]].to_numpy(dtype=np.float64)
+    numbers = front["number"].to_numpy()
+    data.knee = int(numbers[pareto.knee_index(F, data.directions)])
+    data.compromise = int(numbers[pareto.compromise_index(F, data.directions)])
+    W = pareto.pseudo_weights(F, data.directions)
+    data.pseudo_weights = {int(n): [float(x) for x in w] for n, w in zip(numbers, W)}
+    for i, a in enumerate(data.metrics):
+        for j, b in enumerate(data.metrics):
+            if i == j:
+                continue
+            steps = pareto.marginal_tradeoffs(F, data.directions, i, j)
+            data.tradeoffs[f"{a}|{b}"] = [
+                {**s, "from": int(numbers[int(s["from"])]), "to": int(numbers[int(s["to"])])} for s in steps
+            ]
+
+
+def param_importance(data: StudyData, bins: int = 8) -> dict[str, dict[str, float]]:
+    """Per objective, the share of its variance each parameter explains on its own: the
+    correlation ratio eta^2 over categories or ``bins`` quantile bins (Pearson, 1905),
+    normalised to sum to 1 over parameters."""
+    done = data.complete
+    out: dict[str, dict[str, float]] = {}
+    if len(done) < 3 or not data.params:
+        return out
+    for m in data.metrics:
+        y = done[f"obj:{m}"].to_numpy(dtype=np.float64)
+        total = float(np.var(y))
+        scores: dict[str, float] = {}
+        for p in data.params:
+            col = done.get(f"param:{p}")
+            if col is None:
+                continue
+            mask = col.notna().to_numpy()
+            if mask.sum() < 3 or total <= 0:
+                scores[p] = 0.0
+                continue
+            x = col[mask]
+            if data.param_kinds[p] == "categorical" or x.nunique() <= bins:
+                groups = x.astype(str).to_numpy()
+            else:
+                ranks = x.rank(method="first").to_numpy()
+                groups = np.floor((ranks - 1) / len(ranks) * bins).astype(int).astype(str)
+            yy = y[mask]
+            df = pd.DataFrame({"g": groups, "y": yy})
+            between = float(df.groupby("g")["y"].agg(lambda s: len(s) * (s.mean() - yy.mean()) ** 2).sum())
+            scores[p] = between / (len(yy) * float(np.var(yy))) if np.var(yy) > 0 else 0.0
+        s = sum(scores.values())
+        out[m] = {p: (v / s if s > 0 else 0.0) for p, v in scores.items()}
+    return out
+
+
+def jsonable(v: Any) -> Any:
+    """NaN/inf -> None, numpy scalars -> Python (the page encodes missing values as null)."""
+    if isinstance(v, dict):
+        return {str(k): jsonable(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [jsonable(x) for x in v]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v

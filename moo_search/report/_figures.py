@@ -1,0 +1,246 @@
+"""StudyData -> plotly figures, as plain dicts (no per-point validation: 10k trials stay fast).
+
+Every user-provided string that plotly renders (it understands a little HTML) is escaped.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from moo_search.report._data import StudyData
+
+__all__ = ["figures"]
+
+FRONT = "#1f77b4"
+DOMINATED = "#9aa4b1"
+INFEASIBLE = "#d62728"
+BASELINE = "#2ca02c"
+BASE_LAYOUT: dict[str, Any] = {
+    "margin": {"l": 60, "r": 20, "t": 40, "b": 50},
+    "template": None,
+    "paper_bgcolor": "white",
+    "plot_bgcolor": "#fafbfc",
+    "font": {"family": "system-ui, -apple-system, Segoe UI, sans-serif", "size": 12},
+    "legend": {"orientation": "h", "y": -0.12},
+}
+
+
+def _esc(s: Any) -> str:
+    return html.escape(str(s), quote=False)
+
+
+def _label(metric: str, direction: str) -> str:
+    return f"{_esc(metric)} {'↑' if direction == 'maximize' else '↓'}"
+
+
+def _col(df: pd.DataFrame, name: str) -> list[Any]:
+    if name not in df:
+        return [None] * len(df)
+    return [None if (isinstance(v, float) and not np.isfinite(v)) else v for v in df[name].tolist()]
+
+
+def _groups(data: StudyData) -> list[tuple[str, pd.DataFrame, dict[str, Any]]]:
+    done = data.complete
+    feasible = done["feasible"].astype(bool)
+    return [
+        ("dominated", done[feasible & ~done["pareto"].astype(bool)],
+         {"color": DOMINATED, "opacity": 0.45, "size": 5}),
+        ("infeasible", done[~feasible], {"color": INFEASIBLE, "opacity": 0.7, "size": 6, "symbol": "x"}),
+        ("Pareto front", done[done["pareto"].astype(bool)], {"color": FRONT, "opacity": 1.0, "size": 8,
+                                                             "line": {"width": 1, "color": "white"}}),
+    ]  # fmt: skip
+
+
+def _baseline_points(data: StudyData) -> list[tuple[str, list[float]]]:
+    out = []
+    for name, res in data.baselines.items():
+        vals = (res or {}).get("val") or {}
+        if all(m in vals and vals[m] is not None for m in data.metrics):
+            out.append((name, [float(vals[m]) for m in data.metrics]))
+    return out
+
+
+def _hover(df: pd.DataFrame, data: StudyData) -> list[str]:
+    lines = []
+    for _, r in df.iterrows() if len(df) < 2000 else []:
+        parts = [f"trial {int(r['number'])}"]
+        parts += [f"{_esc(m)} = {r[f'obj:{m}']:.4g}" for m in data.metrics if pd.notna(r[f"obj:{m}"])]
+        parts += [f"{_esc(p)} = {_esc(_fmt(r.get(f'param:{p}')))}" for p in data.params[:8]]
+        lines.append("<br>".join(parts))
+    return lines
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def pareto_matrix(data: StudyData) -> dict[str, Any]:
+    m = len(data.metrics)
+    dims = [{"label": _label(a, d)} for a, d in zip(data.metrics, data.directions)]
+    traces = []
+    for name, df, marker in _groups(data):
+        hover = _hover(df, data)
+        tr: dict[str, Any] = {
+            "type": "splom", "name": name, "showupperhalf": False, "diagonal": {"visible": False},
+            "dimensions": [{**dims[i], "values": _col(df, f"obj:{a}")} for i, a in enumerate(data.metrics)],
+            "customdata": df["number"].astype(int).tolist(), "marker": marker,
+        }  # fmt: skip
+        if hover:
+            tr["text"], tr["hoverinfo"] = hover, "text"
+        traces.append(tr)
+    base = _baseline_points(data)
+    if base:
+        traces.append({
+            "type": "splom", "name": "baselines", "showupperhalf": False, "diagonal": {"visible": False},
+            "dimensions": [{**dims[i], "values": [b[1][i] for b in base]} for i in range(m)],
+            "text": [_esc(b[0]) for b in base], "hoverinfo": "text", "customdata": [-1] * len(base),
+            "marker": {"color": BASELINE, "symbol": "star", "size": 13, "line": {"width": 1, "color": "black"}},
+        })  # fmt: skip
+    size = max(360, 260 * (m - 1))
+    layout = {**BASE_LAYOUT, "height": size, "dragmode": "select", "hovermode": "closest",
+              "title": {"text": "Pareto fronts (validation), every pair of objectives"}}  # fmt: skip
+    for i in range(1, m + 1):
+        layout[f"xaxis{i}" if i > 1 else "xaxis"] = {"gridcolor": "#e5e8ec"}
+        layout[f"yaxis{i}" if i > 1 else "yaxis"] = {"gridcolor": "#e5e8ec"}
+    return {"data": traces, "layout": layout}
+
+
+def pareto_2d(data: StudyData) -> dict[str, Any]:
+    """For a 2-objective study: a plain scatter (splom needs >= 2 dims but reads better here)."""
+    a, b = data.metrics[:2]
+    traces = []
+    for name, df, marker in _groups(data):
+        hover = _hover(df, data)
+        tr = {"type": "scattergl", "mode": "markers", "name": name, "x": _col(df, f"obj:{a}"),
+              "y": _col(df, f"obj:{b}"), "customdata": df["number"].astype(int).tolist(), "marker": marker}  # fmt: skip
+        if hover:
+            tr["text"], tr["hoverinfo"] = hover, "text"
+        traces.append(tr)
+    base = _baseline_points(data)
+    if base:
+        traces.append({"type": "scatter", "mode": "markers+text", "name": "baselines",
+                       "x": [p[1][0] for p in base], "y": [p[1][1] for p in base],
+                       "text": [_esc(p[0]) for p in base], "textposition": "top center",
+                       "customdata": [-1] * len(base),
+                       "marker": {"color": BASELINE, "symbol": "star", "size": 14,
+                                  "line": {"width": 1, "color": "black"}}})  # fmt: skip
+    layout = {**BASE_LAYOUT, "height": 460, "hovermode": "closest",
+              "title": {"text": "Pareto front (validation)"},
+              "xaxis": {"title": {"text": _label(a, data.directions[0])}, "gridcolor": "#e5e8ec"},
+              "yaxis": {"title": {"text": _label(b, data.directions[1])}, "gridcolor": "#e5e8ec"}}  # fmt: skip
+    return {"data": traces, "layout": layout}
+
+
+def front_3d(data: StudyData) -> dict[str, Any] | None:
+    if len(data.metrics) < 3:
+        return None
+    a, b, c = data.metrics[:3]
+    traces = []
+    for name, df, marker in _groups(data):
+        mk = {k: v for k, v in marker.items() if k in ("color", "opacity", "size")}
+        mk["size"] = max(2, mk.get("size", 4) - 3)
+        traces.append({"type": "scatter3d", "mode": "markers", "name": name, "x": _col(df, f"obj:{a}"),
+                       "y": _col(df, f"obj:{b}"), "z": _col(df, f"obj:{c}"),
+                       "customdata": df["number"].astype(int).tolist(), "marker": mk})  # fmt: skip
+    layout = {**BASE_LAYOUT, "height": 520, "title": {"text": "Three objectives in 3-D (drag to rotate)"},
+              "scene": {"xaxis": {"title": {"text": _label(a, data.directions[0])}},
+                        "yaxis": {"title": {"text": _label(b, data.directions[1])}},
+                        "zaxis": {"title": {"text": _label(c, data.directions[2])}}}}  # fmt: skip
+    return {"data": traces, "layout": layout}
+
+
+def parallel(data: StudyData) -> dict[str, Any] | None:
+    done = data.complete
+    if done.empty:
+        return None
+    dims = []
+    for p in data.params:
+        col = done.get(f"param:{p}")
+        if col is None:
+            continue
+        if data.param_kinds[p] == "categorical":
+            cats = sorted({str(v) for v in col.dropna()})
+            code = {c: i for i, c in enumerate(cats)}
+            dims.append({"label": _esc(p), "values": [code.get(str(v), None) for v in col],
+                         "tickvals": list(range(len(cats))), "ticktext": [_esc(c) for c in cats]})  # fmt: skip
+        else:
+            dims.append({"label": _esc(p), "values": _col(done, f"param:{p}")})
+    for m, d in zip(data.metrics, data.directions):
+        dims.append({"label": _label(m, d), "values": _col(done, f"obj:{m}")})
+    color = done["pareto"].astype(int).tolist()
+    trace = {"type": "parcoords", "dimensions": dims,
+             "line": {"color": color, "colorscale": [[0, DOMINATED], [1, FRONT]], "cmin": 0, "cmax": 1}}  # fmt: skip
+    layout = {**BASE_LAYOUT, "height": 440, "margin": {"l": 70, "r": 70, "t": 80, "b": 30},
+              "title": {"text": "Parameters and objectives (blue: Pareto front)"}}  # fmt: skip
+    return {"data": [trace], "layout": layout}
+
+
+def hv_history(data: StudyData) -> dict[str, Any] | None:
+    xs, ys = data.hv_history
+    if not xs:
+        return None
+    ref = ", ".join(f"{v:.4g}" for v in (data.reference_point or []))
+    trace = {"type": "scatter", "mode": "lines+markers", "x": xs, "y": ys, "name": "hypervolume",
+             "line": {"color": FRONT, "shape": "hv"}, "marker": {"size": 4}}  # fmt: skip
+    layout = {**BASE_LAYOUT, "height": 340, "title": {"text": f"Hypervolume over trials (reference point: {ref})"},
+              "xaxis": {"title": {"text": "trial number"}}, "yaxis": {"title": {"text": "hypervolume"}}}  # fmt: skip
+    return {"data": [trace], "layout": layout}
+
+
+def importance(data: StudyData) -> dict[str, Any] | None:
+    if not data.importance:
+        return None
+    traces = []
+    for m, scores in data.importance.items():
+        traces.append({"type": "bar", "orientation": "h", "name": _esc(m), "y": [_esc(p) for p in scores],
+                       "x": list(scores.values())})  # fmt: skip
+    layout = {**BASE_LAYOUT, "height": 120 + 40 * len(data.params) * max(1, len(traces)) // 2, "barmode": "group",
+              "title": {"text": "Parameter importance per objective (share of variance explained, η²)"},
+              "xaxis": {"title": {"text": "importance"}}, "margin": {"l": 170, "r": 20, "t": 40, "b": 50}}  # fmt: skip
+    return {"data": traces, "layout": layout}
+
+
+def val_vs_test(data: StudyData) -> dict[str, Any] | None:
+    metrics = data.test_metrics
+    if not metrics or data.front.empty:
+        return None
+    traces: list[dict[str, Any]] = []
+    layout: dict[str, Any] = {**BASE_LAYOUT, "height": 360, "title": {"text": "Did the front hold on test? (validation vs test, front trials; dashed: y = x)"},
+                              "grid": {"rows": 1, "columns": len(metrics), "pattern": "independent"}}  # fmt: skip
+    front = data.front
+    for i, m in enumerate(metrics, start=1):
+        x, y = _col(front, f"obj:{m}"), _col(front, f"test:{m}")
+        vals = [v for v in x + y if v is not None]
+        lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
+        ax = "" if i == 1 else str(i)
+        traces.append({"type": "scatter", "mode": "markers", "x": x, "y": y, "xaxis": f"x{ax}", "yaxis": f"y{ax}",
+                       "customdata": front["number"].astype(int).tolist(), "name": _esc(m), "showlegend": False,
+                       "marker": {"color": FRONT, "size": 8},
+                       "text": [f"trial {n}" for n in front["number"]], "hoverinfo": "text+x+y"})  # fmt: skip
+        traces.append({"type": "scatter", "mode": "lines", "x": [lo, hi], "y": [lo, hi], "xaxis": f"x{ax}",
+                       "yaxis": f"y{ax}", "showlegend": False, "hoverinfo": "skip",
+                       "line": {"dash": "dash", "color": "#888", "width": 1}})  # fmt: skip
+        layout[f"xaxis{ax}"] = {"title": {"text": f"{_esc(m)} (val)"}}
+        layout[f"yaxis{ax}"] = {"title": {"text": f"{_esc(m)} (test)"}}
+    return {"data": traces, "layout": layout}
+
+
+def figures(data: StudyData) -> dict[str, dict[str, Any]]:
+    """Every figure the page shows, by element id (figures with nothing to show are left out)."""
+    out: dict[str, dict[str, Any] | None] = {
+        "fig-front": pareto_2d(data) if len(data.metrics) == 2 else pareto_matrix(data) if len(data.metrics) > 2 else None,
+        "fig-3d": front_3d(data),
+        "fig-parallel": parallel(data),
+        "fig-hv": hv_history(data),
+        "fig-importance": importance(data),
+        "fig-valtest": val_vs_test(data),
+    }  # fmt: skip
+    if data.complete.empty:
+        out["fig-front"] = None
+    return {k: v for k, v in out.items() if v is not None}

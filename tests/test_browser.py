@@ -1,0 +1,118 @@
+"""Browser tier: the dashboard opened from disk in headless Chromium (Debian's package)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import optuna
+import pytest
+
+from moo_search.report import build_report
+from moo_search.testing import synthetic_study
+
+pytestmark = pytest.mark.browser
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+CHROMIUM = os.environ.get("MOO_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
+        pytest.skip(f"Chromium not found at {CHROMIUM} (make test installs Debian's chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+class Opened:
+    def __init__(self, browser, path):
+        self.page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        self.errors, self.requests, self.dialogs = [], [], []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("request", lambda r: None if r.url.startswith(("file:", "data:", "blob:", "about:"))
+                     else self.requests.append(r.url))  # fmt: skip
+        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        self.page.goto(path.as_uri())
+        self.page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+
+    def figures_rendered(self):
+        return self.page.evaluate("""() => Object.keys(JSON.parse(document.getElementById('payload').textContent).figures)
+            .map(id => [id, !!document.querySelector('#' + id + ' .main-svg')])""")
+
+
+def _study(tmp_path, name="s", **kw):
+    study = synthetic_study(optuna.storages.InMemoryStorage(), name=name, **kw)
+    return build_report(study, out=tmp_path / f"{abs(hash(name))}-{kw.get('n_objectives', 2)}.html")
+
+
+@pytest.mark.parametrize("kw", [
+    {"n_trials": 80, "n_objectives": 2},
+    {"n_trials": 80, "n_objectives": 3},
+    {"n_trials": 120, "n_objectives": 4, "failed": 4, "infeasible_share": 0.2},
+    {"n_trials": 1, "n_objectives": 3},
+    {"n_trials": 0, "failed": 2},
+], ids=["2obj", "3obj", "4obj-failed-infeasible", "single", "no-complete"])  # fmt: skip
+def test_page_renders_offline_without_errors(browser, tmp_path, kw):
+    o = Opened(browser, _study(tmp_path, **kw))
+    assert o.errors == [] and o.requests == []
+    rendered = o.figures_rendered()
+    assert all(ok for _, ok in rendered), rendered
+    if kw["n_trials"] > 1:
+        assert {"fig-front", "fig-parallel", "fig-hv", "fig-importance", "fig-valtest"} <= {i for i, _ in rendered}
+    rows = o.page.locator("#trials tbody tr").count()
+    assert rows == min(100, kw["n_trials"] + kw.get("failed", 0))
+
+
+def test_clicking_a_front_point_shows_config_and_export_command(browser, tmp_path):
+    o = Opened(browser, _study(tmp_path, n_trials=60, n_objectives=2))
+    # pixel position of the first Pareto-front point in the 2-D front figure
+    n, x, y = o.page.evaluate("""() => {
+        const gd = document.getElementById('fig-front');
+        const tr = gd.data.findIndex(t => t.name === 'Pareto front');
+        const t = gd.data[tr], fl = gd._fullLayout, box = gd.getBoundingClientRect();
+        const i = 0;
+        return [t.customdata[i], box.left + fl._size.l + fl.xaxis.l2p(t.x[i]),
+                box.top + fl._size.t + fl.yaxis.l2p(t.y[i])];
+    }""")
+    o.page.evaluate("() => { document.getElementById('selected-title').textContent = 'none'; }")
+    o.page.mouse.move(x, y)
+    o.page.mouse.click(x, y)
+    o.page.wait_for_function(f"document.getElementById('selected-title').textContent.startsWith('Trial {n} ')")
+    assert f"--trial {n} " in o.page.text_content("#export-cmd")
+    config = o.page.text_content("#config")
+    assert "adapter:" in config or "adapter.type" in config
+    assert o.errors == []
+
+
+def test_workbench_table_and_filters(browser, tmp_path):
+    o = Opened(browser, _study(tmp_path, n_trials=150, n_objectives=3, failed=2))
+    o.page.click("#btn-compromise")
+    assert o.page.text_content("#selected-title").startswith("Trial ")
+    o.page.fill("#filter", "FAIL")
+    o.page.wait_for_function("document.getElementById('table-count').textContent.startsWith('2 trials')")
+    o.page.fill("#filter", "")
+    o.page.check("#front-only")
+    front_rows = o.page.locator("#trials tbody tr").count()
+    assert 0 < front_rows < 150
+    o.page.locator("#trials tbody tr").first.click()
+    assert "on the Pareto front" in o.page.text_content("#selected-title")
+    o.page.locator("#sliders input").first.fill("100")
+    assert "closest front trial" in o.page.text_content("#weight-pick")
+    assert o.page.locator("#tradeoffs tr").count() >= 2
+    assert o.errors == []
+
+
+def test_hostile_names_render_as_text(browser, tmp_path):
+    path = _study(tmp_path, name="<script>alert(1)</script>", n_trials=20, param_value="<img src=x onerror=alert(2)>")
+    o = Opened(browser, path)
+    assert o.page.text_content("h1") == "<script>alert(1)</script>"
+    assert o.dialogs == [] and o.errors == []
+    o.page.fill("#filter", "onerror")
+    assert o.page.locator("#trials tbody tr").count() > 0
+    assert "<img src=x onerror=alert(2)>" in o.page.text_content("#trials tbody")
