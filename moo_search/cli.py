@@ -189,6 +189,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from moo_search.export import export_trial, verify_export
+
+    if (args.trial is None) == (args.select is None):
+        raise MooSearchError("choose exactly one of --trial N and --select knee|compromise|best:METRIC")
+    out = export_trial(
+        args.target, out=args.out, trial=args.trial, select=args.select, where=args.where,
+        study_name=args.study_name, force=args.force,
+    )  # fmt: skip
+    manifest = json.loads((out / "manifest.json").read_text())
+    print(f"exported trial {manifest['study']['trial']} of study {manifest['study']['name']!r} to {out}")
+    print(f"  {len(manifest['files'])} files, base model {manifest['base_model']['id']}")
+    if args.verify:
+        print("verifying: re-training the exported config with its seed ...", file=sys.stderr)
+        res = verify_export(out)
+        verdict = "reproduced" if res["reproduced"] else "NOT reproduced"
+        print(f"  {verdict}: max |difference| {res['max_abs_diff']:.2e} over {res['metrics_checked']} metrics "
+              f"(tolerance {res['tolerance_abs']:.0e}, worst: {res['worst_metric']})")  # fmt: skip
+        if not res["reproduced"]:
+            return 1
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -239,6 +262,18 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--study-name", default=None)
     rp.add_argument("--out", default=None, help="Output HTML file (default: <study dir>/index.html).")
     rp.set_defaults(func=cmd_report)
+
+    e = sub.add_parser("export", help="Export a trial (adapter, config, metrics, manifest) for production.")
+    e.add_argument("target", help="Study directory (reports/<study>), .db file or storage URL.")
+    e.add_argument("--study-name", default=None)
+    e.add_argument("--trial", type=int, default=None, help="Export this trial number.")
+    e.add_argument("--select", default=None, metavar="RULE", help="knee, compromise or best:METRIC (on the front).")
+    e.add_argument("--where", action="append", default=[], metavar="COND",
+                   help='Filter the front first, e.g. "precision@10>=0.05" (repeatable).')  # fmt: skip
+    e.add_argument("--out", required=True, help="Bundle directory (must be empty unless --force).")
+    e.add_argument("--force", action="store_true", help="Replace the contents of a non-empty --out.")
+    e.add_argument("--verify", action="store_true", help="Re-train with the seed and compare the metrics.")
+    e.set_defaults(func=cmd_export)
 
     t = sub.add_parser("trial", help="Run the spec's base config once and print its metrics.")
     with_spec(t)

@@ -1,0 +1,164 @@
+"""Export bundles: round trip, tamper detection, plain-PEFT loading, selection rules, --verify."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import optuna
+import pytest
+
+from moo_search import ExportError, export_trial, load_exported
+from moo_search.cli import main
+from moo_search.drivers import run_study
+from moo_search.export import verify_export
+
+from .helpers import tiny_spec
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("study")
+    spec = tiny_spec(**{
+        "train.max_steps": 15, "out_dir": str(d), "storage": f"sqlite:///{d}/study.db",
+        "search_space": {"fusion.alpha": {"float": [0.2, 0.8]}, "rerank.mmr_lambda": {"float": [0.4, 1.0]}},
+        "objectives": [{"metric": "precision@10", "direction": "maximize"},
+                       {"metric": "ild@10", "direction": "maximize"}],
+        "budget": {"n_trials": 5},
+    })  # fmt: skip
+    run_study(spec, report=False)
+    return d
+
+
+def _trial_lists(study_dir, number):
+    z = np.load(study_dir / "artifacts" / f"trial_{number:05d}" / "lists.npz")
+    return z["test_users"], z["test_lists"]
+
+
+def test_round_trip_reproduces_the_trials_top10_lists(study_dir, tmp_path):
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{study_dir}/study.db")
+    mmr = [t.number for t in study.trials if t.params["rerank.mmr_lambda"] < 1.0]
+    for number in [0, mmr[0]]:  # the base config (pure relevance) and an MMR re-ranked trial
+        out = export_trial(study_dir, out=tmp_path / f"t{number}", trial=number)
+        rec = load_exported(out)
+        users, lists = _trial_lists(study_dir, number)
+        for u, expected in zip(users, lists):
+            assert rec.recommend(rec.user_ids[u], k=10) == [rec.item_ids[i] for i in expected]
+
+
+def test_bundle_contents_and_new_user_api(study_dir, tmp_path):
+    out = export_trial(study_dir, out=tmp_path / "knee", select="knee")
+    names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert {"config.yaml", "adapter/adapter_config.json", "adapter/adapter_model.safetensors", "heads.safetensors",
+            "metrics.json", "manifest.json", "MODEL_CARD.md", "catalog.json", "seen.npz"} <= names  # fmt: skip
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["versions"]) == {"moo_search", "torch", "transformers", "peft", "optuna"}
+    assert len(manifest["base_model"]["weights_sha256"]) == 64 and len(manifest["data"]["fingerprint"]) == 64
+    assert set(manifest["files"]) == names - {"manifest.json"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["selection"]["rule"] == "knee" and metrics["front"]
+    assert {"val", "test"} <= set(metrics["metrics"])
+    rec = load_exported(out)
+    new = rec.recommend({"attributes": {"age": 30}, "history": [rec.item_ids[0], rec.item_ids[1]]}, k=5)
+    assert len(new) == 5 and rec.item_ids[0] not in new
+    known = rec.user_ids[3]
+    s = rec.score(known, rec.item_ids[:4])
+    assert s.shape == (4,) and np.isfinite(s).all()
+    assert 0.0 < rec.ctr(known, rec.item_ids[2]) < 1.0
+    with pytest.raises(ExportError, match="unknown user id"):
+        rec.recommend("no-such-user")
+
+
+@pytest.mark.parametrize("victim", ["config.yaml", "adapter/adapter_model.safetensors", "heads.safetensors",
+                                    "metrics.json", "catalog.json", "seen.npz", "MODEL_CARD.md"])  # fmt: skip
+def test_one_changed_byte_is_refused_naming_the_file(study_dir, tmp_path, victim):
+    out = export_trial(study_dir, out=tmp_path / "b", trial=1)
+    p = out / victim
+    data = bytearray(p.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    p.write_bytes(bytes(data))
+    with pytest.raises(ExportError, match=rf"{victim}: SHA-256 differs"):
+        load_exported(out)
+
+
+def test_missing_and_extra_files_are_refused(study_dir, tmp_path):
+    out = export_trial(study_dir, out=tmp_path / "m", trial=1)
+    (out / "heads.safetensors").unlink()
+    with pytest.raises(ExportError, match="heads.safetensors: listed in the manifest but missing"):
+        load_exported(out)
+    out2 = export_trial(study_dir, out=tmp_path / "x", trial=1)
+    (out2 / "evil.py").write_text("print('hi')")
+    with pytest.raises(ExportError, match="evil.py"):
+        load_exported(out2)
+
+
+def test_adapter_loads_with_plain_transformers_and_peft(study_dir, tmp_path):
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import BertConfig, BertModel
+
+    out = export_trial(study_dir, out=tmp_path / "p", trial=2)
+    tiny = json.loads(json.dumps(__import__("yaml").safe_load((out / "config.yaml").read_text())["model"]))
+    t = tiny["tiny"]
+    cfg = BertConfig(vocab_size=30522, hidden_size=t["hidden_size"], num_hidden_layers=t["num_hidden_layers"],
+                     num_attention_heads=t["num_attention_heads"], intermediate_size=t["intermediate_size"],
+                     max_position_embeddings=max(tiny["max_user_length"], tiny["max_item_length"]) + 2)  # fmt: skip
+    torch.manual_seed(t["seed"])
+    model = PeftModel.from_pretrained(BertModel(cfg), str(out / "adapter"))
+    saved = load_file(str(out / "adapter" / "adapter_model.safetensors"))
+    params = dict(model.named_parameters())
+    loaded = [k for k in saved if any(k.replace(".weight", "") in n for n in params)]
+    assert loaded and len(loaded) == len(saved)
+    for n, p in params.items():
+        if "lora_B" in n:
+            assert p.abs().sum() > 0
+    out_t = model(input_ids=torch.tensor([[101, 2000, 102]])).last_hidden_state
+    assert out_t.shape == (1, 3, t["hidden_size"])
+
+
+def test_selection_rules_and_where(study_dir, tmp_path):
+    out = export_trial(study_dir, out=tmp_path / "best", select="best:ild@10")
+    m = json.loads((out / "metrics.json").read_text())
+    front = m["front"]
+    assert m["metrics"]["val"]["ild@10"] == pytest.approx(max(f["ild@10"] for f in front))
+    lo = min(f["precision@10"] for f in front)
+    out = export_trial(study_dir, out=tmp_path / "w", select="compromise", where=[f"precision@10>={lo}"])
+    assert json.loads((out / "metrics.json").read_text())["selection"]["where"] == [f"precision@10>={lo}"]
+    with pytest.raises(ExportError, match=r"no front trial satisfies precision@10>=2.*front ranges: precision@10 in \["):
+        export_trial(study_dir, out=tmp_path / "none", select="knee", where=["precision@10>=2"])
+    with pytest.raises(ExportError, match="--select .nope.: expected knee, compromise or best:METRIC"):
+        export_trial(study_dir, out=tmp_path / "n2", select="nope")
+    with pytest.raises(ExportError, match="--trial 99: no such trial"):
+        export_trial(study_dir, out=tmp_path / "n3", trial=99)
+
+
+def test_refuses_non_empty_out_unless_force(study_dir, tmp_path, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert main(["export", str(study_dir), "--trial", "0", "--out", str(out)]) == 2
+    assert "not empty; pass --force" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "mine"
+    assert main(["export", str(study_dir), "--trial", "0", "--out", str(out), "--force"]) == 0
+    assert not (out / "keep.txt").exists() and (out / "manifest.json").is_file()
+    assert not any(p.name.startswith(".index") for p in tmp_path.iterdir())  # nothing written beside --out
+
+
+def test_verify_reproduces_the_recorded_metrics(study_dir, tmp_path, capsys):
+    out = tmp_path / "v"
+    assert main(["export", str(study_dir), "--select", "knee", "--out", str(out), "--verify"]) == 0
+    assert "reproduced" in capsys.readouterr().out
+    v = json.loads((out / "metrics.json").read_text())["verification"]
+    assert v["reproduced"] and v["max_abs_diff"] <= v["tolerance_abs"] and v["metrics_checked"] > 20
+    load_exported(out)  # still sealed after metrics.json was updated
+    shutil.rmtree(out)
+
+
+def test_exported_config_reruns_standalone(study_dir, tmp_path):
+    out = export_trial(study_dir, out=tmp_path / "c", trial=0)
+    res = verify_export(out)
+    assert res["reproduced"]
