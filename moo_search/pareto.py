@@ -50,6 +50,23 @@ def _dominated_by_any(Fm: np.ndarray, block: int = 1024) -> np.ndarray:
     return out
 
 
+def _nondominated(Fm: np.ndarray) -> np.ndarray:
+    """Mask of the non-dominated rows (minimisation form, no NaN), by a lexicographic sweep:
+    a point can only be dominated by a point before it in lexicographic order, so each
+    point is checked against the front found so far -- O(n * |front| * m)."""
+    n, m = Fm.shape
+    order = np.lexsort(Fm.T[::-1])
+    mask = np.zeros(n, dtype=bool)
+    front = np.empty((0, m))
+    for i in order:
+        p = Fm[i]
+        if len(front) and ((front <= p).all(1) & (front < p).any(1)).any():
+            continue
+        mask[i] = True
+        front = np.vstack([front, p])
+    return mask
+
+
 def pareto_mask(F: np.ndarray, directions: Sequence[str]) -> np.ndarray:
     """Boolean mask of the non-dominated points (rows with a NaN are never on the front)."""
     Fm = to_min(F, directions)
@@ -57,7 +74,7 @@ def pareto_mask(F: np.ndarray, directions: Sequence[str]) -> np.ndarray:
     mask = np.zeros(len(Fm), dtype=bool)
     idx = np.flatnonzero(ok)
     if len(idx):
-        mask[idx] = ~_dominated_by_any(Fm[idx])
+        mask[idx] = _nondominated(Fm[idx])
     return mask
 
 
@@ -111,7 +128,13 @@ def hypervolume(F: np.ndarray, ref: Sequence[float], directions: Sequence[str]) 
     Fm = Fm[(Fm < r).all(1)]
     if len(Fm) == 0:
         return 0.0
-    Fm = Fm[~_dominated_by_any(Fm)]
+    return _hv_min(Fm[_nondominated(Fm)], r)
+
+
+def _hv_min(Fm: np.ndarray, r: np.ndarray) -> float:
+    """Hypervolume of a non-dominated set strictly inside the reference box (min form)."""
+    if len(Fm) == 0:
+        return 0.0
     if Fm.shape[1] == 1:
         return float(r[0] - Fm[:, 0].min())
     if Fm.shape[1] == 2:
@@ -130,8 +153,22 @@ def hypervolume_history(
     if n == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0)
     pos = np.unique(np.linspace(0, n - 1, min(n, max_points)).round().astype(np.int64))
-    Fm = np.asarray(F, dtype=np.float64)
-    return pos, np.array([hypervolume(Fm[: p + 1], ref, directions) for p in pos])
+    Fm = to_min(F, directions)
+    r = to_min(np.asarray(ref, dtype=np.float64)[None, :], directions)[0]
+    checkpoints = set(pos.tolist())
+    front = np.empty((0, Fm.shape[1]))
+    changed, hv, out = False, 0.0, []
+    for i, p in enumerate(Fm):  # keep the front of the prefix incrementally
+        if not np.isnan(p).any() and (p < r).all():
+            if not (len(front) and ((front <= p).all(1) & (front < p).any(1)).any()):
+                keep = ~((p <= front).all(1) & (p < front).any(1))
+                front = np.vstack([front[keep], p])
+                changed = True
+        if i in checkpoints:
+            if changed:
+                hv, changed = _hv_min(front, r), False
+            out.append(hv)
+    return pos, np.array(out)
 
 
 def _normalise(Fm: np.ndarray) -> np.ndarray:

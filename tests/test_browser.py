@@ -42,8 +42,13 @@ class Opened:
         self.page.wait_for_selector("body[data-ready='1']", timeout=60_000)
 
     def figures_rendered(self):
-        return self.page.evaluate("""() => Object.keys(JSON.parse(document.getElementById('payload').textContent).figures)
-            .map(id => [id, !!document.querySelector('#' + id + ' .main-svg')])""")
+        ids = self.page.evaluate("() => Object.keys(JSON.parse(document.getElementById('payload').textContent).figures)")
+        out = []
+        for fid in ids:  # off-screen figures render when scrolled into view
+            self.page.locator(f"#{fid}").scroll_into_view_if_needed()
+            self.page.wait_for_selector(f"#{fid}[data-rendered='1']", timeout=60_000)
+            out.append((fid, self.page.evaluate(f"() => !!document.querySelector('#{fid} .main-svg')")))
+        return out
 
 
 def _study(tmp_path, name="s", **kw):

@@ -85,3 +85,14 @@ def test_default_reference_point():
     F = np.array([[0.1, 2.0], [0.3, 4.0]])
     ref = P.default_reference_point(F, ["maximize", "minimize"])
     assert ref[0] == 0.0 and ref[1] == pytest.approx(4.2)
+
+
+@pytest.mark.parametrize("m", [2, 3])
+def test_incremental_history_equals_prefix_hypervolumes(m):
+    rng = np.random.default_rng(7)
+    F = rng.random((120, m))
+    d = ["maximize"] + ["minimize"] * (m - 1)
+    ref = [0.0] + [1.0] * (m - 1)
+    pos, hv = P.hypervolume_history(F, ref, d, max_points=30)
+    for p, h in zip(pos, hv):
+        assert h == pytest.approx(P.hypervolume(F[: p + 1], ref, d))

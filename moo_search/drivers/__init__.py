@@ -247,7 +247,7 @@ def load_study(target: str | Path, study_name: str | None = None) -> Any:
 
     url, _ = resolve_storage_arg(str(target))
     store = open_storage(url, heartbeat_interval=None, grace_period=None)
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage=store)]
+    names = optuna.get_all_study_names(storage=store)  # summaries would read every trial
     if study_name is None:
         if len(names) != 1:
             raise StorageError(

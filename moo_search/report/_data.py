@@ -194,14 +194,18 @@ def param_importance(data: StudyData, bins: int = 8) -> dict[str, dict[str, floa
     return out
 
 
-def jsonable(v: Any) -> Any:
-    """NaN/inf -> None, numpy scalars -> Python (the page encodes missing values as null)."""
+def jsonable(v: Any, digits: int | None = None) -> Any:
+    """NaN/inf -> None, numpy scalars -> Python (the page encodes missing values as null);
+    floats rounded to ``digits`` significant digits when given."""
     if isinstance(v, dict):
-        return {str(k): jsonable(x) for k, x in v.items()}
+        return {str(k): jsonable(x, digits) for k, x in v.items()}
     if isinstance(v, list | tuple):
-        return [jsonable(x) for x in v]
+        return [jsonable(x, digits) for x in v]
     if isinstance(v, np.generic):
         v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return None
+        if digits is not None and v != 0.0:
+            return float(f"{v:.{digits}g}")
     return v

@@ -155,10 +155,21 @@ def front_3d(data: StudyData) -> dict[str, Any] | None:
     return {"data": traces, "layout": layout}
 
 
+PARALLEL_MAX_LINES = 2000
+
+
 def parallel(data: StudyData) -> dict[str, Any] | None:
     done = data.complete
     if done.empty:
         return None
+    total = len(done)
+    if total > PARALLEL_MAX_LINES:  # every front trial plus an even sample of the rest
+        front = done[done["pareto"].astype(bool)]
+        rest = done[~done["pareto"].astype(bool)]
+        take = max(PARALLEL_MAX_LINES - len(front), 0)
+        pick = np.linspace(0, len(rest) - 1, min(take, len(rest))).round().astype(int) if take else []
+        done = pd.concat([rest.iloc[pick], front]).sort_values("number")
+    shown = "" if len(done) == total else f" · showing {len(done):,} of {total:,} trials: every front trial and an even sample of the rest"
     dims = []
     for p in data.params:
         col = done.get(f"param:{p}")
@@ -177,7 +188,7 @@ def parallel(data: StudyData) -> dict[str, Any] | None:
     trace = {"type": "parcoords", "dimensions": dims,
              "line": {"color": color, "colorscale": [[0, DOMINATED], [1, FRONT]], "cmin": 0, "cmax": 1}}  # fmt: skip
     layout = {**BASE_LAYOUT, "height": 440, "margin": {"l": 70, "r": 70, "t": 80, "b": 30},
-              "title": {"text": "Parameters and objectives (blue: Pareto front)"}}  # fmt: skip
+              "title": {"text": f"Parameters and objectives (blue: Pareto front){shown}"}}  # fmt: skip
     return {"data": [trace], "layout": layout}
 
 

@@ -66,7 +66,7 @@ def _val(v: Any) -> Any:
 def _script_json(obj: Any) -> str:
     """JSON safe inside <script>: no '<', '>' or '&' at all (so no '</script' and no '<!--'
     script-data states), no raw U+2028/2029."""
-    text = json.dumps(jsonable(obj), separators=(",", ":"), allow_nan=False)
+    text = json.dumps(jsonable(obj, digits=6), separators=(",", ":"), allow_nan=False)
     for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
                     ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):  # fmt: skip
         text = text.replace(ch, esc)
@@ -224,12 +224,19 @@ card("hypervolume", fmt(P.hv), P.ref ? "reference point (" + P.ref.map(fmt).join
 card("Pareto front", String(P.rows.filter(r => r.pareto).length), "feasible non-dominated trials");
 P.metrics.forEach((m, i) => { const b = P.best[m]; card("best " + m + " " + arrow(P.directions[i]), b ? fmt(b.value) : "–", b ? "trial " + b.trial : ""); });
 
-// ---- figures
-for (const [id, fig] of Object.entries(P.figures)) {
-  const div = document.getElementById(id);
-  if (!div) continue;
-  Plotly.newPlot(div, fig.data, fig.layout, PLOT_CONFIG);
+// ---- figures: the first one now, the others when they come near the viewport
+function draw_fig(id) {
+  const div = document.getElementById(id), fig = P.figures[id];
+  if (!div || !fig || div.dataset.rendered) return;
+  div.dataset.rendered = "pending";
+  Plotly.newPlot(div, fig.data, fig.layout, PLOT_CONFIG).then(() => { div.dataset.rendered = "1"; });
   div.on && div.on("plotly_click", ev => { const p = ev.points && ev.points[0]; if (p && typeof p.customdata === "number" && p.customdata >= 0) select(p.customdata); });
+}
+const lazy = ("IntersectionObserver" in window) ? new IntersectionObserver(entries => {
+  for (const e of entries) if (e.isIntersecting) { lazy.unobserve(e.target); draw_fig(e.target.id); }
+}, {rootMargin: "300px"}) : null;
+for (const id of Object.keys(P.figures)) {
+  if (id === "fig-front" || !lazy) draw_fig(id); else lazy.observe(document.getElementById(id));
 }
 for (const id of ["fig-front", "fig-3d", "fig-parallel", "fig-hv", "fig-importance", "fig-valtest"]) {
   if (!P.figures[id]) { const d = document.getElementById(id); if (d) d.append(el("div", {class: "empty"}, id === "fig-3d" ? "Needs at least three objectives." : "Nothing to show yet: no complete trials with the data this view needs.")); }
