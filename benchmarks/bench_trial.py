@@ -40,9 +40,12 @@ class NaiveTokenTable(TokenTable):
 
     def batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         enc = self.tokenizer(
-            [self.texts[i] for i in idx], truncation=True, max_length=self.max_length,
-            padding="max_length", return_tensors="pt",
-        )  # fmt: skip
+            [self.texts[i] for i in idx],
+            truncation=True,
+            max_length=self.max_length,
+            padding="max_length",
+            return_tensors="pt",
+        )
         return enc["input_ids"], enc["attention_mask"]
 
     def length_buckets(self, batch_size: int) -> list[np.ndarray]:
@@ -87,13 +90,17 @@ def naive_mode() -> Iterator[None]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--spec", default="studies/quickstart.yaml")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--set", action="append", default=[])
     args = ap.parse_args()
-    spec = load_spec(args.spec, [f"train.max_steps={args.steps}", "train.progress=false", *args.set])
+    spec = load_spec(
+        args.spec, [f"train.max_steps={args.steps}", "train.progress=false", *args.set]
+    )
     trial_mod.prepare_data(spec)  # data loading is outside both timings
     run_trial(spec.with_params({"train.max_steps": 1}))  # warm imports and caches for both
 
@@ -115,8 +122,10 @@ def main() -> None:
     keys = ["precision@10", "ndcg@10", "ild@10", "novelty@10", "coverage@10", "ctr_auc"]
     print(f"\n{'metric (test)':<16}{'naive':>10}{'project':>10}")
     for key in keys:
-        print(f"{key:<16}{results['naive'].metrics['test'][key]:>10.4f}"
-              f"{results['project'].metrics['test'][key]:>10.4f}")  # fmt: skip
+        print(
+            f"{key:<16}{results['naive'].metrics['test'][key]:>10.4f}"
+            f"{results['project'].metrics['test'][key]:>10.4f}"
+        )
 
 
 if __name__ == "__main__":

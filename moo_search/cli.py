@@ -7,7 +7,6 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from moo_search.errors import MooSearchError
@@ -23,7 +22,8 @@ def _table(rows: list[tuple[str, dict[str, float]]], metrics: Sequence[str]) -> 
     lines = [head, "-" * len(head)]
     for name, vals in rows:
         cells = "".join(
-            f"{vals[m]:>14.4f}" if m in vals and vals[m] == vals[m] else f"{'-':>14}" for m in metrics
+            f"{vals[m]:>14.4f}" if m in vals and vals[m] == vals[m] else f"{'-':>14}"
+            for m in metrics
         )
         lines.append(name.ljust(name_w) + cells)
     return "\n".join(lines)
@@ -95,10 +95,15 @@ def cmd_trial(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec, args.set)
     if not spec.uses_default_trial:
-        raise MooSearchError(f"{args.spec}: `trial` runs the default objective; this spec uses {spec.objective!r}")
+        raise MooSearchError(
+            f"{args.spec}: `trial` runs the default objective; this spec uses {spec.objective!r}"
+        )
     _ensure_data(spec)
-    print(f"trial: {spec.adapter.type} r={spec.adapter.r} on {spec.model.name_or_path}, "
-          f"{spec.data.dataset}, {spec.train.max_steps} steps", file=sys.stderr)  # fmt: skip
+    print(
+        f"trial: {spec.adapter.type} r={spec.adapter.r} on {spec.model.name_or_path}, "
+        f"{spec.data.dataset}, {spec.train.max_steps} steps",
+        file=sys.stderr,
+    )
     result = run_trial(spec, artifact_dir=args.artifacts)
     rows: dict[str, list[tuple[str, dict[str, float]]]] = {"val": [], "test": []}
     if not args.no_baselines:
@@ -107,7 +112,9 @@ def cmd_trial(args: argparse.Namespace) -> int:
             for part in rows:
                 rows[part].append((name, res[part]))
     if args.json:
-        print(json.dumps({"metrics": result.metrics, "cost": result.cost}, indent=2, sort_keys=True))
+        print(
+            json.dumps({"metrics": result.metrics, "cost": result.cost}, indent=2, sort_keys=True)
+        )
         return 0
     cols = (*_metric_columns(spec.eval.k), "ctr_auc")
     for part in ("val", "test"):
@@ -136,12 +143,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     _ensure_data(spec)
     n = args.n_trials or spec.budget.n_trials
     url = args.storage or spec.storage_url
-    print(f"study {args.study_name or spec.name!r}: {spec.driver.backend} {spec.driver.algorithm}, "
-          f"{n} trials, storage {url}", file=sys.stderr)  # fmt: skip
+    print(
+        f"study {args.study_name or spec.name!r}: {spec.driver.backend} {spec.driver.algorithm}, "
+        f"{n} trials, storage {url}",
+        file=sys.stderr,
+    )
     study = run_study(
-        spec, n_trials=args.n_trials, storage=args.storage, study_name=args.study_name,
-        workers=args.workers, on_progress=_print_progress, report=not args.no_report,
-    )  # fmt: skip
+        spec,
+        n_trials=args.n_trials,
+        storage=args.storage,
+        study_name=args.study_name,
+        workers=args.workers,
+        on_progress=_print_progress,
+        report=not args.no_report,
+    )
     _print_summary(study, spec)
     return 0
 
@@ -169,11 +184,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, args.set)
     _ensure_data(spec)
     if args.workers > 1:
-        from moo_search.drivers import _run_local_workers, _context, open_storage, open_study, _sampler
+        from moo_search.drivers import (
+            _context,
+            _run_local_workers,
+            _sampler,
+            open_storage,
+            open_study,
+        )
 
         store = open_storage(args.storage)
         name = args.study_name or spec.name
-        study = open_study(spec, storage=store, study_name=name, create=False, sampler=_sampler(spec))
+        study = open_study(
+            spec, storage=store, study_name=name, create=False, sampler=_sampler(spec)
+        )
         ctx = _context(spec, study, args.storage, spec.budget.n_trials, None, _print_progress)
         _run_local_workers(spec, ctx, args.storage, name, spec.budget.n_trials, None, args.workers)
         return 0
@@ -193,20 +216,31 @@ def cmd_export(args: argparse.Namespace) -> int:
     from moo_search.export import export_trial, verify_export
 
     if (args.trial is None) == (args.select is None):
-        raise MooSearchError("choose exactly one of --trial N and --select knee|compromise|best:METRIC")
+        raise MooSearchError(
+            "choose exactly one of --trial N and --select knee|compromise|best:METRIC"
+        )
     out = export_trial(
-        args.target, out=args.out, trial=args.trial, select=args.select, where=args.where,
-        study_name=args.study_name, force=args.force,
-    )  # fmt: skip
+        args.target,
+        out=args.out,
+        trial=args.trial,
+        select=args.select,
+        where=args.where,
+        study_name=args.study_name,
+        force=args.force,
+    )
     manifest = json.loads((out / "manifest.json").read_text())
-    print(f"exported trial {manifest['study']['trial']} of study {manifest['study']['name']!r} to {out}")
+    print(
+        f"exported trial {manifest['study']['trial']} of study {manifest['study']['name']!r} to {out}"
+    )
     print(f"  {len(manifest['files'])} files, base model {manifest['base_model']['id']}")
     if args.verify:
         print("verifying: re-training the exported config with its seed ...", file=sys.stderr)
         res = verify_export(out)
         verdict = "reproduced" if res["reproduced"] else "NOT reproduced"
-        print(f"  {verdict}: max |difference| {res['max_abs_diff']:.2e} over {res['metrics_checked']} metrics "
-              f"(tolerance {res['tolerance_abs']:.0e}, worst: {res['worst_metric']})")  # fmt: skip
+        print(
+            f"  {verdict}: max |difference| {res['max_abs_diff']:.2e} over {res['metrics_checked']} metrics "
+            f"(tolerance {res['tolerance_abs']:.0e}, worst: {res['worst_metric']})"
+        )
         if not res["reproduced"]:
             return 1
     return 0
@@ -226,9 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     def with_spec(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("spec", help="Study spec (YAML).")
         sp.add_argument(
-            "--set", action="append", default=[], metavar="PATH=VALUE",
+            "--set",
+            action="append",
+            default=[],
+            metavar="PATH=VALUE",
             help="Override a spec value by dotted path, typed like YAML (repeatable).",
-        )  # fmt: skip
+        )
 
     d = sub.add_parser("data", help="Fetch datasets into the cache, or describe one.")
     d.add_argument("action", choices=["fetch", "info"])
@@ -243,16 +280,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="Create or resume a study and run it to its budget.")
     with_spec(r)
-    r.add_argument("--n-trials", type=int, default=None, help="Budget of complete trials (spec: budget.n_trials).")
-    r.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite in reports/<study>/).")
+    r.add_argument(
+        "--n-trials",
+        type=int,
+        default=None,
+        help="Budget of complete trials (spec: budget.n_trials).",
+    )
+    r.add_argument(
+        "--storage", default=None, help="Optuna storage URL (default: SQLite in reports/<study>/)."
+    )
     r.add_argument("--study-name", default=None, help="Study name (default: the spec's name).")
-    r.add_argument("--workers", type=int, default=1, help="Local worker processes (one per GPU when several).")
-    r.add_argument("--no-report", action="store_true", help="Do not build the HTML report at the end.")
+    r.add_argument(
+        "--workers", type=int, default=1, help="Local worker processes (one per GPU when several)."
+    )
+    r.add_argument(
+        "--no-report", action="store_true", help="Do not build the HTML report at the end."
+    )
     r.set_defaults(func=cmd_run)
 
     w = sub.add_parser("worker", help="Join a running study from this host.")
     with_spec(w)
-    w.add_argument("--storage", required=True, help="The study's storage URL (e.g. postgresql://...).")
+    w.add_argument(
+        "--storage", required=True, help="The study's storage URL (e.g. postgresql://...)."
+    )
     w.add_argument("--study-name", default=None)
     w.add_argument("--workers", type=int, default=1, help="Processes on this host (one per GPU).")
     w.set_defaults(func=cmd_worker)
@@ -260,24 +310,44 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="(Re)build the HTML dashboard of a study.")
     rp.add_argument("target", help="Study directory (reports/<study>), .db file or storage URL.")
     rp.add_argument("--study-name", default=None)
-    rp.add_argument("--out", default=None, help="Output HTML file (default: <study dir>/index.html).")
+    rp.add_argument(
+        "--out", default=None, help="Output HTML file (default: <study dir>/index.html)."
+    )
     rp.set_defaults(func=cmd_report)
 
-    e = sub.add_parser("export", help="Export a trial (adapter, config, metrics, manifest) for production.")
+    e = sub.add_parser(
+        "export", help="Export a trial (adapter, config, metrics, manifest) for production."
+    )
     e.add_argument("target", help="Study directory (reports/<study>), .db file or storage URL.")
     e.add_argument("--study-name", default=None)
     e.add_argument("--trial", type=int, default=None, help="Export this trial number.")
-    e.add_argument("--select", default=None, metavar="RULE", help="knee, compromise or best:METRIC (on the front).")
-    e.add_argument("--where", action="append", default=[], metavar="COND",
-                   help='Filter the front first, e.g. "precision@10>=0.05" (repeatable).')  # fmt: skip
+    e.add_argument(
+        "--select",
+        default=None,
+        metavar="RULE",
+        help="knee, compromise or best:METRIC (on the front).",
+    )
+    e.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="COND",
+        help='Filter the front first, e.g. "precision@10>=0.05" (repeatable).',
+    )
     e.add_argument("--out", required=True, help="Bundle directory (must be empty unless --force).")
-    e.add_argument("--force", action="store_true", help="Replace the contents of a non-empty --out.")
-    e.add_argument("--verify", action="store_true", help="Re-train with the seed and compare the metrics.")
+    e.add_argument(
+        "--force", action="store_true", help="Replace the contents of a non-empty --out."
+    )
+    e.add_argument(
+        "--verify", action="store_true", help="Re-train with the seed and compare the metrics."
+    )
     e.set_defaults(func=cmd_export)
 
     t = sub.add_parser("trial", help="Run the spec's base config once and print its metrics.")
     with_spec(t)
-    t.add_argument("--artifacts", default=None, metavar="DIR", help="Write adapter, heads, metrics here.")
+    t.add_argument(
+        "--artifacts", default=None, metavar="DIR", help="Write adapter, heads, metrics here."
+    )
     t.add_argument("--no-baselines", action="store_true", help="Skip the baseline rows.")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_trial)
@@ -292,7 +362,10 @@ def _setup_logging(verbosity: int) -> None:
     lib.handlers[:] = [handler]
     lib.setLevel(level)
     if verbosity < 2:
-        for noisy in ("optuna", "transformers", "peft"):
+        import optuna  # its own handler and level: the logging module's setLevel is overridden
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        for noisy in ("transformers", "peft"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
@@ -306,8 +379,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"moo-search: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("moo-search: interrupted; a running trial was marked failed. "
-              "Run the same command again to resume.", file=sys.stderr)  # fmt: skip
+        print(
+            "moo-search: interrupted; a running trial was marked failed. "
+            "Run the same command again to resume.",
+            file=sys.stderr,
+        )
         return 130
     except FileNotFoundError as e:
         print(f"moo-search: error: {e.filename or e}: file not found", file=sys.stderr)

@@ -38,7 +38,11 @@ def evaluate_scorer(
     k = all_k[-1]
     for part in parts:
         ctx = EvalContext.from_split(
-            split, part, features, cold_user_max=eval_cfg.cold_user_max, head_share=eval_cfg.head_share
+            split,
+            part,
+            features,
+            cold_user_max=eval_cfg.cold_user_max,
+            head_share=eval_cfg.head_share,
         )
         users = ctx.users
         lists = np.empty((len(users), k), dtype=np.int64)
@@ -51,10 +55,14 @@ def evaluate_scorer(
                 s[r, c] = -np.inf
             if rerank_cfg is not None and (rerank_cfg.mmr_lambda < 1 or rerank_cfg.pop_penalty > 0):
                 lists[start : start + len(batch)] = rerank(
-                    s, k, features=features, item_counts=item_counts,
-                    mmr_lambda=rerank_cfg.mmr_lambda, pop_penalty=rerank_cfg.pop_penalty,
+                    s,
+                    k,
+                    features=features,
+                    item_counts=item_counts,
+                    mmr_lambda=rerank_cfg.mmr_lambda,
+                    pop_penalty=rerank_cfg.pop_penalty,
                     candidates=rerank_cfg.candidates,
-                )  # fmt: skip
+                )
             else:
                 lists[start : start + len(batch)] = topk(s, k)
         results[part] = {}

@@ -69,7 +69,10 @@ def _select(study: Any, *, trial: int | None, select: str | None, where: list[st
     data = collect(study)
     metrics, dirs = data.metrics, data.directions
     front = data.front
-    front_list = [{"trial": int(r["number"]), **{m: r[f"obj:{m}"] for m in metrics}} for _, r in front.iterrows()]
+    front_list = [
+        {"trial": int(r["number"]), **{m: r[f"obj:{m}"] for m in metrics}}
+        for _, r in front.iterrows()
+    ]
     if trial is not None:
         try:
             t = study.trials[trial] if 0 <= trial < len(study.trials) else None
@@ -78,9 +81,13 @@ def _select(study: Any, *, trial: int | None, select: str | None, where: list[st
         if t is None or t.number != trial:
             t = next((x for x in study.trials if x.number == trial), None)
         if t is None:
-            raise ExportError(f"--trial {trial}: no such trial; the study has trials 0..{len(study.trials) - 1}")
+            raise ExportError(
+                f"--trial {trial}: no such trial; the study has trials 0..{len(study.trials) - 1}"
+            )
         if t.state != TrialState.COMPLETE:
-            raise ExportError(f"--trial {trial}: the trial is {t.state.name}, only COMPLETE trials can be exported")
+            raise ExportError(
+                f"--trial {trial}: the trial is {t.state.name}, only COMPLETE trials can be exported"
+            )
         return Selection(t, f"trial {trial}", where, front_list)
     if not select:
         raise ExportError("choose a trial: --trial N or --select knee|compromise|best:METRIC")
@@ -92,10 +99,17 @@ def _select(study: Any, *, trial: int | None, select: str | None, where: list[st
         vals = cands[col].astype(float)
         cands = cands[vals >= c.value] if c.op == ">=" else cands[vals <= c.value]
     if cands.empty:
-        ranges = ", ".join(
-            f"{m} in [{front[f'obj:{m}'].min():.4g}, {front[f'obj:{m}'].max():.4g}]" for m in metrics
-        ) if not front.empty else "the front is empty (no complete feasible trial)"
-        raise ExportError(f"no front trial satisfies {' and '.join(where) or 'the selection'}; front ranges: {ranges}")
+        ranges = (
+            ", ".join(
+                f"{m} in [{front[f'obj:{m}'].min():.4g}, {front[f'obj:{m}'].max():.4g}]"
+                for m in metrics
+            )
+            if not front.empty
+            else "the front is empty (no complete feasible trial)"
+        )
+        raise ExportError(
+            f"no front trial satisfies {' and '.join(where) or 'the selection'}; front ranges: {ranges}"
+        )
     F = cands[[f"obj:{m}" for m in metrics]].to_numpy(dtype=np.float64)
     if select == "knee":
         idx = pareto.knee_index(F, dirs)
@@ -106,9 +120,14 @@ def _select(study: Any, *, trial: int | None, select: str | None, where: list[st
         if metric in metrics:
             col, direction = f"obj:{metric}", dirs[metrics.index(metric)]
         elif f"val:{metric}" in cands:
-            col, direction = f"val:{metric}", "minimize" if _MINIMIZED.search(metric) else "maximize"
+            col, direction = (
+                f"val:{metric}",
+                "minimize" if _MINIMIZED.search(metric) else "maximize",
+            )
         else:
-            raise ExportError(f"--select {select}: unknown metric {metric!r}; objectives are {metrics}")
+            raise ExportError(
+                f"--select {select}: unknown metric {metric!r}; objectives are {metrics}"
+            )
         vals = cands[col].astype(float).to_numpy()
         idx = int(np.nanargmax(vals) if direction == "maximize" else np.nanargmin(vals))
     else:
@@ -145,7 +164,9 @@ def _clean(v: Any) -> Any:
 
 
 def _standalone_config(raw: dict[str, Any], study_name: str, number: int) -> StudySpec:
-    cfg = {k: v for k, v in raw.items() if k not in ("search_space", "enqueue", "storage", "out_dir")}
+    cfg = {
+        k: v for k, v in raw.items() if k not in ("search_space", "enqueue", "storage", "out_dir")
+    }
     cfg["name"] = f"{study_name}-trial-{number}"
     cfg["description"] = f"Exported from study {study_name!r}, trial {number}."
     return spec_from_dict(cfg)
@@ -173,8 +194,13 @@ def _versions() -> dict[str, str]:
 
     from moo_search import __version__
 
-    return {"moo_search": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "peft": peft.__version__, "optuna": optuna.__version__}  # fmt: skip
+    return {
+        "moo_search": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "optuna": optuna.__version__,
+    }
 
 
 def export_trial(
@@ -235,20 +261,29 @@ def export_trial(
     _write_catalog(out, data)
     recorded = json.loads((art / "metrics.json").read_text())
     objectives = study.user_attrs.get("moo:objectives") or []
-    _write_json(out / "metrics.json", {
-        "metrics": recorded["metrics"], "cost": recorded.get("cost", {}),
-        "objectives": objectives, "front": sel.front,
-        "selection": {"rule": sel.rule, "where": sel.where, "trial": t.number},
-    })  # fmt: skip
+    _write_json(
+        out / "metrics.json",
+        {
+            "metrics": recorded["metrics"],
+            "cost": recorded.get("cost", {}),
+            "objectives": objectives,
+            "front": sel.front,
+            "selection": {"rule": sel.rule, "where": sel.where, "trial": t.number},
+        },
+    )
     split = data.split
     manifest = {
         "format_version": FORMAT_VERSION,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "versions": _versions(),
         "base_model": {"id": base_id, "weights_sha256": base_model_fingerprint(encoder)},
-        "data": {"dataset": data.ds.name, "fingerprint": data.ds.fingerprint(),
-                 "split": spec.data.split.model_dump(mode="json"), "sizes": split.fingerprint_parts(),
-                 "relevance_threshold": spec.data.relevance_threshold},  # fmt: skip
+        "data": {
+            "dataset": data.ds.name,
+            "fingerprint": data.ds.fingerprint(),
+            "split": spec.data.split.model_dump(mode="json"),
+            "sizes": split.fingerprint_parts(),
+            "relevance_threshold": spec.data.relevance_threshold,
+        },
         "seed": spec.seed,
         "study": {"name": study.study_name, "trial": t.number},
     }
@@ -261,15 +296,24 @@ def export_trial(
 def _write_catalog(out: Path, data: Any) -> None:
     ds, split = data.ds, data.split
     seen = split.seen_before("test").tocsr()
-    np.savez_compressed(out / "seen.npz", indptr=seen.indptr, indices=seen.indices,
-                        shape=np.array(seen.shape))  # fmt: skip
-    _write_json(out / "catalog.json", {
-        "item_ids": [str(x) for x in ds.item_ids], "item_texts": data.item_texts,
-        "item_titles": [f"{t} ({y})" if y else str(t) for t, y in zip(ds.items["title"], ds.items["year"])],
-        "user_ids": [str(x) for x in ds.user_ids], "user_texts": data.user_texts,
-        "item_features": data.features.astype(float).tolist(), "item_counts": data.item_counts.astype(int).tolist(),
-        "genres": ds.genres,
-    })  # fmt: skip
+    np.savez_compressed(
+        out / "seen.npz", indptr=seen.indptr, indices=seen.indices, shape=np.array(seen.shape)
+    )
+    _write_json(
+        out / "catalog.json",
+        {
+            "item_ids": [str(x) for x in ds.item_ids],
+            "item_texts": data.item_texts,
+            "item_titles": [
+                f"{t} ({y})" if y else str(t) for t, y in zip(ds.items["title"], ds.items["year"])
+            ],
+            "user_ids": [str(x) for x in ds.user_ids],
+            "user_texts": data.user_texts,
+            "item_features": data.features.astype(float).tolist(),
+            "item_counts": data.item_counts.astype(int).tolist(),
+            "genres": ds.genres,
+        },
+    )
 
 
 def _seal(out: Path, manifest: dict[str, Any]) -> None:
@@ -278,31 +322,42 @@ def _seal(out: Path, manifest: dict[str, Any]) -> None:
     _write_json(out / MANIFEST, manifest)
 
 
-def _write_model_card(out: Path, spec: StudySpec, manifest: dict[str, Any], recorded: dict[str, Any],
-                      sel: Selection, objectives: list[dict[str, Any]]) -> None:  # fmt: skip
+def _write_model_card(
+    out: Path,
+    spec: StudySpec,
+    manifest: dict[str, Any],
+    recorded: dict[str, Any],
+    sel: Selection,
+    objectives: list[dict[str, Any]],
+) -> None:
     m = recorded["metrics"]
     names = [o["metric"] for o in objectives] or ["precision@10", "ndcg@10", "ild@10", "novelty@10"]
-    extra = [x for x in ("precision@10", "ndcg@10", "ild@10", "novelty@10", "coverage@10", "ctr_auc") if x not in names]
+    extra = [
+        x
+        for x in ("precision@10", "ndcg@10", "ild@10", "novelty@10", "coverage@10", "ctr_auc")
+        if x not in names
+    ]
     rows = "\n".join(
-        f"| {n} | {m['val'].get(n, float('nan')):.4f} | {m['test'].get(n, float('nan')):.4f} |" for n in names + extra
+        f"| {n} | {m['val'].get(n, float('nan')):.4f} | {m['test'].get(n, float('nan')):.4f} |"
+        for n in names + extra
     )
     a = spec.adapter
     card = f"""# {spec.name}
 
-A language-model recommender: {manifest['base_model']['id']} with a {a.type.upper()} adapter
+A language-model recommender: {manifest["base_model"]["id"]} with a {a.type.upper()} adapter
 (r={a.r}, alpha={a.alpha:g}, targets {", ".join(a.target_modules)}{f", layers {a.layers}" if a.layers else ""}),
 ID embeddings fused with the semantic score (alpha={spec.fusion.alpha:.3f}) and a CTR head;
 re-ranking with MMR lambda={spec.rerank.mmr_lambda:.3f} and popularity penalty beta={spec.rerank.pop_penalty:.3f}.
 
 ## How it was chosen
 
-Study `{manifest['study']['name']}`, trial {manifest['study']['trial']}, selected by
+Study `{manifest["study"]["name"]}`, trial {manifest["study"]["trial"]}, selected by
 `{sel.rule}`{f" among front trials with {' and '.join(sel.where)}" if sel.where else ""} from a Pareto front of
 {len(sel.front)} trials over {", ".join(f"{o['metric']} ({o['direction']})" for o in objectives)}.
 
 ## Metrics
 
-Data: {manifest['data']['dataset']} ({manifest['data']['split']['method']} split, relevance: rating >= {manifest['data']['relevance_threshold']:g}).
+Data: {manifest["data"]["dataset"]} ({manifest["data"]["split"]["method"]} split, relevance: rating >= {manifest["data"]["relevance_threshold"]:g}).
 
 | metric | validation | test |
 |---|---|---|
@@ -323,13 +378,13 @@ The adapter alone loads with plain PEFT:
 ```python
 from peft import PeftModel
 from transformers import AutoModel
-model = PeftModel.from_pretrained(AutoModel.from_pretrained("{manifest['base_model']['id']}"), "{out.name}/adapter")
+model = PeftModel.from_pretrained(AutoModel.from_pretrained("{manifest["base_model"]["id"]}"), "{out.name}/adapter")
 ```
 
 Re-run the training: `moo-search trial {out.name}/config.yaml`; check reproduction:
 `moo-search export ... --verify`.
 
-Versions: {", ".join(f"{k} {v}" for k, v in manifest['versions'].items())}.
+Versions: {", ".join(f"{k} {v}" for k, v in manifest["versions"].items())}.
 """
     (out / "MODEL_CARD.md").write_text(card, encoding="utf-8")
 
@@ -353,11 +408,14 @@ def _verify_manifest(root: Path) -> dict[str, Any]:
         if not p.is_file():
             raise ExportError(f"{p}: listed in the manifest but missing; nothing was loaded")
         if _sha256(p) != sha:
-            raise ExportError(f"{p}: SHA-256 differs from the manifest (altered or corrupt); nothing was loaded")
+            raise ExportError(
+                f"{p}: SHA-256 differs from the manifest (altered or corrupt); nothing was loaded"
+            )
     extra = sorted(
-        p.relative_to(root).as_posix() for p in root.rglob("*")
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
         if p.is_file() and p.name != MANIFEST and p.relative_to(root).as_posix() not in files
-    )  # fmt: skip
+    )
     if extra:
         raise ExportError(f"{root}: files not in the manifest: {extra}; nothing was loaded")
     return manifest
@@ -366,13 +424,27 @@ def _verify_manifest(root: Path) -> dict[str, Any]:
 class ExportedRecommender:
     """A loaded bundle: ``recommend``, ``score`` and ``ctr`` for known or new users."""
 
-    def __init__(self, root: Path, manifest: dict[str, Any], spec: StudySpec, model: Any, tokenizer: Any,
-                 catalog: dict[str, Any], seen: Any) -> None:  # fmt: skip
+    def __init__(
+        self,
+        root: Path,
+        manifest: dict[str, Any],
+        spec: StudySpec,
+        model: Any,
+        tokenizer: Any,
+        catalog: dict[str, Any],
+        seen: Any,
+    ) -> None:
         import torch
 
         from moo_search.model.tokens import tokenize_cached
 
-        self.root, self.manifest, self.spec, self.model, self.tokenizer = root, manifest, spec, model, tokenizer
+        self.root, self.manifest, self.spec, self.model, self.tokenizer = (
+            root,
+            manifest,
+            spec,
+            model,
+            tokenizer,
+        )
         self.item_ids: list[str] = catalog["item_ids"]
         self.user_ids: list[str] = catalog["user_ids"]
         self._item_index = {x: i for i, x in enumerate(self.item_ids)}
@@ -383,11 +455,17 @@ class ExportedRecommender:
         self._counts = np.asarray(catalog["item_counts"], dtype=np.int64)
         self._seen = seen
         self._device = torch.device("cpu")
-        self._items_tok = tokenize_cached(tokenizer, catalog["item_texts"], spec.model.max_item_length)
+        self._items_tok = tokenize_cached(
+            tokenizer, catalog["item_texts"], spec.model.max_item_length
+        )
         self._users_tok = tokenize_cached(tokenizer, self._user_texts, spec.model.max_user_length)
         with torch.no_grad():
-            self._item_emb = model.encode_table(self._items_tok, self._device) if model.alpha > 0 else None
-            self._user_emb = model.encode_table(self._users_tok, self._device) if model.alpha > 0 else None
+            self._item_emb = (
+                model.encode_table(self._items_tok, self._device) if model.alpha > 0 else None
+            )
+            self._user_emb = (
+                model.encode_table(self._users_tok, self._device) if model.alpha > 0 else None
+            )
 
     # ---- users
     def _resolve(self, user: Any) -> tuple[Any, Any, np.ndarray]:
@@ -399,24 +477,36 @@ class ExportedRecommender:
         if isinstance(user, dict):
             unknown = [k for k in user if k not in ("attributes", "history")]
             if unknown:
-                raise ExportError(f"a new user is {{'attributes': {{...}}, 'history': [item ids]}}; unknown keys {unknown}")
+                raise ExportError(
+                    f"a new user is {{'attributes': {{...}}, 'history': [item ids]}}; unknown keys {unknown}"
+                )
             hist = [str(i) for i in user.get("history", [])]
             missing = [i for i in hist if i not in self._item_index]
             if missing:
                 raise ExportError(f"history items {missing[:5]} are not in the catalog")
             idx = np.array([self._item_index[i] for i in hist], dtype=np.int64)
-            text = render_user(dict(user.get("attributes", {})), [self._titles[i] for i in idx[::-1][: self.spec.data.history_len]])
+            text = render_user(
+                dict(user.get("attributes", {})),
+                [self._titles[i] for i in idx[::-1][: self.spec.data.history_len]],
+            )
             with torch.no_grad():
                 sem = None
                 if self.model.alpha > 0:
-                    enc = self.tokenizer([text], truncation=True, max_length=self.spec.model.max_user_length, return_tensors="pt")
+                    enc = self.tokenizer(
+                        [text],
+                        truncation=True,
+                        max_length=self.spec.model.max_user_length,
+                        return_tensors="pt",
+                    )
                     sem = self.model.encode(enc["input_ids"], enc["attention_mask"])[0]
                 q = self.model.item_emb.weight
                 collab = q[torch.as_tensor(idx)].mean(0) if len(idx) else torch.zeros(q.shape[1])
             return sem, collab, idx
         key = str(user)
         if key not in self._user_index:
-            raise ExportError(f"unknown user id {user!r}; pass a known id or {{'attributes': ..., 'history': [...]}}")
+            raise ExportError(
+                f"unknown user id {user!r}; pass a known id or {{'attributes': ..., 'history': [...]}}"
+            )
         u = self._user_index[key]
         sem = self._user_emb[u] if self._user_emb is not None else None
         seen = self._seen.indices[self._seen.indptr[u] : self._seen.indptr[u + 1]]
@@ -427,7 +517,11 @@ class ExportedRecommender:
 
         with torch.no_grad():
             r = collab @ self.model.item_emb.weight.T + self.model.item_bias
-            s = sem @ self._item_emb.T if sem is not None else torch.zeros_like(r)
+            s = (
+                sem @ self._item_emb.T
+                if sem is not None and self._item_emb is not None
+                else torch.zeros_like(r)
+            )
             return self.model.fuse(s, r).float().numpy()
 
     def recommend(self, user: Any, k: int = 10) -> list[str]:
@@ -440,8 +534,15 @@ class ExportedRecommender:
         s[0, seen] = -np.inf
         rr = self.spec.rerank
         if rr.mmr_lambda < 1 or rr.pop_penalty > 0:
-            lst = rerank(s, k, features=self._features, item_counts=self._counts, mmr_lambda=rr.mmr_lambda,
-                         pop_penalty=rr.pop_penalty, candidates=rr.candidates)[0]  # fmt: skip
+            lst = rerank(
+                s,
+                k,
+                features=self._features,
+                item_counts=self._counts,
+                mmr_lambda=rr.mmr_lambda,
+                pop_penalty=rr.pop_penalty,
+                candidates=rr.candidates,
+            )[0]
         else:
             lst = topk(s, k)[0]
         return [self.item_ids[i] for i in lst]
@@ -456,7 +557,7 @@ class ExportedRecommender:
         """p(click | user, item) from the CTR head."""
         import torch
 
-        sem, collab, _ = self._resolve(user)
+        _, collab, _ = self._resolve(user)  # the CTR head reads the item's text, not the user's
         i = self._items([item])[0]
         with torch.no_grad():
             qi = self.model.item_emb.weight[i]
@@ -507,16 +608,25 @@ def load_exported(path: str | Path) -> ExportedRecommender:
     heads = load_file(str(root / "heads.safetensors"))
     n_items, id_dim = heads["item_emb.weight"].shape
     model = Recommender(
-        encoder=encoder, n_users=heads["user_emb.weight"].shape[0], n_items=n_items, id_dim=id_dim,
-        alpha=spec.fusion.alpha, temperature=spec.loss.temperature, pooling=spec.model.pooling,
+        encoder=encoder,
+        n_users=heads["user_emb.weight"].shape[0],
+        n_items=n_items,
+        id_dim=id_dim,
+        alpha=spec.fusion.alpha,
+        temperature=spec.loss.temperature,
+        pooling=spec.model.pooling,
         item_logpop=heads["logpop"].numpy(),
-    )  # fmt: skip
+    )
     missing, unexpected = model.load_state_dict(heads, strict=False)
     if unexpected or any(not k.startswith("encoder.") for k in missing):
-        raise ExportError(f"{root / 'heads.safetensors'}: does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise ExportError(
+            f"{root / 'heads.safetensors'}: does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     model.eval()
     z = np.load(root / "seen.npz")
-    seen = sp.csr_matrix((np.ones(len(z["indices"])), z["indices"], z["indptr"]), shape=tuple(z["shape"]))
+    seen = sp.csr_matrix(
+        (np.ones(len(z["indices"])), z["indices"], z["indptr"]), shape=tuple(z["shape"])
+    )
     return ExportedRecommender(root, manifest, spec, model, tokenizer, catalog, seen)
 
 

@@ -159,7 +159,12 @@ class EvalContext:
 
     @classmethod
     def from_split(
-        cls, split: object, name: str, features: np.ndarray, *, cold_user_max: int = 10,
+        cls,
+        split: object,
+        name: str,
+        features: np.ndarray,
+        *,
+        cold_user_max: int = 10,
         head_share: float = 0.8,
     ) -> EvalContext:
         from moo_search.data.split import Split
@@ -177,7 +182,9 @@ class EvalContext:
         )
 
 
-def evaluate_topk(lists: np.ndarray, users: np.ndarray, ctx: EvalContext, k: int) -> dict[str, float]:
+def evaluate_topk(
+    lists: np.ndarray, users: np.ndarray, ctx: EvalContext, k: int
+) -> dict[str, float]:
     """Every list metric at ``k`` plus the ``cold/`` and ``tail/`` slices.
 
     ``lists[r]`` is the ranked list of ``users[r]``; ``users`` should be ``ctx.users``.

@@ -7,6 +7,7 @@ every function first maps ``F`` to minimisation form.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -44,9 +45,9 @@ def _dominated_by_any(Fm: np.ndarray, block: int = 1024) -> np.ndarray:
     out = np.zeros(n, dtype=bool)
     for s in range(0, n, block):
         a = Fm[s : s + block][:, None, :]  # (b, 1, m)
-        le = (Fm[None, :, :] <= a).all(-1)
-        lt = (Fm[None, :, :] < a).any(-1)
-        out[s : s + block] = (le & lt).any(1)
+        le = np.all(Fm[None, :, :] <= a, axis=-1)
+        lt = np.any(Fm[None, :, :] < a, axis=-1)
+        out[s : s + block] = np.any(le & lt, axis=1)
     return out
 
 
@@ -92,7 +93,9 @@ def nondominated_ranks(F: np.ndarray, directions: Sequence[str]) -> np.ndarray:
     return ranks
 
 
-def default_reference_point(F: np.ndarray, directions: Sequence[str], margin: float = 0.1) -> np.ndarray:
+def default_reference_point(
+    F: np.ndarray, directions: Sequence[str], margin: float = 0.1
+) -> np.ndarray:
     """0 for maximised metrics (all moo-search metrics are >= 0); for minimised ones the worst
     observed value plus ``margin`` of the observed range. In the objectives' own units."""
     F = np.asarray(F, dtype=np.float64)
@@ -159,11 +162,11 @@ def hypervolume_history(
     front = np.empty((0, Fm.shape[1]))
     changed, hv, out = False, 0.0, []
     for i, p in enumerate(Fm):  # keep the front of the prefix incrementally
-        if not np.isnan(p).any() and (p < r).all():
-            if not (len(front) and ((front <= p).all(1) & (front < p).any(1)).any()):
-                keep = ~((p <= front).all(1) & (p < front).any(1))
-                front = np.vstack([front[keep], p])
-                changed = True
+        inside = not np.isnan(p).any() and (p < r).all()
+        if inside and not (len(front) and ((front <= p).all(1) & (front < p).any(1)).any()):
+            keep = ~((p <= front).all(1) & (p < front).any(1))
+            front = np.vstack([front[keep], p])
+            changed = True
         if i in checkpoints:
             if changed:
                 hv, changed = _hv_min(front, r), False
@@ -219,12 +222,16 @@ def pseudo_weight_index(F: np.ndarray, directions: Sequence[str], weights: Seque
     """The point whose pseudo-weights are closest to the desired ``weights`` (normalised)."""
     w = np.asarray(weights, dtype=np.float64)
     if w.shape != (len(directions),) or (w < 0).any() or w.sum() <= 0:
-        raise ValueError(f"weights must be {len(directions)} non-negative numbers, not all zero; got {list(w)}")
+        raise ValueError(
+            f"weights must be {len(directions)} non-negative numbers, not all zero; got {list(w)}"
+        )
     w = w / w.sum()
     return int(np.argmin(np.linalg.norm(pseudo_weights(F, directions) - w, axis=1)))
 
 
-def marginal_tradeoffs(F: np.ndarray, directions: Sequence[str], i: int, j: int) -> list[dict[str, float]]:
+def marginal_tradeoffs(
+    F: np.ndarray, directions: Sequence[str], i: int, j: int
+) -> list[dict[str, float]]:
     """Between neighbouring front points sorted along objective ``i``: how much objective
     ``j`` is given up per unit of ``i`` gained (``rate`` = -delta_j / delta_i, both in
     "better" units, so a positive rate is a real trade-off)."""
@@ -232,9 +239,16 @@ def marginal_tradeoffs(F: np.ndarray, directions: Sequence[str], i: int, j: int)
     front = np.flatnonzero(~_dominated_by_any(Fm[:, [i, j]]))
     front = front[np.argsort(-Fm[front, i], kind="stable")]  # worst in i first
     out = []
-    for b, a in zip(front[:-1], front[1:]):
+    for b, a in itertools.pairwise(front):
         gain_i = Fm[b, i] - Fm[a, i]  # b -> a improves i by gain_i (>= 0)
         loss_j = Fm[a, j] - Fm[b, j]  # ... and gives up loss_j of j (>= 0 on a front)
-        out.append({"from": int(b), "to": int(a), "gain": float(gain_i), "cost": float(loss_j),
-                    "rate": float(loss_j / gain_i) if gain_i > 0 else float("inf")})  # fmt: skip
+        out.append(
+            {
+                "from": int(b),
+                "to": int(a),
+                "gain": float(gain_i),
+                "cost": float(loss_j),
+                "rate": float(loss_j / gain_i) if gain_i > 0 else float("inf"),
+            }
+        )
     return out

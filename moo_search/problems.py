@@ -30,9 +30,13 @@ class Problem:
         from pymoo.problems import get_problem
         from pymoo.util.ref_dirs import get_reference_directions
 
-        prob = get_problem(self.pymoo_name, n_var=self.n_var, **({"n_obj": self.n_obj} if self.n_obj > 2 else {}))
+        prob = get_problem(
+            self.pymoo_name, n_var=self.n_var, **({"n_obj": self.n_obj} if self.n_obj > 2 else {})
+        )
         if self.n_obj > 2:
-            return prob.pareto_front(get_reference_directions("das-dennis", self.n_obj, n_partitions=12))
+            return prob.pareto_front(
+                get_reference_directions("das-dennis", self.n_obj, n_partitions=12)
+            )
         return prob.pareto_front()
 
     @property

@@ -54,7 +54,9 @@ BUILTIN_PROBLEMS = ("zdt1", "zdt2", "dtlz2")
 _RANKING = "precision|recall|ndcg|hit|mrr|ild|novelty|coverage|tail_share|gini"
 _METRIC_RE = re.compile(rf"^(?:(?:cold|tail)/)?(?:(?:{_RANKING})@\d+|ctr_auc|ctr_logloss)$")
 _COST_METRICS = ("cost/seconds", "cost/train_tokens", "cost/trainable_params", "cost/peak_mem_mb")
-_CONSTRAINT_RE = re.compile(r"^\s*(?P<metric>[A-Za-z0-9_@/.\-]+)\s*(?P<op>>=|<=)\s*(?P<value>\S+)\s*$")
+_CONSTRAINT_RE = re.compile(
+    r"^\s*(?P<metric>[A-Za-z0-9_@/.\-]+)\s*(?P<op>>=|<=)\s*(?P<value>\S+)\s*$"
+)
 
 
 def is_known_metric(name: str) -> bool:
@@ -81,8 +83,12 @@ class SplitConfig(_Strict):
     method: Literal["chronological", "random", "leave_last"] = Field(
         "chronological", description="Per-user chronological, random ratio, or leave-last-n-out."
     )
-    ratios: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="train/val/test shares.")
-    n: int = Field(1, ge=1, description="Items per user held out for val and for test (leave_last).")
+    ratios: tuple[float, float, float] = Field(
+        (0.8, 0.1, 0.1), description="train/val/test shares."
+    )
+    n: int = Field(
+        1, ge=1, description="Items per user held out for val and for test (leave_last)."
+    )
     seed: int = 0
 
     @field_validator("ratios")
@@ -99,7 +105,9 @@ class SyntheticConfig(_Strict):
     n_genres: int = Field(8, ge=1)
     interactions_per_user: int = Field(30, ge=3)
     popularity_exponent: float = Field(1.0, ge=0.0, description="Zipf exponent of item popularity.")
-    genre_affinity: float = Field(4.0, ge=0.0, description="How strongly users prefer their genres.")
+    genre_affinity: float = Field(
+        4.0, ge=0.0, description="How strongly users prefer their genres."
+    )
     seed: int = 0
 
 
@@ -120,7 +128,9 @@ class DataConfig(_Strict):
     @model_validator(mode="after")
     def _path_required(self) -> DataConfig:
         if self.dataset in ("csv", "recbole") and not self.path:
-            raise _Located(("path",), f"dataset {self.dataset!r} needs data.path (a file or directory)")
+            raise _Located(
+                ("path",), f"dataset {self.dataset!r} needs data.path (a file or directory)"
+            )
         return self
 
 
@@ -209,7 +219,9 @@ class TrainConfig(_Strict):
     eval_every: int = Field(100, ge=1, description="Validate every N steps (early stopping).")
     patience: int = Field(2, ge=1)
     early_stop_metric: str = "ndcg@10"
-    refresh_every: int = Field(50, ge=1, description="Refresh cached item embeddings every N steps.")
+    refresh_every: int = Field(
+        50, ge=1, description="Refresh cached item embeddings every N steps."
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     progress: bool = True
@@ -284,7 +296,9 @@ class Dimension(_Strict):
         if self.low is None or self.high is None:
             raise ValueError(f"{self.kind}: needs low and high")
         if self.low > self.high:
-            raise ValueError(f"{self.kind}: low must be <= high, got low={self.low} > high={self.high}")
+            raise ValueError(
+                f"{self.kind}: low must be <= high, got low={self.low} > high={self.high}"
+            )
         if self.log and self.low <= 0:
             raise ValueError(f"{self.kind}: log scale needs low > 0, got low={self.low}")
         if self.kind == "int" and (self.low != int(self.low) or self.high != int(self.high)):
@@ -326,11 +340,15 @@ class Constraint(_Strict):
     def parse(cls, text: str) -> Constraint:
         m = _CONSTRAINT_RE.match(str(text))
         if not m:
-            raise ValueError(f"expected '<metric> >= <number>' or '<metric> <= <number>', got {text!r}")
+            raise ValueError(
+                f"expected '<metric> >= <number>' or '<metric> <= <number>', got {text!r}"
+            )
         try:
             value = float(m["value"])
         except ValueError:
-            raise ValueError(f"threshold must be a number, got {m['value']!r} in {text!r}") from None
+            raise ValueError(
+                f"threshold must be a number, got {m['value']!r} in {text!r}"
+            ) from None
         return cls(metric=m["metric"], op=m["op"], value=value)  # type: ignore[arg-type]
 
     def violation(self, observed: float) -> float:
@@ -352,8 +370,12 @@ class DriverConfig(_Strict):
     reference_point: list[float] | None = Field(
         None, description="Hypervolume reference point in objective units (default: derived)."
     )
-    heartbeat_interval: int = Field(10, ge=1, description="Seconds between a running trial's heartbeats.")
-    grace_period: int = Field(30, ge=2, description="A trial silent this long is failed and retried.")
+    heartbeat_interval: int = Field(
+        10, ge=1, description="Seconds between a running trial's heartbeats."
+    )
+    grace_period: int = Field(
+        30, ge=2, description="A trial silent this long is failed and retried."
+    )
 
     @model_validator(mode="after")
     def _combo(self) -> DriverConfig:
@@ -366,7 +388,9 @@ class DriverConfig(_Strict):
 
 class BudgetConfig(_Strict):
     n_trials: int = Field(12, ge=1)
-    timeout: float | None = Field(None, gt=0, description="Seconds; stop launching new trials after.")
+    timeout: float | None = Field(
+        None, gt=0, description="Seconds; stop launching new trials after."
+    )
     max_failures: int = Field(10, ge=1, description="Stop a run after this many failed trials.")
 
 
@@ -402,7 +426,9 @@ class StudySpec(_Strict):
     constraints: list[Constraint] = Field(default_factory=list)
     driver: DriverConfig = Field(default_factory=DriverConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
-    storage: str | None = Field(None, description="Optuna storage URL (default: SQLite in out_dir).")
+    storage: str | None = Field(
+        None, description="Optuna storage URL (default: SQLite in out_dir)."
+    )
     out_dir: str | None = Field(None, description="Study directory (default: reports/<name>).")
     enqueue: list[dict[str, Any]] = Field(
         default_factory=list, description="Named param sets run first, after the base config."
@@ -526,7 +552,9 @@ def _check_dimension_path(path: str, dim: Dimension) -> None:
                 )
             model = sub
         elif sub is not None:
-            raise _Located(("search_space", path), f"{path} is a section; point at one of its values")
+            raise _Located(
+                ("search_space", path), f"{path} is a section; point at one of its values"
+            )
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:
@@ -568,7 +596,7 @@ def _format_pydantic(err: ValidationError, source: str) -> SpecError:
         first_field = first_field or field
         if e["type"] == "extra_forbidden":
             valid = _fields_at(loc[:-1])
-            hint = _closest(loc[-1], valid)
+            hint = _closest(str(loc[-1]), valid)
             msg = f"unknown key {loc[-1]!r}{hint} (valid keys: {', '.join(sorted(valid))})"
         elif e["type"] == "missing":
             msg = "required field is missing"
@@ -588,7 +616,9 @@ def _format_pydantic(err: ValidationError, source: str) -> SpecError:
 def spec_from_dict(raw: dict[str, Any], *, source: str = "") -> StudySpec:
     """Validate plain data into a :class:`StudySpec` (raises :class:`SpecError`)."""
     if not isinstance(raw, dict):
-        raise SpecError(f"{source or 'spec'}: expected a mapping at the top level, got {type(raw).__name__}")
+        raise SpecError(
+            f"{source or 'spec'}: expected a mapping at the top level, got {type(raw).__name__}"
+        )
     try:
         return StudySpec.model_validate(raw)
     except ValidationError as e:
@@ -612,7 +642,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     return path, parsed
 
 
-def _set_path(raw: dict[str, Any], parts: list[str], value: Any, *, create: bool, full: str) -> None:
+def _set_path(
+    raw: dict[str, Any], parts: list[str], value: Any, *, create: bool, full: str
+) -> None:
     node: Any = raw
     for i, part in enumerate(parts[:-1]):
         if part == "search_space" and i == 0:

@@ -37,16 +37,39 @@ def synthetic_study(
 
     rng = np.random.default_rng(seed)
     metrics = _METRICS[:n_objectives]
-    study = optuna.create_study(storage=storage, study_name=name, directions=["maximize"] * n_objectives)
-    study.set_user_attr(STUDY_ATTR.OBJECTIVES, [{"metric": m, "direction": "maximize", "split": "val"}
-                                                for m in metrics])  # fmt: skip
+    study = optuna.create_study(
+        storage=storage, study_name=name, directions=["maximize"] * n_objectives
+    )
+    study.set_user_attr(
+        STUDY_ATTR.OBJECTIVES,
+        [{"metric": m, "direction": "maximize", "split": "val"} for m in metrics],
+    )
     study.set_user_attr(STUDY_ATTR.REFERENCE, [0.0] * n_objectives)
-    study.set_user_attr(STUDY_ATTR.BASELINES, {
-        "MostPop": {"val": {"precision@10": 0.037, "ild@10": 0.75, "novelty@10": 1.3, "ctr_auc": 0.5,
-                            "coverage@10": 0.04}, "test": {}},
-        "Random": {"val": {"precision@10": 0.004, "ild@10": 0.76, "novelty@10": 6.1, "ctr_auc": 0.5,
-                           "coverage@10": 0.99}, "test": {}},
-    })  # fmt: skip
+    study.set_user_attr(
+        STUDY_ATTR.BASELINES,
+        {
+            "MostPop": {
+                "val": {
+                    "precision@10": 0.037,
+                    "ild@10": 0.75,
+                    "novelty@10": 1.3,
+                    "ctr_auc": 0.5,
+                    "coverage@10": 0.04,
+                },
+                "test": {},
+            },
+            "Random": {
+                "val": {
+                    "precision@10": 0.004,
+                    "ild@10": 0.76,
+                    "novelty@10": 6.1,
+                    "ctr_auc": 0.5,
+                    "coverage@10": 0.99,
+                },
+                "test": {},
+            },
+        },
+    )
     dists = {
         "loss.weights.novelty": FloatDistribution(0.0, 1.0),
         "train.lr": FloatDistribution(1e-5, 1e-2, log=True),
@@ -56,27 +79,55 @@ def synthetic_study(
     start = dt.datetime(2026, 1, 1)
     trials = []
     for i in range(n_trials + failed):
-        x = {"loss.weights.novelty": float(rng.random()), "train.lr": float(10 ** rng.uniform(-5, -2)),
-             "adapter.r": int(rng.integers(2, 33)), "adapter.type": str(rng.choice([param_value, "dora", "ia3"]))}  # fmt: skip
+        x = {
+            "loss.weights.novelty": float(rng.random()),
+            "train.lr": float(10 ** rng.uniform(-5, -2)),
+            "adapter.r": int(rng.integers(2, 33)),
+            "adapter.type": str(rng.choice([param_value, "dora", "ia3"])),
+        }
         t0 = start + dt.timedelta(minutes=i)
         if i >= n_trials:
-            trials.append(create_trial(state=TrialState.FAIL, params=x, distributions=dists,
-                                       user_attrs={ATTR.FAIL: f"TrialFailed: loss became nan at step {i}"}))  # fmt: skip
+            trials.append(
+                create_trial(
+                    state=TrialState.FAIL,
+                    params=x,
+                    distributions=dists,
+                    user_attrs={ATTR.FAIL: f"TrialFailed: loss became nan at step {i}"},
+                )
+            )
             continue
         # a trade-off: novelty weight moves from accuracy to the beyond-accuracy metrics
-        w = x["loss.weights.novelty"]
+        w = float(x["loss.weights.novelty"])  # type: ignore[arg-type]
         noise = rng.normal(0, 0.05, 5)
-        vals = [0.08 * (1 - w) ** 0.5 + 0.005 * noise[0], 0.70 + 0.1 * w + 0.01 * noise[1],
-                2.0 + 3.0 * w + 0.2 * noise[2], 0.7 - 0.1 * w + 0.01 * noise[3], 0.2 + 0.5 * w]  # fmt: skip
+        vals = [
+            0.08 * (1 - w) ** 0.5 + 0.005 * noise[0],
+            0.70 + 0.1 * w + 0.01 * noise[1],
+            2.0 + 3.0 * w + 0.2 * noise[2],
+            0.7 - 0.1 * w + 0.01 * noise[3],
+            0.2 + 0.5 * w,
+        ]
         vals = vals[:n_objectives]
-        m = {"val": dict(zip(metrics, vals)), "test": {k: v * (1 + 0.05 * rng.normal()) for k, v in zip(metrics, vals)}}
+        m = {
+            "val": dict(zip(metrics, vals)),
+            "test": {k: v * (1 + 0.05 * rng.normal()) for k, v in zip(metrics, vals)},
+        }
         cons = [0.02 - vals[0]] if rng.random() >= infeasible_share else [0.5]
-        trials.append(create_trial(
-            state=TrialState.COMPLETE, values=vals, params=x, distributions=dists,
-            user_attrs={ATTR.METRICS: m, ATTR.COST: {"seconds": 60.0}, ATTR.CONSTRAINTS: cons,
-                        ATTR.PARAMS: x},
-            system_attrs={"nsga2:generation": i // 20}, intermediate_values={},
-        ))  # fmt: skip
+        trials.append(
+            create_trial(
+                state=TrialState.COMPLETE,
+                values=vals,
+                params=x,
+                distributions=dists,
+                user_attrs={
+                    ATTR.METRICS: m,
+                    ATTR.COST: {"seconds": 60.0},
+                    ATTR.CONSTRAINTS: cons,
+                    ATTR.PARAMS: x,
+                },
+                system_attrs={"nsga2:generation": i // 20},
+                intermediate_values={},
+            )
+        )
         trials[-1].datetime_start, trials[-1].datetime_complete = t0, t0 + dt.timedelta(seconds=60)
     study.add_trials(trials)
     return study

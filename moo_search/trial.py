@@ -51,8 +51,9 @@ class TrialResult:
         return asdict(self)
 
 
-def metric_value(metrics: dict[str, dict[str, float]], cost: dict[str, float], metric: str,
-                 split: str = "val") -> float:  # fmt: skip
+def metric_value(
+    metrics: dict[str, dict[str, float]], cost: dict[str, float], metric: str, split: str = "val"
+) -> float:
     if metric.startswith("cost/"):
         return float(cost[metric.removeprefix("cost/")])
     if metric not in metrics[split]:
@@ -130,7 +131,9 @@ def build_model(spec: StudySpec, data: PreparedData) -> tuple[Any, Any, str]:
     encoder, tokenizer, base_id = load_encoder(spec.model)
     encoder = apply_adapter(encoder, spec.adapter)
     n_train_users = max(int((np.bincount(data.split.train["user"], minlength=1) > 0).sum()), 1)
-    pop = np.where(data.item_counts > 0, data.item_counts / n_train_users, 1.0 / (n_train_users + 1))
+    pop = np.where(
+        data.item_counts > 0, data.item_counts / n_train_users, 1.0 / (n_train_users + 1)
+    )
     model = Recommender(
         encoder=encoder,
         n_users=data.ds.n_users,
@@ -182,7 +185,9 @@ def run_trial(
     thr = split.threshold
     feats = data.features / np.maximum(np.linalg.norm(data.features, axis=1, keepdims=True), 1e-12)
     n_train_users = max(int((np.bincount(split.train["user"], minlength=1) > 0).sum()), 1)
-    pop = np.where(data.item_counts > 0, data.item_counts / n_train_users, 1.0 / (n_train_users + 1))
+    pop = np.where(
+        data.item_counts > 0, data.item_counts / n_train_users, 1.0 / (n_train_users + 1)
+    )
     tdata = TrainData(
         users=split.train["user"].to_numpy(),
         items=split.train["item"].to_numpy(),
@@ -197,7 +202,10 @@ def run_trial(
     def embed() -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             if model.alpha > 0:
-                return (model.encode_table(item_tokens, device), model.encode_table(user_tokens, device))
+                return (
+                    model.encode_table(item_tokens, device),
+                    model.encode_table(user_tokens, device),
+                )
             z = torch.zeros(1, 1, device=device)
             return z, z
 
@@ -214,22 +222,40 @@ def run_trial(
     def validate() -> dict[str, float]:
         item_emb, user_emb = embed()
         res = evaluate_scorer(
-            scorer(item_emb, user_emb), data.ds, split, eval_cfg=spec.eval, rerank_cfg=spec.rerank,
-            parts=("val",), features=data.features, ks=ks,
-        )  # fmt: skip
+            scorer(item_emb, user_emb),
+            data.ds,
+            split,
+            eval_cfg=spec.eval,
+            rerank_cfg=spec.rerank,
+            parts=("val",),
+            features=data.features,
+            ks=ks,
+        )
         assert isinstance(res, dict)
         return res["val"]
 
     history = train(
-        model, tdata, train_cfg=spec.train, loss_cfg=spec.loss, seed=spec.seed, device=device,
+        model,
+        tdata,
+        train_cfg=spec.train,
+        loss_cfg=spec.loss,
+        seed=spec.seed,
+        device=device,
         evaluate=validate,
-    )  # fmt: skip
+    )
 
     item_emb, user_emb = embed()
     out = evaluate_scorer(
-        scorer(item_emb, user_emb), data.ds, split, eval_cfg=spec.eval, rerank_cfg=spec.rerank,
-        parts=("val", "test"), features=data.features, ks=ks, return_lists=True,
-    )  # fmt: skip
+        scorer(item_emb, user_emb),
+        data.ds,
+        split,
+        eval_cfg=spec.eval,
+        rerank_cfg=spec.rerank,
+        parts=("val", "test"),
+        features=data.features,
+        ks=ks,
+        return_lists=True,
+    )
     assert isinstance(out, tuple)
     metrics, lists = out
     for part in ("val", "test"):
@@ -248,19 +274,33 @@ def run_trial(
         "peak_mem_mb": float(peak),
     }
     result = TrialResult(
-        metrics=metrics, cost=cost, history=history.to_dict(), base_model=base_id,
-    )  # fmt: skip
+        metrics=metrics,
+        cost=cost,
+        history=history.to_dict(),
+        base_model=base_id,
+    )
     if artifact_dir is not None:
-        result.artifact_dir = str(_write_artifacts(Path(artifact_dir), spec, model, result, lists, split))
+        result.artifact_dir = str(
+            _write_artifacts(Path(artifact_dir), spec, model, result, lists, split)
+        )
     if keep_model:
         result.history["_model"] = model
-    logger.info("trial done in %.1fs: %s", cost["seconds"],
-                {k: round(v, 4) for k, v in metrics["val"].items() if "/" not in k})  # fmt: skip
+    logger.info(
+        "trial done in %.1fs: %s",
+        cost["seconds"],
+        {k: round(v, 4) for k, v in metrics["val"].items() if "/" not in k},
+    )
     return result
 
 
-def _ctr_metrics(model: Any, split: Split, part: str, item_emb: torch.Tensor, user_emb: torch.Tensor,
-                 device: torch.device) -> dict[str, float]:  # fmt: skip
+def _ctr_metrics(
+    model: Any,
+    split: Split,
+    part: str,
+    item_emb: torch.Tensor,
+    user_emb: torch.Tensor,
+    device: torch.device,
+) -> dict[str, float]:
     """CTR head against the held-out exposures of ``part`` (click = rating >= threshold)."""
     df = split.part(part)
     if len(df) == 0:
@@ -275,8 +315,14 @@ def _ctr_metrics(model: Any, split: Split, part: str, item_emb: torch.Tensor, us
     return {"ctr_auc": auc(y, p), "ctr_logloss": logloss(y, p)}
 
 
-def _write_artifacts(root: Path, spec: StudySpec, model: Any, result: TrialResult,
-                     lists: dict[str, np.ndarray], split: Split) -> Path:  # fmt: skip
+def _write_artifacts(
+    root: Path,
+    spec: StudySpec,
+    model: Any,
+    result: TrialResult,
+    lists: dict[str, np.ndarray],
+    split: Split,
+) -> Path:
     from safetensors.torch import save_file
 
     from moo_search.metrics import EvalContext
@@ -290,14 +336,15 @@ def _write_artifacts(root: Path, spec: StudySpec, model: Any, result: TrialResul
         part: EvalContext.from_split(split, part, np.zeros((split.n_items, 1))).users
         for part in lists
     }
-    np.savez_compressed(
-        root / "lists.npz",
-        **{f"{p}_users": users[p] for p in lists},
-        **{f"{p}_lists": lists[p] for p in lists},
-    )
+    arrays: dict[str, Any] = {f"{p}_users": users[p] for p in lists}
+    arrays.update({f"{p}_lists": lists[p] for p in lists})
+    np.savez_compressed(root / "lists.npz", **arrays)
     (root / "metrics.json").write_text(
-        json.dumps({"metrics": result.metrics, "cost": result.cost, "base_model": result.base_model},
-                   indent=2, sort_keys=True)  # fmt: skip
+        json.dumps(
+            {"metrics": result.metrics, "cost": result.cost, "base_model": result.base_model},
+            indent=2,
+            sort_keys=True,
+        )
     )
     curve = {k: result.history[k] for k in ("steps", "loss", "terms", "evals", "best_step")}
     (root / "loss_curve.json").write_text(json.dumps(curve, sort_keys=True))

@@ -10,14 +10,19 @@ from moo_search.spec import StudySpec, spec_from_dict
 TINY: dict[str, Any] = {
     "name": "tiny",
     "seed": 0,
-    "data": {"dataset": "synthetic",
-             "synthetic": {"n_users": 200, "n_items": 120, "interactions_per_user": 25}},
-    "model": {"tiny": {"hidden_size": 32, "num_hidden_layers": 2}, "max_user_length": 48,
-              "max_item_length": 16},
+    "data": {
+        "dataset": "synthetic",
+        "synthetic": {"n_users": 200, "n_items": 120, "interactions_per_user": 25},
+    },
+    "model": {
+        "tiny": {"hidden_size": 32, "num_hidden_layers": 2},
+        "max_user_length": 48,
+        "max_item_length": 16,
+    },
     "adapter": {"type": "lora", "r": 4, "alpha": 8},
     "fusion": {"alpha": 0.5, "id_dim": 32},
     "train": {"max_steps": 40, "progress": False, "eval_every": 1000, "lr": 3e-3},
-}  # fmt: skip
+}
 
 
 def tiny_spec(**overrides: Any) -> StudySpec:
@@ -32,18 +37,33 @@ def tiny_spec(**overrides: Any) -> StudySpec:
     return spec_from_dict(raw)
 
 
-def custom_spec(fn: str, *, n_trials: int, backend: str = "optuna", storage: str = "memory://",
-                out_dir: str = "reports/test", **extra: Any) -> StudySpec:  # fmt: skip
+def custom_spec(
+    fn: str,
+    *,
+    n_trials: int,
+    backend: str = "optuna",
+    storage: str = "memory://",
+    out_dir: str = "reports/test",
+    **extra: Any,
+) -> StudySpec:
     raw: dict[str, Any] = {
         "name": "custom",
         "objective": f"tests.objectives:{fn}",
         "search_space": {"x": {"float": [0.0, 1.0]}, "y": {"float": [0.0, 1.0]}},
-        "objectives": [{"metric": "a", "direction": "minimize"}, {"metric": "b", "direction": "minimize"}],
-        "driver": {"backend": backend, "algorithm": "nsga2", "population": 4, "seed": 1,
-                   "reference_point": [2.5, 2.5]},
+        "objectives": [
+            {"metric": "a", "direction": "minimize"},
+            {"metric": "b", "direction": "minimize"},
+        ],
+        "driver": {
+            "backend": backend,
+            "algorithm": "nsga2",
+            "population": 4,
+            "seed": 1,
+            "reference_point": [2.5, 2.5],
+        },
         "budget": {"n_trials": n_trials},
         "storage": storage,
         "out_dir": out_dir,
-    }  # fmt: skip
+    }
     raw.update(extra)
     return spec_from_dict(raw)

@@ -14,8 +14,16 @@ from moo_search.testing import synthetic_study
 pytestmark = pytest.mark.browser
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 CHROMIUM = os.environ.get("MOO_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,19 +43,29 @@ class Opened:
         self.errors, self.requests, self.dialogs = [], [], []
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on("request", lambda r: None if r.url.startswith(("file:", "data:", "blob:", "about:"))
-                     else self.requests.append(r.url))  # fmt: skip
+        self.page.on(
+            "request",
+            lambda r: (
+                None
+                if r.url.startswith(("file:", "data:", "blob:", "about:"))
+                else self.requests.append(r.url)
+            ),
+        )
         self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
         self.page.goto(path.as_uri())
         self.page.wait_for_selector("body[data-ready='1']", timeout=60_000)
 
     def figures_rendered(self):
-        ids = self.page.evaluate("() => Object.keys(JSON.parse(document.getElementById('payload').textContent).figures)")
+        ids = self.page.evaluate(
+            "() => Object.keys(JSON.parse(document.getElementById('payload').textContent).figures)"
+        )
         out = []
         for fid in ids:  # off-screen figures render when scrolled into view
             self.page.locator(f"#{fid}").scroll_into_view_if_needed()
             self.page.wait_for_selector(f"#{fid}[data-rendered='1']", timeout=60_000)
-            out.append((fid, self.page.evaluate(f"() => !!document.querySelector('#{fid} .main-svg')")))
+            out.append(
+                (fid, self.page.evaluate(f"() => !!document.querySelector('#{fid} .main-svg')"))
+            )
         return out
 
 
@@ -56,20 +74,26 @@ def _study(tmp_path, name="s", **kw):
     return build_report(study, out=tmp_path / f"{abs(hash(name))}-{kw.get('n_objectives', 2)}.html")
 
 
-@pytest.mark.parametrize("kw", [
-    {"n_trials": 80, "n_objectives": 2},
-    {"n_trials": 80, "n_objectives": 3},
-    {"n_trials": 120, "n_objectives": 4, "failed": 4, "infeasible_share": 0.2},
-    {"n_trials": 1, "n_objectives": 3},
-    {"n_trials": 0, "failed": 2},
-], ids=["2obj", "3obj", "4obj-failed-infeasible", "single", "no-complete"])  # fmt: skip
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"n_trials": 80, "n_objectives": 2},
+        {"n_trials": 80, "n_objectives": 3},
+        {"n_trials": 120, "n_objectives": 4, "failed": 4, "infeasible_share": 0.2},
+        {"n_trials": 1, "n_objectives": 3},
+        {"n_trials": 0, "failed": 2},
+    ],
+    ids=["2obj", "3obj", "4obj-failed-infeasible", "single", "no-complete"],
+)
 def test_page_renders_offline_without_errors(browser, tmp_path, kw):
     o = Opened(browser, _study(tmp_path, **kw))
     assert o.errors == [] and o.requests == []
     rendered = o.figures_rendered()
     assert all(ok for _, ok in rendered), rendered
     if kw["n_trials"] > 1:
-        assert {"fig-front", "fig-parallel", "fig-hv", "fig-importance", "fig-valtest"} <= {i for i, _ in rendered}
+        assert {"fig-front", "fig-parallel", "fig-hv", "fig-importance", "fig-valtest"} <= {
+            i for i, _ in rendered
+        }
     rows = o.page.locator("#trials tbody tr").count()
     assert rows == min(100, kw["n_trials"] + kw.get("failed", 0))
 
@@ -88,7 +112,9 @@ def test_clicking_a_front_point_shows_config_and_export_command(browser, tmp_pat
     o.page.evaluate("() => { document.getElementById('selected-title').textContent = 'none'; }")
     o.page.mouse.move(x, y)
     o.page.mouse.click(x, y)
-    o.page.wait_for_function(f"document.getElementById('selected-title').textContent.startsWith('Trial {n} ')")
+    o.page.wait_for_function(
+        f"document.getElementById('selected-title').textContent.startsWith('Trial {n} ')"
+    )
     assert f"--trial {n} " in o.page.text_content("#export-cmd")
     config = o.page.text_content("#config")
     assert "adapter:" in config or "adapter.type" in config
@@ -100,7 +126,9 @@ def test_workbench_table_and_filters(browser, tmp_path):
     o.page.click("#btn-compromise")
     assert o.page.text_content("#selected-title").startswith("Trial ")
     o.page.fill("#filter", "FAIL")
-    o.page.wait_for_function("document.getElementById('table-count').textContent.startsWith('2 trials')")
+    o.page.wait_for_function(
+        "document.getElementById('table-count').textContent.startsWith('2 trials')"
+    )
     o.page.fill("#filter", "")
     o.page.check("#front-only")
     front_rows = o.page.locator("#trials tbody tr").count()
@@ -114,7 +142,12 @@ def test_workbench_table_and_filters(browser, tmp_path):
 
 
 def test_hostile_names_render_as_text(browser, tmp_path):
-    path = _study(tmp_path, name="<script>alert(1)</script>", n_trials=20, param_value="<img src=x onerror=alert(2)>")
+    path = _study(
+        tmp_path,
+        name="<script>alert(1)</script>",
+        n_trials=20,
+        param_value="<img src=x onerror=alert(2)>",
+    )
     o = Opened(browser, path)
     assert o.page.text_content("h1") == "<script>alert(1)</script>"
     assert o.dialogs == [] and o.errors == []

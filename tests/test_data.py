@@ -19,7 +19,9 @@ INTER = "user,item,rating,timestamp\n1,10,5,100\n1,11,3,200\n2,10,4,150\n2,12,1,
 
 def test_csv_loader_dense_ids_and_tables(write):
     inter = write("i.csv", INTER)
-    items = write("items.csv", "item,title,year,genres\n10,Heat,1995,Action|Crime\n11,Babe,1995,Comedy\n")
+    items = write(
+        "items.csv", "item,title,year,genres\n10,Heat,1995,Action|Crime\n11,Babe,1995,Comedy\n"
+    )
     ds = load_table_dataset(inter, items_path=items)
     assert (ds.n_users, ds.n_items) == (2, 3)
     assert ds.interactions["user"].tolist() == [0, 0, 1, 1]
@@ -65,8 +67,14 @@ def test_missing_file_is_named(tmp_path):
 
 
 def test_recbole_atomic_files(write, tmp_path):
-    write("d/d.inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t5\t4\t10\n2\t5\t2\t11\n")
-    write("d/d.item", "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n5\tHeat\t1995\tAction Crime\n")
+    write(
+        "d/d.inter",
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t5\t4\t10\n2\t5\t2\t11\n",
+    )
+    write(
+        "d/d.item",
+        "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n5\tHeat\t1995\tAction Crime\n",
+    )
     ds = load_recbole(tmp_path / "d")
     assert ds.n_users == 2 and ds.items["genres"].iloc[0] == ["Action", "Crime"]
     assert render_item("Heat", "1995", ["Action", "Crime"]) == "Heat (1995) · Action, Crime"
@@ -98,9 +106,13 @@ def test_load_without_fetch_says_how_to_fetch(tmp_path, monkeypatch):
 
 def test_chronological_split_per_user_with_ties_in_file_order():
     inter = pd.DataFrame(
-        {"user": [0] * 10, "item": list(range(10)), "rating": [5.0] * 10,
-         "timestamp": [5, 1, 2, 3, 4, 6, 7, 8, 9, 9]}  # items 8 and 9 tie: file order
-    )  # fmt: skip
+        {
+            "user": [0] * 10,
+            "item": list(range(10)),
+            "rating": [5.0] * 10,
+            "timestamp": [5, 1, 2, 3, 4, 6, 7, 8, 9, 9],
+        }  # items 8 and 9 tie: file order
+    )
     ds = make_synthetic(n_users=2, n_items=10)
     ds.interactions = inter
     s = make_split(ds, method="chronological")

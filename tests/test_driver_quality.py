@@ -30,13 +30,23 @@ CASES = [
 
 def _ours(backend, algorithm, name, options, pop, n):
     problem = PROBLEMS[name](**options)
-    spec = spec_from_dict({
-        "name": f"{backend}-{name}", "objective": name, "problem": options,
-        "objectives": [{"metric": f, "direction": "minimize"} for f in problem.objectives],
-        "driver": {"backend": backend, "algorithm": algorithm, "population": pop, "seed": 0,
-                   "reference_point": [1.1] * problem.n_obj},
-        "budget": {"n_trials": n}, "storage": "memory://",
-    })  # fmt: skip
+    spec = spec_from_dict(
+        {
+            "name": f"{backend}-{name}",
+            "objective": name,
+            "problem": options,
+            "objectives": [{"metric": f, "direction": "minimize"} for f in problem.objectives],
+            "driver": {
+                "backend": backend,
+                "algorithm": algorithm,
+                "population": pop,
+                "seed": 0,
+                "reference_point": [1.1] * problem.n_obj,
+            },
+            "budget": {"n_trials": n},
+            "storage": "memory://",
+        }
+    )
     study = run_study(spec, report=False)
     return np.array([t.values for t in study.trials if t.values is not None])
 
@@ -55,7 +65,10 @@ def _bare_pymoo(algorithm, name, options, pop, n):
     if algorithm == "nsga2":
         algo = NSGA2(pop_size=pop)
     else:
-        algo = NSGA3(pop_size=pop, ref_dirs=get_reference_directions("das-dennis", problem.n_obj, n_partitions=12))
+        algo = NSGA3(
+            pop_size=pop,
+            ref_dirs=get_reference_directions("das-dennis", problem.n_obj, n_partitions=12),
+        )
 
     class Archive(Callback):
         def __init__(self):
@@ -63,7 +76,9 @@ def _bare_pymoo(algorithm, name, options, pop, n):
             self.F = []
 
         def notify(self, algorithm):
-            self.F.append(algorithm.off.get("F") if algorithm.off is not None else algorithm.pop.get("F"))
+            self.F.append(
+                algorithm.off.get("F") if algorithm.off is not None else algorithm.pop.get("F")
+            )
 
     cb = Archive()
     minimize(prob, algo, ("n_eval", n), seed=0, callback=cb, verbose=False)
@@ -73,7 +88,9 @@ def _bare_pymoo(algorithm, name, options, pop, n):
 def _bare_optuna(algorithm, name, options, pop, n):
     problem = PROBLEMS[name](**options)
     cls = optuna.samplers.NSGAIISampler if algorithm == "nsga2" else optuna.samplers.NSGAIIISampler
-    study = optuna.create_study(directions=["minimize"] * problem.n_obj, sampler=cls(population_size=pop, seed=0))
+    study = optuna.create_study(
+        directions=["minimize"] * problem.n_obj, sampler=cls(population_size=pop, seed=0)
+    )
 
     def objective(trial):
         x = np.array([trial.suggest_float(v, 0.0, 1.0) for v in problem.variables])
@@ -83,8 +100,11 @@ def _bare_optuna(algorithm, name, options, pop, n):
     return np.array([t.values for t in study.trials])
 
 
-@pytest.mark.parametrize(("backend", "algorithm", "name", "options", "pop", "n", "required"), CASES,
-                         ids=[f"{c[0]}-{c[1]}-{c[2]}" for c in CASES])  # fmt: skip
+@pytest.mark.parametrize(
+    ("backend", "algorithm", "name", "options", "pop", "n", "required"),
+    CASES,
+    ids=[f"{c[0]}-{c[1]}-{c[2]}" for c in CASES],
+)
 def test_driver_matches_its_library(backend, algorithm, name, options, pop, n, required, capsys):
     problem = PROBLEMS[name](**options)
     ref = [1.1] * problem.n_obj
@@ -97,7 +117,9 @@ def test_driver_matches_its_library(backend, algorithm, name, options, pop, n, r
     r_bare = hypervolume(bare, ref, dirs) / yardstick
     analytic = hypervolume(ours, ref, dirs) / problem.true_hypervolume(np.array(ref))
     with capsys.disabled():
-        print(f"\n{backend} {algorithm} {name}: ours {r_ours:.4f}, bare library {r_bare:.4f} "
-              f"(of pymoo's reference front); ours {analytic:.4f} of the analytic front")  # fmt: skip
+        print(
+            f"\n{backend} {algorithm} {name}: ours {r_ours:.4f}, bare library {r_bare:.4f} "
+            f"(of pymoo's reference front); ours {analytic:.4f} of the analytic front"
+        )
     assert r_ours >= required
     assert abs(r_ours - r_bare) <= 0.02

@@ -57,7 +57,9 @@ def test_ctrl_c_marks_the_running_trial_and_a_later_run_resumes(backend, tmp_pat
     flag.write_text("4")  # the 5th evaluation raises KeyboardInterrupt
     monkeypatch.setenv("MOO_TEST_INTERRUPT", str(flag))
     url = f"sqlite:///{tmp_path}/s.db"
-    spec = custom_spec("interrupt_at", n_trials=10, backend=backend, storage=url, out_dir=str(tmp_path))
+    spec = custom_spec(
+        "interrupt_at", n_trials=10, backend=backend, storage=url, out_dir=str(tmp_path)
+    )
     with pytest.raises(KeyboardInterrupt):
         run_study(spec, report=False)
     study = load_study(url)
@@ -70,8 +72,13 @@ def test_ctrl_c_marks_the_running_trial_and_a_later_run_resumes(backend, tmp_pat
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_failed_trial_is_recorded_and_the_study_goes_on(backend, tmp_path):
-    spec = custom_spec("flaky", n_trials=12, backend=backend, out_dir=str(tmp_path),
-                       budget={"n_trials": 12, "max_failures": 50})  # fmt: skip
+    spec = custom_spec(
+        "flaky",
+        n_trials=12,
+        backend=backend,
+        out_dir=str(tmp_path),
+        budget={"n_trials": 12, "max_failures": 50},
+    )
     study = run_study(spec, report=False)
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert failed, "expected some x > 0.7"
@@ -82,8 +89,13 @@ def test_a_failed_trial_is_recorded_and_the_study_goes_on(backend, tmp_path):
 def test_too_many_failures_stop_the_run_with_a_message(tmp_path):
     from moo_search import MooSearchError
 
-    spec = custom_spec("flaky", n_trials=50, out_dir=str(tmp_path), budget={"n_trials": 50, "max_failures": 2},
-                       search_space={"x": {"float": [0.8, 1.0]}, "y": {"float": [0.0, 1.0]}})  # fmt: skip
+    spec = custom_spec(
+        "flaky",
+        n_trials=50,
+        out_dir=str(tmp_path),
+        budget={"n_trials": 50, "max_failures": 2},
+        search_space={"x": {"float": [0.8, 1.0]}, "y": {"float": [0.0, 1.0]}},
+    )
     with pytest.raises(MooSearchError, match="max_failures = 2"):
         run_study(spec, report=False)
 
@@ -132,14 +144,23 @@ def test_mixed_space_encoding_round_trips():
 
 
 def test_default_objective_study_enqueues_the_base_config_first(tmp_path):
-    spec = tiny_spec(**{
-        "train.max_steps": 3, "out_dir": str(tmp_path), "storage": f"sqlite:///{tmp_path}/t.db",
-        "search_space": {"fusion.alpha": {"float": [0.1, 0.9]}, "adapter.type": {"categorical": ["lora", "ia3"]}},
-        "objectives": [{"metric": "precision@10", "direction": "maximize"},
-                       {"metric": "ild@10", "direction": "maximize"}],
-        "constraints": ["precision@10 >= 0.0"],
-        "budget": {"n_trials": 3},
-    })  # fmt: skip
+    spec = tiny_spec(
+        **{
+            "train.max_steps": 3,
+            "out_dir": str(tmp_path),
+            "storage": f"sqlite:///{tmp_path}/t.db",
+            "search_space": {
+                "fusion.alpha": {"float": [0.1, 0.9]},
+                "adapter.type": {"categorical": ["lora", "ia3"]},
+            },
+            "objectives": [
+                {"metric": "precision@10", "direction": "maximize"},
+                {"metric": "ild@10", "direction": "maximize"},
+            ],
+            "constraints": ["precision@10 >= 0.0"],
+            "budget": {"n_trials": 3},
+        }
+    )
     study = run_study(spec, report=False)
     first = study.trials[0]
     assert first.user_attrs[ATTR.ANCHOR] == "base"
@@ -152,3 +173,45 @@ def test_default_objective_study_enqueues_the_base_config_first(tmp_path):
         assert (tmp_path / "artifacts" / f"trial_{t.number:05d}" / "metrics.json").is_file()
         assert t.user_attrs[ATTR.CONSTRAINTS] == [pytest.approx(-t.values[0])]
     assert "MostPop" in study.user_attrs[STUDY_ATTR.BASELINES]
+
+
+@pytest.mark.parametrize("algorithm", ["nsga2", "nsga3", "tpe", "random", "gp"])
+def test_every_optuna_algorithm_runs_a_constrained_study(algorithm, tmp_path):
+    spec = custom_spec(
+        "sphere2",
+        n_trials=10,
+        out_dir=str(tmp_path),
+        driver={"backend": "optuna", "algorithm": algorithm, "population": 4, "seed": 0},
+        constraints=["a <= 1.5"],
+    )
+    study = run_study(spec, report=False)
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 10
+    for t in done:  # constraints reach Optuna (set_constraint on 5.x, constraints_func on 4.x)
+        assert t.user_attrs[ATTR.CONSTRAINTS] == [pytest.approx(t.values[0] - 1.5)]
+    feasible_front = study.best_trials
+    assert all(t.values[0] <= 1.5 for t in feasible_front)
+
+
+def test_surplus_ask_is_pruned_not_completed(tmp_path):
+    """If another worker already filled the budget, a trial asked in the race window is
+    pruned with a reason, never completed."""
+    spec = custom_spec("sphere2", n_trials=3, out_dir=str(tmp_path))
+    study = run_study(spec, report=False)
+    from moo_search.drivers._study import StudyContext, TrialRunner, make_evaluator, search_space
+
+    ctx = StudyContext(
+        spec=spec,
+        study=study,
+        storage_url="memory://",
+        study_dir=tmp_path,
+        evaluate=make_evaluator(spec),
+        space=search_space(spec),
+        n_trials=3,
+    )
+    study.optimize(TrialRunner(ctx), n_trials=1)
+    last = study.trials[-1]
+    assert (
+        last.state == TrialState.PRUNED and "budget already reached" in last.user_attrs[ATTR.FAIL]
+    )
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3

@@ -22,13 +22,22 @@ optuna.logging.set_verbosity(optuna.logging.ERROR)
 @pytest.fixture(scope="module")
 def study_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("study")
-    spec = tiny_spec(**{
-        "train.max_steps": 15, "out_dir": str(d), "storage": f"sqlite:///{d}/study.db",
-        "search_space": {"fusion.alpha": {"float": [0.2, 0.8]}, "rerank.mmr_lambda": {"float": [0.4, 1.0]}},
-        "objectives": [{"metric": "precision@10", "direction": "maximize"},
-                       {"metric": "ild@10", "direction": "maximize"}],
-        "budget": {"n_trials": 5},
-    })  # fmt: skip
+    spec = tiny_spec(
+        **{
+            "train.max_steps": 15,
+            "out_dir": str(d),
+            "storage": f"sqlite:///{d}/study.db",
+            "search_space": {
+                "fusion.alpha": {"float": [0.2, 0.8]},
+                "rerank.mmr_lambda": {"float": [0.4, 1.0]},
+            },
+            "objectives": [
+                {"metric": "precision@10", "direction": "maximize"},
+                {"metric": "ild@10", "direction": "maximize"},
+            ],
+            "budget": {"n_trials": 5},
+        }
+    )
     run_study(spec, report=False)
     return d
 
@@ -52,17 +61,31 @@ def test_round_trip_reproduces_the_trials_top10_lists(study_dir, tmp_path):
 def test_bundle_contents_and_new_user_api(study_dir, tmp_path):
     out = export_trial(study_dir, out=tmp_path / "knee", select="knee")
     names = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
-    assert {"config.yaml", "adapter/adapter_config.json", "adapter/adapter_model.safetensors", "heads.safetensors",
-            "metrics.json", "manifest.json", "MODEL_CARD.md", "catalog.json", "seen.npz"} <= names  # fmt: skip
+    assert {
+        "config.yaml",
+        "adapter/adapter_config.json",
+        "adapter/adapter_model.safetensors",
+        "heads.safetensors",
+        "metrics.json",
+        "manifest.json",
+        "MODEL_CARD.md",
+        "catalog.json",
+        "seen.npz",
+    } <= names
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["versions"]) == {"moo_search", "torch", "transformers", "peft", "optuna"}
-    assert len(manifest["base_model"]["weights_sha256"]) == 64 and len(manifest["data"]["fingerprint"]) == 64
+    assert (
+        len(manifest["base_model"]["weights_sha256"]) == 64
+        and len(manifest["data"]["fingerprint"]) == 64
+    )
     assert set(manifest["files"]) == names - {"manifest.json"}
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["selection"]["rule"] == "knee" and metrics["front"]
     assert {"val", "test"} <= set(metrics["metrics"])
     rec = load_exported(out)
-    new = rec.recommend({"attributes": {"age": 30}, "history": [rec.item_ids[0], rec.item_ids[1]]}, k=5)
+    new = rec.recommend(
+        {"attributes": {"age": 30}, "history": [rec.item_ids[0], rec.item_ids[1]]}, k=5
+    )
     assert len(new) == 5 and rec.item_ids[0] not in new
     known = rec.user_ids[3]
     s = rec.score(known, rec.item_ids[:4])
@@ -72,8 +95,18 @@ def test_bundle_contents_and_new_user_api(study_dir, tmp_path):
         rec.recommend("no-such-user")
 
 
-@pytest.mark.parametrize("victim", ["config.yaml", "adapter/adapter_model.safetensors", "heads.safetensors",
-                                    "metrics.json", "catalog.json", "seen.npz", "MODEL_CARD.md"])  # fmt: skip
+@pytest.mark.parametrize(
+    "victim",
+    [
+        "config.yaml",
+        "adapter/adapter_model.safetensors",
+        "heads.safetensors",
+        "metrics.json",
+        "catalog.json",
+        "seen.npz",
+        "MODEL_CARD.md",
+    ],
+)
 def test_one_changed_byte_is_refused_naming_the_file(study_dir, tmp_path, victim):
     out = export_trial(study_dir, out=tmp_path / "b", trial=1)
     p = out / victim
@@ -102,11 +135,18 @@ def test_adapter_loads_with_plain_transformers_and_peft(study_dir, tmp_path):
     from transformers import BertConfig, BertModel
 
     out = export_trial(study_dir, out=tmp_path / "p", trial=2)
-    tiny = json.loads(json.dumps(__import__("yaml").safe_load((out / "config.yaml").read_text())["model"]))
+    tiny = json.loads(
+        json.dumps(__import__("yaml").safe_load((out / "config.yaml").read_text())["model"])
+    )
     t = tiny["tiny"]
-    cfg = BertConfig(vocab_size=30522, hidden_size=t["hidden_size"], num_hidden_layers=t["num_hidden_layers"],
-                     num_attention_heads=t["num_attention_heads"], intermediate_size=t["intermediate_size"],
-                     max_position_embeddings=max(tiny["max_user_length"], tiny["max_item_length"]) + 2)  # fmt: skip
+    cfg = BertConfig(
+        vocab_size=30522,
+        hidden_size=t["hidden_size"],
+        num_hidden_layers=t["num_hidden_layers"],
+        num_attention_heads=t["num_attention_heads"],
+        intermediate_size=t["intermediate_size"],
+        max_position_embeddings=max(tiny["max_user_length"], tiny["max_item_length"]) + 2,
+    )
     torch.manual_seed(t["seed"])
     model = PeftModel.from_pretrained(BertModel(cfg), str(out / "adapter"))
     saved = load_file(str(out / "adapter" / "adapter_model.safetensors"))
@@ -126,11 +166,20 @@ def test_selection_rules_and_where(study_dir, tmp_path):
     front = m["front"]
     assert m["metrics"]["val"]["ild@10"] == pytest.approx(max(f["ild@10"] for f in front))
     lo = min(f["precision@10"] for f in front)
-    out = export_trial(study_dir, out=tmp_path / "w", select="compromise", where=[f"precision@10>={lo}"])
-    assert json.loads((out / "metrics.json").read_text())["selection"]["where"] == [f"precision@10>={lo}"]
-    with pytest.raises(ExportError, match=r"no front trial satisfies precision@10>=2.*front ranges: precision@10 in \["):
+    out = export_trial(
+        study_dir, out=tmp_path / "w", select="compromise", where=[f"precision@10>={lo}"]
+    )
+    assert json.loads((out / "metrics.json").read_text())["selection"]["where"] == [
+        f"precision@10>={lo}"
+    ]
+    with pytest.raises(
+        ExportError,
+        match=r"no front trial satisfies precision@10>=2.*front ranges: precision@10 in \[",
+    ):
         export_trial(study_dir, out=tmp_path / "none", select="knee", where=["precision@10>=2"])
-    with pytest.raises(ExportError, match="--select .nope.: expected knee, compromise or best:METRIC"):
+    with pytest.raises(
+        ExportError, match="--select .nope.: expected knee, compromise or best:METRIC"
+    ):
         export_trial(study_dir, out=tmp_path / "n2", select="nope")
     with pytest.raises(ExportError, match="--trial 99: no such trial"):
         export_trial(study_dir, out=tmp_path / "n3", trial=99)
@@ -145,7 +194,9 @@ def test_refuses_non_empty_out_unless_force(study_dir, tmp_path, capsys):
     assert (out / "keep.txt").read_text() == "mine"
     assert main(["export", str(study_dir), "--trial", "0", "--out", str(out), "--force"]) == 0
     assert not (out / "keep.txt").exists() and (out / "manifest.json").is_file()
-    assert not any(p.name.startswith(".index") for p in tmp_path.iterdir())  # nothing written beside --out
+    assert not any(
+        p.name.startswith(".index") for p in tmp_path.iterdir()
+    )  # nothing written beside --out
 
 
 def test_verify_reproduces_the_recorded_metrics(study_dir, tmp_path, capsys):

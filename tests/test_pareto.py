@@ -45,7 +45,9 @@ def test_hypervolume_matches_pymoo(m):
     rng = np.random.default_rng(m)
     F = rng.random((60, m))
     ref = np.full(m, 1.1)
-    assert P.hypervolume(F, ref, ["minimize"] * m) == pytest.approx(float(HV(ref_point=ref)(F)), rel=1e-9)
+    assert P.hypervolume(F, ref, ["minimize"] * m) == pytest.approx(
+        float(HV(ref_point=ref)(F)), rel=1e-9
+    )
 
 
 def test_hypervolume_history_is_monotone():

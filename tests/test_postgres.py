@@ -42,12 +42,20 @@ def _spec_file(tmp_path, n_trials: int) -> str:
         "name": "pg-study",
         "objective": "tests.objectives:slow",
         "search_space": {"x": {"float": [0.0, 1.0]}, "y": {"float": [0.0, 1.0]}},
-        "objectives": [{"metric": "a", "direction": "minimize"}, {"metric": "b", "direction": "minimize"}],
-        "driver": {"population": 4, "seed": 0, "heartbeat_interval": 1, "grace_period": 3,
-                   "reference_point": [2.5, 2.5]},
+        "objectives": [
+            {"metric": "a", "direction": "minimize"},
+            {"metric": "b", "direction": "minimize"},
+        ],
+        "driver": {
+            "population": 4,
+            "seed": 0,
+            "heartbeat_interval": 1,
+            "grace_period": 3,
+            "reference_point": [2.5, 2.5],
+        },
         "budget": {"n_trials": n_trials},
         "out_dir": str(tmp_path / "study"),
-    }  # fmt: skip
+    }
     path = tmp_path / "pg.yaml"
     path.write_text(yaml.safe_dump(spec))
     return str(path)
@@ -55,8 +63,14 @@ def _spec_file(tmp_path, n_trials: int) -> str:
 
 def _cli(args, tmp_path, **env):
     full_env = {**os.environ, "PYTHONPATH": str(REPO), "MOO_TEST_MARKERS": str(tmp_path), **env}
-    return subprocess.Popen([sys.executable, "-m", "moo_search.cli", *args], cwd=REPO, env=full_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "moo_search.cli", *args],
+        cwd=REPO,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _wait_for_study(url: str, timeout: float = 60) -> None:
@@ -82,7 +96,10 @@ def test_four_workers_finish_exactly_the_budget(pg_url, tmp_path):
     spec = _spec_file(tmp_path, 24)
     first = _cli(["run", spec, "--storage", pg_url, "--no-report"], tmp_path, MOO_TEST_SLEEP="0.5")
     _wait_for_study(pg_url)
-    others = [_cli(["worker", spec, "--storage", pg_url], tmp_path, MOO_TEST_SLEEP="0.5") for _ in range(3)]
+    others = [
+        _cli(["worker", spec, "--storage", pg_url], tmp_path, MOO_TEST_SLEEP="0.5")
+        for _ in range(3)
+    ]
     outs = _finish([first, *others])
     assert all(p.returncode == 0 for p in [first, *others]), "\n".join(outs)
     study = optuna.load_study(study_name="pg-study", storage=pg_url)
@@ -110,8 +127,10 @@ def test_killed_worker_trial_is_failed_by_heartbeat_and_retried(pg_url, tmp_path
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert len(failed) == 1, [t.state for t in study.trials]
     retried = [
-        t for t in study.get_trials(states=(TrialState.COMPLETE,))
-        if optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == failed[0].number
-    ]  # fmt: skip
+        t
+        for t in study.get_trials(states=(TrialState.COMPLETE,))
+        if optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(t)
+        == failed[0].number
+    ]
     assert len(retried) == 1 and retried[0].params == failed[0].params
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 12

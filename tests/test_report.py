@@ -26,22 +26,34 @@ def test_page_for_2_3_4_objectives(tmp_path, m):
     out = build_report(study, out=tmp_path / "index.html")
     html = out.read_text()
     p = _payload(html)
-    assert len(p["rows"]) == 60 and p["metrics"] == ["precision@10", "ild@10", "novelty@10", "ctr_auc"][:m]
-    assert "fig-front" in p["figures"] and "fig-parallel" in p["figures"] and "fig-hv" in p["figures"]
+    assert (
+        len(p["rows"]) == 60
+        and p["metrics"] == ["precision@10", "ild@10", "novelty@10", "ctr_auc"][:m]
+    )
+    assert (
+        "fig-front" in p["figures"] and "fig-parallel" in p["figures"] and "fig-hv" in p["figures"]
+    )
     assert ("fig-3d" in p["figures"]) == (m >= 3)
     assert p["knee"] is not None and p["compromise"] is not None
     assert "https://" not in html.split("<script>", 2)[1][:200]  # plotly is inline, not a CDN link
     assert "cdn.plot.ly" not in html.replace("cdn.plot.ly/", "")  # no src= to a CDN
-    assert '<script src=' not in html
+    assert "<script src=" not in html
 
 
 def test_failed_and_infeasible_trials(tmp_path):
-    study = synthetic_study(optuna.storages.InMemoryStorage(), n_trials=40, n_objectives=2, failed=3,
-                            infeasible_share=0.3)  # fmt: skip
+    study = synthetic_study(
+        optuna.storages.InMemoryStorage(),
+        n_trials=40,
+        n_objectives=2,
+        failed=3,
+        infeasible_share=0.3,
+    )
     data = collect(study)
     assert data.counts["FAIL"] == 3
     assert (~data.complete["feasible"]).sum() > 0
-    assert not data.rows.loc[~data.rows["feasible"].astype(bool), "pareto"].any()  # infeasible never on the front
+    assert not data.rows.loc[
+        ~data.rows["feasible"].astype(bool), "pareto"
+    ].any()  # infeasible never on the front
     p = _payload(build_report(study, out=tmp_path / "i.html").read_text())
     reasons = [r["reason"] for r in p["rows"] if r["state"] == "FAIL"]
     assert all("loss became nan" in r for r in reasons)
@@ -57,8 +69,13 @@ def test_single_complete_trial_and_empty_study(tmp_path):
 
 
 def test_names_and_values_are_escaped(tmp_path):
-    study = synthetic_study(optuna.storages.InMemoryStorage(), n_trials=20, name="<script>alert(1)</script>",
-                            param_value="<img src=x onerror=alert(2)>", failed=1)  # fmt: skip
+    study = synthetic_study(
+        optuna.storages.InMemoryStorage(),
+        n_trials=20,
+        name="<script>alert(1)</script>",
+        param_value="<img src=x onerror=alert(2)>",
+        failed=1,
+    )
     html = build_report(study, out=tmp_path / "x.html").read_text()
     body = html.split("</head>", 1)[1]
     assert "<script>alert(1)" not in body

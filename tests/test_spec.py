@@ -20,16 +20,44 @@ BAD_SPECS = [
     ("adapter: {type: lora, r: 0}", "adapter.r", "rank must be >= 1"),
     ("train: {lr: 0}", "train.lr", "must be > 0"),
     ("train: {lr: -0.001}", "train.lr", "must be > 0"),
-    ("search_space: {train.lr: {float: [0.1, 0.01]}}", "search_space.train.lr", "low must be <= high"),
-    ("search_space: {train.lr: {float: [0, 0.01], log: true}}", "search_space.train.lr", "log scale"),
-    ("search_space: {train.lrr: {float: [0.1, 0.2]}}", "search_space.train.lrr", "did you mean 'lr'"),
-    ("search_space: {trainn.lr: {float: [0.1, 0.2]}}", "search_space.trainn.lr", "did you mean 'train'"),
+    (
+        "search_space: {train.lr: {float: [0.1, 0.01]}}",
+        "search_space.train.lr",
+        "low must be <= high",
+    ),
+    (
+        "search_space: {train.lr: {float: [0, 0.01], log: true}}",
+        "search_space.train.lr",
+        "log scale",
+    ),
+    (
+        "search_space: {train.lrr: {float: [0.1, 0.2]}}",
+        "search_space.train.lrr",
+        "did you mean 'lr'",
+    ),
+    (
+        "search_space: {trainn.lr: {float: [0.1, 0.2]}}",
+        "search_space.trainn.lr",
+        "did you mean 'train'",
+    ),
     ("search_space: {adapter: {float: [0.1, 0.2]}}", "search_space.adapter", "is a section"),
-    ("search_space: {adapter.r: {integer: [1, 4]}}", "search_space.adapter.r", "{int: [low, high]}"),
+    (
+        "search_space: {adapter.r: {integer: [1, 4]}}",
+        "search_space.adapter.r",
+        "{int: [low, high]}",
+    ),
     ("search_space: {adapter.r: {categorical: []}}", "search_space.adapter.r", "non-empty"),
     ("search_space: {adapter.r: {int: [1.5, 4]}}", "search_space.adapter.r", "integers"),
-    ("objectives: [{metric: precison@10, direction: maximize}]", "objectives.0.metric", "unknown metric"),
-    ("objectives: [{metric: ndcg@10, direction: up}]", "objectives.0.direction", "'minimize' or 'maximize'"),
+    (
+        "objectives: [{metric: precison@10, direction: maximize}]",
+        "objectives.0.metric",
+        "unknown metric",
+    ),
+    (
+        "objectives: [{metric: ndcg@10, direction: up}]",
+        "objectives.0.direction",
+        "'minimize' or 'maximize'",
+    ),
     ("objectives: [{metric: ndcg@10}]", "objectives.0.direction", "missing"),
     ("objectives: []", "objectives", "at least one objective"),
     ("constraints: ['precision@10 > 0.1']", "constraints", "expected '<metric> >= <number>'"),
@@ -47,7 +75,9 @@ BAD_SPECS = [
 ]
 
 
-@pytest.mark.parametrize(("text", "field", "phrase"), BAD_SPECS, ids=[b[1] + ":" + b[2][:20] for b in BAD_SPECS])
+@pytest.mark.parametrize(
+    ("text", "field", "phrase"), BAD_SPECS, ids=[b[1] + ":" + b[2][:20] for b in BAD_SPECS]
+)
 def test_bad_spec_names_field(write, text, field, phrase):
     path = write("bad.yaml", "name: t\n" + text + "\n")
     with pytest.raises(SpecError) as info:
@@ -91,9 +121,14 @@ def test_overrides_are_typed_like_yaml(write):
     path = write("s.yaml", "name: t\n")
     spec = load_spec(
         path,
-        ["train.lr=3e-4", "adapter.type=dora", "adapter.layers=[4, 5]", "train.progress=false",
-         "search_space.fusion.alpha={float: [0, 1]}"],
-    )  # fmt: skip
+        [
+            "train.lr=3e-4",
+            "adapter.type=dora",
+            "adapter.layers=[4, 5]",
+            "train.progress=false",
+            "search_space.fusion.alpha={float: [0, 1]}",
+        ],
+    )
     assert spec.train.lr == pytest.approx(3e-4)
     assert spec.adapter.type == "dora"
     assert spec.adapter.layers == [4, 5]
@@ -116,9 +151,21 @@ def test_with_params_applies_dotted_paths_and_revalidates():
 
 def test_builtin_problem_accepts_free_objectives():
     spec = spec_from_dict(
-        {"name": "z", "objective": "zdt1", "problem": {"n_var": 10},
-         "objectives": [{"metric": "f1", "direction": "minimize"},
-                        {"metric": "f2", "direction": "minimize"}],
-         "search_space": {"x0": {"float": [0, 1]}}}
-    )  # fmt: skip
+        {
+            "name": "z",
+            "objective": "zdt1",
+            "problem": {"n_var": 10},
+            "objectives": [
+                {"metric": "f1", "direction": "minimize"},
+                {"metric": "f2", "direction": "minimize"},
+            ],
+            "search_space": {"x0": {"float": [0, 1]}},
+        }
+    )
     assert not spec.uses_default_trial
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "studies").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_study_validates(path):
+    spec = load_spec(path)
+    assert spec.objectives and spec.budget.n_trials >= 1

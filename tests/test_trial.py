@@ -37,9 +37,22 @@ def test_result_has_every_metric_on_val_and_test_and_the_cost(trained):
     _, result = trained
     for part in ("val", "test"):
         m = result.metrics[part]
-        for name in ("precision@10", "recall@10", "ndcg@10", "hit@10", "mrr@10", "ild@10",
-                     "novelty@10", "coverage@10", "tail_share@10", "gini@10", "ctr_auc",
-                     "ctr_logloss", "cold/precision@10", "tail/recall@10"):  # fmt: skip
+        for name in (
+            "precision@10",
+            "recall@10",
+            "ndcg@10",
+            "hit@10",
+            "mrr@10",
+            "ild@10",
+            "novelty@10",
+            "coverage@10",
+            "tail_share@10",
+            "gini@10",
+            "ctr_auc",
+            "ctr_logloss",
+            "cold/precision@10",
+            "tail/recall@10",
+        ):
             assert name in m and np.isfinite(m[name]), name
     assert result.cost["trainable_params"] > 0 and result.cost["train_tokens"] > 0
     assert result.value("cost/seconds") > 0
@@ -61,9 +74,17 @@ def test_adapter_really_trains_and_loads_with_plain_peft(trained):
         if "lora_B" in n:
             assert torch.allclose(a[n], p.detach())
     files = {p.name for p in __import__("pathlib").Path(result.artifact_dir).iterdir()}
-    assert {"adapter", "heads.safetensors", "metrics.json", "loss_curve.json", "config.yaml",
-            "lists.npz"} <= files  # fmt: skip
-    saved = json.loads((__import__("pathlib").Path(result.artifact_dir) / "metrics.json").read_text())
+    assert {
+        "adapter",
+        "heads.safetensors",
+        "metrics.json",
+        "loss_curve.json",
+        "config.yaml",
+        "lists.npz",
+    } <= files
+    saved = json.loads(
+        (__import__("pathlib").Path(result.artifact_dir) / "metrics.json").read_text()
+    )
     assert saved["metrics"]["val"]["precision@10"] == result.value("precision@10")
 
 
@@ -92,9 +113,10 @@ def test_every_adapter_type_runs(adapter):
     r = run_trial(tiny_spec(**{"adapter.type": adapter, "train.max_steps": 5}))
     assert np.isfinite(r.value("precision@10"))
     if adapter == "none":
-        assert r.cost["trainable_params"] < run_trial(tiny_spec(**{"train.max_steps": 1})).cost[
-            "trainable_params"
-        ]
+        assert (
+            r.cost["trainable_params"]
+            < run_trial(tiny_spec(**{"train.max_steps": 1})).cost["trainable_params"]
+        )
 
 
 def test_unknown_target_module_fails_before_training(monkeypatch):
@@ -109,7 +131,9 @@ def test_unknown_target_module_fails_before_training(monkeypatch):
 
 def test_missing_model_path_fails_before_training():
     spec = tiny_spec(**{"model.tiny": None, "model.name_or_path": "/nonexistent/model"})
-    with pytest.raises(SpecError, match="model.name_or_path: model path '/nonexistent/model' does not exist"):
+    with pytest.raises(
+        SpecError, match="model.name_or_path: model path '/nonexistent/model' does not exist"
+    ):
         run_trial(spec)
 
 

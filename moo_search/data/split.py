@@ -36,7 +36,8 @@ class Split:
             df = df[df["rating"] >= self.threshold]
         data = np.ones(len(df), dtype=np.float32)
         m = sp.csr_matrix(
-            (data, (df["user"].to_numpy(), df["item"].to_numpy())), shape=(self.n_users, self.n_items)
+            (data, (df["user"].to_numpy(), df["item"].to_numpy())),
+            shape=(self.n_users, self.n_items),
         )
         m.data[:] = 1.0
         return m
@@ -72,8 +73,13 @@ def _counts(n: np.ndarray, ratios: tuple[float, float, float]) -> tuple[np.ndarr
 
 
 def make_split(
-    ds: Dataset, *, method: str = "chronological", ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
-    n: int = 1, seed: int = 0, threshold: float = 4.0,
+    ds: Dataset,
+    *,
+    method: str = "chronological",
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    n: int = 1,
+    seed: int = 0,
+    threshold: float = 4.0,
 ) -> Split:
     """Split every user's interactions.
 
@@ -89,7 +95,9 @@ def make_split(
         df["_key"] = rng.random(len(df))
         df = df.sort_values(["user", "_key"], kind="stable").drop(columns="_key")
     else:
-        raise DataError(f"data.split.method: expected chronological, random or leave_last, got {method!r}")
+        raise DataError(
+            f"data.split.method: expected chronological, random or leave_last, got {method!r}"
+        )
     pos = df.groupby("user", sort=False).cumcount().to_numpy()
     size = df.groupby("user", sort=False)["item"].transform("size").to_numpy()
     if method == "leave_last":

@@ -15,14 +15,34 @@ from moo_search.data.loaders import from_frames
 __all__ = ["make_synthetic"]
 
 _GENRE_WORDS = [
-    "comedy", "horror", "romance", "western", "science fiction", "documentary", "musical",
-    "thriller", "animation", "war", "mystery", "fantasy", "crime", "adventure", "drama", "noir",
-]  # fmt: skip
+    "comedy",
+    "horror",
+    "romance",
+    "western",
+    "science fiction",
+    "documentary",
+    "musical",
+    "thriller",
+    "animation",
+    "war",
+    "mystery",
+    "fantasy",
+    "crime",
+    "adventure",
+    "drama",
+    "noir",
+]
 
 
 def make_synthetic(
-    *, n_users: int = 300, n_items: int = 200, n_genres: int = 8, interactions_per_user: int = 30,
-    popularity_exponent: float = 1.0, genre_affinity: float = 4.0, seed: int = 0,
+    *,
+    n_users: int = 300,
+    n_items: int = 200,
+    n_genres: int = 8,
+    interactions_per_user: int = 30,
+    popularity_exponent: float = 1.0,
+    genre_affinity: float = 4.0,
+    seed: int = 0,
 ) -> Dataset:
     """Draw a dataset with the ML-100K schema.
 
@@ -32,8 +52,10 @@ def make_synthetic(
     4-5, others 1-3. Timestamps increase per user.
     """
     rng = np.random.default_rng(seed)
-    names = [_GENRE_WORDS[g % len(_GENRE_WORDS)] + ("" if g < len(_GENRE_WORDS) else f" {g}")
-             for g in range(n_genres)]  # fmt: skip
+    names = [
+        _GENRE_WORDS[g % len(_GENRE_WORDS)] + ("" if g < len(_GENRE_WORDS) else f" {g}")
+        for g in range(n_genres)
+    ]
     item_genres = np.zeros((n_items, n_genres), dtype=np.float32)
     primary = rng.integers(0, n_genres, n_items)
     item_genres[np.arange(n_items), primary] = 1
@@ -55,8 +77,9 @@ def make_synthetic(
         liked = overlap[u, items]
         ratings = np.where(liked, rng.integers(4, 6, per_user), rng.integers(1, 4, per_user))
         ts = 1_000_000 + np.sort(rng.integers(0, 10_000_000, per_user))
-        rows.append(pd.DataFrame({"user": u + 1, "item": items + 1, "rating": ratings,
-                                  "timestamp": ts}))  # fmt: skip
+        rows.append(
+            pd.DataFrame({"user": u + 1, "item": items + 1, "rating": ratings, "timestamp": ts})
+        )
     inter = pd.concat(rows, ignore_index=True)
     items_tab = pd.DataFrame(
         {

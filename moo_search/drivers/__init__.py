@@ -6,6 +6,7 @@ joins a running study from any host; ``load_study`` opens one for reports and ex
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
@@ -66,12 +67,25 @@ def _sampler(spec: StudySpec) -> Any:
     return make_sampler(spec.driver, constrained=bool(spec.constraints))
 
 
-def _context(spec: StudySpec, study: Any, url: str, n_trials: int, timeout: float | None,
-             on_progress: Callable[[StudyProgress], None] | None) -> StudyContext:  # fmt: skip
+def _context(
+    spec: StudySpec,
+    study: Any,
+    url: str,
+    n_trials: int,
+    timeout: float | None,
+    on_progress: Callable[[StudyProgress], None] | None,
+) -> StudyContext:
     return StudyContext(
-        spec=spec, study=study, storage_url=url, study_dir=spec.study_dir, evaluate=make_evaluator(spec),
-        space=search_space(spec), n_trials=n_trials, timeout=timeout, on_progress=on_progress,
-    )  # fmt: skip
+        spec=spec,
+        study=study,
+        storage_url=url,
+        study_dir=spec.study_dir,
+        evaluate=make_evaluator(spec),
+        space=search_space(spec),
+        n_trials=n_trials,
+        timeout=timeout,
+        on_progress=on_progress,
+    )
 
 
 def _enqueue_anchors(spec: StudySpec, study: Any) -> None:
@@ -103,17 +117,21 @@ def _record_baselines(spec: StudySpec, study: Any) -> None:
     study.set_user_attr(STUDY_ATTR.BASELINES, res)
 
 
-def _worker_entry(spec_dict: dict[str, Any], url: str, study_name: str, n_trials: int,
-                  timeout: float | None, gpu: int | None) -> None:  # fmt: skip
+def _worker_entry(
+    spec_dict: dict[str, Any],
+    url: str,
+    study_name: str,
+    n_trials: int,
+    timeout: float | None,
+    gpu: int | None,
+) -> None:
     """A spawned local worker process."""
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     logging.getLogger("optuna").setLevel(logging.ERROR)
     spec = spec_from_dict(spec_dict)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # the trial is marked; the parent reports
         run_worker(spec, storage=url, study_name=study_name, n_trials=n_trials, timeout=timeout)
-    except KeyboardInterrupt:
-        pass
 
 
 def _gpu_count() -> int:
@@ -148,15 +166,22 @@ def run_study(
     if workers < 1:
         raise SpecError(f"--workers must be >= 1, got {workers}", field="workers")
     if workers > 1 and url.startswith("memory"):
-        raise SpecError("several workers need a shared storage (sqlite:/// or postgresql://), not memory",
-                        field="storage")  # fmt: skip
+        raise SpecError(
+            "several workers need a shared storage (sqlite:/// or postgresql://), not memory",
+            field="storage",
+        )
     if workers > 1 and spec.driver.backend == "pymoo":
-        raise SpecError("the pymoo driver evaluates in one process; use --workers 1 or driver.backend: optuna",
-                        field="driver.backend")  # fmt: skip
+        raise SpecError(
+            "the pymoo driver evaluates in one process; use --workers 1 or driver.backend: optuna",
+            field="driver.backend",
+        )
     spec.study_dir.mkdir(parents=True, exist_ok=True)
     spec.save(spec.study_dir / "spec.yaml")
-    store = open_storage(url, heartbeat_interval=spec.driver.heartbeat_interval,
-                         grace_period=spec.driver.grace_period)  # fmt: skip
+    store = open_storage(
+        url,
+        heartbeat_interval=spec.driver.heartbeat_interval,
+        grace_period=spec.driver.grace_period,
+    )
     study = open_study(spec, storage=store, study_name=name, create=True, sampler=_sampler(spec))
     _enqueue_anchors(spec, study)
     _record_baselines(spec, study)
@@ -176,15 +201,23 @@ def run_study(
     return study
 
 
-def _run_local_workers(spec: StudySpec, ctx: StudyContext, url: str, name: str, n: int,
-                       timeout: float | None, workers: int) -> None:  # fmt: skip
+def _run_local_workers(
+    spec: StudySpec,
+    ctx: StudyContext,
+    url: str,
+    name: str,
+    n: int,
+    timeout: float | None,
+    workers: int,
+) -> None:
     gpus = _gpu_count()
     proc_ctx = mp.get_context("spawn")
     procs = [
         proc_ctx.Process(
-            target=_worker_entry, args=(spec.to_dict(), url, name, n, timeout, (i % gpus) if gpus else None),
+            target=_worker_entry,
+            args=(spec.to_dict(), url, name, n, timeout, (i % gpus) if gpus else None),
             name=f"moo-search-worker-{i}",
-        )  # fmt: skip
+        )
         for i in range(workers)
     ]
     for p in procs:
@@ -209,8 +242,10 @@ def _build_report(spec: StudySpec, url: str, name: str) -> None:
         from moo_search.report import build_report
     except ImportError:  # pragma: no cover - report not installed
         return
+    # the default SQLite lives in the study directory: name the directory (shorter commands)
+    target = str(spec.study_dir) if url == spec.storage_url and not spec.storage else url
     try:
-        path = build_report(url, study_name=name, out=spec.study_dir / "index.html")
+        path = build_report(target, study_name=name, out=spec.study_dir / "index.html")
         logger.info("report: %s", path)
     except MooSearchError as e:
         logger.warning("could not build the report: %s", e)
@@ -227,12 +262,17 @@ def run_worker(
 ) -> Any:
     """Join a running study (created by ``moo-search run``) and work until its budget is met."""
     name = study_name or spec.name
-    store = open_storage(storage, heartbeat_interval=spec.driver.heartbeat_interval,
-                         grace_period=spec.driver.grace_period)  # fmt: skip
+    store = open_storage(
+        storage,
+        heartbeat_interval=spec.driver.heartbeat_interval,
+        grace_period=spec.driver.grace_period,
+    )
     study = open_study(spec, storage=store, study_name=name, create=False, sampler=_sampler(spec))
     if spec.driver.backend == "pymoo":
-        raise SpecError("a pymoo-driven study takes no extra workers; use driver.backend: optuna",
-                        field="driver.backend")  # fmt: skip
+        raise SpecError(
+            "a pymoo-driven study takes no extra workers; use driver.backend: optuna",
+            field="driver.backend",
+        )
     ctx = _context(spec, study, storage, n_trials or spec.budget.n_trials, timeout, on_progress)
     DRIVERS[spec.driver.backend]().run(ctx, max_failures=spec.budget.max_failures)
     return study
@@ -255,5 +295,7 @@ def load_study(target: str | Path, study_name: str | None = None) -> Any:
             )
         study_name = names[0]
     if study_name not in names:
-        raise StorageError(f"{target} has no study {study_name!r}; it has: {', '.join(names) or 'none'}")
+        raise StorageError(
+            f"{target} has no study {study_name!r}; it has: {', '.join(names) or 'none'}"
+        )
     return optuna.load_study(study_name=study_name, storage=store)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
 
-from moo_search.drivers._study import StudyContext, TrialRunner, constraints_func, count_states, report_progress
+from moo_search.drivers._study import (
+    StudyContext,
+    TrialRunner,
+    constraints_func,
+    count_states,
+    report_progress,
+)
 from moo_search.errors import MooSearchError, SpecError
 from moo_search.spec import DriverConfig
 
@@ -21,10 +28,13 @@ def _crossover(name: str) -> Any:
     from optuna.samplers import nsgaii
 
     table = {
-        "uniform": nsgaii.UniformCrossover, "sbx": nsgaii.SBXCrossover,
-        "blxalpha": nsgaii.BLXAlphaCrossover, "spx": nsgaii.SPXCrossover,
-        "undx": nsgaii.UNDXCrossover, "vsbx": nsgaii.VSBXCrossover,
-    }  # fmt: skip
+        "uniform": nsgaii.UniformCrossover,
+        "sbx": nsgaii.SBXCrossover,
+        "blxalpha": nsgaii.BLXAlphaCrossover,
+        "spx": nsgaii.SPXCrossover,
+        "undx": nsgaii.UNDXCrossover,
+        "vsbx": nsgaii.VSBXCrossover,
+    }
     return table[name]()
 
 
@@ -34,9 +44,13 @@ def make_sampler(cfg: DriverConfig, *, constrained: bool) -> Any:
     import optuna
 
     legacy = constrained and not hasattr(optuna.trial.Trial, "set_constraint")
-    cons = {"constraints_func": constraints_func} if legacy else {}
+    cons: dict[str, Any] = {"constraints_func": constraints_func} if legacy else {}
     if cfg.algorithm in ("nsga2", "nsga3"):
-        cls = optuna.samplers.NSGAIISampler if cfg.algorithm == "nsga2" else optuna.samplers.NSGAIIISampler
+        cls = (
+            optuna.samplers.NSGAIISampler
+            if cfg.algorithm == "nsga2"
+            else optuna.samplers.NSGAIIISampler
+        )
         crossover = _crossover(cfg.crossover)
         if cfg.population < crossover.n_parents:
             raise SpecError(
@@ -45,15 +59,21 @@ def make_sampler(cfg: DriverConfig, *, constrained: bool) -> Any:
                 field="driver.population",
             )
         return cls(
-            population_size=cfg.population, crossover=crossover, crossover_prob=cfg.crossover_prob,
-            mutation_prob=cfg.mutation_prob, seed=cfg.seed, **cons,
-        )  # fmt: skip
+            population_size=cfg.population,
+            crossover=crossover,
+            crossover_prob=cfg.crossover_prob,
+            mutation_prob=cfg.mutation_prob,
+            seed=cfg.seed,
+            **cons,
+        )
     if cfg.algorithm == "tpe":
         return optuna.samplers.TPESampler(seed=cfg.seed, multivariate=True, **cons)
     if cfg.algorithm == "random":
         return optuna.samplers.RandomSampler(seed=cfg.seed)
     if not hasattr(optuna.samplers, "GPSampler"):
-        raise SpecError(f"the installed Optuna {optuna.__version__} has no GPSampler", field="driver.algorithm")
+        raise SpecError(
+            f"the installed Optuna {optuna.__version__} has no GPSampler", field="driver.algorithm"
+        )
     try:
         import torch  # noqa: F401  # GPSampler needs torch (a dependency) and scipy
     except ImportError as e:  # pragma: no cover
@@ -76,7 +96,9 @@ class OptunaDriver:
             if counts["COMPLETE"] >= ctx.n_trials:
                 return
             if ctx.timeout is not None and time.monotonic() - ctx.started > ctx.timeout:
-                logger.warning("timeout of %.0fs reached; stopping (resume with `moo-search run`)", ctx.timeout)
+                logger.warning(
+                    "timeout of %.0fs reached; stopping (resume with `moo-search run`)", ctx.timeout
+                )
                 return
             if ctx.session_failures >= max_failures:
                 raise MooSearchError(
@@ -91,14 +113,18 @@ class OptunaDriver:
             def after(study: Any, frozen: Any) -> None:
                 report_progress(ctx, frozen)
 
-            ctx.study.optimize(runner, n_trials=1, catch=catch, callbacks=[after], gc_after_trial=False,
-                               show_progress_bar=False)  # fmt: skip
+            ctx.study.optimize(
+                runner,
+                n_trials=1,
+                catch=catch,
+                callbacks=[after],
+                gc_after_trial=False,
+                show_progress_bar=False,
+            )
 
 
 def _fail_stale(study: Any) -> None:
     from optuna.storages import fail_stale_trials
 
-    try:
+    with contextlib.suppress(ValueError, NotImplementedError):  # storages without heartbeats
         fail_stale_trials(study)
-    except (ValueError, NotImplementedError):  # storages without heartbeats
-        pass

@@ -48,7 +48,7 @@ def decode(x: np.ndarray, space: dict[str, Dimension]) -> dict[str, Any]:
     for v, (path, d) in zip(x, space.items()):
         if d.kind == "categorical":
             choices = d.choices or []
-            out[path] = choices[min(int(math.floor(v)), len(choices) - 1)]
+            out[path] = choices[min(math.floor(v), len(choices) - 1)]
         elif d.kind == "int":
             val = math.exp(v) if d.log else v
             out[path] = int(min(max(round(val), int(d.low or 0)), int(d.high or 0)))
@@ -112,15 +112,22 @@ class PymooDriver:
                 if complete >= ctx.n_trials:
                     return  # budget reached mid-generation: exact budget, no surplus trials
                 slot = f"{generation}:{j}"
+                values: list[float] | None
                 if slot in done:
-                    values, violations = list(done[slot].values), done[slot].user_attrs.get(ATTR.CONSTRAINTS, [])
+                    values, violations = (
+                        list(done[slot].values),
+                        done[slot].user_attrs.get(ATTR.CONSTRAINTS, []),
+                    )
                 else:
-                    ctx.study.enqueue_trial(decode(x, space), skip_if_exists=False,
-                                            user_attrs={ATTR.GENERATION: generation, ATTR.SLOT: slot})  # fmt: skip
+                    ctx.study.enqueue_trial(
+                        decode(x, space),
+                        skip_if_exists=False,
+                        user_attrs={ATTR.GENERATION: generation, ATTR.SLOT: slot},
+                    )
                     self._optimize_one(ctx, runner)
                     values, violations = runner.last_values, runner.last_violations
                 if values is not None:
-                    complete += slot not in done
+                    complete += int(slot not in done)
                     F[j] = np.asarray(values) * sign
                     G[j, :-1] = violations
                 else:
@@ -138,7 +145,9 @@ class PymooDriver:
         def after(study: Any, frozen: Any) -> None:
             report_progress(ctx, frozen)
 
-        ctx.study.optimize(runner, n_trials=1, catch=(Exception,), callbacks=[after], gc_after_trial=False)
+        ctx.study.optimize(
+            runner, n_trials=1, catch=(Exception,), callbacks=[after], gc_after_trial=False
+        )
 
 
 def _n_dirs(n_obj: int, partitions: int) -> int:

@@ -18,7 +18,10 @@ MAX_RETRY = 2
 
 
 def open_storage(
-    url: str, *, heartbeat_interval: int | None = HEARTBEAT_INTERVAL, grace_period: int | None = GRACE_PERIOD
+    url: str,
+    *,
+    heartbeat_interval: int | None = HEARTBEAT_INTERVAL,
+    grace_period: int | None = GRACE_PERIOD,
 ) -> Any:
     """An Optuna storage for ``url``.
 
@@ -51,16 +54,21 @@ def open_storage(
             # heartbeats are marked experimental in Optuna; we rely on them deliberately
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return RDBStorage(
-                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period, **retry,
-            )  # fmt: skip
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                **retry,
+            )
     except ImportError as e:
         raise StorageError(
             f"storage {_redact(url)}: the database driver is missing ({e}); "
             "install moo-search[postgres] or moo-search[mysql]"
         ) from None
     except Exception as e:  # sqlalchemy raises many types for a bad URL or host
-        raise StorageError(f"cannot open storage {_redact(url)}: {str(e).splitlines()[0]}") from None
+        raise StorageError(
+            f"cannot open storage {_redact(url)}: {str(e).splitlines()[0]}"
+        ) from None
 
 
 def _retry_callback(rdb: Any, heartbeat_interval: int | None) -> dict[str, Any]:
@@ -96,7 +104,9 @@ def resolve_storage_arg(target: str) -> tuple[str, Path | None]:
     if p.is_dir():
         db = p / "study.db"
         if not db.is_file():
-            raise StorageError(f"{p}: no study.db in this directory; pass the study directory or a storage URL")
+            raise StorageError(
+                f"{p}: no study.db in this directory; pass the study directory or a storage URL"
+            )
         return f"sqlite:///{db.as_posix()}", p
     if p.is_file() and p.suffix in (".db", ".sqlite", ".sqlite3"):
         return f"sqlite:///{p.as_posix()}", p.parent

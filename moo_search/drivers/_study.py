@@ -62,7 +62,9 @@ class STUDY_ATTR:
     VERSION = "moo:version"
 
 
-Evaluator = Callable[[dict[str, Any], StudySpec, Path | None], tuple[dict[str, dict[str, float]], dict[str, float]]]
+Evaluator = Callable[
+    [dict[str, Any], StudySpec, Path | None], tuple[dict[str, dict[str, float]], dict[str, float]]
+]
 """(params, resolved spec, artifact dir) -> (metrics per split, cost)."""
 
 
@@ -88,8 +90,10 @@ class StudyProgress:
             last = f" · trial {self.last_trial} {self.last_state.lower()}"
             if self.last_reason:
                 last += f": {self.last_reason[:120]}"
-        return (f"[{self.study}] {self.complete}/{self.budget} complete, {self.failed} failed, "
-                f"{self.running} running · {hv} · {eta}{last}")  # fmt: skip
+        return (
+            f"[{self.study}] {self.complete}/{self.budget} complete, {self.failed} failed, "
+            f"{self.running} running · {hv} · {eta}{last}"
+        )
 
 
 def _fmt_secs(s: float | None) -> str:
@@ -102,7 +106,9 @@ def _fmt_secs(s: float | None) -> str:
 # --------------------------------------------------------------------------- objectives
 
 
-def _run_trial_evaluator(params: dict[str, Any], spec: StudySpec, art: Path | None) -> tuple[dict, dict]:
+def _run_trial_evaluator(
+    params: dict[str, Any], spec: StudySpec, art: Path | None
+) -> tuple[dict, dict]:
     from moo_search.trial import run_trial
 
     result = run_trial(spec, artifact_dir=art)
@@ -135,7 +141,9 @@ def _import_evaluator(ref: str) -> Evaluator:
         if hasattr(out, "metrics") and hasattr(out, "cost"):
             return out.metrics, out.cost
         if not isinstance(out, dict):
-            raise MooSearchError(f"objective {ref} must return a dict of metrics, got {type(out).__name__}")
+            raise MooSearchError(
+                f"objective {ref} must return a dict of metrics, got {type(out).__name__}"
+            )
         metrics = {k: float(v) for k, v in out.items()}
         return {"val": metrics, "test": dict(metrics)}, {}
 
@@ -220,9 +228,12 @@ def open_study(
     directions = [o.direction for o in spec.objectives]
     if create:
         study = optuna.create_study(
-            storage=storage, study_name=study_name, directions=directions, sampler=sampler,
+            storage=storage,
+            study_name=study_name,
+            directions=directions,
+            sampler=sampler,
             load_if_exists=True,
-        )  # fmt: skip
+        )
         existing = study.user_attrs.get(STUDY_ATTR.OBJECTIVES)
         mine = [o.model_dump() for o in spec.objectives]
         if existing is not None and existing != mine:
@@ -301,13 +312,19 @@ def study_hypervolume(ctx: StudyContext) -> tuple[float | None, list[float] | No
         if not any(v > 0 for v in t.user_attrs.get(ATTR.CONSTRAINTS, [])):
             new.append(t.values)
     if new:
-        F = np.vstack([ctx.front, np.asarray(new, dtype=np.float64)]) if len(ctx.front) else np.asarray(new)
+        F = (
+            np.vstack([ctx.front, np.asarray(new, dtype=np.float64)])
+            if len(ctx.front)
+            else np.asarray(new)
+        )
         ctx.front = F[pareto_mask(F, ctx.directions)]
         ctx.hv = hypervolume(ctx.front, ref, ctx.directions) if len(ctx.front) else None
     return ctx.hv, ref
 
 
-def report_progress(ctx: StudyContext, frozen: Any | None = None, *, force: bool = False) -> StudyProgress | None:
+def report_progress(
+    ctx: StudyContext, frozen: Any | None = None, *, force: bool = False
+) -> StudyProgress | None:
     """Tell ``ctx.on_progress`` (or the log) where the study stands; at most every
     ``ctx.progress_every`` seconds unless ``force`` or the trial failed."""
     now = time.monotonic()
@@ -320,10 +337,15 @@ def report_progress(ctx: StudyContext, frozen: Any | None = None, *, force: bool
     remaining = max(ctx.n_trials - counts["COMPLETE"], 0)
     eta = float(np.mean(ctx.durations)) * remaining if ctx.durations else None
     prog = StudyProgress(
-        study=ctx.study.study_name, complete=counts["COMPLETE"], budget=ctx.n_trials,
-        failed=counts["FAIL"], running=counts["RUNNING"], hypervolume=hv, reference_point=ref,
+        study=ctx.study.study_name,
+        complete=counts["COMPLETE"],
+        budget=ctx.n_trials,
+        failed=counts["FAIL"],
+        running=counts["RUNNING"],
+        hypervolume=hv,
+        reference_point=ref,
         eta_seconds=eta,
-    )  # fmt: skip
+    )
     if frozen is not None:
         prog.last_trial = frozen.number
         prog.last_state = frozen.state.name
@@ -344,11 +366,17 @@ def suggest(trial: Any, space: dict[str, Dimension]) -> dict[str, Any]:
         if d.kind == "categorical":
             params[path] = trial.suggest_categorical(path, d.choices)
         elif d.kind == "int":
-            params[path] = trial.suggest_int(path, int(d.low or 0), int(d.high or 0), log=d.log,
-                                             step=int(d.step) if d.step else 1)  # fmt: skip
+            params[path] = trial.suggest_int(
+                path,
+                int(d.low or 0),
+                int(d.high or 0),
+                log=d.log,
+                step=int(d.step) if d.step else 1,
+            )
         else:
-            params[path] = trial.suggest_float(path, float(d.low or 0), float(d.high or 0), log=d.log,
-                                               step=d.step)  # fmt: skip
+            params[path] = trial.suggest_float(
+                path, float(d.low or 0), float(d.high or 0), log=d.log, step=d.step
+            )
     return params
 
 
@@ -369,9 +397,12 @@ class TrialRunner:
         from optuna.trial import TrialState
 
         ahead = [
-            t for t in self.ctx.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+            t
+            for t in self.ctx.study.get_trials(
+                deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)
+            )
             if t.number < trial.number
-        ]  # fmt: skip
+        ]
         return len(ahead) >= self.ctx.n_trials
 
     def __call__(self, trial: Any) -> list[float]:
@@ -401,14 +432,20 @@ class TrialRunner:
             bad = [m for m, v in zip(ctx.metric_names, values) if not math.isfinite(v)]
             if bad:
                 raise MooSearchError(f"objective(s) {bad} are not finite: {values}")
-            violations = [c.violation(metric_value(metrics, cost, c.metric)) for c in spec.constraints]
+            violations = [
+                c.violation(metric_value(metrics, cost, c.metric)) for c in spec.constraints
+            ]
             trial.set_user_attr(ATTR.CONSTRAINTS, violations)
             self.last_violations = violations
             _set_constraints(trial, spec, violations)
         except optuna.TrialPruned:
             raise
         except BaseException as e:
-            reason = "interrupted (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
+            reason = (
+                "interrupted (Ctrl-C)"
+                if isinstance(e, KeyboardInterrupt)
+                else f"{type(e).__name__}: {e}"
+            )
             trial.set_user_attr(ATTR.FAIL, reason[:2000])
             ctx.session_failures += not isinstance(e, KeyboardInterrupt)
             raise
@@ -419,7 +456,10 @@ class TrialRunner:
 
 def _finite(metrics: dict[str, dict[str, float]]) -> dict[str, dict[str, float | None]]:
     """JSON-safe: NaN/inf become None (the report shows them as missing)."""
-    return {p: {k: (float(v) if math.isfinite(float(v)) else None) for k, v in m.items()} for p, m in metrics.items()}
+    return {
+        p: {k: (float(v) if math.isfinite(float(v)) else None) for k, v in m.items()}
+        for p, m in metrics.items()
+    }
 
 
 def _set_constraints(trial: Any, spec: StudySpec, violations: list[float]) -> None:

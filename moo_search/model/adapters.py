@@ -27,7 +27,9 @@ def _match(model: Any, targets: list[str], layers: list[int] | None, field: str)
     for t in targets:
         hits = [n for n in names if n == t or n.endswith("." + t)]
         if not hits:
-            suffixes = sorted({".".join(n.split(".")[-2:]) for n in names} | {n.split(".")[-1] for n in names})
+            suffixes = sorted(
+                {".".join(n.split(".")[-2:]) for n in names} | {n.split(".")[-1] for n in names}
+            )
             raise SpecError(
                 f"target module {t!r} matches no linear layer of the model; "
                 f"available: {', '.join(suffixes)}",
@@ -38,7 +40,9 @@ def _match(model: Any, targets: list[str], layers: list[int] | None, field: str)
         present = sorted({int(m.group(1)) for n in out if (m := _LAYER_RE.search(n))})
         bad = [i for i in layers if i not in present]
         if bad:
-            raise SpecError(f"layers {bad} do not exist; the model has layers {present}", field="adapter.layers")
+            raise SpecError(
+                f"layers {bad} do not exist; the model has layers {present}", field="adapter.layers"
+            )
         out = [n for n in out if (m := _LAYER_RE.search(n)) and int(m.group(1)) in layers]
     return sorted(set(out))
 
@@ -48,9 +52,13 @@ def _lora(model: Any, cfg: AdapterConfig, *, dora: bool = False) -> Any:
 
     targets = _match(model, cfg.target_modules, cfg.layers, "adapter.target_modules")
     return LoraConfig(
-        r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets,
-        use_dora=dora, bias="none",
-    )  # fmt: skip
+        r=cfg.r,
+        lora_alpha=cfg.alpha,  # type: ignore[arg-type]  # PEFT annotates int; scaling is alpha / r
+        lora_dropout=cfg.dropout,
+        target_modules=targets,
+        use_dora=dora,
+        bias="none",
+    )
 
 
 def _dora(model: Any, cfg: AdapterConfig) -> Any:
@@ -76,10 +84,20 @@ ADAPTERS: dict[str, Callable[[Any, AdapterConfig], Any] | None] = {
 def apply_adapter(model: Any, cfg: AdapterConfig) -> Any:
     """Wrap ``model`` with the configured PEFT adapter (only adapter weights train)."""
     if cfg.type not in ADAPTERS:
-        raise SpecError(f"unknown adapter type {cfg.type!r}; known: {sorted(ADAPTERS)}", field="adapter.type")
+        raise SpecError(
+            f"unknown adapter type {cfg.type!r}; known: {sorted(ADAPTERS)}", field="adapter.type"
+        )
     build = ADAPTERS[cfg.type]
     if build is None:
         return model
+    import warnings
+
     from peft import get_peft_model
 
-    return get_peft_model(model, build(model, cfg))
+    peft_config = build(model, cfg)
+    with warnings.catch_warnings():
+        # transformers deprecates a name PEFT still calls (is_gradient_checkpointing)
+        warnings.filterwarnings(
+            "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
+        )
+        return get_peft_model(model, peft_config)

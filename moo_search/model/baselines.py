@@ -29,7 +29,9 @@ def most_pop(split: Split, *, seed: int = 0) -> Callable[[np.ndarray], np.ndarra
     return lambda users: np.broadcast_to(pop, (len(users), len(pop)))
 
 
-def item_knn(split: Split, *, seed: int = 0, neighbours: int = 100) -> Callable[[np.ndarray], np.ndarray]:
+def item_knn(
+    split: Split, *, seed: int = 0, neighbours: int = 100
+) -> Callable[[np.ndarray], np.ndarray]:
     """Cosine item-item similarity on train, top-``neighbours`` per item (Sarwar et al., 2001)."""
     x = split.matrix("train").astype(np.float64)
     norms = np.sqrt(np.asarray(x.multiply(x).sum(0)).ravel())
@@ -43,8 +45,14 @@ def item_knn(split: Split, *, seed: int = 0, neighbours: int = 100) -> Callable[
 
 
 def bpr_mf(
-    split: Split, *, seed: int = 0, dim: int = 64, epochs: int = 40, lr: float = 5e-3,
-    reg: float = 1e-4, batch_size: int = 2048,
+    split: Split,
+    *,
+    seed: int = 0,
+    dim: int = 64,
+    epochs: int = 40,
+    lr: float = 5e-3,
+    reg: float = 1e-4,
+    batch_size: int = 2048,
 ) -> Callable[[np.ndarray], np.ndarray]:
     """Matrix factorisation trained with BPR (Rendle et al., UAI 2009), uniform negatives."""
     import torch
@@ -65,7 +73,9 @@ def bpr_mf(
             j = torch.randint(0, split.n_items, (len(idx),), generator=gen)
             x = (ue[u] * (ie[i] - ie[j])).sum(1) + ib[i] - ib[j]
             loss = -torch.nn.functional.logsigmoid(x).mean()
-            loss = loss + reg * (ue[u].pow(2).sum() + ie[i].pow(2).sum() + ie[j].pow(2).sum()) / len(idx)
+            loss = loss + reg * (
+                ue[u].pow(2).sum() + ie[i].pow(2).sum() + ie[j].pow(2).sum()
+            ) / len(idx)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -83,7 +93,11 @@ BASELINES: dict[str, Callable[..., Callable[[np.ndarray], np.ndarray]]] = {
 
 
 def evaluate_baselines(
-    ds: Dataset, split: Split, eval_cfg: EvalConfig, *, seed: int = 0,
+    ds: Dataset,
+    split: Split,
+    eval_cfg: EvalConfig,
+    *,
+    seed: int = 0,
     names: tuple[str, ...] = tuple(BASELINES),
 ) -> dict[str, dict[str, dict[str, float]]]:
     """``{baseline: {"val": metrics, "test": metrics}}``."""

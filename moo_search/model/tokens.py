@@ -49,7 +49,9 @@ _CACHE_SIZE = 8
 def tokenize_cached(tokenizer: Any, texts: list[str], max_length: int) -> TokenTable:
     """The :class:`TokenTable` of ``texts``, from an in-process LRU keyed by content."""
     h = hashlib.sha256()
-    h.update(f"{getattr(tokenizer, 'name_or_path', '')}|{type(tokenizer).__name__}|{max_length}".encode())
+    h.update(
+        f"{getattr(tokenizer, 'name_or_path', '')}|{type(tokenizer).__name__}|{max_length}".encode()
+    )
     for t in texts:
         h.update(t.encode("utf-8"))
         h.update(b"\0")

@@ -64,7 +64,8 @@ def collect(study: Any, *, study_target: str = "STUDY") -> StudyData:
     from optuna.trial import TrialState
 
     objectives = study.user_attrs.get(STUDY_ATTR.OBJECTIVES) or [
-        {"metric": f"objective {i}", "direction": d.name.lower()} for i, d in enumerate(study.directions)
+        {"metric": f"objective {i}", "direction": d.name.lower()}
+        for i, d in enumerate(study.directions)
     ]
     metrics = [o["metric"] for o in objectives]
     directions = [o["direction"] for o in objectives]
@@ -75,7 +76,9 @@ def collect(study: Any, *, study_target: str = "STUDY") -> StudyData:
         for name, dist in t.distributions.items():
             if name not in params:
                 kind = type(dist).__name__
-                params[name] = ("categorical" if "Categorical" in kind else "int" if "Int" in kind else "float")
+                params[name] = (
+                    "categorical" if "Categorical" in kind else "int" if "Int" in kind else "float"
+                )
         m = t.user_attrs.get(ATTR.METRICS) or {}
         cons = t.user_attrs.get(ATTR.CONSTRAINTS) or []
         rec: dict[str, Any] = {
@@ -90,7 +93,9 @@ def collect(study: Any, *, study_target: str = "STUDY") -> StudyData:
             "artifact_dir": t.user_attrs.get(ATTR.ARTIFACTS),
         }
         for i, name in enumerate(metrics):
-            rec[f"obj:{name}"] = t.values[i] if t.state == TrialState.COMPLETE and t.values else None
+            rec[f"obj:{name}"] = (
+                t.values[i] if t.state == TrialState.COMPLETE and t.values else None
+            )
         for name, v in t.params.items():
             rec[f"param:{name}"] = v
         for part in ("val", "test"):
@@ -101,8 +106,19 @@ def collect(study: Any, *, study_target: str = "STUDY") -> StudyData:
         records.append(rec)
     rows = pd.DataFrame.from_records(records)
     if rows.empty:
-        rows = pd.DataFrame(columns=["number", "state", "feasible", "violation", "reason", "anchor",
-                                     "generation", "duration", "artifact_dir"])  # fmt: skip
+        rows = pd.DataFrame(
+            columns=[
+                "number",
+                "state",
+                "feasible",
+                "violation",
+                "reason",
+                "anchor",
+                "generation",
+                "duration",
+                "artifact_dir",
+            ]
+        )
     counts = {s.name: int((rows["state"] == s.name).sum()) for s in TrialState}
     obj_cols = [f"obj:{m}" for m in metrics]
     for c in obj_cols:
@@ -127,11 +143,20 @@ def collect(study: Any, *, study_target: str = "STUDY") -> StudyData:
     if spec is not None and spec.get("objective", "run_trial") != "run_trial":
         spec = None  # the trial config means nothing to a custom objective: show params only
     data = StudyData(
-        name=study.study_name, metrics=metrics, directions=directions, rows=rows,
-        params=list(params), param_kinds=params, reference_point=ref, hypervolume=hv,
-        hv_history=hv_hist, baselines=study.user_attrs.get(STUDY_ATTR.BASELINES) or {},
-        base_config=spec, study_target=study_target, counts=counts,
-    )  # fmt: skip
+        name=study.study_name,
+        metrics=metrics,
+        directions=directions,
+        rows=rows,
+        params=list(params),
+        param_kinds=params,
+        reference_point=ref,
+        hypervolume=hv,
+        hv_history=hv_hist,
+        baselines=study.user_attrs.get(STUDY_ATTR.BASELINES) or {},
+        base_config=spec,
+        study_target=study_target,
+        counts=counts,
+    )
     _decide(data)
     data.importance = param_importance(data)
     data.test_metrics = [m for m in metrics if f"test:{m}" in rows.columns]
@@ -155,7 +180,8 @@ def _decide(data: StudyData) -> None:
                 continue
             steps = pareto.marginal_tradeoffs(F, data.directions, i, j)
             data.tradeoffs[f"{a}|{b}"] = [
-                {**s, "from": int(numbers[int(s["from"])]), "to": int(numbers[int(s["to"])])} for s in steps
+                {**s, "from": int(numbers[int(s["from"])]), "to": int(numbers[int(s["to"])])}
+                for s in steps
             ]
 
 
@@ -186,8 +212,8 @@ def param_importance(data: StudyData, bins: int = 8) -> dict[str, dict[str, floa
                 ranks = x.rank(method="first").to_numpy()
                 groups = np.floor((ranks - 1) / len(ranks) * bins).astype(int).astype(str)
             yy = y[mask]
-            df = pd.DataFrame({"g": groups, "y": yy})
-            between = float(df.groupby("g")["y"].agg(lambda s: len(s) * (s.mean() - yy.mean()) ** 2).sum())
+            stats = pd.DataFrame({"g": groups, "y": yy}).groupby("g")["y"].agg(["size", "mean"])
+            between = float((stats["size"] * (stats["mean"] - yy.mean()) ** 2).sum())
             scores[p] = between / (len(yy) * float(np.var(yy))) if np.var(yy) > 0 else 0.0
         s = sum(scores.values())
         out[m] = {p: (v / s if s > 0 else 0.0) for p, v in scores.items()}

@@ -47,12 +47,22 @@ def _groups(data: StudyData) -> list[tuple[str, pd.DataFrame, dict[str, Any]]]:
     done = data.complete
     feasible = done["feasible"].astype(bool)
     return [
-        ("dominated", done[feasible & ~done["pareto"].astype(bool)],
-         {"color": DOMINATED, "opacity": 0.45, "size": 5}),
-        ("infeasible", done[~feasible], {"color": INFEASIBLE, "opacity": 0.7, "size": 6, "symbol": "x"}),
-        ("Pareto front", done[done["pareto"].astype(bool)], {"color": FRONT, "opacity": 1.0, "size": 8,
-                                                             "line": {"width": 1, "color": "white"}}),
-    ]  # fmt: skip
+        (
+            "dominated",
+            done[feasible & ~done["pareto"].astype(bool)],
+            {"color": DOMINATED, "opacity": 0.45, "size": 5},
+        ),
+        (
+            "infeasible",
+            done[~feasible],
+            {"color": INFEASIBLE, "opacity": 0.7, "size": 6, "symbol": "x"},
+        ),
+        (
+            "Pareto front",
+            done[done["pareto"].astype(bool)],
+            {"color": FRONT, "opacity": 1.0, "size": 8, "line": {"width": 1, "color": "white"}},
+        ),
+    ]
 
 
 def _baseline_points(data: StudyData) -> list[tuple[str, list[float]]]:
@@ -68,7 +78,9 @@ def _hover(df: pd.DataFrame, data: StudyData) -> list[str]:
     lines = []
     for _, r in df.iterrows() if len(df) < 2000 else []:
         parts = [f"trial {int(r['number'])}"]
-        parts += [f"{_esc(m)} = {r[f'obj:{m}']:.4g}" for m in data.metrics if pd.notna(r[f"obj:{m}"])]
+        parts += [
+            f"{_esc(m)} = {r[f'obj:{m}']:.4g}" for m in data.metrics if pd.notna(r[f"obj:{m}"])
+        ]
         parts += [f"{_esc(p)} = {_esc(_fmt(r.get(f'param:{p}')))}" for p in data.params[:8]]
         lines.append("<br>".join(parts))
     return lines
@@ -87,24 +99,47 @@ def pareto_matrix(data: StudyData) -> dict[str, Any]:
     for name, df, marker in _groups(data):
         hover = _hover(df, data)
         tr: dict[str, Any] = {
-            "type": "splom", "name": name, "showupperhalf": False, "diagonal": {"visible": False},
-            "dimensions": [{**dims[i], "values": _col(df, f"obj:{a}")} for i, a in enumerate(data.metrics)],
-            "customdata": df["number"].astype(int).tolist(), "marker": marker,
-        }  # fmt: skip
+            "type": "splom",
+            "name": name,
+            "showupperhalf": False,
+            "diagonal": {"visible": False},
+            "dimensions": [
+                {**dims[i], "values": _col(df, f"obj:{a}")} for i, a in enumerate(data.metrics)
+            ],
+            "customdata": df["number"].astype(int).tolist(),
+            "marker": marker,
+        }
         if hover:
             tr["text"], tr["hoverinfo"] = hover, "text"
         traces.append(tr)
     base = _baseline_points(data)
     if base:
-        traces.append({
-            "type": "splom", "name": "baselines", "showupperhalf": False, "diagonal": {"visible": False},
-            "dimensions": [{**dims[i], "values": [b[1][i] for b in base]} for i in range(m)],
-            "text": [_esc(b[0]) for b in base], "hoverinfo": "text", "customdata": [-1] * len(base),
-            "marker": {"color": BASELINE, "symbol": "star", "size": 13, "line": {"width": 1, "color": "black"}},
-        })  # fmt: skip
+        traces.append(
+            {
+                "type": "splom",
+                "name": "baselines",
+                "showupperhalf": False,
+                "diagonal": {"visible": False},
+                "dimensions": [{**dims[i], "values": [b[1][i] for b in base]} for i in range(m)],
+                "text": [_esc(b[0]) for b in base],
+                "hoverinfo": "text",
+                "customdata": [-1] * len(base),
+                "marker": {
+                    "color": BASELINE,
+                    "symbol": "star",
+                    "size": 13,
+                    "line": {"width": 1, "color": "black"},
+                },
+            }
+        )
     size = max(360, 260 * (m - 1))
-    layout = {**BASE_LAYOUT, "height": size, "dragmode": "select", "hovermode": "closest",
-              "title": {"text": "Pareto fronts (validation), every pair of objectives"}}  # fmt: skip
+    layout = {
+        **BASE_LAYOUT,
+        "height": size,
+        "dragmode": "select",
+        "hovermode": "closest",
+        "title": {"text": "Pareto fronts (validation), every pair of objectives"},
+    }
     for i in range(1, m + 1):
         layout[f"xaxis{i}" if i > 1 else "xaxis"] = {"gridcolor": "#e5e8ec"}
         layout[f"yaxis{i}" if i > 1 else "yaxis"] = {"gridcolor": "#e5e8ec"}
@@ -117,23 +152,46 @@ def pareto_2d(data: StudyData) -> dict[str, Any]:
     traces = []
     for name, df, marker in _groups(data):
         hover = _hover(df, data)
-        tr = {"type": "scattergl", "mode": "markers", "name": name, "x": _col(df, f"obj:{a}"),
-              "y": _col(df, f"obj:{b}"), "customdata": df["number"].astype(int).tolist(), "marker": marker}  # fmt: skip
+        tr = {
+            "type": "scattergl",
+            "mode": "markers",
+            "name": name,
+            "x": _col(df, f"obj:{a}"),
+            "y": _col(df, f"obj:{b}"),
+            "customdata": df["number"].astype(int).tolist(),
+            "marker": marker,
+        }
         if hover:
             tr["text"], tr["hoverinfo"] = hover, "text"
         traces.append(tr)
     base = _baseline_points(data)
     if base:
-        traces.append({"type": "scatter", "mode": "markers+text", "name": "baselines",
-                       "x": [p[1][0] for p in base], "y": [p[1][1] for p in base],
-                       "text": [_esc(p[0]) for p in base], "textposition": "top center",
-                       "customdata": [-1] * len(base),
-                       "marker": {"color": BASELINE, "symbol": "star", "size": 14,
-                                  "line": {"width": 1, "color": "black"}}})  # fmt: skip
-    layout = {**BASE_LAYOUT, "height": 460, "hovermode": "closest",
-              "title": {"text": "Pareto front (validation)"},
-              "xaxis": {"title": {"text": _label(a, data.directions[0])}, "gridcolor": "#e5e8ec"},
-              "yaxis": {"title": {"text": _label(b, data.directions[1])}, "gridcolor": "#e5e8ec"}}  # fmt: skip
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers+text",
+                "name": "baselines",
+                "x": [p[1][0] for p in base],
+                "y": [p[1][1] for p in base],
+                "text": [_esc(p[0]) for p in base],
+                "textposition": "top center",
+                "customdata": [-1] * len(base),
+                "marker": {
+                    "color": BASELINE,
+                    "symbol": "star",
+                    "size": 14,
+                    "line": {"width": 1, "color": "black"},
+                },
+            }
+        )
+    layout = {
+        **BASE_LAYOUT,
+        "height": 460,
+        "hovermode": "closest",
+        "title": {"text": "Pareto front (validation)"},
+        "xaxis": {"title": {"text": _label(a, data.directions[0])}, "gridcolor": "#e5e8ec"},
+        "yaxis": {"title": {"text": _label(b, data.directions[1])}, "gridcolor": "#e5e8ec"},
+    }
     return {"data": traces, "layout": layout}
 
 
@@ -145,13 +203,28 @@ def front_3d(data: StudyData) -> dict[str, Any] | None:
     for name, df, marker in _groups(data):
         mk = {k: v for k, v in marker.items() if k in ("color", "opacity", "size")}
         mk["size"] = max(2, mk.get("size", 4) - 3)
-        traces.append({"type": "scatter3d", "mode": "markers", "name": name, "x": _col(df, f"obj:{a}"),
-                       "y": _col(df, f"obj:{b}"), "z": _col(df, f"obj:{c}"),
-                       "customdata": df["number"].astype(int).tolist(), "marker": mk})  # fmt: skip
-    layout = {**BASE_LAYOUT, "height": 520, "title": {"text": "Three objectives in 3-D (drag to rotate)"},
-              "scene": {"xaxis": {"title": {"text": _label(a, data.directions[0])}},
-                        "yaxis": {"title": {"text": _label(b, data.directions[1])}},
-                        "zaxis": {"title": {"text": _label(c, data.directions[2])}}}}  # fmt: skip
+        traces.append(
+            {
+                "type": "scatter3d",
+                "mode": "markers",
+                "name": name,
+                "x": _col(df, f"obj:{a}"),
+                "y": _col(df, f"obj:{b}"),
+                "z": _col(df, f"obj:{c}"),
+                "customdata": df["number"].astype(int).tolist(),
+                "marker": mk,
+            }
+        )
+    layout = {
+        **BASE_LAYOUT,
+        "height": 520,
+        "title": {"text": "Three objectives in 3-D (drag to rotate)"},
+        "scene": {
+            "xaxis": {"title": {"text": _label(a, data.directions[0])}},
+            "yaxis": {"title": {"text": _label(b, data.directions[1])}},
+            "zaxis": {"title": {"text": _label(c, data.directions[2])}},
+        },
+    }
     return {"data": traces, "layout": layout}
 
 
@@ -167,9 +240,13 @@ def parallel(data: StudyData) -> dict[str, Any] | None:
         front = done[done["pareto"].astype(bool)]
         rest = done[~done["pareto"].astype(bool)]
         take = max(PARALLEL_MAX_LINES - len(front), 0)
-        pick = np.linspace(0, len(rest) - 1, min(take, len(rest))).round().astype(int) if take else []
+        pick = np.linspace(0, len(rest) - 1, min(take, len(rest))).round().astype(int)
         done = pd.concat([rest.iloc[pick], front]).sort_values("number")
-    shown = "" if len(done) == total else f" · showing {len(done):,} of {total:,} trials: every front trial and an even sample of the rest"
+    shown = (
+        ""
+        if len(done) == total
+        else f" · showing {len(done):,} of {total:,} trials: every front trial and an even sample of the rest"
+    )
     dims = []
     for p in data.params:
         col = done.get(f"param:{p}")
@@ -178,17 +255,30 @@ def parallel(data: StudyData) -> dict[str, Any] | None:
         if data.param_kinds[p] == "categorical":
             cats = sorted({str(v) for v in col.dropna()})
             code = {c: i for i, c in enumerate(cats)}
-            dims.append({"label": _esc(p), "values": [code.get(str(v), None) for v in col],
-                         "tickvals": list(range(len(cats))), "ticktext": [_esc(c) for c in cats]})  # fmt: skip
+            dims.append(
+                {
+                    "label": _esc(p),
+                    "values": [code.get(str(v)) for v in col],
+                    "tickvals": list(range(len(cats))),
+                    "ticktext": [_esc(c) for c in cats],
+                }
+            )
         else:
             dims.append({"label": _esc(p), "values": _col(done, f"param:{p}")})
     for m, d in zip(data.metrics, data.directions):
         dims.append({"label": _label(m, d), "values": _col(done, f"obj:{m}")})
     color = done["pareto"].astype(int).tolist()
-    trace = {"type": "parcoords", "dimensions": dims,
-             "line": {"color": color, "colorscale": [[0, DOMINATED], [1, FRONT]], "cmin": 0, "cmax": 1}}  # fmt: skip
-    layout = {**BASE_LAYOUT, "height": 440, "margin": {"l": 70, "r": 70, "t": 80, "b": 30},
-              "title": {"text": f"Parameters and objectives (blue: Pareto front){shown}"}}  # fmt: skip
+    trace = {
+        "type": "parcoords",
+        "dimensions": dims,
+        "line": {"color": color, "colorscale": [[0, DOMINATED], [1, FRONT]], "cmin": 0, "cmax": 1},
+    }
+    layout = {
+        **BASE_LAYOUT,
+        "height": 440,
+        "margin": {"l": 70, "r": 70, "t": 80, "b": 30},
+        "title": {"text": f"Parameters and objectives (blue: Pareto front){shown}"},
+    }
     return {"data": [trace], "layout": layout}
 
 
@@ -197,10 +287,22 @@ def hv_history(data: StudyData) -> dict[str, Any] | None:
     if not xs:
         return None
     ref = ", ".join(f"{v:.4g}" for v in (data.reference_point or []))
-    trace = {"type": "scatter", "mode": "lines+markers", "x": xs, "y": ys, "name": "hypervolume",
-             "line": {"color": FRONT, "shape": "hv"}, "marker": {"size": 4}}  # fmt: skip
-    layout = {**BASE_LAYOUT, "height": 340, "title": {"text": f"Hypervolume over trials (reference point: {ref})"},
-              "xaxis": {"title": {"text": "trial number"}}, "yaxis": {"title": {"text": "hypervolume"}}}  # fmt: skip
+    trace = {
+        "type": "scatter",
+        "mode": "lines+markers",
+        "x": xs,
+        "y": ys,
+        "name": "hypervolume",
+        "line": {"color": FRONT, "shape": "hv"},
+        "marker": {"size": 4},
+    }
+    layout = {
+        **BASE_LAYOUT,
+        "height": 340,
+        "title": {"text": f"Hypervolume over trials (reference point: {ref})"},
+        "xaxis": {"title": {"text": "trial number"}},
+        "yaxis": {"title": {"text": "hypervolume"}},
+    }
     return {"data": [trace], "layout": layout}
 
 
@@ -209,11 +311,23 @@ def importance(data: StudyData) -> dict[str, Any] | None:
         return None
     traces = []
     for m, scores in data.importance.items():
-        traces.append({"type": "bar", "orientation": "h", "name": _esc(m), "y": [_esc(p) for p in scores],
-                       "x": list(scores.values())})  # fmt: skip
-    layout = {**BASE_LAYOUT, "height": 120 + 40 * len(data.params) * max(1, len(traces)) // 2, "barmode": "group",
-              "title": {"text": "Parameter importance per objective (share of variance explained, η²)"},
-              "xaxis": {"title": {"text": "importance"}}, "margin": {"l": 170, "r": 20, "t": 40, "b": 50}}  # fmt: skip
+        traces.append(
+            {
+                "type": "bar",
+                "orientation": "h",
+                "name": _esc(m),
+                "y": [_esc(p) for p in scores],
+                "x": list(scores.values()),
+            }
+        )
+    layout = {
+        **BASE_LAYOUT,
+        "height": 120 + 40 * len(data.params) * max(1, len(traces)) // 2,
+        "barmode": "group",
+        "title": {"text": "Parameter importance per objective (share of variance explained, η²)"},
+        "xaxis": {"title": {"text": "importance"}},
+        "margin": {"l": 170, "r": 20, "t": 40, "b": 50},
+    }
     return {"data": traces, "layout": layout}
 
 
@@ -222,21 +336,49 @@ def val_vs_test(data: StudyData) -> dict[str, Any] | None:
     if not metrics or data.front.empty:
         return None
     traces: list[dict[str, Any]] = []
-    layout: dict[str, Any] = {**BASE_LAYOUT, "height": 360, "title": {"text": "Did the front hold on test? (validation vs test, front trials; dashed: y = x)"},
-                              "grid": {"rows": 1, "columns": len(metrics), "pattern": "independent"}}  # fmt: skip
+    layout: dict[str, Any] = {
+        **BASE_LAYOUT,
+        "height": 360,
+        "title": {
+            "text": "Did the front hold on test? (validation vs test, front trials; dashed: y = x)"
+        },
+        "grid": {"rows": 1, "columns": len(metrics), "pattern": "independent"},
+    }
     front = data.front
     for i, m in enumerate(metrics, start=1):
         x, y = _col(front, f"obj:{m}"), _col(front, f"test:{m}")
         vals = [v for v in x + y if v is not None]
         lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
         ax = "" if i == 1 else str(i)
-        traces.append({"type": "scatter", "mode": "markers", "x": x, "y": y, "xaxis": f"x{ax}", "yaxis": f"y{ax}",
-                       "customdata": front["number"].astype(int).tolist(), "name": _esc(m), "showlegend": False,
-                       "marker": {"color": FRONT, "size": 8},
-                       "text": [f"trial {n}" for n in front["number"]], "hoverinfo": "text+x+y"})  # fmt: skip
-        traces.append({"type": "scatter", "mode": "lines", "x": [lo, hi], "y": [lo, hi], "xaxis": f"x{ax}",
-                       "yaxis": f"y{ax}", "showlegend": False, "hoverinfo": "skip",
-                       "line": {"dash": "dash", "color": "#888", "width": 1}})  # fmt: skip
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "x": x,
+                "y": y,
+                "xaxis": f"x{ax}",
+                "yaxis": f"y{ax}",
+                "customdata": front["number"].astype(int).tolist(),
+                "name": _esc(m),
+                "showlegend": False,
+                "marker": {"color": FRONT, "size": 8},
+                "text": [f"trial {n}" for n in front["number"]],
+                "hoverinfo": "text+x+y",
+            }
+        )
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "x": [lo, hi],
+                "y": [lo, hi],
+                "xaxis": f"x{ax}",
+                "yaxis": f"y{ax}",
+                "showlegend": False,
+                "hoverinfo": "skip",
+                "line": {"dash": "dash", "color": "#888", "width": 1},
+            }
+        )
         layout[f"xaxis{ax}"] = {"title": {"text": f"{_esc(m)} (val)"}}
         layout[f"yaxis{ax}"] = {"title": {"text": f"{_esc(m)} (test)"}}
     return {"data": traces, "layout": layout}
@@ -245,13 +387,17 @@ def val_vs_test(data: StudyData) -> dict[str, Any] | None:
 def figures(data: StudyData) -> dict[str, dict[str, Any]]:
     """Every figure the page shows, by element id (figures with nothing to show are left out)."""
     out: dict[str, dict[str, Any] | None] = {
-        "fig-front": pareto_2d(data) if len(data.metrics) == 2 else pareto_matrix(data) if len(data.metrics) > 2 else None,
+        "fig-front": pareto_2d(data)
+        if len(data.metrics) == 2
+        else pareto_matrix(data)
+        if len(data.metrics) > 2
+        else None,
         "fig-3d": front_3d(data),
         "fig-parallel": parallel(data),
         "fig-hv": hv_history(data),
         "fig-importance": importance(data),
         "fig-valtest": val_vs_test(data),
-    }  # fmt: skip
+    }
     if data.complete.empty:
         out["fig-front"] = None
     return {k: v for k, v in out.items() if v is not None}

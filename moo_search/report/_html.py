@@ -34,16 +34,23 @@ def _rows(data: StudyData) -> list[dict[str, Any]]:
     out = []
     recs = rows.to_dict("records")
     for r in recs:
-        out.append({
-            "n": int(r["number"]), "state": r["state"], "anchor": r.get("anchor") or "",
-            "feasible": bool(r["feasible"]), "pareto": bool(r["pareto"]),
-            "reason": r.get("reason") or "",
-            "obj": [_num(r.get(c)) for c in obj_cols],
-            "test": [_num(r.get(c)) for c in test_cols],
-            "params": {p: _val(r.get(f"param:{p}")) for p in data.params},
-            "secs": _num(r.get("duration")),
-            "gen": None if r.get("generation") is None or pd.isna(r.get("generation")) else int(r["generation"]),
-        })  # fmt: skip
+        out.append(
+            {
+                "n": int(r["number"]),
+                "state": r["state"],
+                "anchor": r.get("anchor") or "",
+                "feasible": bool(r["feasible"]),
+                "pareto": bool(r["pareto"]),
+                "reason": r.get("reason") or "",
+                "obj": [_num(r.get(c)) for c in obj_cols],
+                "test": [_num(r.get(c)) for c in test_cols],
+                "params": {p: _val(r.get(f"param:{p}")) for p in data.params},
+                "secs": _num(r.get("duration")),
+                "gen": None
+                if r.get("generation") is None or pd.isna(r.get("generation"))
+                else int(r["generation"]),
+            }
+        )
     return out
 
 
@@ -67,8 +74,13 @@ def _script_json(obj: Any) -> str:
     """JSON safe inside <script>: no '<', '>' or '&' at all (so no '</script' and no '<!--'
     script-data states), no raw U+2028/2029."""
     text = json.dumps(jsonable(obj, digits=6), separators=(",", ":"), allow_nan=False)
-    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
-                    ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):  # fmt: skip
+    for ch, esc in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
         text = text.replace(ch, esc)
     return text
 
@@ -78,14 +90,25 @@ def render_page(data: StudyData, figs: dict[str, dict[str, Any]], plotly_js: str
     target = data.study_target
     export_base = f"moo-search export {shlex.quote(target)}"
     payload = {
-        "study": data.name, "metrics": data.metrics, "directions": data.directions, "counts": data.counts,
-        "hv": data.hypervolume, "ref": data.reference_point, "best": _best(data), "params": data.params,
-        "rows": _rows(data), "base_config": data.base_config, "export_base": export_base, "slug": slug,
-        "knee": data.knee, "compromise": data.compromise,
+        "study": data.name,
+        "metrics": data.metrics,
+        "directions": data.directions,
+        "counts": data.counts,
+        "hv": data.hypervolume,
+        "ref": data.reference_point,
+        "best": _best(data),
+        "params": data.params,
+        "rows": _rows(data),
+        "base_config": data.base_config,
+        "export_base": export_base,
+        "slug": slug,
+        "knee": data.knee,
+        "compromise": data.compromise,
         "pseudo_weights": {str(k): v for k, v in data.pseudo_weights.items()},
-        "tradeoffs": data.tradeoffs, "figures": figs,
+        "tradeoffs": data.tradeoffs,
+        "figures": figs,
         "baselines": {k: (v or {}).get("val", {}) for k, v in data.baselines.items()},
-    }  # fmt: skip
+    }
     title = html.escape(f"moo-search · {data.name}")
     page = _TEMPLATE.replace("%%TITLE%%", title)
     page = page.replace("%%STUDY%%", html.escape(data.name))

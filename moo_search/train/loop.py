@@ -48,10 +48,15 @@ class TrainHistory:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "steps": self.steps, "loss": self.loss, "terms": self.terms, "evals": self.evals,
-            "best_step": self.best_step, "stopped_early": self.stopped_early,
-            "train_tokens": self.train_tokens, "seconds": self.seconds,
-        }  # fmt: skip
+            "steps": self.steps,
+            "loss": self.loss,
+            "terms": self.terms,
+            "evals": self.evals,
+            "best_step": self.best_step,
+            "stopped_early": self.stopped_early,
+            "train_tokens": self.train_tokens,
+            "seconds": self.seconds,
+        }
 
 
 def pick_device(pref: str) -> torch.device:
@@ -107,12 +112,17 @@ def train(
     scaler = torch.amp.GradScaler("cuda") if needs_scaler else None
     opt = torch.optim.AdamW(
         [
-            {"params": list(model.adapter_parameters()), "lr": train_cfg.lr,
-             "weight_decay": train_cfg.weight_decay},
+            {
+                "params": list(model.adapter_parameters()),
+                "lr": train_cfg.lr,
+                "weight_decay": train_cfg.weight_decay,
+            },
             {"params": model.head_parameters(), "lr": train_cfg.id_lr, "weight_decay": 0.0},
-        ]  # fmt: skip
+        ]
     )
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(train_cfg.max_steps, train_cfg.warmup_ratio))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, _schedule(train_cfg.max_steps, train_cfg.warmup_ratio)
+    )
     hist = TrainHistory()
     n = len(data.users)
     users_t = torch.as_tensor(np.array(data.users), device=device)
@@ -144,8 +154,9 @@ def train(
                 eu = model.encode(u_ids.to(device), u_mask.to(device))
                 ei = model.encode(i_ids.to(device), i_mask.to(device))
                 s_full = eu @ item_cache.T
-                s_full = s_full.index_put((torch.arange(len(idx), device=device)[:, None], i[None, :]),
-                                          eu @ ei.T)  # fresh, grad-carrying in-batch columns
+                s_full = s_full.index_put(
+                    (torch.arange(len(idx), device=device)[:, None], i[None, :]), eu @ ei.T
+                )  # fresh, grad-carrying in-batch columns
             else:
                 s_full = torch.zeros_like(r_full)
             logits = model.fuse(s_full, r_full).float()
@@ -158,14 +169,17 @@ def train(
                     terms["ranking"] = L.softmax_loss(logits, i)
                 else:
                     terms["ranking"] = L.bpr_loss(logits, i, gen)
-                terms["ranking"] = 0.5 * (terms["ranking"] + L.softmax_loss(model.collaborative(uj), ij))
+                terms["ranking"] = 0.5 * (
+                    terms["ranking"] + L.softmax_loss(model.collaborative(uj), ij)
+                )
             if w["ctr"] > 0:
                 rows = torch.arange(len(idx), device=device)
                 ctr_logit = model.ctr_logit(u, i, r_full[rows, i], ei if semantic_on else None)
                 ej = item_cache[ij] if semantic_on and item_cache is not None else None
                 ctr_j = model.ctr_logit(uj, ij, model.collaborative(uj, ij), ej)
                 terms["ctr"] = 0.5 * (
-                    L.ctr_loss(ctr_logit.float(), clicks_t[idx]) + L.ctr_loss(ctr_j.float(), clicks_t[j])
+                    L.ctr_loss(ctr_logit.float(), clicks_t[idx])
+                    + L.ctr_loss(ctr_j.float(), clicks_t[j])
                 )
             if w["diversity"] > 0 or w["novelty"] > 0:
                 probs = torch.softmax(logits, dim=-1)
@@ -177,7 +191,9 @@ def train(
         assert isinstance(loss, torch.Tensor)
         value = float(loss.detach())
         if not math.isfinite(value):
-            raise TrialFailed(f"loss became {value} at step {step}; lower train.lr (now {train_cfg.lr:g})")
+            raise TrialFailed(
+                f"loss became {value} at step {step}; lower train.lr (now {train_cfg.lr:g})"
+            )
         first_loss = first_loss if first_loss is not None else abs(value) + 1e-8
         if abs(value) > 50 * first_loss + 10:
             raise TrialFailed(
@@ -190,7 +206,9 @@ def train(
             scaler.unscale_(opt)
         else:
             loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], train_cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_(
+            [p for g in opt.param_groups for p in g["params"]], train_cfg.grad_clip
+        )
         if scaler is not None:
             scaler.step(opt)
             scaler.update()
@@ -240,8 +258,14 @@ def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items() if k in names}
 
 
-def _warm_up_ids(model: Recommender, users: torch.Tensor, items: torch.Tensor, cfg: TrainConfig,
-                 epochs: int, gen: torch.Generator) -> None:  # fmt: skip
+def _warm_up_ids(
+    model: Recommender,
+    users: torch.Tensor,
+    items: torch.Tensor,
+    cfg: TrainConfig,
+    epochs: int,
+    gen: torch.Generator,
+) -> None:
     """A few cheap epochs of full-catalog softmax on the ID embeddings alone."""
     if epochs <= 0:
         return
@@ -264,4 +288,11 @@ def _progress(cfg: TrainConfig) -> Any:
     from tqdm.auto import tqdm
 
     # disable=None: no bar when stderr is not a terminal (logs, CI, background workers)
-    return tqdm(total=cfg.max_steps, desc="train", unit="step", leave=False, dynamic_ncols=True, disable=None)
+    return tqdm(
+        total=cfg.max_steps,
+        desc="train",
+        unit="step",
+        leave=False,
+        dynamic_ncols=True,
+        disable=None,
+    )

@@ -5,15 +5,28 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-__all__ = ["bpr_loss", "ctr_loss", "diversity_loss", "novelty_loss", "normalised_weights", "softmax_loss"]
+__all__ = [
+    "bpr_loss",
+    "ctr_loss",
+    "diversity_loss",
+    "normalised_weights",
+    "novelty_loss",
+    "softmax_loss",
+]
 
 
-def normalised_weights(ranking: float, ctr: float, diversity: float, novelty: float) -> dict[str, float]:
+def normalised_weights(
+    ranking: float, ctr: float, diversity: float, novelty: float
+) -> dict[str, float]:
     total = ranking + ctr + diversity + novelty
     if total <= 0:
         raise ValueError("loss.weights: at least one loss weight must be > 0, got all zero")
-    return {"ranking": ranking / total, "ctr": ctr / total, "diversity": diversity / total,
-            "novelty": novelty / total}  # fmt: skip
+    return {
+        "ranking": ranking / total,
+        "ctr": ctr / total,
+        "diversity": diversity / total,
+        "novelty": novelty / total,
+    }
 
 
 def softmax_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -21,9 +34,13 @@ def softmax_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, target)
 
 
-def bpr_loss(logits: torch.Tensor, target: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def bpr_loss(
+    logits: torch.Tensor, target: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
     """BPR (Rendle et al., UAI 2009) with one uniform negative per row."""
-    neg = torch.randint(0, logits.shape[1], (logits.shape[0],), generator=generator).to(logits.device)
+    neg = torch.randint(0, logits.shape[1], (logits.shape[0],), generator=generator).to(
+        logits.device
+    )
     rows = torch.arange(logits.shape[0], device=logits.device)
     return -F.logsigmoid(logits[rows, target] - logits[rows, neg]).mean()
 
