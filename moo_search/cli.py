@@ -183,6 +183,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec, args.set)
     _ensure_data(spec)
+    if args.workers is None:
+        from moo_search.drivers import _gpu_count
+
+        args.workers = max(1, _gpu_count())
     if args.workers > 1:
         from moo_search.drivers import (
             _context,
@@ -304,7 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--storage", required=True, help="The study's storage URL (e.g. postgresql://...)."
     )
     w.add_argument("--study-name", default=None)
-    w.add_argument("--workers", type=int, default=1, help="Processes on this host (one per GPU).")
+    w.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="Processes on this host (default: one per visible GPU, else 1).",
+    )
     w.set_defaults(func=cmd_worker)
 
     rp = sub.add_parser("report", help="(Re)build the HTML dashboard of a study.")

@@ -583,7 +583,6 @@ def load_exported(path: str | Path) -> ExportedRecommender:
     import scipy.sparse as sp
     from safetensors.torch import load_file
 
-    from moo_search.model.adapters import apply_adapter  # noqa: F401  # registers nothing; import check
     from moo_search.model.encoder import load_encoder
     from moo_search.model.recommender import Recommender
 
@@ -603,7 +602,10 @@ def load_exported(path: str | Path) -> ExportedRecommender:
     if spec.adapter.type != "none":
         from peft import PeftModel
 
-        encoder = PeftModel.from_pretrained(encoder, str(root / "adapter"))
+        from moo_search.model.adapters import quiet_peft
+
+        with quiet_peft():
+            encoder = PeftModel.from_pretrained(encoder, str(root / "adapter"))
     catalog = json.loads((root / "catalog.json").read_text())
     heads = load_file(str(root / "heads.safetensors"))
     n_items, id_dim = heads["item_emb.weight"].shape

@@ -306,8 +306,8 @@ def _ctr_metrics(
     if len(df) == 0:
         return {}
     with torch.no_grad():
-        u = torch.as_tensor(df["user"].to_numpy(), device=device)
-        i = torch.as_tensor(df["item"].to_numpy(), device=device)
+        u = torch.as_tensor(df["user"].to_numpy().copy(), device=device)
+        i = torch.as_tensor(df["item"].to_numpy().copy(), device=device)
         r = model.collaborative(u, i)
         text = item_emb[i] if model.alpha > 0 else None
         p = torch.sigmoid(model.ctr_logit(u, i, r, text)).float().cpu().numpy()

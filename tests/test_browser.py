@@ -154,3 +154,19 @@ def test_hostile_names_render_as_text(browser, tmp_path):
     o.page.fill("#filter", "onerror")
     assert o.page.locator("#trials tbody tr").count() > 0
     assert "<img src=x onerror=alert(2)>" in o.page.text_content("#trials tbody")
+
+
+def test_3d_view_axes_can_be_chosen(browser, tmp_path):
+    o = Opened(browser, _study(tmp_path, n_trials=50, n_objectives=4))
+    o.page.locator("#fig-3d").scroll_into_view_if_needed()
+    o.page.wait_for_selector("#fig-3d[data-rendered='1']")
+    o.page.select_option("#axes-3d select[data-axis='z']", "3")  # ctr_auc
+    ok = o.page.evaluate("""() => {
+        const gd = document.getElementById('fig-3d');
+        const P = JSON.parse(document.getElementById('payload').textContent);
+        const front = gd.data.find(t => t.name === 'Pareto front');
+        const rows = P.rows.filter(r => r.pareto);
+        return front.z.length === rows.length && front.z.every((z, i) => z === rows[i].obj[3])
+            && gd._fullLayout.scene.zaxis.title.text.startsWith('ctr_auc');
+    }""")
+    assert ok and o.errors == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import warnings
 from typing import Any
 
 from moo_search.drivers._study import (
@@ -58,14 +59,16 @@ def make_sampler(cfg: DriverConfig, *, constrained: bool) -> Any:
                 f"got {cfg.population}",
                 field="driver.population",
             )
-        return cls(
-            population_size=cfg.population,
-            crossover=crossover,
-            crossover_prob=cfg.crossover_prob,
-            mutation_prob=cfg.mutation_prob,
-            seed=cfg.seed,
-            **cons,
-        )
+        with warnings.catch_warnings():  # NSGAIIISampler is marked experimental in Optuna
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return cls(
+                population_size=cfg.population,
+                crossover=crossover,
+                crossover_prob=cfg.crossover_prob,
+                mutation_prob=cfg.mutation_prob,
+                seed=cfg.seed,
+                **cons,
+            )
     if cfg.algorithm == "tpe":
         return optuna.samplers.TPESampler(seed=cfg.seed, multivariate=True, **cons)
     if cfg.algorithm == "random":

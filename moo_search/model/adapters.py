@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from moo_search.errors import SpecError
 from moo_search.spec import AdapterConfig
 
-__all__ = ["ADAPTERS", "apply_adapter", "linear_module_names"]
+__all__ = ["ADAPTERS", "apply_adapter", "linear_module_names", "quiet_peft"]
 
 _LAYER_RE = re.compile(r"\.layers?\.(\d+)\.")
 
@@ -90,14 +92,18 @@ def apply_adapter(model: Any, cfg: AdapterConfig) -> Any:
     build = ADAPTERS[cfg.type]
     if build is None:
         return model
-    import warnings
-
     from peft import get_peft_model
 
     peft_config = build(model, cfg)
+    with quiet_peft():
+        return get_peft_model(model, peft_config)
+
+
+@contextlib.contextmanager
+def quiet_peft() -> Iterator[None]:
+    """Silence one known deprecation: PEFT still calls transformers' is_gradient_checkpointing."""
     with warnings.catch_warnings():
-        # transformers deprecates a name PEFT still calls (is_gradient_checkpointing)
         warnings.filterwarnings(
             "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
         )
-        return get_peft_model(model, peft_config)
+        yield

@@ -205,7 +205,9 @@ code.cmd { display:block; background:#0f1720; color:#a5f3a5; padding:10px; borde
     </div>
   </section>
 
-  <section id="sec-3d"><h2>Three objectives</h2><div id="fig-3d"></div></section>
+  <section id="sec-3d"><h2>Three objectives</h2>
+    <div class="controls" id="axes-3d"></div>
+    <div id="fig-3d"></div></section>
   <section id="sec-parallel"><h2>Parallel coordinates</h2><div id="fig-parallel"></div></section>
   <div class="grid2">
     <section id="sec-hv"><h2>Hypervolume history</h2><div id="fig-hv"></div></section>
@@ -263,6 +265,30 @@ for (const id of Object.keys(P.figures)) {
 }
 for (const id of ["fig-front", "fig-3d", "fig-parallel", "fig-hv", "fig-importance", "fig-valtest"]) {
   if (!P.figures[id]) { const d = document.getElementById(id); if (d) d.append(el("div", {class: "empty"}, id === "fig-3d" ? "Needs at least three objectives." : "Nothing to show yet: no complete trials with the data this view needs.")); }
+}
+
+// ---- 3-D view: any three objectives
+if (P.figures["fig-3d"] && P.metrics.length >= 3) {
+  const box = document.getElementById("axes-3d"), picks = [0, 1, 2];
+  ["x", "y", "z"].forEach((ax, a) => {
+    const s = el("select", {"data-axis": ax});
+    P.metrics.forEach((m, i) => s.append(el("option", {value: String(i)}, m + " " + arrow(P.directions[i]))));
+    s.value = String(picks[a]);
+    s.addEventListener("change", () => { picks[a] = Number(s.value); redraw3d(); });
+    box.append(el("span", {class: "note"}, ax + ":"), s);
+  });
+  function redraw3d() {
+    const div = document.getElementById("fig-3d"), fig = P.figures["fig-3d"];
+    const done = P.rows.filter(r => r.state === "COMPLETE");
+    const groups = [done.filter(r => r.feasible && !r.pareto), done.filter(r => !r.feasible), done.filter(r => r.pareto)];
+    const data = fig.data.map((tr, g) => Object.assign({}, tr, {
+      x: groups[g].map(r => r.obj[picks[0]]), y: groups[g].map(r => r.obj[picks[1]]),
+      z: groups[g].map(r => r.obj[picks[2]]), customdata: groups[g].map(r => r.n)}));
+    const title = i => ({text: P.metrics[i] + " " + arrow(P.directions[i])});
+    const layout = Object.assign({}, fig.layout, {scene: Object.assign({}, fig.layout.scene,
+      {xaxis: {title: title(picks[0])}, yaxis: {title: title(picks[1])}, zaxis: {title: title(picks[2])}})});
+    if (div.dataset.rendered) Plotly.react(div, data, layout, PLOT_CONFIG); else { fig.data = data; fig.layout = layout; }
+  }
 }
 
 // ---- selection
