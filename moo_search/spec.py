@@ -645,21 +645,34 @@ def parse_override(text: str) -> tuple[str, Any]:
 def _set_path(
     raw: dict[str, Any], parts: list[str], value: Any, *, create: bool, full: str
 ) -> None:
+    """Set ``value`` at a dotted path; numeric parts index lists (``objectives.0.direction``)."""
+    if parts[0] == "search_space" and len(parts) > 1:
+        # keys of search_space contain dots themselves: the rest is one key
+        raw.setdefault("search_space", {})[".".join(parts[1:])] = value
+        return
     node: Any = raw
-    for i, part in enumerate(parts[:-1]):
-        if part == "search_space" and i == 0:
-            # keys of search_space contain dots themselves: the rest is one key
-            node = node.setdefault("search_space", {})
-            node[".".join(parts[1:])] = value
-            return
-        if not isinstance(node, dict):
-            raise SpecError(f"{'.'.join(parts[:i])} is a value, not a section", field=full)
-        if part not in node or node[part] is None:
-            node[part] = {}
-        node = node[part]
-    if not isinstance(node, dict):
-        raise SpecError(f"{'.'.join(parts[:-1])} is a value, not a section", field=full)
-    node[parts[-1]] = value
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        where = ".".join(parts[:i]) or "the spec"
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise SpecError(
+                    f"{where} is a list of {len(node)}; {part!r} is not an index into it",
+                    field=full,
+                )
+            if last:
+                node[int(part)] = value
+                return
+            node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+                return
+            if part not in node or node[part] is None:
+                node[part] = {}
+            node = node[part]
+        else:
+            raise SpecError(f"{where} is a value, not a section", field=full)
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:

@@ -152,3 +152,28 @@ def test_user_text_holds_attributes_and_recent_history():
     texts = render_users(ds, s.train, history_len=2)
     assert texts[0].startswith("User: age")
     assert texts[0].count(";") == 1  # two recent items
+
+
+def test_grouplens_layout(write, tmp_path):
+    from moo_search.data import load_grouplens_100k
+
+    write("gl/u.data", "1\t10\t5\t881250949\n2\t10\t3\t881250950\n1\t11\t4\t881250951\n")
+    flags = "|".join(["0"] * 19)
+    action = "|".join(["0", "1"] + ["0"] * 17)
+    write(
+        "gl/u.item",
+        f"10|Heat (1995)|01-Jan-1995||http://x|{action}\n11|Babe (1995)|01-Jan-1995||http://x|{flags}\n",
+    )
+    write("gl/u.user", "1|24|M|technician|85711\n2|53|F|other|94043\n")
+    ds = load_grouplens_100k(tmp_path / "gl")
+    assert (ds.n_users, ds.n_items, len(ds.interactions)) == (2, 2, 3)
+    assert ds.items["title"].tolist() == ["Heat", "Babe"] and ds.items["year"].tolist() == [
+        "1995",
+        "1995",
+    ]
+    assert ds.items["genres"].iloc[0] == ["Action"]
+    write("bad/u.data", "1\t10\t5\t1\n")
+    write("bad/u.item", "10|Heat (1995)|x\n")
+    write("bad/u.user", "1|24|M|technician|85711\n")
+    with pytest.raises(DataError, match=r"u\.item: expected 24 '\|'-separated columns, found 3"):
+        load_grouplens_100k(tmp_path / "bad")

@@ -169,3 +169,11 @@ def test_builtin_problem_accepts_free_objectives():
 def test_every_shipped_study_validates(path):
     spec = load_spec(path)
     assert spec.objectives and spec.budget.n_trials >= 1
+
+
+def test_overrides_index_into_lists(write):
+    path = write("s.yaml", "name: t\nobjectives:\n  - {metric: ndcg@10, direction: maximize}\n")
+    spec = load_spec(path, ["objectives.0.metric=recall@10"])
+    assert spec.objectives[0].metric == "recall@10"
+    with pytest.raises(SpecError, match=r"objectives is a list of 1; '3' is not an index"):
+        load_spec(path, ["objectives.3.metric=recall@10"])

@@ -212,8 +212,8 @@ def load_grouplens_100k(root: Path) -> Dataset:
 
 def _split_title(t: str) -> tuple[str, str]:
     t = t.strip()
-    if t.endswith(")") and len(t) > 7 and t[-6:-1].isdigit() and t[-7] == "(":
-        return t[:-7].strip(), t[-5:-1]
+    if t.endswith(")") and len(t) > 6 and t[-5:-1].isdigit() and t[-6] == "(":
+        return t[:-6].strip(), t[-5:-1]
     return t, ""
 
 
