@@ -258,7 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="moo-search",
         description="Multi-objective Pareto search over PEFT fine-tunes of LM recommenders.",
     )
-    p.add_argument("-v", "--verbose", action="count", default=0, help="More logging (-vv: debug).")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="More logging: -v adds warnings and failed trials' tracebacks, -vv debug.",
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_spec(sp: argparse.ArgumentParser) -> None:
@@ -370,10 +376,18 @@ def _setup_logging(verbosity: int) -> None:
     lib = logging.getLogger("moo_search")
     lib.handlers[:] = [handler]
     lib.setLevel(level)
-    if verbosity < 2:
-        import optuna  # its own handler and level: the logging module's setLevel is overridden
+    import optuna  # its own handler and level: the logging module's setLevel is overridden
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Failed trials are reported on our progress line with their reason; -v adds Optuna's
+    # warnings (with the failing trial's traceback), -vv its info lines.
+    optuna.logging.set_verbosity(
+        optuna.logging.ERROR
+        if verbosity == 0
+        else optuna.logging.WARNING
+        if verbosity == 1
+        else optuna.logging.INFO
+    )
+    if verbosity < 2:
         for noisy in ("transformers", "peft"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
 

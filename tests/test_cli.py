@@ -75,3 +75,65 @@ def test_run_with_a_changed_objective_set_refuses_to_mix_studies(tmp_path, capsy
     assert main(["run", str(path), "--set", "objectives.0.direction=maximize"]) == 2
     err = capsys.readouterr().err
     assert "already exists with objectives" in err and "--study-name" in err
+
+
+def test_ctrl_c_stops_cleanly_and_run_resumes(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import REPO
+
+    spec = {
+        "name": "sigint",
+        "objective": "tests.objectives:slow",
+        "search_space": {"x": {"float": [0.0, 1.0]}, "y": {"float": [0.0, 1.0]}},
+        "objectives": [
+            {"metric": "a", "direction": "minimize"},
+            {"metric": "b", "direction": "minimize"},
+        ],
+        "driver": {"population": 4},
+        "budget": {"n_trials": 4},
+        "out_dir": str(tmp_path / "study"),
+    }
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "MOO_TEST_MARKERS": str(tmp_path),
+        "MOO_TEST_SLEEP": "3",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moo_search.cli", "run", str(path)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    end = time.time() + 60
+    while not list(tmp_path.glob("*.running")) and time.time() < end:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    url = f"sqlite:///{tmp_path}/study/study.db"
+    study = optuna.load_study(study_name="sigint", storage=url)
+    failed = study.get_trials(states=(optuna.trial.TrialState.FAIL,))
+    assert [t.user_attrs["moo:fail_reason"] for t in failed] == ["interrupted (Ctrl-C)"]
+    env["MOO_TEST_SLEEP"] = "0"
+    done = subprocess.run(
+        [sys.executable, "-m", "moo_search.cli", "run", str(path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    study = optuna.load_study(study_name="sigint", storage=url)
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 4

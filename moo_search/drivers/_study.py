@@ -291,7 +291,7 @@ def _complete_values(study: Any, feasible_only: bool = False) -> np.ndarray:
         if feasible_only and any(v > 0 for v in t.user_attrs.get(ATTR.CONSTRAINTS, [])):
             continue
         rows.append(t.values)
-    return np.array(rows, dtype=np.float64).reshape(len(rows), -1)
+    return np.array(rows, dtype=np.float64).reshape(len(rows), len(study.directions))
 
 
 def study_hypervolume(ctx: StudyContext) -> tuple[float | None, list[float] | None]:
