@@ -170,3 +170,27 @@ def test_3d_view_axes_can_be_chosen(browser, tmp_path):
             && gd._fullLayout.scene.zaxis.title.text.startsWith('ctr_auc');
     }""")
     assert ok and o.errors == []
+
+
+def test_table_can_show_every_metric(browser, tmp_path):
+    from moo_search import run_study
+
+    from .helpers import tiny_spec
+
+    spec = tiny_spec(
+        **{
+            "train.max_steps": 3,
+            "out_dir": str(tmp_path / "s"),
+            "search_space": {"fusion.alpha": {"float": [0.2, 0.8]}},
+            "budget": {"n_trials": 2},
+        }
+    )
+    run_study(spec)
+    o = Opened(browser, tmp_path / "s" / "index.html")
+    before = o.page.locator("#trials thead th").count()
+    o.page.check("#all-metrics")
+    heads = o.page.locator("#trials thead th").all_text_contents()
+    assert len(heads) > before + 8
+    for m in ("recall@10", "ndcg@10", "coverage@10", "ctr_auc", "gini@10", "cost/seconds"):
+        assert m in heads, heads
+    assert o.errors == []

@@ -27,10 +27,17 @@ def _best(data: StudyData) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _extra_metrics(data: StudyData) -> list[str]:
+    """Validation metrics and costs beyond the objectives (slices left out), for the table."""
+    cols = [c for c in data.rows.columns if c.startswith(("val:", "cost:")) and "/" not in c]
+    return [c for c in cols if c.removeprefix("val:") not in data.metrics]
+
+
 def _rows(data: StudyData) -> list[dict[str, Any]]:
     rows = data.rows
     obj_cols = [f"obj:{m}" for m in data.metrics]
     test_cols = [f"test:{m}" for m in data.metrics]
+    extra = _extra_metrics(data)
     out = []
     recs = rows.to_dict("records")
     for r in recs:
@@ -45,6 +52,7 @@ def _rows(data: StudyData) -> list[dict[str, Any]]:
                 "obj": [_num(r.get(c)) for c in obj_cols],
                 "test": [_num(r.get(c)) for c in test_cols],
                 "params": {p: _val(r.get(f"param:{p}")) for p in data.params},
+                "m": [_num(r.get(c)) for c in extra],
                 "secs": _num(r.get("duration")),
                 "gen": None
                 if r.get("generation") is None or pd.isna(r.get("generation"))
@@ -108,6 +116,9 @@ def render_page(data: StudyData, figs: dict[str, dict[str, Any]], plotly_js: str
         "tradeoffs": data.tradeoffs,
         "figures": figs,
         "baselines": {k: (v or {}).get("val", {}) for k, v in data.baselines.items()},
+        "extra_metrics": [
+            c.replace("val:", "").replace("cost:", "cost/") for c in _extra_metrics(data)
+        ],
     }
     title = html.escape(f"moo-search · {data.name}")
     page = _TEMPLATE.replace("%%TITLE%%", title)
@@ -221,6 +232,7 @@ code.cmd { display:block; background:#0f1720; color:#a5f3a5; padding:10px; borde
       <input type="text" id="filter" placeholder="filter: any text, e.g. lora, FAIL, front">
       <select id="state-filter"><option value="">all states</option></select>
       <label><input type="checkbox" id="front-only"> Pareto front only</label>
+      <label><input type="checkbox" id="all-metrics"> all metrics</label>
       <span class="note" id="table-count"></span>
       <button id="prev">‹ prev</button><button id="next">next ›</button>
     </div>
@@ -359,21 +371,34 @@ function showTradeoffs() {
 ta.addEventListener("change", showTradeoffs); tb.addEventListener("change", showTradeoffs); showTradeoffs();
 
 // ---- trial table
-const cols = [{k: "n", label: "#"}, {k: "state", label: "state", l: true}, {k: "tags", label: "", l: true}]
+const baseCols = [{k: "n", label: "#"}, {k: "state", label: "state", l: true}, {k: "tags", label: "", l: true}]
   .concat(P.metrics.map((m, i) => ({k: "obj" + i, label: m + " " + arrow(P.directions[i]), get: r => r.obj[i]})))
-  .concat(P.metrics.map((m, i) => ({k: "test" + i, label: m + " (test)", get: r => r.test[i]})))
-  .concat(P.params.map(p => ({k: "p:" + p, label: p, get: r => r.params[p], l: true})))
+  .concat(P.metrics.map((m, i) => ({k: "test" + i, label: m + " (test)", get: r => r.test[i]})));
+const extraCols = P.extra_metrics.map((m, i) => ({k: "m" + i, label: m, get: r => r.m[i]}));
+const tailCols = P.params.map(p => ({k: "p:" + p, label: p, get: r => r.params[p], l: true}))
   .concat([{k: "secs", label: "seconds"}, {k: "reason", label: "failure reason", l: true}]);
+let cols = baseCols.concat(tailCols);
 const get = (r, col) => col.get ? col.get(r) : (col.k === "tags" ? (r.pareto ? "front" : "") : r[col.k]);
 const states = [...new Set(P.rows.map(r => r.state))].sort();
 const sf = document.getElementById("state-filter"); states.forEach(s => sf.append(el("option", {value: s}, s)));
 let sortKey = "n", sortDir = 1, page = 0; const PAGE = 100;
 const thead = document.querySelector("#trials thead"), tbody = document.querySelector("#trials tbody");
-const hr = el("tr"); cols.forEach(col => { const th = el("th", col.l ? {class: "l"} : null, col.label); th.addEventListener("click", () => { sortDir = sortKey === col.k ? -sortDir : 1; sortKey = col.k; page = 0; draw(); }); hr.append(th); }); thead.append(hr);
+function header() {
+  thead.textContent = "";
+  const hr = el("tr");
+  cols.forEach(col => { const th = el("th", col.l ? {class: "l"} : null, col.label); th.addEventListener("click", () => { sortDir = sortKey === col.k ? -sortDir : 1; sortKey = col.k; page = 0; draw(); }); hr.append(th); });
+  thead.append(hr);
+}
+header();
+document.getElementById("all-metrics").addEventListener("change", e => {
+  cols = e.target.checked ? baseCols.concat(extraCols, tailCols) : baseCols.concat(tailCols);
+  if (!cols.find(c => c.k === sortKey)) sortKey = "n";
+  header(); draw();
+});
 const text = r => [r.n, r.state, r.anchor, r.pareto ? "front" : "", r.feasible ? "" : "infeasible", r.reason, ...Object.entries(r.params).map(([k, v]) => k + "=" + v)].join(" ").toLowerCase();
 function rowsView() {
   const q = document.getElementById("filter").value.trim().toLowerCase(), st = sf.value, fo = document.getElementById("front-only").checked;
-  const col = cols.find(c => c.k === sortKey);
+  const col = cols.find(c => c.k === sortKey) || cols[0];
   return P.rows.filter(r => (!st || r.state === st) && (!fo || r.pareto) && (!q || text(r).includes(q)))
     .sort((a, b) => { const x = get(a, col), y = get(b, col); if (x === y) return a.n - b.n; if (x === null || x === undefined) return 1; if (y === null || y === undefined) return -1; return (x < y ? -1 : 1) * sortDir; });
 }
