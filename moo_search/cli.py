@@ -188,21 +188,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
         args.workers = max(1, _gpu_count())
     if args.workers > 1:
-        from moo_search.drivers import (
-            _context,
-            _run_local_workers,
-            _sampler,
-            open_storage,
-            open_study,
-        )
+        from moo_search.drivers import run_workers
 
-        store = open_storage(args.storage)
-        name = args.study_name or spec.name
-        study = open_study(
-            spec, storage=store, study_name=name, create=False, sampler=_sampler(spec)
+        run_workers(
+            spec,
+            storage=args.storage,
+            workers=args.workers,
+            study_name=args.study_name,
+            on_progress=_print_progress,
         )
-        ctx = _context(spec, study, args.storage, spec.budget.n_trials, None, _print_progress)
-        _run_local_workers(spec, ctx, args.storage, name, spec.budget.n_trials, None, args.workers)
         return 0
     run_worker(spec, storage=args.storage, study_name=args.study_name, on_progress=_print_progress)
     return 0

@@ -137,3 +137,30 @@ def test_ctrl_c_stops_cleanly_and_run_resumes(tmp_path):
     assert done.returncode == 0, done.stderr
     study = optuna.load_study(study_name="sigint", storage=url)
     assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 4
+
+
+def test_worker_command_with_local_processes_completes_the_study(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MOO_TEST_SLEEP", "0.1")
+    spec = {
+        "name": "joined",
+        "objective": "tests.objectives:slow",
+        "search_space": {"x": {"float": [0.0, 1.0]}, "y": {"float": [0.0, 1.0]}},
+        "objectives": [
+            {"metric": "a", "direction": "minimize"},
+            {"metric": "b", "direction": "minimize"},
+        ],
+        "driver": {"population": 4},
+        "budget": {"n_trials": 10},
+        "out_dir": str(tmp_path / "study"),
+    }
+    path = tmp_path / "j.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    url = f"sqlite:///{tmp_path}/study/study.db"
+    assert main(["worker", str(path), "--storage", url]) == 2  # no study yet: a clear error
+    assert "start it with `moo-search run`" in capsys.readouterr().err
+    assert main(["run", str(path), "--n-trials", "2"]) == 0
+    assert main(["worker", str(path), "--storage", url, "--workers", "2"]) == 0
+    assert "[joined] 10/10 complete" in capsys.readouterr().err
+    study = optuna.load_study(study_name="joined", storage=url)
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 10
+    assert len({t.number for t in study.trials}) == len(study.trials)

@@ -43,6 +43,7 @@ __all__ = [
     "open_storage",
     "run_study",
     "run_worker",
+    "run_workers",
 ]
 
 logger = logging.getLogger("moo_search")
@@ -275,6 +276,30 @@ def run_worker(
         )
     ctx = _context(spec, study, storage, n_trials or spec.budget.n_trials, timeout, on_progress)
     DRIVERS[spec.driver.backend]().run(ctx, max_failures=spec.budget.max_failures)
+    return study
+
+
+def run_workers(
+    spec: StudySpec,
+    *,
+    storage: str,
+    workers: int,
+    study_name: str | None = None,
+    on_progress: Callable[[StudyProgress], None] | None = None,
+) -> Any:
+    """Join a running study with ``workers`` local processes (one per GPU when several are
+    visible) and report progress from this process until the budget is met."""
+    if storage.startswith("memory"):
+        raise SpecError("workers need a shared storage URL, not memory", field="storage")
+    name = study_name or spec.name
+    store = open_storage(
+        storage,
+        heartbeat_interval=spec.driver.heartbeat_interval,
+        grace_period=spec.driver.grace_period,
+    )
+    study = open_study(spec, storage=store, study_name=name, create=False, sampler=_sampler(spec))
+    ctx = _context(spec, study, storage, spec.budget.n_trials, None, on_progress)
+    _run_local_workers(spec, ctx, storage, name, spec.budget.n_trials, None, workers)
     return study
 
 
