@@ -62,10 +62,9 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def _ensure_data(spec: Any) -> None:
-    if spec.data.dataset == "movielens-100k" and not spec.data.path:
-        from moo_search.data.movielens import fetch_movielens_100k
+    from moo_search.data import ensure_dataset
 
-        fetch_movielens_100k()
+    ensure_dataset(spec.data)
 
 
 def cmd_baselines(args: argparse.Namespace) -> int:
@@ -88,10 +87,9 @@ def cmd_baselines(args: argparse.Namespace) -> int:
 
 
 def cmd_trial(args: argparse.Namespace) -> int:
-    from moo_search.data import load_split
     from moo_search.model.baselines import evaluate_baselines
     from moo_search.spec import load_spec
-    from moo_search.trial import run_trial
+    from moo_search.trial import prepare_data, run_trial
 
     spec = load_spec(args.spec, args.set)
     if not spec.uses_default_trial:
@@ -107,8 +105,8 @@ def cmd_trial(args: argparse.Namespace) -> int:
     result = run_trial(spec, artifact_dir=args.artifacts)
     rows: dict[str, list[tuple[str, dict[str, float]]]] = {"val": [], "test": []}
     if not args.no_baselines:
-        ds, split = load_split(spec.data)
-        for name, res in evaluate_baselines(ds, split, spec.eval, seed=spec.seed).items():
+        data = prepare_data(spec)  # the trial's own cached dataset and split
+        for name, res in evaluate_baselines(data.ds, data.split, spec.eval, seed=spec.seed).items():
             for part in rows:
                 rows[part].append((name, res[part]))
     if args.json:

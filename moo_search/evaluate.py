@@ -28,12 +28,16 @@ def evaluate_scorer(
     features: np.ndarray | None = None,
     return_lists: bool = False,
     ks: tuple[int, ...] = (),
-) -> dict[str, dict[str, float]] | tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
-    """Metrics per split part, e.g. ``{"val": {...}, "test": {...}}``."""
+) -> (
+    dict[str, dict[str, float]]
+    | tuple[dict[str, dict[str, float]], dict[str, tuple[np.ndarray, np.ndarray]]]
+):
+    """Metrics per split part, e.g. ``{"val": {...}, "test": {...}}``; with ``return_lists``
+    also ``{part: (evaluated users, their top-k lists)}``."""
     features = ds.item_features() if features is None else features
     _, item_counts = split.train_counts()
     results: dict[str, dict[str, float]] = {}
-    all_lists: dict[str, np.ndarray] = {}
+    all_lists: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # part -> (users, top-k lists)
     all_k = sorted({eval_cfg.k, *ks})
     k = all_k[-1]
     for part in parts:
@@ -68,5 +72,5 @@ def evaluate_scorer(
         results[part] = {}
         for kk in all_k:
             results[part].update(evaluate_topk(lists, users, ctx, kk))
-        all_lists[part] = lists
+        all_lists[part] = (users, lists)
     return (results, all_lists) if return_lists else results

@@ -74,15 +74,11 @@ def _select(study: Any, *, trial: int | None, select: str | None, where: list[st
         for _, r in front.iterrows()
     ]
     if trial is not None:
-        try:
-            t = study.trials[trial] if 0 <= trial < len(study.trials) else None
-        except IndexError:
-            t = None
-        if t is None or t.number != trial:
-            t = next((x for x in study.trials if x.number == trial), None)
+        trials = study.get_trials(deepcopy=False)
+        t = next((x for x in trials if x.number == trial), None)
         if t is None:
             raise ExportError(
-                f"--trial {trial}: no such trial; the study has trials 0..{len(study.trials) - 1}"
+                f"--trial {trial}: no such trial; the study has trials 0..{len(trials) - 1}"
             )
         if t.state != TrialState.COMPLETE:
             raise ExportError(
@@ -133,7 +129,8 @@ def _select(study: Any, *, trial: int | None, select: str | None, where: list[st
     else:
         raise ExportError(f"--select {select!r}: expected knee, compromise or best:METRIC")
     number = int(cands.iloc[idx]["number"])
-    return Selection(next(t for t in study.trials if t.number == number), select, where, front_list)
+    chosen = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+    return Selection(chosen, select, where, front_list)
 
 
 # --------------------------------------------------------------------------- writing

@@ -476,7 +476,7 @@ class StudySpec(_Strict):
         """A copy with the dotted-path ``params`` applied and re-validated."""
         raw = self.to_dict()
         for path, value in params.items():
-            _set_path(raw, path.split("."), value, create=False, full=path)
+            _set_path(raw, path.split("."), value, full=path)
         return spec_from_dict(raw)
 
     def to_dict(self) -> dict[str, Any]:
@@ -642,9 +642,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     return path, parsed
 
 
-def _set_path(
-    raw: dict[str, Any], parts: list[str], value: Any, *, create: bool, full: str
-) -> None:
+def _set_path(raw: dict[str, Any], parts: list[str], value: Any, *, full: str) -> None:
     """Set ``value`` at a dotted path; numeric parts index lists (``objectives.0.direction``)."""
     if parts[0] == "search_space" and len(parts) > 1:
         # keys of search_space contain dots themselves: the rest is one key
@@ -679,7 +677,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | None) -> dict[st
     out = copy.deepcopy(raw)
     for text in overrides or []:
         path, value = parse_override(text)
-        _set_path(out, path.split("."), value, create=True, full=path)
+        _set_path(out, path.split("."), value, full=path)
     return out
 
 

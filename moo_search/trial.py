@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from moo_search.data import Dataset, Split, load_split, render_items, render_users
+from moo_search.data import Dataset, Split, ensure_dataset, load_split, render_items, render_users
 from moo_search.evaluate import evaluate_scorer
 from moo_search.metrics import auc, logloss
 from moo_search.spec import StudySpec, spec_from_dict
@@ -69,6 +69,7 @@ class PreparedData:
     user_texts: list[str]
     features: np.ndarray
     item_counts: np.ndarray
+    item_pop: np.ndarray  # share of train users per item; unseen items 1 / (n_users + 1)
 
 
 @lru_cache(maxsize=4)
@@ -77,7 +78,8 @@ def _prepare(data_json: str) -> PreparedData:
 
     cfg = DataConfig.model_validate_json(data_json)
     ds, split = load_split(cfg)
-    _, item_counts = split.train_counts()
+    user_counts, item_counts = split.train_counts()
+    n_train_users = max(int((user_counts > 0).sum()), 1)
     return PreparedData(
         ds=ds,
         split=split,
@@ -85,16 +87,13 @@ def _prepare(data_json: str) -> PreparedData:
         user_texts=render_users(ds, split.train, cfg.history_len),
         features=ds.item_features(),
         item_counts=item_counts,
+        item_pop=np.where(item_counts > 0, item_counts / n_train_users, 1.0 / (n_train_users + 1)),
     )
 
 
 def prepare_data(spec: StudySpec) -> PreparedData:
     """Dataset, split and texts for ``spec.data`` (cached per process)."""
-    if spec.data.dataset == "movielens-100k" and not spec.data.path:
-        from moo_search.data.movielens import fetch_movielens_100k, is_cached
-
-        if not is_cached():
-            fetch_movielens_100k()
+    ensure_dataset(spec.data)
     return _prepare(spec.data.model_dump_json())
 
 
@@ -130,10 +129,6 @@ def build_model(spec: StudySpec, data: PreparedData) -> tuple[Any, Any, str]:
 
     encoder, tokenizer, base_id = load_encoder(spec.model)
     encoder = apply_adapter(encoder, spec.adapter)
-    n_train_users = max(int((np.bincount(data.split.train["user"], minlength=1) > 0).sum()), 1)
-    pop = np.where(
-        data.item_counts > 0, data.item_counts / n_train_users, 1.0 / (n_train_users + 1)
-    )
     model = Recommender(
         encoder=encoder,
         n_users=data.ds.n_users,
@@ -142,7 +137,7 @@ def build_model(spec: StudySpec, data: PreparedData) -> tuple[Any, Any, str]:
         alpha=spec.fusion.alpha,
         temperature=spec.loss.temperature,
         pooling=spec.model.pooling,
-        item_logpop=np.log(pop),
+        item_logpop=np.log(data.item_pop),
     )
     return model, tokenizer, base_id
 
@@ -184,10 +179,6 @@ def run_trial(
     split = data.split
     thr = split.threshold
     feats = data.features / np.maximum(np.linalg.norm(data.features, axis=1, keepdims=True), 1e-12)
-    n_train_users = max(int((np.bincount(split.train["user"], minlength=1) > 0).sum()), 1)
-    pop = np.where(
-        data.item_counts > 0, data.item_counts / n_train_users, 1.0 / (n_train_users + 1)
-    )
     tdata = TrainData(
         users=split.train["user"].to_numpy(),
         items=split.train["item"].to_numpy(),
@@ -195,7 +186,7 @@ def run_trial(
         user_tokens=user_tokens,
         item_tokens=item_tokens,
         features=torch.as_tensor(feats, dtype=torch.float32),
-        self_information=torch.as_tensor(-np.log2(pop), dtype=torch.float32),
+        self_information=torch.as_tensor(-np.log2(data.item_pop), dtype=torch.float32),
     )
     ks = _requested_ks(spec)
 
@@ -280,9 +271,7 @@ def run_trial(
         base_model=base_id,
     )
     if artifact_dir is not None:
-        result.artifact_dir = str(
-            _write_artifacts(Path(artifact_dir), spec, model, result, lists, split)
-        )
+        result.artifact_dir = str(_write_artifacts(Path(artifact_dir), spec, model, result, lists))
     if keep_model:
         result.history["_model"] = model
     logger.info(
@@ -320,24 +309,17 @@ def _write_artifacts(
     spec: StudySpec,
     model: Any,
     result: TrialResult,
-    lists: dict[str, np.ndarray],
-    split: Split,
+    lists: dict[str, tuple[np.ndarray, np.ndarray]],
 ) -> Path:
     from safetensors.torch import save_file
-
-    from moo_search.metrics import EvalContext
 
     root.mkdir(parents=True, exist_ok=True)
     spec.save(root / "config.yaml")
     if spec.adapter.type != "none":
         model.encoder.save_pretrained(str(root / "adapter"))
     save_file(model.head_state(), str(root / "heads.safetensors"))
-    users = {
-        part: EvalContext.from_split(split, part, np.zeros((split.n_items, 1))).users
-        for part in lists
-    }
-    arrays: dict[str, Any] = {f"{p}_users": users[p] for p in lists}
-    arrays.update({f"{p}_lists": lists[p] for p in lists})
+    arrays: dict[str, Any] = {f"{p}_users": users for p, (users, _) in lists.items()}
+    arrays.update({f"{p}_lists": top for p, (_, top) in lists.items()})
     np.savez_compressed(root / "lists.npz", **arrays)
     (root / "metrics.json").write_text(
         json.dumps(

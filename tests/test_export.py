@@ -194,9 +194,7 @@ def test_refuses_non_empty_out_unless_force(study_dir, tmp_path, capsys):
     assert (out / "keep.txt").read_text() == "mine"
     assert main(["export", str(study_dir), "--trial", "0", "--out", str(out), "--force"]) == 0
     assert not (out / "keep.txt").exists() and (out / "manifest.json").is_file()
-    assert not any(
-        p.name.startswith(".index") for p in tmp_path.iterdir()
-    )  # nothing written beside --out
+    assert {p.name for p in tmp_path.iterdir()} == {"o"}  # nothing written beside --out
 
 
 def test_verify_reproduces_the_recorded_metrics(study_dir, tmp_path, capsys):

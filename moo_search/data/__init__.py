@@ -21,6 +21,7 @@ __all__ = [
     "LOADERS",
     "Dataset",
     "Split",
+    "ensure_dataset",
     "fetch_dataset",
     "load_dataset",
     "load_grouplens_100k",
@@ -74,6 +75,15 @@ def fetch_dataset(name: str) -> Path:
     if name not in FETCHERS:
         raise DataError(f"no fetcher for dataset {name!r}; known: {sorted(FETCHERS)}")
     return FETCHERS[name]()
+
+
+def ensure_dataset(cfg: DataConfig) -> None:
+    """Fetch a fetchable dataset into the cache when it is not there yet."""
+    if cfg.dataset == "movielens-100k" and not cfg.path:
+        from moo_search.data.movielens import is_cached
+
+        if not is_cached():
+            fetch_movielens_100k()
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:

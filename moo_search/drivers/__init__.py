@@ -144,6 +144,28 @@ def _gpu_count() -> int:
         return 0
 
 
+def _open_spec_storage(spec: StudySpec, url: str) -> Any:
+    return open_storage(
+        url,
+        heartbeat_interval=spec.driver.heartbeat_interval,
+        grace_period=spec.driver.grace_period,
+    )
+
+
+def _join(spec: StudySpec, storage: str, study_name: str | None) -> tuple[Any, str]:
+    """Open an existing study for extra workers (optuna-driven studies only)."""
+    if spec.driver.backend == "pymoo":
+        raise SpecError(
+            "a pymoo-driven study takes no extra workers; use driver.backend: optuna",
+            field="driver.backend",
+        )
+    name = study_name or spec.name
+    store = _open_spec_storage(spec, storage)
+    return open_study(
+        spec, storage=store, study_name=name, create=False, sampler=_sampler(spec)
+    ), name
+
+
 def run_study(
     spec: StudySpec,
     *,
@@ -178,11 +200,7 @@ def run_study(
         )
     spec.study_dir.mkdir(parents=True, exist_ok=True)
     spec.save(spec.study_dir / "spec.yaml")
-    store = open_storage(
-        url,
-        heartbeat_interval=spec.driver.heartbeat_interval,
-        grace_period=spec.driver.grace_period,
-    )
+    store = _open_spec_storage(spec, url)
     study = open_study(spec, storage=store, study_name=name, create=True, sampler=_sampler(spec))
     _enqueue_anchors(spec, study)
     _record_baselines(spec, study)
@@ -262,18 +280,7 @@ def run_worker(
     on_progress: Callable[[StudyProgress], None] | None = None,
 ) -> Any:
     """Join a running study (created by ``moo-search run``) and work until its budget is met."""
-    name = study_name or spec.name
-    store = open_storage(
-        storage,
-        heartbeat_interval=spec.driver.heartbeat_interval,
-        grace_period=spec.driver.grace_period,
-    )
-    study = open_study(spec, storage=store, study_name=name, create=False, sampler=_sampler(spec))
-    if spec.driver.backend == "pymoo":
-        raise SpecError(
-            "a pymoo-driven study takes no extra workers; use driver.backend: optuna",
-            field="driver.backend",
-        )
+    study, _ = _join(spec, storage, study_name)
     ctx = _context(spec, study, storage, n_trials or spec.budget.n_trials, timeout, on_progress)
     DRIVERS[spec.driver.backend]().run(ctx, max_failures=spec.budget.max_failures)
     return study
@@ -291,13 +298,7 @@ def run_workers(
     visible) and report progress from this process until the budget is met."""
     if storage.startswith("memory"):
         raise SpecError("workers need a shared storage URL, not memory", field="storage")
-    name = study_name or spec.name
-    store = open_storage(
-        storage,
-        heartbeat_interval=spec.driver.heartbeat_interval,
-        grace_period=spec.driver.grace_period,
-    )
-    study = open_study(spec, storage=store, study_name=name, create=False, sampler=_sampler(spec))
+    study, name = _join(spec, storage, study_name)
     ctx = _context(spec, study, storage, spec.budget.n_trials, None, on_progress)
     _run_local_workers(spec, ctx, storage, name, spec.budget.n_trials, None, workers)
     return study

@@ -9,6 +9,7 @@ Scores (DESIGN.md, "The default trial"):
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -111,7 +112,7 @@ class Recommender(nn.Module):
         out = torch.empty(len(table), self._dim(table, device), device=device)
         for idx in table.length_buckets(batch_size):
             ids, mask = table.batch(idx)
-            with autocast() if autocast else _null():
+            with autocast() if autocast else contextlib.nullcontext():
                 out[torch.from_numpy(idx).to(device)] = self.encode(ids.to(device), mask.to(device))
         self.train(was_training)
         return out
@@ -143,11 +144,3 @@ class Recommender(nn.Module):
     ) -> torch.Tensor:
         logpop: torch.Tensor = self.logpop  # type: ignore[assignment]  # a registered buffer
         return self.ctr(self.user_emb(users), self.item_emb(items), r, logpop[items], item_text)
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
