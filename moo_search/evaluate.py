@@ -19,7 +19,7 @@ Scorer = Callable[[np.ndarray], np.ndarray]
 
 def evaluate_scorer(
     score: Scorer,
-    ds: Dataset,
+    ds: Dataset | None,
     split: Split,
     *,
     eval_cfg: EvalConfig,
@@ -34,7 +34,10 @@ def evaluate_scorer(
 ):
     """Metrics per split part, e.g. ``{"val": {...}, "test": {...}}``; with ``return_lists``
     also ``{part: (evaluated users, their top-k lists)}``."""
-    features = ds.item_features() if features is None else features
+    if features is None:
+        if ds is None:
+            raise ValueError("evaluate_scorer needs the dataset or the item features")
+        features = ds.item_features()
     _, item_counts = split.train_counts()
     results: dict[str, dict[str, float]] = {}
     all_lists: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # part -> (users, top-k lists)

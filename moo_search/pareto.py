@@ -15,6 +15,7 @@ import numpy as np
 __all__ = [
     "compromise_index",
     "default_reference_point",
+    "dominated_by",
     "hypervolume",
     "hypervolume_history",
     "knee_index",
@@ -47,6 +48,23 @@ def _dominated_by_any(Fm: np.ndarray, block: int = 1024) -> np.ndarray:
         a = Fm[s : s + block][:, None, :]  # (b, 1, m)
         le = np.all(Fm[None, :, :] <= a, axis=-1)
         lt = np.any(Fm[None, :, :] < a, axis=-1)
+        out[s : s + block] = np.any(le & lt, axis=1)
+    return out
+
+
+def dominated_by(
+    F: np.ndarray, G: np.ndarray, directions: Sequence[str], *, block: int = 1024
+) -> np.ndarray:
+    """mask[i] = some row of ``G`` dominates row i of ``F`` (no worse everywhere, better
+    somewhere)."""
+    Fm, Gm = to_min(F, directions), to_min(np.asarray(G).reshape(-1, len(directions)), directions)
+    out = np.zeros(len(Fm), dtype=bool)
+    if not len(Gm):
+        return out
+    for s in range(0, len(Fm), block):
+        a = Fm[s : s + block][:, None, :]
+        le = np.all(Gm[None, :, :] <= a, axis=-1)
+        lt = np.any(Gm[None, :, :] < a, axis=-1)
         out[s : s + block] = np.any(le & lt, axis=1)
     return out
 

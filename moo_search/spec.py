@@ -183,8 +183,18 @@ class AdapterConfig(_Strict):
 
 
 class FusionConfig(_Strict):
-    alpha: float = Field(0.5, ge=0.0, le=1.0, description="f = alpha*semantic + (1-alpha)*collab.")
-    id_dim: int = Field(64, ge=1)
+    alpha: float = Field(
+        0.5, ge=0.0, le=1.0, description="f = alpha*z(semantic) + (1-alpha)*z(collaborative)."
+    )
+    cf: Literal["ease", "itemknn", "mf"] = Field(
+        "ease",
+        description="Collaborative backbone: ease, itemknn (closed form, cached) or mf (learned).",
+    )
+    ease_lambda: float | None = Field(
+        None, gt=0, description="EASE L2 weight (default: tuned on validation)."
+    )
+    knn_neighbours: int = Field(100, ge=1, description="ItemKNN neighbours per item.")
+    id_dim: int = Field(64, ge=1, description="ID embedding size (cf: mf).")
 
 
 class LossWeights(_Strict):
@@ -197,7 +207,11 @@ class LossWeights(_Strict):
 class LossConfig(_Strict):
     weights: LossWeights = Field(default_factory=LossWeights)
     ranking: Literal["softmax", "bpr"] = "softmax"
-    temperature: float = Field(0.05, gt=0.0)
+    temperature: float = Field(
+        0.25,
+        gt=0.0,
+        description="Start value of the (learned) softmax temperature over fused z-scores.",
+    )
 
     @model_validator(mode="after")
     def _weights_not_all_zero(self) -> LossConfig:
@@ -370,6 +384,11 @@ class DriverConfig(_Strict):
     reference_point: list[float] | None = Field(
         None, description="Hypervolume reference point in objective units (default: derived)."
     )
+    sweep_rerank: bool = Field(
+        True,
+        description="Also record every fine-tune at a grid of the searched re-ranking knobs "
+        "(inference only, seconds each) as trials linked to it.",
+    )
     heartbeat_interval: int = Field(
         10, ge=1, description="Seconds between a running trial's heartbeats."
     )
@@ -474,13 +493,19 @@ class StudySpec(_Strict):
 
     def with_params(self, params: dict[str, Any]) -> StudySpec:
         """A copy with the dotted-path ``params`` applied and re-validated."""
-        raw = self.to_dict()
+        raw = self.to_dict(redact=False)
         for path, value in params.items():
             _set_path(raw, path.split("."), value, full=path)
         return spec_from_dict(raw)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
+        """Plain data (what spec.yaml, the study and every trial record hold); a password in
+        ``storage`` is replaced by ``***`` unless ``redact=False`` (in-process copies only)."""
         out = self.model_dump(mode="json")
+        if redact and out.get("storage"):
+            from moo_search.redact import redact_url
+
+            out["storage"] = redact_url(out["storage"])
         out["search_space"] = {k: d.to_yaml() for k, d in self.search_space.items()}
         out["constraints"] = [str(c) for c in self.constraints]
         return out

@@ -40,6 +40,9 @@ class TrialResult:
     artifact_dir: str | None = None
     history: dict[str, Any] = field(default_factory=dict)
     base_model: str = ""
+    # inference-only variants of this fine-tune: [{"knobs": {path: value}, "metrics": {...}}]
+    sweep: list[dict[str, Any]] = field(default_factory=list)
+    backbone: dict[str, Any] = field(default_factory=dict)  # name, params, sha256 of W
 
     def value(self, metric: str, split: str = "val") -> float:
         return metric_value(self.metrics, self.cost, metric, split)
@@ -121,14 +124,59 @@ def _coerce(config: StudySpec | dict[str, Any] | str | Path) -> StudySpec:
     return load_spec(config)
 
 
+@dataclass
+class Collaborative:
+    """A study's collaborative backbone on its split: W (None for mf), user scores, params."""
+
+    name: str
+    weights: np.ndarray | None
+    scores: np.ndarray | None
+    params: dict[str, Any]
+
+
+def collaborative_backbone(spec: StudySpec, data: PreparedData) -> Collaborative:
+    """The ``fusion.cf`` backbone, from the on-disk cache after its first computation."""
+    from moo_search.model.backbones import backbone_weights
+
+    w, params = backbone_weights(
+        spec.fusion.cf,
+        split=data.split,
+        features=data.features,
+        eval_cfg=spec.eval,
+        ease_lambda=spec.fusion.ease_lambda,
+        knn_neighbours=spec.fusion.knn_neighbours,
+    )
+    scores = None
+    if w is not None:
+        x = data.split.matrix("train").astype(np.float32).tocsr()
+        scores = np.asarray(x @ w, dtype=np.float32)
+    return Collaborative(spec.fusion.cf, w, scores, params)
+
+
+def train_like_rates(data: PreparedData) -> Any:
+    from moo_search.model.ctr import like_rates
+
+    tr = data.split.train
+    return like_rates(
+        tr["user"].to_numpy(),
+        tr["item"].to_numpy(),
+        (tr["rating"].to_numpy() >= data.split.threshold).astype(np.float64),
+        n_users=data.ds.n_users,
+        n_items=data.ds.n_items,
+    )
+
+
 def build_model(spec: StudySpec, data: PreparedData) -> tuple[Any, Any, str]:
     """(Recommender, tokenizer, base model id); config errors surface here, before training."""
     from moo_search.model.adapters import apply_adapter
+    from moo_search.model.backbones import backbone_sha256
     from moo_search.model.encoder import load_encoder
     from moo_search.model.recommender import Recommender
 
     encoder, tokenizer, base_id = load_encoder(spec.model)
     encoder = apply_adapter(encoder, spec.adapter)
+    cf = collaborative_backbone(spec, data)
+    rates = train_like_rates(data)
     model = Recommender(
         encoder=encoder,
         n_users=data.ds.n_users,
@@ -138,7 +186,17 @@ def build_model(spec: StudySpec, data: PreparedData) -> tuple[Any, Any, str]:
         temperature=spec.loss.temperature,
         pooling=spec.model.pooling,
         item_logpop=np.log(data.item_pop),
+        cf_weights=cf.weights,
+        cf_scores=cf.scores,
+        user_like_logit=rates.user_logit,
+        item_like_logit=rates.item_logit,
+        global_like_logit=rates.global_logit,
     )
+    model.backbone_info = {
+        "name": cf.name,
+        "params": cf.params,
+        "sha256": backbone_sha256(cf.weights) if cf.weights is not None else None,
+    }
     return model, tokenizer, base_id
 
 
@@ -147,6 +205,7 @@ def run_trial(
     *,
     artifact_dir: str | Path | None = None,
     keep_model: bool = False,
+    sweep: list[dict[str, float]] | None = None,
 ) -> TrialResult:
     """Fine-tune the configured adapter and evaluate it on validation and test.
 
@@ -155,6 +214,9 @@ def run_trial(
         artifact_dir: Where to write the adapter (PEFT format), heads, metrics, loss curve,
             top-K lists and the resolved config. Nothing is written when None.
         keep_model: Attach the trained model to ``result.history["_model"]`` (tests, export).
+        sweep: Settings of inference-only knobs (``{"rerank.mmr_lambda": 0.5, ...}``) to
+            evaluate the trained model at as well, from one kept score matrix (no re-encode);
+            their metrics land in ``result.sweep``.
 
     Raises:
         SpecError: a config error found before training (model path, target modules, ...).
@@ -179,10 +241,16 @@ def run_trial(
     split = data.split
     thr = split.threshold
     feats = data.features / np.maximum(np.linalg.norm(data.features, axis=1, keepdims=True), 1e-12)
+    train_users = split.train["user"].to_numpy()
+    train_items = split.train["item"].to_numpy()
+    clicks = (split.train["rating"].to_numpy() >= thr).astype(np.float32)
+    like_user, like_item = train_like_rates(data).pair_logits(train_users, train_items, clicks)
     tdata = TrainData(
-        users=split.train["user"].to_numpy(),
-        items=split.train["item"].to_numpy(),
-        clicks=(split.train["rating"].to_numpy() >= thr).astype(np.float32),
+        users=train_users,
+        items=train_items,
+        clicks=clicks,
+        like_user=like_user.astype(np.float32),
+        like_item=like_item.astype(np.float32),
         user_tokens=user_tokens,
         item_tokens=item_tokens,
         features=torch.as_tensor(feats, dtype=torch.float32),
@@ -204,9 +272,8 @@ def run_trial(
         def score(users: np.ndarray) -> np.ndarray:
             with torch.no_grad():
                 u = torch.as_tensor(users, device=device)
-                r = model.collaborative(u)
-                s = user_emb[u] @ item_emb.T if model.alpha > 0 else torch.zeros_like(r)
-                return model.fuse(s, r).float().cpu().numpy()
+                s = user_emb[u] @ item_emb.T if model.alpha > 0 else None
+                return model.fuse(s, model.collaborative(u)).float().cpu().numpy()
 
         return score
 
@@ -236,8 +303,14 @@ def run_trial(
     )
 
     item_emb, user_emb = embed()
+    history.ctr_fit_logloss = _fit_ctr(model, tdata, item_emb, user_emb, device)
+    kept = scorer(item_emb, user_emb)(np.arange(data.ds.n_users))  # re-ranking reuses it
+
+    def kept_scores(users: np.ndarray) -> np.ndarray:
+        return kept[users]
+
     out = evaluate_scorer(
-        scorer(item_emb, user_emb),
+        kept_scores,
         data.ds,
         split,
         eval_cfg=spec.eval,
@@ -251,6 +324,10 @@ def run_trial(
     metrics, lists = out
     for part in ("val", "test"):
         metrics[part].update(_ctr_metrics(model, split, part, item_emb, user_emb, device))
+    swept = [
+        {"knobs": knobs, "metrics": _rerank_variant(spec, data, kept_scores, metrics, knobs, ks)}
+        for knobs in sweep or []
+    ]
 
     peak = (
         torch.cuda.max_memory_allocated() / 2**20
@@ -269,6 +346,8 @@ def run_trial(
         cost=cost,
         history=history.to_dict(),
         base_model=base_id,
+        sweep=swept,
+        backbone=dict(model.backbone_info),
     )
     if artifact_dir is not None:
         result.artifact_dir = str(_write_artifacts(Path(artifact_dir), spec, model, result, lists))
@@ -280,6 +359,87 @@ def run_trial(
         {k: round(v, 4) for k, v in metrics["val"].items() if "/" not in k},
     )
     return result
+
+
+def _rerank_variant(
+    spec: StudySpec,
+    data: PreparedData,
+    scores: Any,
+    metrics: dict[str, dict[str, float]],
+    knobs: dict[str, float],
+    ks: tuple[int, ...],
+) -> dict[str, dict[str, float]]:
+    """The trained model's metrics with other re-ranking knobs (CTR metrics do not change)."""
+    from moo_search.spec import RerankConfig
+
+    rr = spec.rerank.model_dump()
+    rr.update({k.split(".", 1)[1]: v for k, v in knobs.items()})
+    out = evaluate_scorer(
+        scores,
+        data.ds,
+        data.split,
+        eval_cfg=spec.eval,
+        rerank_cfg=RerankConfig(**rr),
+        parts=("val", "test"),
+        features=data.features,
+        ks=ks,
+    )
+    assert isinstance(out, dict)
+    for part in out:
+        out[part].update({k: v for k, v in metrics[part].items() if k.startswith("ctr_")})
+    return out
+
+
+def _pair_features(
+    model: Any,
+    users: np.ndarray,
+    items: np.ndarray,
+    item_emb: torch.Tensor,
+    user_emb: torch.Tensor,
+    device: torch.device,
+    *,
+    like: tuple[np.ndarray, np.ndarray] | None = None,
+    batch: int = 512,
+) -> torch.Tensor:
+    """CTR features of (user, item) pairs; per-user z-scores over the full catalog."""
+    from moo_search.model.recommender import standardise
+
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(users), batch * 8):
+            uu = torch.as_tensor(users[start : start + batch * 8].copy(), device=device)
+            ii = torch.as_tensor(items[start : start + batch * 8].copy(), device=device)
+            uniq, inv = torch.unique(uu, return_inverse=True)
+            r_z = standardise(model.collaborative(uniq).float())[inv, ii]
+            s_z = None
+            if model.alpha > 0:
+                s_z = standardise(user_emb[uniq] @ item_emb.T)[inv, ii]
+            kw: dict[str, torch.Tensor] = {}
+            if like is not None:
+                kw["user_like"] = torch.as_tensor(like[0][start : start + batch * 8], device=device)
+                kw["item_like"] = torch.as_tensor(like[1][start : start + batch * 8], device=device)
+            out.append(model.ctr_features(uu, ii, r_z, s_z, **kw))
+    return torch.cat(out) if out else torch.zeros(0, 5, device=device)
+
+
+def _fit_ctr(
+    model: Any, tdata: Any, item_emb: torch.Tensor, user_emb: torch.Tensor, device: torch.device
+) -> float:
+    """Refit the CTR head on every train exposure, on frozen features (leave-one-out
+    like-rates, so what it learns on train holds on held-out exposures)."""
+    from moo_search.train.ctr import fit_ctr_head
+
+    x = _pair_features(
+        model,
+        tdata.users,
+        tdata.items,
+        item_emb,
+        user_emb,
+        device,
+        like=(tdata.like_user, tdata.like_item),
+    )
+    y = torch.as_tensor(tdata.clicks, dtype=torch.float32, device=device)
+    return fit_ctr_head(model.ctr, x, y)
 
 
 def _ctr_metrics(
@@ -294,12 +454,11 @@ def _ctr_metrics(
     df = split.part(part)
     if len(df) == 0:
         return {}
+    x = _pair_features(
+        model, df["user"].to_numpy(), df["item"].to_numpy(), item_emb, user_emb, device
+    )
     with torch.no_grad():
-        u = torch.as_tensor(df["user"].to_numpy().copy(), device=device)
-        i = torch.as_tensor(df["item"].to_numpy().copy(), device=device)
-        r = model.collaborative(u, i)
-        text = item_emb[i] if model.alpha > 0 else None
-        p = torch.sigmoid(model.ctr_logit(u, i, r, text)).float().cpu().numpy()
+        p = torch.sigmoid(model.ctr_logit(x)).float().cpu().numpy()
     y = (df["rating"].to_numpy() >= split.threshold).astype(np.float64)
     return {"ctr_auc": auc(y, p), "ctr_logloss": logloss(y, p)}
 

@@ -112,7 +112,7 @@ def test_quickstart_round_trips(tmp_path):
     again = load_spec(out)
     assert again == spec
     assert yaml.safe_load(out.read_text())["search_space"]["train.lr"] == {
-        "float": [1e-4, 3e-3],
+        "float": [3e-5, 1e-3],
         "log": True,
     }
 

@@ -95,8 +95,14 @@ def test_seeded_trial_is_deterministic_on_cpu():
 
 
 def test_novelty_weight_raises_novelty():
-    base = run_trial(tiny_spec())
-    novel = run_trial(tiny_spec(**{"loss.weights": {"ranking": 1.0, "ctr": 0.2, "novelty": 3.0}}))
+    # the learned (mf) backbone: the loss reaches every score; with a closed-form backbone only
+    # the text tower moves, and the re-rankers carry the novelty trade-off
+    base = run_trial(tiny_spec(**{"fusion.cf": "mf"}))
+    novel = run_trial(
+        tiny_spec(
+            **{"fusion.cf": "mf", "loss.weights": {"ranking": 1.0, "ctr": 0.2, "novelty": 3.0}}
+        )
+    )
     assert novel.value("novelty@10") > base.value("novelty@10") + 0.05
 
 

@@ -1,63 +1,106 @@
-"""Reference recommenders: Random, MostPop, ItemKNN and BPR-MF.
+"""Reference recommenders: Random, MostPop, ItemKNN, BPR-MF and EASE, and the count-based
+like-rate CTR baseline.
 
-They share the split and the metric code with the trials, and become the reference
-markers on the Pareto front.
+They share the split and the metric code with the trials, and become the reference markers
+and the reference front on the dashboard (:mod:`moo_search.reference`).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from moo_search.data import Dataset, Split
-from moo_search.evaluate import evaluate_scorer
+from moo_search.evaluate import Scorer, evaluate_scorer
+from moo_search.metrics import auc, logloss
 from moo_search.spec import EvalConfig
 
-__all__ = ["BASELINES", "bpr_mf", "evaluate_baselines", "item_knn", "most_pop", "random_scores"]
+__all__ = [
+    "BASELINES",
+    "CTR_BASELINE",
+    "BaselineContext",
+    "bpr_mf",
+    "ease",
+    "evaluate_baselines",
+    "item_knn",
+    "like_rate_ctr",
+    "most_pop",
+    "random_scores",
+]
+
+CTR_BASELINE = "LikeRate"
+"""The name of the count-based CTR baseline's row (it has CTR metrics only)."""
 
 
-def random_scores(split: Split, *, seed: int = 0) -> Callable[[np.ndarray], np.ndarray]:
-    rng = np.random.default_rng(seed)
-    table = rng.random((split.n_users, split.n_items))
+@dataclass
+class BaselineContext:
+    """What a baseline may read: the split, the dataset (fingerprint, features) and eval."""
+
+    ds: Dataset
+    split: Split
+    eval_cfg: EvalConfig
+    seed: int = 0
+    features: np.ndarray | None = None
+
+    def item_features(self) -> np.ndarray:
+        if self.features is None:
+            self.features = self.ds.item_features()
+        return self.features
+
+
+def random_scores(ctx: BaselineContext) -> Scorer:
+    rng = np.random.default_rng(ctx.seed)
+    table = rng.random((ctx.split.n_users, ctx.split.n_items))
     return lambda users: table[users]
 
 
-def most_pop(split: Split, *, seed: int = 0) -> Callable[[np.ndarray], np.ndarray]:
-    _, counts = split.train_counts()
+def most_pop(ctx: BaselineContext) -> Scorer:
+    _, counts = ctx.split.train_counts()
     pop = counts.astype(np.float64)
     return lambda users: np.broadcast_to(pop, (len(users), len(pop)))
 
 
-def item_knn(
-    split: Split, *, seed: int = 0, neighbours: int = 100
-) -> Callable[[np.ndarray], np.ndarray]:
-    """Cosine item-item similarity on train, top-``neighbours`` per item (Sarwar et al., 2001)."""
-    x = split.matrix("train").astype(np.float64)
-    norms = np.sqrt(np.asarray(x.multiply(x).sum(0)).ravel())
-    sim = (x.T @ x).toarray() / np.maximum(np.outer(norms, norms), 1e-12)
-    np.fill_diagonal(sim, 0.0)
-    if neighbours < sim.shape[1]:
-        cut = np.partition(sim, -neighbours, axis=1)[:, -neighbours][:, None]
-        sim[sim < cut] = 0.0
-    xd = x.tocsr()
-    return lambda users: np.asarray(xd[users] @ sim)
+def _item_item(ctx: BaselineContext, name: str) -> Scorer:
+    from moo_search.model.backbones import backbone_weights
+
+    w, _ = backbone_weights(
+        name,
+        split=ctx.split,
+        features=ctx.item_features(),
+        eval_cfg=ctx.eval_cfg,
+    )
+    assert w is not None
+    x = ctx.split.matrix("train").astype(np.float32).tocsr()
+    return lambda users: np.asarray(x[users] @ w)
+
+
+def item_knn(ctx: BaselineContext) -> Scorer:
+    """Cosine item-item similarity on train, top-100 per item (Sarwar et al., 2001)."""
+    return _item_item(ctx, "itemknn")
+
+
+def ease(ctx: BaselineContext) -> Scorer:
+    """EASE (Steck, WWW 2019), lambda tuned on validation ndcg@k."""
+    return _item_item(ctx, "ease")
 
 
 def bpr_mf(
-    split: Split,
+    ctx: BaselineContext,
     *,
-    seed: int = 0,
     dim: int = 64,
     epochs: int = 40,
     lr: float = 5e-3,
     reg: float = 1e-4,
     batch_size: int = 2048,
-) -> Callable[[np.ndarray], np.ndarray]:
+) -> Scorer:
     """Matrix factorisation trained with BPR (Rendle et al., UAI 2009), uniform negatives."""
     import torch
 
-    gen = torch.Generator().manual_seed(seed)
+    split = ctx.split
+    gen = torch.Generator().manual_seed(ctx.seed)
     users = torch.as_tensor(split.train["user"].to_numpy().copy())
     items = torch.as_tensor(split.train["item"].to_numpy().copy())
     ue = torch.nn.Parameter(torch.randn(split.n_users, dim, generator=gen) * 0.05)
@@ -84,12 +127,41 @@ def bpr_mf(
     return lambda us: u_np[us] @ i_np.T + b_np
 
 
-BASELINES: dict[str, Callable[..., Callable[[np.ndarray], np.ndarray]]] = {
+BASELINES: dict[str, Callable[[BaselineContext], Scorer]] = {
     "Random": random_scores,
     "MostPop": most_pop,
     "ItemKNN": item_knn,
     "BPR": bpr_mf,
+    "EASE": ease,
 }
+"""Ranking baselines by display name; adding one is one entry here plus its test."""
+
+
+def like_rate_ctr(
+    split: Split, parts: tuple[str, ...] = ("val", "test")
+) -> dict[str, dict[str, float]]:
+    """The count CTR baseline on each part's exposures: smoothed train like-rate of the user
+    plus that of the item (logits), no learning."""
+    from moo_search.model.ctr import like_rate_logits, like_rates
+
+    tr = split.train
+    rates = like_rates(
+        tr["user"].to_numpy(),
+        tr["item"].to_numpy(),
+        (tr["rating"].to_numpy() >= split.threshold).astype(np.float64),
+        n_users=split.n_users,
+        n_items=split.n_items,
+    )
+    out: dict[str, dict[str, float]] = {}
+    for part in parts:
+        df = split.part(part)
+        if len(df) == 0:
+            continue
+        z = like_rate_logits(rates, df["user"].to_numpy(), df["item"].to_numpy())
+        p = 1.0 / (1.0 + np.exp(-z))
+        y = (df["rating"].to_numpy() >= split.threshold).astype(np.float64)
+        out[part] = {"ctr_auc": auc(y, p), "ctr_logloss": logloss(y, p)}
+    return out
 
 
 def evaluate_baselines(
@@ -99,13 +171,21 @@ def evaluate_baselines(
     *,
     seed: int = 0,
     names: tuple[str, ...] = tuple(BASELINES),
+    ctr: bool = True,
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """``{baseline: {"val": metrics, "test": metrics}}``."""
-    feats = ds.item_features()
+    """``{baseline: {"val": metrics, "test": metrics}}``, plus the like-rate CTR row; every
+    ranking row carries its fit-and-score time as ``cost/seconds``."""
+    ctx = BaselineContext(ds=ds, split=split, eval_cfg=eval_cfg, seed=seed)
     out: dict[str, dict[str, dict[str, float]]] = {}
     for name in names:
-        scorer = BASELINES[name](split, seed=seed)
-        res = evaluate_scorer(scorer, ds, split, eval_cfg=eval_cfg, features=feats)
+        t0 = time.perf_counter()
+        scorer = BASELINES[name](ctx)
+        res = evaluate_scorer(scorer, ds, split, eval_cfg=eval_cfg, features=ctx.item_features())
         assert isinstance(res, dict)
+        secs = time.perf_counter() - t0
+        for part in res.values():
+            part["cost/seconds"] = secs
         out[name] = res
+    if ctr:
+        out[CTR_BASELINE] = like_rate_ctr(split)
     return out

@@ -1,15 +1,21 @@
-"""The language-model recommender: two text towers, ID embeddings, fusion and a CTR head.
+"""The language-model recommender: a text tower fused with a collaborative backbone, and a
+CTR head.
 
 Scores (DESIGN.md, "The default trial"):
-    s(u, i) = cos(enc(user text), enc(item text)) / temperature      semantic
-    r(u, i) = <p_u, q_i> + b_i                                        collaborative (MF)
-    f(u, i) = alpha * s + (1 - alpha) * r                             fused
-    p(click | u, i) = sigmoid(head([p_u * q_i, s, r, log pop_i]))     CTR
+    s(u, i) = cos(enc(user text), enc(item text))                     semantic
+    r(u, i) = x_u W (EASE / ItemKNN, closed form) or <p_u, q_i> + b_i  collaborative
+    f(u, i) = alpha * z_u(s) + (1 - alpha) * z_u(r)                     fused
+    p(click | u, i) = sigmoid(w . [lr_u, lr_i, log pop_i, z_u(r)_i, z_u(s)_i] + b)   CTR
+
+z_u standardises a user's scores over the catalog (mean 0, unit variance), so alpha weighs
+the two towers on one scale whatever the backbone, and alpha = 0 ranks exactly as the
+backbone does (a per-user increasing affine map keeps every list).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,33 +25,32 @@ from torch import nn
 
 from moo_search.model.tokens import TokenTable
 
-__all__ = ["CTRHead", "Recommender"]
+__all__ = ["CTR_FEATURES", "CTRHead", "Recommender", "standardise"]
+
+CTR_FEATURES = ("user_like_rate", "item_like_rate", "log_pop", "collaborative", "semantic")
+
+
+def standardise(x: torch.Tensor) -> torch.Tensor:
+    """Per-row z-score over the last axis (the catalog); constant rows become 0."""
+    mean = x.mean(-1, keepdim=True)
+    std = x.std(-1, keepdim=True, unbiased=False)
+    return (x - mean) / std.clamp_min(1e-6)
 
 
 class CTRHead(nn.Module):
-    """p(click | u, i) from the ID interaction, the fused-model CF score, item popularity and
-    the item's text embedding."""
+    """Logistic regression over :data:`CTR_FEATURES`; it starts as the like-rate baseline
+    (weights 1, 1 on the like-rate logits, bias -global logit) and only learns from there."""
 
-    def __init__(self, id_dim: int, text_dim: int) -> None:
+    def __init__(self, global_logit: float = 0.0) -> None:
         super().__init__()
-        self.cross = nn.Linear(id_dim, 1)
-        self.scores = nn.Linear(2, 1)
-        self.text = nn.Linear(text_dim, 1, bias=False)
+        self.linear = nn.Linear(len(CTR_FEATURES), 1)
+        with torch.no_grad():
+            self.linear.weight.zero_()
+            self.linear.weight[0, :2] = 1.0
+            self.linear.bias.fill_(-global_logit)
 
-    def forward(
-        self,
-        pu: torch.Tensor,
-        qi: torch.Tensor,
-        r: torch.Tensor,
-        logpop: torch.Tensor,
-        item_text: torch.Tensor | None,
-    ) -> torch.Tensor:
-        out = self.cross(pu * qi).squeeze(-1) + self.scores(torch.stack([r, logpop], -1)).squeeze(
-            -1
-        )
-        if item_text is not None:
-            out = out + self.text(item_text.to(self.text.weight.dtype)).squeeze(-1)
-        return out
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear(features.to(self.linear.weight.dtype)).squeeze(-1)
 
 
 class Recommender(nn.Module):
@@ -60,20 +65,47 @@ class Recommender(nn.Module):
         temperature: float,
         pooling: str,
         item_logpop: np.ndarray,
+        cf_weights: np.ndarray | None = None,
+        cf_scores: np.ndarray | None = None,
+        user_like_logit: np.ndarray | None = None,
+        item_like_logit: np.ndarray | None = None,
+        global_like_logit: float = 0.0,
     ) -> None:
         super().__init__()
         self.encoder = encoder
+        self.backbone_info: dict[str, Any] = {}  # name, params, sha256 (set by the trial)
         self.alpha = alpha
-        self.temperature = temperature
         self.pooling = pooling
         self.user_emb = nn.Embedding(n_users, id_dim)
         self.item_emb = nn.Embedding(n_items, id_dim)
         self.item_bias = nn.Parameter(torch.zeros(n_items))
         nn.init.normal_(self.user_emb.weight, std=0.05)
         nn.init.normal_(self.item_emb.weight, std=0.05)
-        text_dim = int(getattr(getattr(encoder, "config", None), "hidden_size", 0) or 1)
-        self.ctr = CTRHead(id_dim, text_dim)
+        # softmax temperature over fused (standardised) scores, learned from its start value
+        self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
+        self.ctr = CTRHead(global_like_logit)
         self.register_buffer("logpop", torch.as_tensor(item_logpop, dtype=torch.float32))
+        self.register_buffer(
+            "user_like", torch.as_tensor(_or_zeros(user_like_logit, n_users), dtype=torch.float32)
+        )
+        self.register_buffer(
+            "item_like", torch.as_tensor(_or_zeros(item_like_logit, n_items), dtype=torch.float32)
+        )
+        # a user or item with no train exposure has the smoothed like-rate of the global rate
+        self.register_buffer("global_like", torch.tensor(float(global_like_logit)))
+        self.fixed_cf = cf_weights is not None
+        if cf_weights is not None:
+            if cf_scores is None:
+                raise ValueError("a closed-form backbone needs its user scores (cf_scores)")
+            # W scores new users from their history; the user scores are x_u W on train. Not
+            # in the state dict: the backbone is the study's (cached once, hashed in the trial
+            # record), not each trial's, and an export ships it once
+            self.register_buffer(
+                "cf_weights", torch.as_tensor(cf_weights, dtype=torch.float32), persistent=False
+            )
+            self.register_buffer(
+                "cf_scores", torch.as_tensor(cf_scores, dtype=torch.float32), persistent=False
+            )
 
     # ---- parameters -------------------------------------------------------------------
 
@@ -81,10 +113,11 @@ class Recommender(nn.Module):
         return (p for p in self.encoder.parameters() if p.requires_grad)
 
     def head_parameters(self) -> list[torch.Tensor]:
-        return [self.user_emb.weight, self.item_emb.weight, self.item_bias, *self.ctr.parameters()]
+        ids = [] if self.fixed_cf else [self.user_emb.weight, self.item_emb.weight, self.item_bias]
+        return [*ids, self.log_scale, *self.ctr.parameters()]
 
     def head_state(self) -> dict[str, torch.Tensor]:
-        """Everything but the encoder: ID embeddings, item bias, CTR head, popularity."""
+        """Everything but the encoder: ID embeddings, backbone, CTR head, popularity."""
         return {
             k: v.detach().cpu().contiguous()
             for k, v in self.state_dict().items()
@@ -127,20 +160,62 @@ class Recommender(nn.Module):
     # ---- scores -----------------------------------------------------------------------
 
     def collaborative(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw backbone scores: full catalog rows, or one score per (user, item) pair."""
+        if self.fixed_cf:
+            table: torch.Tensor = self.cf_scores  # type: ignore[assignment]  # a buffer
+            return table[users] if items is None else table[users, items]
         pu = self.user_emb(users)
         if items is None:
             return pu @ self.item_emb.weight.T + self.item_bias
         return (pu * self.item_emb(items)).sum(-1) + self.item_bias[items]
 
-    def fuse(self, semantic: torch.Tensor, collaborative: torch.Tensor) -> torch.Tensor:
-        return self.alpha * semantic / self.temperature + (1.0 - self.alpha) * collaborative
+    def collaborative_from_history(self, history: torch.Tensor) -> torch.Tensor:
+        """Backbone scores of a new user from the item indices of their history."""
+        if self.fixed_cf:
+            w: torch.Tensor = self.cf_weights  # type: ignore[assignment]  # a buffer
+            return w[history].sum(0)
+        q = self.item_emb.weight
+        pu = q[history].mean(0) if len(history) else torch.zeros(q.shape[1])
+        return pu @ q.T + self.item_bias
 
-    def ctr_logit(
+    def fuse(self, semantic: torch.Tensor | None, collaborative: torch.Tensor) -> torch.Tensor:
+        """alpha * z(s) + (1 - alpha) * z(r) over full catalog rows (z: per-user z-score)."""
+        r = standardise(collaborative.float())
+        if semantic is None or self.alpha <= 0:
+            return r
+        return self.alpha * standardise(semantic.float()) + (1.0 - self.alpha) * r
+
+    def logits(self, fused: torch.Tensor) -> torch.Tensor:
+        """Fused scores as softmax logits (a learned inverse temperature)."""
+        return fused * self.log_scale.exp()
+
+    def ctr_features(
         self,
         users: torch.Tensor,
         items: torch.Tensor,
-        r: torch.Tensor,
-        item_text: torch.Tensor | None,
+        r_z: torch.Tensor,
+        s_z: torch.Tensor | None,
+        *,
+        user_like: torch.Tensor | None = None,
+        item_like: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        logpop: torch.Tensor = self.logpop  # type: ignore[assignment]  # a registered buffer
-        return self.ctr(self.user_emb(users), self.item_emb(items), r, logpop[items], item_text)
+        """The CTR head's inputs per pair; like-rates default to the full-train ones (pass
+        leave-one-out ones when fitting on train pairs)."""
+        ul: torch.Tensor = self.user_like  # type: ignore[assignment]
+        il: torch.Tensor = self.item_like  # type: ignore[assignment]
+        logpop: torch.Tensor = self.logpop  # type: ignore[assignment]
+        cols = [
+            ul[users] if user_like is None else user_like,
+            il[items] if item_like is None else item_like,
+            logpop[items],
+            r_z,
+            s_z if s_z is not None and self.alpha > 0 else torch.zeros_like(r_z),
+        ]
+        return torch.stack([c.float() for c in cols], -1)
+
+    def ctr_logit(self, features: torch.Tensor) -> torch.Tensor:
+        return self.ctr(features)
+
+
+def _or_zeros(x: np.ndarray | None, n: int) -> np.ndarray:
+    return np.zeros(n, dtype=np.float32) if x is None else np.asarray(x, dtype=np.float32)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from moo_search.errors import TrialFailed
-from moo_search.model.recommender import Recommender
+from moo_search.model.recommender import Recommender, standardise
 from moo_search.model.tokens import TokenTable
 from moo_search.spec import LossConfig, TrainConfig
 from moo_search.train import losses as L
@@ -33,6 +33,8 @@ class TrainData:
     item_tokens: TokenTable
     features: torch.Tensor  # (I, d) unit-norm item features
     self_information: torch.Tensor  # (I,) -log2 pop
+    like_user: np.ndarray | None = None  # (n,) leave-one-out like-rate logits of each pair
+    like_item: np.ndarray | None = None
 
 
 @dataclass
@@ -45,6 +47,7 @@ class TrainHistory:
     stopped_early: bool = False
     train_tokens: int = 0
     seconds: float = 0.0
+    ctr_fit_logloss: float | None = None  # the CTR head's train log-loss after its final fit
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -56,6 +59,7 @@ class TrainHistory:
             "stopped_early": self.stopped_early,
             "train_tokens": self.train_tokens,
             "seconds": self.seconds,
+            "ctr_fit_logloss": self.ctr_fit_logloss,
         }
 
 
@@ -132,7 +136,21 @@ def train(
     selfinfo = data.self_information.to(device)
     semantic_on = model.alpha > 0
 
-    _warm_up_ids(model, users_t, items_t, train_cfg, id_warmup_epochs, gen)
+    if not model.fixed_cf:
+        _warm_up_ids(model, users_t, items_t, train_cfg, id_warmup_epochs, gen)
+    ctx = _BatchContext(
+        users=users_t,
+        items=items_t,
+        clicks=clicks_t,
+        features=feats,
+        self_information=selfinfo,
+        like_user=None
+        if data.like_user is None
+        else torch.as_tensor(data.like_user, device=device),
+        like_item=None
+        if data.like_item is None
+        else torch.as_tensor(data.like_item, device=device),
+    )
 
     best_val, best_state, bad_evals, first_loss = -math.inf, None, 0, None
     item_cache: torch.Tensor | None = None
@@ -146,6 +164,7 @@ def train(
         u, i = users_t[idx], items_t[idx]
         with autocast() if autocast else contextlib.nullcontext():
             r_full = model.collaborative(u)
+            s_full: torch.Tensor | None = None
             if semantic_on:
                 assert item_cache is not None
                 u_ids, u_mask = data.user_tokens.batch(data.users[idx])
@@ -153,40 +172,13 @@ def train(
                 hist.train_tokens += int(u_mask.sum() + i_mask.sum())
                 eu = model.encode(u_ids.to(device), u_mask.to(device))
                 ei = model.encode(i_ids.to(device), i_mask.to(device))
-                s_full = eu @ item_cache.T
-                s_full = s_full.index_put(
+                s_full = (eu @ item_cache.T).index_put(
                     (torch.arange(len(idx), device=device)[:, None], i[None, :]), eu @ ei.T
                 )  # fresh, grad-carrying in-batch columns
-            else:
-                s_full = torch.zeros_like(r_full)
-            logits = model.fuse(s_full, r_full).float()
-            terms: dict[str, torch.Tensor] = {}
-            # extra ID-only pairs: cheap, they keep the collaborative tower and CTR head learning
-            j = torch.randint(0, n, (train_cfg.id_batch_size,), generator=gen).to(device)
-            uj, ij = users_t[j], items_t[j]
-            if w["ranking"] > 0:
-                if loss_cfg.ranking == "softmax":
-                    terms["ranking"] = L.softmax_loss(logits, i)
-                else:
-                    terms["ranking"] = L.bpr_loss(logits, i, gen)
-                terms["ranking"] = 0.5 * (
-                    terms["ranking"] + L.softmax_loss(model.collaborative(uj), ij)
-                )
-            if w["ctr"] > 0:
-                rows = torch.arange(len(idx), device=device)
-                ctr_logit = model.ctr_logit(u, i, r_full[rows, i], ei if semantic_on else None)
-                ej = item_cache[ij] if semantic_on and item_cache is not None else None
-                ctr_j = model.ctr_logit(uj, ij, model.collaborative(uj, ij), ej)
-                terms["ctr"] = 0.5 * (
-                    L.ctr_loss(ctr_logit.float(), clicks_t[idx])
-                    + L.ctr_loss(ctr_j.float(), clicks_t[j])
-                )
-            if w["diversity"] > 0 or w["novelty"] > 0:
-                probs = torch.softmax(logits, dim=-1)
-                if w["diversity"] > 0:
-                    terms["diversity"] = L.diversity_loss(probs, feats)
-                if w["novelty"] > 0:
-                    terms["novelty"] = L.novelty_loss(probs, selfinfo)
+            logits = model.logits(model.fuse(s_full, r_full)).float()
+            terms = _loss_terms(
+                model, logits, r_full, s_full, u, i, idx, w, loss_cfg, train_cfg, ctx, gen
+            )
             loss = sum(w[k] * v for k, v in terms.items())
         assert isinstance(loss, torch.Tensor)
         value = float(loss.detach())
@@ -251,6 +243,70 @@ def train(
     model.eval()
     hist.seconds = time.perf_counter() - t0
     return hist
+
+
+@dataclass
+class _BatchContext:
+    users: torch.Tensor
+    items: torch.Tensor
+    clicks: torch.Tensor
+    features: torch.Tensor
+    self_information: torch.Tensor
+    like_user: torch.Tensor | None
+    like_item: torch.Tensor | None
+
+
+def _loss_terms(
+    model: Recommender,
+    logits: torch.Tensor,
+    r_full: torch.Tensor,
+    s_full: torch.Tensor | None,
+    u: torch.Tensor,
+    i: torch.Tensor,
+    idx: np.ndarray,
+    w: dict[str, float],
+    loss_cfg: LossConfig,
+    train_cfg: TrainConfig,
+    ctx: _BatchContext,
+    gen: torch.Generator,
+) -> dict[str, torch.Tensor]:
+    """The weighted terms of L = w_rank L_rank + w_ctr L_ctr + w_div L_div + w_nov L_nov."""
+    terms: dict[str, torch.Tensor] = {}
+    if w["ranking"] > 0:
+        rank = (
+            L.softmax_loss(logits, i)
+            if loss_cfg.ranking == "softmax"
+            else L.bpr_loss(logits, i, gen)
+        )
+        if not model.fixed_cf:
+            # extra ID-only pairs: cheap, they keep the learned collaborative tower learning
+            j = torch.randint(0, len(ctx.users), (train_cfg.id_batch_size,), generator=gen)
+            j = j.to(ctx.users.device)
+            rank = 0.5 * (rank + L.softmax_loss(model.collaborative(ctx.users[j]), ctx.items[j]))
+        terms["ranking"] = rank
+    if w["ctr"] > 0:
+        rows = torch.arange(len(idx), device=logits.device)
+        t = torch.as_tensor(idx, device=logits.device)
+        r_z = standardise(r_full.float())[rows, i]
+        s_z = standardise(s_full.float())[rows, i] if s_full is not None else None
+        feats = model.ctr_features(
+            u,
+            i,
+            r_z,
+            s_z,
+            user_like=None if ctx.like_user is None else ctx.like_user[t],
+            item_like=None if ctx.like_item is None else ctx.like_item[t],
+        )
+        terms["ctr"] = L.ctr_loss(model.ctr_logit(feats).float(), ctx.clicks[t])
+    if w["diversity"] > 0 or w["novelty"] > 0:
+        # at a fixed temperature: these terms must move the ranking, not flatten the softmax
+        scale = model.log_scale.detach().exp()
+        probs = torch.softmax(logits / model.log_scale.exp() * scale, dim=-1)
+        if w["diversity"] > 0:
+            terms["diversity"] = L.diversity_loss(probs, ctx.features)
+        if w["novelty"] > 0:
+            terms["novelty"] = L.novelty_loss(probs, ctx.self_information)
+    return terms
 
 
 def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:

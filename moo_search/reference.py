@@ -1,0 +1,161 @@
+"""A study's reference front: the classic baselines through the same re-rankers.
+
+Every ranking baseline (:data:`moo_search.model.baselines.BASELINES`) is passed through the
+project's re-rankers over a grid of the re-ranking knobs (those the study searches, else
+:data:`DEFAULT_GRID`), paired with the like-rate CTR baseline for CTR metrics, evaluated on
+validation and test with the study's objectives and constraints. The feasible non-dominated
+points (on validation, as the driver sees trials) are the reference front: a fine-tune earns
+its place only where no reference point dominates it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from typing import Any, TypedDict
+
+import numpy as np
+
+from moo_search import pareto
+from moo_search.spec import RerankConfig, StudySpec
+
+__all__ = ["DEFAULT_GRID", "RERANK_KNOBS", "ReferencePoint", "reference_front", "rerank_grid"]
+
+logger = logging.getLogger("moo_search")
+
+RERANK_KNOBS = ("rerank.mmr_lambda", "rerank.pop_penalty")
+"""Knobs that change the lists but not the weights (swept for the reference front)."""
+
+DEFAULT_GRID: dict[str, tuple[float, ...]] = {
+    "rerank.mmr_lambda": (1.0, 0.9, 0.75, 0.5, 0.3),
+    "rerank.pop_penalty": (0.0, 0.1, 0.25, 0.5, 1.0),
+}
+GRID_POINTS = 5  # values per searched float knob, evenly spaced over its range
+
+
+class ReferencePoint(TypedDict):
+    """One stored point of the reference front (JSON in the study's user attributes)."""
+
+    baseline: str
+    knobs: dict[str, float]
+    val: dict[str, float]
+    test: dict[str, float]
+
+
+def rerank_grid(spec: StudySpec) -> list[dict[str, float]]:
+    """Settings of the re-ranking knobs: the searched ones on a grid over their range (the
+    others at the base config's value); the default grid when the study searches none."""
+    searched = {k: d for k, d in spec.search_space.items() if k in RERANK_KNOBS}
+    if not searched:
+        axes = {k: list(v) for k, v in DEFAULT_GRID.items()}
+    else:
+        base = spec.rerank.model_dump()
+        axes = {}
+        for knob in RERANK_KNOBS:
+            dim = searched.get(knob)
+            if dim is None:
+                axes[knob] = [float(base[knob.split(".", 1)[1]])]
+            elif dim.kind == "categorical":
+                axes[knob] = [float(c) for c in dim.choices or []]
+            else:
+                axes[knob] = [
+                    float(v)
+                    for v in np.linspace(float(dim.low or 0), float(dim.high or 0), GRID_POINTS)
+                ]
+    names = list(axes)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
+
+
+def _metric(metrics: dict[str, float], name: str) -> float | None:
+    v = metrics.get(name)
+    return None if v is None or not np.isfinite(v) else float(v)
+
+
+def reference_front(spec: StudySpec, data: Any) -> dict[str, Any]:
+    """``{"points": [ReferencePoint, ...], "grid": [...], "evaluated": n, "seconds": s,
+    "missing": [objective metrics no baseline reports]}`` for the study of ``spec``.
+
+    ``data`` is the trial's :class:`~moo_search.trial.PreparedData` (dataset, split, features).
+    """
+    from moo_search.evaluate import evaluate_scorer
+    from moo_search.model.baselines import BASELINES, BaselineContext, like_rate_ctr
+    from moo_search.trial import _requested_ks
+
+    t_start = time.perf_counter()
+    grid = rerank_grid(spec)
+    metrics = [o.metric for o in spec.objectives]
+    directions = [o.direction for o in spec.objectives]
+    ctx = BaselineContext(
+        ds=data.ds, split=data.split, eval_cfg=spec.eval, seed=spec.seed, features=data.features
+    )
+    ctr = like_rate_ctr(data.split)
+    n_users = data.split.n_users
+    candidates: list[ReferencePoint] = []
+    missing: set[str] = set()
+    ks = _requested_ks(spec)
+    scorers: dict[str, tuple[np.ndarray, float]] = {}
+    for name, factory in BASELINES.items():
+        t0 = time.perf_counter()
+        scores = np.asarray(factory(ctx)(np.arange(n_users)), dtype=np.float32)
+        scorers[name] = (scores, time.perf_counter() - t0)
+        for knobs in grid:
+            candidates.append({"baseline": name, "knobs": knobs, "val": {}, "test": {}})
+
+    def fill(point: ReferencePoint, part: str) -> None:
+        scores, fit = scorers[point["baseline"]]
+        knobs = point["knobs"]
+        res = evaluate_scorer(
+            lambda users: scores[users],
+            data.ds,
+            data.split,
+            eval_cfg=spec.eval,
+            rerank_cfg=RerankConfig(
+                mmr_lambda=knobs["rerank.mmr_lambda"],
+                pop_penalty=knobs["rerank.pop_penalty"],
+                candidates=spec.rerank.candidates,
+            ),
+            parts=(part,),
+            features=data.features,
+            ks=ks,
+        )
+        assert isinstance(res, dict)
+        full = {**res.get(part, {}), **ctr.get(part, {}), "cost/seconds": fit}
+        for m in {*metrics, *(c.metric for c in spec.constraints)}:
+            v = _metric(full, m)
+            if v is None:
+                missing.add(m)
+            else:
+                point["val" if part == "val" else "test"][m] = v
+
+    for point in candidates:  # validation decides the front (as the driver sees trials) ...
+        fill(point, "val")
+    ok = [
+        p
+        for p in candidates
+        if all(m in p["val"] for m in metrics)
+        and all(
+            c.violation(p["val"][c.metric]) <= 0 for c in spec.constraints if c.metric in p["val"]
+        )
+    ]
+    front: list[ReferencePoint] = []
+    if ok:
+        F = np.array([[p["val"][m] for m in metrics] for p in ok])
+        mask = pareto.pareto_mask(F, directions)
+        front = [p for p, keep in zip(ok, mask) if keep]
+    for point in front:  # ... and only its points are evaluated on test
+        fill(point, "test")
+    secs = time.perf_counter() - t_start
+    logger.info(
+        "reference front: %d points from %d baseline settings in %.1fs",
+        len(front),
+        len(candidates),
+        secs,
+    )
+    return {
+        "points": front,
+        "grid": grid,
+        "evaluated": len(candidates),
+        "seconds": secs,
+        "missing": sorted(missing),
+    }

@@ -1,0 +1,128 @@
+"""The strong collaborative backbone, the CTR head and the reference front (issue 9)."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+import scipy.sparse as sp
+
+from moo_search import pareto
+from moo_search.drivers import run_study
+from moo_search.evaluate import evaluate_scorer
+from moo_search.model.backbones import backbone_weights, ease_weights
+from moo_search.model.baselines import evaluate_baselines, like_rate_ctr
+from moo_search.reference import DEFAULT_GRID, rerank_grid
+from moo_search.trial import prepare_data, run_trial
+
+from .helpers import tiny_spec
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def test_ease_closed_form_matches_a_direct_constrained_solve():
+    """EASE's B solves min ||X - XB||^2 + lam ||B||^2 s.t. diag(B) = 0: column j is the ridge
+    regression of item j on every other item (Steck 2019), solved here one column at a time."""
+    rng = np.random.default_rng(0)
+    x = (rng.random((40, 12)) < 0.3).astype(np.float64)
+    lam = 3.0
+    b = ease_weights(sp.csr_matrix(x), lam)
+    for j in range(12):
+        others = [k for k in range(12) if k != j]
+        xo = x[:, others]
+        direct = np.linalg.solve(xo.T @ xo + lam * np.eye(11), xo.T @ x[:, j])
+        np.testing.assert_allclose(b[others, j], direct, rtol=1e-4, atol=1e-5)
+        assert b[j, j] == 0.0
+
+
+@pytest.mark.parametrize("cf", ["ease", "itemknn"])
+def test_alpha_zero_reproduces_the_backbones_lists_exactly(cf, tmp_path):
+    spec = tiny_spec(**{"fusion.cf": cf, "fusion.alpha": 0.0, "train.max_steps": 3})
+    result = run_trial(spec, artifact_dir=tmp_path)
+    data = prepare_data(spec)
+    w, _ = backbone_weights(cf, split=data.split, features=data.features, eval_cfg=spec.eval)
+    assert w is not None
+    x = data.split.matrix("train").astype(np.float32).tocsr()
+    metrics, lists = evaluate_scorer(
+        lambda users: np.asarray(x[users] @ w),
+        data.ds,
+        data.split,
+        eval_cfg=spec.eval,
+        rerank_cfg=spec.rerank,
+        features=data.features,
+        return_lists=True,
+    )
+    saved = np.load(tmp_path / "lists.npz")
+    for part in ("val", "test"):
+        np.testing.assert_array_equal(saved[f"{part}_users"], lists[part][0])
+        np.testing.assert_array_equal(saved[f"{part}_lists"], lists[part][1])
+        assert result.metrics[part]["precision@10"] == metrics[part]["precision@10"]
+
+
+def test_tuned_ease_is_a_baseline_and_beats_mostpop():
+    spec = tiny_spec()
+    data = prepare_data(spec)
+    res = evaluate_baselines(data.ds, data.split, spec.eval, names=("MostPop", "EASE"))
+    assert res["EASE"]["test"]["ndcg@10"] > res["MostPop"]["test"]["ndcg@10"]
+    assert {"ctr_auc", "ctr_logloss"} <= set(res["LikeRate"]["test"])
+    assert res["EASE"]["val"]["cost/seconds"] > 0
+
+
+def test_ctr_head_beats_the_like_rate_baseline_on_planted_effects():
+    """Synthetic clicks = the user likes one of the item's genres: per-user and per-item rates
+    (what the count baseline knows) plus a user x item effect the collaborative score sees."""
+    spec = tiny_spec(**{"fusion.cf": "ease", "fusion.alpha": 0.2, "train.max_steps": 10})
+    result = run_trial(spec)
+    base = like_rate_ctr(prepare_data(spec).split)
+    for part in ("val", "test"):
+        assert result.metrics[part]["ctr_auc"] > base[part]["ctr_auc"] + 0.02, (
+            result.metrics[part]["ctr_auc"],
+            base[part]["ctr_auc"],
+        )
+    assert result.history["ctr_fit_logloss"] < 0.69  # fit to convergence, better than a coin
+
+
+def test_rerank_grid_uses_the_searched_knobs_or_the_default():
+    plain = tiny_spec()
+    assert len(rerank_grid(plain)) == np.prod([len(v) for v in DEFAULT_GRID.values()])
+    searched = tiny_spec(**{"search_space": {"rerank.mmr_lambda": {"float": [0.5, 1.0]}}})
+    grid = rerank_grid(searched)
+    assert [g["rerank.mmr_lambda"] for g in grid] == pytest.approx([0.5, 0.625, 0.75, 0.875, 1.0])
+    assert {g["rerank.pop_penalty"] for g in grid} == {searched.rerank.pop_penalty}
+
+
+def test_a_study_without_rerank_knobs_stores_a_nondominated_reference_front(tmp_path):
+    spec = tiny_spec(
+        **{
+            "train.max_steps": 3,
+            "out_dir": str(tmp_path),
+            "storage": f"sqlite:///{tmp_path}/study.db",
+            "search_space": {"fusion.alpha": {"float": [0.0, 0.5]}},
+            "objectives": [
+                {"metric": "precision@10", "direction": "maximize"},
+                {"metric": "novelty@10", "direction": "maximize"},
+            ],
+            "budget": {"n_trials": 2},
+        }
+    )
+    study = run_study(spec, report=False)
+    stored = study.user_attrs["moo:reference_front"]
+    assert stored["evaluated"] == 5 * len(rerank_grid(spec))  # five baselines x default grid
+    points = stored["points"]
+    assert points and {p["baseline"] for p in points} <= {
+        "Random",
+        "MostPop",
+        "ItemKNN",
+        "BPR",
+        "EASE",
+    }
+    F = np.array([[p["val"]["precision@10"], p["val"]["novelty@10"]] for p in points])
+    assert pareto.pareto_mask(F, ["maximize", "maximize"]).all()
+    assert all({"precision@10", "novelty@10"} <= set(p["test"]) for p in points)
+    # no re-ranking knob is searched: no re-ranked variants are recorded
+    assert not [t for t in study.trials if "moo:derived_from" in t.user_attrs]
+    from moo_search.report import collect
+
+    data = collect(study)
+    assert data.reference_hv is not None and data.front_undominated is not None
+    assert "reference front" in data.comparison_lines()[0]
