@@ -82,7 +82,7 @@ def cmd_baselines(args: argparse.Namespace) -> int:
         return 0
     for part in ("val", "test"):
         print(f"\n{ds.name} · {part} ({spec.data.split.method} split)")
-        print(_table([(n, r[part]) for n, r in res.items()], cols))
+        print(_table([(n, r.get(part, {})) for n, r in res.items()], (*cols, "ctr_auc")))
     return 0
 
 
@@ -135,6 +135,7 @@ def _print_progress(prog: Any) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from moo_search.drivers import run_study
+    from moo_search.redact import redact_url
     from moo_search.spec import load_spec
 
     spec = load_spec(args.spec, args.set)
@@ -143,7 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     url = args.storage or spec.storage_url
     print(
         f"study {args.study_name or spec.name!r}: {spec.driver.backend} {spec.driver.algorithm}, "
-        f"{n} trials, storage {url}",
+        f"{n} trials, storage {redact_url(url)}",
         file=sys.stderr,
     )
     study = run_study(
@@ -155,22 +156,34 @@ def cmd_run(args: argparse.Namespace) -> int:
         on_progress=_print_progress,
         report=not args.no_report,
     )
-    _print_summary(study, spec)
+    _print_summary(study, spec, url)
     return 0
 
 
-def _print_summary(study: Any, spec: Any) -> None:
+def _print_summary(study: Any, spec: Any, url: str) -> None:
     from optuna.trial import TrialState
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-    print(f"\n{len(complete)} complete, {len(failed)} failed trials in study {study.study_name!r}")
+    variants = sum("moo:derived_from" in t.user_attrs for t in complete)
+    extra = f" (+{variants} re-ranked variants)" if variants else ""
+    print(
+        f"\n{len(complete) - variants} complete{extra}, {len(failed)} failed trials in study "
+        f"{study.study_name!r}"
+    )
     if complete:
         names = [o.metric for o in spec.objectives]
         rows = [(f"trial {t.number}", dict(zip(names, t.values))) for t in study.best_trials]
         print(f"Pareto front ({len(rows)} trials, validation):")
         print(_table(rows, names))
-    index = spec.study_dir / "index.html"
+    from moo_search.drivers import study_home
+
+    index = study_home(spec, url, study) / "index.html"
+    if complete and spec.uses_default_trial:
+        from moo_search.report import collect
+
+        for line in collect(study).comparison_lines():
+            print(line)
     if index.is_file():
         print(f"report: {index}")
 
@@ -201,9 +214,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from moo_search.report import build_report
+    from moo_search.report import write_report
 
-    path = build_report(args.target, study_name=args.study_name, out=args.out)
+    path, data = write_report(args.target, study_name=args.study_name, out=args.out)
+    for line in data.comparison_lines():
+        print(line)
     print(f"report: {path}")
     return 0
 

@@ -70,6 +70,26 @@ def synthetic_study(
             },
         },
     )
+    # a reference front a little behind the trials' trade-off curve (below, the same shape)
+    reference = []
+    for j, w in enumerate(np.linspace(0.0, 1.0, 6)):
+        ref_vals = [
+            0.07 * (1 - w) ** 0.5,
+            0.69 + 0.1 * w,
+            1.9 + 3.0 * w,
+            0.69 - 0.1 * w,
+            0.19 + 0.5 * w,
+        ]
+        point = dict(zip(metrics, ref_vals[:n_objectives]))
+        reference.append(
+            {
+                "baseline": "EASE" if j % 2 else "ItemKNN",
+                "knobs": {"rerank.mmr_lambda": float(1 - 0.5 * w), "rerank.pop_penalty": 0.0},
+                "val": point,
+                "test": point,
+            }
+        )
+    study.set_user_attr(STUDY_ATTR.REFERENCE_FRONT, {"points": reference, "grid": []})
     dists = {
         "loss.weights.novelty": FloatDistribution(0.0, 1.0),
         "train.lr": FloatDistribution(1e-5, 1e-2, log=True),

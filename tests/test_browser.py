@@ -96,6 +96,10 @@ def test_page_renders_offline_without_errors(browser, tmp_path, kw):
         }
     rows = o.page.locator("#trials tbody tr").count()
     assert rows == min(100, kw["n_trials"] + kw.get("failed", 0))
+    if kw["n_trials"] > 1:  # the reference front is drawn as its own series, and compared
+        names = o.page.evaluate("() => document.getElementById('fig-front').data.map(t => t.name)")
+        assert any(n.startswith("reference front") for n in names), names
+        assert "vs reference front" in o.page.locator("#cards").inner_text().lower()
 
 
 def test_clicking_a_front_point_shows_config_and_export_command(browser, tmp_path):

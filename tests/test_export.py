@@ -49,13 +49,40 @@ def _trial_lists(study_dir, number):
 
 def test_round_trip_reproduces_the_trials_top10_lists(study_dir, tmp_path):
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{study_dir}/study.db")
-    mmr = [t.number for t in study.trials if t.params["rerank.mmr_lambda"] < 1.0]
+    fine_tunes = [t for t in study.trials if "moo:derived_from" not in t.user_attrs]
+    mmr = [t.number for t in fine_tunes if t.params["rerank.mmr_lambda"] < 1.0]
     for number in [0, mmr[0]]:  # the base config (pure relevance) and an MMR re-ranked trial
         out = export_trial(study_dir, out=tmp_path / f"t{number}", trial=number)
         rec = load_exported(out)
         users, lists = _trial_lists(study_dir, number)
         for u, expected in zip(users, lists):
             assert rec.recommend(rec.user_ids[u], k=10) == [rec.item_ids[i] for i in expected]
+
+
+def test_rerank_variants_are_trials_that_reuse_their_fine_tune(study_dir, tmp_path):
+    """Each fine-tune is also recorded at the re-ranking grid: COMPLETE trials linked to it,
+    outside the budget, with its adapter; exported, they re-rank exactly as recorded."""
+    from moo_search.reference import rerank_grid
+    from moo_search.spec import spec_from_dict
+
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{study_dir}/study.db")
+    fine_tunes = [t for t in study.trials if "moo:derived_from" not in t.user_attrs]
+    variants = [t for t in study.trials if "moo:derived_from" in t.user_attrs]
+    assert len(fine_tunes) == 5  # the budget counts fine-tunes only
+    spec = spec_from_dict(study.user_attrs["moo:spec"])
+    assert len(variants) == 5 * len(rerank_grid(spec))
+    v = next(t for t in variants if t.params["rerank.mmr_lambda"] < 0.5)
+    parent = study.trials[v.user_attrs["moo:derived_from"]]
+    assert v.user_attrs["moo:artifact_dir"] == parent.user_attrs["moo:artifact_dir"]
+    assert v.params["fusion.alpha"] == parent.params["fusion.alpha"]
+    assert v.user_attrs["moo:config"]["rerank"]["mmr_lambda"] == v.params["rerank.mmr_lambda"]
+    assert v.values != parent.values  # another list, another point
+    # the variant's lists differ from its parent's and are reproducible from the bundle
+    a = load_exported(export_trial(study_dir, out=tmp_path / "variant", trial=v.number))
+    b = load_exported(export_trial(study_dir, out=tmp_path / "parent", trial=parent.number))
+    users = a.user_ids[:40]
+    assert [a.recommend(u) for u in users] != [b.recommend(u) for u in users]
+    assert a.spec.rerank.mmr_lambda == pytest.approx(v.params["rerank.mmr_lambda"])
 
 
 def test_bundle_contents_and_new_user_api(study_dir, tmp_path):
@@ -192,9 +219,15 @@ def test_refuses_non_empty_out_unless_force(study_dir, tmp_path, capsys):
     assert main(["export", str(study_dir), "--trial", "0", "--out", str(out)]) == 2
     assert "not empty; pass --force" in capsys.readouterr().err
     assert (out / "keep.txt").read_text() == "mine"
-    assert main(["export", str(study_dir), "--trial", "0", "--out", str(out), "--force"]) == 0
-    assert not (out / "keep.txt").exists() and (out / "manifest.json").is_file()
-    assert {p.name for p in tmp_path.iterdir()} == {"o"}  # nothing written beside --out
+    # --force replaces a previous bundle only, never the user's own files
+    assert main(["export", str(study_dir), "--trial", "0", "--out", str(out), "--force"]) == 2
+    assert "not an export bundle" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
+    assert main(["export", str(study_dir), "--trial", "0", "--out", str(out)]) == 0
+    assert main(["export", str(study_dir), "--trial", "1", "--out", str(out), "--force"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["study"]["trial"] == 1
+    assert {p.name for p in tmp_path.iterdir()} == {"o"}  # nothing left beside --out
 
 
 def test_verify_reproduces_the_recorded_metrics(study_dir, tmp_path, capsys):

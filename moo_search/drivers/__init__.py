@@ -29,6 +29,7 @@ from moo_search.drivers._study import (
     open_study,
     report_progress,
     search_space,
+    study_home,
 )
 from moo_search.errors import MooSearchError, SpecError, StorageError
 from moo_search.spec import StudySpec, spec_from_dict
@@ -44,6 +45,7 @@ __all__ = [
     "run_study",
     "run_worker",
     "run_workers",
+    "study_home",
 ]
 
 logger = logging.getLogger("moo_search")
@@ -80,7 +82,7 @@ def _context(
         spec=spec,
         study=study,
         storage_url=url,
-        study_dir=spec.study_dir,
+        study_dir=study_home(spec, url, study),
         evaluate=make_evaluator(spec),
         space=search_space(spec),
         n_trials=n_trials,
@@ -108,14 +110,23 @@ def _enqueue_anchors(spec: StudySpec, study: Any) -> None:
 
 
 def _record_baselines(spec: StudySpec, study: Any) -> None:
-    if not spec.uses_default_trial or STUDY_ATTR.BASELINES in study.user_attrs:
+    """Baselines and the reference front, computed once per study (on its first run)."""
+    if not spec.uses_default_trial:
         return
-    from moo_search.model.baselines import evaluate_baselines
     from moo_search.trial import prepare_data
 
-    data = prepare_data(spec)
-    res = evaluate_baselines(data.ds, data.split, spec.eval, seed=spec.seed)
-    study.set_user_attr(STUDY_ATTR.BASELINES, res)
+    data = None
+    if STUDY_ATTR.BASELINES not in study.user_attrs:
+        from moo_search.model.baselines import evaluate_baselines
+
+        data = prepare_data(spec)
+        res = evaluate_baselines(data.ds, data.split, spec.eval, seed=spec.seed)
+        study.set_user_attr(STUDY_ATTR.BASELINES, res)
+    if STUDY_ATTR.REFERENCE_FRONT not in study.user_attrs:
+        from moo_search.reference import reference_front
+
+        data = data or prepare_data(spec)
+        study.set_user_attr(STUDY_ATTR.REFERENCE_FRONT, reference_front(spec, data))
 
 
 def _worker_entry(
@@ -198,10 +209,13 @@ def run_study(
             "the pymoo driver evaluates in one process; use --workers 1 or driver.backend: optuna",
             field="driver.backend",
         )
-    spec.study_dir.mkdir(parents=True, exist_ok=True)
-    spec.save(spec.study_dir / "spec.yaml")
+    if url == spec.storage_url and not spec.storage:
+        spec.study_dir.mkdir(parents=True, exist_ok=True)  # the default SQLite lives there
     store = _open_spec_storage(spec, url)
     study = open_study(spec, storage=store, study_name=name, create=True, sampler=_sampler(spec))
+    home = study_home(spec, url, study)  # after the resume checks: a refused spec writes nothing
+    home.mkdir(parents=True, exist_ok=True)
+    spec.save(home / "spec.yaml")
     _enqueue_anchors(spec, study)
     _record_baselines(spec, study)
     ctx = _context(spec, study, url, n, timeout, on_progress)
@@ -216,7 +230,7 @@ def run_study(
     else:
         _run_local_workers(spec, ctx, url, name, n, timeout, workers)
     if report and spec.uses_default_trial:
-        _build_report(spec, url, name)
+        _build_report(spec, url, study)
     return study
 
 
@@ -234,7 +248,7 @@ def _run_local_workers(
     procs = [
         proc_ctx.Process(
             target=_worker_entry,
-            args=(spec.to_dict(), url, name, n, timeout, (i % gpus) if gpus else None),
+            args=(spec.to_dict(redact=False), url, name, n, timeout, (i % gpus) if gpus else None),
             name=f"moo-search-worker-{i}",
         )
         for i in range(workers)
@@ -256,15 +270,16 @@ def _run_local_workers(
     report_progress(ctx, force=True)
 
 
-def _build_report(spec: StudySpec, url: str, name: str) -> None:
+def _build_report(spec: StudySpec, url: str, study: Any) -> None:
     try:
         from moo_search.report import build_report
     except ImportError:  # pragma: no cover - report not installed
         return
     # the default SQLite lives in the study directory: name the directory (shorter commands)
     target = str(spec.study_dir) if url == spec.storage_url and not spec.storage else url
+    home = study_home(spec, url, study)
     try:
-        path = build_report(target, study_name=name, out=spec.study_dir / "index.html")
+        path = build_report(target, study_name=study.study_name, out=home / "index.html")
         logger.info("report: %s", path)
     except MooSearchError as e:
         logger.warning("could not build the report: %s", e)

@@ -87,13 +87,9 @@ def _retry_callback(rdb: Any, heartbeat_interval: int | None) -> dict[str, Any]:
 
 
 def _redact(url: str) -> str:
-    """Hide a password in a database URL."""
-    if "://" in url and "@" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url
+    from moo_search.redact import redact_url
+
+    return redact_url(url)
 
 
 def resolve_storage_arg(target: str) -> tuple[str, Path | None]:

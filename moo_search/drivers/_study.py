@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,14 +24,17 @@ from moo_search.spec import Dimension, StudySpec
 __all__ = [
     "ATTR",
     "STUDY_ATTR",
+    "Evaluation",
     "StudyContext",
     "StudyProgress",
     "TrialRunner",
+    "artifact_hashes",
     "base_params",
     "count_states",
     "make_evaluator",
     "open_study",
     "reference_point",
+    "study_home",
 ]
 
 logger = logging.getLogger("moo_search")
@@ -44,10 +48,13 @@ class ATTR:
     CONFIG = "moo:config"  # the resolved trial config (plain data)
     PARAMS = "moo:params"  # the searched dotted-path params
     ARTIFACTS = "moo:artifact_dir"
+    ARTIFACT_SHA256 = "moo:artifact_sha256"  # {relative path: SHA-256} of every artifact file
+    BACKBONE = "moo:backbone"  # the collaborative backbone: name, params, SHA-256 of W
     FAIL = "moo:fail_reason"
     CONSTRAINTS = "moo:constraints"  # violations, <= 0 is feasible
     GENERATION = "moo:generation"
     ANCHOR = "moo:anchor"  # "base" or a named enqueued config
+    DERIVED_FROM = "moo:derived_from"  # a re-ranking variant of this fine-tune (trial number)
     SLOT = "moo:pymoo_slot"
 
 
@@ -58,14 +65,28 @@ class STUDY_ATTR:
     OBJECTIVES = "moo:objectives"
     REFERENCE = "moo:reference_point"
     BASELINES = "moo:baselines"
+    REFERENCE_FRONT = "moo:reference_front"  # baselines x re-ranking grid, non-dominated
     ENQUEUED = "moo:enqueued"
     VERSION = "moo:version"
+    STUDY_ID = "moo:study_id"  # a random id given at creation; names the study's home
 
 
-Evaluator = Callable[
-    [dict[str, Any], StudySpec, Path | None], tuple[dict[str, dict[str, float]], dict[str, float]]
-]
-"""(params, resolved spec, artifact dir) -> (metrics per split, cost)."""
+Metrics = dict[str, dict[str, float]]
+
+
+@dataclass
+class Evaluation:
+    """What an objective returns for one trial."""
+
+    metrics: Metrics  # {"val": {...}, "test": {...}}
+    cost: dict[str, float] = field(default_factory=dict)
+    # inference-only variants: [{"knobs": {path: value}, "metrics": Metrics}]
+    variants: list[dict[str, Any]] = field(default_factory=list)
+    backbone: dict[str, Any] = field(default_factory=dict)  # name, params, sha256 of W
+
+
+Evaluator = Callable[[dict[str, Any], StudySpec, Path | None], Evaluation]
+"""(params, resolved spec, artifact dir) -> :class:`Evaluation`."""
 
 
 @dataclass
@@ -81,6 +102,7 @@ class StudyProgress:
     last_trial: int | None = None
     last_state: str = ""
     last_reason: str = ""
+    variants: int = 0  # re-ranking variants recorded beside the fine-tunes
 
     def line(self) -> str:
         hv = f"HV {self.hypervolume:.4g}" if self.hypervolume is not None else "HV -"
@@ -90,8 +112,9 @@ class StudyProgress:
             last = f" · trial {self.last_trial} {self.last_state.lower()}"
             if self.last_reason:
                 last += f": {self.last_reason[:120]}"
+        extra = f" (+{self.variants} re-ranked variants)" if self.variants else ""
         return (
-            f"[{self.study}] {self.complete}/{self.budget} complete, {self.failed} failed, "
+            f"[{self.study}] {self.complete}/{self.budget} complete{extra}, {self.failed} failed, "
             f"{self.running} running · {hv} · {eta}{last}"
         )
 
@@ -106,13 +129,21 @@ def _fmt_secs(s: float | None) -> str:
 # --------------------------------------------------------------------------- objectives
 
 
-def _run_trial_evaluator(
-    params: dict[str, Any], spec: StudySpec, art: Path | None
-) -> tuple[dict, dict]:
+def sweep_grid(spec: StudySpec) -> list[dict[str, float]]:
+    """Re-ranking settings every fine-tune is also evaluated at (``driver.sweep_rerank``):
+    the reference front's grid, when the study searches a re-ranking knob."""
+    from moo_search.reference import RERANK_KNOBS, rerank_grid
+
+    if not spec.driver.sweep_rerank or not any(k in spec.search_space for k in RERANK_KNOBS):
+        return []
+    return rerank_grid(spec)
+
+
+def _run_trial_evaluator(params: dict[str, Any], spec: StudySpec, art: Path | None) -> Evaluation:
     from moo_search.trial import run_trial
 
-    result = run_trial(spec, artifact_dir=art)
-    return result.metrics, result.cost
+    result = run_trial(spec, artifact_dir=art, sweep=sweep_grid(spec))
+    return Evaluation(result.metrics, result.cost, result.sweep, result.backbone)
 
 
 def _problem_evaluator(spec: StudySpec) -> Evaluator:
@@ -120,11 +151,11 @@ def _problem_evaluator(spec: StudySpec) -> Evaluator:
 
     problem = PROBLEMS[spec.objective](**spec.problem)
 
-    def evaluate(params: dict[str, Any], _spec: StudySpec, _art: Path | None) -> tuple[dict, dict]:
+    def evaluate(params: dict[str, Any], _spec: StudySpec, _art: Path | None) -> Evaluation:
         x = np.array([float(params[v]) for v in problem.variables])
         f = problem.evaluate(x)
         metrics = {name: float(v) for name, v in zip(problem.objectives, f)}
-        return {"val": metrics, "test": dict(metrics)}, {}
+        return Evaluation({"val": metrics, "test": dict(metrics)})
 
     return evaluate
 
@@ -136,16 +167,16 @@ def _import_evaluator(ref: str) -> Evaluator:
     except (ImportError, AttributeError) as e:
         raise SpecError(f"cannot import {ref!r}: {e}", field="objective") from None
 
-    def evaluate(params: dict[str, Any], spec: StudySpec, art: Path | None) -> tuple[dict, dict]:
+    def evaluate(params: dict[str, Any], spec: StudySpec, art: Path | None) -> Evaluation:
         out = fn(params, spec)
         if hasattr(out, "metrics") and hasattr(out, "cost"):
-            return out.metrics, out.cost
+            return Evaluation(out.metrics, out.cost, list(getattr(out, "sweep", [])))
         if not isinstance(out, dict):
             raise MooSearchError(
                 f"objective {ref} must return a dict of metrics, got {type(out).__name__}"
             )
         metrics = {k: float(v) for k, v in out.items()}
-        return {"val": metrics, "test": dict(metrics)}, {}
+        return Evaluation({"val": metrics, "test": dict(metrics)})
 
     return evaluate
 
@@ -242,8 +273,11 @@ def open_study(
                 f"{mine}. Use another --study-name or storage to start a new study."
             )
         if existing is None:
+            import uuid
+
             from moo_search import __version__
 
+            study.set_user_attr(STUDY_ATTR.STUDY_ID, uuid.uuid4().hex)
             study.set_user_attr(STUDY_ATTR.OBJECTIVES, mine)
             study.set_user_attr(STUDY_ATTR.SPEC, spec.to_dict())
             study.set_user_attr(STUDY_ATTR.VERSION, __version__)
@@ -256,12 +290,33 @@ def open_study(
         ) from None
 
 
+def study_home(spec: StudySpec, url: str, study: Any) -> Path:
+    """Where a study's artifacts, report and spec.yaml live.
+
+    The spec's own study (its storage, its name) keeps the simple layout ``reports/<name>/``;
+    any other study run from the spec (``--storage`` / ``--study-name``) gets a directory of its
+    own inside it, named by the study and the id recorded in its storage, so two studies never
+    write over each other's artifacts.
+    """
+    if url == spec.storage_url and study.study_name == spec.name:
+        return spec.study_dir
+    sid = str(study.user_attrs.get(STUDY_ATTR.STUDY_ID) or study._study_id)
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", study.study_name).strip("-.") or "study"
+    return spec.study_dir / f"{slug}-{sid[:8]}"
+
+
 def count_states(study: Any) -> dict[str, int]:
+    """Trials per state; re-ranking variants (``DERIVED``) are not counted as COMPLETE: the
+    budget counts fine-tunes."""
     from optuna.trial import TrialState
 
     counts = {s.name: 0 for s in TrialState}
+    counts["DERIVED"] = 0
     for t in study.get_trials(deepcopy=False):
-        counts[t.state.name] += 1
+        if ATTR.DERIVED_FROM in t.user_attrs:
+            counts["DERIVED"] += 1
+        else:
+            counts[t.state.name] += 1
     return counts
 
 
@@ -345,6 +400,7 @@ def report_progress(
         hypervolume=hv,
         reference_point=ref,
         eta_seconds=eta,
+        variants=counts["DERIVED"],
     )
     if frozen is not None:
         prog.last_trial = frozen.number
@@ -401,7 +457,7 @@ class TrialRunner:
             for t in self.ctx.study.get_trials(
                 deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)
             )
-            if t.number < trial.number
+            if t.number < trial.number and ATTR.DERIVED_FROM not in t.user_attrs
         ]
         return len(ahead) >= self.ctx.n_trials
 
@@ -421,9 +477,14 @@ class TrialRunner:
             if spec.uses_default_trial:
                 trial.set_user_attr(ATTR.CONFIG, spec.to_dict())
             art = ctx.study_dir / "artifacts" / f"trial_{trial.number:05d}"
-            metrics, cost = ctx.evaluate(params, spec, art if spec.uses_default_trial else None)
+            ev = ctx.evaluate(params, spec, art if spec.uses_default_trial else None)
+            metrics, cost = ev.metrics, ev.cost
             if spec.uses_default_trial:
                 trial.set_user_attr(ATTR.ARTIFACTS, str(art.resolve()))
+                # what export and report check: the files are this trial's, not a later run's
+                trial.set_user_attr(ATTR.ARTIFACT_SHA256, artifact_hashes(art))
+            if ev.backbone:
+                trial.set_user_attr(ATTR.BACKBONE, ev.backbone)
             trial.set_user_attr(ATTR.METRICS, _finite(metrics))
             trial.set_user_attr(ATTR.COST, _finite({"val": cost})["val"])
             from moo_search.trial import metric_value
@@ -438,6 +499,8 @@ class TrialRunner:
             trial.set_user_attr(ATTR.CONSTRAINTS, violations)
             self.last_violations = violations
             _set_constraints(trial, spec, violations)
+            for v in ev.variants:
+                _add_variant(ctx, trial, spec, params, cost, v)
         except optuna.TrialPruned:
             raise
         except BaseException as e:
@@ -452,6 +515,71 @@ class TrialRunner:
         ctx.durations.append(time.monotonic() - t0)
         self.last_values = values
         return values
+
+
+def _add_variant(
+    ctx: StudyContext,
+    parent: Any,
+    spec: StudySpec,
+    params: dict[str, Any],
+    cost: dict[str, float],
+    variant: dict[str, Any],
+) -> None:
+    """Record an inference-only variant of the fine-tune ``parent`` as its own COMPLETE trial
+    (same adapter artifact, its own config and metrics), linked by ``ATTR.DERIVED_FROM``."""
+    import inspect
+
+    from optuna.trial import TrialState, create_trial
+
+    from moo_search.trial import metric_value
+
+    knobs: dict[str, float] = variant["knobs"]
+    metrics = variant["metrics"]
+    values = [metric_value(metrics, cost, m) for m in ctx.metric_names]
+    if not all(math.isfinite(v) for v in values):
+        return
+    vspec = spec.with_params(knobs)
+    violations = [c.violation(metric_value(metrics, cost, c.metric)) for c in spec.constraints]
+    vparams = {**params, **{k: v for k, v in knobs.items() if k in parent.distributions}}
+    attrs = {
+        ATTR.DERIVED_FROM: parent.number,
+        ATTR.PARAMS: vparams,
+        ATTR.CONFIG: vspec.to_dict(),
+        ATTR.METRICS: _finite(metrics),
+        ATTR.COST: _finite({"val": cost})["val"],
+        ATTR.CONSTRAINTS: violations,
+    }
+    for key in (ATTR.ARTIFACTS, ATTR.ARTIFACT_SHA256, ATTR.BACKBONE):
+        if key in parent.user_attrs:
+            attrs[key] = parent.user_attrs[key]
+    kwargs: dict[str, Any] = {}
+    if violations and "constraints" in inspect.signature(create_trial).parameters:
+        kwargs["constraints"] = {str(c): float(v) for c, v in zip(spec.constraints, violations)}
+    # (Optuna 4.x has no such argument: its samplers read ATTR.CONSTRAINTS via constraints_func)
+    frozen = create_trial(
+        state=TrialState.COMPLETE,
+        values=values,
+        params=vparams,
+        distributions=dict(parent.distributions),
+        user_attrs=attrs,
+        **kwargs,
+    )
+    ctx.study.add_trial(frozen)
+
+
+def artifact_hashes(root: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``root``, by POSIX path relative to it."""
+    import hashlib
+
+    out: dict[str, str] = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h = hashlib.sha256()
+            with p.open("rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            out[p.relative_to(root).as_posix()] = h.hexdigest()
+    return out
 
 
 def _finite(metrics: dict[str, dict[str, float]]) -> dict[str, dict[str, float | None]]:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from moo_search.report._data import StudyData, collect, param_importance
 
-__all__ = ["StudyData", "build_report", "collect", "param_importance"]
+__all__ = ["StudyData", "build_report", "collect", "param_importance", "write_report"]
 
 logger = logging.getLogger("moo_search")
 
@@ -33,10 +34,28 @@ def build_report(
         study_name: Needed when the storage holds several studies.
         out: Output file (default: ``index.html`` in the study directory, else the cwd).
     """
+    return write_report(target, study_name=study_name, out=out)[0]
+
+
+def write_report(
+    target: str | Path | Any,
+    *,
+    study_name: str | None = None,
+    out: str | Path | None = None,
+) -> tuple[Path, StudyData]:
+    """Like :func:`build_report`, and also return the study's tidy data (for summaries).
+
+    Args:
+        target: A study directory (``reports/<study>``), a ``.db`` file, a storage URL, or an
+            ``optuna.Study``.
+        study_name: Needed when the storage holds several studies.
+        out: Output file (default: ``index.html`` in the study directory, else the cwd).
+    """
     from plotly.offline import get_plotlyjs
 
     from moo_search.drivers import load_study
     from moo_search.drivers._storage import resolve_storage_arg
+    from moo_search.redact import redact_url
     from moo_search.report._figures import figures
     from moo_search.report._html import render_page
 
@@ -45,9 +64,12 @@ def build_report(
     else:
         url, study_dir = resolve_storage_arg(str(target))
         study = load_study(str(target), study_name)
-        shown = str(study_dir) if study_dir is not None else url
-        if study_dir is None:
-            shown = f"{url} --study-name {study.study_name}"
+        # what the page's export command names: the directory, or the (redacted) URL and study
+        shown = (
+            shlex.quote(str(study_dir))
+            if study_dir is not None
+            else f"{shlex.quote(redact_url(url))} --study-name {shlex.quote(study.study_name)}"
+        )
     data = collect(study, study_target=shown)
     figs = figures(data)
     html = render_page(data, figs, get_plotlyjs())
@@ -61,4 +83,4 @@ def build_report(
     os.chmod(tmp, 0o644)
     os.replace(tmp, out)
     logger.info("report written to %s", out)
-    return out
+    return out, data

@@ -40,6 +40,22 @@ class StudyData:
     pseudo_weights: dict[int, list[float]] = field(default_factory=dict)
     tradeoffs: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     test_metrics: list[str] = field(default_factory=list)
+    reference: list[dict[str, Any]] = field(default_factory=list)  # reference-front points
+    reference_hv: float | None = None  # same reference point as ``hypervolume``
+    front_undominated: int | None = None  # front trials no reference point dominates
+
+    def comparison_lines(self) -> list[str]:
+        """The two lines that say whether the fine-tunes add anything over the baselines."""
+        if not self.reference:
+            return ["reference front: none recorded (a study of the default trial records one)"]
+        fmt = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
+        n_front = int(self.rows["pareto"].sum()) if "pareto" in self.rows else 0
+        return [
+            f"hypervolume: study {fmt(self.hypervolume)} vs reference front "
+            f"{fmt(self.reference_hv)} ({len(self.reference)} baseline points, same reference point)",
+            f"front trials not dominated by any reference point: "
+            f"{self.front_undominated or 0} of {n_front}",
+        ]
 
     @property
     def complete(self) -> pd.DataFrame:
@@ -88,6 +104,7 @@ def collect(study: Any, *, study_target: str = "STUDY") -> StudyData:
             "violation": float(max(cons)) if cons else 0.0,
             "reason": str(t.user_attrs.get(ATTR.FAIL, "")),
             "anchor": str(t.user_attrs.get(ATTR.ANCHOR, "")),
+            "derived_from": t.user_attrs.get(ATTR.DERIVED_FROM),
             "generation": _generation(t),
             "duration": t.duration.total_seconds() if t.duration is not None else None,
             "artifact_dir": t.user_attrs.get(ATTR.ARTIFACTS),
@@ -114,6 +131,7 @@ def collect(study: Any, *, study_target: str = "STUDY") -> StudyData:
                 "violation",
                 "reason",
                 "anchor",
+                "derived_from",
                 "generation",
                 "duration",
                 "artifact_dir",
@@ -157,10 +175,33 @@ def collect(study: Any, *, study_target: str = "STUDY") -> StudyData:
         study_target=study_target,
         counts=counts,
     )
+    _compare_reference(data, study.user_attrs.get(STUDY_ATTR.REFERENCE_FRONT))
     _decide(data)
     data.importance = param_importance(data)
     data.test_metrics = [m for m in metrics if f"test:{m}" in rows.columns]
     return data
+
+
+def _compare_reference(data: StudyData, stored: dict[str, Any] | None) -> None:
+    """Reference-front points with every objective, their HV at the study's reference point,
+    and how many front trials none of them dominates."""
+    points = [
+        p
+        for p in (stored or {}).get("points", [])
+        if all(p.get("val", {}).get(m) is not None for m in data.metrics)
+    ]
+    data.reference = points
+    if not points:
+        return
+    G = np.array([[p["val"][m] for m in data.metrics] for p in points], dtype=np.float64)
+    if data.reference_point is not None:
+        data.reference_hv = pareto.hypervolume(G, data.reference_point, data.directions)
+    front = data.front
+    if len(front):
+        F = front[[f"obj:{m}" for m in data.metrics]].to_numpy(dtype=np.float64)
+        data.front_undominated = int((~pareto.dominated_by(F, G, data.directions)).sum())
+    else:
+        data.front_undominated = 0
 
 
 def _decide(data: StudyData) -> None:

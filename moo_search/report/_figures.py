@@ -19,6 +19,13 @@ FRONT = "#1f77b4"
 DOMINATED = "#9aa4b1"
 INFEASIBLE = "#d62728"
 BASELINE = "#2ca02c"
+REFERENCE = "#ff7f0e"
+REFERENCE_MARKER: dict[str, Any] = {
+    "color": REFERENCE,
+    "symbol": "diamond-open",
+    "size": 9,
+    "line": {"width": 2, "color": REFERENCE},
+}
 BASE_LAYOUT: dict[str, Any] = {
     "margin": {"l": 60, "r": 20, "t": 40, "b": 50},
     "template": None,
@@ -72,6 +79,19 @@ def _baseline_points(data: StudyData) -> list[tuple[str, list[float]]]:
         if all(m in vals and vals[m] is not None for m in data.metrics):
             out.append((name, [float(vals[m]) for m in data.metrics]))
     return out
+
+
+def _reference_text(data: StudyData) -> list[str]:
+    out = []
+    for p in data.reference:
+        knobs = ", ".join(f"{k.split('.')[-1]}={v:g}" for k, v in p.get("knobs", {}).items())
+        vals = "<br>".join(f"{_esc(m)} = {p['val'][m]:.4g}" for m in data.metrics)
+        out.append(f"reference: {_esc(p['baseline'])} ({_esc(knobs)})<br>{vals}")
+    return out
+
+
+def _reference_values(data: StudyData, metric: str) -> list[float]:
+    return [float(p["val"][metric]) for p in data.reference]
 
 
 def _hover(df: pd.DataFrame, data: StudyData) -> list[str]:
@@ -132,6 +152,23 @@ def pareto_matrix(data: StudyData) -> dict[str, Any]:
                 },
             }
         )
+    if data.reference:
+        traces.append(
+            {
+                "type": "splom",
+                "name": "reference front (baselines × re-ranking)",
+                "showupperhalf": False,
+                "diagonal": {"visible": False},
+                "dimensions": [
+                    {**dims[i], "values": _reference_values(data, a)}
+                    for i, a in enumerate(data.metrics)
+                ],
+                "text": _reference_text(data),
+                "hoverinfo": "text",
+                "customdata": [-1] * len(data.reference),
+                "marker": REFERENCE_MARKER,
+            }
+        )
     size = max(360, 260 * (m - 1))
     layout = {
         **BASE_LAYOUT,
@@ -184,6 +221,22 @@ def pareto_2d(data: StudyData) -> dict[str, Any]:
                 },
             }
         )
+    if data.reference:
+        order = np.argsort(_reference_values(data, a))
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": "reference front (baselines × re-ranking)",
+                "x": [_reference_values(data, a)[j] for j in order],
+                "y": [_reference_values(data, b)[j] for j in order],
+                "text": [_reference_text(data)[j] for j in order],
+                "hoverinfo": "text",
+                "customdata": [-1] * len(order),
+                "marker": REFERENCE_MARKER,
+                "line": {"color": REFERENCE, "dash": "dot", "width": 1, "shape": "hv"},
+            }
+        )
     layout = {
         **BASE_LAYOUT,
         "height": 460,
@@ -213,6 +266,21 @@ def front_3d(data: StudyData) -> dict[str, Any] | None:
                 "z": _col(df, f"obj:{c}"),
                 "customdata": df["number"].astype(int).tolist(),
                 "marker": mk,
+            }
+        )
+    if data.reference:
+        traces.append(
+            {
+                "type": "scatter3d",
+                "mode": "markers",
+                "name": "reference front",
+                "x": _reference_values(data, a),
+                "y": _reference_values(data, b),
+                "z": _reference_values(data, c),
+                "text": _reference_text(data),
+                "hoverinfo": "text",
+                "customdata": [-1] * len(data.reference),
+                "marker": {"color": REFERENCE, "symbol": "diamond-open", "size": 4},
             }
         )
     layout = {

@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import shlex
 from typing import Any
 
 import numpy as np
@@ -96,13 +95,17 @@ def _script_json(obj: Any) -> str:
 def render_page(data: StudyData, figs: dict[str, dict[str, Any]], plotly_js: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", data.name).strip("-") or "study"
     target = data.study_target
-    export_base = f"moo-search export {shlex.quote(target)}"
+    export_base = f"moo-search export {target}"  # shell-quoted by build_report
     payload = {
         "study": data.name,
         "metrics": data.metrics,
         "directions": data.directions,
         "counts": data.counts,
         "hv": data.hypervolume,
+        "reference_hv": data.reference_hv,
+        "reference_points": len(data.reference),
+        "reference_obj": [[p["val"][m] for m in data.metrics] for p in data.reference],
+        "front_undominated": data.front_undominated,
         "ref": data.reference_point,
         "best": _best(data),
         "params": data.params,
@@ -120,11 +123,15 @@ def render_page(data: StudyData, figs: dict[str, dict[str, Any]], plotly_js: str
             c.replace("val:", "").replace("cost:", "cost/") for c in _extra_metrics(data)
         ],
     }
-    title = html.escape(f"moo-search · {data.name}")
-    page = _TEMPLATE.replace("%%TITLE%%", title)
-    page = page.replace("%%STUDY%%", html.escape(data.name))
-    page = page.replace("%%PAYLOAD%%", _script_json(payload))
-    return page.replace("%%PLOTLY%%", plotly_js.replace("</script", "<\\/script"))
+    parts = {
+        "TITLE": html.escape(f"moo-search · {data.name}"),
+        "STUDY": html.escape(data.name),
+        "PAYLOAD": _script_json(payload),
+        "PLOTLY": plotly_js.replace("</script", "<\\/script"),
+    }
+    # one pass over the template: text substituted in (a study named %%PLOTLY%%) is never
+    # scanned again
+    return re.sub(r"%%(TITLE|STUDY|PAYLOAD|PLOTLY)%%", lambda m: parts[m[1]], _TEMPLATE)
 
 
 _TEMPLATE = r"""<!DOCTYPE html>
@@ -186,7 +193,7 @@ code.cmd { display:block; background:#0f1720; color:#a5f3a5; padding:10px; borde
 
   <section id="sec-front">
     <h2>Pareto front</h2>
-    <div class="note">Blue: non-dominated feasible trials · grey: dominated · red ×: infeasible (violates a constraint) · green ★: baselines. Click a point to inspect it.</div>
+    <div class="note">Blue: non-dominated feasible trials · grey: dominated · red ×: infeasible (violates a constraint) · green ★: baselines · orange ◇: reference front (every baseline through the same re-rankers). Click a point to inspect it.</div>
     <div id="fig-front"></div>
   </section>
 
@@ -259,6 +266,11 @@ function card(k, v, s) { const d = el("div", {class: "card"}); d.append(el("div"
 card("trials", String(P.rows.length), `${c.COMPLETE || 0} complete · ${c.FAIL || 0} failed · ${c.RUNNING || 0} running · ${c.PRUNED || 0} pruned`);
 card("hypervolume", fmt(P.hv), P.ref ? "reference point (" + P.ref.map(fmt).join(", ") + ")" : "no complete trial yet");
 card("Pareto front", String(P.rows.filter(r => r.pareto).length), "feasible non-dominated trials");
+if (P.reference_points) {
+  const nf = P.rows.filter(r => r.pareto).length;
+  card("vs reference front", fmt(P.hv) + " / " + fmt(P.reference_hv),
+       "study / baselines HV (same point) · " + (P.front_undominated || 0) + " of " + nf + " front trials not dominated by any of " + P.reference_points + " baseline points");
+}
 P.metrics.forEach((m, i) => { const b = P.best[m]; card("best " + m + " " + arrow(P.directions[i]), b ? fmt(b.value) : "–", b ? "trial " + b.trial : ""); });
 
 // ---- figures: the first one now, the others when they come near the viewport
@@ -293,9 +305,12 @@ if (P.figures["fig-3d"] && P.metrics.length >= 3) {
     const div = document.getElementById("fig-3d"), fig = P.figures["fig-3d"];
     const done = P.rows.filter(r => r.state === "COMPLETE");
     const groups = [done.filter(r => r.feasible && !r.pareto), done.filter(r => !r.feasible), done.filter(r => r.pareto)];
-    const data = fig.data.map((tr, g) => Object.assign({}, tr, {
+    const data = fig.data.map((tr, g) => g < 3 ? Object.assign({}, tr, {
       x: groups[g].map(r => r.obj[picks[0]]), y: groups[g].map(r => r.obj[picks[1]]),
-      z: groups[g].map(r => r.obj[picks[2]]), customdata: groups[g].map(r => r.n)}));
+      z: groups[g].map(r => r.obj[picks[2]]), customdata: groups[g].map(r => r.n)})
+      : Object.assign({}, tr, {  // the reference front: its points, on the chosen axes
+      x: P.reference_obj.map(v => v[picks[0]]), y: P.reference_obj.map(v => v[picks[1]]),
+      z: P.reference_obj.map(v => v[picks[2]])}));
     const title = i => ({text: P.metrics[i] + " " + arrow(P.directions[i])});
     const layout = Object.assign({}, fig.layout, {scene: Object.assign({}, fig.layout.scene,
       {xaxis: {title: title(picks[0])}, yaxis: {title: title(picks[1])}, zaxis: {title: title(picks[2])}})});

@@ -1,0 +1,95 @@
+"""Does the study's front beat the classic recommenders? A table from a finished study.
+
+    python benchmarks/bench_quality.py [reports/quickstart] [--study-name NAME]
+
+Reads the study (storage and recorded baselines only; nothing is trained) and prints, on the
+test split: every baseline (EASE with lambda tuned on validation, ItemKNN, BPR, MostPop,
+Random, the like-rate CTR baseline), the best fine-tune by test precision@10, the front
+trial with the most tail precision among those at least as accurate as EASE, the cold-user
+slice (or why it is empty), every trial's ctr_auc against the like-rate baseline, and the
+study's hypervolume against its reference front's (same reference point).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import Any
+
+from moo_search import load_study
+from moo_search.report import collect
+
+COLS = (
+    "precision@10",
+    "ndcg@10",
+    "tail/precision@10",
+    "cold/precision@10",
+    "ild@10",
+    "novelty@10",
+    "ctr_auc",
+)
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+
+
+def _row(name: str, m: dict[str, Any]) -> str:
+    return f"{name:<34}" + "".join(f"{_fmt(m.get(c)):>19}" for c in COLS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("target", nargs="?", default="reports/quickstart")
+    ap.add_argument("--study-name")
+    args = ap.parse_args(argv)
+    study = load_study(args.target, args.study_name)
+    data = collect(study)
+    baselines = study.user_attrs.get("moo:baselines") or {}
+    rows = data.rows
+    done = rows[rows["state"] == "COMPLETE"]
+    fine = done[done["derived_from"].isna()] if "derived_from" in done else done
+    test = lambda r: {c: r.get(f"test:{c}") for c in COLS}  # noqa: E731
+
+    print(
+        f"study {study.study_name!r}: {len(fine)} fine-tunes, {len(done) - len(fine)} "
+        f"re-ranked variants, {int(data.rows['pareto'].sum())} front points"
+    )
+    print("\ntest split" + "".join(f"{c:>19}" for c in COLS).rjust(34 + 19 * len(COLS) - 10))
+    like = (baselines.get("LikeRate") or {}).get("test", {})
+    for name, res in baselines.items():
+        if name != "LikeRate":
+            print(_row(name, {**res.get("test", {}), "ctr_auc": like.get("ctr_auc")}))
+    print(_row("LikeRate (CTR only)", like))
+    ease = (baselines.get("EASE") or {}).get("test", {})
+    if len(done):
+        best = done.loc[done["test:precision@10"].astype(float).idxmax()]
+        print(_row(f"best trial {int(best['number'])} (test P@10)", test(best)))
+        front = done[done["pareto"].astype(bool)]
+        acc = front[front["test:precision@10"].astype(float) >= ease.get("precision@10", 0)]
+        if len(acc):
+            tail = acc.loc[acc["test:tail/precision@10"].astype(float).idxmax()]
+            print(_row(f"front trial {int(tail['number'])} (P>=EASE, max tail)", test(tail)))
+        else:
+            print("no front trial reaches EASE's test precision@10")
+    if all(
+        f"test:{c}" not in done or done[f"test:{c}"].isna().all() for c in ["cold/precision@10"]
+    ):
+        print("cold/ slice: empty - no test user has <= eval.cold_user_max train items here")
+    if len(fine) and "test:ctr_auc" in fine:
+        aucs = fine["test:ctr_auc"].astype(float)
+        print(
+            f"\nctr_auc (test) of the {len(fine)} fine-tunes: min {aucs.min():.4f}, "
+            f"max {aucs.max():.4f}; like-rate baseline {_fmt(like.get('ctr_auc'))}; "
+            f"above it: {int((aucs > like.get('ctr_auc', 1.0)).sum())}/{len(aucs)}; "
+            f"below 0.5: {int((aucs < 0.5).sum())}"
+        )
+    print()
+    for line in data.comparison_lines():
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
