@@ -4,9 +4,11 @@ Bundle layout (``DIR``)::
 
     config.yaml          the resolved trial config; `moo-search trial DIR/config.yaml` re-runs it
     adapter/             the adapter in standard PEFT format (PeftModel.from_pretrained)
-    heads.safetensors    ID embeddings, item bias, CTR head
+    heads.safetensors    ID embeddings, item bias, CTR head, like-rates
+    backbone.safetensors the closed-form collaborative backbone W (fusion.cf ease/itemknn)
     catalog.json         item ids and texts, user ids and texts, features, train counts
-    seen.npz             items each known user interacted with (never recommended again)
+    seen.npz             items each known user interacted with (never recommended again),
+                         and their train rows (the backbone scores them as x_u W)
     metrics.json         validation/test metrics, objectives, the front, the selection rule
     manifest.json        versions, base model and data fingerprints, SHA-256 of every file
     MODEL_CARD.md        what it is, how it was chosen, how to load it
@@ -18,8 +20,10 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 import shutil
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from moo_search.errors import ExportError, SpecError
+from moo_search.errors import ExportError, SpecError, StorageError
 from moo_search.spec import Constraint, StudySpec, spec_from_dict
 
 __all__ = ["ExportedRecommender", "export_trial", "load_exported", "verify_export"]
@@ -221,9 +225,8 @@ def export_trial(
     from moo_search.trial import prepare_data
 
     where = list(where or [])
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise ExportError(f"{out} exists and is not empty; pass --force to replace its contents")
+    final = Path(out)
+    _check_out(final, force=force)
     study = load_study(target, study_name)
     sel = _select(study, trial=trial, select=select, where=where)
     t = sel.trial
@@ -234,29 +237,72 @@ def export_trial(
             f"trial {t.number} has no trial config or artifacts ({art or 'none recorded'}); only trials of "
             "the default objective (run_trial) with their artifacts can be exported"
         )
-    for needed in ("heads.safetensors", "metrics.json"):
-        if not (art / needed).is_file():
-            raise ExportError(f"{art / needed}: missing; the trial's artifacts are incomplete")
+    needed = ["heads.safetensors", "metrics.json"]
+    if (raw.get("adapter") or {}).get("type", "lora") != "none":
+        needed.append("adapter")
+    for name in needed:
+        if not (art / name).exists():
+            raise ExportError(f"{art / name}: missing; the trial's artifacts are incomplete")
+    _check_not_inside(final, [art, *[Path(p) for p in _study_paths(target)]])
+    artifact_check = _check_artifacts(t, art)
     spec = _standalone_config(raw, study.study_name, t.number)
     data = prepare_data(spec)
     encoder, _, base_id = load_encoder(spec.model)
+    backbone = _backbone_for_export(t, spec, data)
 
-    if out.exists() and force:
-        for child in out.iterdir():  # only inside --out
-            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+    # everything is written to a new directory beside --out and renamed into place at the end:
+    # a failure leaves --out as it was
+    final.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix=f".{final.name}.export-", dir=final.parent))
+    try:
+        _write_bundle(
+            out, spec, art, base_id, backbone, data, t, study, sel, encoder, artifact_check
+        )
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    _swap_into_place(out, final)
+    logger.info("exported trial %d of %s to %s", t.number, study.study_name, final)
+    return final
+
+
+def _write_bundle(
+    out: Path,
+    spec: StudySpec,
+    art: Path,
+    base_id: str,
+    backbone: np.ndarray | None,
+    data: Any,
+    t: Any,
+    study: Any,
+    sel: Selection,
+    encoder: Any,
+    artifact_check: dict[str, Any],
+) -> None:
+    from moo_search.drivers import ATTR
+
     spec.save(out / "config.yaml")
     if spec.adapter.type != "none":
-        if not (art / "adapter").is_dir():
-            raise ExportError(f"{art / 'adapter'}: missing; the trial's artifacts are incomplete")
         shutil.copytree(art / "adapter", out / "adapter")
         acfg_path = out / "adapter" / "adapter_config.json"
         acfg = json.loads(acfg_path.read_text())
         acfg["base_model_name_or_path"] = base_id  # not this machine's site-packages path
         acfg_path.write_text(json.dumps(acfg, indent=2, sort_keys=True))
     shutil.copy2(art / "heads.safetensors", out / "heads.safetensors")
+    if backbone is not None:
+        from safetensors.numpy import save_file as save_np
+
+        save_np({"weights": backbone}, str(out / "backbone.safetensors"))
     _write_catalog(out, data)
     recorded = json.loads((art / "metrics.json").read_text())
+    if t.user_attrs.get(ATTR.METRICS):
+        # the trial's own record: a re-ranking variant shares its fine-tune's artifacts, not
+        # its metrics
+        recorded = {
+            **recorded,
+            "metrics": t.user_attrs[ATTR.METRICS],
+            "cost": t.user_attrs.get(ATTR.COST, recorded.get("cost", {})),
+        }
     objectives = study.user_attrs.get("moo:objectives") or []
     _write_json(
         out / "metrics.json",
@@ -283,18 +329,140 @@ def export_trial(
         },
         "seed": spec.seed,
         "study": {"name": study.study_name, "trial": t.number},
+        "trial_artifacts": artifact_check,
+        "backbone": t.user_attrs.get(ATTR.BACKBONE) or {"name": spec.fusion.cf},
     }
     _write_model_card(out, spec, manifest, recorded, sel, objectives)
     _seal(out, manifest)
-    logger.info("exported trial %d of %s to %s", t.number, study.study_name, out)
-    return out
+
+
+def _is_bundle(path: Path) -> bool:
+    """A directory holding a previous export of ours (its manifest names our format)."""
+    try:
+        m = json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(m, dict) and "format_version" in m and isinstance(m.get("files"), dict)
+
+
+def _check_out(out: Path, *, force: bool) -> None:
+    """The one place that decides whether ``--out`` may be replaced: only when it does not
+    exist, is an empty directory, or (with ``force``) holds a previous bundle of ours; never
+    the working directory or one of its parents."""
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out}: exists and is not a directory; choose a new path")
+    resolved = out.resolve()
+    cwd = Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents:
+        raise ExportError(
+            f"--out {out}: is the working directory or one of its parents; export into a new "
+            "directory, e.g. exports/knee"
+        )
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise ExportError(
+                f"{out} exists and is not empty; pass --force to replace its contents"
+            )
+        if not _is_bundle(out):
+            raise ExportError(
+                f"--out {out}: holds files that are not an export bundle (no manifest.json of "
+                "ours); --force replaces only a previous bundle. Nothing was deleted"
+            )
+
+
+def _check_not_inside(out: Path, protected: list[Path]) -> None:
+    """Refuse an ``--out`` that is, or contains, the study or the trial's artifacts."""
+    resolved = out.resolve()
+    for p in protected:
+        q = p.resolve()
+        if resolved == q or resolved in q.parents:
+            raise ExportError(
+                f"--out {out}: would replace {p} (the study or its artifacts); choose a new path"
+            )
+
+
+def _study_paths(target: str | Path) -> list[str]:
+    """The study directory and database file behind ``target``, when it is on disk."""
+    from moo_search.drivers._storage import resolve_storage_arg
+
+    try:
+        url, study_dir = resolve_storage_arg(str(target))
+    except StorageError:  # not a path on disk: the artifact check still applies
+        return []
+    paths = [str(study_dir)] if study_dir is not None else []
+    if url.startswith("sqlite:///"):
+        paths.append(url.removeprefix("sqlite:///"))
+    return paths
+
+
+def _swap_into_place(tmp: Path, final: Path) -> None:
+    """Rename the finished bundle into ``final``; a previous bundle (or empty dir) there is
+    moved aside first and removed only once the new one is in place."""
+    old = None
+    if final.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+        os.replace(final, old / "bundle")
+    os.replace(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _check_artifacts(t: Any, art: Path) -> dict[str, Any]:
+    """Refuse artifacts that are not this trial's: every file recorded when the trial
+    completed must hash as recorded. Trials from before hashes were recorded are "unverified"."""
+    from moo_search.drivers import ATTR
+
+    recorded = t.user_attrs.get(ATTR.ARTIFACT_SHA256)
+    if not recorded:
+        return {"status": "unverified", "reason": "the trial predates artifact hashes"}
+    for rel, sha in sorted(recorded.items()):
+        p = art / rel
+        if not p.is_file():
+            raise ExportError(
+                f"trial {t.number}: artifact {p} recorded when the trial completed is missing; "
+                "nothing was exported"
+            )
+        got = _sha256(p)
+        if got != sha:
+            raise ExportError(
+                f"trial {t.number}: artifact {p} is not the one this trial wrote (SHA-256 "
+                f"recorded {sha}, found {got}); another run may have overwritten it. Nothing "
+                "was exported"
+            )
+    return {"status": "verified", "files": len(recorded)}
+
+
+def _backbone_for_export(t: Any, spec: StudySpec, data: Any) -> np.ndarray | None:
+    """The closed-form backbone W the trial used (None for mf), checked against its record."""
+    from moo_search.drivers import ATTR
+    from moo_search.model.backbones import backbone_sha256
+    from moo_search.trial import collaborative_backbone
+
+    cf = collaborative_backbone(spec, data)
+    if cf.weights is None:
+        return None
+    want = (t.user_attrs.get(ATTR.BACKBONE) or {}).get("sha256")
+    got = backbone_sha256(cf.weights)
+    if want and want != got:
+        raise ExportError(
+            f"trial {t.number}: the {cf.name} backbone rebuilt from its data differs from the one "
+            f"it was trained with (SHA-256 recorded {want}, rebuilt {got}); nothing was exported"
+        )
+    return cf.weights
 
 
 def _write_catalog(out: Path, data: Any) -> None:
     ds, split = data.ds, data.split
     seen = split.seen_before("test").tocsr()
+    train = split.matrix("train").tocsr()  # what the backbone scored known users from
     np.savez_compressed(
-        out / "seen.npz", indptr=seen.indptr, indices=seen.indices, shape=np.array(seen.shape)
+        out / "seen.npz",
+        indptr=seen.indptr,
+        indices=seen.indices,
+        shape=np.array(seen.shape),
+        train_indptr=train.indptr,
+        train_indices=train.indices,
+        train_data=train.data.astype(np.float32),
     )
     _write_json(
         out / "catalog.json",
@@ -343,10 +511,12 @@ def _write_model_card(
 
 A language-model recommender: {manifest["base_model"]["id"]} with a {a.type.upper()} adapter
 (r={a.r}, alpha={a.alpha:g}, targets {", ".join(a.target_modules)}{f", layers {a.layers}" if a.layers else ""}),
-ID embeddings fused with the semantic score (alpha={spec.fusion.alpha:.3f}) and a CTR head;
+the semantic score fused with the {spec.fusion.cf} collaborative backbone (alpha={spec.fusion.alpha:.3f}) and a CTR head;
 re-ranking with MMR lambda={spec.rerank.mmr_lambda:.3f} and popularity penalty beta={spec.rerank.pop_penalty:.3f}.
 
 ## How it was chosen
+
+Artifacts: {"checked against the SHA-256 recorded by the trial" if manifest["trial_artifacts"]["status"] == "verified" else "unverified (the trial predates artifact hashes)"}.
 
 Study `{manifest["study"]["name"]}`, trial {manifest["study"]["trial"]}, selected by
 `{sel.rule}`{f" among front trials with {' and '.join(sel.where)}" if sel.where else ""} from a Pareto front of
@@ -496,8 +666,7 @@ class ExportedRecommender:
                         return_tensors="pt",
                     )
                     sem = self.model.encode(enc["input_ids"], enc["attention_mask"])[0]
-                q = self.model.item_emb.weight
-                collab = q[torch.as_tensor(idx)].mean(0) if len(idx) else torch.zeros(q.shape[1])
+                collab = self.model.collaborative_from_history(torch.as_tensor(idx))
             return sem, collab, idx
         key = str(user)
         if key not in self._user_index:
@@ -507,19 +676,21 @@ class ExportedRecommender:
         u = self._user_index[key]
         sem = self._user_emb[u] if self._user_emb is not None else None
         seen = self._seen.indices[self._seen.indptr[u] : self._seen.indptr[u + 1]]
-        return sem, self.model.user_emb.weight[u], seen
+        with torch.no_grad():
+            collab = self.model.collaborative(torch.as_tensor([u]))[0]
+        return sem, collab, seen
 
     def _scores(self, sem: Any, collab: Any) -> np.ndarray:
+        """Fused scores over the catalog, exactly as the trial scored them."""
         import torch
 
         with torch.no_grad():
-            r = collab @ self.model.item_emb.weight.T + self.model.item_bias
             s = (
-                sem @ self._item_emb.T
+                (sem @ self._item_emb.T)[None]
                 if sem is not None and self._item_emb is not None
-                else torch.zeros_like(r)
+                else None
             )
-            return self.model.fuse(s, r).float().numpy()
+            return self.model.fuse(s, collab[None])[0].float().numpy()
 
     def recommend(self, user: Any, k: int = 10) -> list[str]:
         """Top-``k`` item ids, seen items excluded, re-ranked exactly as in evaluation."""
@@ -551,17 +722,29 @@ class ExportedRecommender:
         return self._scores(sem, collab)[idx]
 
     def ctr(self, user: Any, item: Any) -> float:
-        """p(click | user, item) from the CTR head."""
+        """p(click | user, item) from the CTR head (like-rates of a new user: the prior)."""
         import torch
 
-        _, collab, _ = self._resolve(user)  # the CTR head reads the item's text, not the user's
-        i = self._items([item])[0]
+        from moo_search.model.recommender import standardise
+
+        sem, collab, _ = self._resolve(user)
+        i = int(self._items([item])[0])
         with torch.no_grad():
-            qi = self.model.item_emb.weight[i]
-            r = (collab * qi).sum() + self.model.item_bias[i]
-            text = self._item_emb[i][None] if self._item_emb is not None else None
-            logit = self.model.ctr(collab[None], qi[None], r[None], self.model.logpop[[i]], text)
-            return float(torch.sigmoid(logit)[0])
+            r_z = standardise(collab[None].float())[0, i]
+            s_z = None
+            if sem is not None and self._item_emb is not None:
+                s_z = standardise((sem @ self._item_emb.T)[None])[0, i]
+            known = not isinstance(user, dict)
+            u = self._user_index[str(user)] if known else 0
+            feats = self.model.ctr_features(
+                torch.as_tensor([u]),
+                torch.as_tensor([i]),
+                r_z[None],
+                None if s_z is None else s_z[None],
+                # a new user has no train exposures: the smoothed rate is the global one
+                user_like=None if known else self.model.global_like.reshape(1),
+            )
+            return float(torch.sigmoid(self.model.ctr_logit(feats))[0])
 
     def _items(self, items: list[Any]) -> np.ndarray:
         missing = [x for x in items if str(x) not in self._item_index]
@@ -605,6 +788,20 @@ def load_exported(path: str | Path) -> ExportedRecommender:
             encoder = PeftModel.from_pretrained(encoder, str(root / "adapter"))
     catalog = json.loads((root / "catalog.json").read_text())
     heads = load_file(str(root / "heads.safetensors"))
+    heads = {k: v for k, v in heads.items() if k not in ("cf_weights", "cf_scores")}
+    z = np.load(root / "seen.npz")
+    seen = sp.csr_matrix(
+        (np.ones(len(z["indices"])), z["indices"], z["indptr"]), shape=tuple(z["shape"])
+    )
+    cf_weights = cf_scores = None
+    if (root / "backbone.safetensors").is_file():
+        from safetensors.numpy import load_file as load_np
+
+        cf_weights = load_np(str(root / "backbone.safetensors"))["weights"]
+        train = sp.csr_matrix(
+            (z["train_data"], z["train_indices"], z["train_indptr"]), shape=tuple(z["shape"])
+        )
+        cf_scores = np.asarray(train @ cf_weights, dtype=np.float32)
     n_items, id_dim = heads["item_emb.weight"].shape
     model = Recommender(
         encoder=encoder,
@@ -615,6 +812,8 @@ def load_exported(path: str | Path) -> ExportedRecommender:
         temperature=spec.loss.temperature,
         pooling=spec.model.pooling,
         item_logpop=heads["logpop"].numpy(),
+        cf_weights=cf_weights,
+        cf_scores=cf_scores,
     )
     missing, unexpected = model.load_state_dict(heads, strict=False)
     if unexpected or any(not k.startswith("encoder.") for k in missing):
@@ -622,10 +821,6 @@ def load_exported(path: str | Path) -> ExportedRecommender:
             f"{root / 'heads.safetensors'}: does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
     model.eval()
-    z = np.load(root / "seen.npz")
-    seen = sp.csr_matrix(
-        (np.ones(len(z["indices"])), z["indices"], z["indptr"]), shape=tuple(z["shape"])
-    )
     return ExportedRecommender(root, manifest, spec, model, tokenizer, catalog, seen)
 
 

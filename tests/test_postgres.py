@@ -134,3 +134,38 @@ def test_killed_worker_trial_is_failed_by_heartbeat_and_retried(pg_url, tmp_path
     ]
     assert len(retried) == 1 and retried[0].params == failed[0].params
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 12
+
+
+def test_a_storage_password_never_leaves_the_process(pg_url, tmp_path, capsys, monkeypatch):
+    """A password planted in the storage URL (trust auth ignores it) appears in no output,
+    page, spec.yaml, study or trial record, and no artifact."""
+    from moo_search.cli import main
+
+    from .helpers import TINY
+
+    secret = "plantedSecret42"
+    url = pg_url.replace("postgres@", f"postgres:{secret}@")
+    raw = {
+        **TINY,
+        "storage": url,
+        "out_dir": str(tmp_path / "study"),
+        "search_space": {"fusion.alpha": {"float": [0.2, 0.8]}},
+        "budget": {"n_trials": 1},
+        "train": {**TINY["train"], "max_steps": 3},
+    }
+    spec_path = tmp_path / "s.yaml"
+    spec_path.write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(spec_path)]) == 0
+    assert main(["report", url, "--out", str(tmp_path / "r.html")]) == 0
+    out = capsys.readouterr()
+    assert secret not in out.out + out.err
+    for p in tmp_path.rglob("*"):
+        if p.is_file() and p != spec_path:  # the user's own spec holds it, of course
+            assert secret.encode() not in p.read_bytes(), p
+    study = optuna.load_study(study_name="tiny", storage=url)
+    assert secret not in repr(study.user_attrs)
+    for t in study.trials:
+        assert secret not in repr(t.user_attrs)
+    page = (tmp_path / "r.html").read_text()
+    assert "--study-name tiny" in page and "postgres:***@" in page
