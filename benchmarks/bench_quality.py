@@ -73,9 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             print(_row(f"front trial {int(tail['number'])} (P>=EASE, max tail)", test(tail)))
         else:
             print("no front trial reaches EASE's test precision@10")
-    if all(
-        f"test:{c}" not in done or done[f"test:{c}"].isna().all() for c in ["cold/precision@10"]
-    ):
+    if "test:cold/precision@10" not in done or done["test:cold/precision@10"].isna().all():
         print("cold/ slice: empty - no test user has <= eval.cold_user_max train items here")
     if len(fine) and "test:ctr_auc" in fine:
         aucs = fine["test:ctr_auc"].astype(float)

@@ -141,11 +141,9 @@ def _select(study: Any, *, trial: int | None, select: str | None, where: list[st
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from moo_search.drivers._study import sha256_file
+
+    return sha256_file(path)
 
 
 def _write_json(path: Path, obj: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["redact_text", "redact_url"]
+__all__ = ["redact_url"]
 
 # scheme://user:password@host...  (the password may hold anything but '@' and '/')
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):(?P<pw>[^@/\s]+)@")
@@ -14,8 +14,3 @@ def redact_url(url: str) -> str:
     """``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``; a URL without a password
     is returned unchanged."""
     return _URL_PASSWORD.sub(lambda m: f"{m['head']}:***@", url)
-
-
-def redact_text(text: str) -> str:
-    """Every URL password inside ``text`` (error messages, logs) replaced by ``***``."""
-    return redact_url(text)

@@ -73,10 +73,12 @@ class PreparedData:
     features: np.ndarray
     item_counts: np.ndarray
     item_pop: np.ndarray  # share of train users per item; unseen items 1 / (n_users + 1)
+    like_rates: Any  # moo_search.model.ctr.LikeRates of the train exposures
 
 
 @lru_cache(maxsize=4)
 def _prepare(data_json: str) -> PreparedData:
+    from moo_search.model.ctr import split_like_rates
     from moo_search.spec import DataConfig
 
     cfg = DataConfig.model_validate_json(data_json)
@@ -91,6 +93,7 @@ def _prepare(data_json: str) -> PreparedData:
         features=ds.item_features(),
         item_counts=item_counts,
         item_pop=np.where(item_counts > 0, item_counts / n_train_users, 1.0 / (n_train_users + 1)),
+        like_rates=split_like_rates(split),
     )
 
 
@@ -153,19 +156,6 @@ def collaborative_backbone(spec: StudySpec, data: PreparedData) -> Collaborative
     return Collaborative(spec.fusion.cf, w, scores, params)
 
 
-def train_like_rates(data: PreparedData) -> Any:
-    from moo_search.model.ctr import like_rates
-
-    tr = data.split.train
-    return like_rates(
-        tr["user"].to_numpy(),
-        tr["item"].to_numpy(),
-        (tr["rating"].to_numpy() >= data.split.threshold).astype(np.float64),
-        n_users=data.ds.n_users,
-        n_items=data.ds.n_items,
-    )
-
-
 def build_model(spec: StudySpec, data: PreparedData) -> tuple[Any, Any, str]:
     """(Recommender, tokenizer, base model id); config errors surface here, before training."""
     from moo_search.model.adapters import apply_adapter
@@ -176,7 +166,7 @@ def build_model(spec: StudySpec, data: PreparedData) -> tuple[Any, Any, str]:
     encoder, tokenizer, base_id = load_encoder(spec.model)
     encoder = apply_adapter(encoder, spec.adapter)
     cf = collaborative_backbone(spec, data)
-    rates = train_like_rates(data)
+    rates = data.like_rates
     model = Recommender(
         encoder=encoder,
         n_users=data.ds.n_users,
@@ -244,7 +234,7 @@ def run_trial(
     train_users = split.train["user"].to_numpy()
     train_items = split.train["item"].to_numpy()
     clicks = (split.train["rating"].to_numpy() >= thr).astype(np.float32)
-    like_user, like_item = train_like_rates(data).pair_logits(train_users, train_items, clicks)
+    like_user, like_item = data.like_rates.pair_logits(train_users, train_items, clicks)
     tdata = TrainData(
         users=train_users,
         items=train_items,
@@ -399,16 +389,17 @@ def _pair_features(
     device: torch.device,
     *,
     like: tuple[np.ndarray, np.ndarray] | None = None,
-    batch: int = 512,
+    chunk: int = 4096,
 ) -> torch.Tensor:
     """CTR features of (user, item) pairs; per-user z-scores over the full catalog."""
-    from moo_search.model.recommender import standardise
+    from moo_search.model.recommender import CTR_FEATURES, standardise
 
     out = []
     with torch.no_grad():
-        for start in range(0, len(users), batch * 8):
-            uu = torch.as_tensor(users[start : start + batch * 8].copy(), device=device)
-            ii = torch.as_tensor(items[start : start + batch * 8].copy(), device=device)
+        for start in range(0, len(users), chunk):
+            part = slice(start, start + chunk)
+            uu = torch.as_tensor(users[part].copy(), device=device)
+            ii = torch.as_tensor(items[part].copy(), device=device)
             uniq, inv = torch.unique(uu, return_inverse=True)
             r_z = standardise(model.collaborative(uniq).float())[inv, ii]
             s_z = None
@@ -416,10 +407,10 @@ def _pair_features(
                 s_z = standardise(user_emb[uniq] @ item_emb.T)[inv, ii]
             kw: dict[str, torch.Tensor] = {}
             if like is not None:
-                kw["user_like"] = torch.as_tensor(like[0][start : start + batch * 8], device=device)
-                kw["item_like"] = torch.as_tensor(like[1][start : start + batch * 8], device=device)
+                kw["user_like"] = torch.as_tensor(like[0][part], device=device)
+                kw["item_like"] = torch.as_tensor(like[1][part], device=device)
             out.append(model.ctr_features(uu, ii, r_z, s_z, **kw))
-    return torch.cat(out) if out else torch.zeros(0, 5, device=device)
+    return torch.cat(out) if out else torch.zeros(0, len(CTR_FEATURES), device=device)
 
 
 def _fit_ctr(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from moo_search.errors import StorageError
+from moo_search.redact import redact_url
 
 __all__ = ["open_storage", "resolve_storage_arg"]
 
@@ -62,12 +63,12 @@ def open_storage(
             )
     except ImportError as e:
         raise StorageError(
-            f"storage {_redact(url)}: the database driver is missing ({e}); "
+            f"storage {redact_url(url)}: the database driver is missing ({e}); "
             "install moo-search[postgres] or moo-search[mysql]"
         ) from None
     except Exception as e:  # sqlalchemy raises many types for a bad URL or host
         raise StorageError(
-            f"cannot open storage {_redact(url)}: {str(e).splitlines()[0]}"
+            f"cannot open storage {redact_url(url)}: {str(e).splitlines()[0]}"
         ) from None
 
 
@@ -84,12 +85,6 @@ def _retry_callback(rdb: Any, heartbeat_interval: int | None) -> dict[str, Any]:
         cb = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
         return {"heartbeat_stale_trial_callback": cb}
     return {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)}
-
-
-def _redact(url: str) -> str:
-    from moo_search.redact import redact_url
-
-    return redact_url(url)
 
 
 def resolve_storage_arg(target: str) -> tuple[str, Path | None]:

@@ -34,6 +34,7 @@ __all__ = [
     "make_evaluator",
     "open_study",
     "reference_point",
+    "sha256_file",
     "study_home",
 ]
 
@@ -567,19 +568,24 @@ def _add_variant(
     ctx.study.add_trial(frozen)
 
 
-def artifact_hashes(root: Path) -> dict[str, str]:
-    """SHA-256 of every file under ``root``, by POSIX path relative to it."""
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks."""
     import hashlib
 
-    out: dict[str, str] = {}
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            h = hashlib.sha256()
-            with p.open("rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-            out[p.relative_to(root).as_posix()] = h.hexdigest()
-    return out
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def artifact_hashes(root: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``root``, by POSIX path relative to it."""
+    return {
+        p.relative_to(root).as_posix(): sha256_file(p)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _finite(metrics: dict[str, dict[str, float]]) -> dict[str, dict[str, float | None]]:

@@ -142,16 +142,9 @@ def like_rate_ctr(
 ) -> dict[str, dict[str, float]]:
     """The count CTR baseline on each part's exposures: smoothed train like-rate of the user
     plus that of the item (logits), no learning."""
-    from moo_search.model.ctr import like_rate_logits, like_rates
+    from moo_search.model.ctr import like_rate_logits, split_like_rates
 
-    tr = split.train
-    rates = like_rates(
-        tr["user"].to_numpy(),
-        tr["item"].to_numpy(),
-        (tr["rating"].to_numpy() >= split.threshold).astype(np.float64),
-        n_users=split.n_users,
-        n_items=split.n_items,
-    )
+    rates = split_like_rates(split)
     out: dict[str, dict[str, float]] = {}
     for part in parts:
         df = split.part(part)

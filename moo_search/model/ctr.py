@@ -9,10 +9,11 @@ smoothing towards the mean; a Beta(m g, m (1 - g)) prior).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-__all__ = ["LikeRates", "like_rate_logits", "like_rates"]
+__all__ = ["LikeRates", "like_rate_logits", "like_rates", "split_like_rates"]
 
 PRIOR_STRENGTH = 5.0
 
@@ -82,3 +83,15 @@ def like_rate_logits(rates: LikeRates, users: np.ndarray, items: np.ndarray) -> 
     """The count baseline: user logit + item logit - global logit (no learning)."""
     u, i = rates.pair_logits(users, items)
     return u + i - rates.global_logit
+
+
+def split_like_rates(split: Any) -> LikeRates:
+    """Like-rates from a split's train exposures (click = rating >= its threshold)."""
+    tr = split.train
+    return like_rates(
+        tr["user"].to_numpy(),
+        tr["item"].to_numpy(),
+        (tr["rating"].to_numpy() >= split.threshold).astype(np.float64),
+        n_users=split.n_users,
+        n_items=split.n_items,
+    )

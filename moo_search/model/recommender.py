@@ -117,7 +117,8 @@ class Recommender(nn.Module):
         return [*ids, self.log_scale, *self.ctr.parameters()]
 
     def head_state(self) -> dict[str, torch.Tensor]:
-        """Everything but the encoder: ID embeddings, backbone, CTR head, popularity."""
+        """Everything but the encoder and the backbone: ID embeddings, CTR head, like-rates,
+        popularity (the closed-form backbone is the study's and is shipped once per export)."""
         return {
             k: v.detach().cpu().contiguous()
             for k, v in self.state_dict().items()

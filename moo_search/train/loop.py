@@ -175,9 +175,19 @@ def train(
                 s_full = (eu @ item_cache.T).index_put(
                     (torch.arange(len(idx), device=device)[:, None], i[None, :]), eu @ ei.T
                 )  # fresh, grad-carrying in-batch columns
-            logits = model.logits(model.fuse(s_full, r_full)).float()
             terms = _loss_terms(
-                model, logits, r_full, s_full, u, i, idx, w, loss_cfg, train_cfg, ctx, gen
+                model,
+                model.fuse(s_full, r_full).float(),
+                r_full,
+                s_full,
+                u,
+                i,
+                idx,
+                w,
+                loss_cfg,
+                train_cfg,
+                ctx,
+                gen,
             )
             loss = sum(w[k] * v for k, v in terms.items())
         assert isinstance(loss, torch.Tensor)
@@ -258,7 +268,7 @@ class _BatchContext:
 
 def _loss_terms(
     model: Recommender,
-    logits: torch.Tensor,
+    fused: torch.Tensor,
     r_full: torch.Tensor,
     s_full: torch.Tensor | None,
     u: torch.Tensor,
@@ -272,6 +282,7 @@ def _loss_terms(
 ) -> dict[str, torch.Tensor]:
     """The weighted terms of L = w_rank L_rank + w_ctr L_ctr + w_div L_div + w_nov L_nov."""
     terms: dict[str, torch.Tensor] = {}
+    logits = model.logits(fused)
     if w["ranking"] > 0:
         rank = (
             L.softmax_loss(logits, i)
@@ -285,8 +296,8 @@ def _loss_terms(
             rank = 0.5 * (rank + L.softmax_loss(model.collaborative(ctx.users[j]), ctx.items[j]))
         terms["ranking"] = rank
     if w["ctr"] > 0:
-        rows = torch.arange(len(idx), device=logits.device)
-        t = torch.as_tensor(idx, device=logits.device)
+        rows = torch.arange(len(idx), device=fused.device)
+        t = torch.as_tensor(idx, device=fused.device)
         r_z = standardise(r_full.float())[rows, i]
         s_z = standardise(s_full.float())[rows, i] if s_full is not None else None
         feats = model.ctr_features(
@@ -300,8 +311,7 @@ def _loss_terms(
         terms["ctr"] = L.ctr_loss(model.ctr_logit(feats).float(), ctx.clicks[t])
     if w["diversity"] > 0 or w["novelty"] > 0:
         # at a fixed temperature: these terms must move the ranking, not flatten the softmax
-        scale = model.log_scale.detach().exp()
-        probs = torch.softmax(logits / model.log_scale.exp() * scale, dim=-1)
+        probs = torch.softmax(fused * model.log_scale.detach().exp(), dim=-1)
         if w["diversity"] > 0:
             terms["diversity"] = L.diversity_loss(probs, ctx.features)
         if w["novelty"] > 0:
