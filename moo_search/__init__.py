@@ -38,16 +38,17 @@ __all__ = [
 _LAZY = {
     "run_trial": "moo_search.trial",
     "run_study": "moo_search.drivers",
-    "load_study": "moo_search.drivers",
+    "load_study": "moo_search.study",
     "build_report": "moo_search.report",
     "export_trial": "moo_search.export",
     "load_exported": "moo_search.export",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from moo_search.drivers import load_study, run_study
+    from moo_search.drivers import run_study
     from moo_search.export import export_trial, load_exported
     from moo_search.report import build_report
+    from moo_search.study import load_study
     from moo_search.trial import run_trial
 
 

@@ -154,10 +154,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         study_name=args.study_name,
         workers=args.workers,
         on_progress=_print_progress,
-        report=not args.no_report,
     )
+    if not args.no_report and spec.uses_default_trial:
+        _build_report(spec, url, study)
     _print_summary(study, spec, url)
     return 0
+
+
+def _build_report(spec: Any, url: str, study: Any) -> None:
+    from moo_search.report import build_study_report
+
+    try:
+        build_study_report(spec, study, storage=url)
+    except MooSearchError as e:
+        logging.getLogger("moo_search").warning("could not build the report: %s", e)
 
 
 def _print_summary(study: Any, spec: Any, url: str) -> None:
@@ -165,7 +175,9 @@ def _print_summary(study: Any, spec: Any, url: str) -> None:
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-    variants = sum("moo:derived_from" in t.user_attrs for t in complete)
+    from moo_search.study import is_derived, study_home
+
+    variants = sum(is_derived(t) for t in complete)
     extra = f" (+{variants} re-ranked variants)" if variants else ""
     print(
         f"\n{len(complete) - variants} complete{extra}, {len(failed)} failed trials in study "
@@ -176,8 +188,6 @@ def _print_summary(study: Any, spec: Any, url: str) -> None:
         rows = [(f"trial {t.number}", dict(zip(names, t.values))) for t in study.best_trials]
         print(f"Pareto front ({len(rows)} trials, validation):")
         print(_table(rows, names))
-    from moo_search.drivers import study_home
-
     index = study_home(spec, url, study) / "index.html"
     if complete and spec.uses_default_trial:
         from moo_search.report import collect
@@ -195,7 +205,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, args.set)
     _ensure_data(spec)
     if args.workers is None:
-        from moo_search.drivers import _gpu_count
+        from moo_search.drivers._run import _gpu_count
 
         args.workers = max(1, _gpu_count())
     if args.workers > 1:

@@ -141,7 +141,7 @@ def _select(study: Any, *, trial: int | None, select: str | None, where: list[st
 
 
 def _sha256(path: Path) -> str:
-    from moo_search.drivers._study import sha256_file
+    from moo_search.study import sha256_file
 
     return sha256_file(path)
 
@@ -218,8 +218,8 @@ def export_trial(
         ExportError: no such trial, an empty selection (with the front's ranges), a non-empty
             ``out`` without ``force``, or missing artifacts.
     """
-    from moo_search.drivers import ATTR, load_study
     from moo_search.model.encoder import load_encoder
+    from moo_search.study import ATTR, load_study
     from moo_search.trial import prepare_data
 
     where = list(where or [])
@@ -277,7 +277,7 @@ def _write_bundle(
     encoder: Any,
     artifact_check: dict[str, Any],
 ) -> None:
-    from moo_search.drivers import ATTR
+    from moo_search.study import ATTR
 
     spec.save(out / "config.yaml")
     if spec.adapter.type != "none":
@@ -381,7 +381,7 @@ def _check_not_inside(out: Path, protected: list[Path]) -> None:
 
 def _study_paths(target: str | Path) -> list[str]:
     """The study directory and database file behind ``target``, when it is on disk."""
-    from moo_search.drivers._storage import resolve_storage_arg
+    from moo_search.study import resolve_storage_arg
 
     try:
         url, study_dir = resolve_storage_arg(str(target))
@@ -408,7 +408,7 @@ def _swap_into_place(tmp: Path, final: Path) -> None:
 def _check_artifacts(t: Any, art: Path) -> dict[str, Any]:
     """Refuse artifacts that are not this trial's: every file recorded when the trial
     completed must hash as recorded. Trials from before hashes were recorded are "unverified"."""
-    from moo_search.drivers import ATTR
+    from moo_search.study import ATTR
 
     recorded = t.user_attrs.get(ATTR.ARTIFACT_SHA256)
     if not recorded:
@@ -432,8 +432,8 @@ def _check_artifacts(t: Any, art: Path) -> dict[str, Any]:
 
 def _backbone_for_export(t: Any, spec: StudySpec, data: Any) -> np.ndarray | None:
     """The closed-form backbone W the trial used (None for mf), checked against its record."""
-    from moo_search.drivers import ATTR
     from moo_search.model.backbones import backbone_sha256
+    from moo_search.study import ATTR
     from moo_search.trial import collaborative_backbone
 
     cf = collaborative_backbone(spec, data)

@@ -7,20 +7,27 @@ Items seen before the evaluated split are excluded before the top-K is taken.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.stats import rankdata
 
+from moo_search.registry import METRICS
+
 __all__ = [
     "EvalContext",
+    "MetricDef",
     "auc",
     "coverage",
     "evaluate_topk",
     "gini",
     "ild",
+    "is_known_metric",
     "logloss",
+    "metric_direction",
     "novelty",
     "ranking_metrics",
     "tail_share",
@@ -182,30 +189,165 @@ class EvalContext:
         )
 
 
+# --------------------------------------------------------------------------- the registry
+
+ListCompute = Callable[[np.ndarray, np.ndarray, "EvalContext", sp.csr_matrix], float]
+"""(top-k lists, their users, context, relevance matrix of the slice) -> mean over users."""
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    """A registered metric family.
+
+    Attributes:
+        direction: Which way is better (export's ``best:METRIC``, the report's "best").
+        at_k: Named ``<name>@K`` and computed from top-K lists by ``compute``.
+        compute: For list metrics; None for metrics the trial reports itself (CTR, cost).
+        slices: Slices it is also reported on: ``cold`` (users with few train items) and
+            ``tail`` (relevance restricted to items outside the popular head).
+    """
+
+    name: str
+    direction: str
+    at_k: bool = True
+    compute: ListCompute | None = None
+    slices: tuple[str, ...] = field(default=())
+    description: str = ""
+
+
+def _ranking_entry(key: str) -> ListCompute:
+    def compute(
+        lists: np.ndarray, users: np.ndarray, ctx: EvalContext, rel: sp.csr_matrix
+    ) -> float:
+        k = lists.shape[1]
+        return ranking_metrics(lists, users, rel, k)[f"{key}@{k}"]
+
+    return compute
+
+
+for _name, _text in (
+    ("precision", "|L ∩ R| / K"),
+    ("recall", "|L ∩ R| / |R|"),
+    ("ndcg", "binary gains, log2 discount"),
+    ("hit", "at least one relevant item in L"),
+    ("mrr", "1 / rank of the first relevant item"),
+):
+    METRICS.register(
+        _name,
+        MetricDef(
+            _name,
+            "maximize",
+            compute=_ranking_entry(_name),
+            slices=("cold", "tail"),
+            description=_text,
+        ),
+    )
+METRICS.register(
+    "ild",
+    MetricDef(
+        "ild",
+        "maximize",
+        compute=lambda lists, users, ctx, rel: ild(lists, ctx.features),
+        slices=("cold",),
+        description="intra-list diversity over item features",
+    ),
+)
+METRICS.register(
+    "novelty",
+    MetricDef(
+        "novelty",
+        "maximize",
+        compute=lambda lists, users, ctx, rel: novelty(lists, ctx.item_users, ctx.n_train_users),
+        slices=("cold",),
+        description="mean self-information -log2(pop)",
+    ),
+)
+METRICS.register(
+    "coverage",
+    MetricDef(
+        "coverage",
+        "maximize",
+        compute=lambda lists, users, ctx, rel: coverage(lists, rel.shape[1]),
+        description="share of the catalog recommended",
+    ),
+)
+METRICS.register(
+    "tail_share",
+    MetricDef(
+        "tail_share",
+        "maximize",
+        compute=lambda lists, users, ctx, rel: tail_share(lists, ctx.head),
+        description="share of slots outside the popular head",
+    ),
+)
+METRICS.register(
+    "gini",
+    MetricDef(
+        "gini",
+        "minimize",
+        compute=lambda lists, users, ctx, rel: gini(lists, rel.shape[1]),
+        description="Gini coefficient of exposure",
+    ),
+)
+METRICS.register(
+    "ctr_auc", MetricDef("ctr_auc", "maximize", at_k=False, description="CTR head ROC AUC")
+)
+METRICS.register(
+    "ctr_logloss", MetricDef("ctr_logloss", "minimize", at_k=False, description="CTR head log loss")
+)
+for _name in ("seconds", "train_seconds", "train_tokens", "trainable_params", "peak_mem_mb"):
+    METRICS.register(f"cost/{_name}", MetricDef(f"cost/{_name}", "minimize", at_k=False))
+
+_NAME_RE = re.compile(r"^(?:(?P<slice>cold|tail)/)?(?P<family>[a-z_/]+?)(?:@(?P<k>\d+))?$")
+
+
+def _lookup(name: str) -> MetricDef | None:
+    m = _NAME_RE.match(name)
+    if not m or m["family"] not in METRICS:
+        return None
+    mdef: MetricDef = METRICS.get(m["family"])
+    if mdef.at_k != (m["k"] is not None) or (m["slice"] and m["slice"] not in mdef.slices):
+        return None
+    return mdef
+
+
+def is_known_metric(name: str) -> bool:
+    """Whether the default trial reports ``name`` (``precision@10``, ``cold/ndcg@5``,
+    ``ctr_auc``, ``cost/seconds``)."""
+    return _lookup(name) is not None
+
+
+def metric_direction(name: str) -> str:
+    """ "maximize" or "minimize" for a known metric; "maximize" for an unknown one (a custom
+    objective's metric has its direction in the spec)."""
+    mdef = _lookup(name)
+    return mdef.direction if mdef is not None else "maximize"
+
+
+def _list_metrics(
+    lists: np.ndarray, users: np.ndarray, ctx: EvalContext, rel: sp.csr_matrix, k: int, where: str
+) -> dict[str, float]:
+    out = {}
+    for name, mdef in METRICS.items():
+        if mdef.compute is not None and (not where or where in mdef.slices):
+            out[f"{where + '/' if where else ''}{name}@{k}"] = mdef.compute(lists, users, ctx, rel)
+    return out
+
+
 def evaluate_topk(
     lists: np.ndarray, users: np.ndarray, ctx: EvalContext, k: int
 ) -> dict[str, float]:
-    """Every list metric at ``k`` plus the ``cold/`` and ``tail/`` slices.
+    """Every registered list metric at ``k`` plus its ``cold/`` and ``tail/`` slices.
 
     ``lists[r]`` is the ranked list of ``users[r]``; ``users`` should be ``ctx.users``.
     """
-    n_items = ctx.relevant.shape[1]
     lists = lists[:, :k]
-    out = ranking_metrics(lists, users, ctx.relevant, k)
-    out[f"ild@{k}"] = ild(lists, ctx.features)
-    out[f"novelty@{k}"] = novelty(lists, ctx.item_users, ctx.n_train_users)
-    out[f"coverage@{k}"] = coverage(lists, n_items)
-    out[f"tail_share@{k}"] = tail_share(lists, ctx.head)
-    out[f"gini@{k}"] = gini(lists, n_items)
+    out = _list_metrics(lists, users, ctx, ctx.relevant, k, "")
     cold = ctx.cold_users[users]
     if cold.any():
-        sub = ranking_metrics(lists[cold], users[cold], ctx.relevant, k)
-        sub[f"ild@{k}"] = ild(lists[cold], ctx.features)
-        sub[f"novelty@{k}"] = novelty(lists[cold], ctx.item_users, ctx.n_train_users)
-        out.update({f"cold/{m}": v for m, v in sub.items()})
+        out.update(_list_metrics(lists[cold], users[cold], ctx, ctx.relevant, k, "cold"))
     tail_rel = ctx.relevant.multiply(sp.csr_matrix(~ctx.head, dtype=np.float32)).tocsr()
     has_tail = np.asarray(tail_rel[users].sum(1)).ravel() > 0
     if has_tail.any():
-        sub = ranking_metrics(lists[has_tail], users[has_tail], tail_rel, k)
-        out.update({f"tail/{m}": v for m, v in sub.items()})
+        out.update(_list_metrics(lists[has_tail], users[has_tail], ctx, tail_rel, k, "tail"))
     return out

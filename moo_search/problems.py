@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PROBLEMS", "Problem"]
+from moo_search.registry import PROBLEMS
+
+__all__ = ["Problem"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ def _zdt_g(x: np.ndarray) -> float:
     return 1.0 + 9.0 * float(np.sum(x[1:])) / (len(x) - 1)
 
 
+@PROBLEMS.register("zdt1")
 def zdt1(n_var: int = 30, **_: int) -> Problem:
     """ZDT1 (Zitzler, Deb & Thiele, 2000): convex front f2 = 1 - sqrt(f1)."""
 
@@ -66,6 +69,7 @@ def zdt1(n_var: int = 30, **_: int) -> Problem:
     return Problem("zdt1", n_var, 2, f, hv, "zdt1")
 
 
+@PROBLEMS.register("zdt2")
 def zdt2(n_var: int = 30, **_: int) -> Problem:
     """ZDT2: non-convex front f2 = 1 - f1^2."""
 
@@ -80,6 +84,7 @@ def zdt2(n_var: int = 30, **_: int) -> Problem:
     return Problem("zdt2", n_var, 2, f, hv, "zdt2")
 
 
+@PROBLEMS.register("dtlz2")
 def dtlz2(n_var: int | None = None, n_obj: int = 3, **_: int) -> Problem:
     """DTLZ2 (Deb et al., 2002): the front is the unit sphere in the positive orthant."""
     m = n_obj
@@ -102,6 +107,3 @@ def dtlz2(n_var: int | None = None, n_obj: int = 3, **_: int) -> Problem:
         return float(np.prod(ref)) - unit_ball / 2**m
 
     return Problem("dtlz2", n, m, f, hv, "dtlz2")
-
-
-PROBLEMS: dict[str, Callable[..., Problem]] = {"zdt1": zdt1, "zdt2": zdt2, "dtlz2": dtlz2}

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from moo_search.drivers._study import ATTR, STUDY_ATTR
+from moo_search.study import ATTR, STUDY_ATTR
 
 __all__ = ["synthetic_study"]
 

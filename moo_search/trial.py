@@ -146,8 +146,7 @@ def collaborative_backbone(spec: StudySpec, data: PreparedData) -> Collaborative
         split=data.split,
         features=data.features,
         eval_cfg=spec.eval,
-        ease_lambda=spec.fusion.ease_lambda,
-        knn_neighbours=spec.fusion.knn_neighbours,
+        fusion=spec.fusion,
     )
     scores = None
     if w is not None:

@@ -178,6 +178,7 @@ def test_3d_view_axes_can_be_chosen(browser, tmp_path):
 
 def test_table_can_show_every_metric(browser, tmp_path):
     from moo_search import run_study
+    from moo_search.report import build_study_report
 
     from .helpers import tiny_spec
 
@@ -189,7 +190,7 @@ def test_table_can_show_every_metric(browser, tmp_path):
             "budget": {"n_trials": 2},
         }
     )
-    run_study(spec)
+    build_study_report(spec, run_study(spec))
     o = Opened(browser, tmp_path / "s" / "index.html")
     before = o.page.locator("#trials thead th").count()
     o.page.check("#all-metrics")

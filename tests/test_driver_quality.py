@@ -13,7 +13,7 @@ import pytest
 
 from moo_search.drivers import run_study
 from moo_search.pareto import hypervolume
-from moo_search.problems import PROBLEMS
+from moo_search.registry import PROBLEMS
 from moo_search.spec import spec_from_dict
 
 pytestmark = pytest.mark.slow
@@ -29,7 +29,7 @@ CASES = [
 
 
 def _ours(backend, algorithm, name, options, pop, n):
-    problem = PROBLEMS[name](**options)
+    problem = PROBLEMS.get(name)(**options)
     spec = spec_from_dict(
         {
             "name": f"{backend}-{name}",
@@ -47,7 +47,7 @@ def _ours(backend, algorithm, name, options, pop, n):
             "storage": "memory://",
         }
     )
-    study = run_study(spec, report=False)
+    study = run_study(spec)
     return np.array([t.values for t in study.trials if t.values is not None])
 
 
@@ -59,7 +59,7 @@ def _bare_pymoo(algorithm, name, options, pop, n):
     from pymoo.problems import get_problem
     from pymoo.util.ref_dirs import get_reference_directions
 
-    problem = PROBLEMS[name](**options)
+    problem = PROBLEMS.get(name)(**options)
     kw = {"n_obj": problem.n_obj} if problem.n_obj > 2 else {}
     prob = get_problem(name, n_var=problem.n_var, **kw)
     if algorithm == "nsga2":
@@ -86,7 +86,7 @@ def _bare_pymoo(algorithm, name, options, pop, n):
 
 
 def _bare_optuna(algorithm, name, options, pop, n):
-    problem = PROBLEMS[name](**options)
+    problem = PROBLEMS.get(name)(**options)
     cls = optuna.samplers.NSGAIISampler if algorithm == "nsga2" else optuna.samplers.NSGAIIISampler
     study = optuna.create_study(
         directions=["minimize"] * problem.n_obj, sampler=cls(population_size=pop, seed=0)
@@ -106,7 +106,7 @@ def _bare_optuna(algorithm, name, options, pop, n):
     ids=[f"{c[0]}-{c[1]}-{c[2]}" for c in CASES],
 )
 def test_driver_matches_its_library(backend, algorithm, name, options, pop, n, required, capsys):
-    problem = PROBLEMS[name](**options)
+    problem = PROBLEMS.get(name)(**options)
     ref = [1.1] * problem.n_obj
     dirs = ["minimize"] * problem.n_obj
     yardstick = hypervolume(problem.reference_front(), ref, dirs)

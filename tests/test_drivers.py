@@ -6,9 +6,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from moo_search.drivers import ATTR, STUDY_ATTR, load_study, run_study
+from moo_search.drivers import run_study
 from moo_search.drivers._pymoo import decode, encode_bounds
 from moo_search.spec import Dimension
+from moo_search.study import ATTR, STUDY_ATTR, load_study
 
 from .helpers import custom_spec, tiny_spec
 
@@ -23,7 +24,7 @@ def _numbers(study, state=TrialState.COMPLETE):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_runs_exactly_the_budget_and_records_everything(backend, tmp_path):
     spec = custom_spec("sphere2", n_trials=11, backend=backend, out_dir=str(tmp_path))
-    study = run_study(spec, report=False)
+    study = run_study(spec)
     done = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(done) == 11
     t = done[0]
@@ -37,17 +38,17 @@ def test_runs_exactly_the_budget_and_records_everything(backend, tmp_path):
 def test_resume_continues_to_the_budget_without_duplicates(backend, tmp_path):
     url = f"sqlite:///{tmp_path}/s.db"
     spec = custom_spec("sphere2", n_trials=14, backend=backend, storage=url, out_dir=str(tmp_path))
-    run_study(spec, n_trials=6, report=False)  # "interrupted" after 6
+    run_study(spec, n_trials=6)  # "interrupted" after 6
     first = load_study(url)
     assert len(_numbers(first)) == 6
     before = {t.number: t.params for t in first.get_trials(states=(TrialState.COMPLETE,))}
-    study = run_study(spec, report=False)
+    study = run_study(spec)
     numbers = _numbers(study)
     assert len(numbers) == 14 and len(set(numbers)) == 14
     after = {t.number: t.params for t in study.get_trials(states=(TrialState.COMPLETE,))}
     assert all(after[n] == p for n, p in before.items())  # finished trials untouched
     assert len(study.trials) == 14  # nothing re-run, nothing extra
-    run_study(spec, report=False)  # already at budget: a no-op
+    run_study(spec)  # already at budget: a no-op
     assert len(load_study(url).trials) == 14
 
 
@@ -61,12 +62,12 @@ def test_ctrl_c_marks_the_running_trial_and_a_later_run_resumes(backend, tmp_pat
         "interrupt_at", n_trials=10, backend=backend, storage=url, out_dir=str(tmp_path)
     )
     with pytest.raises(KeyboardInterrupt):
-        run_study(spec, report=False)
+        run_study(spec)
     study = load_study(url)
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert len(failed) == 1 and "interrupted" in failed[0].user_attrs[ATTR.FAIL]
     assert len(_numbers(study)) == 4
-    study = run_study(spec, report=False)
+    study = run_study(spec)
     assert len(_numbers(study)) == 10
 
 
@@ -79,7 +80,7 @@ def test_a_failed_trial_is_recorded_and_the_study_goes_on(backend, tmp_path):
         out_dir=str(tmp_path),
         budget={"n_trials": 12, "max_failures": 50},
     )
-    study = run_study(spec, report=False)
+    study = run_study(spec)
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert failed, "expected some x > 0.7"
     assert all("out of the supported range" in t.user_attrs[ATTR.FAIL] for t in failed)
@@ -97,13 +98,13 @@ def test_too_many_failures_stop_the_run_with_a_message(tmp_path):
         search_space={"x": {"float": [0.8, 1.0]}, "y": {"float": [0.0, 1.0]}},
     )
     with pytest.raises(MooSearchError, match="max_failures = 2"):
-        run_study(spec, report=False)
+        run_study(spec)
 
 
 def test_pymoo_study_opens_with_plain_optuna(tmp_path):
     url = f"sqlite:///{tmp_path}/p.db"
     spec = custom_spec("sphere2", n_trials=9, backend="pymoo", storage=url, out_dir=str(tmp_path))
-    ours = run_study(spec, report=False)
+    ours = run_study(spec)
     plain = optuna.load_study(study_name="custom", storage=url)
     assert [(t.number, t.params, t.values) for t in plain.trials] == [
         (t.number, t.params, t.values) for t in ours.trials
@@ -117,7 +118,7 @@ def test_local_workers_on_sqlite_finish_exactly_the_budget(tmp_path, monkeypatch
     monkeypatch.setenv("MOO_TEST_SLEEP", "0.2")
     url = f"sqlite:///{tmp_path}/w.db"
     spec = custom_spec("slow", n_trials=16, storage=url, out_dir=str(tmp_path))
-    run_study(spec, workers=3, report=False)
+    run_study(spec, workers=3)
     study = load_study(url)
     numbers = _numbers(study)
     assert len(numbers) == 16 and len(set(numbers)) == 16
@@ -161,7 +162,7 @@ def test_default_objective_study_enqueues_the_base_config_first(tmp_path):
             "budget": {"n_trials": 3},
         }
     )
-    study = run_study(spec, report=False)
+    study = run_study(spec)
     first = study.trials[0]
     assert first.user_attrs[ATTR.ANCHOR] == "base"
     assert first.params == {"fusion.alpha": 0.5, "adapter.type": "lora"}
@@ -184,7 +185,7 @@ def test_every_optuna_algorithm_runs_a_constrained_study(algorithm, tmp_path):
         driver={"backend": "optuna", "algorithm": algorithm, "population": 4, "seed": 0},
         constraints=["a <= 1.5"],
     )
-    study = run_study(spec, report=False)
+    study = run_study(spec)
     done = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(done) == 10
     for t in done:  # constraints reach Optuna (set_constraint on 5.x, constraints_func on 4.x)
@@ -197,8 +198,10 @@ def test_surplus_ask_is_pruned_not_completed(tmp_path):
     """If another worker already filled the budget, a trial asked in the race window is
     pruned with a reason, never completed."""
     spec = custom_spec("sphere2", n_trials=3, out_dir=str(tmp_path))
-    study = run_study(spec, report=False)
-    from moo_search.drivers._study import StudyContext, TrialRunner, make_evaluator, search_space
+    study = run_study(spec)
+    from moo_search.drivers._context import StudyContext
+    from moo_search.drivers._objectives import make_evaluator, search_space
+    from moo_search.drivers._runner import TrialRunner
 
     ctx = StudyContext(
         spec=spec,

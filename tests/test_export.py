@@ -38,7 +38,7 @@ def study_dir(tmp_path_factory):
             "budget": {"n_trials": 5},
         }
     )
-    run_study(spec, report=False)
+    run_study(spec)
     return d
 
 

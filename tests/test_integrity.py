@@ -10,7 +10,9 @@ import optuna
 import pytest
 
 from moo_search import ExportError, export_trial, load_exported
-from moo_search.drivers import run_study, study_home
+from moo_search.drivers import run_study
+from moo_search.report import build_study_report
+from moo_search.study import study_home
 
 from .helpers import tiny_spec
 
@@ -32,11 +34,13 @@ def test_two_studies_from_one_spec_keep_their_own_artifacts_and_dashboards(tmp_p
     a_url, b_url = f"sqlite:///{tmp_path}/a.db", f"sqlite:///{tmp_path}/b.db"
     spec = _spec(tmp_path)
     a = run_study(spec, storage=a_url, study_name="a")
+    build_study_report(spec, a, storage=a_url)
     a_home = study_home(spec, a_url, a)
     a_files = {p: p.read_bytes() for p in a_home.rglob("*") if p.is_file()}
     assert (a_home / "index.html").is_file() and (a_home / "spec.yaml").is_file()
     short = _spec(tmp_path, **{"train.max_steps": 5})
     b = run_study(short, storage=b_url, study_name="b", n_trials=1)
+    build_study_report(short, b, storage=b_url)
     b_home = study_home(short, b_url, b)
     assert b_home != a_home and (b_home / "index.html").is_file()
     # study b wrote nothing into study a's home
@@ -55,7 +59,7 @@ def test_two_studies_from_one_spec_keep_their_own_artifacts_and_dashboards(tmp_p
 def test_an_overwritten_artifact_is_refused_naming_the_trial_and_file(tmp_path):
     url = f"sqlite:///{tmp_path}/s.db"
     spec = _spec(tmp_path)
-    study = run_study(spec, storage=url, study_name="s", report=False)
+    study = run_study(spec, storage=url, study_name="s")
     art = study_home(spec, url, study) / "artifacts" / "trial_00001"
     heads = art / "heads.safetensors"
     heads.write_bytes(heads.read_bytes()[:-1] + b"\0")  # another run's bytes, same name
@@ -68,7 +72,7 @@ def test_a_trial_without_recorded_hashes_exports_as_unverified(tmp_path):
     """Studies written before artifact hashes open and export; the bundle says so."""
     url = f"sqlite:///{tmp_path}/old.db"
     spec = _spec(tmp_path, **{"budget": {"n_trials": 1}})
-    study = run_study(spec, storage=url, study_name="old", report=False)
+    study = run_study(spec, storage=url, study_name="old")
     import sqlite3
 
     with sqlite3.connect(tmp_path / "old.db") as db:  # as the old layout left it: no hashes
@@ -95,7 +99,7 @@ def small_study(tmp_path_factory):
             "train.max_steps": 3,
         }
     )
-    run_study(spec, report=False)
+    run_study(spec)
     return d
 
 

@@ -9,7 +9,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from moo_search.drivers import load_study, run_study
+from moo_search.drivers import run_study
+from moo_search.study import load_study
 
 from .helpers import custom_spec
 
@@ -36,8 +37,8 @@ def mysql_url():
 def test_study_on_mysql_runs_resumes_and_loads(mysql_url, tmp_path):
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     spec = custom_spec("sphere2", n_trials=8, storage=mysql_url, out_dir=str(tmp_path))
-    run_study(spec, n_trials=3, report=False)
-    study = run_study(spec, report=False)
+    run_study(spec, n_trials=3)
+    study = run_study(spec)
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 8
     again = load_study(mysql_url)
     assert [t.number for t in again.trials] == list(range(8))

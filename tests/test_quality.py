@@ -105,7 +105,7 @@ def test_a_study_without_rerank_knobs_stores_a_nondominated_reference_front(tmp_
             "budget": {"n_trials": 2},
         }
     )
-    study = run_study(spec, report=False)
+    study = run_study(spec)
     stored = study.user_attrs["moo:reference_front"]
     assert stored["evaluated"] == 5 * len(rerank_grid(spec))  # five baselines x default grid
     points = stored["points"]

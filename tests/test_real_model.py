@@ -15,7 +15,9 @@ import pytest
 
 from moo_search import load_exported, load_spec
 from moo_search.cli import main
-from moo_search.drivers import STUDY_ATTR, run_study
+from moo_search.drivers import run_study
+from moo_search.report import build_study_report
+from moo_search.study import STUDY_ATTR
 
 from .conftest import REPO
 
@@ -29,7 +31,8 @@ def quickstart_study(tmp_path_factory):
         REPO / "studies" / "quickstart.yaml",
         [f"out_dir={d}", "budget.n_trials=1", "train.progress=false"],
     )
-    study = run_study(spec, report=True)
+    study = run_study(spec)
+    build_study_report(spec, study)
     return d, study
 
 

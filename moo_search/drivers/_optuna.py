@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 import warnings
 from typing import Any
 
-from moo_search.drivers._study import (
-    StudyContext,
-    TrialRunner,
-    constraints_func,
-    count_states,
-    report_progress,
-)
-from moo_search.errors import MooSearchError, SpecError
+from moo_search.drivers._base import BaseDriver
+from moo_search.drivers._context import StudyContext
+from moo_search.drivers._runner import constraints_func
+from moo_search.errors import SpecError
+from moo_search.registry import DRIVERS, Registry
 from moo_search.spec import DriverConfig
 
-__all__ = ["OptunaDriver", "make_sampler"]
-
-logger = logging.getLogger("moo_search")
+__all__ = ["OPTUNA_ALGORITHMS", "OptunaDriver", "make_sampler"]
 
 POLL_SECONDS = 2.0
+
+OPTUNA_ALGORITHMS: Registry[Any] = Registry("Optuna algorithm", field="driver.algorithm")
+"""name -> ``factory(cfg: DriverConfig, constraint_kwargs: dict) -> optuna sampler``."""
 
 
 def _crossover(name: str) -> Any:
@@ -39,19 +36,10 @@ def _crossover(name: str) -> Any:
     return table[name]()
 
 
-def make_sampler(cfg: DriverConfig, *, constrained: bool) -> Any:
-    """The configured sampler; constraints go through ``Trial.set_constraint`` on Optuna >= 5
-    and through ``constraints_func`` on 4.x."""
-    import optuna
+def _nsga(cls_name: str) -> Any:
+    def factory(cfg: DriverConfig, cons: dict[str, Any]) -> Any:
+        import optuna
 
-    legacy = constrained and not hasattr(optuna.trial.Trial, "set_constraint")
-    cons: dict[str, Any] = {"constraints_func": constraints_func} if legacy else {}
-    if cfg.algorithm in ("nsga2", "nsga3"):
-        cls = (
-            optuna.samplers.NSGAIISampler
-            if cfg.algorithm == "nsga2"
-            else optuna.samplers.NSGAIIISampler
-        )
         crossover = _crossover(cfg.crossover)
         if cfg.population < crossover.n_parents:
             raise SpecError(
@@ -61,7 +49,7 @@ def make_sampler(cfg: DriverConfig, *, constrained: bool) -> Any:
             )
         with warnings.catch_warnings():  # NSGAIIISampler is marked experimental in Optuna
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return cls(
+            return getattr(optuna.samplers, cls_name)(
                 population_size=cfg.population,
                 crossover=crossover,
                 crossover_prob=cfg.crossover_prob,
@@ -69,10 +57,25 @@ def make_sampler(cfg: DriverConfig, *, constrained: bool) -> Any:
                 seed=cfg.seed,
                 **cons,
             )
-    if cfg.algorithm == "tpe":
-        return optuna.samplers.TPESampler(seed=cfg.seed, multivariate=True, **cons)
-    if cfg.algorithm == "random":
-        return optuna.samplers.RandomSampler(seed=cfg.seed)
+
+    return factory
+
+
+def _tpe(cfg: DriverConfig, cons: dict[str, Any]) -> Any:
+    import optuna
+
+    return optuna.samplers.TPESampler(seed=cfg.seed, multivariate=True, **cons)
+
+
+def _random(cfg: DriverConfig, cons: dict[str, Any]) -> Any:
+    import optuna
+
+    return optuna.samplers.RandomSampler(seed=cfg.seed)
+
+
+def _gp(cfg: DriverConfig, cons: dict[str, Any]) -> Any:
+    import optuna
+
     if not hasattr(optuna.samplers, "GPSampler"):
         raise SpecError(
             f"the installed Optuna {optuna.__version__} has no GPSampler", field="driver.algorithm"
@@ -84,46 +87,42 @@ def make_sampler(cfg: DriverConfig, *, constrained: bool) -> Any:
     return optuna.samplers.GPSampler(seed=cfg.seed, **cons)
 
 
-class OptunaDriver:
+OPTUNA_ALGORITHMS.register("nsga2", _nsga("NSGAIISampler"))
+OPTUNA_ALGORITHMS.register("nsga3", _nsga("NSGAIIISampler"))
+OPTUNA_ALGORITHMS.register("tpe", _tpe)
+OPTUNA_ALGORITHMS.register("random", _random)
+OPTUNA_ALGORITHMS.register("gp", _gp)
+
+
+def make_sampler(cfg: DriverConfig, *, constrained: bool) -> Any:
+    """The configured sampler; constraints go through ``Trial.set_constraint`` on Optuna >= 5
+    and through ``constraints_func`` on 4.x."""
+    import optuna
+
+    legacy = constrained and not hasattr(optuna.trial.Trial, "set_constraint")
+    cons: dict[str, Any] = {"constraints_func": constraints_func} if legacy else {}
+    return OPTUNA_ALGORITHMS.get(cfg.algorithm)(cfg, cons)
+
+
+@DRIVERS.register("optuna")
+class OptunaDriver(BaseDriver):
     """Ask-and-tell through ``study.optimize(n_trials=1)`` in a loop that keeps the budget exact
     across workers: a worker only starts a trial while complete + running < budget, and waits
     (failing stale trials by heartbeat) while the last trials run elsewhere."""
 
     name = "optuna"
+    algorithms = OPTUNA_ALGORITHMS
 
-    def run(self, ctx: StudyContext, *, max_failures: int) -> None:
-        runner = TrialRunner(ctx)
-        catch = (Exception,)
-        while True:
-            counts = count_states(ctx.study)
-            if counts["COMPLETE"] >= ctx.n_trials:
-                return
-            if ctx.timeout is not None and time.monotonic() - ctx.started > ctx.timeout:
-                logger.warning(
-                    "timeout of %.0fs reached; stopping (resume with `moo-search run`)", ctx.timeout
-                )
-                return
-            if ctx.session_failures >= max_failures:
-                raise MooSearchError(
-                    f"{ctx.session_failures} trials failed in this run (budget.max_failures = {max_failures}); "
-                    "stopping. The failure reasons are in the study (moo-search report)."
-                )
-            if counts["COMPLETE"] + counts["RUNNING"] >= ctx.n_trials and counts["WAITING"] == 0:
-                _fail_stale(ctx.study)
-                time.sleep(POLL_SECONDS)
-                continue
+    @staticmethod
+    def sampler(spec: Any) -> Any:
+        return make_sampler(spec.driver, constrained=bool(spec.constraints))
 
-            def after(study: Any, frozen: Any) -> None:
-                report_progress(ctx, frozen)
-
-            ctx.study.optimize(
-                runner,
-                n_trials=1,
-                catch=catch,
-                callbacks=[after],
-                gc_after_trial=False,
-                show_progress_bar=False,
-            )
+    def _step(self, ctx: StudyContext, counts: dict[str, int]) -> None:
+        if counts["COMPLETE"] + counts["RUNNING"] >= ctx.n_trials and counts["WAITING"] == 0:
+            _fail_stale(ctx.study)
+            time.sleep(POLL_SECONDS)
+            return
+        self._run_one(ctx)
 
 
 def _fail_stale(study: Any) -> None:

@@ -9,19 +9,19 @@ storage instead of evaluating them again.
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any
 
 import numpy as np
 
-from moo_search.drivers._study import ATTR, StudyContext, TrialRunner, count_states, report_progress
+from moo_search.drivers._base import BaseDriver
+from moo_search.drivers._context import StudyContext
 from moo_search.errors import MooSearchError
+from moo_search.registry import DRIVERS, Registry
 from moo_search.spec import Dimension
+from moo_search.study import ATTR, violations
 
-__all__ = ["PymooDriver", "decode", "encode_bounds"]
-
-logger = logging.getLogger("moo_search")
+__all__ = ["PYMOO_ALGORITHMS", "PymooDriver", "decode", "encode_bounds"]
 
 _FAILED_F = 1e12
 
@@ -58,97 +58,110 @@ def decode(x: np.ndarray, space: dict[str, Dimension]) -> dict[str, Any]:
     return out
 
 
-class PymooDriver:
-    name = "pymoo"
+def _nsga2(pop_size: int, n_obj: int) -> Any:
+    from pymoo.algorithms.moo.nsga2 import NSGA2
 
-    def _algorithm(self, ctx: StudyContext, n_obj: int) -> Any:
-        cfg = ctx.spec.driver
-        if cfg.algorithm == "nsga2":
-            from pymoo.algorithms.moo.nsga2 import NSGA2
+    return NSGA2(pop_size=pop_size)
 
-            return NSGA2(pop_size=cfg.population)
-        from pymoo.algorithms.moo.nsga3 import NSGA3
-        from pymoo.util.ref_dirs import get_reference_directions
 
-        partitions = 1
-        while _n_dirs(n_obj, partitions + 1) <= cfg.population:
-            partitions += 1
-        ref_dirs = get_reference_directions("das-dennis", n_obj, n_partitions=partitions)
-        return NSGA3(ref_dirs=ref_dirs, pop_size=cfg.population)
+def _nsga3(pop_size: int, n_obj: int) -> Any:
+    from pymoo.algorithms.moo.nsga3 import NSGA3
+    from pymoo.util.ref_dirs import get_reference_directions
 
-    def run(self, ctx: StudyContext, *, max_failures: int) -> None:
-        from optuna.trial import TrialState
-        from pymoo.core.evaluator import Evaluator
-        from pymoo.core.problem import Problem
-        from pymoo.problems.static import StaticProblem
-
-        space = ctx.space
-        if not space:
-            raise MooSearchError("the pymoo driver needs a non-empty search_space")
-        n_obj = len(ctx.spec.objectives)
-        n_con = len(ctx.spec.constraints) + 1  # the last one marks failed evaluations
-        xl, xu = encode_bounds(space)
-        problem = Problem(n_var=len(space), n_obj=n_obj, n_ieq_constr=n_con, xl=xl, xu=xu)
-        algorithm = self._algorithm(ctx, n_obj)
-        algorithm.setup(problem, seed=ctx.spec.driver.seed, verbose=False)
-        sign = np.array([-1.0 if d == "maximize" else 1.0 for d in ctx.directions])
-
-        done: dict[str, Any] = {}
-        for t in ctx.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            slot = t.user_attrs.get(ATTR.SLOT)
-            if slot is not None:
-                done[slot] = t
-        runner = TrialRunner(ctx)
-        while ctx.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            self._optimize_one(ctx, runner)  # anchors (the base config) run first
-        complete = count_states(ctx.study)["COMPLETE"]
-        generation = 0
-        while complete < ctx.n_trials:
-            pop = algorithm.ask()
-            X = pop.get("X")
-            F = np.empty((len(X), n_obj))
-            G = np.zeros((len(X), n_con))
-            for j, x in enumerate(X):
-                if complete >= ctx.n_trials:
-                    return  # budget reached mid-generation: exact budget, no surplus trials
-                slot = f"{generation}:{j}"
-                values: list[float] | None
-                if slot in done:
-                    values, violations = (
-                        list(done[slot].values),
-                        done[slot].user_attrs.get(ATTR.CONSTRAINTS, []),
-                    )
-                else:
-                    ctx.study.enqueue_trial(
-                        decode(x, space),
-                        skip_if_exists=False,
-                        user_attrs={ATTR.GENERATION: generation, ATTR.SLOT: slot},
-                    )
-                    self._optimize_one(ctx, runner)
-                    values, violations = runner.last_values, runner.last_violations
-                if values is not None:
-                    complete += int(slot not in done)
-                    F[j] = np.asarray(values) * sign
-                    G[j, :-1] = violations
-                else:
-                    F[j], G[j, -1] = _FAILED_F, 1.0
-                    if ctx.session_failures >= max_failures:
-                        raise MooSearchError(
-                            f"{ctx.session_failures} trials failed in this run "
-                            f"(budget.max_failures = {max_failures}); stopping."
-                        )
-            Evaluator().eval(StaticProblem(problem, F=F, G=G), pop)
-            algorithm.tell(infills=pop)
-            generation += 1
-
-    def _optimize_one(self, ctx: StudyContext, runner: TrialRunner) -> None:
-        def after(study: Any, frozen: Any) -> None:
-            report_progress(ctx, frozen)
-
-        ctx.study.optimize(
-            runner, n_trials=1, catch=(Exception,), callbacks=[after], gc_after_trial=False
-        )
+    partitions = 1
+    while _n_dirs(n_obj, partitions + 1) <= pop_size:
+        partitions += 1
+    ref_dirs = get_reference_directions("das-dennis", n_obj, n_partitions=partitions)
+    return NSGA3(ref_dirs=ref_dirs, pop_size=pop_size)
 
 
 def _n_dirs(n_obj: int, partitions: int) -> int:
     return math.comb(n_obj + partitions - 1, partitions)
+
+
+PYMOO_ALGORITHMS: Registry[Any] = Registry("pymoo algorithm", field="driver.algorithm")
+"""name -> ``factory(pop_size, n_obj) -> pymoo algorithm``."""
+PYMOO_ALGORITHMS.register("nsga2", _nsga2)
+PYMOO_ALGORITHMS.register("nsga3", _nsga3)
+
+
+@DRIVERS.register("pymoo")
+class PymooDriver(BaseDriver):
+    """pymoo's ask/tell, one individual per step: a generation is asked when the last one is
+    told, each individual is enqueued with its decoded params and run as an Optuna trial
+    (tagged with generation and slot), and a slot finished before (resume) is replayed from
+    the storage instead of evaluated again. Anchors (WAITING trials) run first."""
+
+    name = "pymoo"
+    algorithms = PYMOO_ALGORITHMS
+
+    @staticmethod
+    def sampler(spec: Any) -> Any:
+        import optuna
+
+        return optuna.samplers.RandomSampler(seed=spec.driver.seed)  # params are always enqueued
+
+    def _setup(self, ctx: StudyContext) -> None:
+        from optuna.trial import TrialState
+        from pymoo.core.problem import Problem
+
+        if not ctx.space:
+            raise MooSearchError("the pymoo driver needs a non-empty search_space")
+        self.n_obj = len(ctx.spec.objectives)
+        self.n_con = len(ctx.spec.constraints) + 1  # the last one marks failed evaluations
+        xl, xu = encode_bounds(ctx.space)
+        self.problem = Problem(
+            n_var=len(ctx.space), n_obj=self.n_obj, n_ieq_constr=self.n_con, xl=xl, xu=xu
+        )
+        self.algorithm = PYMOO_ALGORITHMS.get(ctx.spec.driver.algorithm)(
+            ctx.spec.driver.population, self.n_obj
+        )
+        self.algorithm.setup(self.problem, seed=ctx.spec.driver.seed, verbose=False)
+        self.sign = np.array([-1.0 if d == "maximize" else 1.0 for d in ctx.directions])
+        self.done: dict[str, Any] = {}
+        for t in ctx.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            slot = t.user_attrs.get(ATTR.SLOT)
+            if slot is not None:
+                self.done[slot] = t
+        self.generation = 0
+        self.pop: Any = None
+
+    def _step(self, ctx: StudyContext, counts: dict[str, int]) -> None:
+        if counts["WAITING"]:
+            self._run_one(ctx)  # anchors (the base config) run first
+            return
+        if self.pop is None:
+            self.pop = self.algorithm.ask()
+            self.X = self.pop.get("X")
+            self.F = np.empty((len(self.X), self.n_obj))
+            self.G = np.zeros((len(self.X), self.n_con))
+            self.j = 0
+        j, slot = self.j, f"{self.generation}:{self.j}"
+        values: list[float] | None
+        if slot in self.done:
+            values, viol = list(self.done[slot].values), violations(self.done[slot])
+        else:
+            ctx.study.enqueue_trial(
+                decode(self.X[j], ctx.space),
+                skip_if_exists=False,
+                user_attrs={ATTR.GENERATION: self.generation, ATTR.SLOT: slot},
+            )
+            self._run_one(ctx)
+            values, viol = self.runner.last_values, self.runner.last_violations
+        if values is not None:
+            self.F[j] = np.asarray(values) * self.sign
+            self.G[j, :-1] = viol
+        else:
+            self.F[j], self.G[j, -1] = _FAILED_F, 1.0
+        self.j += 1
+        if self.j == len(self.X):
+            self._tell()
+
+    def _tell(self) -> None:
+        from pymoo.core.evaluator import Evaluator
+        from pymoo.problems.static import StaticProblem
+
+        Evaluator().eval(StaticProblem(self.problem, F=self.F, G=self.G), self.pop)
+        self.algorithm.tell(infills=self.pop)
+        self.generation += 1
+        self.pop = None

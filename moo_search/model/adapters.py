@@ -1,17 +1,21 @@
-"""PEFT adapter factory: one builder per adapter type, one registry."""
+"""PEFT adapters: one builder per adapter type, registered in :data:`moo_search.registry.ADAPTERS`.
+
+A builder maps ``(model, AdapterConfig)`` to a PEFT config; ``none`` (no adapter) maps to None.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import re
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from moo_search.errors import SpecError
+from moo_search.registry import ADAPTERS
 from moo_search.spec import AdapterConfig
 
-__all__ = ["ADAPTERS", "apply_adapter", "linear_module_names", "quiet_peft"]
+__all__ = ["apply_adapter", "linear_module_names", "quiet_peft"]
 
 _LAYER_RE = re.compile(r"\.layers?\.(\d+)\.")
 
@@ -49,6 +53,7 @@ def _match(model: Any, targets: list[str], layers: list[int] | None, field: str)
     return sorted(set(out))
 
 
+@ADAPTERS.register("lora")
 def _lora(model: Any, cfg: AdapterConfig, *, dora: bool = False) -> Any:
     from peft import LoraConfig
 
@@ -63,10 +68,12 @@ def _lora(model: Any, cfg: AdapterConfig, *, dora: bool = False) -> Any:
     )
 
 
+@ADAPTERS.register("dora")
 def _dora(model: Any, cfg: AdapterConfig) -> Any:
     return _lora(model, cfg, dora=True)
 
 
+@ADAPTERS.register("ia3")
 def _ia3(model: Any, cfg: AdapterConfig) -> Any:
     from peft import IA3Config
 
@@ -75,21 +82,12 @@ def _ia3(model: Any, cfg: AdapterConfig) -> Any:
     return IA3Config(target_modules=sorted(set(targets) | set(ff)), feedforward_modules=ff)
 
 
-ADAPTERS: dict[str, Callable[[Any, AdapterConfig], Any] | None] = {
-    "lora": _lora,
-    "dora": _dora,
-    "ia3": _ia3,
-    "none": None,
-}
+ADAPTERS.register("none", None)
 
 
 def apply_adapter(model: Any, cfg: AdapterConfig) -> Any:
     """Wrap ``model`` with the configured PEFT adapter (only adapter weights train)."""
-    if cfg.type not in ADAPTERS:
-        raise SpecError(
-            f"unknown adapter type {cfg.type!r}; known: {sorted(ADAPTERS)}", field="adapter.type"
-        )
-    build = ADAPTERS[cfg.type]
+    build = ADAPTERS.get(cfg.type)
     if build is None:
         return model
     from peft import get_peft_model

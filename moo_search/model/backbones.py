@@ -1,6 +1,6 @@
 """Collaborative backbones: the score r(u, i) the semantic tower is fused with.
 
-``fusion.cf`` picks one by name from :data:`BACKBONES`:
+``fusion.cf`` picks one by name from :data:`moo_search.registry.BACKBONES`:
 
 - ``ease``: EASE (Steck, WWW 2019), closed-form item-item ridge regression on the train
   matrix; lambda tuned on validation over :data:`EASE_LAMBDAS` unless ``fusion.ease_lambda``.
@@ -28,10 +28,12 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from moo_search.registry import BACKBONES
+
 __all__ = [
-    "BACKBONES",
     "EASE_LAMBDAS",
     "Backbone",
+    "FitContext",
     "backbone_sha256",
     "backbone_weights",
     "ease_weights",
@@ -70,19 +72,33 @@ def itemknn_weights(x: sp.spmatrix, neighbours: int = 100) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class FitContext:
+    """What a backbone is fit on: the split's train matrix (users x items), the split's
+    fingerprint (the cache key's half that names the data), features, evaluation config (for
+    tuning on validation) and the spec's ``fusion`` section (the backbone's own options)."""
+
+    split: Any
+    x: sp.csr_matrix
+    fingerprint: str
+    features: np.ndarray
+    eval_cfg: Any
+    fusion: Any
+
+    def cached(
+        self, name: str, params: dict[str, Any], compute: Callable[[], np.ndarray]
+    ) -> np.ndarray:
+        """``compute()`` once per (split, ``name``, ``params``), then from the disk cache."""
+        return _cached(_key(self.fingerprint, name, params), compute)
+
+
+@dataclass(frozen=True)
 class Backbone:
-    """A registered collaborative backbone: ``fit(train matrix, **params) -> W`` or None (MF)."""
+    """A registered collaborative backbone: ``fit(ctx) -> (W, params used)``, or no ``fit``
+    for one learned with the adapter (mf)."""
 
     name: str
-    fit: Callable[..., np.ndarray] | None
+    fit: Callable[[FitContext], tuple[np.ndarray, dict[str, Any]]] | None
     description: str
-
-
-BACKBONES: dict[str, Backbone] = {
-    "ease": Backbone("ease", ease_weights, "EASE, closed-form item-item ridge (Steck 2019)"),
-    "itemknn": Backbone("itemknn", itemknn_weights, "cosine item-item kNN (Sarwar et al. 2001)"),
-    "mf": Backbone("mf", None, "learned ID embeddings, trained with the adapter"),
-}
 
 
 def _cache_dir() -> Path:
@@ -158,41 +174,64 @@ def tune_ease_lambda(
     return best, scores
 
 
+def _fit_ease(ctx: FitContext) -> tuple[np.ndarray, dict[str, Any]]:
+    params: dict[str, Any] = {}
+    lam = getattr(ctx.fusion, "ease_lambda", None)
+    if lam is None:
+        k = ctx.eval_cfg.k
+        chosen = ctx.cached(
+            "ease-lambda",
+            {"grid": EASE_LAMBDAS, "k": k},
+            lambda: np.array(
+                [tune_ease_lambda(ctx.split, features=ctx.features, eval_cfg=ctx.eval_cfg)[0]]
+            ),
+        )
+        lam = float(chosen[0])
+        params["tuned_on"] = f"val ndcg@{k} over {list(EASE_LAMBDAS)}"
+    params["lambda"] = float(lam)
+    return ctx.cached(
+        "ease", {"lambda": float(lam)}, lambda: ease_weights(ctx.x, float(lam))
+    ), params
+
+
+def _fit_itemknn(ctx: FitContext) -> tuple[np.ndarray, dict[str, Any]]:
+    n = int(getattr(ctx.fusion, "knn_neighbours", 100))
+    params = {"neighbours": n}
+    return ctx.cached("itemknn", params, lambda: itemknn_weights(ctx.x, n)), params
+
+
+BACKBONES.register(
+    "ease", Backbone("ease", _fit_ease, "EASE, closed-form item-item ridge (Steck 2019)")
+)
+BACKBONES.register(
+    "itemknn", Backbone("itemknn", _fit_itemknn, "cosine item-item kNN (Sarwar et al. 2001)")
+)
+BACKBONES.register("mf", Backbone("mf", None, "learned ID embeddings, trained with the adapter"))
+
+
 def backbone_weights(
     name: str,
     *,
     split: Any,
     features: np.ndarray,
     eval_cfg: Any,
-    ease_lambda: float | None = None,
-    knn_neighbours: int = 100,
+    fusion: Any = None,
 ) -> tuple[np.ndarray | None, dict[str, Any]]:
     """(item-item W or None for ``mf``, the parameters used), cached on disk.
 
     The cache key is the split's content (:func:`split_fingerprint`) and the backbone's
     parameters (for a tuned EASE: the grid and the evaluation k, then the chosen lambda).
+    ``fusion`` is the spec's fusion section (None: the backbone's defaults).
     """
-    backbone = BACKBONES[name]
+    backbone: Backbone = BACKBONES.get(name)
     if backbone.fit is None:
         return None, {}
-    x = split.matrix("train").astype(np.float64).tocsr()
-    fingerprint = split_fingerprint(split)
-    if name == "ease":
-        params: dict[str, Any] = {}
-        lam = ease_lambda
-        if lam is None:
-            tkey = _key(fingerprint, "ease-lambda", {"grid": EASE_LAMBDAS, "k": eval_cfg.k})
-            chosen = _cached(
-                tkey,
-                lambda: np.array(
-                    [tune_ease_lambda(split, features=features, eval_cfg=eval_cfg)[0]]
-                ),
-            )
-            lam = float(chosen[0])
-            params["tuned_on"] = f"val ndcg@{eval_cfg.k} over {list(EASE_LAMBDAS)}"
-        params["lambda"] = float(lam)
-        key = _key(fingerprint, name, {"lambda": float(lam)})
-        return _cached(key, lambda: ease_weights(x, float(lam))), params
-    params = {"neighbours": int(knn_neighbours)}
-    key = _key(fingerprint, name, params)
-    return _cached(key, lambda: itemknn_weights(x, knn_neighbours)), params
+    ctx = FitContext(
+        split=split,
+        x=split.matrix("train").astype(np.float64).tocsr(),
+        fingerprint=split_fingerprint(split),
+        features=features,
+        eval_cfg=eval_cfg,
+        fusion=fusion,
+    )
+    return backbone.fit(ctx)

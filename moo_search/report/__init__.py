@@ -15,7 +15,14 @@ from typing import Any
 
 from moo_search.report._data import StudyData, collect, param_importance
 
-__all__ = ["StudyData", "build_report", "collect", "param_importance", "write_report"]
+__all__ = [
+    "StudyData",
+    "build_report",
+    "build_study_report",
+    "collect",
+    "param_importance",
+    "write_report",
+]
 
 logger = logging.getLogger("moo_search")
 
@@ -37,6 +44,24 @@ def build_report(
     return write_report(target, study_name=study_name, out=out)[0]
 
 
+def build_study_report(spec: Any, study: Any, *, storage: str | None = None) -> Path:
+    """The dashboard of a study run from ``spec``, written beside the study's artifacts
+    (``study_home``), as ``moo-search run`` does at the end.
+
+    Args:
+        spec: The study's :class:`~moo_search.spec.StudySpec`.
+        study: The ``optuna.Study`` (``run_study``'s return value).
+        storage: The storage URL it was run with (default: the spec's).
+    """
+    from moo_search.study import study_home
+
+    url = storage or spec.storage_url
+    # the default SQLite lives in the study directory: name the directory (shorter commands)
+    target = str(spec.study_dir) if url == spec.storage_url and not spec.storage else url
+    out = study_home(spec, url, study) / "index.html"
+    return build_report(target, study_name=study.study_name, out=out)
+
+
 def write_report(
     target: str | Path | Any,
     *,
@@ -53,11 +78,10 @@ def write_report(
     """
     from plotly.offline import get_plotlyjs
 
-    from moo_search.drivers import load_study
-    from moo_search.drivers._storage import resolve_storage_arg
     from moo_search.redact import redact_url
     from moo_search.report._figures import figures
     from moo_search.report._html import render_page
+    from moo_search.study import load_study, resolve_storage_arg
 
     if hasattr(target, "get_trials"):
         study, study_dir, shown = target, None, "STUDY"

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from moo_search import pareto
-from moo_search.drivers._study import ATTR, STUDY_ATTR
+from moo_search.study import ATTR, STUDY_ATTR
 
 __all__ = ["StudyData", "collect", "param_importance"]
 

@@ -1,0 +1,76 @@
+"""What every driver shares: the run loop that keeps the budget, the timeout, the failure
+limit and progress; each driver supplies how to start one trial (pymoo's public-method ->
+private-hook pattern: ``run()`` does the bookkeeping, ``_step()`` the algorithm's part)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from moo_search.drivers._context import StudyContext, report_progress
+from moo_search.drivers._runner import TrialRunner
+from moo_search.errors import MooSearchError
+from moo_search.registry import Registry
+from moo_search.study import count_states
+
+__all__ = ["BaseDriver"]
+
+logger = logging.getLogger("moo_search")
+
+
+class BaseDriver(ABC):
+    """Runs trials of ``ctx.study`` until ``ctx.n_trials`` fine-tunes are complete.
+
+    Subclasses set ``name`` and ``algorithms`` (a registry of the algorithms they offer) and
+    implement :meth:`_step`; they may override :meth:`_setup`.
+    """
+
+    name: ClassVar[str]
+    algorithms: ClassVar[Registry[Any]]
+
+    @staticmethod
+    @abstractmethod
+    def sampler(spec: Any) -> Any:
+        """The Optuna sampler the study is opened with."""
+
+    def run(self, ctx: StudyContext, *, max_failures: int) -> None:
+        """Start trials until the budget is met, the timeout passes or ``max_failures``
+        trials of this run have failed (then :class:`MooSearchError`)."""
+        self.runner = TrialRunner(ctx)
+        self._setup(ctx)
+        while True:
+            counts = count_states(ctx.study)
+            if counts["COMPLETE"] >= ctx.n_trials:
+                return
+            if ctx.timeout is not None and time.monotonic() - ctx.started > ctx.timeout:
+                logger.warning(
+                    "timeout of %.0fs reached; stopping (resume with `moo-search run`)", ctx.timeout
+                )
+                return
+            if ctx.session_failures >= max_failures:
+                raise MooSearchError(
+                    f"{ctx.session_failures} trials failed in this run (budget.max_failures = "
+                    f"{max_failures}); stopping. The failure reasons are in the study "
+                    "(moo-search report)."
+                )
+            self._step(ctx, counts)
+
+    def _setup(self, ctx: StudyContext) -> None:  # noqa: B027 - an optional hook
+        """Called once before the loop."""
+
+    @abstractmethod
+    def _step(self, ctx: StudyContext, counts: dict[str, int]) -> None:
+        """Advance by at most one trial (or wait while other workers finish theirs)."""
+
+    def _run_one(self, ctx: StudyContext) -> None:
+        """Run one trial through Optuna (the next WAITING one, else a sampled one)."""
+        ctx.study.optimize(
+            self.runner,
+            n_trials=1,
+            catch=(Exception,),
+            callbacks=[lambda study, frozen: report_progress(ctx, frozen)],
+            gc_after_trial=False,
+            show_progress_bar=False,
+        )

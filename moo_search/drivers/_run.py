@@ -1,0 +1,271 @@
+"""Running a study: create or resume it, record its anchors and baselines, run the driver in
+this process or in local worker processes, or join it from another host."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from moo_search.drivers._context import StudyContext, StudyProgress, report_progress
+from moo_search.drivers._objectives import base_params, make_evaluator, search_space
+from moo_search.errors import SpecError
+from moo_search.registry import DRIVERS
+from moo_search.spec import StudySpec, spec_from_dict
+from moo_search.study import (
+    ATTR,
+    STUDY_ATTR,
+    count_states,
+    open_storage,
+    open_study,
+    study_home,
+)
+
+__all__ = ["run_study", "run_worker", "run_workers"]
+
+logger = logging.getLogger("moo_search")
+
+
+def _context(
+    spec: StudySpec,
+    study: Any,
+    url: str,
+    n_trials: int,
+    timeout: float | None,
+    on_progress: Callable[[StudyProgress], None] | None,
+) -> StudyContext:
+    return StudyContext(
+        spec=spec,
+        study=study,
+        storage_url=url,
+        study_dir=study_home(spec, url, study),
+        evaluate=make_evaluator(spec),
+        space=search_space(spec),
+        n_trials=n_trials,
+        timeout=timeout,
+        on_progress=on_progress,
+    )
+
+
+def _enqueue_anchors(spec: StudySpec, study: Any) -> None:
+    if study.user_attrs.get(STUDY_ATTR.ENQUEUED) or study.trials:
+        return
+    anchors: list[tuple[str, dict[str, Any]]] = []
+    base = base_params(spec)
+    if base:
+        anchors.append(("base", base))
+    for i, named in enumerate(spec.enqueue):
+        params = {k: v for k, v in named.items() if k != "name"}
+        unknown = [k for k in params if k not in spec.search_space]
+        if unknown:
+            raise SpecError(f"params {unknown} are not search dimensions", field=f"enqueue.{i}")
+        anchors.append((str(named.get("name", f"enqueued-{i}")), params))
+    for name, params in anchors:
+        study.enqueue_trial(params, user_attrs={ATTR.ANCHOR: name})
+    study.set_user_attr(STUDY_ATTR.ENQUEUED, [a[0] for a in anchors])
+
+
+def _record_baselines(spec: StudySpec, study: Any) -> None:
+    """Baselines and the reference front, computed once per study (on its first run)."""
+    if not spec.uses_default_trial:
+        return
+    from moo_search.trial import prepare_data
+
+    data = None
+    if STUDY_ATTR.BASELINES not in study.user_attrs:
+        from moo_search.model.baselines import evaluate_baselines
+
+        data = prepare_data(spec)
+        res = evaluate_baselines(data.ds, data.split, spec.eval, seed=spec.seed)
+        study.set_user_attr(STUDY_ATTR.BASELINES, res)
+    if STUDY_ATTR.REFERENCE_FRONT not in study.user_attrs:
+        from moo_search.reference import reference_front
+
+        data = data or prepare_data(spec)
+        study.set_user_attr(STUDY_ATTR.REFERENCE_FRONT, reference_front(spec, data))
+
+
+def _worker_entry(
+    spec_dict: dict[str, Any],
+    url: str,
+    study_name: str,
+    n_trials: int,
+    timeout: float | None,
+    gpu: int | None,
+) -> None:
+    """A spawned local worker process."""
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    logging.getLogger("optuna").setLevel(logging.ERROR)
+    spec = spec_from_dict(spec_dict)
+    with contextlib.suppress(KeyboardInterrupt):  # the trial is marked; the parent reports
+        run_worker(spec, storage=url, study_name=study_name, n_trials=n_trials, timeout=timeout)
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except ImportError:  # pragma: no cover
+        return 0
+
+
+def _open_spec_storage(spec: StudySpec, url: str) -> Any:
+    return open_storage(
+        url,
+        heartbeat_interval=spec.driver.heartbeat_interval,
+        grace_period=spec.driver.grace_period,
+    )
+
+
+def _join(spec: StudySpec, storage: str, study_name: str | None) -> tuple[Any, str]:
+    """Open an existing study for extra workers (optuna-driven studies only)."""
+    if spec.driver.backend == "pymoo":
+        raise SpecError(
+            "a pymoo-driven study takes no extra workers; use driver.backend: optuna",
+            field="driver.backend",
+        )
+    name = study_name or spec.name
+    store = _open_spec_storage(spec, storage)
+    return open_study(
+        spec,
+        storage=store,
+        study_name=name,
+        create=False,
+        sampler=DRIVERS.get(spec.driver.backend).sampler(spec),
+    ), name
+
+
+def run_study(
+    spec: StudySpec,
+    *,
+    n_trials: int | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    workers: int = 1,
+    timeout: float | None = None,
+    on_progress: Callable[[StudyProgress], None] | None = None,
+) -> Any:
+    """Create or resume the study and run it until ``n_trials`` trials are complete.
+
+    Running again continues to the budget; finished trials are never repeated. A failed
+    trial is recorded with its reason and the study goes on. Returns the ``optuna.Study``.
+    """
+    n = n_trials or spec.budget.n_trials
+    url = storage or spec.storage_url
+    name = study_name or spec.name
+    timeout = timeout if timeout is not None else spec.budget.timeout
+    if workers < 1:
+        raise SpecError(f"--workers must be >= 1, got {workers}", field="workers")
+    if workers > 1 and url.startswith("memory"):
+        raise SpecError(
+            "several workers need a shared storage (sqlite:/// or postgresql://), not memory",
+            field="storage",
+        )
+    if workers > 1 and spec.driver.backend == "pymoo":
+        raise SpecError(
+            "the pymoo driver evaluates in one process; use --workers 1 or driver.backend: optuna",
+            field="driver.backend",
+        )
+    if url == spec.storage_url and not spec.storage:
+        spec.study_dir.mkdir(parents=True, exist_ok=True)  # the default SQLite lives there
+    store = _open_spec_storage(spec, url)
+    study = open_study(
+        spec,
+        storage=store,
+        study_name=name,
+        create=True,
+        sampler=DRIVERS.get(spec.driver.backend).sampler(spec),
+    )
+    home = study_home(spec, url, study)  # after the resume checks: a refused spec writes nothing
+    home.mkdir(parents=True, exist_ok=True)
+    spec.save(home / "spec.yaml")
+    _enqueue_anchors(spec, study)
+    _record_baselines(spec, study)
+    ctx = _context(spec, study, url, n, timeout, on_progress)
+    done = count_states(study)["COMPLETE"]
+    if done:
+        logger.info("resuming study %r: %d/%d trials complete", name, done, n)
+    if workers == 1:
+        try:
+            DRIVERS.get(spec.driver.backend)().run(ctx, max_failures=spec.budget.max_failures)
+        finally:
+            report_progress(ctx, force=True)
+    else:
+        _run_local_workers(spec, ctx, url, name, n, timeout, workers)
+    return study
+
+
+def _run_local_workers(
+    spec: StudySpec,
+    ctx: StudyContext,
+    url: str,
+    name: str,
+    n: int,
+    timeout: float | None,
+    workers: int,
+) -> None:
+    gpus = _gpu_count()
+    proc_ctx = mp.get_context("spawn")
+    procs = [
+        proc_ctx.Process(
+            target=_worker_entry,
+            args=(spec.to_dict(redact=False), url, name, n, timeout, (i % gpus) if gpus else None),
+            name=f"moo-search-worker-{i}",
+        )
+        for i in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    last = None
+    try:
+        while any(p.is_alive() for p in procs):
+            time.sleep(2.0)
+            counts = count_states(ctx.study)
+            key = (counts["COMPLETE"], counts["FAIL"], counts["RUNNING"])
+            if key != last:
+                last = key
+                report_progress(ctx, force=True)
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+    report_progress(ctx, force=True)
+
+
+def run_worker(
+    spec: StudySpec,
+    *,
+    storage: str,
+    study_name: str | None = None,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    on_progress: Callable[[StudyProgress], None] | None = None,
+) -> Any:
+    """Join a running study (created by ``moo-search run``) and work until its budget is met."""
+    study, _ = _join(spec, storage, study_name)
+    ctx = _context(spec, study, storage, n_trials or spec.budget.n_trials, timeout, on_progress)
+    DRIVERS.get(spec.driver.backend)().run(ctx, max_failures=spec.budget.max_failures)
+    return study
+
+
+def run_workers(
+    spec: StudySpec,
+    *,
+    storage: str,
+    workers: int,
+    study_name: str | None = None,
+    on_progress: Callable[[StudyProgress], None] | None = None,
+) -> Any:
+    """Join a running study with ``workers`` local processes (one per GPU when several are
+    visible) and report progress from this process until the budget is met."""
+    if storage.startswith("memory"):
+        raise SpecError("workers need a shared storage URL, not memory", field="storage")
+    study, name = _join(spec, storage, study_name)
+    ctx = _context(spec, study, storage, spec.budget.n_trials, None, on_progress)
+    _run_local_workers(spec, ctx, storage, name, spec.budget.n_trials, None, workers)
+    return study

@@ -1,0 +1,175 @@
+"""One trial as the Optuna objective: suggest, resolve, evaluate, record."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from moo_search.drivers._context import StudyContext
+from moo_search.errors import MooSearchError
+from moo_search.spec import Dimension, StudySpec
+from moo_search.study import ATTR, artifact_hashes, finite_metrics, is_derived
+from moo_search.study import violations as recorded_violations
+
+__all__ = ["TrialRunner", "constraints_func", "suggest"]
+
+
+def suggest(trial: Any, space: dict[str, Dimension]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for path, d in space.items():
+        if d.kind == "categorical":
+            params[path] = trial.suggest_categorical(path, d.choices)
+        elif d.kind == "int":
+            params[path] = trial.suggest_int(
+                path,
+                int(d.low or 0),
+                int(d.high or 0),
+                log=d.log,
+                step=int(d.step) if d.step else 1,
+            )
+        else:
+            params[path] = trial.suggest_float(
+                path, float(d.low or 0), float(d.high or 0), log=d.log, step=d.step
+            )
+    return params
+
+
+class TrialRunner:
+    """The Optuna objective: suggest, resolve, evaluate, record. Failures are recorded with
+    their reason and re-raised for Optuna to mark the trial FAIL."""
+
+    def __init__(self, ctx: StudyContext) -> None:
+        self.ctx = ctx
+        self.last_values: list[float] | None = None
+        self.last_violations: list[float] = []
+
+    def _surplus(self, trial: Any) -> bool:
+        from optuna.trial import TrialState
+
+        ahead = [
+            t
+            for t in self.ctx.study.get_trials(
+                deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)
+            )
+            if t.number < trial.number and not is_derived(t)
+        ]
+        return len(ahead) >= self.ctx.n_trials
+
+    def __call__(self, trial: Any) -> list[float]:
+        import optuna
+
+        ctx = self.ctx
+        self.last_values = None
+        if self._surplus(trial):
+            trial.set_user_attr(ATTR.FAIL, "budget already reached by other workers")
+            raise optuna.TrialPruned("budget already reached by other workers")
+        t0 = time.monotonic()
+        try:
+            params = suggest(trial, ctx.space)
+            trial.set_user_attr(ATTR.PARAMS, params)
+            spec = ctx.spec.with_params(params) if ctx.spec.uses_default_trial else ctx.spec
+            if spec.uses_default_trial:
+                trial.set_user_attr(ATTR.CONFIG, spec.to_dict())
+            art = ctx.study_dir / "artifacts" / f"trial_{trial.number:05d}"
+            ev = ctx.evaluate(params, spec, art if spec.uses_default_trial else None)
+            metrics, cost = ev.metrics, ev.cost
+            if spec.uses_default_trial:
+                trial.set_user_attr(ATTR.ARTIFACTS, str(art.resolve()))
+                # what export and report check: the files are this trial's, not a later run's
+                trial.set_user_attr(ATTR.ARTIFACT_SHA256, artifact_hashes(art))
+            if ev.backbone:
+                trial.set_user_attr(ATTR.BACKBONE, ev.backbone)
+            trial.set_user_attr(ATTR.METRICS, finite_metrics(metrics))
+            trial.set_user_attr(ATTR.COST, finite_metrics({"val": cost})["val"])
+            from moo_search.trial import metric_value
+
+            values = [metric_value(metrics, cost, m) for m in ctx.metric_names]
+            bad = [m for m, v in zip(ctx.metric_names, values) if not math.isfinite(v)]
+            if bad:
+                raise MooSearchError(f"objective(s) {bad} are not finite: {values}")
+            violations = [
+                c.violation(metric_value(metrics, cost, c.metric)) for c in spec.constraints
+            ]
+            trial.set_user_attr(ATTR.CONSTRAINTS, violations)
+            self.last_violations = violations
+            _set_constraints(trial, spec, violations)
+            for v in ev.variants:
+                _add_variant(ctx, trial, spec, params, cost, v)
+        except optuna.TrialPruned:
+            raise
+        except BaseException as e:
+            reason = (
+                "interrupted (Ctrl-C)"
+                if isinstance(e, KeyboardInterrupt)
+                else f"{type(e).__name__}: {e}"
+            )
+            trial.set_user_attr(ATTR.FAIL, reason[:2000])
+            ctx.session_failures += not isinstance(e, KeyboardInterrupt)
+            raise
+        ctx.durations.append(time.monotonic() - t0)
+        self.last_values = values
+        return values
+
+
+def _add_variant(
+    ctx: StudyContext,
+    parent: Any,
+    spec: StudySpec,
+    params: dict[str, Any],
+    cost: dict[str, float],
+    variant: dict[str, Any],
+) -> None:
+    """Record an inference-only variant of the fine-tune ``parent`` as its own COMPLETE trial
+    (same adapter artifact, its own config and metrics), linked by ``ATTR.DERIVED_FROM``."""
+    import inspect
+
+    from optuna.trial import TrialState, create_trial
+
+    from moo_search.trial import metric_value
+
+    knobs: dict[str, float] = variant["knobs"]
+    metrics = variant["metrics"]
+    values = [metric_value(metrics, cost, m) for m in ctx.metric_names]
+    if not all(math.isfinite(v) for v in values):
+        return
+    vspec = spec.with_params(knobs)
+    violations = [c.violation(metric_value(metrics, cost, c.metric)) for c in spec.constraints]
+    vparams = {**params, **{k: v for k, v in knobs.items() if k in parent.distributions}}
+    attrs = {
+        ATTR.DERIVED_FROM: parent.number,
+        ATTR.PARAMS: vparams,
+        ATTR.CONFIG: vspec.to_dict(),
+        ATTR.METRICS: finite_metrics(metrics),
+        ATTR.COST: finite_metrics({"val": cost})["val"],
+        ATTR.CONSTRAINTS: violations,
+    }
+    for key in (ATTR.ARTIFACTS, ATTR.ARTIFACT_SHA256, ATTR.BACKBONE):
+        if key in parent.user_attrs:
+            attrs[key] = parent.user_attrs[key]
+    kwargs: dict[str, Any] = {}
+    if violations and "constraints" in inspect.signature(create_trial).parameters:
+        kwargs["constraints"] = {str(c): float(v) for c, v in zip(spec.constraints, violations)}
+    # (Optuna 4.x has no such argument: its samplers read ATTR.CONSTRAINTS via constraints_func)
+    frozen = create_trial(
+        state=TrialState.COMPLETE,
+        values=values,
+        params=vparams,
+        distributions=dict(parent.distributions),
+        user_attrs=attrs,
+        **kwargs,
+    )
+    ctx.study.add_trial(frozen)
+
+
+def _set_constraints(trial: Any, spec: StudySpec, violations: list[float]) -> None:
+    """Optuna >= 5 reads constraints set on the trial; 4.x reads them via constraints_func."""
+    if not violations or not hasattr(trial, "set_constraint"):
+        return
+    for c, v in zip(spec.constraints, violations):
+        trial.set_constraint(str(c), float(v))
+
+
+def constraints_func(frozen: Any) -> list[float]:
+    """For Optuna 4.x samplers: the violations the runner stored (<= 0 is feasible)."""
+    return recorded_violations(frozen)

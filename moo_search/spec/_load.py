@@ -1,0 +1,51 @@
+"""Loading a spec: YAML file or plain data, overrides applied, validated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from moo_search.errors import SpecError
+from moo_search.spec._errors import format_validation_error
+from moo_search.spec._paths import apply_overrides
+from moo_search.spec._study import StudySpec
+
+__all__ = ["load_spec", "spec_from_dict"]
+
+
+def spec_from_dict(raw: dict[str, Any], *, source: str = "") -> StudySpec:
+    """Validate plain data into a :class:`StudySpec` (raises :class:`SpecError`)."""
+    if not isinstance(raw, dict):
+        raise SpecError(
+            f"{source or 'spec'}: expected a mapping at the top level, got {type(raw).__name__}"
+        )
+    try:
+        return StudySpec.model_validate(raw)
+    except ValidationError as e:
+        raise format_validation_error(e, source, StudySpec) from None
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> StudySpec:
+    """Load, override and validate a study spec.
+
+    Args:
+        path: YAML file.
+        overrides: ``["train.lr=3e-4", ...]`` applied before validation.
+
+    Raises:
+        SpecError: the file is missing or not YAML, or a field is invalid.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(f"spec file not found: {p}", field=str(p))
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise SpecError(f"{p}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{p}: expected a mapping at the top level, got {type(raw).__name__}")
+    raw = apply_overrides(raw, overrides)
+    return spec_from_dict(raw, source=str(p))

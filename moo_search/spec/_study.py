@@ -1,0 +1,362 @@
+"""The study level: search space, objectives, constraints, driver, budget, storage."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from moo_search.registry import DRIVERS, PROBLEMS
+from moo_search.spec._errors import Located, Strict, closest, model_in
+from moo_search.spec._paths import set_path
+from moo_search.spec._trial import (
+    TRIAL_SECTIONS,
+    AdapterConfig,
+    DataConfig,
+    EvalConfig,
+    FusionConfig,
+    LossConfig,
+    ModelConfig,
+    RerankConfig,
+    TrainConfig,
+)
+
+__all__ = [
+    "DEFAULT_OBJECTIVE",
+    "BudgetConfig",
+    "Constraint",
+    "Dimension",
+    "DriverConfig",
+    "Objective",
+    "StudySpec",
+]
+
+DEFAULT_OBJECTIVE = "run_trial"
+
+_CONSTRAINT_RE = re.compile(
+    r"^\s*(?P<metric>[A-Za-z0-9_@/.\-]+)\s*(?P<op>>=|<=)\s*(?P<value>\S+)\s*$"
+)
+
+
+class Dimension(Strict):
+    kind: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_yaml(cls, v: Any) -> Any:
+        if not isinstance(v, dict) or "kind" in v:
+            return v
+        kinds = [k for k in ("float", "int", "categorical") if k in v]
+        if len(kinds) != 1:
+            raise ValueError(
+                "a dimension is {float: [low, high]}, {int: [low, high]} or "
+                f"{{categorical: [a, b, ...]}} (optional log/step), got {v!r}"
+            )
+        kind = kinds[0]
+        rest = {k: val for k, val in v.items() if k != kind}
+        if kind == "categorical":
+            return {"kind": kind, "choices": v[kind], **rest}
+        bounds = v[kind]
+        if not isinstance(bounds, list | tuple) or len(bounds) != 2:
+            raise ValueError(f"{kind}: expected [low, high], got {bounds!r}")
+        return {"kind": kind, "low": bounds[0], "high": bounds[1], **rest}
+
+    @model_validator(mode="after")
+    def _check(self) -> Dimension:
+        if self.kind == "categorical":
+            if not self.choices:
+                raise ValueError("categorical: needs a non-empty list of choices")
+            if self.log or self.step is not None:
+                raise ValueError("categorical: log/step do not apply")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError(f"{self.kind}: needs low and high")
+        if self.low > self.high:
+            raise ValueError(
+                f"{self.kind}: low must be <= high, got low={self.low} > high={self.high}"
+            )
+        if self.log and self.low <= 0:
+            raise ValueError(f"{self.kind}: log scale needs low > 0, got low={self.low}")
+        if self.kind == "int" and (self.low != int(self.low) or self.high != int(self.high)):
+            raise ValueError(f"int: bounds must be integers, got [{self.low}, {self.high}]")
+        return self
+
+    def to_yaml(self) -> dict[str, Any]:
+        if self.kind == "categorical":
+            return {"categorical": list(self.choices or [])}
+        out: dict[str, Any] = {self.kind: [self.low, self.high]}
+        if self.kind == "int":
+            out[self.kind] = [int(self.low or 0), int(self.high or 0)]
+        if self.log:
+            out["log"] = True
+        if self.step is not None:
+            out["step"] = self.step
+        return out
+
+
+class Objective(Strict):
+    metric: str
+    direction: Literal["minimize", "maximize"]
+    split: Literal["val"] = Field("val", description="The driver optimises validation metrics.")
+
+    @field_validator("direction", mode="before")
+    @classmethod
+    def _direction(cls, v: Any) -> Any:
+        if v not in ("minimize", "maximize"):
+            raise ValueError(f"must be 'minimize' or 'maximize', got {v!r}")
+        return v
+
+
+class Constraint(Strict):
+    metric: str
+    op: Literal[">=", "<="]
+    value: float
+
+    @classmethod
+    def parse(cls, text: str) -> Constraint:
+        m = _CONSTRAINT_RE.match(str(text))
+        if not m:
+            raise ValueError(
+                f"expected '<metric> >= <number>' or '<metric> <= <number>', got {text!r}"
+            )
+        try:
+            value = float(m["value"])
+        except ValueError:
+            raise ValueError(
+                f"threshold must be a number, got {m['value']!r} in {text!r}"
+            ) from None
+        return cls(metric=m["metric"], op=m["op"], value=value)  # type: ignore[arg-type]
+
+    def violation(self, observed: float) -> float:
+        """Optuna convention: <= 0 means satisfied."""
+        return self.value - observed if self.op == ">=" else observed - self.value
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.op} {self.value:g}"
+
+
+class DriverConfig(Strict):
+    backend: str = Field("optuna", description="A registered driver (optuna, pymoo).")
+    algorithm: str = Field(
+        "nsga2",
+        description="One of the backend's algorithms (optuna: nsga2, nsga3, tpe, random, gp).",
+    )
+    population: int = Field(8, ge=2)
+    seed: int = 0
+    crossover: Literal["uniform", "sbx", "blxalpha", "spx", "undx", "vsbx"] = "uniform"
+    crossover_prob: float = Field(0.9, ge=0.0, le=1.0)
+    mutation_prob: float | None = Field(None, ge=0.0, le=1.0)
+    reference_point: list[float] | None = Field(
+        None, description="Hypervolume reference point in objective units (default: derived)."
+    )
+    sweep_rerank: bool = Field(
+        True,
+        description="Also record every fine-tune at a grid of the searched re-ranking knobs "
+        "(inference only, seconds each) as trials linked to it.",
+    )
+    heartbeat_interval: int = Field(
+        10, ge=1, description="Seconds between a running trial's heartbeats."
+    )
+    grace_period: int = Field(
+        30, ge=2, description="A trial silent this long is failed and retried."
+    )
+
+    @model_validator(mode="after")
+    def _combo(self) -> DriverConfig:
+        if self.backend not in DRIVERS:
+            raise Located(("backend",), DRIVERS.unknown_message(self.backend))
+        algorithms = DRIVERS.get(self.backend).algorithms
+        if self.algorithm not in algorithms:
+            names = algorithms.names()
+            raise Located(
+                ("algorithm",),
+                f"{self.backend} backend supports {', '.join(names)}, got "
+                f"{self.algorithm!r}{closest(self.algorithm, names)}",
+            )
+        return self
+
+
+class BudgetConfig(Strict):
+    n_trials: int = Field(12, ge=1)
+    timeout: float | None = Field(
+        None, gt=0, description="Seconds; stop launching new trials after."
+    )
+    max_failures: int = Field(10, ge=1, description="Stop a run after this many failed trials.")
+
+
+class StudySpec(Strict):
+    name: str = Field("study", min_length=1)
+    description: str = ""
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    adapter: AdapterConfig = Field(default_factory=AdapterConfig)
+    fusion: FusionConfig = Field(default_factory=FusionConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    rerank: RerankConfig = Field(default_factory=RerankConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    objective: str = Field(
+        DEFAULT_OBJECTIVE,
+        description="run_trial (default), a built-in problem (zdt1, zdt2, dtlz2) or module:function.",
+    )
+    problem: dict[str, int] = Field(
+        default_factory=dict, description="Built-in problem options, e.g. {n_var: 10, n_obj: 3}."
+    )
+    search_space: dict[str, Dimension] = Field(default_factory=dict)
+    objectives: list[Objective] = Field(
+        default_factory=lambda: [
+            Objective(metric="precision@10", direction="maximize"),
+            Objective(metric="ild@10", direction="maximize"),
+        ]
+    )
+    constraints: list[Constraint] = Field(default_factory=list)
+    driver: DriverConfig = Field(default_factory=DriverConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    storage: str | None = Field(
+        None, description="Optuna storage URL (default: SQLite in out_dir)."
+    )
+    out_dir: str | None = Field(None, description="Study directory (default: reports/<name>).")
+    enqueue: list[dict[str, Any]] = Field(
+        default_factory=list, description="Named param sets run first, after the base config."
+    )
+
+    @field_validator("constraints", mode="before")
+    @classmethod
+    def _parse_constraints(cls, v: Any) -> Any:
+        if not isinstance(v, list):
+            raise ValueError(f"expected a list of strings like 'precision@10 >= 0.02', got {v!r}")
+        return [Constraint.parse(c) if isinstance(c, str) else c for c in v]
+
+    @field_validator("objective")
+    @classmethod
+    def _objective_ref(cls, v: str) -> str:
+        if v == DEFAULT_OBJECTIVE or v in PROBLEMS or re.match(r"^[\w.]+:[\w.]+$", v):
+            return v
+        raise ValueError(
+            f"must be 'run_trial', one of {PROBLEMS.names()} or 'package.module:function', "
+            f"got {v!r}"
+        )
+
+    # ---- derived views -------------------------------------------------------------
+
+    @property
+    def uses_default_trial(self) -> bool:
+        return self.objective == DEFAULT_OBJECTIVE
+
+    @property
+    def study_dir(self) -> Path:
+        return Path(self.out_dir) if self.out_dir else Path("reports") / self.name
+
+    @property
+    def storage_url(self) -> str:
+        if self.storage:
+            return self.storage
+        return f"sqlite:///{(self.study_dir / 'study.db').as_posix()}"
+
+    def trial_dict(self) -> dict[str, Any]:
+        """The trial config part, as plain data."""
+        dumped = self.model_dump(mode="json")
+        return {k: dumped[k] for k in TRIAL_SECTIONS}
+
+    def with_params(self, params: dict[str, Any]) -> StudySpec:
+        """A copy with the dotted-path ``params`` applied and re-validated."""
+        raw = self.to_dict(redact=False)
+        for path, value in params.items():
+            set_path(raw, path.split("."), value, full=path)
+        from moo_search.spec._load import spec_from_dict
+
+        return spec_from_dict(raw)
+
+    def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
+        """Plain data (what spec.yaml, the study and every trial record hold); a password in
+        ``storage`` is replaced by ``***`` unless ``redact=False`` (in-process copies only)."""
+        out = self.model_dump(mode="json")
+        if redact and out.get("storage"):
+            from moo_search.redact import redact_url
+
+            out["storage"] = redact_url(out["storage"])
+        out["search_space"] = {k: d.to_yaml() for k, d in self.search_space.items()}
+        out["constraints"] = [str(c) for c in self.constraints]
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=True, allow_unicode=True)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_yaml(), encoding="utf-8")
+
+    # ---- cross-field validation ----------------------------------------------------
+
+    @model_validator(mode="after")
+    def _study_checks(self) -> StudySpec:
+        from moo_search.metrics import is_known_metric
+
+        if self.uses_default_trial:
+            for i, obj in enumerate(self.objectives):
+                if not is_known_metric(obj.metric):
+                    raise Located(
+                        ("objectives", i, "metric"),
+                        f"unknown metric {obj.metric!r}; expected e.g. precision@10, ndcg@10, "
+                        "ild@10, novelty@10, coverage@10, ctr_auc, cold/recall@10, cost/seconds",
+                    )
+            for i, c in enumerate(self.constraints):
+                if not is_known_metric(c.metric):
+                    raise Located(("constraints", i), f"unknown metric {c.metric!r} in {str(c)!r}")
+            for path, dim in self.search_space.items():
+                _check_dimension_path(path, dim)
+        if not self.objectives:
+            raise Located(("objectives",), "at least one objective is required, got []")
+        names = [o.metric for o in self.objectives]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise Located(("objectives",), f"each metric may appear once, got duplicates {dupes}")
+        if self.driver.reference_point is not None and len(self.driver.reference_point) != len(
+            self.objectives
+        ):
+            raise Located(
+                ("driver", "reference_point"),
+                f"needs one value per objective ({len(self.objectives)}), "
+                f"got {len(self.driver.reference_point)}",
+            )
+        if self.driver.algorithm == "nsga3" and len(self.objectives) < 2:
+            raise Located(("driver", "algorithm"), "nsga3 needs at least 2 objectives")
+        return self
+
+
+def _check_dimension_path(path: str, dim: Dimension) -> None:
+    parts = path.split(".")
+    model: type[BaseModel] = StudySpec
+    if parts[0] not in TRIAL_SECTIONS:
+        hint = closest(parts[0], TRIAL_SECTIONS)
+        raise Located(
+            ("search_space", path),
+            f"a dimension must point into the trial config ({', '.join(TRIAL_SECTIONS)}); "
+            f"{parts[0]!r} is not one of them{hint}",
+        )
+    for i, part in enumerate(parts):
+        fields = model.model_fields
+        if part not in fields:
+            hint = closest(part, list(fields))
+            where = ".".join(parts[:i]) or "the spec"
+            raise Located(("search_space", path), f"{where} has no field {part!r}{hint}")
+        ann = fields[part].annotation
+        sub = model_in(ann)
+        if i < len(parts) - 1:
+            if sub is None:
+                raise Located(
+                    ("search_space", path), f"{'.'.join(parts[: i + 1])} is a value, not a section"
+                )
+            model = sub
+        elif sub is not None:
+            raise Located(
+                ("search_space", path), f"{path} is a section; point at one of its values"
+            )

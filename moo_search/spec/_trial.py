@@ -1,0 +1,235 @@
+"""The trial config: what one fine-tune is (data, model, adapter, fusion, loss, train,
+re-ranking, evaluation). Names of registered things are checked against their registries."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from moo_search.registry import ADAPTERS, BACKBONES, DATASETS
+from moo_search.spec._errors import Located, Strict
+
+__all__ = [
+    "TRIAL_SECTIONS",
+    "AdapterConfig",
+    "DataConfig",
+    "EvalConfig",
+    "FusionConfig",
+    "LossConfig",
+    "LossWeights",
+    "ModelConfig",
+    "RerankConfig",
+    "SplitConfig",
+    "SyntheticConfig",
+    "TinyModelConfig",
+    "TrainConfig",
+]
+
+TRIAL_SECTIONS = ("seed", "data", "model", "adapter", "fusion", "loss", "train", "rerank", "eval")
+"""The top-level spec keys that make up a trial config (search dimensions point into these)."""
+
+
+def _known_metric(v: str) -> str:
+    from moo_search.metrics import is_known_metric
+
+    if not is_known_metric(v):
+        raise ValueError(f"unknown metric {v!r} (e.g. 'ndcg@10', 'precision@10')")
+    return v
+
+
+class SplitConfig(Strict):
+    method: Literal["chronological", "random", "leave_last"] = Field(
+        "chronological", description="Per-user chronological, random ratio, or leave-last-n-out."
+    )
+    ratios: tuple[float, float, float] = Field(
+        (0.8, 0.1, 0.1), description="train/val/test shares."
+    )
+    n: int = Field(
+        1, ge=1, description="Items per user held out for val and for test (leave_last)."
+    )
+    seed: int = 0
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios_sum_to_one(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(r < 0 for r in v) or not math.isclose(sum(v), 1.0, abs_tol=1e-6):
+            raise ValueError(f"must be three non-negative shares summing to 1, got {list(v)}")
+        return v
+
+
+class SyntheticConfig(Strict):
+    n_users: int = Field(300, ge=2)
+    n_items: int = Field(200, ge=2)
+    n_genres: int = Field(8, ge=1)
+    interactions_per_user: int = Field(30, ge=3)
+    popularity_exponent: float = Field(1.0, ge=0.0, description="Zipf exponent of item popularity.")
+    genre_affinity: float = Field(
+        4.0, ge=0.0, description="How strongly users prefer their genres."
+    )
+    seed: int = 0
+
+
+class DataConfig(Strict):
+    dataset: str = Field(
+        "movielens-100k", description="A registered dataset (moo_search.registry.DATASETS)."
+    )
+    path: str | None = Field(None, description="Directory (recbole) or interactions file (csv).")
+    items_path: str | None = None
+    users_path: str | None = None
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Column renames for csv: {user: ..., item: ..., rating: ..., timestamp: ...}.",
+    )
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    relevance_threshold: float = Field(4.0, description="rating >= threshold counts as relevant.")
+    history_len: int = Field(10, ge=0, description="Recent items rendered into the user's text.")
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, v: str) -> str:
+        return DATASETS.check(v)
+
+    @model_validator(mode="after")
+    def _path_required(self) -> DataConfig:
+        if DATASETS.get(self.dataset).needs_path and not self.path:
+            raise Located(
+                ("path",), f"dataset {self.dataset!r} needs data.path (a file or directory)"
+            )
+        return self
+
+
+class TinyModelConfig(Strict):
+    hidden_size: int = Field(32, ge=4)
+    num_hidden_layers: int = Field(2, ge=1)
+    num_attention_heads: int = Field(2, ge=1)
+    intermediate_size: int = Field(64, ge=4)
+    seed: int = 0
+
+
+class ModelConfig(Strict):
+    name_or_path: str = Field(
+        "minilm",
+        description="Hugging Face model id or local path; 'minilm' = the packaged all-MiniLM-L6-v2.",
+    )
+    tiny: TinyModelConfig | None = Field(
+        None, description="Build a tiny randomly initialised BERT instead (tests)."
+    )
+    max_item_length: int = Field(32, ge=4)
+    max_user_length: int = Field(96, ge=4)
+    pooling: Literal["mean", "cls"] = "mean"
+
+
+class AdapterConfig(Strict):
+    type: str = Field("lora", description="lora, dora, ia3 or none.")
+    r: int = Field(8, description="LoRA/DoRA rank (>= 1).")
+    alpha: float = Field(16.0, gt=0)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(default_factory=lambda: ["query", "value"])
+    feedforward_modules: list[str] = Field(
+        default_factory=lambda: ["output.dense"], description="IA3 feed-forward modules."
+    )
+    layers: list[int] | None = Field(None, description="Layer indices to adapt (None = all).")
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, v: str) -> str:
+        return ADAPTERS.check(v)
+
+    @model_validator(mode="after")
+    def _rank_positive(self) -> AdapterConfig:
+        if self.type in ("lora", "dora") and self.r < 1:
+            raise Located(("r",), f"rank must be >= 1 for {self.type}, got {self.r}")
+        return self
+
+
+class FusionConfig(Strict):
+    alpha: float = Field(
+        0.5, ge=0.0, le=1.0, description="f = alpha*z(semantic) + (1-alpha)*z(collaborative)."
+    )
+    cf: str = Field(
+        "ease",
+        description="Collaborative backbone: ease, itemknn (closed form, cached) or mf (learned).",
+    )
+    ease_lambda: float | None = Field(
+        None, gt=0, description="EASE L2 weight (default: tuned on validation)."
+    )
+    knn_neighbours: int = Field(100, ge=1, description="ItemKNN neighbours per item.")
+
+    @field_validator("cf")
+    @classmethod
+    def _known_backbone(cls, v: str) -> str:
+        return BACKBONES.check(v)
+
+    id_dim: int = Field(64, ge=1, description="ID embedding size (cf: mf).")
+
+
+class LossWeights(Strict):
+    ranking: float = Field(1.0, ge=0.0)
+    ctr: float = Field(0.2, ge=0.0)
+    diversity: float = Field(0.0, ge=0.0)
+    novelty: float = Field(0.0, ge=0.0)
+
+
+class LossConfig(Strict):
+    weights: LossWeights = Field(default_factory=LossWeights)
+    ranking: Literal["softmax", "bpr"] = "softmax"
+    temperature: float = Field(
+        0.25,
+        gt=0.0,
+        description="Start value of the (learned) softmax temperature over fused z-scores.",
+    )
+
+    @model_validator(mode="after")
+    def _weights_not_all_zero(self) -> LossConfig:
+        w = self.weights
+        if w.ranking + w.ctr + w.diversity + w.novelty <= 0:
+            raise Located(("weights",), "at least one loss weight must be > 0, got all zero")
+        return self
+
+
+class TrainConfig(Strict):
+    lr: float = Field(1e-3, description="Adapter learning rate (> 0).")
+    id_lr: float = Field(1e-2, gt=0, description="Learning rate of ID embeddings and heads.")
+    weight_decay: float = Field(0.0, ge=0.0)
+    batch_size: int = Field(32, ge=2)
+    id_batch_size: int = Field(1024, ge=1, description="Extra ID-only pairs per step (cheap).")
+    max_steps: int = Field(200, ge=1)
+    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0)
+    grad_clip: float = Field(1.0, gt=0.0)
+    eval_every: int = Field(100, ge=1, description="Validate every N steps (early stopping).")
+    patience: int = Field(2, ge=1)
+    early_stop_metric: str = "ndcg@10"
+    refresh_every: int = Field(
+        50, ge=1, description="Refresh cached item embeddings every N steps."
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    progress: bool = True
+
+    @field_validator("lr")
+    @classmethod
+    def _lr_positive(cls, v: float) -> float:
+        if not v > 0:
+            raise ValueError(f"learning rate must be > 0, got {v}")
+        return v
+
+    @field_validator("early_stop_metric")
+    @classmethod
+    def _metric_known(cls, v: str) -> str:
+        return _known_metric(v)
+
+
+class RerankConfig(Strict):
+    mmr_lambda: float = Field(1.0, ge=0.0, le=1.0, description="1 = pure relevance.")
+    pop_penalty: float = Field(0.0, ge=0.0, description="beta: subtract beta*normalised log-pop.")
+    candidates: int = Field(100, ge=1)
+
+
+class EvalConfig(Strict):
+    k: int = Field(10, ge=1)
+    cold_user_max: int = Field(10, ge=0, description="Users with <= N train items are 'cold'.")
+    head_share: float = Field(0.8, gt=0.0, le=1.0, description="Head items = top share of train.")
+    batch_size: int = Field(256, ge=1)

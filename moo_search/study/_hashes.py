@@ -1,0 +1,63 @@
+"""Binding artifacts to the trial that wrote them: SHA-256 of every file, checked on read."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from moo_search.errors import StorageError
+from moo_search.study._keys import ATTR
+
+__all__ = ["ArtifactMismatch", "artifact_hashes", "check_artifacts", "sha256_file"]
+
+
+class ArtifactMismatch(StorageError):
+    """An artifact file is missing or is not the one its trial recorded."""
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def artifact_hashes(root: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``root``, by POSIX path relative to it."""
+    return {
+        p.relative_to(root).as_posix(): sha256_file(p)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def check_artifacts(t: Any, art: Path | None = None) -> dict[str, Any]:
+    """Check that the trial's artifact files are the ones it recorded when it completed.
+
+    Returns ``{"status": "verified", "files": n}``, or ``{"status": "unverified", ...}`` for a
+    trial from before hashes were recorded.
+
+    Raises:
+        ArtifactMismatch: a recorded file is missing or hashes differently (the message names
+            the trial, the file and both hashes).
+    """
+    recorded = t.user_attrs.get(ATTR.ARTIFACT_SHA256)
+    if not recorded:
+        return {"status": "unverified", "reason": "the trial predates artifact hashes"}
+    root = Path(art if art is not None else t.user_attrs.get(ATTR.ARTIFACTS) or "")
+    for rel, sha in sorted(recorded.items()):
+        p = root / rel
+        if not p.is_file():
+            raise ArtifactMismatch(
+                f"trial {t.number}: artifact {p} recorded when the trial completed is missing"
+            )
+        got = sha256_file(p)
+        if got != sha:
+            raise ArtifactMismatch(
+                f"trial {t.number}: artifact {p} is not the one this trial wrote (SHA-256 "
+                f"recorded {sha}, found {got}); another run may have overwritten it"
+            )
+    return {"status": "verified", "files": len(recorded)}

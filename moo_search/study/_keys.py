@@ -1,0 +1,81 @@
+"""The record a study keeps in its Optuna storage: attribute keys and typed readers.
+
+Drivers write these keys (through :mod:`moo_search.study`), report and export read them. A
+study written by an earlier version uses the same keys, so it opens unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = [
+    "ATTR",
+    "STUDY_ATTR",
+    "finite_metrics",
+    "is_derived",
+    "is_feasible",
+    "trial_metrics",
+    "violations",
+]
+
+
+class ATTR:
+    """Trial user-attribute keys."""
+
+    METRICS = "moo:metrics"  # {"val": {...}, "test": {...}}
+    COST = "moo:cost"
+    CONFIG = "moo:config"  # the resolved trial config (plain data)
+    PARAMS = "moo:params"  # the searched dotted-path params
+    ARTIFACTS = "moo:artifact_dir"
+    ARTIFACT_SHA256 = "moo:artifact_sha256"  # {relative path: SHA-256} of every artifact file
+    BACKBONE = "moo:backbone"  # the collaborative backbone: name, params, SHA-256 of W
+    FAIL = "moo:fail_reason"
+    CONSTRAINTS = "moo:constraints"  # violations, <= 0 is feasible
+    GENERATION = "moo:generation"
+    ANCHOR = "moo:anchor"  # "base" or a named enqueued config
+    DERIVED_FROM = "moo:derived_from"  # a re-ranking variant of this fine-tune (trial number)
+    SLOT = "moo:pymoo_slot"
+
+
+class STUDY_ATTR:
+    """Study user-attribute keys."""
+
+    SPEC = "moo:spec"
+    OBJECTIVES = "moo:objectives"
+    REFERENCE = "moo:reference_point"
+    BASELINES = "moo:baselines"
+    REFERENCE_FRONT = "moo:reference_front"  # baselines x re-ranking grid, non-dominated
+    ENQUEUED = "moo:enqueued"
+    VERSION = "moo:version"
+    STUDY_ID = "moo:study_id"  # a random id given at creation; names the study's home
+
+
+Metrics = dict[str, dict[str, float]]
+
+
+def trial_metrics(t: Any) -> dict[str, dict[str, float | None]]:
+    """``{"val": {...}, "test": {...}}`` as the trial recorded them (empty if none)."""
+    return t.user_attrs.get(ATTR.METRICS) or {}
+
+
+def violations(t: Any) -> list[float]:
+    """The trial's constraint violations (<= 0 is satisfied)."""
+    return [float(v) for v in t.user_attrs.get(ATTR.CONSTRAINTS) or []]
+
+
+def is_feasible(t: Any) -> bool:
+    return not any(v > 0 for v in violations(t))
+
+
+def is_derived(t: Any) -> bool:
+    """A re-ranking variant of another trial's fine-tune (not counted by the budget)."""
+    return ATTR.DERIVED_FROM in t.user_attrs
+
+
+def finite_metrics(metrics: Metrics) -> dict[str, dict[str, float | None]]:
+    """JSON-safe: NaN/inf become None (the report shows them as missing)."""
+    return {
+        p: {k: (float(v) if math.isfinite(float(v)) else None) for k, v in m.items()}
+        for p, m in metrics.items()
+    }
