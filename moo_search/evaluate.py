@@ -7,8 +7,8 @@ from collections.abc import Callable
 import numpy as np
 
 from moo_search.data import Dataset, Split
-from moo_search.metrics import EvalContext, evaluate_topk, topk
-from moo_search.model.rerank import rerank
+from moo_search.metrics import EvalContext, evaluate_topk
+from moo_search.model.inference import recommend_lists
 from moo_search.spec import EvalConfig, RerankConfig
 
 __all__ = ["Scorer", "evaluate_scorer"]
@@ -55,23 +55,14 @@ def evaluate_scorer(
         lists = np.empty((len(users), k), dtype=np.int64)
         for start in range(0, len(users), eval_cfg.batch_size):
             batch = users[start : start + eval_cfg.batch_size]
-            s = np.array(score(batch), dtype=np.float64, copy=True)
-            excl = ctx.exclude[batch]
-            if excl.nnz:
-                r, c = excl.nonzero()
-                s[r, c] = -np.inf
-            if rerank_cfg is not None and (rerank_cfg.mmr_lambda < 1 or rerank_cfg.pop_penalty > 0):
-                lists[start : start + len(batch)] = rerank(
-                    s,
-                    k,
-                    features=features,
-                    item_counts=item_counts,
-                    mmr_lambda=rerank_cfg.mmr_lambda,
-                    pop_penalty=rerank_cfg.pop_penalty,
-                    candidates=rerank_cfg.candidates,
-                )
-            else:
-                lists[start : start + len(batch)] = topk(s, k)
+            lists[start : start + len(batch)] = recommend_lists(
+                score(batch),
+                k,
+                exclude=ctx.exclude[batch],
+                rerank_cfg=rerank_cfg,
+                features=features,
+                item_counts=item_counts,
+            )
         results[part] = {}
         for kk in all_k:
             results[part].update(evaluate_topk(lists, users, ctx, kk))

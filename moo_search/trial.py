@@ -22,6 +22,7 @@ import torch
 from moo_search.data import Dataset, Split, ensure_dataset, load_split, render_items, render_users
 from moo_search.evaluate import evaluate_scorer
 from moo_search.metrics import auc, logloss
+from moo_search.model.inference import CatalogScorer
 from moo_search.spec import StudySpec, spec_from_dict
 
 __all__ = ["TrialResult", "metric_value", "prepare_data", "run_trial"]
@@ -247,29 +248,12 @@ def run_trial(
     )
     ks = _requested_ks(spec)
 
-    def embed() -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.no_grad():
-            if model.alpha > 0:
-                return (
-                    model.encode_table(item_tokens, device),
-                    model.encode_table(user_tokens, device),
-                )
-            z = torch.zeros(1, 1, device=device)
-            return z, z
-
-    def scorer(item_emb: torch.Tensor, user_emb: torch.Tensor) -> Any:
-        def score(users: np.ndarray) -> np.ndarray:
-            with torch.no_grad():
-                u = torch.as_tensor(users, device=device)
-                s = user_emb[u] @ item_emb.T if model.alpha > 0 else None
-                return model.fuse(s, model.collaborative(u)).float().cpu().numpy()
-
-        return score
+    def catalog_scorer() -> CatalogScorer:
+        return CatalogScorer.encode(model, item_tokens, user_tokens, device)
 
     def validate() -> dict[str, float]:
-        item_emb, user_emb = embed()
         res = evaluate_scorer(
-            scorer(item_emb, user_emb),
+            catalog_scorer(),
             data.ds,
             split,
             eval_cfg=spec.eval,
@@ -291,9 +275,9 @@ def run_trial(
         evaluate=validate,
     )
 
-    item_emb, user_emb = embed()
-    history.ctr_fit_logloss = _fit_ctr(model, tdata, item_emb, user_emb, device)
-    kept = scorer(item_emb, user_emb)(np.arange(data.ds.n_users))  # re-ranking reuses it
+    scorer = catalog_scorer()
+    history.ctr_fit_logloss = _fit_ctr(scorer, tdata)
+    kept = scorer(np.arange(data.ds.n_users))  # re-ranking reuses it
 
     def kept_scores(users: np.ndarray) -> np.ndarray:
         return kept[users]
@@ -312,7 +296,7 @@ def run_trial(
     assert isinstance(out, tuple)
     metrics, lists = out
     for part in ("val", "test"):
-        metrics[part].update(_ctr_metrics(model, split, part, item_emb, user_emb, device))
+        metrics[part].update(_ctr_metrics(scorer, split, part))
     swept = [
         {"knobs": knobs, "metrics": _rerank_variant(spec, data, kept_scores, metrics, knobs, ks)}
         for knobs in sweep or []
@@ -380,12 +364,9 @@ def _rerank_variant(
 
 
 def _pair_features(
-    model: Any,
+    scorer: CatalogScorer,
     users: np.ndarray,
     items: np.ndarray,
-    item_emb: torch.Tensor,
-    user_emb: torch.Tensor,
-    device: torch.device,
     *,
     like: tuple[np.ndarray, np.ndarray] | None = None,
     chunk: int = 4096,
@@ -393,6 +374,7 @@ def _pair_features(
     """CTR features of (user, item) pairs; per-user z-scores over the full catalog."""
     from moo_search.model.recommender import CTR_FEATURES, standardise
 
+    model, device = scorer.model, scorer.device
     out = []
     with torch.no_grad():
         for start in range(0, len(users), chunk):
@@ -402,8 +384,8 @@ def _pair_features(
             uniq, inv = torch.unique(uu, return_inverse=True)
             r_z = standardise(model.collaborative(uniq).float())[inv, ii]
             s_z = None
-            if model.alpha > 0:
-                s_z = standardise(user_emb[uniq] @ item_emb.T)[inv, ii]
+            if scorer.user_emb is not None:
+                s_z = standardise(scorer.semantic(scorer.user_emb[uniq]))[inv, ii]
             kw: dict[str, torch.Tensor] = {}
             if like is not None:
                 kw["user_like"] = torch.as_tensor(like[0][part], device=device)
@@ -412,43 +394,24 @@ def _pair_features(
     return torch.cat(out) if out else torch.zeros(0, len(CTR_FEATURES), device=device)
 
 
-def _fit_ctr(
-    model: Any, tdata: Any, item_emb: torch.Tensor, user_emb: torch.Tensor, device: torch.device
-) -> float:
+def _fit_ctr(scorer: CatalogScorer, tdata: Any) -> float:
     """Refit the CTR head on every train exposure, on frozen features (leave-one-out
     like-rates, so what it learns on train holds on held-out exposures)."""
     from moo_search.train.ctr import fit_ctr_head
 
-    x = _pair_features(
-        model,
-        tdata.users,
-        tdata.items,
-        item_emb,
-        user_emb,
-        device,
-        like=(tdata.like_user, tdata.like_item),
-    )
-    y = torch.as_tensor(tdata.clicks, dtype=torch.float32, device=device)
-    return fit_ctr_head(model.ctr, x, y)
+    x = _pair_features(scorer, tdata.users, tdata.items, like=(tdata.like_user, tdata.like_item))
+    y = torch.as_tensor(tdata.clicks, dtype=torch.float32, device=scorer.device)
+    return fit_ctr_head(scorer.model.ctr, x, y)
 
 
-def _ctr_metrics(
-    model: Any,
-    split: Split,
-    part: str,
-    item_emb: torch.Tensor,
-    user_emb: torch.Tensor,
-    device: torch.device,
-) -> dict[str, float]:
+def _ctr_metrics(scorer: CatalogScorer, split: Split, part: str) -> dict[str, float]:
     """CTR head against the held-out exposures of ``part`` (click = rating >= threshold)."""
     df = split.part(part)
     if len(df) == 0:
         return {}
-    x = _pair_features(
-        model, df["user"].to_numpy(), df["item"].to_numpy(), item_emb, user_emb, device
-    )
+    x = _pair_features(scorer, df["user"].to_numpy(), df["item"].to_numpy())
     with torch.no_grad():
-        p = torch.sigmoid(model.ctr_logit(x)).float().cpu().numpy()
+        p = torch.sigmoid(scorer.model.ctr_logit(x)).float().cpu().numpy()
     y = (df["rating"].to_numpy() >= split.threshold).astype(np.float64)
     return {"ctr_auc": auc(y, p), "ctr_logloss": logloss(y, p)}
 

@@ -1,0 +1,254 @@
+"""Writing the bundle of one trial (see :mod:`moo_search.export`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from moo_search.errors import ExportError
+from moo_search.export._card import write_model_card
+from moo_search.export._files import (
+    FORMAT_VERSION,
+    check_not_inside,
+    check_out,
+    seal,
+    study_paths,
+    swap_into_place,
+    write_json,
+)
+from moo_search.export._select import Selection, select_trial
+from moo_search.spec import StudySpec, spec_from_dict
+from moo_search.study import ATTR, STUDY_ATTR, ArtifactMismatch, check_artifacts
+
+__all__ = ["base_model_fingerprint", "export_trial"]
+
+logger = logging.getLogger("moo_search")
+
+
+def _standalone_config(raw: dict[str, Any], study_name: str, number: int) -> StudySpec:
+    cfg = {
+        k: v for k, v in raw.items() if k not in ("search_space", "enqueue", "storage", "out_dir")
+    }
+    cfg["name"] = f"{study_name}-trial-{number}"
+    cfg["description"] = f"Exported from study {study_name!r}, trial {number}."
+    return spec_from_dict(cfg)
+
+
+def base_model_fingerprint(encoder: Any) -> str:
+    """SHA-256 over the base encoder's weights (names, shapes, bytes), adapter excluded."""
+    import torch
+
+    h = hashlib.sha256()
+    for name, t in sorted(encoder.state_dict().items()):
+        if "lora_" in name or "ia3_" in name:
+            continue
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().to(torch.float32).cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    import optuna
+    import peft
+    import torch
+    import transformers
+
+    from moo_search import __version__
+
+    return {
+        "moo_search": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "optuna": optuna.__version__,
+    }
+
+
+def export_trial(
+    target: str | Path,
+    *,
+    out: str | Path,
+    trial: int | None = None,
+    select: str | None = None,
+    where: list[str] | None = None,
+    study_name: str | None = None,
+    force: bool = False,
+) -> Path:
+    """Write the bundle of one trial of a study (see the module docstring) into ``out``.
+
+    Raises:
+        ExportError: no such trial, an empty selection (with the front's ranges), a non-empty
+            ``out`` without ``force``, or missing artifacts.
+    """
+    from moo_search.model.encoder import load_encoder
+    from moo_search.study import load_study
+    from moo_search.trial import prepare_data
+
+    where = list(where or [])
+    final = Path(out)
+    check_out(final, force=force)
+    study = load_study(target, study_name)
+    sel = select_trial(study, trial=trial, select=select, where=where)
+    t = sel.trial
+    raw = t.user_attrs.get(ATTR.CONFIG)
+    art = Path(t.user_attrs.get(ATTR.ARTIFACTS) or "")
+    if raw is None or not art.is_dir():
+        raise ExportError(
+            f"trial {t.number} has no trial config or artifacts ({art or 'none recorded'}); only trials of "
+            "the default objective (run_trial) with their artifacts can be exported"
+        )
+    needed = ["heads.safetensors", "metrics.json"]
+    if (raw.get("adapter") or {}).get("type", "lora") != "none":
+        needed.append("adapter")
+    for name in needed:
+        if not (art / name).exists():
+            raise ExportError(f"{art / name}: missing; the trial's artifacts are incomplete")
+    check_not_inside(final, [art, *[Path(p) for p in study_paths(target)]])
+    try:
+        artifact_check = check_artifacts(t, art)
+    except ArtifactMismatch as e:
+        raise ExportError(f"{e}. Nothing was exported") from None
+    spec = _standalone_config(raw, study.study_name, t.number)
+    data = prepare_data(spec)
+    encoder, _, base_id = load_encoder(spec.model)
+    backbone = _backbone_for_export(t, spec, data)
+
+    # everything is written to a new directory beside --out and renamed into place at the end:
+    # a failure leaves --out as it was
+    final.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix=f".{final.name}.export-", dir=final.parent))
+    try:
+        _write_bundle(
+            out, spec, art, base_id, backbone, data, t, study, sel, encoder, artifact_check
+        )
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    swap_into_place(out, final)
+    logger.info("exported trial %d of %s to %s", t.number, study.study_name, final)
+    return final
+
+
+def _write_bundle(
+    out: Path,
+    spec: StudySpec,
+    art: Path,
+    base_id: str,
+    backbone: np.ndarray | None,
+    data: Any,
+    t: Any,
+    study: Any,
+    sel: Selection,
+    encoder: Any,
+    artifact_check: dict[str, Any],
+) -> None:
+    spec.save(out / "config.yaml")
+    if spec.adapter.type != "none":
+        shutil.copytree(art / "adapter", out / "adapter")
+        acfg_path = out / "adapter" / "adapter_config.json"
+        acfg = json.loads(acfg_path.read_text())
+        acfg["base_model_name_or_path"] = base_id  # not this machine's site-packages path
+        acfg_path.write_text(json.dumps(acfg, indent=2, sort_keys=True))
+    shutil.copy2(art / "heads.safetensors", out / "heads.safetensors")
+    if backbone is not None:
+        from safetensors.numpy import save_file as save_np
+
+        save_np({"weights": backbone}, str(out / "backbone.safetensors"))
+    _write_catalog(out, data)
+    recorded = json.loads((art / "metrics.json").read_text())
+    if t.user_attrs.get(ATTR.METRICS):
+        # the trial's own record: a re-ranking variant shares its fine-tune's artifacts, not
+        # its metrics
+        recorded = {
+            **recorded,
+            "metrics": t.user_attrs[ATTR.METRICS],
+            "cost": t.user_attrs.get(ATTR.COST, recorded.get("cost", {})),
+        }
+    objectives = study.user_attrs.get(STUDY_ATTR.OBJECTIVES) or []
+    write_json(
+        out / "metrics.json",
+        {
+            "metrics": recorded["metrics"],
+            "cost": recorded.get("cost", {}),
+            "objectives": objectives,
+            "front": sel.front,
+            "selection": {"rule": sel.rule, "where": sel.where, "trial": t.number},
+        },
+    )
+    split = data.split
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "base_model": {"id": base_id, "weights_sha256": base_model_fingerprint(encoder)},
+        "data": {
+            "dataset": data.ds.name,
+            "fingerprint": data.ds.fingerprint(),
+            "split": spec.data.split.model_dump(mode="json"),
+            "sizes": split.fingerprint_parts(),
+            "relevance_threshold": spec.data.relevance_threshold,
+        },
+        "seed": spec.seed,
+        "study": {"name": study.study_name, "trial": t.number},
+        "trial_artifacts": artifact_check,
+        "backbone": t.user_attrs.get(ATTR.BACKBONE) or {"name": spec.fusion.cf},
+    }
+    write_model_card(out, spec, manifest, recorded, sel, objectives)
+    seal(out, manifest)
+
+
+def _backbone_for_export(t: Any, spec: StudySpec, data: Any) -> np.ndarray | None:
+    """The closed-form backbone W the trial used (None for mf), checked against its record."""
+    from moo_search.model.backbones import backbone_sha256
+    from moo_search.trial import collaborative_backbone
+
+    cf = collaborative_backbone(spec, data)
+    if cf.weights is None:
+        return None
+    want = (t.user_attrs.get(ATTR.BACKBONE) or {}).get("sha256")
+    got = backbone_sha256(cf.weights)
+    if want and want != got:
+        raise ExportError(
+            f"trial {t.number}: the {cf.name} backbone rebuilt from its data differs from the one "
+            f"it was trained with (SHA-256 recorded {want}, rebuilt {got}); nothing was exported"
+        )
+    return cf.weights
+
+
+def _write_catalog(out: Path, data: Any) -> None:
+    ds, split = data.ds, data.split
+    seen = split.seen_before("test").tocsr()
+    train = split.matrix("train").tocsr()  # what the backbone scored known users from
+    np.savez_compressed(
+        out / "seen.npz",
+        indptr=seen.indptr,
+        indices=seen.indices,
+        shape=np.array(seen.shape),
+        train_indptr=train.indptr,
+        train_indices=train.indices,
+        train_data=train.data.astype(np.float32),
+    )
+    write_json(
+        out / "catalog.json",
+        {
+            "item_ids": [str(x) for x in ds.item_ids],
+            "item_texts": data.item_texts,
+            "item_titles": [
+                f"{t} ({y})" if y else str(t) for t, y in zip(ds.items["title"], ds.items["year"])
+            ],
+            "user_ids": [str(x) for x in ds.user_ids],
+            "user_texts": data.user_texts,
+            "item_features": data.features.astype(float).tolist(),
+            "item_counts": data.item_counts.astype(int).tolist(),
+            "genres": ds.genres,
+        },
+    )

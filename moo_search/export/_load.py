@@ -1,0 +1,231 @@
+"""Loading a bundle back: verified first, then a recommender for known and new users."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from moo_search.errors import ExportError, SpecError
+from moo_search.export._bundle import base_model_fingerprint
+from moo_search.export._files import verify_manifest
+from moo_search.model.inference import CatalogScorer, recommend_lists
+from moo_search.spec import StudySpec, spec_from_dict
+
+__all__ = ["ExportedRecommender", "load_exported"]
+
+
+class ExportedRecommender:
+    """A loaded bundle: ``recommend``, ``score`` and ``ctr`` for known or new users."""
+
+    def __init__(
+        self,
+        root: Path,
+        manifest: dict[str, Any],
+        spec: StudySpec,
+        model: Any,
+        tokenizer: Any,
+        catalog: dict[str, Any],
+        seen: Any,
+    ) -> None:
+        import torch
+
+        from moo_search.model.tokens import tokenize_cached
+
+        self.root, self.manifest, self.spec, self.model, self.tokenizer = (
+            root,
+            manifest,
+            spec,
+            model,
+            tokenizer,
+        )
+        self.item_ids: list[str] = catalog["item_ids"]
+        self.user_ids: list[str] = catalog["user_ids"]
+        self._item_index = {x: i for i, x in enumerate(self.item_ids)}
+        self._user_index = {x: i for i, x in enumerate(self.user_ids)}
+        self._titles: list[str] = catalog["item_titles"]
+        self._user_texts: list[str] = catalog["user_texts"]
+        self._features = np.asarray(catalog["item_features"], dtype=np.float32)
+        self._counts = np.asarray(catalog["item_counts"], dtype=np.int64)
+        self._seen = seen
+        self._device = torch.device("cpu")
+        self._items_tok = tokenize_cached(
+            tokenizer, catalog["item_texts"], spec.model.max_item_length
+        )
+        self._users_tok = tokenize_cached(tokenizer, self._user_texts, spec.model.max_user_length)
+        self._scorer = CatalogScorer.encode(model, self._items_tok, self._users_tok, self._device)
+
+    # ---- users
+    def _resolve(self, user: Any) -> tuple[Any, Any, np.ndarray]:
+        """(semantic vector or None, collaborative user vector, items to exclude)."""
+        import torch
+
+        from moo_search.data.text import render_user
+
+        if isinstance(user, dict):
+            unknown = [k for k in user if k not in ("attributes", "history")]
+            if unknown:
+                raise ExportError(
+                    f"a new user is {{'attributes': {{...}}, 'history': [item ids]}}; unknown keys {unknown}"
+                )
+            hist = [str(i) for i in user.get("history", [])]
+            missing = [i for i in hist if i not in self._item_index]
+            if missing:
+                raise ExportError(f"history items {missing[:5]} are not in the catalog")
+            idx = np.array([self._item_index[i] for i in hist], dtype=np.int64)
+            text = render_user(
+                dict(user.get("attributes", {})),
+                [self._titles[i] for i in idx[::-1][: self.spec.data.history_len]],
+            )
+            with torch.no_grad():
+                sem = None
+                if self.model.alpha > 0:
+                    enc = self.tokenizer(
+                        [text],
+                        truncation=True,
+                        max_length=self.spec.model.max_user_length,
+                        return_tensors="pt",
+                    )
+                    sem = self.model.encode(enc["input_ids"], enc["attention_mask"])[0]
+                collab = self.model.collaborative_from_history(torch.as_tensor(idx))
+            return sem, collab, idx
+        key = str(user)
+        if key not in self._user_index:
+            raise ExportError(
+                f"unknown user id {user!r}; pass a known id or {{'attributes': ..., 'history': [...]}}"
+            )
+        u = self._user_index[key]
+        user_emb = self._scorer.user_emb
+        sem = user_emb[u] if user_emb is not None else None
+        seen = self._seen.indices[self._seen.indptr[u] : self._seen.indptr[u + 1]]
+        with torch.no_grad():
+            collab = self.model.collaborative(torch.as_tensor([u]))[0]
+        return sem, collab, seen
+
+    def _scores(self, sem: Any, collab: Any) -> np.ndarray:
+        """Fused scores over the catalog, exactly as the trial scored them."""
+        return self._scorer.fuse(None if sem is None else sem[None], collab[None])[0]
+
+    def recommend(self, user: Any, k: int = 10) -> list[str]:
+        """Top-``k`` item ids, seen items excluded, re-ranked exactly as in evaluation."""
+        sem, collab, seen = self._resolve(user)
+        lists = recommend_lists(
+            self._scores(sem, collab)[None, :],
+            k,
+            exclude=[np.asarray(seen, dtype=np.int64)],
+            rerank_cfg=self.spec.rerank,
+            features=self._features,
+            item_counts=self._counts,
+        )
+        return [self.item_ids[i] for i in lists[0]]
+
+    def score(self, user: Any, items: list[Any]) -> np.ndarray:
+        """Fused scores of ``items`` (ids) for ``user`` (before re-ranking)."""
+        sem, collab, _ = self._resolve(user)
+        idx = self._items(items)
+        return self._scores(sem, collab)[idx]
+
+    def ctr(self, user: Any, item: Any) -> float:
+        """p(click | user, item) from the CTR head (like-rates of a new user: the prior)."""
+        import torch
+
+        from moo_search.model.recommender import standardise
+
+        sem, collab, _ = self._resolve(user)
+        i = int(self._items([item])[0])
+        with torch.no_grad():
+            r_z = standardise(collab[None].float())[0, i]
+            s_z = None
+            semantic = self._scorer.semantic(None if sem is None else sem[None])
+            if semantic is not None:
+                s_z = standardise(semantic)[0, i]
+            known = not isinstance(user, dict)
+            u = self._user_index[str(user)] if known else 0
+            feats = self.model.ctr_features(
+                torch.as_tensor([u]),
+                torch.as_tensor([i]),
+                r_z[None],
+                None if s_z is None else s_z[None],
+                # a new user has no train exposures: the smoothed rate is the global one
+                user_like=None if known else self.model.global_like.reshape(1),
+            )
+            return float(torch.sigmoid(self.model.ctr_logit(feats))[0])
+
+    def _items(self, items: list[Any]) -> np.ndarray:
+        missing = [x for x in items if str(x) not in self._item_index]
+        if missing:
+            raise ExportError(f"items {missing[:5]} are not in the catalog")
+        return np.array([self._item_index[str(x)] for x in items], dtype=np.int64)
+
+
+def load_exported(path: str | Path) -> ExportedRecommender:
+    """Verify ``manifest.json`` (every file present, unaltered, nothing extra), then load.
+
+    Raises:
+        ExportError: a missing, altered or unexpected file (named), or a base model whose
+            weights differ from the ones the adapter was trained on.
+    """
+    import scipy.sparse as sp
+    from safetensors.torch import load_file
+
+    from moo_search.model.encoder import load_encoder
+    from moo_search.model.recommender import Recommender
+
+    root = Path(path)
+    manifest = verify_manifest(root)
+    try:
+        spec = spec_from_dict(__import__("yaml").safe_load((root / "config.yaml").read_text()))
+    except SpecError as e:
+        raise ExportError(f"{root / 'config.yaml'}: {e}") from None
+    encoder, tokenizer, _ = load_encoder(spec.model)
+    got = base_model_fingerprint(encoder)
+    if got != manifest["base_model"]["weights_sha256"]:
+        raise ExportError(
+            f"base model {manifest['base_model']['id']}: weights differ from the ones the adapter was trained on "
+            f"(sha256 {got[:12]}… != {manifest['base_model']['weights_sha256'][:12]}…)"
+        )
+    if spec.adapter.type != "none":
+        from peft import PeftModel
+
+        from moo_search.model.adapters import quiet_peft
+
+        with quiet_peft():
+            encoder = PeftModel.from_pretrained(encoder, str(root / "adapter"))
+    catalog = json.loads((root / "catalog.json").read_text())
+    heads = load_file(str(root / "heads.safetensors"))
+    heads = {k: v for k, v in heads.items() if k not in ("cf_weights", "cf_scores")}
+    z = np.load(root / "seen.npz")
+    seen = sp.csr_matrix(
+        (np.ones(len(z["indices"])), z["indices"], z["indptr"]), shape=tuple(z["shape"])
+    )
+    cf_weights = cf_scores = None
+    if (root / "backbone.safetensors").is_file():
+        from safetensors.numpy import load_file as load_np
+
+        cf_weights = load_np(str(root / "backbone.safetensors"))["weights"]
+        train = sp.csr_matrix(
+            (z["train_data"], z["train_indices"], z["train_indptr"]), shape=tuple(z["shape"])
+        )
+        cf_scores = np.asarray(train @ cf_weights, dtype=np.float32)
+    n_items, id_dim = heads["item_emb.weight"].shape
+    model = Recommender(
+        encoder=encoder,
+        n_users=heads["user_emb.weight"].shape[0],
+        n_items=n_items,
+        id_dim=id_dim,
+        alpha=spec.fusion.alpha,
+        temperature=spec.loss.temperature,
+        pooling=spec.model.pooling,
+        item_logpop=heads["logpop"].numpy(),
+        cf_weights=cf_weights,
+        cf_scores=cf_scores,
+    )
+    missing, unexpected = model.load_state_dict(heads, strict=False)
+    if unexpected or any(not k.startswith("encoder.") for k in missing):
+        raise ExportError(
+            f"{root / 'heads.safetensors'}: does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    model.eval()
+    return ExportedRecommender(root, manifest, spec, model, tokenizer, catalog, seen)

@@ -1,0 +1,105 @@
+"""One inference path: the recommender scores users over the catalog (:class:`CatalogScorer`),
+and one function turns scores into lists (:func:`recommend_lists`: exclusions, then re-ranking
+or plain top-k). Trial evaluation, ``evaluate_scorer`` (baselines too) and the exported model
+all go through these, so a list is computed the same way wherever it is shown."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from moo_search.metrics import topk
+from moo_search.model.rerank import rerank
+
+__all__ = ["CatalogScorer", "recommend_lists"]
+
+
+def recommend_lists(
+    scores: np.ndarray,
+    k: int,
+    *,
+    exclude: sp.csr_matrix | list[np.ndarray] | None,
+    rerank_cfg: Any | None,
+    features: np.ndarray,
+    item_counts: np.ndarray,
+) -> np.ndarray:
+    """Top-``k`` item indices per row of ``scores`` (n, n_items).
+
+    ``exclude`` gives, per row, the items never to recommend (seen before the split), as a
+    sparse (n, n_items) matrix or one index array per row. With a ``rerank_cfg`` whose knobs
+    are active (``mmr_lambda < 1`` or ``pop_penalty > 0``) the lists are re-ranked by
+    :func:`moo_search.model.rerank.rerank`; otherwise they are the plain top-k.
+    """
+    s = np.array(scores, dtype=np.float64, copy=True)
+    if isinstance(exclude, sp.spmatrix) and exclude.nnz:
+        r, c = exclude.nonzero()
+        s[r, c] = -np.inf
+    elif isinstance(exclude, list):
+        for row, items in enumerate(exclude):
+            s[row, items] = -np.inf
+    if rerank_cfg is not None and (rerank_cfg.mmr_lambda < 1 or rerank_cfg.pop_penalty > 0):
+        return rerank(
+            s,
+            k,
+            features=features,
+            item_counts=item_counts,
+            mmr_lambda=rerank_cfg.mmr_lambda,
+            pop_penalty=rerank_cfg.pop_penalty,
+            candidates=rerank_cfg.candidates,
+        )
+    return topk(s, k)
+
+
+@dataclass
+class CatalogScorer:
+    """A trained :class:`~moo_search.model.recommender.Recommender` with its item and user
+    text embeddings computed once: fused scores of users over the whole catalog.
+
+    ``item_emb``/``user_emb`` are None when the text tower is off (``alpha == 0``).
+    """
+
+    model: Any
+    item_emb: Any
+    user_emb: Any
+    device: Any
+
+    @classmethod
+    def encode(cls, model: Any, item_tokens: Any, user_tokens: Any, device: Any) -> CatalogScorer:
+        """Embed the catalog and the known users (no grad) and keep them."""
+        import torch
+
+        with torch.no_grad():
+            if model.alpha > 0:
+                return cls(
+                    model,
+                    model.encode_table(item_tokens, device),
+                    model.encode_table(user_tokens, device),
+                    device,
+                )
+        return cls(model, None, None, device)
+
+    def semantic(self, user_vectors: Any) -> Any:
+        """s(u, ·) for user text embeddings (n, d), or None without a text tower."""
+        if user_vectors is None or self.item_emb is None:
+            return None
+        return user_vectors @ self.item_emb.T
+
+    def fuse(self, user_vectors: Any, collaborative: Any) -> np.ndarray:
+        """Fused scores (n, n_items) from user text embeddings (or None) and raw
+        collaborative rows (n, n_items)."""
+        import torch
+
+        with torch.no_grad():
+            return self.model.fuse(self.semantic(user_vectors), collaborative).float().cpu().numpy()
+
+    def __call__(self, users: np.ndarray) -> np.ndarray:
+        """Fused scores of known users (indices) over the catalog: a ``Scorer``."""
+        import torch
+
+        with torch.no_grad():
+            u = torch.as_tensor(users, device=self.device)
+            vectors = self.user_emb[u] if self.user_emb is not None else None
+            return self.fuse(vectors, self.model.collaborative(u))
