@@ -1,23 +1,31 @@
-"""StudyData + figures -> one self-contained HTML page (plotly.js inline, no network)."""
+"""StudyData + figures -> one self-contained HTML page (plotly.js inline, no network).
+
+The page is three package files, ``assets/page.html``, ``page.css`` and ``page.js``, inlined
+at build time with the typed payload (:class:`~moo_search.report._payload.Payload`).
+"""
 
 from __future__ import annotations
 
 import html
 import json
 import re
+from functools import cache
+from importlib import resources
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from moo_search.report._data import StudyData, jsonable
+from moo_search.report._figures import FIGURES, figure_sections
+from moo_search.report._payload import BestValue, Payload, Row
 
 __all__ = ["render_page"]
 
 
-def _best(data: StudyData) -> dict[str, dict[str, Any]]:
+def _best(data: StudyData) -> dict[str, BestValue]:
     done = data.complete[data.complete["feasible"].astype(bool)]
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, BestValue] = {}
     for m, d in zip(data.metrics, data.directions):
         col = done[f"obj:{m}"].astype(float)
         if col.notna().any():
@@ -32,12 +40,12 @@ def _extra_metrics(data: StudyData) -> list[str]:
     return [c for c in cols if c.removeprefix("val:") not in data.metrics]
 
 
-def _rows(data: StudyData) -> list[dict[str, Any]]:
+def _rows(data: StudyData) -> list[Row]:
     rows = data.rows
     obj_cols = [f"obj:{m}" for m in data.metrics]
     test_cols = [f"test:{m}" for m in data.metrics]
     extra = _extra_metrics(data)
-    out = []
+    out: list[Row] = []
     recs = rows.to_dict("records")
     for r in recs:
         out.append(
@@ -45,6 +53,7 @@ def _rows(data: StudyData) -> list[dict[str, Any]]:
                 "n": int(r["number"]),
                 "state": r["state"],
                 "anchor": r.get("anchor") or "",
+                "derived_from": _int(r.get("derived_from")),
                 "feasible": bool(r["feasible"]),
                 "pareto": bool(r["pareto"]),
                 "reason": r.get("reason") or "",
@@ -53,12 +62,14 @@ def _rows(data: StudyData) -> list[dict[str, Any]]:
                 "params": {p: _val(r.get(f"param:{p}")) for p in data.params},
                 "m": [_num(r.get(c)) for c in extra],
                 "secs": _num(r.get("duration")),
-                "gen": None
-                if r.get("generation") is None or pd.isna(r.get("generation"))
-                else int(r["generation"]),
+                "gen": _int(r.get("generation")),
             }
         )
     return out
+
+
+def _int(v: Any) -> int | None:
+    return None if v is None or pd.isna(v) else int(v)
 
 
 def _num(v: Any) -> float | None:
@@ -96,7 +107,7 @@ def render_page(data: StudyData, figs: dict[str, dict[str, Any]], plotly_js: str
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", data.name).strip("-") or "study"
     target = data.study_target
     export_base = f"moo-search export {target}"  # shell-quoted by build_report
-    payload = {
+    payload: Payload = {
         "study": data.name,
         "metrics": data.metrics,
         "directions": data.directions,
@@ -118,6 +129,7 @@ def render_page(data: StudyData, figs: dict[str, dict[str, Any]], plotly_js: str
         "pseudo_weights": {str(k): v for k, v in data.pseudo_weights.items()},
         "tradeoffs": data.tradeoffs,
         "figures": figs,
+        "figure_specs": [{"id": f.id, "empty": f.empty, "eager": f.eager} for f in FIGURES],
         "baselines": {k: (v or {}).get("val", {}) for k, v in data.baselines.items()},
         "extra_metrics": [
             c.replace("val:", "").replace("cost:", "cost/") for c in _extra_metrics(data)
@@ -128,325 +140,17 @@ def render_page(data: StudyData, figs: dict[str, dict[str, Any]], plotly_js: str
         "STUDY": html.escape(data.name),
         "PAYLOAD": _script_json(payload),
         "PLOTLY": plotly_js.replace("</script", "<\\/script"),
+        "STYLE": _asset("page.css"),
+        "SCRIPT": _asset("page.js"),
+        "FRONT": figure_sections(FIGURES[:1]),
+        "FIGURES": figure_sections(FIGURES[1:]),
     }
     # one pass over the template: text substituted in (a study named %%PLOTLY%%) is never
     # scanned again
-    return re.sub(r"%%(TITLE|STUDY|PAYLOAD|PLOTLY)%%", lambda m: parts[m[1]], _TEMPLATE)
+    return re.sub(r"%%([A-Z]+)%%", lambda m: parts[m[1]], _asset("page.html"))
 
 
-_TEMPLATE = r"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; img-src data: blob:; font-src data:; connect-src 'none'; worker-src blob:">
-<title>%%TITLE%%</title>
-<style>
-:root { --ink:#1d2733; --muted:#5b6776; --line:#e3e7ec; --accent:#1f77b4; --bad:#d62728; --bg:#f5f7fa; }
-* { box-sizing: border-box; }
-body { margin:0; font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif; color:var(--ink); background:var(--bg); }
-header { background:#14202e; color:#fff; padding:18px 28px; }
-header h1 { margin:0 0 4px; font-size:22px; font-weight:600; }
-header .sub { color:#b8c4d2; font-size:13px; }
-main { padding:18px 28px 60px; max-width:1500px; margin:0 auto; }
-.cards { display:flex; flex-wrap:wrap; gap:12px; margin-bottom:18px; }
-.card { background:#fff; border:1px solid var(--line); border-radius:8px; padding:10px 14px; min-width:150px; }
-.card .k { color:var(--muted); font-size:12px; text-transform:uppercase; letter-spacing:.04em; }
-.card .v { font-size:20px; font-weight:600; }
-.card .s { color:var(--muted); font-size:12px; }
-section { background:#fff; border:1px solid var(--line); border-radius:8px; padding:14px 16px; margin-bottom:18px; }
-section h2 { margin:0 0 10px; font-size:16px; }
-.grid2 { display:grid; grid-template-columns: 1fr 1fr; gap:18px; }
-@media (max-width: 1100px) { .grid2 { grid-template-columns: 1fr; } }
-.note { color:var(--muted); font-size:12.5px; }
-.empty { color:var(--muted); font-style:italic; padding:20px; text-align:center; }
-table { border-collapse:collapse; width:100%; font-size:12.5px; }
-th, td { border-bottom:1px solid var(--line); padding:4px 8px; text-align:right; white-space:nowrap; }
-th { background:#f0f3f7; cursor:pointer; position:sticky; top:0; user-select:none; }
-td.l, th.l { text-align:left; }
-tr.sel td { background:#e8f1fb; }
-tr:hover td { background:#f6f9fc; cursor:pointer; }
-.tag { display:inline-block; padding:0 6px; border-radius:9px; font-size:11px; }
-.tag.front { background:#dbeafa; color:#0e4f86; } .tag.fail { background:#fde2e2; color:#8a1414; }
-.tag.inf { background:#fff0d9; color:#8a5a00; } .tag.anchor { background:#e6f4e6; color:#1c6b1c; }
-.tablewrap { max-height:520px; overflow:auto; border:1px solid var(--line); border-radius:6px; }
-.controls { display:flex; flex-wrap:wrap; gap:10px; align-items:center; margin-bottom:8px; }
-input[type=text], select { padding:4px 8px; border:1px solid #c9d1db; border-radius:5px; font:inherit; }
-button { padding:4px 10px; border:1px solid #c9d1db; border-radius:5px; background:#fff; font:inherit; cursor:pointer; }
-button:hover { background:#eef3f8; }
-.sliders label { display:flex; gap:8px; align-items:center; margin:3px 0; }
-.sliders input { width:220px; }
-pre { background:#0f1720; color:#e6edf3; padding:12px; border-radius:6px; overflow:auto; max-height:420px; font-size:12px; }
-code.cmd { display:block; background:#0f1720; color:#a5f3a5; padding:10px; border-radius:6px; white-space:pre-wrap; word-break:break-all; }
-#selected-title { font-weight:600; }
-</style>
-<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>
-<script>%%PLOTLY%%</script>
-</head>
-<body>
-<header>
-  <h1>%%STUDY%%</h1>
-  <div class="sub" id="subtitle"></div>
-</header>
-<main>
-  <div class="cards" id="cards"></div>
-
-  <section id="sec-front">
-    <h2>Pareto front</h2>
-    <div class="note">Blue: non-dominated feasible trials · grey: dominated · red ×: infeasible (violates a constraint) · green ★: baselines · orange ◇: reference front (every baseline through the same re-rankers). Click a point to inspect it.</div>
-    <div id="fig-front"></div>
-  </section>
-
-  <section id="sec-workbench">
-    <h2>Decision workbench</h2>
-    <div class="grid2">
-      <div>
-        <div class="controls">
-          <button id="btn-knee">Knee point</button>
-          <button id="btn-compromise">Compromise (closest to utopia)</button>
-        </div>
-        <div class="note">Pseudo-weights: how much each objective should matter. The front trial whose pseudo-weights are closest is selected.</div>
-        <div class="sliders" id="sliders"></div>
-        <div id="weight-pick" class="note"></div>
-        <h3 style="font-size:14px;margin:14px 0 6px">Marginal trade-off between neighbouring front points</h3>
-        <div class="controls">gain <select id="to-a"></select> pay with <select id="to-b"></select></div>
-        <div id="tradeoffs"></div>
-      </div>
-      <div>
-        <div id="selected-title">No trial selected: click a point, a table row, or a button.</div>
-        <div id="selected-metrics"></div>
-        <div class="note" style="margin-top:8px">Export this trial:</div>
-        <code class="cmd" id="export-cmd">—</code>
-        <div class="note" style="margin-top:8px">Full resolved config:</div>
-        <pre id="config">—</pre>
-      </div>
-    </div>
-  </section>
-
-  <section id="sec-3d"><h2>Three objectives</h2>
-    <div class="controls" id="axes-3d"></div>
-    <div id="fig-3d"></div></section>
-  <section id="sec-parallel"><h2>Parallel coordinates</h2><div id="fig-parallel"></div></section>
-  <div class="grid2">
-    <section id="sec-hv"><h2>Hypervolume history</h2><div id="fig-hv"></div></section>
-    <section id="sec-importance"><h2>Parameter importance</h2><div id="fig-importance"></div></section>
-  </div>
-  <section id="sec-valtest"><h2>Validation vs test</h2><div id="fig-valtest"></div></section>
-
-  <section id="sec-table">
-    <h2>Trials</h2>
-    <div class="controls">
-      <input type="text" id="filter" placeholder="filter: any text, e.g. lora, FAIL, front">
-      <select id="state-filter"><option value="">all states</option></select>
-      <label><input type="checkbox" id="front-only"> Pareto front only</label>
-      <label><input type="checkbox" id="all-metrics"> all metrics</label>
-      <span class="note" id="table-count"></span>
-      <button id="prev">‹ prev</button><button id="next">next ›</button>
-    </div>
-    <div class="tablewrap"><table id="trials"><thead></thead><tbody></tbody></table></div>
-  </section>
-</main>
-<script type="application/json" id="payload">%%PAYLOAD%%</script>
-<script>
-(function () {
-"use strict";
-const P = JSON.parse(document.getElementById("payload").textContent);
-const byNumber = new Map(P.rows.map(r => [r.n, r]));
-const PLOT_CONFIG = {displaylogo: false, responsive: true, modeBarButtonsToRemove: ["sendDataToCloud"]};
-const el = (tag, attrs, text) => { const e = document.createElement(tag); if (attrs) for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v); if (text !== undefined) e.textContent = text; return e; };
-const fmt = v => (v === null || v === undefined) ? "–" : (typeof v === "number" ? (Math.abs(v) >= 1000 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(3) : +v.toPrecision(4)) : String(v));
-const arrow = d => d === "maximize" ? "↑" : "↓";
-
-// ---- header
-const c = P.counts;
-document.getElementById("subtitle").textContent =
-  P.metrics.map((m, i) => m + " " + arrow(P.directions[i])).join(" · ");
-const cards = document.getElementById("cards");
-function card(k, v, s) { const d = el("div", {class: "card"}); d.append(el("div", {class: "k"}, k), el("div", {class: "v"}, v)); if (s) d.append(el("div", {class: "s"}, s)); cards.append(d); }
-card("trials", String(P.rows.length), `${c.COMPLETE || 0} complete · ${c.FAIL || 0} failed · ${c.RUNNING || 0} running · ${c.PRUNED || 0} pruned`);
-card("hypervolume", fmt(P.hv), P.ref ? "reference point (" + P.ref.map(fmt).join(", ") + ")" : "no complete trial yet");
-card("Pareto front", String(P.rows.filter(r => r.pareto).length), "feasible non-dominated trials");
-if (P.reference_points) {
-  const nf = P.rows.filter(r => r.pareto).length;
-  card("vs reference front", fmt(P.hv) + " / " + fmt(P.reference_hv),
-       "study / baselines HV (same point) · " + (P.front_undominated || 0) + " of " + nf + " front trials not dominated by any of " + P.reference_points + " baseline points");
-}
-P.metrics.forEach((m, i) => { const b = P.best[m]; card("best " + m + " " + arrow(P.directions[i]), b ? fmt(b.value) : "–", b ? "trial " + b.trial : ""); });
-
-// ---- figures: the first one now, the others when they come near the viewport
-function draw_fig(id) {
-  const div = document.getElementById(id), fig = P.figures[id];
-  if (!div || !fig || div.dataset.rendered) return;
-  div.dataset.rendered = "pending";
-  Plotly.newPlot(div, fig.data, fig.layout, PLOT_CONFIG).then(() => { div.dataset.rendered = "1"; });
-  div.on && div.on("plotly_click", ev => { const p = ev.points && ev.points[0]; if (p && typeof p.customdata === "number" && p.customdata >= 0) select(p.customdata); });
-}
-const lazy = ("IntersectionObserver" in window) ? new IntersectionObserver(entries => {
-  for (const e of entries) if (e.isIntersecting) { lazy.unobserve(e.target); draw_fig(e.target.id); }
-}, {rootMargin: "300px"}) : null;
-for (const id of Object.keys(P.figures)) {
-  if (id === "fig-front" || !lazy) draw_fig(id); else lazy.observe(document.getElementById(id));
-}
-for (const id of ["fig-front", "fig-3d", "fig-parallel", "fig-hv", "fig-importance", "fig-valtest"]) {
-  if (!P.figures[id]) { const d = document.getElementById(id); if (d) d.append(el("div", {class: "empty"}, id === "fig-3d" ? "Needs at least three objectives." : "Nothing to show yet: no complete trials with the data this view needs.")); }
-}
-
-// ---- 3-D view: any three objectives
-if (P.figures["fig-3d"] && P.metrics.length >= 3) {
-  const box = document.getElementById("axes-3d"), picks = [0, 1, 2];
-  ["x", "y", "z"].forEach((ax, a) => {
-    const s = el("select", {"data-axis": ax});
-    P.metrics.forEach((m, i) => s.append(el("option", {value: String(i)}, m + " " + arrow(P.directions[i]))));
-    s.value = String(picks[a]);
-    s.addEventListener("change", () => { picks[a] = Number(s.value); redraw3d(); });
-    box.append(el("span", {class: "note"}, ax + ":"), s);
-  });
-  function redraw3d() {
-    const div = document.getElementById("fig-3d"), fig = P.figures["fig-3d"];
-    const done = P.rows.filter(r => r.state === "COMPLETE");
-    const groups = [done.filter(r => r.feasible && !r.pareto), done.filter(r => !r.feasible), done.filter(r => r.pareto)];
-    const data = fig.data.map((tr, g) => g < 3 ? Object.assign({}, tr, {
-      x: groups[g].map(r => r.obj[picks[0]]), y: groups[g].map(r => r.obj[picks[1]]),
-      z: groups[g].map(r => r.obj[picks[2]]), customdata: groups[g].map(r => r.n)})
-      : Object.assign({}, tr, {  // the reference front: its points, on the chosen axes
-      x: P.reference_obj.map(v => v[picks[0]]), y: P.reference_obj.map(v => v[picks[1]]),
-      z: P.reference_obj.map(v => v[picks[2]])}));
-    const title = i => ({text: P.metrics[i] + " " + arrow(P.directions[i])});
-    const layout = Object.assign({}, fig.layout, {scene: Object.assign({}, fig.layout.scene,
-      {xaxis: {title: title(picks[0])}, yaxis: {title: title(picks[1])}, zaxis: {title: title(picks[2])}})});
-    if (div.dataset.rendered) Plotly.react(div, data, layout, PLOT_CONFIG); else { fig.data = data; fig.layout = layout; }
-  }
-}
-
-// ---- selection
-function setPath(obj, path, value) { const parts = path.split("."); let node = obj; for (let i = 0; i < parts.length - 1; i++) { if (typeof node[parts[i]] !== "object" || node[parts[i]] === null) node[parts[i]] = {}; node = node[parts[i]]; } node[parts[parts.length - 1]] = value; }
-function yaml(v, ind) {
-  ind = ind || "";
-  if (v === null || v === undefined) return "null";
-  if (Array.isArray(v)) { if (!v.length) return "[]"; if (v.every(x => typeof x !== "object" || x === null)) return "[" + v.map(x => yaml(x)).join(", ") + "]"; return v.map(x => "\n" + ind + "- " + yaml(x, ind + "  ").replace(/^\n\s*/, "")).join(""); }
-  if (typeof v === "object") { const keys = Object.keys(v).sort(); if (!keys.length) return "{}"; return keys.map(k => "\n" + ind + k + ": " + yaml(v[k], ind + "  ").replace(/^ /, "")).join(""); }
-  if (typeof v === "string") return /^[\w@.\/+-]+$/.test(v) ? v : JSON.stringify(v);
-  return String(v);
-}
-let selected = null;
-function select(n) {
-  const r = byNumber.get(n); if (!r) return;
-  selected = n;
-  document.getElementById("selected-title").textContent = "Trial " + n + (r.anchor ? " (" + r.anchor + ")" : "") + " · " + r.state + (r.pareto ? " · on the Pareto front" : "") + (!r.feasible ? " · infeasible" : "");
-  const box = document.getElementById("selected-metrics"); box.textContent = "";
-  const t = el("table"); const head = el("tr"); head.append(el("th", {class: "l"}, "objective"), el("th", null, "validation"), el("th", null, "test")); t.append(head);
-  P.metrics.forEach((m, i) => { const tr = el("tr"); tr.append(el("td", {class: "l"}, m + " " + arrow(P.directions[i])), el("td", null, fmt(r.obj[i])), el("td", null, fmt(r.test[i]))); t.append(tr); });
-  box.append(t);
-  if (r.reason) box.append(el("div", {class: "note"}, "reason: " + r.reason));
-  document.getElementById("export-cmd").textContent = P.export_base + " --trial " + n + " --out exports/" + P.slug + "-trial-" + n;
-  let cfg = P.base_config ? JSON.parse(JSON.stringify(P.base_config)) : {};
-  for (const [k, v] of Object.entries(r.params)) setPath(cfg, k, v);
-  for (const k of ["search_space", "objectives", "constraints", "driver", "budget", "enqueue", "storage", "out_dir"]) delete cfg[k];
-  document.getElementById("config").textContent = (P.base_config ? yaml(cfg) : yaml(r.params)).replace(/^\n/, "");
-  document.querySelectorAll("#trials tbody tr").forEach(tr => tr.classList.toggle("sel", Number(tr.dataset.n) === n));
-}
-document.getElementById("btn-knee").addEventListener("click", () => { if (P.knee !== null) select(P.knee); });
-document.getElementById("btn-compromise").addEventListener("click", () => { if (P.compromise !== null) select(P.compromise); });
-if (P.knee === null) { document.getElementById("btn-knee").disabled = true; document.getElementById("btn-compromise").disabled = true; }
-
-// ---- pseudo-weight sliders
-const sliders = document.getElementById("sliders");
-const weights = P.metrics.map(() => 1);
-P.metrics.forEach((m, i) => {
-  const lab = el("label"); const inp = el("input", {type: "range", min: "0", max: "100", value: "50", "data-i": String(i)});
-  const out = el("span", {class: "note"}, "");
-  lab.append(el("span", {style: "width:150px;display:inline-block"}, m), inp, out); sliders.append(lab);
-  inp.addEventListener("input", () => { weights[i] = Number(inp.value); pickByWeights(); });
-});
-function pickByWeights() {
-  const s = weights.reduce((a, b) => a + b, 0); if (s <= 0) return;
-  const w = weights.map(x => x / s);
-  sliders.querySelectorAll("span.note").forEach((sp, i) => sp.textContent = (100 * w[i]).toFixed(0) + "%");
-  let best = null, bd = Infinity;
-  for (const [n, pw] of Object.entries(P.pseudo_weights)) { let d = 0; pw.forEach((x, i) => d += (x - w[i]) ** 2); if (d < bd) { bd = d; best = Number(n); } }
-  document.getElementById("weight-pick").textContent = best === null ? "No front yet." : "closest front trial: " + best;
-  if (best !== null) select(best);
-}
-sliders.querySelectorAll("span.note").forEach(sp => sp.textContent = (100 / P.metrics.length).toFixed(0) + "%");
-
-// ---- trade-offs
-const ta = document.getElementById("to-a"), tb = document.getElementById("to-b");
-P.metrics.forEach(m => { ta.append(el("option", {value: m}, m)); tb.append(el("option", {value: m}, m)); });
-if (P.metrics.length > 1) tb.value = P.metrics[0], ta.value = P.metrics[1];
-function showTradeoffs() {
-  const box = document.getElementById("tradeoffs"); box.textContent = "";
-  const steps = P.tradeoffs[ta.value + "|" + tb.value];
-  if (!steps || !steps.length) { box.append(el("div", {class: "note"}, ta.value === tb.value ? "Pick two different objectives." : "Fewer than two front points for this pair.")); return; }
-  const t = el("table"); const h = el("tr"); h.append(el("th", {class: "l"}, "from → to"), el("th", null, "gain " + ta.value), el("th", null, "cost in " + tb.value), el("th", null, "cost per unit")); t.append(h);
-  for (const s of steps) { const tr = el("tr", {"data-n": String(s.to)}); tr.append(el("td", {class: "l"}, "trial " + s.from + " → " + s.to), el("td", null, "+" + fmt(s.gain)), el("td", null, "−" + fmt(s.cost)), el("td", null, fmt(s.rate))); tr.addEventListener("click", () => select(s.to)); t.append(tr); }
-  box.append(t);
-  const s0 = steps[Math.floor(steps.length / 2)];
-  box.append(el("div", {class: "note"}, "e.g. trial " + s0.from + " → " + s0.to + ": +" + fmt(s0.gain) + " " + ta.value + " costs " + fmt(s0.cost) + " " + tb.value + "."));
-}
-ta.addEventListener("change", showTradeoffs); tb.addEventListener("change", showTradeoffs); showTradeoffs();
-
-// ---- trial table
-const baseCols = [{k: "n", label: "#"}, {k: "state", label: "state", l: true}, {k: "tags", label: "", l: true}]
-  .concat(P.metrics.map((m, i) => ({k: "obj" + i, label: m + " " + arrow(P.directions[i]), get: r => r.obj[i]})))
-  .concat(P.metrics.map((m, i) => ({k: "test" + i, label: m + " (test)", get: r => r.test[i]})));
-const extraCols = P.extra_metrics.map((m, i) => ({k: "m" + i, label: m, get: r => r.m[i]}));
-const tailCols = P.params.map(p => ({k: "p:" + p, label: p, get: r => r.params[p], l: true}))
-  .concat([{k: "secs", label: "seconds"}, {k: "reason", label: "failure reason", l: true}]);
-let cols = baseCols.concat(tailCols);
-const get = (r, col) => col.get ? col.get(r) : (col.k === "tags" ? (r.pareto ? "front" : "") : r[col.k]);
-const states = [...new Set(P.rows.map(r => r.state))].sort();
-const sf = document.getElementById("state-filter"); states.forEach(s => sf.append(el("option", {value: s}, s)));
-let sortKey = "n", sortDir = 1, page = 0; const PAGE = 100;
-const thead = document.querySelector("#trials thead"), tbody = document.querySelector("#trials tbody");
-function header() {
-  thead.textContent = "";
-  const hr = el("tr");
-  cols.forEach(col => { const th = el("th", col.l ? {class: "l"} : null, col.label); th.addEventListener("click", () => { sortDir = sortKey === col.k ? -sortDir : 1; sortKey = col.k; page = 0; draw(); }); hr.append(th); });
-  thead.append(hr);
-}
-header();
-document.getElementById("all-metrics").addEventListener("change", e => {
-  cols = e.target.checked ? baseCols.concat(extraCols, tailCols) : baseCols.concat(tailCols);
-  if (!cols.find(c => c.k === sortKey)) sortKey = "n";
-  header(); draw();
-});
-const text = r => [r.n, r.state, r.anchor, r.pareto ? "front" : "", r.feasible ? "" : "infeasible", r.reason, ...Object.entries(r.params).map(([k, v]) => k + "=" + v)].join(" ").toLowerCase();
-function rowsView() {
-  const q = document.getElementById("filter").value.trim().toLowerCase(), st = sf.value, fo = document.getElementById("front-only").checked;
-  const col = cols.find(c => c.k === sortKey) || cols[0];
-  return P.rows.filter(r => (!st || r.state === st) && (!fo || r.pareto) && (!q || text(r).includes(q)))
-    .sort((a, b) => { const x = get(a, col), y = get(b, col); if (x === y) return a.n - b.n; if (x === null || x === undefined) return 1; if (y === null || y === undefined) return -1; return (x < y ? -1 : 1) * sortDir; });
-}
-function draw() {
-  const view = rowsView(); const pages = Math.max(1, Math.ceil(view.length / PAGE)); page = Math.min(page, pages - 1);
-  document.getElementById("table-count").textContent = view.length + " trials · page " + (page + 1) + "/" + pages;
-  tbody.textContent = "";
-  for (const r of view.slice(page * PAGE, (page + 1) * PAGE)) {
-    const tr = el("tr", {"data-n": String(r.n)}); if (r.n === selected) tr.classList.add("sel");
-    for (const col of cols) {
-      const td = el("td", col.l ? {class: "l"} : null);
-      if (col.k === "tags") {
-        if (r.pareto) td.append(el("span", {class: "tag front"}, "front"));
-        if (!r.feasible && r.state === "COMPLETE") td.append(el("span", {class: "tag inf"}, "infeasible"));
-        if (r.state === "FAIL") td.append(el("span", {class: "tag fail"}, "failed"));
-        if (r.anchor) td.append(el("span", {class: "tag anchor"}, r.anchor));
-      } else td.textContent = fmt(get(r, col));
-      tr.append(td);
-    }
-    tr.addEventListener("click", () => select(r.n));
-    tbody.append(tr);
-  }
-}
-document.getElementById("filter").addEventListener("input", () => { page = 0; draw(); });
-sf.addEventListener("change", () => { page = 0; draw(); });
-document.getElementById("front-only").addEventListener("change", () => { page = 0; draw(); });
-document.getElementById("prev").addEventListener("click", () => { page = Math.max(0, page - 1); draw(); });
-document.getElementById("next").addEventListener("click", () => { page += 1; draw(); });
-draw();
-if (P.knee !== null) select(P.knee);
-document.body.dataset.ready = "1";
-})();
-</script>
-</body>
-</html>
-"""
+@cache
+def _asset(name: str) -> str:
+    """A page file shipped in ``moo_search/report/assets``."""
+    return resources.files("moo_search.report").joinpath("assets", name).read_text("utf-8")
