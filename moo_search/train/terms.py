@@ -1,0 +1,108 @@
+"""The loss terms of L = w_rank L_rank + w_ctr L_ctr + w_div L_div + w_nov L_nov, one
+registered function per weight of ``loss.weights`` (same keys), each computed from a
+:class:`Batch`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import torch
+
+from moo_search.model.recommender import Recommender, standardise
+from moo_search.registry import Registry
+from moo_search.train import losses as L
+
+__all__ = ["LOSS_TERMS", "Batch", "PairData", "loss_terms"]
+
+LOSS_TERMS: Registry[Callable[[Batch], torch.Tensor]] = Registry("loss term", field="loss.weights")
+"""weight name (a field of ``loss.weights``) -> ``term(batch) -> scalar loss``."""
+
+
+@dataclass
+class PairData:
+    """Every train pair on the device (what terms sample extra pairs or labels from)."""
+
+    users: torch.Tensor
+    items: torch.Tensor
+    clicks: torch.Tensor
+    features: torch.Tensor  # (I, d) unit-norm item features
+    self_information: torch.Tensor  # (I,) -log2 pop
+    like_user: torch.Tensor | None  # leave-one-out like-rate logits per pair
+    like_item: torch.Tensor | None
+
+
+@dataclass
+class Batch:
+    """One step's batch: scores over the full catalog for its users, and the context."""
+
+    model: Recommender
+    fused: torch.Tensor  # (B, I) fused scores
+    r_full: torch.Tensor  # (B, I) raw collaborative scores
+    s_full: torch.Tensor | None  # (B, I) semantic scores (None without a text tower)
+    u: torch.Tensor  # (B,) users
+    i: torch.Tensor  # (B,) their positive items
+    idx: np.ndarray  # (B,) indices into the train pairs
+    loss_cfg: Any
+    train_cfg: Any
+    pairs: PairData
+    gen: torch.Generator
+
+    @cached_property
+    def probs(self) -> torch.Tensor:
+        """The recommendation distribution at a fixed temperature: the diversity and novelty
+        terms must move the ranking, not flatten the softmax."""
+        return torch.softmax(self.fused * self.model.log_scale.detach().exp(), dim=-1)
+
+
+@LOSS_TERMS.register("ranking")
+def _ranking(b: Batch) -> torch.Tensor:
+    logits = b.model.logits(b.fused)
+    rank = (
+        L.softmax_loss(logits, b.i)
+        if b.loss_cfg.ranking == "softmax"
+        else L.bpr_loss(logits, b.i, b.gen)
+    )
+    if not b.model.fixed_cf:
+        # extra ID-only pairs: cheap, they keep the learned collaborative tower learning
+        p = b.pairs
+        j = torch.randint(0, len(p.users), (b.train_cfg.id_batch_size,), generator=b.gen)
+        j = j.to(p.users.device)
+        rank = 0.5 * (rank + L.softmax_loss(b.model.collaborative(p.users[j]), p.items[j]))
+    return rank
+
+
+@LOSS_TERMS.register("ctr")
+def _ctr(b: Batch) -> torch.Tensor:
+    rows = torch.arange(len(b.idx), device=b.fused.device)
+    t = torch.as_tensor(b.idx, device=b.fused.device)
+    r_z = standardise(b.r_full.float())[rows, b.i]
+    s_z = standardise(b.s_full.float())[rows, b.i] if b.s_full is not None else None
+    p = b.pairs
+    feats = b.model.ctr_features(
+        b.u,
+        b.i,
+        r_z,
+        s_z,
+        user_like=None if p.like_user is None else p.like_user[t],
+        item_like=None if p.like_item is None else p.like_item[t],
+    )
+    return L.ctr_loss(b.model.ctr_logit(feats).float(), p.clicks[t])
+
+
+@LOSS_TERMS.register("diversity")
+def _diversity(b: Batch) -> torch.Tensor:
+    return L.diversity_loss(b.probs, b.pairs.features)
+
+
+@LOSS_TERMS.register("novelty")
+def _novelty(b: Batch) -> torch.Tensor:
+    return L.novelty_loss(b.probs, b.pairs.self_information)
+
+
+def loss_terms(batch: Batch, weights: dict[str, float]) -> dict[str, torch.Tensor]:
+    """Every registered term whose (normalised) weight is positive, in registry order."""
+    return {name: term(batch) for name, term in LOSS_TERMS.items() if weights.get(name, 0) > 0}
