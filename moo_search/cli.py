@@ -61,6 +61,30 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_list(args: argparse.Namespace) -> int:
+    """What is registered: the names a spec may use for each extension point."""
+    from moo_search import registry
+
+    kinds = {
+        "datasets": registry.DATASETS,
+        "adapters": registry.ADAPTERS,
+        "backbones": registry.BACKBONES,
+        "drivers": registry.DRIVERS,
+        "problems": registry.PROBLEMS,
+        "metrics": registry.METRICS,
+    }
+    for kind, reg in kinds.items():
+        if args.kind and kind != args.kind:
+            continue
+        names = reg.names()
+        if kind == "drivers":
+            names = [f"{n} ({', '.join(reg.get(n).algorithms.names())})" for n in names]
+        if kind == "metrics":
+            names = [f"{n}@K" if reg.get(n).at_k else n for n in names]
+        print(f"{kind:10s} {reg.field:18s} {', '.join(names)}")
+    return 0
+
+
 def _ensure_data(spec: Any) -> None:
     from moo_search.data import ensure_dataset
 
@@ -294,13 +318,23 @@ def build_parser() -> argparse.ArgumentParser:
             help="Override a spec value by dotted path, typed like YAML (repeatable).",
         )
 
+    from moo_search.registry import DATASETS
+
     d = sub.add_parser("data", help="Fetch datasets into the cache, or describe one.")
     d.add_argument("action", choices=["fetch", "info"])
-    d.add_argument("name", choices=["movielens-100k"])
+    d.add_argument("name", choices=[n for n, src in DATASETS.items() if not src.needs_path])
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_data)
 
-    b = sub.add_parser("baselines", help="Random, MostPop, ItemKNN and BPR on the spec's data.")
+    ls = sub.add_parser("list", help="What the spec may name: datasets, adapters, drivers, ...")
+    ls.add_argument(
+        "kind",
+        nargs="?",
+        choices=["datasets", "adapters", "backbones", "drivers", "problems", "metrics"],
+    )
+    ls.set_defaults(func=cmd_list)
+
+    b = sub.add_parser("baselines", help="Random, MostPop, ItemKNN, BPR, EASE and the like-rate CTR baseline on the spec's data.")
     with_spec(b)
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_baselines)

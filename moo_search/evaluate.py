@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from moo_search.data import Dataset, Split
+from moo_search.errors import DataError
 from moo_search.metrics import EvalContext, evaluate_topk
 from moo_search.model.inference import recommend_lists
 from moo_search.spec import EvalConfig, RerankConfig
@@ -52,6 +53,12 @@ def evaluate_scorer(
             head_share=eval_cfg.head_share,
         )
         users = ctx.users
+        if len(users) == 0:
+            raise DataError(
+                f"data: the {part} split has no user with a relevant item (rating >= "
+                f"{split.threshold:g}), so its metrics are undefined; use more data, a lower "
+                "data.relevance_threshold or other data.split ratios"
+            )
         lists = np.empty((len(users), k), dtype=np.int64)
         for start in range(0, len(users), eval_cfg.batch_size):
             batch = users[start : start + eval_cfg.batch_size]

@@ -225,6 +225,12 @@ def _ranking_entry(key: str) -> ListCompute:
     return compute
 
 
+def _list_metric(
+    name: str, direction: str, compute: ListCompute, text: str, slices: tuple[str, ...] = ()
+) -> None:
+    METRICS.register(name, MetricDef(name, direction, True, compute, slices, text))
+
+
 for _name, _text in (
     ("precision", "|L ∩ R| / K"),
     ("recall", "|L ∩ R| / |R|"),
@@ -232,69 +238,44 @@ for _name, _text in (
     ("hit", "at least one relevant item in L"),
     ("mrr", "1 / rank of the first relevant item"),
 ):
-    METRICS.register(
-        _name,
-        MetricDef(
-            _name,
-            "maximize",
-            compute=_ranking_entry(_name),
-            slices=("cold", "tail"),
-            description=_text,
-        ),
-    )
-METRICS.register(
+    _list_metric(_name, "maximize", _ranking_entry(_name), _text, ("cold", "tail"))
+_list_metric(
     "ild",
-    MetricDef(
-        "ild",
-        "maximize",
-        compute=lambda lists, users, ctx, rel: ild(lists, ctx.features),
-        slices=("cold",),
-        description="intra-list diversity over item features",
-    ),
+    "maximize",
+    lambda lists, users, ctx, rel: ild(lists, ctx.features),
+    "intra-list diversity over item features",
+    ("cold",),
 )
-METRICS.register(
+_list_metric(
     "novelty",
-    MetricDef(
-        "novelty",
-        "maximize",
-        compute=lambda lists, users, ctx, rel: novelty(lists, ctx.item_users, ctx.n_train_users),
-        slices=("cold",),
-        description="mean self-information -log2(pop)",
-    ),
+    "maximize",
+    lambda lists, users, ctx, rel: novelty(lists, ctx.item_users, ctx.n_train_users),
+    "mean self-information -log2(pop)",
+    ("cold",),
 )
-METRICS.register(
+_list_metric(
     "coverage",
-    MetricDef(
-        "coverage",
-        "maximize",
-        compute=lambda lists, users, ctx, rel: coverage(lists, rel.shape[1]),
-        description="share of the catalog recommended",
-    ),
+    "maximize",
+    lambda lists, users, ctx, rel: coverage(lists, rel.shape[1]),
+    "share of the catalog recommended",
 )
-METRICS.register(
+_list_metric(
     "tail_share",
-    MetricDef(
-        "tail_share",
-        "maximize",
-        compute=lambda lists, users, ctx, rel: tail_share(lists, ctx.head),
-        description="share of slots outside the popular head",
-    ),
+    "maximize",
+    lambda lists, users, ctx, rel: tail_share(lists, ctx.head),
+    "share of slots outside the popular head",
 )
-METRICS.register(
+_list_metric(
     "gini",
-    MetricDef(
-        "gini",
-        "minimize",
-        compute=lambda lists, users, ctx, rel: gini(lists, rel.shape[1]),
-        description="Gini coefficient of exposure",
-    ),
+    "minimize",
+    lambda lists, users, ctx, rel: gini(lists, rel.shape[1]),
+    "Gini coefficient of exposure",
 )
-METRICS.register(
-    "ctr_auc", MetricDef("ctr_auc", "maximize", at_k=False, description="CTR head ROC AUC")
-)
-METRICS.register(
-    "ctr_logloss", MetricDef("ctr_logloss", "minimize", at_k=False, description="CTR head log loss")
-)
+for _name, _dir, _text in (
+    ("ctr_auc", "maximize", "CTR head ROC AUC on held-out exposures"),
+    ("ctr_logloss", "minimize", "CTR head log loss on held-out exposures"),
+):
+    METRICS.register(_name, MetricDef(_name, _dir, at_k=False, description=_text))
 for _name in ("seconds", "train_seconds", "train_tokens", "trainable_params", "peak_mem_mb"):
     METRICS.register(f"cost/{_name}", MetricDef(f"cost/{_name}", "minimize", at_k=False))
 

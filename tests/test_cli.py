@@ -164,3 +164,17 @@ def test_worker_command_with_local_processes_completes_the_study(tmp_path, monke
     study = optuna.load_study(study_name="joined", storage=url)
     assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 10
     assert len({t.number for t in study.trials}) == len(study.trials)
+
+
+def test_list_names_what_a_spec_may_use(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for line_start, names in [
+        ("datasets", ["movielens-100k", "synthetic", "csv"]),
+        ("adapters", ["lora", "dora", "ia3", "none"]),
+        ("backbones", ["ease", "itemknn", "mf"]),
+        ("drivers", ["optuna (nsga2, nsga3, tpe, random, gp)", "pymoo (nsga2, nsga3)"]),
+        ("metrics", ["precision@K", "ctr_auc", "cost/seconds"]),
+    ]:
+        line = next(ln for ln in out.splitlines() if ln.startswith(line_start))
+        assert all(n in line for n in names), line

@@ -191,7 +191,7 @@ def test_every_optuna_algorithm_runs_a_constrained_study(algorithm, tmp_path):
     for t in done:  # constraints reach Optuna (set_constraint on 5.x, constraints_func on 4.x)
         assert t.user_attrs[ATTR.CONSTRAINTS] == [pytest.approx(t.values[0] - 1.5)]
     feasible_front = study.best_trials
-    assert all(t.values[0] <= 1.5 for t in feasible_front)
+    assert feasible_front and all(t.values[0] <= 1.5 for t in feasible_front)
 
 
 def test_surplus_ask_is_pruned_not_completed(tmp_path):

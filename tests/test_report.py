@@ -56,7 +56,7 @@ def test_failed_and_infeasible_trials(tmp_path):
     ].any()  # infeasible never on the front
     p = _payload(build_report(study, out=tmp_path / "i.html").read_text())
     reasons = [r["reason"] for r in p["rows"] if r["state"] == "FAIL"]
-    assert all("loss became nan" in r for r in reasons)
+    assert len(reasons) == 3 and all("loss became nan" in r for r in reasons)
 
 
 def test_single_complete_trial_and_empty_study(tmp_path):

@@ -79,8 +79,8 @@ def write_report(
     from plotly.offline import get_plotlyjs
 
     from moo_search.redact import redact_url
-    from moo_search.report._figures import figures
     from moo_search.report._html import render_page
+    from moo_search.report._registry import figures
     from moo_search.study import load_study, resolve_storage_arg
 
     if hasattr(target, "get_trials"):

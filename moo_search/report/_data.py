@@ -1,6 +1,6 @@
 """Study -> tidy data: one row per trial, plus what the page needs besides the rows.
 
-This is the report's pure data step; rendering lives in ``_figures`` and ``_html``.
+This is the report's pure data step; rendering lives in ``_registry`` (figures) and ``_html`` (the page).
 Everything here is read from the Optuna storage (user attributes written by the drivers).
 """
 

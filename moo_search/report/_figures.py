@@ -1,4 +1,5 @@
-"""StudyData -> plotly figures, as plain dicts (no per-point validation: 10k trials stay fast).
+"""StudyData -> plotly figures, as plain dicts (no per-point validation: 10k trials stay fast):
+the shared style and helpers, and the figures beside the Pareto views (``_fronts``).
 
 Every user-provided string that plotly renders (it understands a little HTML) is escaped.
 """
@@ -6,8 +7,6 @@ Every user-provided string that plotly renders (it understands a little HTML) is
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,13 +14,14 @@ import pandas as pd
 
 from moo_search.report._data import StudyData
 
-__all__ = ["figures"]
+__all__ = ["hv_history", "importance", "parallel", "val_vs_test"]
 
 FRONT = "#1f77b4"
 DOMINATED = "#9aa4b1"
 INFEASIBLE = "#d62728"
 BASELINE = "#2ca02c"
 REFERENCE = "#ff7f0e"
+PARALLEL_MAX_LINES = 2000
 REFERENCE_MARKER: dict[str, Any] = {
     "color": REFERENCE,
     "symbol": "diamond-open",
@@ -112,193 +112,6 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
-
-
-def pareto_matrix(data: StudyData) -> dict[str, Any]:
-    m = len(data.metrics)
-    dims = [{"label": _label(a, d)} for a, d in zip(data.metrics, data.directions)]
-    traces = []
-    for name, df, marker in _groups(data):
-        hover = _hover(df, data)
-        tr: dict[str, Any] = {
-            "type": "splom",
-            "name": name,
-            "showupperhalf": False,
-            "diagonal": {"visible": False},
-            "dimensions": [
-                {**dims[i], "values": _col(df, f"obj:{a}")} for i, a in enumerate(data.metrics)
-            ],
-            "customdata": df["number"].astype(int).tolist(),
-            "marker": marker,
-        }
-        if hover:
-            tr["text"], tr["hoverinfo"] = hover, "text"
-        traces.append(tr)
-    base = _baseline_points(data)
-    if base:
-        traces.append(
-            {
-                "type": "splom",
-                "name": "baselines",
-                "showupperhalf": False,
-                "diagonal": {"visible": False},
-                "dimensions": [{**dims[i], "values": [b[1][i] for b in base]} for i in range(m)],
-                "text": [_esc(b[0]) for b in base],
-                "hoverinfo": "text",
-                "customdata": [-1] * len(base),
-                "marker": {
-                    "color": BASELINE,
-                    "symbol": "star",
-                    "size": 13,
-                    "line": {"width": 1, "color": "black"},
-                },
-            }
-        )
-    if data.reference:
-        traces.append(
-            {
-                "type": "splom",
-                "name": "reference front (baselines × re-ranking)",
-                "showupperhalf": False,
-                "diagonal": {"visible": False},
-                "dimensions": [
-                    {**dims[i], "values": _reference_values(data, a)}
-                    for i, a in enumerate(data.metrics)
-                ],
-                "text": _reference_text(data),
-                "hoverinfo": "text",
-                "customdata": [-1] * len(data.reference),
-                "marker": REFERENCE_MARKER,
-            }
-        )
-    size = max(360, 260 * (m - 1))
-    layout = {
-        **BASE_LAYOUT,
-        "height": size,
-        "dragmode": "select",
-        "hovermode": "closest",
-        "title": {"text": "Pareto fronts (validation), every pair of objectives"},
-    }
-    for i in range(1, m + 1):
-        layout[f"xaxis{i}" if i > 1 else "xaxis"] = {"gridcolor": "#e5e8ec"}
-        layout[f"yaxis{i}" if i > 1 else "yaxis"] = {"gridcolor": "#e5e8ec"}
-    return {"data": traces, "layout": layout}
-
-
-def pareto_2d(data: StudyData) -> dict[str, Any]:
-    """For a 2-objective study: a plain scatter (splom needs >= 2 dims but reads better here)."""
-    a, b = data.metrics[:2]
-    traces = []
-    for name, df, marker in _groups(data):
-        hover = _hover(df, data)
-        tr = {
-            "type": "scattergl",
-            "mode": "markers",
-            "name": name,
-            "x": _col(df, f"obj:{a}"),
-            "y": _col(df, f"obj:{b}"),
-            "customdata": df["number"].astype(int).tolist(),
-            "marker": marker,
-        }
-        if hover:
-            tr["text"], tr["hoverinfo"] = hover, "text"
-        traces.append(tr)
-    base = _baseline_points(data)
-    if base:
-        traces.append(
-            {
-                "type": "scatter",
-                "mode": "markers+text",
-                "name": "baselines",
-                "x": [p[1][0] for p in base],
-                "y": [p[1][1] for p in base],
-                "text": [_esc(p[0]) for p in base],
-                "textposition": "top center",
-                "customdata": [-1] * len(base),
-                "marker": {
-                    "color": BASELINE,
-                    "symbol": "star",
-                    "size": 14,
-                    "line": {"width": 1, "color": "black"},
-                },
-            }
-        )
-    if data.reference:
-        order = np.argsort(_reference_values(data, a))
-        traces.append(
-            {
-                "type": "scatter",
-                "mode": "lines+markers",
-                "name": "reference front (baselines × re-ranking)",
-                "x": [_reference_values(data, a)[j] for j in order],
-                "y": [_reference_values(data, b)[j] for j in order],
-                "text": [_reference_text(data)[j] for j in order],
-                "hoverinfo": "text",
-                "customdata": [-1] * len(order),
-                "marker": REFERENCE_MARKER,
-                "line": {"color": REFERENCE, "dash": "dot", "width": 1, "shape": "hv"},
-            }
-        )
-    layout = {
-        **BASE_LAYOUT,
-        "height": 460,
-        "hovermode": "closest",
-        "title": {"text": "Pareto front (validation)"},
-        "xaxis": {"title": {"text": _label(a, data.directions[0])}, "gridcolor": "#e5e8ec"},
-        "yaxis": {"title": {"text": _label(b, data.directions[1])}, "gridcolor": "#e5e8ec"},
-    }
-    return {"data": traces, "layout": layout}
-
-
-def front_3d(data: StudyData) -> dict[str, Any] | None:
-    if len(data.metrics) < 3:
-        return None
-    a, b, c = data.metrics[:3]
-    traces = []
-    for name, df, marker in _groups(data):
-        mk = {k: v for k, v in marker.items() if k in ("color", "opacity", "size")}
-        mk["size"] = max(2, mk.get("size", 4) - 3)
-        traces.append(
-            {
-                "type": "scatter3d",
-                "mode": "markers",
-                "name": name,
-                "x": _col(df, f"obj:{a}"),
-                "y": _col(df, f"obj:{b}"),
-                "z": _col(df, f"obj:{c}"),
-                "customdata": df["number"].astype(int).tolist(),
-                "marker": mk,
-            }
-        )
-    if data.reference:
-        traces.append(
-            {
-                "type": "scatter3d",
-                "mode": "markers",
-                "name": "reference front",
-                "x": _reference_values(data, a),
-                "y": _reference_values(data, b),
-                "z": _reference_values(data, c),
-                "text": _reference_text(data),
-                "hoverinfo": "text",
-                "customdata": [-1] * len(data.reference),
-                "marker": {"color": REFERENCE, "symbol": "diamond-open", "size": 4},
-            }
-        )
-    layout = {
-        **BASE_LAYOUT,
-        "height": 520,
-        "title": {"text": "Three objectives in 3-D (drag to rotate)"},
-        "scene": {
-            "xaxis": {"title": {"text": _label(a, data.directions[0])}},
-            "yaxis": {"title": {"text": _label(b, data.directions[1])}},
-            "zaxis": {"title": {"text": _label(c, data.directions[2])}},
-        },
-    }
-    return {"data": traces, "layout": layout}
-
-
-PARALLEL_MAX_LINES = 2000
 
 
 def parallel(data: StudyData) -> dict[str, Any] | None:
@@ -452,92 +265,3 @@ def val_vs_test(data: StudyData) -> dict[str, Any] | None:
         layout[f"xaxis{ax}"] = {"title": {"text": f"{_esc(m)} (val)"}}
         layout[f"yaxis{ax}"] = {"title": {"text": f"{_esc(m)} (test)"}}
     return {"data": traces, "layout": layout}
-
-
-@dataclass(frozen=True)
-class Figure:
-    """One figure of the page: the registry below drives both the Python build and the page
-    (its section, its title, what it says when there is nothing to draw).
-
-    Attributes:
-        id: The element id the figure is drawn into.
-        build: StudyData -> plotly figure dict, or None when there is nothing to show.
-        empty: The text shown instead of a figure that was not built.
-        half: Drawn at half width, beside the next half-width figure.
-        note: A line of explanation under the title.
-        controls: Id of a controls row above the plot (filled by the page's script).
-        eager: Drawn at load; the others are drawn when they come near the viewport.
-    """
-
-    id: str
-    title: str
-    build: Callable[[StudyData], dict[str, Any] | None]
-    empty: str = "Nothing to show yet: no complete trials with the data this view needs."
-    half: bool = False
-    note: str = ""
-    controls: str | None = None
-    eager: bool = False
-
-
-def _front(data: StudyData) -> dict[str, Any] | None:
-    if data.complete.empty:
-        return None
-    if len(data.metrics) == 2:
-        return pareto_2d(data)
-    return pareto_matrix(data) if len(data.metrics) > 2 else None
-
-
-FIGURES: list[Figure] = [
-    Figure(
-        "fig-front",
-        "Pareto front",
-        _front,
-        note="Blue: non-dominated feasible trials · grey: dominated · red ×: infeasible "
-        "(violates a constraint) · green ★: baselines · orange ◇: reference front (every "
-        "baseline through the same re-rankers). Click a point to inspect it.",
-        eager=True,
-    ),
-    Figure(
-        "fig-3d",
-        "Three objectives",
-        front_3d,
-        empty="Needs at least three objectives.",
-        controls="axes-3d",
-    ),
-    Figure("fig-parallel", "Parallel coordinates", parallel),
-    Figure("fig-hv", "Hypervolume history", hv_history, half=True),
-    Figure("fig-importance", "Parameter importance", importance, half=True),
-    Figure("fig-valtest", "Validation vs test", val_vs_test),
-]
-"""Every figure of the dashboard, in page order (the first sits above the workbench)."""
-
-
-def figures(data: StudyData) -> dict[str, dict[str, Any]]:
-    """Every figure the page shows, by element id (figures with nothing to show are left out)."""
-    built = {f.id: f.build(data) for f in FIGURES}
-    return {k: v for k, v in built.items() if v is not None}
-
-
-def figure_sections(figs: list[Figure]) -> str:
-    """The page's ``<section>`` of each figure (two half-width ones share a row)."""
-
-    def section(f: Figure) -> str:
-        note = f'\n    <div class="note">{html.escape(f.note)}</div>' if f.note else ""
-        controls = f'\n    <div class="controls" id="{f.controls}"></div>' if f.controls else ""
-        return (
-            f'  <section id="sec-{f.id.removeprefix("fig-")}">\n    <h2>{html.escape(f.title)}</h2>'
-            f'{note}{controls}\n    <div id="{f.id}"></div>\n  </section>'
-        )
-
-    out: list[str] = []
-    i = 0
-    while i < len(figs):
-        if figs[i].half and i + 1 < len(figs) and figs[i + 1].half:
-            out.append(
-                f'  <div class="grid2">\n{section(figs[i])}\n{section(figs[i + 1])}\n  </div>'
-            )
-            i += 2
-        else:
-            out.append(section(figs[i]))
-            i += 1
-    return "\n".join(out)

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from moo_search.report._data import StudyData, jsonable
-from moo_search.report._figures import FIGURES, figure_sections
 from moo_search.report._payload import BestValue, Payload, Row
+from moo_search.report._registry import FIGURES, figure_sections
 
 __all__ = ["render_page"]
 

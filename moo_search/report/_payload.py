@@ -34,7 +34,7 @@ class BestValue(TypedDict):
 
 
 class FigureSpec(TypedDict):
-    """What the page needs of each registered figure (``report._figures.FIGURES``)."""
+    """What the page needs of each registered figure (``report._registry.FIGURES``)."""
 
     id: str
     empty: str  # shown when the figure has nothing to draw
