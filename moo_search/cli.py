@@ -334,7 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ls.set_defaults(func=cmd_list)
 
-    b = sub.add_parser("baselines", help="Random, MostPop, ItemKNN, BPR, EASE and the like-rate CTR baseline on the spec's data.")
+    b = sub.add_parser(
+        "baselines",
+        help="Random, MostPop, ItemKNN, BPR, EASE and the like-rate CTR baseline on the spec's data.",
+    )
     with_spec(b)
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_baselines)
