@@ -316,3 +316,46 @@ def test_the_page_script_parses():
     script = REPO / "moo_search" / "report" / "assets" / "page.js"
     proc = subprocess.run(["node", "--check", str(script)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def _module_level_imports(path: Path) -> set[str]:
+    """moo_search modules imported at import time (not inside functions or TYPE_CHECKING)."""
+    out: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("moo_search"):
+            out.add(node.module)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.startswith("moo_search"))
+    return out
+
+
+def test_no_import_circle_inside_the_package():
+    pkg = REPO / "moo_search"
+    modules = {}
+    for p in pkg.rglob("*.py"):
+        parts = p.relative_to(REPO).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = _module_level_imports(p)
+
+    def resolve(m: str) -> str:
+        return m if m in modules else m.rsplit(".", 1)[0]
+
+    graph = {m: {resolve(d) for d in deps if resolve(d) != m} for m, deps in modules.items()}
+    state: dict[str, int] = {}
+    cycle: list[str] = []
+
+    def visit(m: str, path: list[str]) -> bool:
+        state[m] = 1
+        for d in sorted(graph.get(m, ())):
+            if state.get(d) == 1:
+                cycle.extend([*path[path.index(d) :], d] if d in path else [m, d])
+                return True
+            if state.get(d) is None and visit(d, [*path, d]):
+                return True
+        state[m] = 2
+        return False
+
+    for m in sorted(graph):
+        if state.get(m) is None and visit(m, [m]):
+            break
+    assert not cycle, " -> ".join(cycle)
