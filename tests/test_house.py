@@ -322,7 +322,11 @@ def _module_level_imports(path: Path) -> set[str]:
     """moo_search modules imported at import time (not inside functions or TYPE_CHECKING)."""
     out: set[str] = set()
     for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("moo_search"):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.startswith("moo_search")
+        ):
             out.add(node.module)
         elif isinstance(node, ast.Import):
             out.update(a.name for a in node.names if a.name.startswith("moo_search"))

@@ -68,6 +68,26 @@ def test_an_overwritten_artifact_is_refused_naming_the_trial_and_file(tmp_path):
     assert not (tmp_path / "x").exists()  # refused before anything was written
 
 
+def test_the_report_flags_an_overwritten_artifact_and_offers_no_export(tmp_path, capsys):
+    from moo_search.cli import main
+    from moo_search.study import sha256_file
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    spec = _spec(tmp_path)
+    study = run_study(spec, storage=url, study_name="s")
+    heads = study_home(spec, url, study) / "artifacts" / "trial_00001" / "heads.safetensors"
+    recorded = study.trials[1].user_attrs["moo:artifact_sha256"]["heads.safetensors"]
+    heads.write_bytes(heads.read_bytes()[:-1] + b"\0")
+    out = tmp_path / "page.html"
+    assert main(["report", url, "--study-name", "s", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    warning = next(ln for ln in printed.splitlines() if ln.startswith("warning: trial 1:"))
+    assert "heads.safetensors" in warning and recorded in warning and sha256_file(heads) in warning
+    rows = {r["n"]: r for r in _page_payload(out.read_text())["rows"]}
+    assert rows[0]["artifacts"] == "verified"
+    assert rows[1]["artifacts"] == "altered" and recorded in rows[1]["artifact_problem"]
+
+
 def test_a_trial_without_recorded_hashes_exports_as_unverified(tmp_path):
     """Studies written before artifact hashes open and export; the bundle says so."""
     url = f"sqlite:///{tmp_path}/old.db"
@@ -101,6 +121,14 @@ def small_study(tmp_path_factory):
     )
     run_study(spec)
     return d
+
+
+def _page_payload(html):
+    import re
+
+    m = re.search(r'<script type="application/json" id="payload">(.*?)</script>', html, re.S)
+    assert m
+    return json.loads(m.group(1))
 
 
 def _snapshot(root):

@@ -44,8 +44,21 @@ class StudyData:
     reference_hv: float | None = None  # same reference point as ``hypervolume``
     front_undominated: int | None = None  # front trials no reference point dominates
 
+    @property
+    def artifact_problems(self) -> list[str]:
+        """One line per distinct altered artifact (files that are not the trial's own)."""
+        if "artifacts" not in self.rows:
+            return []
+        bad = self.rows[self.rows["artifacts"] == "altered"]
+        return sorted(set(bad["artifact_problem"]))
+
     def comparison_lines(self) -> list[str]:
-        """The two lines that say whether the fine-tunes add anything over the baselines."""
+        """The two lines that say whether the fine-tunes add anything over the baselines (and
+        a warning per altered artifact)."""
+        warn = [f"warning: {p}" for p in self.artifact_problems]
+        return self._reference_lines() + warn
+
+    def _reference_lines(self) -> list[str]:
         if not self.reference:
             return ["reference front: none recorded (a study of the default trial records one)"]
         fmt = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
@@ -75,9 +88,16 @@ def _generation(t: Any) -> int | None:
     return None
 
 
-def collect(study: Any, *, study_target: str = "STUDY") -> StudyData:
-    """Read every trial of ``study`` into a :class:`StudyData`."""
+def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool = True) -> StudyData:
+    """Read every trial of ``study`` into a :class:`StudyData`.
+
+    With ``verify_artifacts`` every complete trial's artifact files are checked against the
+    SHA-256 it recorded: a trial whose files are altered is flagged (never silently shown as
+    exportable) and listed in ``artifact_problems``.
+    """
     from optuna.trial import TrialState
+
+    from moo_search.study import artifact_status
 
     objectives = study.user_attrs.get(STUDY_ATTR.OBJECTIVES) or [
         {"metric": f"objective {i}", "direction": d.name.lower()}
@@ -88,6 +108,7 @@ def collect(study: Any, *, study_target: str = "STUDY") -> StudyData:
     trials = study.get_trials(deepcopy=False)
     params: dict[str, str] = {}
     records = []
+    checked: dict[Any, tuple[str, str]] = {}
     for t in trials:
         for name, dist in t.distributions.items():
             if name not in params:
@@ -108,7 +129,11 @@ def collect(study: Any, *, study_target: str = "STUDY") -> StudyData:
             "generation": _generation(t),
             "duration": t.duration.total_seconds() if t.duration is not None else None,
             "artifact_dir": t.user_attrs.get(ATTR.ARTIFACTS),
+            "artifacts": "",
+            "artifact_problem": "",
         }
+        if verify_artifacts and t.state == TrialState.COMPLETE:
+            rec["artifacts"], rec["artifact_problem"] = artifact_status(t, checked)
         for i, name in enumerate(metrics):
             rec[f"obj:{name}"] = (
                 t.values[i] if t.state == TrialState.COMPLETE and t.values else None
@@ -135,6 +160,8 @@ def collect(study: Any, *, study_target: str = "STUDY") -> StudyData:
                 "generation",
                 "duration",
                 "artifact_dir",
+                "artifacts",
+                "artifact_problem",
             ]
         )
     counts = {s.name: int((rows["state"] == s.name).sum()) for s in TrialState}

@@ -63,6 +63,8 @@ def _rows(data: StudyData) -> list[Row]:
                 "m": [_num(r.get(c)) for c in extra],
                 "secs": _num(r.get("duration")),
                 "gen": _int(r.get("generation")),
+                "artifacts": str(r.get("artifacts") or ""),
+                "artifact_problem": str(r.get("artifact_problem") or ""),
             }
         )
     return out

@@ -26,6 +26,8 @@ class Row(TypedDict):
     m: list[float | None]  # ``Payload.extra_metrics`` values
     secs: float | None  # wall time
     gen: int | None  # NSGA generation
+    artifacts: str  # verified, unverified, none, missing (not on this machine), altered, ""
+    artifact_problem: str  # for altered / missing: the trial, the file and both hashes
 
 
 class BestValue(TypedDict):

@@ -6,7 +6,13 @@ disk). Drivers write through it; report and export read through it.
 
 from __future__ import annotations
 
-from moo_search.study._hashes import ArtifactMismatch, artifact_hashes, check_artifacts, sha256_file
+from moo_search.study._hashes import (
+    ArtifactMismatch,
+    artifact_hashes,
+    artifact_status,
+    check_artifacts,
+    sha256_file,
+)
 from moo_search.study._keys import (
     ATTR,
     STUDY_ATTR,
@@ -31,6 +37,7 @@ __all__ = [
     "STUDY_ATTR",
     "ArtifactMismatch",
     "artifact_hashes",
+    "artifact_status",
     "check_artifacts",
     "complete_values",
     "count_states",

@@ -9,7 +9,13 @@ from typing import Any
 from moo_search.errors import StorageError
 from moo_search.study._keys import ATTR
 
-__all__ = ["ArtifactMismatch", "artifact_hashes", "check_artifacts", "sha256_file"]
+__all__ = [
+    "ArtifactMismatch",
+    "artifact_hashes",
+    "artifact_status",
+    "check_artifacts",
+    "sha256_file",
+]
 
 
 class ArtifactMismatch(StorageError):
@@ -61,3 +67,33 @@ def check_artifacts(t: Any, art: Path | None = None) -> dict[str, Any]:
                 f"recorded {sha}, found {got}); another run may have overwritten it"
             )
     return {"status": "verified", "files": len(recorded)}
+
+
+def artifact_status(t: Any, cache: dict[Any, tuple[str, str]] | None = None) -> tuple[str, str]:
+    """``(status, message)`` of a trial's artifacts, for reports: ``verified``, ``unverified``
+    (recorded before hashes), ``none`` (the trial has no artifacts), ``missing`` (not on this
+    machine) or ``altered`` (the message names the file and both hashes).
+
+    ``cache`` (keyed by directory and recorded hashes) lets re-ranked variants, which share
+    their fine-tune's files, be checked once.
+    """
+    recorded = t.user_attrs.get(ATTR.ARTIFACT_SHA256)
+    art = t.user_attrs.get(ATTR.ARTIFACTS)
+    if not art:
+        return "none", ""
+    if not recorded:
+        return "unverified", "the trial predates artifact hashes"
+    key = (art, tuple(sorted(recorded.items())))
+    if cache is not None and key in cache:
+        return cache[key]
+    if not Path(art).is_dir():
+        out = ("missing", f"trial {t.number}: artifacts {art} are not on this machine")
+    else:
+        try:
+            check_artifacts(t, Path(art))
+            out = ("verified", "")
+        except ArtifactMismatch as e:
+            out = ("altered", str(e))
+    if cache is not None:
+        cache[key] = out
+    return out

@@ -21,6 +21,8 @@ if (P.reference_points) {
   card("vs reference front", fmt(P.hv) + " / " + fmt(P.reference_hv),
        "study / baselines HV (same point) · " + (P.front_undominated || 0) + " of " + nf + " front trials not dominated by any of " + P.reference_points + " baseline points");
 }
+const altered = P.rows.filter(r => r.artifacts === "altered").length;
+if (altered) card("artifacts altered", String(altered), "trials whose files are not the ones they wrote: not exportable (see the table)");
 P.metrics.forEach((m, i) => { const b = P.best[m]; card("best " + m + " " + arrow(P.directions[i]), b ? fmt(b.value) : "–", b ? "trial " + b.trial : ""); });
 
 // ---- figures: the first one now, the others when they come near the viewport
@@ -88,7 +90,10 @@ function select(n) {
   P.metrics.forEach((m, i) => { const tr = el("tr"); tr.append(el("td", {class: "l"}, m + " " + arrow(P.directions[i])), el("td", null, fmt(r.obj[i])), el("td", null, fmt(r.test[i]))); t.append(tr); });
   box.append(t);
   if (r.reason) box.append(el("div", {class: "note"}, "reason: " + r.reason));
-  document.getElementById("export-cmd").textContent = P.export_base + " --trial " + n + " --out exports/" + P.slug + "-trial-" + n;
+  const cmd = P.export_base + " --trial " + n + " --out exports/" + P.slug + "-trial-" + n;
+  document.getElementById("export-cmd").textContent = r.artifacts === "altered"
+    ? "not exportable: " + r.artifact_problem
+    : cmd + (r.artifacts === "missing" ? "   # its artifacts are not on the machine this page was built on" : "");
   let cfg = P.base_config ? JSON.parse(JSON.stringify(P.base_config)) : {};
   for (const [k, v] of Object.entries(r.params)) setPath(cfg, k, v);
   for (const k of ["search_space", "objectives", "constraints", "driver", "budget", "enqueue", "storage", "out_dir"]) delete cfg[k];
@@ -180,6 +185,7 @@ function draw() {
         if (!r.feasible && r.state === "COMPLETE") td.append(el("span", {class: "tag inf"}, "infeasible"));
         if (r.state === "FAIL") td.append(el("span", {class: "tag fail"}, "failed"));
         if (r.anchor) td.append(el("span", {class: "tag anchor"}, r.anchor));
+        if (r.artifacts === "altered") td.append(el("span", {class: "tag fail", title: r.artifact_problem}, "artifacts altered"));
         if (r.derived_from !== null) td.append(el("span", {class: "tag", title: "re-ranked variant: reuses the adapter of trial " + r.derived_from}, "re-ranked #" + r.derived_from));
       } else td.textContent = fmt(get(r, col));
       tr.append(td);
