@@ -276,7 +276,14 @@ for _name, _dir, _text in (
     ("ctr_logloss", "minimize", "CTR head log loss on held-out exposures"),
 ):
     METRICS.register(_name, MetricDef(_name, _dir, at_k=False, description=_text))
-for _name in ("seconds", "train_seconds", "train_tokens", "trainable_params", "peak_mem_mb"):
+for _name in (
+    "seconds",
+    "train_seconds",
+    "train_tokens",
+    "encoded_tokens",
+    "trainable_params",
+    "peak_mem_mb",
+):
     METRICS.register(f"cost/{_name}", MetricDef(f"cost/{_name}", "minimize", at_k=False))
 
 _NAME_RE = re.compile(r"^(?:(?P<slice>cold|tail)/)?(?P<family>[a-z_/]+?)(?:@(?P<k>\d+))?$")

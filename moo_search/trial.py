@@ -12,20 +12,34 @@ import re
 import resource
 import time
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from moo_search.data import Dataset, Split, ensure_dataset, load_split, render_items, render_users
 from moo_search.evaluate import evaluate_scorer
-from moo_search.metrics import auc, logloss
 from moo_search.model.inference import CatalogScorer
+from moo_search.prepare import (
+    Collaborative,
+    PreparedData,
+    build_model,
+    collaborative_backbone,
+    prepare_data,
+)
 from moo_search.spec import StudySpec, spec_from_dict
+from moo_search.train.ctr_eval import ctr_metrics, fit_ctr
 
-__all__ = ["TrialResult", "metric_value", "prepare_data", "run_trial"]
+__all__ = [
+    "Collaborative",
+    "PreparedData",
+    "TrialResult",
+    "build_model",
+    "collaborative_backbone",
+    "metric_value",
+    "prepare_data",
+    "run_trial",
+]
 
 logger = logging.getLogger("moo_search")
 
@@ -65,45 +79,6 @@ def metric_value(
     return float(metrics[split][metric])
 
 
-@dataclass
-class PreparedData:
-    ds: Dataset
-    split: Split
-    item_texts: list[str]
-    user_texts: list[str]
-    features: np.ndarray
-    item_counts: np.ndarray
-    item_pop: np.ndarray  # share of train users per item; unseen items 1 / (n_users + 1)
-    like_rates: Any  # moo_search.model.ctr.LikeRates of the train exposures
-
-
-@lru_cache(maxsize=4)
-def _prepare(data_json: str) -> PreparedData:
-    from moo_search.model.ctr import split_like_rates
-    from moo_search.spec import DataConfig
-
-    cfg = DataConfig.model_validate_json(data_json)
-    ds, split = load_split(cfg)
-    user_counts, item_counts = split.train_counts()
-    n_train_users = max(int((user_counts > 0).sum()), 1)
-    return PreparedData(
-        ds=ds,
-        split=split,
-        item_texts=render_items(ds),
-        user_texts=render_users(ds, split.train, cfg.history_len),
-        features=ds.item_features(),
-        item_counts=item_counts,
-        item_pop=np.where(item_counts > 0, item_counts / n_train_users, 1.0 / (n_train_users + 1)),
-        like_rates=split_like_rates(split),
-    )
-
-
-def prepare_data(spec: StudySpec) -> PreparedData:
-    """Dataset, split and texts for ``spec.data`` (cached per process)."""
-    ensure_dataset(spec.data)
-    return _prepare(spec.data.model_dump_json())
-
-
 def _requested_ks(spec: StudySpec) -> tuple[int, ...]:
     names = [o.metric for o in spec.objectives] + [c.metric for c in spec.constraints]
     names.append(spec.train.early_stop_metric)
@@ -126,68 +101,6 @@ def _coerce(config: StudySpec | dict[str, Any] | str | Path) -> StudySpec:
     from moo_search.spec import load_spec
 
     return load_spec(config)
-
-
-@dataclass
-class Collaborative:
-    """A study's collaborative backbone on its split: W (None for mf), user scores, params."""
-
-    name: str
-    weights: np.ndarray | None
-    scores: np.ndarray | None
-    params: dict[str, Any]
-
-
-def collaborative_backbone(spec: StudySpec, data: PreparedData) -> Collaborative:
-    """The ``fusion.cf`` backbone, from the on-disk cache after its first computation."""
-    from moo_search.model.backbones import backbone_weights
-
-    w, params = backbone_weights(
-        spec.fusion.cf,
-        split=data.split,
-        features=data.features,
-        eval_cfg=spec.eval,
-        fusion=spec.fusion,
-    )
-    scores = None
-    if w is not None:
-        x = data.split.matrix("train").astype(np.float32).tocsr()
-        scores = np.asarray(x @ w, dtype=np.float32)
-    return Collaborative(spec.fusion.cf, w, scores, params)
-
-
-def build_model(spec: StudySpec, data: PreparedData) -> tuple[Any, Any, str]:
-    """(Recommender, tokenizer, base model id); config errors surface here, before training."""
-    from moo_search.model.adapters import apply_adapter
-    from moo_search.model.backbones import backbone_sha256
-    from moo_search.model.encoder import load_encoder
-    from moo_search.model.recommender import Recommender
-
-    encoder, tokenizer, base_id = load_encoder(spec.model)
-    encoder = apply_adapter(encoder, spec.adapter)
-    cf = collaborative_backbone(spec, data)
-    rates = data.like_rates
-    model = Recommender(
-        encoder=encoder,
-        n_users=data.ds.n_users,
-        n_items=data.ds.n_items,
-        id_dim=spec.fusion.id_dim,
-        alpha=spec.fusion.alpha,
-        temperature=spec.loss.temperature,
-        pooling=spec.model.pooling,
-        item_logpop=np.log(data.item_pop),
-        cf_weights=cf.weights,
-        cf_scores=cf.scores,
-        user_like_logit=rates.user_logit,
-        item_like_logit=rates.item_logit,
-        global_like_logit=rates.global_logit,
-    )
-    model.backbone_info = {
-        "name": cf.name,
-        "params": cf.params,
-        "sha256": backbone_sha256(cf.weights) if cf.weights is not None else None,
-    }
-    return model, tokenizer, base_id
 
 
 def run_trial(
@@ -213,7 +126,7 @@ def run_trial(
         TrialFailed: training stopped for a stated reason (NaN or exploding loss).
     """
     from moo_search.model.tokens import tokenize_cached
-    from moo_search.train.loop import TrainData, pick_device, train
+    from moo_search.train.loop import TrainData, autocast_for, pick_device, train
 
     spec = _coerce(config)
     t0 = time.perf_counter()
@@ -228,6 +141,10 @@ def run_trial(
 
     item_tokens = tokenize_cached(tokenizer, data.item_texts, spec.model.max_item_length)
     user_tokens = tokenize_cached(tokenizer, data.user_texts, spec.model.max_user_length)
+    autocast, _ = autocast_for(device, spec.train.amp)
+    if model.prefix is not None:  # the frozen lower layers, once per study
+        for table in (item_tokens, user_tokens):
+            model.prefix.attach(table, device, autocast)
     split = data.split
     thr = split.threshold
     feats = data.features / np.maximum(np.linalg.norm(data.features, axis=1, keepdims=True), 1e-12)
@@ -249,7 +166,7 @@ def run_trial(
     ks = _requested_ks(spec)
 
     def catalog_scorer() -> CatalogScorer:
-        return CatalogScorer.encode(model, item_tokens, user_tokens, device)
+        return CatalogScorer.encode(model, item_tokens, user_tokens, device, autocast)
 
     def validate() -> dict[str, float]:
         res = evaluate_scorer(
@@ -276,7 +193,7 @@ def run_trial(
     )
 
     scorer = catalog_scorer()
-    history.ctr_fit_logloss = _fit_ctr(scorer, tdata)
+    history.ctr_fit_logloss = fit_ctr(scorer, tdata)
     kept = scorer(np.arange(data.ds.n_users))  # re-ranking reuses it
 
     def kept_scores(users: np.ndarray) -> np.ndarray:
@@ -296,7 +213,7 @@ def run_trial(
     assert isinstance(out, tuple)
     metrics, lists = out
     for part in ("val", "test"):
-        metrics[part].update(_ctr_metrics(scorer, split, part))
+        metrics[part].update(ctr_metrics(scorer, split, part))
     swept = [
         {"knobs": knobs, "metrics": _rerank_variant(spec, data, kept_scores, metrics, knobs, ks)}
         for knobs in sweep or []
@@ -311,6 +228,7 @@ def run_trial(
         "seconds": time.perf_counter() - t0,
         "train_seconds": history.seconds,
         "train_tokens": float(history.train_tokens),
+        "encoded_tokens": float(model.encoded_tokens),
         "trainable_params": float(trainable),
         "peak_mem_mb": float(peak),
     }
@@ -361,59 +279,6 @@ def _rerank_variant(
     for part in out:
         out[part].update({k: v for k, v in metrics[part].items() if k.startswith("ctr_")})
     return out
-
-
-def _pair_features(
-    scorer: CatalogScorer,
-    users: np.ndarray,
-    items: np.ndarray,
-    *,
-    like: tuple[np.ndarray, np.ndarray] | None = None,
-    chunk: int = 4096,
-) -> torch.Tensor:
-    """CTR features of (user, item) pairs; per-user z-scores over the full catalog."""
-    from moo_search.model.recommender import CTR_FEATURES, standardise
-
-    model, device = scorer.model, scorer.device
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(users), chunk):
-            part = slice(start, start + chunk)
-            uu = torch.as_tensor(users[part].copy(), device=device)
-            ii = torch.as_tensor(items[part].copy(), device=device)
-            uniq, inv = torch.unique(uu, return_inverse=True)
-            r_z = standardise(model.collaborative(uniq).float())[inv, ii]
-            s_z = None
-            if scorer.user_emb is not None:
-                s_z = standardise(scorer.semantic(scorer.user_emb[uniq]))[inv, ii]
-            kw: dict[str, torch.Tensor] = {}
-            if like is not None:
-                kw["user_like"] = torch.as_tensor(like[0][part], device=device)
-                kw["item_like"] = torch.as_tensor(like[1][part], device=device)
-            out.append(model.ctr_features(uu, ii, r_z, s_z, **kw))
-    return torch.cat(out) if out else torch.zeros(0, len(CTR_FEATURES), device=device)
-
-
-def _fit_ctr(scorer: CatalogScorer, tdata: Any) -> float:
-    """Refit the CTR head on every train exposure, on frozen features (leave-one-out
-    like-rates, so what it learns on train holds on held-out exposures)."""
-    from moo_search.train.ctr import fit_ctr_head
-
-    x = _pair_features(scorer, tdata.users, tdata.items, like=(tdata.like_user, tdata.like_item))
-    y = torch.as_tensor(tdata.clicks, dtype=torch.float32, device=scorer.device)
-    return fit_ctr_head(scorer.model.ctr, x, y)
-
-
-def _ctr_metrics(scorer: CatalogScorer, split: Split, part: str) -> dict[str, float]:
-    """CTR head against the held-out exposures of ``part`` (click = rating >= threshold)."""
-    df = split.part(part)
-    if len(df) == 0:
-        return {}
-    x = _pair_features(scorer, df["user"].to_numpy(), df["item"].to_numpy())
-    with torch.no_grad():
-        p = torch.sigmoid(scorer.model.ctr_logit(x)).float().cpu().numpy()
-    y = (df["rating"].to_numpy() >= split.threshold).astype(np.float64)
-    return {"ctr_auc": auc(y, p), "ctr_logloss": logloss(y, p)}
 
 
 def _write_artifacts(

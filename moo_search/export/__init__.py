@@ -14,10 +14,11 @@ Bundle layout (``DIR``)::
     MODEL_CARD.md        what it is, how it was chosen, how to load it
 """
 
-from moo_search.export._bundle import base_model_fingerprint, export_trial
+from moo_search.export._bundle import export_trial
 from moo_search.export._load import ExportedRecommender, load_exported
 from moo_search.export._select import Selection, select_row, select_trial
 from moo_search.export._verify import verify_export
+from moo_search.model.encoder import base_model_fingerprint
 
 __all__ = [
     "ExportedRecommender",

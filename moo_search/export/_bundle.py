@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -25,10 +24,11 @@ from moo_search.export._files import (
     write_json,
 )
 from moo_search.export._select import Selection, select_trial
+from moo_search.model.encoder import base_model_fingerprint
 from moo_search.spec import StudySpec, spec_from_dict
 from moo_search.study import ATTR, STUDY_ATTR, ArtifactMismatch, check_artifacts
 
-__all__ = ["base_model_fingerprint", "export_trial"]
+__all__ = ["export_trial"]
 
 logger = logging.getLogger("moo_search")
 
@@ -40,20 +40,6 @@ def _standalone_config(raw: dict[str, Any], study_name: str, number: int) -> Stu
     cfg["name"] = f"{study_name}-trial-{number}"
     cfg["description"] = f"Exported from study {study_name!r}, trial {number}."
     return spec_from_dict(cfg)
-
-
-def base_model_fingerprint(encoder: Any) -> str:
-    """SHA-256 over the base encoder's weights (names, shapes, bytes), adapter excluded."""
-    import torch
-
-    h = hashlib.sha256()
-    for name, t in sorted(encoder.state_dict().items()):
-        if "lora_" in name or "ia3_" in name:
-            continue
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().to(torch.float32).cpu().numpy().tobytes())
-    return h.hexdigest()
 
 
 def _versions() -> dict[str, str]:

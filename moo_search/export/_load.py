@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -9,10 +10,12 @@ from typing import Any
 import numpy as np
 
 from moo_search.errors import ExportError, SpecError
-from moo_search.export._bundle import base_model_fingerprint
 from moo_search.export._files import verify_manifest
+from moo_search.model.encoder import base_model_fingerprint
 from moo_search.model.inference import CatalogScorer, recommend_lists
+from moo_search.model.layer_cache import FrozenPrefix, frozen_prefix_length
 from moo_search.spec import StudySpec, spec_from_dict
+from moo_search.train._setup import autocast_for
 
 __all__ = ["ExportedRecommender", "load_exported"]
 
@@ -55,7 +58,11 @@ class ExportedRecommender:
             tokenizer, catalog["item_texts"], spec.model.max_item_length
         )
         self._users_tok = tokenize_cached(tokenizer, self._user_texts, spec.model.max_user_length)
-        self._scorer = CatalogScorer.encode(model, self._items_tok, self._users_tok, self._device)
+        # the trial's precision where this machine has it (train.amp), as evaluation used
+        self._autocast, _ = autocast_for(self._device, spec.train.amp)
+        self._scorer = CatalogScorer.encode(
+            model, self._items_tok, self._users_tok, self._device, self._autocast
+        )
 
     # ---- users
     def _resolve(self, user: Any) -> tuple[Any, Any, np.ndarray]:
@@ -88,7 +95,8 @@ class ExportedRecommender:
                         max_length=self.spec.model.max_user_length,
                         return_tensors="pt",
                     )
-                    sem = self.model.encode(enc["input_ids"], enc["attention_mask"])[0]
+                    with self._autocast() if self._autocast else contextlib.nullcontext():
+                        sem = self.model.encode(enc["input_ids"], enc["attention_mask"])[0]
                 collab = self.model.collaborative_from_history(torch.as_tensor(idx))
             return sem, collab, idx
         key = str(user)
@@ -222,6 +230,9 @@ def load_exported(path: str | Path) -> ExportedRecommender:
         cf_weights=cf_weights,
         cf_scores=cf_scores,
     )
+    n_frozen = frozen_prefix_length(encoder)
+    if n_frozen and spec.fusion.alpha > 0:  # the same layer path the trial evaluated with
+        model.use_prefix(FrozenPrefix(encoder, n_frozen, weights_sha256="", cache=False))
     missing, unexpected = model.load_state_dict(heads, strict=False)
     if unexpected or any(not k.startswith("encoder.") for k in missing):
         raise ExportError(

@@ -10,7 +10,7 @@ from typing import Any
 from moo_search.errors import SpecError
 from moo_search.spec import ModelConfig
 
-__all__ = ["load_encoder", "resolve_model_path"]
+__all__ = ["base_model_fingerprint", "load_encoder", "resolve_model_path"]
 
 logger = logging.getLogger("moo_search")
 
@@ -90,3 +90,19 @@ def load_encoder(cfg: ModelConfig) -> tuple[Any, Any, str]:
     for p in model.parameters():
         p.requires_grad_(False)
     return model, tokenizer, base_id
+
+
+def base_model_fingerprint(encoder: Any) -> str:
+    """SHA-256 over the base encoder's weights (names, shapes, bytes), adapter excluded."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for name, t in sorted(encoder.state_dict().items()):
+        if "lora_" in name or "ia3_" in name:
+            continue
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().to(torch.float32).cpu().numpy().tobytes())
+    return h.hexdigest()

@@ -67,16 +67,19 @@ class CatalogScorer:
     device: Any
 
     @classmethod
-    def encode(cls, model: Any, item_tokens: Any, user_tokens: Any, device: Any) -> CatalogScorer:
-        """Embed the catalog and the known users (no grad) and keep them."""
+    def encode(
+        cls, model: Any, item_tokens: Any, user_tokens: Any, device: Any, autocast: Any = None
+    ) -> CatalogScorer:
+        """Embed the catalog and the known users (no grad; under ``autocast`` when given,
+        as in training) and keep them."""
         import torch
 
         with torch.no_grad():
             if model.alpha > 0:
                 return cls(
                     model,
-                    model.encode_table(item_tokens, device),
-                    model.encode_table(user_tokens, device),
+                    model.encode_table(item_tokens, device, autocast=autocast),
+                    model.encode_table(user_tokens, device, autocast=autocast),
                     device,
                 )
         return cls(model, None, None, device)

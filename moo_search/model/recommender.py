@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from moo_search.model.layer_cache import FrozenPrefix
 from moo_search.model.tokens import TokenTable
 
 __all__ = ["CTR_FEATURES", "CTRHead", "Recommender", "standardise"]
@@ -73,6 +74,8 @@ class Recommender(nn.Module):
     ) -> None:
         super().__init__()
         self.encoder = encoder
+        self.prefix: FrozenPrefix | None = None  # frozen lower layers, run once per text
+        self.encoded_tokens = 0  # tokens encoded without grad (catalog and user tables)
         self.backbone_info: dict[str, Any] = {}  # name, params, sha256 (set by the trial)
         self.alpha = alpha
         self.pooling = pooling
@@ -127,8 +130,40 @@ class Recommender(nn.Module):
 
     # ---- towers -----------------------------------------------------------------------
 
+    def use_prefix(self, prefix: FrozenPrefix | None) -> None:
+        """Run the frozen lower layers through ``prefix`` (always in eval mode; from its
+        cache where a table is attached)."""
+        self.prefix = prefix
+        if prefix is not None:
+            prefix.eval_()
+
+    def train(self, mode: bool = True) -> Recommender:
+        super().train(mode)
+        if self.prefix is not None:
+            self.prefix.eval_()  # frozen layers add no dropout noise, cached or not
+        return self
+
     def encode(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        out = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        """Unit-norm pooled embeddings of token ids (B, L) with their mask."""
+        if self.prefix is not None:
+            out = self.prefix.top(self.prefix.bottom(ids, mask), mask)
+        else:
+            out = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        return self._pool(out, mask)
+
+    def encode_rows(self, table: TokenTable, idx: np.ndarray, device: torch.device) -> torch.Tensor:
+        """Embeddings of rows ``idx`` of ``table``; from the frozen-layer cache when the
+        table is attached to :attr:`prefix`."""
+        ids, mask = table.batch(idx)
+        mask = mask.to(device)
+        states = self.prefix.states(table) if self.prefix is not None else None
+        if states is None:
+            return self.encode(ids.to(device), mask)
+        assert self.prefix is not None
+        h = states[torch.as_tensor(idx, device=states.device), : ids.shape[1]]
+        return self._pool(self.prefix.top(h, mask), mask)
+
+    def _pool(self, out: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if self.pooling == "cls":
             pooled = out[:, 0]
         else:
@@ -145,9 +180,9 @@ class Recommender(nn.Module):
         self.eval()
         out = torch.empty(len(table), self._dim(table, device), device=device)
         for idx in table.length_buckets(batch_size):
-            ids, mask = table.batch(idx)
             with autocast() if autocast else contextlib.nullcontext():
-                out[torch.from_numpy(idx).to(device)] = self.encode(ids.to(device), mask.to(device))
+                out[torch.from_numpy(idx).to(device)] = self.encode_rows(table, idx, device)
+            self.encoded_tokens += table.tokens(idx)
         self.train(was_training)
         return out
 

@@ -24,6 +24,11 @@ class TokenTable:
         for i, x in enumerate(ids):
             self._dense[i, : len(x)] = x
 
+    @property
+    def dense(self) -> np.ndarray:
+        """(N, max length) token ids, padded with the pad id."""
+        return self._dense
+
     def __len__(self) -> int:
         return len(self.ids)
 

@@ -206,7 +206,16 @@ class TrainConfig(Strict):
         50, ge=1, description="Refresh cached item embeddings every N steps."
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    amp: Literal["auto", "off", "bf16", "fp16"] = Field(
+        "auto",
+        description="Mixed precision: auto = bf16 on CUDA and on CPUs with fast bf16 "
+        "(AMX / AVX-512 BF16), else fp32 (fp16 + scaler on older GPUs); off = fp32.",
+    )
+    layer_cache: bool = Field(
+        True,
+        description="When the adapter leaves lower layers frozen, compute their output once "
+        "per study (cached under $MOO_SEARCH_CACHE/hidden) and run only the adapted layers.",
+    )
     progress: bool = True
 
     @field_validator("lr")

@@ -3,6 +3,8 @@ stopping."""
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +16,9 @@ from moo_search.errors import TrialFailed
 from moo_search.model.recommender import Recommender
 from moo_search.spec import TrainConfig
 
-__all__ = ["EarlyStopping", "autocast_for", "make_optimizer", "pick_device"]
+__all__ = ["EarlyStopping", "autocast_for", "cpu_has_fast_bf16", "make_optimizer", "pick_device"]
+
+logger = logging.getLogger("moo_search")
 
 
 def pick_device(pref: str) -> torch.device:
@@ -25,9 +29,35 @@ def pick_device(pref: str) -> torch.device:
     return torch.device("cpu")
 
 
+@functools.cache
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AMX or AVX-512 BF16, from
+    /proc/cpuinfo); without it bf16 matmuls are emulated and slower than fp32."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"amx_bf16", "avx512_bf16"})
+    except OSError:
+        pass
+    return False
+
+
 def autocast_for(device: torch.device, amp: str) -> tuple[Callable[[], Any] | None, bool]:
-    """(autocast context factory or None, needs a GradScaler)."""
-    if device.type != "cuda" or amp == "off":
+    """(autocast context factory or None, needs a GradScaler).
+
+    ``auto``: bf16 on CUDA devices that support it (else fp16 with a scaler) and on CPUs with
+    fast bf16 (else fp32); ``bf16`` / ``fp16`` force a precision; ``off`` is fp32. Weights,
+    optimizer state and the loss stay fp32 (autocast runs the matmuls in low precision).
+    """
+    if amp == "off":
+        return None, False
+    if device.type == "cpu":
+        if amp == "bf16" or (amp == "auto" and cpu_has_fast_bf16()):
+            return (lambda: torch.autocast("cpu", dtype=torch.bfloat16)), False
+        if amp == "fp16":
+            logger.warning("train.amp fp16 is not supported on the CPU; training in fp32")
         return None, False
     if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()):
         return (lambda: torch.autocast("cuda", dtype=torch.bfloat16)), False

@@ -22,7 +22,7 @@ from moo_search.train import losses as L
 from moo_search.train._setup import EarlyStopping, autocast_for, make_optimizer, pick_device
 from moo_search.train.terms import Batch, PairData, loss_terms
 
-__all__ = ["TrainData", "TrainHistory", "pick_device", "train"]
+__all__ = ["TrainData", "TrainHistory", "autocast_for", "pick_device", "train"]
 
 logger = logging.getLogger("moo_search")
 
@@ -177,11 +177,10 @@ def _batch(
     s_full: torch.Tensor | None = None
     if model.alpha > 0:
         assert item_cache is not None
-        u_ids, u_mask = data.user_tokens.batch(data.users[idx])
-        i_ids, i_mask = data.item_tokens.batch(data.items[idx])
-        hist.train_tokens += int(u_mask.sum() + i_mask.sum())
-        eu = model.encode(u_ids.to(device), u_mask.to(device))
-        ei = model.encode(i_ids.to(device), i_mask.to(device))
+        users, items = data.users[idx], data.items[idx]
+        hist.train_tokens += data.user_tokens.tokens(users) + data.item_tokens.tokens(items)
+        eu = model.encode_rows(data.user_tokens, users, device)
+        ei = model.encode_rows(data.item_tokens, items, device)
         s_full = (eu @ item_cache.T).index_put(
             (torch.arange(len(idx), device=device)[:, None], i[None, :]), eu @ ei.T
         )

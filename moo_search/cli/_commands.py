@@ -1,4 +1,4 @@
-"""The ``moo-search`` command."""
+"""What each ``moo-search`` subcommand does (the parser is in ``moo_search.cli``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,16 @@ from typing import Any
 
 from moo_search.errors import MooSearchError
 
-__all__ = ["main"]
+__all__ = [
+    "cmd_baselines",
+    "cmd_data",
+    "cmd_export",
+    "cmd_list",
+    "cmd_report",
+    "cmd_run",
+    "cmd_trial",
+    "cmd_worker",
+]
 
 TABLE_METRICS = ("precision@10", "recall@10", "ndcg@10", "ild@10", "novelty@10", "coverage@10")
 
@@ -289,183 +298,3 @@ def cmd_export(args: argparse.Namespace) -> int:
         if not res["reproduced"]:
             return 1
     return 0
-
-
-# --------------------------------------------------------------------------- parser
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="moo-search",
-        description="Multi-objective Pareto search over PEFT fine-tunes of LM recommenders.",
-    )
-    p.add_argument(
-        "-v",
-        "--verbose",
-        action="count",
-        default=0,
-        help="More logging: -v adds warnings and failed trials' tracebacks, -vv debug.",
-    )
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def with_spec(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("spec", help="Study spec (YAML).")
-        sp.add_argument(
-            "--set",
-            action="append",
-            default=[],
-            metavar="PATH=VALUE",
-            help="Override a spec value by dotted path, typed like YAML (repeatable).",
-        )
-
-    from moo_search.registry import DATASETS
-
-    d = sub.add_parser("data", help="Fetch datasets into the cache, or describe one.")
-    d.add_argument("action", choices=["fetch", "info"])
-    d.add_argument("name", choices=[n for n, src in DATASETS.items() if not src.needs_path])
-    d.add_argument("--json", action="store_true")
-    d.set_defaults(func=cmd_data)
-
-    ls = sub.add_parser("list", help="What the spec may name: datasets, adapters, drivers, ...")
-    ls.add_argument(
-        "kind",
-        nargs="?",
-        choices=["datasets", "adapters", "backbones", "drivers", "problems", "metrics"],
-    )
-    ls.set_defaults(func=cmd_list)
-
-    b = sub.add_parser(
-        "baselines",
-        help="Random, MostPop, ItemKNN, BPR, EASE and the like-rate CTR baseline on the spec's data.",
-    )
-    with_spec(b)
-    b.add_argument("--json", action="store_true")
-    b.set_defaults(func=cmd_baselines)
-
-    r = sub.add_parser("run", help="Create or resume a study and run it to its budget.")
-    with_spec(r)
-    r.add_argument(
-        "--n-trials",
-        type=int,
-        default=None,
-        help="Budget of complete trials (spec: budget.n_trials).",
-    )
-    r.add_argument(
-        "--storage", default=None, help="Optuna storage URL (default: SQLite in reports/<study>/)."
-    )
-    r.add_argument("--study-name", default=None, help="Study name (default: the spec's name).")
-    r.add_argument(
-        "--workers", type=int, default=1, help="Local worker processes (one per GPU when several)."
-    )
-    r.add_argument(
-        "--no-report", action="store_true", help="Do not build the HTML report at the end."
-    )
-    r.set_defaults(func=cmd_run)
-
-    w = sub.add_parser("worker", help="Join a running study from this host.")
-    with_spec(w)
-    w.add_argument(
-        "--storage", required=True, help="The study's storage URL (e.g. postgresql://...)."
-    )
-    w.add_argument("--study-name", default=None)
-    w.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="Processes on this host (default: one per visible GPU, else 1).",
-    )
-    w.set_defaults(func=cmd_worker)
-
-    rp = sub.add_parser("report", help="(Re)build the HTML dashboard of a study.")
-    rp.add_argument("target", help="Study directory (reports/<study>), .db file or storage URL.")
-    rp.add_argument("--study-name", default=None)
-    rp.add_argument(
-        "--out", default=None, help="Output HTML file (default: <study dir>/index.html)."
-    )
-    rp.set_defaults(func=cmd_report)
-
-    e = sub.add_parser(
-        "export", help="Export a trial (adapter, config, metrics, manifest) for production."
-    )
-    e.add_argument("target", help="Study directory (reports/<study>), .db file or storage URL.")
-    e.add_argument("--study-name", default=None)
-    e.add_argument("--trial", type=int, default=None, help="Export this trial number.")
-    e.add_argument(
-        "--select",
-        default=None,
-        metavar="RULE",
-        help="knee, compromise or best:METRIC (on the front).",
-    )
-    e.add_argument(
-        "--where",
-        action="append",
-        default=[],
-        metavar="COND",
-        help='Filter the front first, e.g. "precision@10>=0.05" (repeatable).',
-    )
-    e.add_argument("--out", required=True, help="Bundle directory (must be empty unless --force).")
-    e.add_argument(
-        "--force", action="store_true", help="Replace the contents of a non-empty --out."
-    )
-    e.add_argument(
-        "--verify", action="store_true", help="Re-train with the seed and compare the metrics."
-    )
-    e.set_defaults(func=cmd_export)
-
-    t = sub.add_parser("trial", help="Run the spec's base config once and print its metrics.")
-    with_spec(t)
-    t.add_argument(
-        "--artifacts", default=None, metavar="DIR", help="Write adapter, heads, metrics here."
-    )
-    t.add_argument("--no-baselines", action="store_true", help="Skip the baseline rows.")
-    t.add_argument("--json", action="store_true")
-    t.set_defaults(func=cmd_trial)
-    return p
-
-
-def _setup_logging(verbosity: int) -> None:
-    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    lib = logging.getLogger("moo_search")
-    lib.handlers[:] = [handler]
-    lib.setLevel(level)
-    import optuna  # its own handler and level: the logging module's setLevel is overridden
-
-    # Failed trials are reported on our progress line with their reason; -v adds Optuna's
-    # warnings (with the failing trial's traceback), -vv its info lines.
-    optuna.logging.set_verbosity(
-        optuna.logging.ERROR
-        if verbosity == 0
-        else optuna.logging.WARNING
-        if verbosity == 1
-        else optuna.logging.INFO
-    )
-    if verbosity < 2:
-        for noisy in ("transformers", "peft"):
-            logging.getLogger(noisy).setLevel(logging.ERROR)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
-    try:
-        return int(args.func(args) or 0)
-    except MooSearchError as e:
-        print(f"moo-search: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print(
-            "moo-search: interrupted; a running trial was marked failed. "
-            "Run the same command again to resume.",
-            file=sys.stderr,
-        )
-        return 130
-    except FileNotFoundError as e:
-        print(f"moo-search: error: {e.filename or e}: file not found", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,0 +1,124 @@
+"""What a trial is built from: the prepared data of a split (texts, features, popularity,
+like-rates; cached per process), the study's collaborative backbone, and the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from moo_search.data import Dataset, Split, ensure_dataset, load_split, render_items, render_users
+from moo_search.spec import StudySpec
+
+__all__ = ["Collaborative", "PreparedData", "build_model", "collaborative_backbone", "prepare_data"]
+
+
+@dataclass
+class PreparedData:
+    ds: Dataset
+    split: Split
+    item_texts: list[str]
+    user_texts: list[str]
+    features: np.ndarray
+    item_counts: np.ndarray
+    item_pop: np.ndarray  # share of train users per item; unseen items 1 / (n_users + 1)
+    like_rates: Any  # moo_search.model.ctr.LikeRates of the train exposures
+
+
+@lru_cache(maxsize=4)
+def _prepare(data_json: str) -> PreparedData:
+    from moo_search.model.ctr import split_like_rates
+    from moo_search.spec import DataConfig
+
+    cfg = DataConfig.model_validate_json(data_json)
+    ds, split = load_split(cfg)
+    user_counts, item_counts = split.train_counts()
+    n_train_users = max(int((user_counts > 0).sum()), 1)
+    return PreparedData(
+        ds=ds,
+        split=split,
+        item_texts=render_items(ds),
+        user_texts=render_users(ds, split.train, cfg.history_len),
+        features=ds.item_features(),
+        item_counts=item_counts,
+        item_pop=np.where(item_counts > 0, item_counts / n_train_users, 1.0 / (n_train_users + 1)),
+        like_rates=split_like_rates(split),
+    )
+
+
+def prepare_data(spec: StudySpec) -> PreparedData:
+    """Dataset, split and texts for ``spec.data`` (cached per process)."""
+    ensure_dataset(spec.data)
+    return _prepare(spec.data.model_dump_json())
+
+
+@dataclass
+class Collaborative:
+    """A study's collaborative backbone on its split: W (None for mf), user scores, params."""
+
+    name: str
+    weights: np.ndarray | None
+    scores: np.ndarray | None
+    params: dict[str, Any]
+
+
+def collaborative_backbone(spec: StudySpec, data: PreparedData) -> Collaborative:
+    """The ``fusion.cf`` backbone, from the on-disk cache after its first computation."""
+    from moo_search.model.backbones import backbone_weights
+
+    w, params = backbone_weights(
+        spec.fusion.cf,
+        split=data.split,
+        features=data.features,
+        eval_cfg=spec.eval,
+        fusion=spec.fusion,
+    )
+    scores = None
+    if w is not None:
+        x = data.split.matrix("train").astype(np.float32).tocsr()
+        scores = np.asarray(x @ w, dtype=np.float32)
+    return Collaborative(spec.fusion.cf, w, scores, params)
+
+
+def build_model(spec: StudySpec, data: PreparedData) -> tuple[Any, Any, str]:
+    """(Recommender, tokenizer, base model id); config errors surface here, before training."""
+    from moo_search.model.adapters import apply_adapter
+    from moo_search.model.backbones import backbone_sha256
+    from moo_search.model.encoder import base_model_fingerprint, load_encoder
+    from moo_search.model.layer_cache import FrozenPrefix, frozen_prefix_length
+    from moo_search.model.recommender import Recommender
+
+    encoder, tokenizer, base_id = load_encoder(spec.model)
+    use_text = spec.fusion.alpha > 0
+    weights = base_model_fingerprint(encoder) if spec.train.layer_cache and use_text else ""
+    encoder = apply_adapter(encoder, spec.adapter)
+    cf = collaborative_backbone(spec, data)
+    rates = data.like_rates
+    model = Recommender(
+        encoder=encoder,
+        n_users=data.ds.n_users,
+        n_items=data.ds.n_items,
+        id_dim=spec.fusion.id_dim,
+        alpha=spec.fusion.alpha,
+        temperature=spec.loss.temperature,
+        pooling=spec.model.pooling,
+        item_logpop=np.log(data.item_pop),
+        cf_weights=cf.weights,
+        cf_scores=cf.scores,
+        user_like_logit=rates.user_logit,
+        item_like_logit=rates.item_logit,
+        global_like_logit=rates.global_logit,
+    )
+    n_frozen = frozen_prefix_length(encoder)
+    if n_frozen and use_text:
+        model.use_prefix(
+            FrozenPrefix(encoder, n_frozen, weights_sha256=weights, cache=spec.train.layer_cache)
+        )
+    model.backbone_info = {
+        "name": cf.name,
+        "params": cf.params,
+        "sha256": backbone_sha256(cf.weights) if cf.weights is not None else None,
+    }
+    return model, tokenizer, base_id
