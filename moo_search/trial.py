@@ -98,8 +98,14 @@ def _coerce(config: StudySpec | dict[str, Any] | str | Path) -> StudySpec:
         return config
     if isinstance(config, dict):
         return spec_from_dict(config)
+    from moo_search.errors import SpecError
     from moo_search.spec import load_spec
 
+    if not isinstance(config, str | Path):
+        raise SpecError(
+            "run_trial: expected a StudySpec, a dict of spec data or the path of a YAML spec, "
+            f"got {type(config).__name__}"
+        )
     return load_spec(config)
 
 

@@ -48,11 +48,11 @@ def test_run_command_runs_resumes_and_reports(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "12 complete, 0 failed" in captured.out
     assert "[cli-zdt] 12/12 complete" in captured.err
-    assert (
-        tmp_path / "study" / "index.html"
-    ).is_file() is False  # custom objectives: no auto report
+    page = tmp_path / "study" / "index.html"
+    assert page.is_file()  # every study gets its dashboard at the end of run
+    built = page.stat().st_mtime_ns
     assert main(["report", str(tmp_path / "study")]) == 0
-    assert (tmp_path / "study" / "index.html").is_file()
+    assert page.stat().st_mtime_ns >= built and "cli-zdt" in page.read_text()
     study = optuna.load_study(study_name="cli-zdt", storage=f"sqlite:///{tmp_path}/study/study.db")
     assert len(study.trials) == 12
 

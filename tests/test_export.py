@@ -144,6 +144,30 @@ def test_one_changed_byte_is_refused_naming_the_file(study_dir, tmp_path, victim
         load_exported(out)
 
 
+@pytest.mark.parametrize(
+    ("victim", "content"),
+    [
+        ("config.yaml", b"adapter: [unclosed\n"),
+        ("config.yaml", b"adapter: {type: lorax}\n"),
+        ("catalog.json", b"{not json"),
+        ("heads.safetensors", b"not safetensors"),
+        ("seen.npz", b"PK\x03\x04 not a zip"),
+    ],
+)
+def test_a_resealed_unreadable_file_is_an_export_error_naming_it(
+    study_dir, tmp_path, victim, content
+):
+    """Even with a manifest that matches (re-sealed by hand), a file that does not parse is an
+    ExportError naming it, never a raw YAML / JSON / zip error."""
+    from moo_search.export._files import MANIFEST, seal
+
+    out = export_trial(study_dir, out=tmp_path / "r", trial=1)
+    (out / victim).write_bytes(content)
+    seal(out, json.loads((out / MANIFEST).read_text()))
+    with pytest.raises(ExportError, match=rf"{victim}: "):
+        load_exported(out)
+
+
 def test_missing_and_extra_files_are_refused(study_dir, tmp_path):
     out = export_trial(study_dir, out=tmp_path / "m", trial=1)
     (out / "heads.safetensors").unlink()

@@ -25,6 +25,16 @@ __all__ = ["build_parser", "main"]
 # --------------------------------------------------------------------------- parser
 
 
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {n}")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="moo-search",
@@ -77,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     with_spec(r)
     r.add_argument(
         "--n-trials",
-        type=int,
+        type=_positive_int,
         default=None,
         help="Budget of complete trials (spec: budget.n_trials).",
     )
@@ -86,7 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--study-name", default=None, help="Study name (default: the spec's name).")
     r.add_argument(
-        "--workers", type=int, default=1, help="Local worker processes (one per GPU when several)."
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="Local worker processes (one per GPU when several).",
     )
     r.add_argument(
         "--no-report", action="store_true", help="Do not build the HTML report at the end."
@@ -101,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--study-name", default=None)
     w.add_argument(
         "--workers",
-        type=int,
+        type=_positive_int,
         default=None,
         help="Processes on this host (default: one per visible GPU, else 1).",
     )
@@ -195,4 +208,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except FileNotFoundError as e:
         print(f"moo-search: error: {e.filename or e}: file not found", file=sys.stderr)
+        return 2
+    except Exception as e:
+        if not type(e).__module__.startswith("sqlalchemy"):
+            raise  # a bug: the traceback is the report
+        # the database refused (read-only file, lost connection, full disk): not a bug of ours
+        first = str(getattr(e, "orig", None) or e).splitlines()[0]
+        hint = (
+            "; the study database is read-only (check the file's permissions and mount)"
+            if "readonly" in first.replace("-", "").lower()
+            else ""
+        )
+        print(f"moo-search: error: the study storage failed: {first}{hint}", file=sys.stderr)
         return 2

@@ -188,7 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         workers=args.workers,
         on_progress=_print_progress,
     )
-    if not args.no_report and spec.uses_default_trial:
+    if not args.no_report:
         _build_report(spec, url, study)
     _print_summary(study, spec, url)
     return 0
@@ -267,10 +267,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from moo_search.errors import ExportError
     from moo_search.export import export_trial, verify_export
 
     if (args.trial is None) == (args.select is None):
-        raise MooSearchError(
+        raise ExportError(
             "choose exactly one of --trial N and --select knee|compromise|best:METRIC"
         )
     out = export_trial(

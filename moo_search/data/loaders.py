@@ -248,11 +248,16 @@ def load_recbole(root: Path, name: str | None = None) -> Dataset:
 
 def _read_table(path: Path) -> pd.DataFrame:
     _need(path)
-    if path.suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    if path.suffix in (".tsv", ".tab"):
-        return pd.read_csv(path, sep="\t")
-    return pd.read_csv(path)
+    try:
+        if path.suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        if path.suffix in (".tsv", ".tab"):
+            return pd.read_csv(path, sep="\t")
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty (expected a header and rows)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as e:
+        raise DataError(f"{path}: cannot read it as a table: {str(e).splitlines()[0]}") from None
 
 
 def load_table_dataset(

@@ -57,13 +57,16 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _verify(name: str, data: bytes, expected: str) -> None:
+def _verify(name: str, data: bytes, expected: str, *, cached: bool = False) -> None:
     got = _sha256(data)
     if got != expected:
-        raise DataError(
-            f"{name}: SHA-256 mismatch; expected {expected}, found {got}. "
-            "The download is corrupt or not the pinned release; nothing was written."
+        why = (
+            f"The cached copy was altered or damaged; delete {Path(name).parent} and run "
+            f"`moo-search data fetch {NAME}` again."
+            if cached
+            else "The download is corrupt or not the pinned release; nothing was written."
         )
+        raise DataError(f"{name}: SHA-256 mismatch; expected {expected}, found {got}. {why}")
 
 
 def _install(files: dict[str, bytes], target: Path) -> None:
@@ -175,7 +178,7 @@ def load_movielens_100k(root: Path | None = None) -> Dataset:
     root = root or dataset_dir()
     if all((root / f).is_file() for f in RECBOLE_FILES):
         for fname, sha in RECBOLE_FILES.items():
-            _verify(str(root / fname), (root / fname).read_bytes(), sha)
+            _verify(str(root / fname), (root / fname).read_bytes(), sha, cached=True)
         return load_recbole(root, "ml-100k")
     if all((root / f).is_file() for f in GROUPLENS_FILES):
         return load_grouplens_100k(root)

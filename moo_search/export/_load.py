@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+import yaml
 
 from moo_search.errors import ExportError, SpecError
 from moo_search.export._files import verify_manifest
@@ -18,6 +21,23 @@ from moo_search.spec import StudySpec, spec_from_dict
 from moo_search.train._setup import autocast_for
 
 __all__ = ["ExportedRecommender", "load_exported"]
+
+T = TypeVar("T")
+
+
+def _read(path: Path, reader: Callable[[Path], T]) -> T:
+    """``reader(path)``, any failure to parse turned into an :class:`ExportError` naming it."""
+    try:
+        return reader(path)
+    except SpecError as e:
+        raise ExportError(f"{path}: {e}") from None
+    except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError, zipfile.BadZipFile) as e:
+        # safetensors raises its own error types; they subclass Exception only
+        raise ExportError(f"{path}: unreadable ({type(e).__name__}: {e})") from None
+    except Exception as e:
+        if type(e).__module__.startswith("safetensors"):
+            raise ExportError(f"{path}: unreadable ({e})") from None
+        raise
 
 
 class ExportedRecommender:
@@ -183,10 +203,7 @@ def load_exported(path: str | Path) -> ExportedRecommender:
 
     root = Path(path)
     manifest = verify_manifest(root)
-    try:
-        spec = spec_from_dict(__import__("yaml").safe_load((root / "config.yaml").read_text()))
-    except SpecError as e:
-        raise ExportError(f"{root / 'config.yaml'}: {e}") from None
+    spec = _read(root / "config.yaml", lambda p: spec_from_dict(yaml.safe_load(p.read_text())))
     encoder, tokenizer, _ = load_encoder(spec.model)
     got = base_model_fingerprint(encoder)
     if got != manifest["base_model"]["weights_sha256"]:
@@ -201,10 +218,10 @@ def load_exported(path: str | Path) -> ExportedRecommender:
 
         with quiet_peft():
             encoder = PeftModel.from_pretrained(encoder, str(root / "adapter"))
-    catalog = json.loads((root / "catalog.json").read_text())
-    heads = load_file(str(root / "heads.safetensors"))
+    catalog = _read(root / "catalog.json", lambda p: json.loads(p.read_text()))
+    heads = _read(root / "heads.safetensors", lambda p: load_file(str(p)))
     heads = {k: v for k, v in heads.items() if k not in ("cf_weights", "cf_scores")}
-    z = np.load(root / "seen.npz")
+    z = _read(root / "seen.npz", lambda p: dict(np.load(p, allow_pickle=False)))
     seen = sp.csr_matrix(
         (np.ones(len(z["indices"])), z["indices"], z["indptr"]), shape=tuple(z["shape"])
     )
@@ -212,7 +229,7 @@ def load_exported(path: str | Path) -> ExportedRecommender:
     if (root / "backbone.safetensors").is_file():
         from safetensors.numpy import load_file as load_np
 
-        cf_weights = load_np(str(root / "backbone.safetensors"))["weights"]
+        cf_weights = _read(root / "backbone.safetensors", lambda p: load_np(str(p))["weights"])
         train = sp.csr_matrix(
             (z["train_data"], z["train_indices"], z["train_indptr"]), shape=tuple(z["shape"])
         )

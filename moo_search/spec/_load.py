@@ -42,9 +42,20 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> StudySpec
     if not p.is_file():
         raise SpecError(f"spec file not found: {p}", field=str(p))
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SpecError(f"{p}: not a text file (expected a YAML study spec)") from None
+    except OSError as e:
+        raise SpecError(f"{p}: cannot read the spec: {e.strerror or e}") from None
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise SpecError(f"{p}: not valid YAML: {e}") from None
+    if raw is None:
+        raise SpecError(
+            f"{p}: the spec file is empty; write at least `name:` and `objectives:` "
+            "(studies/quickstart.yaml is a complete example)"
+        )
     if not isinstance(raw, dict):
         raise SpecError(f"{p}: expected a mapping at the top level, got {type(raw).__name__}")
     raw = apply_overrides(raw, overrides)

@@ -296,6 +296,32 @@ class StudySpec(Strict):
 
     # ---- cross-field validation ----------------------------------------------------
 
+    def _check_dimension_values(self, path: str, dim: Dimension) -> None:
+        """Every value the dimension can take must be valid for the field it points at
+        (checked on the field's section, so no trial fails later for a spec error)."""
+        from pydantic import ValidationError
+
+        section, *rest = path.split(".")
+        current = getattr(self, section)
+        if not isinstance(current, BaseModel):
+            return  # a top-level value (seed): its type is all there is to check
+        for value in _values_to_check(dim):
+            raw = current.model_dump()
+            node = raw
+            for part in rest[:-1]:
+                node = node[part]
+            node[rest[-1]] = value
+            try:
+                type(current).model_validate(raw)
+            except ValidationError as e:
+                first = e.errors(include_url=False)[0]
+                ctx_err = (first.get("ctx") or {}).get("error")
+                why = str(ctx_err) if ctx_err is not None else first["msg"]
+                raise Located(
+                    ("search_space", path),
+                    f"value {value!r} is not valid for {path}: {why.removeprefix('Value error, ')}",
+                ) from None
+
     @model_validator(mode="after")
     def _study_checks(self) -> StudySpec:
         from moo_search.metrics import is_known_metric
@@ -313,6 +339,7 @@ class StudySpec(Strict):
                     raise Located(("constraints", i), f"unknown metric {c.metric!r} in {str(c)!r}")
             for path, dim in self.search_space.items():
                 _check_dimension_path(path, dim)
+                self._check_dimension_values(path, dim)
         if not self.objectives:
             raise Located(("objectives",), "at least one objective is required, got []")
         names = [o.metric for o in self.objectives]
@@ -330,6 +357,15 @@ class StudySpec(Strict):
         if self.driver.algorithm == "nsga3" and len(self.objectives) < 2:
             raise Located(("driver", "algorithm"), "nsga3 needs at least 2 objectives")
         return self
+
+
+def _values_to_check(dim: Dimension) -> list[Any]:
+    if dim.kind == "categorical":
+        return list(dim.choices or [])
+    lo, hi = float(dim.low or 0), float(dim.high or 0)  # set: a numeric dimension has both
+    if dim.kind == "int":
+        return [int(lo), int(hi)]
+    return [lo, hi]  # a field's domain is an interval: the ends decide
 
 
 def _check_dimension_path(path: str, dim: Dimension) -> None:

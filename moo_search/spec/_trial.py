@@ -218,6 +218,11 @@ class TrainConfig(Strict):
     )
     progress: bool = True
 
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _amp_off(cls, v: object) -> object:
+        return "off" if v is False else v  # YAML reads a bare `off` as false
+
     @field_validator("lr")
     @classmethod
     def _lr_positive(cls, v: float) -> float:

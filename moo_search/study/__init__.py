@@ -23,11 +23,13 @@ from moo_search.study._keys import (
     violations,
 )
 from moo_search.study._open import (
+    check_fingerprint,
     complete_values,
     count_states,
     load_study,
     open_study,
     stored_reference_point,
+    study_fingerprint,
     study_home,
 )
 from moo_search.study._storage import open_storage, resolve_storage_arg
@@ -39,6 +41,7 @@ __all__ = [
     "artifact_hashes",
     "artifact_status",
     "check_artifacts",
+    "check_fingerprint",
     "complete_values",
     "count_states",
     "finite_metrics",
@@ -50,6 +53,7 @@ __all__ = [
     "resolve_storage_arg",
     "sha256_file",
     "stored_reference_point",
+    "study_fingerprint",
     "study_home",
     "trial_metrics",
     "violations",

@@ -49,6 +49,7 @@ class STUDY_ATTR:
     ENQUEUED = "moo:enqueued"
     VERSION = "moo:version"
     STUDY_ID = "moo:study_id"  # a random id given at creation; names the study's home
+    FINGERPRINT = "moo:fingerprint"  # what makes two runs the same study (see study_fingerprint)
 
 
 Metrics = dict[str, dict[str, float]]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from moo_search.errors import StorageError
+from moo_search.errors import SpecError, StorageError
 from moo_search.study._keys import STUDY_ATTR, is_derived, is_feasible
 from moo_search.study._storage import open_storage, resolve_storage_arg
 
@@ -16,13 +16,64 @@ if TYPE_CHECKING:  # pragma: no cover
     from moo_search.spec import StudySpec
 
 __all__ = [
+    "check_fingerprint",
     "complete_values",
     "count_states",
     "load_study",
     "open_study",
     "stored_reference_point",
+    "study_fingerprint",
     "study_home",
 ]
+
+
+def study_fingerprint(spec: StudySpec) -> dict[str, Any]:
+    """What must not change between the runs and workers of one study: the search space,
+    objectives and constraints, the objective (and problem options), and the data and split."""
+    raw = spec.to_dict()
+    return {
+        "search_space": raw["search_space"],
+        "objectives": raw["objectives"],
+        "constraints": raw["constraints"],
+        "objective": raw["objective"],
+        "problem": raw["problem"],
+        "data": raw["data"] if spec.uses_default_trial else None,
+    }
+
+
+def _stored_fingerprint(study: Any) -> dict[str, Any] | None:
+    stored = study.user_attrs.get(STUDY_ATTR.FINGERPRINT)
+    if stored is not None:
+        return dict(stored)
+    old_spec = study.user_attrs.get(STUDY_ATTR.SPEC)  # a study from before fingerprints
+    if old_spec is None:
+        return None
+    from moo_search.spec import spec_from_dict
+
+    try:
+        return study_fingerprint(spec_from_dict(old_spec))
+    except SpecError:  # a spec of an older schema: nothing to compare against
+        return None
+
+
+def check_fingerprint(study: Any, spec: StudySpec) -> None:
+    """Refuse to resume or join ``study`` with a spec that would make it another study.
+
+    Raises:
+        StorageError: naming each part that differs, with both values; nothing is written.
+    """
+    stored = _stored_fingerprint(study)
+    if stored is None:
+        return
+    mine = study_fingerprint(spec)
+    diff = [k for k in mine if k in stored and stored[k] != mine[k]]
+    if diff:
+        parts = "; ".join(f"{k}: the study has {stored[k]!r}, this spec {mine[k]!r}" for k in diff)
+        raise StorageError(
+            f"study {study.study_name!r} was created with a different {', '.join(diff)} ({parts}). "
+            "Resuming would mix two studies in one; use another --study-name or storage to start "
+            "a new study. Nothing was written."
+        )
 
 
 def open_study(
@@ -54,7 +105,9 @@ def open_study(
                 f"study {study_name!r} already exists with objectives {existing}; this spec has "
                 f"{mine}. Use another --study-name or storage to start a new study."
             )
-        if existing is None:
+        if existing is not None:
+            check_fingerprint(study, spec)
+        else:
             import uuid
 
             from moo_search import __version__
@@ -63,13 +116,16 @@ def open_study(
             study.set_user_attr(STUDY_ATTR.OBJECTIVES, mine)
             study.set_user_attr(STUDY_ATTR.SPEC, spec.to_dict())
             study.set_user_attr(STUDY_ATTR.VERSION, __version__)
+            study.set_user_attr(STUDY_ATTR.FINGERPRINT, study_fingerprint(spec))
         return study
     try:
-        return optuna.load_study(study_name=study_name, storage=storage, sampler=sampler)
+        study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler)
     except KeyError:
         raise StorageError(
             f"no study named {study_name!r} in this storage; start it with `moo-search run`"
         ) from None
+    check_fingerprint(study, spec)
+    return study
 
 
 def load_study(target: str | Path, study_name: str | None = None) -> Any:
@@ -80,7 +136,7 @@ def load_study(target: str | Path, study_name: str | None = None) -> Any:
     import optuna
 
     url, _ = resolve_storage_arg(str(target))
-    store = open_storage(url, heartbeat_interval=None, grace_period=None)
+    store = open_storage(url, heartbeat_interval=None, grace_period=None, read_only=True)
     names = optuna.get_all_study_names(storage=store)  # summaries would read every trial
     if study_name is None:
         if len(names) != 1:

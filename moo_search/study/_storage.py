@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,40 @@ GRACE_PERIOD = 30  # a RUNNING trial silent for this long is failed (and retried
 MAX_RETRY = 2
 
 
+def _sqlite_path(url: str) -> str:
+    return url.split("///", 1)[1] if "///" in url else ""
+
+
+def _check_sqlite(url: str, *, read_only: bool) -> None:
+    """Refuse SQLite URLs that would lose the study or write where a read was asked."""
+    path = _sqlite_path(url)
+    if path in ("", ":memory:"):
+        raise StorageError(
+            f"storage {url}: an in-memory SQLite database is gone when the process ends and "
+            "no other process can join it; use sqlite:///path/to/study.db (or memory:// for a "
+            "throwaway study)"
+        )
+    p = Path(path)
+    if read_only:
+        if not p.is_file():
+            raise StorageError(f"{p}: no such study database")
+        with p.open("rb") as f:
+            head = f.read(16)
+        if head != b"SQLite format 3\x00":
+            raise StorageError(
+                f"{p}: not an SQLite study database "
+                f"({'an empty file' if not head else 'unknown format'}); nothing was changed"
+            )
+    elif p.exists() and not os.access(p, os.W_OK):
+        raise StorageError(f"{p}: the study database is read-only; a run needs to write to it")
+
+
 def open_storage(
     url: str,
     *,
     heartbeat_interval: int | None = HEARTBEAT_INTERVAL,
     grace_period: int | None = GRACE_PERIOD,
+    read_only: bool = False,
 ) -> Any:
     """An Optuna storage for ``url``.
 
@@ -30,6 +60,8 @@ def open_storage(
     processes can share it), ``postgresql://...`` / ``mysql+pymysql://...`` for studies that
     span hosts, ``memory://`` for tests and benchmarks. RDB storages get heartbeats: a worker
     that dies mid-trial has its trial failed after ``grace_period`` and retried.
+    ``read_only`` (reports, exports) opens only an existing SQLite database and creates
+    nothing.
     """
     import warnings
 
@@ -40,9 +72,9 @@ def open_storage(
         return optuna.storages.InMemoryStorage()
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        _check_sqlite(url, read_only=read_only)
+        if not read_only:
+            Path(_sqlite_path(url)).parent.mkdir(parents=True, exist_ok=True)
         engine_kwargs = {"connect_args": {"timeout": 120}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
