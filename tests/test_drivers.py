@@ -218,3 +218,24 @@ def test_surplus_ask_is_pruned_not_completed(tmp_path):
         last.state == TrialState.PRUNED and "budget already reached" in last.user_attrs[ATTR.FAIL]
     )
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3
+
+
+def test_optuna_dashboard_shows_the_objectives_by_name(tmp_path):
+    """optuna-dashboard's own API (its WSGI app) reads the metric names the study recorded."""
+    import io
+    import json
+    from wsgiref.util import setup_testing_defaults
+
+    optuna_dashboard = pytest.importorskip("optuna_dashboard", reason="optuna-dashboard")
+    url = f"sqlite:///{tmp_path}/s.db"
+    spec = custom_spec("sphere2", n_trials=3, storage=url, out_dir=str(tmp_path))
+    study = run_study(spec)
+    assert study.metric_names == ["a", "b"]
+    app = optuna_dashboard.wsgi(optuna.storages.RDBStorage(url))
+    environ = {"PATH_INFO": f"/api/studies/{study._study_id}", "REQUEST_METHOD": "GET"}
+    setup_testing_defaults(environ)
+    environ["wsgi.input"] = io.BytesIO()
+    status: list[str] = []
+    body = b"".join(app(environ, lambda s, h, exc=None: status.append(s)))
+    assert status[0].startswith("200"), status
+    assert json.loads(body)["objective_names"] == ["a", "b"]

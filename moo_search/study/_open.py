@@ -27,6 +27,18 @@ __all__ = [
 ]
 
 
+def _name_metrics(study: Any, names: list[str]) -> None:
+    """So that optuna-dashboard and plain Optuna show our objectives by name."""
+    import warnings
+
+    import optuna
+
+    if hasattr(study, "set_metric_names"):
+        with warnings.catch_warnings():  # marked experimental in Optuna 3.x-5.x
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(names)
+
+
 def study_fingerprint(spec: StudySpec) -> dict[str, Any]:
     """What must not change between the runs and workers of one study: the search space,
     objectives and constraints, the objective (and problem options), and the data and split."""
@@ -107,7 +119,9 @@ def open_study(
             )
         if existing is not None:
             check_fingerprint(study, spec)
-        else:
+        if getattr(study, "metric_names", None) is None:
+            _name_metrics(study, [o.metric for o in spec.objectives])
+        if existing is None:
             import uuid
 
             from moo_search import __version__
