@@ -29,12 +29,15 @@ def evaluate_scorer(
     features: np.ndarray | None = None,
     return_lists: bool = False,
     ks: tuple[int, ...] = (),
+    only_users: np.ndarray | None = None,
 ) -> (
     dict[str, dict[str, float]]
     | tuple[dict[str, dict[str, float]], dict[str, tuple[np.ndarray, np.ndarray]]]
 ):
     """Metrics per split part, e.g. ``{"val": {...}, "test": {...}}``; with ``return_lists``
-    also ``{part: (evaluated users, their top-k lists)}``."""
+    also ``{part: (evaluated users, their top-k lists)}``. ``only_users`` restricts the evaluated
+    users to those of them that have a relevant item in the part (a fixed sample: cheap
+    checkpoints)."""
     if features is None:
         if ds is None:
             raise ValueError("evaluate_scorer needs the dataset or the item features")
@@ -52,7 +55,7 @@ def evaluate_scorer(
             cold_user_max=eval_cfg.cold_user_max,
             head_share=eval_cfg.head_share,
         )
-        users = ctx.users
+        users = ctx.users if only_users is None else np.intersect1d(ctx.users, only_users)
         if len(users) == 0:
             raise DataError(
                 f"data: the {part} split has no user with a relevant item (rating >= "

@@ -8,6 +8,7 @@ every function first maps ``F`` to minimisation form.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -270,3 +271,24 @@ def marginal_tradeoffs(
             }
         )
     return out
+
+
+def successive_halving_keeps(
+    F: np.ndarray, mine: int, directions: Sequence[str], *, eta: float, min_points: int
+) -> bool:
+    """Whether row ``mine`` of ``F`` (every trial's objective vector at one rung) survives
+    Pareto-rank successive halving: the best ``ceil(n / eta)`` by non-domination rank go on
+    (a rank group that straddles the cut survives whole), the rest stop. With fewer than
+    ``min_points`` rows nothing stops yet. (Schmucker et al., 2021, "Multi-objective
+    Asynchronous Successive Halving", rank-based promotion.)
+
+    The answer depends only on the set of rows, not their order, so every worker that reads
+    the same rung from the storage decides the same.
+    """
+    n = len(F)
+    if n < min_points:
+        return True
+    ranks = nondominated_ranks(F, directions)
+    ranks = np.where(ranks < 0, ranks.max() + 1, ranks)  # a vector with NaN ranks last
+    keep = math.ceil(n / eta)
+    return int((ranks < ranks[mine]).sum()) < keep

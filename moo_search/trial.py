@@ -11,6 +11,7 @@ import logging
 import re
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,12 +110,24 @@ def _coerce(config: StudySpec | dict[str, Any] | str | Path) -> StudySpec:
     return load_spec(config)
 
 
+RungHook = Callable[[int, dict[str, dict[str, float]], dict[str, float]], None]
+"""(step, {"val": metrics on the rung's user sample}, cost so far) -> None, or raise to stop."""
+
+
+def _rung_users(split: Any, n: int) -> np.ndarray:
+    """A fixed sample of validation users (the same for every trial of a study, whatever its
+    seed), so that rung vectors are comparable and cheap."""
+    users = np.unique(split.part("val")["user"].to_numpy())
+    return np.sort(np.random.default_rng(0).permutation(users)[:n])
+
+
 def run_trial(
     config: StudySpec | dict[str, Any] | str | Path,
     *,
     artifact_dir: str | Path | None = None,
     keep_model: bool = False,
     sweep: list[dict[str, float]] | None = None,
+    on_rung: RungHook | None = None,
 ) -> TrialResult:
     """Fine-tune the configured adapter and evaluate it on validation and test.
 
@@ -126,6 +139,9 @@ def run_trial(
         sweep: Settings of inference-only knobs (``{"rerank.mmr_lambda": 0.5, ...}``) to
             evaluate the trained model at as well, from one kept score matrix (no re-encode);
             their metrics land in ``result.sweep``.
+        on_rung: Called at each rung of ``driver.early_stopping`` with the step and the
+            validation metrics on its fixed user sample (and the cost so far); it may raise
+            (``optuna.TrialPruned``) to stop the trial there.
 
     Raises:
         SpecError: a config error found before training (model path, target modules, ...).
@@ -188,6 +204,30 @@ def run_trial(
         assert isinstance(res, dict)
         return res["val"]
 
+    es = spec.driver.early_stopping
+    rungs = sorted({max(1, round(f * spec.train.max_steps)) for f in es.rungs})
+    sample = _rung_users(split, es.sample_users)
+    wants_ctr = any(o.metric.startswith("ctr_") for o in spec.objectives)
+
+    def checkpoint(step: int) -> None:
+        assert on_rung is not None
+        scorer = catalog_scorer()
+        res = evaluate_scorer(
+            scorer,
+            data.ds,
+            split,
+            eval_cfg=spec.eval,
+            rerank_cfg=spec.rerank,
+            parts=("val",),
+            features=data.features,
+            ks=ks,
+            only_users=sample,
+        )
+        assert isinstance(res, dict)
+        if wants_ctr:
+            res["val"].update(ctr_metrics(scorer, split, "val"))
+        on_rung(step, res, {"seconds": time.perf_counter() - t0})
+
     history = train(
         model,
         tdata,
@@ -196,6 +236,8 @@ def run_trial(
         seed=spec.seed,
         device=device,
         evaluate=validate,
+        checkpoints=rungs if on_rung is not None else (),
+        on_checkpoint=checkpoint if on_rung is not None else None,
     )
 
     scorer = catalog_scorer()

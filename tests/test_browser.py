@@ -199,3 +199,38 @@ def test_table_can_show_every_metric(browser, tmp_path):
     for m in ("recall@10", "ndcg@10", "coverage@10", "ctr_auc", "gini@10", "cost/seconds"):
         assert m in heads, heads
     assert o.errors == []
+
+
+def test_a_selected_trial_shows_its_learning_curve_and_a_stopped_one_its_reason(
+    browser, tmp_path, monkeypatch
+):
+    """Early stopping through the real driver (model-free trials: quality = learning rate);
+    the page draws the curve of a finished trial and says why a stopped one stopped."""
+    import moo_search.trial as trial_mod
+    from moo_search.drivers import run_study
+    from moo_search.study import ATTR
+
+    from .helpers import tiny_spec
+    from .test_early_stopping import _fake_run_trial
+
+    monkeypatch.setattr(trial_mod, "run_trial", _fake_run_trial)
+    spec = tiny_spec(
+        **{
+            "out_dir": str(tmp_path / "es"),
+            "search_space": {"train.lr": {"float": [1e-3, 1.0]}},
+            "enqueue": [{"train.lr": lr} for lr in (0.9, 0.8, 0.7, 0.01, 0.02)],
+            "driver": {"early_stopping": {"enabled": True, "eta": 2, "min_trials": 3}},
+            "budget": {"n_trials": 4},
+        }
+    )
+    study = run_study(spec)
+    done = next(t for t in study.trials if t.state.name == "COMPLETE")
+    pruned = next(t for t in study.trials if t.state.name == "PRUNED")
+    o = Opened(browser, build_report(study, out=tmp_path / "es.html"))
+    o.page.evaluate(f"() => window.mooSelect({done.number})")
+    o.page.wait_for_selector("#curve[data-rendered='1'] .main-svg", timeout=30_000)
+    assert o.page.locator("#curve .scatterlayer .trace").count() == 2  # one line per objective
+    o.page.evaluate(f"() => window.mooSelect({pruned.number})")
+    text = o.page.locator("#selected-metrics").inner_text()
+    assert "stopped at rung" in text and pruned.user_attrs[ATTR.FAIL][:40] in text
+    assert o.errors == []

@@ -33,8 +33,9 @@ class Evaluation:
     backbone: dict[str, Any] = field(default_factory=dict)  # name, params, sha256 of W
 
 
-Evaluator = Callable[[dict[str, Any], StudySpec, Path | None], Evaluation]
-"""(params, resolved spec, artifact dir) -> :class:`Evaluation`."""
+Evaluator = Callable[..., Evaluation]
+"""``(params, resolved spec, artifact dir, *, on_rung=None) -> Evaluation``; ``on_rung`` is the
+early-stopping hook (only the default trial has rungs; other objectives ignore it)."""
 
 
 def sweep_grid(spec: StudySpec) -> list[dict[str, float]]:
@@ -47,17 +48,21 @@ def sweep_grid(spec: StudySpec) -> list[dict[str, float]]:
     return rerank_grid(spec)
 
 
-def _run_trial_evaluator(params: dict[str, Any], spec: StudySpec, art: Path | None) -> Evaluation:
+def _run_trial_evaluator(
+    params: dict[str, Any], spec: StudySpec, art: Path | None, *, on_rung: Any = None
+) -> Evaluation:
     from moo_search.trial import run_trial
 
-    result = run_trial(spec, artifact_dir=art, sweep=sweep_grid(spec))
+    result = run_trial(spec, artifact_dir=art, sweep=sweep_grid(spec), on_rung=on_rung)
     return Evaluation(result.metrics, result.cost, result.sweep, result.backbone)
 
 
 def _problem_evaluator(spec: StudySpec) -> Evaluator:
     problem = PROBLEMS.get(spec.objective)(**spec.problem)
 
-    def evaluate(params: dict[str, Any], _spec: StudySpec, _art: Path | None) -> Evaluation:
+    def evaluate(
+        params: dict[str, Any], _spec: StudySpec, _art: Path | None, **_: Any
+    ) -> Evaluation:
         x = np.array([float(params[v]) for v in problem.variables])
         f = problem.evaluate(x)
         metrics = {name: float(v) for name, v in zip(problem.objectives, f)}
@@ -73,7 +78,7 @@ def _import_evaluator(ref: str) -> Evaluator:
     except (ImportError, AttributeError) as e:
         raise SpecError(f"cannot import {ref!r}: {e}", field="objective") from None
 
-    def evaluate(params: dict[str, Any], spec: StudySpec, art: Path | None) -> Evaluation:
+    def evaluate(params: dict[str, Any], spec: StudySpec, art: Path | None, **_: Any) -> Evaluation:
         out = fn(params, spec)
         if hasattr(out, "metrics") and hasattr(out, "cost"):
             return Evaluation(out.metrics, out.cost, list(getattr(out, "sweep", [])))

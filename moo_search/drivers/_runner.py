@@ -44,6 +44,47 @@ class TrialRunner:
         self.last_values: list[float] | None = None
         self.last_violations: list[float] = []
 
+    def _rung_hook(self, trial: Any) -> Any:
+        """The early-stopping hook of this trial, or None when early stopping is off."""
+        import optuna
+
+        from moo_search.drivers._pruning import stays
+        from moo_search.trial import metric_value
+
+        ctx, es = self.ctx, self.ctx.spec.driver.early_stopping
+        self._curve: list[dict[str, Any]] = []
+        if not es.enabled:
+            return None
+        rungs: dict[str, list[float | None]] = {}
+
+        def hook(step: int, metrics: dict[str, dict[str, float]], cost: dict[str, float]) -> None:
+            values = [metric_value(metrics, cost, m) for m in ctx.metric_names]
+            rungs[str(step)] = _finite_list(values)
+            self._curve.append({"step": step, "values": _finite_list(values)})
+            trial.set_user_attr(ATTR.RUNGS, rungs)
+            trial.set_user_attr(ATTR.CURVE, self._curve)
+            keep, n = stays(
+                ctx.study,
+                trial.number,
+                step,
+                values,
+                ctx.directions,
+                eta=es.eta,
+                min_trials=es.min_trials,
+            )
+            if not keep:
+                shown = ", ".join(f"{m} {v:.4g}" for m, v in zip(ctx.metric_names, values))
+                reason = (
+                    f"stopped at rung {step}/{ctx.spec.train.max_steps} steps: ({shown}) ranks "
+                    f"outside the best 1/{es.eta:g} of the {n} trials at this rung "
+                    "(multi-objective successive halving)"
+                )
+                trial.set_user_attr(ATTR.PRUNED_AT, step)
+                trial.set_user_attr(ATTR.FAIL, reason)
+                raise optuna.TrialPruned(reason)
+
+        return hook
+
     def _surplus(self, trial: Any) -> bool:
         from optuna.trial import TrialState
 
@@ -72,7 +113,12 @@ class TrialRunner:
             if spec.uses_default_trial:
                 trial.set_user_attr(ATTR.CONFIG, spec.to_dict())
             art = ctx.study_dir / "artifacts" / f"trial_{trial.number:05d}"
-            ev = ctx.evaluate(params, spec, art if spec.uses_default_trial else None)
+            ev = ctx.evaluate(
+                params,
+                spec,
+                art if spec.uses_default_trial else None,
+                on_rung=self._rung_hook(trial),
+            )
             metrics, cost = ev.metrics, ev.cost
             if spec.uses_default_trial:
                 trial.set_user_attr(ATTR.ARTIFACTS, str(art.resolve()))
@@ -88,6 +134,10 @@ class TrialRunner:
             bad = [m for m, v in zip(ctx.metric_names, values) if not math.isfinite(v)]
             if bad:
                 raise MooSearchError(f"objective(s) {bad} are not finite: {values}")
+            if ctx.spec.driver.early_stopping.enabled and spec.uses_default_trial:
+                final = {"step": spec.train.max_steps, "values": _finite_list(values)}
+                self._curve.append(final)
+                trial.set_user_attr(ATTR.CURVE, self._curve)
             violations = [
                 c.violation(metric_value(metrics, cost, c.metric)) for c in spec.constraints
             ]
@@ -110,6 +160,10 @@ class TrialRunner:
         ctx.durations.append(time.monotonic() - t0)
         self.last_values = values
         return values
+
+
+def _finite_list(values: list[float]) -> list[float | None]:
+    return [float(v) if math.isfinite(v) else None for v in values]
 
 
 def _add_variant(

@@ -131,6 +131,7 @@ def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool =
             "artifact_dir": t.user_attrs.get(ATTR.ARTIFACTS),
             "artifacts": "",
             "artifact_problem": "",
+            "curve": t.user_attrs.get(ATTR.CURVE),
         }
         if verify_artifacts and t.state == TrialState.COMPLETE:
             rec["artifacts"], rec["artifact_problem"] = artifact_status(t, checked)
@@ -162,6 +163,7 @@ def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool =
                 "artifact_dir",
                 "artifacts",
                 "artifact_problem",
+                "curve",
             ]
         )
     counts = {s.name: int((rows["state"] == s.name).sum()) for s in TrialState}

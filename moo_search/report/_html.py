@@ -65,6 +65,7 @@ def _rows(data: StudyData) -> list[Row]:
                 "gen": _int(r.get("generation")),
                 "artifacts": str(r.get("artifacts") or ""),
                 "artifact_problem": str(r.get("artifact_problem") or ""),
+                "curve": r.get("curve") if isinstance(r.get("curve"), list) else None,
             }
         )
     return out

@@ -28,6 +28,7 @@ class Row(TypedDict):
     gen: int | None  # NSGA generation
     artifacts: str  # verified, unverified, none, missing (not on this machine), altered, ""
     artifact_problem: str  # for altered / missing: the trial, the file and both hashes
+    curve: list[dict[str, Any]] | None  # [{"step", "values"}] per checkpoint (early stopping)
 
 
 class BestValue(TypedDict):

@@ -22,6 +22,7 @@ from moo_search.spec._study import (
     Constraint,
     Dimension,
     DriverConfig,
+    EarlyStoppingConfig,
     Objective,
     StudySpec,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "DataConfig",
     "Dimension",
     "DriverConfig",
+    "EarlyStoppingConfig",
     "EvalConfig",
     "FusionConfig",
     "LossConfig",

@@ -30,6 +30,7 @@ __all__ = [
     "Constraint",
     "Dimension",
     "DriverConfig",
+    "EarlyStoppingConfig",
     "Objective",
     "StudySpec",
 ]
@@ -143,6 +144,36 @@ class Constraint(Strict):
         return f"{self.metric} {self.op} {self.value:g}"
 
 
+class EarlyStoppingConfig(Strict):
+    """Multi-objective successive halving: at each rung, trials whose validation objective
+    vector (on a fixed sample of users) ranks in the worst (1 - 1/eta) share stop, PRUNED."""
+
+    enabled: bool = False
+    rungs: list[float] = Field(
+        default_factory=lambda: [0.34],
+        description="Checkpoints as fractions of train.max_steps (each in (0, 1)).",
+    )
+    eta: float = Field(3.0, gt=1.0, description="Keep the best 1/eta at each rung.")
+    min_trials: int = Field(
+        4, ge=2, description="Trials that must have reached a rung before it stops any."
+    )
+    sample_users: int = Field(
+        300, ge=10, description="Validation users a rung is evaluated on (the same for all)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bool(cls, v: Any) -> Any:
+        return {"enabled": v} if isinstance(v, bool) else v  # early_stopping: true
+
+    @field_validator("rungs")
+    @classmethod
+    def _fractions(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0.0 < r < 1.0 for r in v):
+            raise ValueError(f"rungs are fractions of train.max_steps in (0, 1), got {v}")
+        return sorted(set(v))
+
+
 class DriverConfig(Strict):
     backend: str = Field("optuna", description="A registered driver (optuna, pymoo).")
     algorithm: str = Field(
@@ -157,6 +188,7 @@ class DriverConfig(Strict):
     reference_point: list[float] | None = Field(
         None, description="Hypervolume reference point in objective units (default: derived)."
     )
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     sweep_rerank: bool = Field(
         True,
         description="Also record every fine-tune at a grid of the searched re-ranking knobs "

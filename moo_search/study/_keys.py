@@ -36,6 +36,9 @@ class ATTR:
     ANCHOR = "moo:anchor"  # "base" or a named enqueued config
     DERIVED_FROM = "moo:derived_from"  # a re-ranking variant of this fine-tune (trial number)
     SLOT = "moo:pymoo_slot"
+    RUNGS = "moo:rungs"  # {step: validation objective vector on the rung's user sample}
+    CURVE = "moo:curve"  # [{"step", "values"}]: the objective vector at each checkpoint
+    PRUNED_AT = "moo:pruned_at"  # the rung (step) a stopped trial stopped at
 
 
 class STUDY_ATTR:

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,8 +76,13 @@ def train(
     device: torch.device,
     evaluate: Callable[[], dict[str, float]] | None = None,
     id_warmup_epochs: int = 3,
+    checkpoints: Sequence[int] = (),
+    on_checkpoint: Callable[[int], None] | None = None,
 ) -> TrainHistory:
     """Fine-tune ``model`` in place; on early stopping the best weights are restored.
+
+    ``on_checkpoint(step)`` is called after each step in ``checkpoints`` (rungs of
+    multi-objective early stopping; it may raise to stop the trial).
 
     Raises:
         TrialFailed: the loss became NaN/inf or exploded (> 50x its first value).
@@ -117,6 +122,9 @@ def train(
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{value:.4f}")
+        if on_checkpoint is not None and step + 1 in checkpoints:
+            on_checkpoint(step + 1)
+            model.train()
         last = step == train_cfg.max_steps - 1
         if evaluate is not None and ((step + 1) % train_cfg.eval_every == 0 and not last):
             metrics = evaluate()

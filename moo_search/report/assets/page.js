@@ -25,6 +25,26 @@ const altered = P.rows.filter(r => r.artifacts === "altered").length;
 if (altered) card("artifacts altered", String(altered), "trials whose files are not the ones they wrote: not exportable (see the table)");
 P.metrics.forEach((m, i) => { const b = P.best[m]; card("best " + m + " " + arrow(P.directions[i]), b ? fmt(b.value) : "–", b ? "trial " + b.trial : ""); });
 
+// ---- a selected trial's learning curve: its objectives at every checkpoint (rung)
+function draw_curve(r) {
+  const div = document.getElementById("curve");
+  if (div.dataset.rendered) Plotly.purge(div);
+  div.textContent = ""; delete div.dataset.rendered;
+  if (!r.curve || !r.curve.length) {
+    div.append(el("div", {class: "note"}, "No learning curve: the study runs without early stopping (driver.early_stopping)."));
+    return;
+  }
+  const n = P.metrics.length, steps = r.curve.map(p => p.step);
+  const data = P.metrics.map((m, i) => ({
+    type: "scatter", mode: "lines+markers", name: m, x: steps, y: r.curve.map(p => p.values[i]),
+    xaxis: "x" + (i ? i + 1 : ""), yaxis: "y" + (i ? i + 1 : ""), showlegend: false,
+  }));
+  const layout = {height: 190, margin: {l: 45, r: 10, t: 28, b: 30}, grid: {rows: 1, columns: n, pattern: "independent"},
+    annotations: P.metrics.map((m, i) => ({text: m + " " + arrow(P.directions[i]), showarrow: false, xref: "x" + (i ? i + 1 : "") + " domain", yref: "paper", x: 0.5, y: 1.12, font: {size: 11}}))};
+  div.dataset.rendered = "1";
+  Plotly.newPlot(div, data, layout, PLOT_CONFIG);
+}
+
 // ---- figures: the first one now, the others when they come near the viewport
 function draw_fig(id) {
   const div = document.getElementById(id), fig = P.figures[id];
@@ -90,6 +110,7 @@ function select(n) {
   P.metrics.forEach((m, i) => { const tr = el("tr"); tr.append(el("td", {class: "l"}, m + " " + arrow(P.directions[i])), el("td", null, fmt(r.obj[i])), el("td", null, fmt(r.test[i]))); t.append(tr); });
   box.append(t);
   if (r.reason) box.append(el("div", {class: "note"}, "reason: " + r.reason));
+  draw_curve(r);
   const cmd = P.export_base + " --trial " + n + " --out exports/" + P.slug + "-trial-" + n;
   document.getElementById("export-cmd").textContent = r.artifacts === "altered"
     ? "not exportable: " + r.artifact_problem
@@ -200,6 +221,9 @@ document.getElementById("front-only").addEventListener("change", () => { page = 
 document.getElementById("prev").addEventListener("click", () => { page = Math.max(0, page - 1); draw(); });
 document.getElementById("next").addEventListener("click", () => { page += 1; draw(); });
 draw();
-if (P.knee !== null) select(P.knee);
+window.mooSelect = select;  // for scripts and tests: select a trial by number
+const linked = /^#trial-(\d+)$/.exec(location.hash);  // index.html#trial-7 opens on trial 7
+if (linked && byNumber.has(Number(linked[1]))) select(Number(linked[1]));
+else if (P.knee !== null) select(P.knee);
 document.body.dataset.ready = "1";
 })();
