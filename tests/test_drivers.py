@@ -239,3 +239,50 @@ def test_optuna_dashboard_shows_the_objectives_by_name(tmp_path):
     body = b"".join(app(environ, lambda s, h, exc=None: status.append(s)))
     assert status[0].startswith("200"), status
     assert json.loads(body)["objective_names"] == ["a", "b"]
+
+
+def test_pymoo_resume_after_a_kill_closes_its_orphans_and_floods_nothing(tmp_path):
+    """What a SIGKILLed pymoo run leaves: a RUNNING slot, a WAITING slot it had enqueued, and
+    its owner record. The next run fails both with their reason and runs the exact budget."""
+    import socket
+
+    from moo_search.study import count_states
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    spec = custom_spec("sphere2", n_trials=4, backend="pymoo", storage=url, out_dir=str(tmp_path))
+    run_study(spec)
+    study = load_study(url)
+    dead = study.ask()  # the trial that was running when the process died
+    study._storage.set_trial_user_attr(dead._trial_id, ATTR.SLOT, "1:0")
+    study.enqueue_trial({"x": 0.5, "y": 0.5}, user_attrs={ATTR.SLOT: "1:1"})
+    study.set_user_attr(
+        STUDY_ATTR.DRIVER_OWNER, {"host": socket.gethostname(), "pid": 2**22 + 7, "beat": 0.0}
+    )
+    study = run_study(spec, n_trials=10)
+    counts = count_states(study)
+    assert counts["COMPLETE"] == 10 and counts["PRUNED"] == 0
+    assert counts["RUNNING"] == 0 and counts["WAITING"] == 0
+    failed = {
+        t.number: t.user_attrs[ATTR.FAIL] for t in study.get_trials(states=(TrialState.FAIL,))
+    }
+    assert len(failed) == 2
+    assert any("interrupted" in r for r in failed.values())
+    assert any("orphaned" in r for r in failed.values())
+
+
+def test_a_second_process_cannot_drive_a_pymoo_study_at_once(tmp_path):
+    import os
+    import socket
+
+    from moo_search.errors import StorageError
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    spec = custom_spec("sphere2", n_trials=3, backend="pymoo", storage=url, out_dir=str(tmp_path))
+    run_study(spec)
+    study = load_study(url)
+    alive = {"host": socket.gethostname(), "pid": os.getppid(), "beat": 0.0}
+    study.set_user_attr(STUDY_ATTR.DRIVER_OWNER, alive)
+    before = len(study.trials)
+    with pytest.raises(StorageError, match=r"being driven by another process .*pid"):
+        run_study(spec, n_trials=6)
+    assert len(load_study(url).trials) == before  # nothing was written

@@ -10,20 +10,22 @@ storage instead of evaluating them again.
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
 
 from moo_search.drivers._base import BaseDriver
 from moo_search.drivers._context import StudyContext
-from moo_search.errors import MooSearchError
+from moo_search.errors import MooSearchError, StorageError
 from moo_search.registry import DRIVERS, Registry
 from moo_search.spec import Dimension
-from moo_search.study import ATTR, violations
+from moo_search.study import ATTR, STUDY_ATTR, violations
 
 __all__ = ["PYMOO_ALGORITHMS", "PymooDriver", "decode", "encode_bounds"]
 
 _FAILED_F = 1e12
+ATTR_OWNER = STUDY_ATTR.DRIVER_OWNER
 
 
 def encode_bounds(space: dict[str, Dimension]) -> tuple[np.ndarray, np.ndarray]:
@@ -56,6 +58,65 @@ def decode(x: np.ndarray, space: dict[str, Dimension]) -> dict[str, Any]:
             val = math.exp(v) if d.log else float(v)
             out[path] = float(min(max(val, float(d.low or 0)), float(d.high or 0)))
     return out
+
+
+def _owner() -> dict[str, Any]:
+    import os
+    import socket
+
+    return {"host": socket.gethostname(), "pid": os.getpid(), "beat": time.time()}
+
+
+def _alive(owner: dict[str, Any], grace: float) -> bool:
+    import os
+    import socket
+
+    if owner.get("host") == socket.gethostname():
+        if owner.get("pid") == os.getpid():
+            return False  # this process (a second run() call)
+        try:
+            os.kill(int(owner["pid"]), 0)
+        except (OSError, ValueError, KeyError):
+            return False
+        return True
+    return time.time() - float(owner.get("beat", 0)) < grace  # another host: by heartbeat
+
+
+def _claim(study: Any, *, grace: float) -> None:
+    """A pymoo study has one driving process (its ask/tell state lives in that process):
+    refuse to start while another live process drives it."""
+    owner = study.user_attrs.get(ATTR_OWNER)
+    if owner and _alive(owner, grace):
+        raise StorageError(
+            f"study {study.study_name!r} is being driven by another process "
+            f"({owner.get('host')}, pid {owner.get('pid')}); the pymoo driver runs in one "
+            "process. Wait for it to finish (then run again to resume), or use "
+            "driver.backend: optuna for several workers"
+        )
+    study.set_user_attr(ATTR_OWNER, _owner())
+
+
+def _beat(study: Any) -> None:
+    study.set_user_attr(ATTR_OWNER, _owner())
+
+
+def _close_orphans(study: Any) -> None:
+    """Trials a stopped run left behind: RUNNING ones (its process is gone: this one owns the
+    study now) and WAITING generation slots it enqueued but never started. Each is marked
+    FAIL with the reason, so the run resumes from the finished slots, never from theirs."""
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+        if t.state == TrialState.WAITING and ATTR.SLOT not in t.user_attrs:
+            continue  # an anchor (base config, enqueue:) still to run
+        why = (
+            "interrupted: the run driving it stopped (found RUNNING when the study resumed)"
+            if t.state == TrialState.RUNNING
+            else "orphaned: enqueued by a run that stopped before evaluating it"
+        )
+        storage.set_trial_user_attr(t._trial_id, ATTR.FAIL, why)
+        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
 
 
 def _nsga2(pop_size: int, n_obj: int) -> Any:
@@ -107,6 +168,8 @@ class PymooDriver(BaseDriver):
 
         if not ctx.space:
             raise MooSearchError("the pymoo driver needs a non-empty search_space")
+        _claim(ctx.study, grace=float(ctx.spec.driver.grace_period))
+        _close_orphans(ctx.study)
         self.n_obj = len(ctx.spec.objectives)
         self.n_con = len(ctx.spec.constraints) + 1  # the last one marks failed evaluations
         xl, xu = encode_bounds(ctx.space)
@@ -127,6 +190,7 @@ class PymooDriver(BaseDriver):
         self.pop: Any = None
 
     def _step(self, ctx: StudyContext, counts: dict[str, int]) -> None:
+        _beat(ctx.study)
         if counts["WAITING"]:
             self._run_one(ctx)  # anchors (the base config) run first
             return

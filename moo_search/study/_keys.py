@@ -52,6 +52,7 @@ class STUDY_ATTR:
     ENQUEUED = "moo:enqueued"
     VERSION = "moo:version"
     STUDY_ID = "moo:study_id"  # a random id given at creation; names the study's home
+    DRIVER_OWNER = "moo:driver_owner"  # the process driving a single-process (pymoo) study
     FINGERPRINT = "moo:fingerprint"  # what makes two runs the same study (see study_fingerprint)
 
 
