@@ -39,7 +39,7 @@ def _prepare(data_json: str) -> PreparedData:
     return PreparedData(
         ds=ds,
         split=split,
-        item_texts=render_items(ds),
+        item_texts=render_items(ds, cfg.item_text),
         user_texts=render_users(ds, split.train, cfg.history_len),
         features=ds.item_features(),
         item_counts=item_counts,

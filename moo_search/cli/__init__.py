@@ -63,7 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("data", help="Fetch datasets into the cache, or describe one.")
     d.add_argument("action", choices=["fetch", "info"])
-    d.add_argument("name", choices=[n for n, src in DATASETS.items() if not src.needs_path])
+    d.add_argument(
+        "name",
+        choices=[n for n, src in DATASETS.items() if not src.needs_path] + ["movie-overviews"],
+    )
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_data)
 

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,14 +48,28 @@ def _metric_columns(k: int) -> tuple[str, ...]:
 
 def cmd_data(args: argparse.Namespace) -> int:
     from moo_search.data import fetch_dataset, load_dataset
+    from moo_search.data.sources import MOVIE_OVERVIEWS
     from moo_search.spec import DataConfig
 
     if args.action == "fetch":
-        path = fetch_dataset(args.name)
+        path = (
+            MOVIE_OVERVIEWS.fetch()
+            if args.name == MOVIE_OVERVIEWS.name
+            else fetch_dataset(args.name)
+        )
         print(f"{args.name}: ready in {path}")
         return 0
+    if args.name == MOVIE_OVERVIEWS.name:
+        return _overview_info(args)
+    t0 = time.perf_counter()
     ds = load_dataset(DataConfig(dataset=args.name))
     info = ds.info()
+    info["load_seconds"] = round(time.perf_counter() - t0, 2)
+    if MOVIE_OVERVIEWS.is_cached() and args.name.startswith("movielens"):
+        from moo_search.data import overview_table
+        from moo_search.data.overviews import coverage
+
+        info["overviews"] = coverage(ds, overview_table()).to_dict()
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True))
         return 0
@@ -67,6 +82,48 @@ def cmd_data(args: argparse.Namespace) -> int:
     dist = info["rating_distribution"]
     assert isinstance(dist, dict)
     print("ratings       " + "  ".join(f"{k}: {v:,}" for k, v in dist.items()))
+    ov = info.get("overviews")
+    if isinstance(ov, dict):
+        share = ov["matched"] / max(ov["items"], 1)
+        print(
+            f"overviews     {ov['matched']:,} of {ov['items']:,} items ({share:.1%}), "
+            f"{ov['ratings_share']:.1%} of the ratings; most-rated unmatched: "
+            + "; ".join(ov["unmatched_sample"][:5])
+        )
+    else:
+        print("overviews     not fetched (`moo-search data fetch movie-overviews`)")
+    print(f"loaded in     {info['load_seconds']} s")
+    return 0
+
+
+def _overview_info(args: argparse.Namespace) -> int:
+    """The overview table, and how much of each cached MovieLens it covers."""
+    from moo_search.data import load_dataset, overview_table
+    from moo_search.data.overviews import coverage
+    from moo_search.registry import DATASETS
+    from moo_search.spec import DataConfig
+
+    table = overview_table()
+    out: dict[str, Any] = {
+        "movies": len(table),
+        "with_overview": int((table["overview"] != "").sum()),
+    }
+    for name in ("movielens-100k", "movielens-1m"):
+        src = DATASETS.get(name)
+        if src.is_cached is not None and src.is_cached():
+            out[name] = coverage(load_dataset(DataConfig(dataset=name)), table).to_dict()
+    if args.json:
+        print(json.dumps(out, indent=2, sort_keys=True))
+        return 0
+    print(f"movies        {out['movies']:,} ({out['with_overview']:,} with an overview)")
+    for name in ("movielens-100k", "movielens-1m"):
+        if name in out:
+            c = out[name]
+            print(
+                f"{name:13s} {c['matched']:,} of {c['items']:,} items "
+                f"({c['matched'] / max(c['items'], 1):.1%}), {c['ratings_share']:.1%} of the "
+                f"ratings; most-rated unmatched: {'; '.join(c['unmatched_sample'][:5])}"
+            )
     return 0
 
 

@@ -7,9 +7,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from moo_search.data._dataset import Dataset
 from moo_search.data.loaders import load_grouplens_100k, load_recbole, load_table_dataset
+from moo_search.data.overviews import OVERVIEW_FIELDS, attach_overviews, load_overviews
 from moo_search.data.split import Split, make_split
 from moo_search.data.synthetic import make_synthetic
 from moo_search.data.text import render_items, render_users
@@ -60,7 +62,16 @@ def ensure_dataset(cfg: DataConfig) -> None:
 
 def load_dataset(cfg: DataConfig) -> Dataset:
     ds: Dataset = DATASETS.get(cfg.dataset).load(cfg)
+    if any(f in OVERVIEW_FIELDS for f in cfg.item_text):
+        ds.items = attach_overviews(ds.items, overview_table())
     return ds
+
+
+def overview_table() -> Any:
+    """The movie-overviews table (fetched into the cache on first use)."""
+    from moo_search.data.sources import MOVIE_OVERVIEWS
+
+    return load_overviews(MOVIE_OVERVIEWS.fetch() / "movies.csv")
 
 
 def load_split(cfg: DataConfig) -> tuple[Dataset, Split]:

@@ -13,7 +13,13 @@ from moo_search.errors import DataError
 
 logger = logging.getLogger("moo_search")
 
-__all__ = ["from_frames", "load_grouplens_100k", "load_recbole", "load_table_dataset"]
+__all__ = [
+    "from_frames",
+    "load_grouplens_100k",
+    "load_movielens_1m",
+    "load_recbole",
+    "load_table_dataset",
+]
 
 ML100K_GENRES = [
     "unknown",
@@ -244,6 +250,27 @@ def load_recbole(root: Path, name: str | None = None) -> Dataset:
         users = _read_atomic(root / f"{name}.user").rename(columns={"user_id": "user"})
     ds_name = "movielens-100k" if name == "ml-100k" else name
     return from_frames(ds_name, inter, items, users, source=str(inter_path))
+
+
+def load_movielens_1m(root: Path) -> Dataset:
+    """MovieLens-1M as RecBole atomic files (``ml-1m.inter/.item/.user``): item ids there are
+    title strings ("Toy Story (1995)") and user ids carry a ``1m_`` prefix; users keep their
+    MovieLens ids ("1" .. "6040") and items their title ids, both mapped to dense indices."""
+    inter_path = root / "ml-1m.inter"
+    inter = _read_atomic(inter_path).rename(columns={"user_id": "user", "item_id": "item"})
+    _check_columns(inter, ["user", "item", "rating"], inter_path)
+    inter["user"] = inter["user"].str.removeprefix("1m_")
+    items = _read_atomic(_need(root / "ml-1m.item")).rename(
+        columns={
+            "item_id": "item",
+            "movie_title": "title",
+            "release_year": "year",
+            "genre": "genres",
+        }
+    )
+    users = _read_atomic(_need(root / "ml-1m.user")).rename(columns={"user_id": "user"})
+    users["user"] = users["user"].str.removeprefix("1m_")
+    return from_frames("movielens-1m", inter, items, users, source=str(inter_path))
 
 
 def _read_table(path: Path) -> pd.DataFrame:

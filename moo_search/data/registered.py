@@ -88,6 +88,28 @@ DATASETS.register(
     "movielens-100k",
     DatasetSource(_ml100k, fetch=_ml100k_fetch, is_cached=_ml100k_cached),
 )
+
+
+def _ml1m(cfg: DataConfig) -> Dataset:
+    from moo_search.data.loaders import load_movielens_1m
+    from moo_search.data.sources import MOVIELENS_1M
+
+    return load_movielens_1m(Path(cfg.path) if cfg.path else MOVIELENS_1M.verify_cached())
+
+
+def _ml1m_fetch() -> Path:
+    from moo_search.data.sources import MOVIELENS_1M
+
+    return MOVIELENS_1M.fetch()
+
+
+def _ml1m_cached() -> bool:
+    from moo_search.data.sources import MOVIELENS_1M
+
+    return MOVIELENS_1M.is_cached()
+
+
+DATASETS.register("movielens-1m", DatasetSource(_ml1m, fetch=_ml1m_fetch, is_cached=_ml1m_cached))
 DATASETS.register("synthetic", DatasetSource(_synthetic))
 DATASETS.register("recbole", DatasetSource(_recbole, needs_path=True))
 DATASETS.register("csv", DatasetSource(_csv, needs_path=True))

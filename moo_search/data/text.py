@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -12,17 +14,31 @@ __all__ = ["render_item", "render_items", "render_user", "render_users"]
 _SKIP_USER_COLS = {"zip_code", "zip"}
 
 
-def render_item(title: str, year: str, genres: list[str]) -> str:
-    """``Toy Story (1995) · Animation, Children's, Comedy``."""
+def render_item(title: str, year: str, genres: list[str], extra: Sequence[str] = ()) -> str:
+    """``Toy Story (1995) · Animation, Children's, Comedy`` (then any ``extra`` texts)."""
     head = f"{title} ({year})" if year else str(title)
-    return f"{head} · {', '.join(genres)}" if genres else head
+    parts = [head, ", ".join(genres), *extra]
+    return " · ".join(p for p in parts if p)
 
 
-def render_items(ds: Dataset) -> list[str]:
-    return [
-        render_item(str(t), str(y), list(g))
-        for t, y, g in zip(ds.items["title"], ds.items["year"], ds.items["genres"])
-    ]
+def render_items(ds: Dataset, fields: Sequence[str] = ("title", "genres")) -> list[str]:
+    """One text per item from the ``data.item_text`` fields, in their order."""
+    out = []
+    titles, years, genres = ds.items["title"], ds.items["year"], ds.items["genres"]
+    extra = {f: ds.items[f].astype(str).to_numpy() for f in fields if f in ds.items.columns}
+    for i in range(ds.n_items):
+        parts = []
+        for f in fields:
+            if f == "title":
+                t, y = str(titles.iloc[i]), str(years.iloc[i])
+                parts.append(f"{t} ({y})" if y else t)
+            elif f == "genres":
+                parts.append(", ".join(genres.iloc[i]))
+            elif f in extra:
+                v = str(extra[f][i])
+                parts.append(f"keywords: {v}" if f == "keywords" and v else v)
+        out.append(" · ".join(p for p in parts if p) or f"item {ds.item_ids[i]}")
+    return out
 
 
 def render_user(attributes: dict[str, object], history: list[str]) -> str:

@@ -182,6 +182,7 @@ def _write_bundle(
             "split": spec.data.split.model_dump(mode="json"),
             "sizes": split.fingerprint_parts(),
             "relevance_threshold": spec.data.relevance_threshold,
+            "item_text": list(spec.data.item_text),  # what the items' texts were made of
         },
         "seed": spec.seed,
         "study": {"name": study.study_name, "trial": t.number},

@@ -48,7 +48,7 @@ Study `{manifest["study"]["name"]}`, trial {manifest["study"]["trial"]}, selecte
 
 ## Metrics
 
-Data: {manifest["data"]["dataset"]} ({manifest["data"]["split"]["method"]} split, relevance: rating >= {manifest["data"]["relevance_threshold"]:g}).
+Data: {manifest["data"]["dataset"]} ({manifest["data"]["split"]["method"]} split, relevance: rating >= {manifest["data"]["relevance_threshold"]:g}); item text: {", ".join(manifest["data"].get("item_text", ["title", "genres"]))}.
 
 | metric | validation | test |
 |---|---|---|

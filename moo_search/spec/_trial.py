@@ -27,6 +27,8 @@ __all__ = [
     "TrainConfig",
 ]
 
+ItemText = Literal["title", "genres", "overview", "tagline", "keywords"]
+
 TRIAL_SECTIONS = ("seed", "data", "model", "adapter", "fusion", "loss", "train", "rerank", "eval")
 """The top-level spec keys that make up a trial config (search dimensions point into these)."""
 
@@ -85,12 +87,24 @@ class DataConfig(Strict):
     split: SplitConfig = Field(default_factory=SplitConfig)
     relevance_threshold: float = Field(4.0, description="rating >= threshold counts as relevant.")
     history_len: int = Field(10, ge=0, description="Recent items rendered into the user's text.")
+    item_text: list[ItemText] = Field(
+        default_factory=lambda: ["title", "genres"],  # type: ignore[arg-type,list-item]
+        description="What an item's text holds, in order; overview/tagline/keywords come from "
+        "the movie-overviews table (matched by title and year; unmatched items keep the rest).",
+    )
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
 
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, v: str) -> str:
         return DATASETS.check(v)
+
+    @field_validator("item_text")
+    @classmethod
+    def _item_text(cls, v: list[str]) -> list[str]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError(f"must name each text field at most once, and at least one; got {v}")
+        return v
 
     @model_validator(mode="after")
     def _path_required(self) -> DataConfig:
