@@ -173,6 +173,8 @@ def cmd_baselines(args: argparse.Namespace) -> int:
     for part in ("val", "test"):
         print(f"\n{ds.name} · {part} ({spec.data.split.method} split)")
         print(_table([(n, r.get(part, {})) for n, r in res.items()], (*cols, "ctr_auc")))
+    secs = {n: r.get("val", {}).get("cost/seconds") for n, r in res.items()}
+    print("\nseconds to fit and score: " + ", ".join(f"{n} {v:.1f}" for n, v in secs.items() if v))
     return 0
 
 
