@@ -169,3 +169,33 @@ def test_a_storage_password_never_leaves_the_process(pg_url, tmp_path, capsys, m
         assert secret not in repr(t.user_attrs)
     page = (tmp_path / "r.html").read_text()
     assert "--study-name tiny" in page and "postgres:***@" in page
+
+
+@pytest.mark.parametrize("backend", ["optuna", "pymoo"])
+def test_early_stopping_over_postgresql(pg_url, backend, tmp_path, monkeypatch):
+    """Rung records and decisions go through PostgreSQL as through SQLite."""
+    import moo_search.trial as trial_mod
+    from moo_search.drivers import run_study
+    from moo_search.study import ATTR, count_states
+
+    from .helpers import tiny_spec
+    from .test_early_stopping import _fake_run_trial
+
+    monkeypatch.setattr(trial_mod, "run_trial", _fake_run_trial)
+    spec = tiny_spec(
+        **{
+            "out_dir": str(tmp_path),
+            "search_space": {"train.lr": {"float": [1e-3, 1.0]}},
+            "enqueue": [{"train.lr": lr} for lr in (0.9, 0.8, 0.7, 0.01, 0.02, 0.6)],
+            "driver": {
+                "backend": backend,
+                "population": 4,
+                "early_stopping": {"enabled": True, "eta": 2, "min_trials": 3},
+            },
+            "budget": {"n_trials": 5},
+        }
+    )
+    study = run_study(spec, storage=pg_url)
+    assert count_states(study)["COMPLETE"] == 5
+    pruned = study.get_trials(states=(TrialState.PRUNED,))
+    assert pruned and all("successive halving" in t.user_attrs[ATTR.FAIL] for t in pruned)
