@@ -199,3 +199,98 @@ def test_early_stopping_over_postgresql(pg_url, backend, tmp_path, monkeypatch):
     assert count_states(study)["COMPLETE"] == 5
     pruned = study.get_trials(states=(TrialState.PRUNED,))
     assert pruned and all("successive halving" in t.user_attrs[ATTR.FAIL] for t in pruned)
+
+
+def _soak_spec(tmp_path, backend: str, n_trials: int) -> str:
+    path = _spec_file(tmp_path, n_trials)
+    with open(path) as f:
+        raw = yaml.safe_load(f)
+    raw["driver"]["backend"] = backend
+    if backend == "optuna":
+        # random proposals: a parameter set seen twice can then only come from the workers
+        # (two workers seeded alike, a slot run twice), not from NSGA-II cloning a parent
+        raw["driver"]["algorithm"] = "random"
+    with open(path, "w") as f:
+        yaml.safe_dump(raw, f)
+    return path
+
+
+def _soak_check(url: str, n_trials: int) -> dict[str, int]:
+    study = optuna.load_study(study_name="pg-study", storage=url)
+    trials = study.get_trials()
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    params = [tuple(sorted(t.params.items())) for t in done]
+    slots = [t.user_attrs.get("moo:pymoo_slot") for t in done if "moo:pymoo_slot" in t.user_attrs]
+    junk = [
+        t
+        for t in trials
+        if t.state == TrialState.PRUNED and "budget already reached" not in str(t.user_attrs)
+    ]
+    return {
+        "trials": len(trials),
+        "complete": len(done),
+        "duplicates": (len(params) - len(set(params))) + (len(slots) - len(set(slots))),
+        "stuck": sum(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials),
+        "junk": len(junk),
+        "surplus_pruned": sum(t.state == TrialState.PRUNED for t in trials) - len(junk),
+        "failed": sum(t.state == TrialState.FAIL for t in trials),
+    }
+
+
+def test_soak_optuna_eight_workers_with_random_kills(pg_url, tmp_path):
+    """8 worker processes, one killed (SIGKILL) and restarted every second for 15 s: the
+    budget is exact, no parameter set is run twice, nothing is left RUNNING or WAITING."""
+    import random
+
+    rng = random.Random(0)
+    n = 40
+    spec = _soak_spec(tmp_path, "optuna", n)
+    env = {"MOO_TEST_SLEEP": "0.4"}
+    procs = [_cli(["run", spec, "--storage", pg_url, "--no-report"], tmp_path, **env)]
+    _wait_for_study(pg_url)
+    procs += [_cli(["worker", spec, "--storage", pg_url], tmp_path, **env) for _ in range(7)]
+    kills, end = 0, time.time() + 15
+    while time.time() < end:
+        time.sleep(1.0)
+        live = [i for i, p in enumerate(procs) if p.poll() is None]
+        if not live:
+            break
+        i = rng.choice(live)
+        procs[i].send_signal(signal.SIGKILL)
+        procs[i].wait(timeout=10)
+        kills += 1
+        procs[i] = _cli(["worker", spec, "--storage", pg_url], tmp_path, **env)
+    _finish(procs, timeout=300)
+    got = _soak_check(pg_url, n)
+    print(f"\nsoak optuna: workers 8, kills {kills}, {got}")
+    assert kills >= 10
+    assert got["complete"] == n and got["duplicates"] == 0
+    assert got["stuck"] == 0 and got["junk"] == 0
+
+
+def test_soak_pymoo_killed_and_resumed_again_and_again(pg_url, tmp_path):
+    """The pymoo driver runs in one process: kill it (SIGKILL) at random moments and run it
+    again, until the budget is met: exact budget, every slot once, nothing stuck, no junk."""
+    import random
+
+    rng = random.Random(1)
+    n = 24
+    spec = _soak_spec(tmp_path, "pymoo", n)
+    env = {"MOO_TEST_SLEEP": "0.3"}
+    kills = 0
+    for _ in range(30):
+        p = _cli(["run", spec, "--storage", pg_url, "--no-report"], tmp_path, **env)
+        try:
+            p.wait(timeout=rng.uniform(3.0, 6.0))
+        except subprocess.TimeoutExpired:
+            p.send_signal(signal.SIGKILL)
+            p.wait(timeout=10)
+            kills += 1
+            continue
+        assert p.returncode == 0, p.stdout.read() if p.stdout else ""
+        break
+    got = _soak_check(pg_url, n)
+    print(f"\nsoak pymoo: 1 process at a time, kills {kills}, {got}")
+    assert kills >= 3
+    assert got["complete"] == n and got["duplicates"] == 0
+    assert got["stuck"] == 0 and got["junk"] == 0

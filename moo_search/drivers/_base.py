@@ -43,6 +43,7 @@ class BaseDriver(ABC):
         while True:
             counts = count_states(ctx.study)
             if counts["COMPLETE"] >= ctx.n_trials:
+                self._finish(ctx, counts)
                 return
             if ctx.timeout is not None and time.monotonic() - ctx.started > ctx.timeout:
                 logger.warning(
@@ -59,6 +60,9 @@ class BaseDriver(ABC):
 
     def _setup(self, ctx: StudyContext) -> None:  # noqa: B027 - an optional hook
         """Called once before the loop."""
+
+    def _finish(self, ctx: StudyContext, counts: dict[str, int]) -> None:  # noqa: B027
+        """Called once when the budget is met."""
 
     @abstractmethod
     def _step(self, ctx: StudyContext, counts: dict[str, int]) -> None:

@@ -89,6 +89,17 @@ def _record_baselines(spec: StudySpec, study: Any) -> None:
         study.set_user_attr(STUDY_ATTR.REFERENCE_FRONT, reference_front(spec, data))
 
 
+def _worker_seeded(spec: StudySpec) -> StudySpec:
+    """A joining worker's copy of the spec with its own sampler seed: workers seeded alike
+    would propose the same parameters (the creating process keeps the spec's seed)."""
+    import hashlib
+    import socket
+
+    salt = hashlib.sha256(f"{socket.gethostname()}:{os.getpid()}".encode()).digest()
+    seed = (spec.driver.seed + 1 + int.from_bytes(salt[:4], "big")) % 2**31
+    return spec.model_copy(update={"driver": spec.driver.model_copy(update={"seed": seed})})
+
+
 def _worker_entry(
     spec_dict: dict[str, Any],
     url: str,
@@ -137,7 +148,7 @@ def _join(spec: StudySpec, storage: str, study_name: str | None) -> tuple[Any, s
         storage=store,
         study_name=name,
         create=False,
-        sampler=DRIVERS.get(spec.driver.backend).sampler(spec),
+        sampler=DRIVERS.get(spec.driver.backend).sampler(_worker_seeded(spec)),
     ), name
 
 
