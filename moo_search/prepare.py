@@ -82,17 +82,31 @@ def collaborative_backbone(spec: StudySpec, data: PreparedData) -> Collaborative
     return Collaborative(spec.fusion.cf, w, scores, params)
 
 
+_WEIGHTS_SHA256: dict[str, str] = {}
+
+
+def _weights_sha256(spec: StudySpec, encoder: Any) -> str:
+    """The base encoder's weights fingerprint, hashed once per process and model config
+    (~90 MB for MiniLM: a third of a second a trial otherwise)."""
+    from moo_search.model.encoder import base_model_fingerprint
+
+    key = spec.model.model_dump_json()
+    if key not in _WEIGHTS_SHA256:
+        _WEIGHTS_SHA256[key] = base_model_fingerprint(encoder)
+    return _WEIGHTS_SHA256[key]
+
+
 def build_model(spec: StudySpec, data: PreparedData) -> tuple[Any, Any, str]:
     """(Recommender, tokenizer, base model id); config errors surface here, before training."""
     from moo_search.model.adapters import apply_adapter
     from moo_search.model.backbones import backbone_sha256
-    from moo_search.model.encoder import base_model_fingerprint, load_encoder
+    from moo_search.model.encoder import load_encoder
     from moo_search.model.layer_cache import FrozenPrefix, frozen_prefix_length
     from moo_search.model.recommender import Recommender
 
     encoder, tokenizer, base_id = load_encoder(spec.model)
     use_text = spec.fusion.alpha > 0
-    weights = base_model_fingerprint(encoder) if spec.train.layer_cache and use_text else ""
+    weights = _weights_sha256(spec, encoder) if spec.train.layer_cache and use_text else ""
     encoder = apply_adapter(encoder, spec.adapter)
     cf = collaborative_backbone(spec, data)
     rates = data.like_rates

@@ -83,11 +83,18 @@ def test_movielens_1m_maps_title_items_and_prefixed_users_to_dense_ids(ml1m):
         ("Amélie", "Amelie"),
         ("Ghost & the Darkness", "Ghost and the Darkness"),
         ("Misérables, Les", "Les Misérables"),
-        ("Homme et une femme, Un", "homme et une femme un"),  # not an article we move: unchanged
+        ("Homme et une femme, Un", "Un homme et une femme"),
+        ("Strada, La", "La strada"),
     ],
 )
 def test_titles_normalise_alike(a, b):
     assert normalise_title(a) == normalise_title(b)
+
+
+def test_different_titles_stay_different():
+    assert normalise_title("Heat") != normalise_title("The Heat")
+    assert normalise_title("Alien") != normalise_title("Aliens")
+    assert normalise_title("Copycat (1995)") == "copycat"  # a bracketed year is dropped
 
 
 def test_the_matcher_takes_the_year_within_one_and_no_further():

@@ -247,22 +247,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         workers=args.workers,
         on_progress=_print_progress,
     )
-    if not args.no_report:
-        _build_report(spec, url, study)
-    _print_summary(study, spec, url)
+    data = _build_report(spec, url, study) if not args.no_report else None
+    _print_summary(study, spec, url, data)
     return 0
 
 
-def _build_report(spec: Any, url: str, study: Any) -> None:
-    from moo_search.report import build_study_report
+def _build_report(spec: Any, url: str, study: Any) -> Any:
+    """The dashboard at the end of a run; its tidy data (None when it could not be built)."""
+    from moo_search.report import write_study_report
 
     try:
-        build_study_report(spec, study, storage=url)
+        return write_study_report(spec, study, storage=url)[1]
     except MooSearchError as e:
         logging.getLogger("moo_search").warning("could not build the report: %s", e)
+        return None
 
 
-def _print_summary(study: Any, spec: Any, url: str) -> None:
+def _print_summary(study: Any, spec: Any, url: str, data: Any = None) -> None:
     from optuna.trial import TrialState
 
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -284,7 +285,7 @@ def _print_summary(study: Any, spec: Any, url: str) -> None:
     if complete and spec.uses_default_trial:
         from moo_search.report import collect
 
-        for line in collect(study).comparison_lines():
+        for line in (data or collect(study)).comparison_lines():  # the report's, if built
             print(line)
     if index.is_file():
         print(f"report: {index}")

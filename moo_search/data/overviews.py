@@ -35,7 +35,8 @@ OVERVIEW_FIELDS = ("overview", "tagline", "keywords")
 """Item-text fields that come from the overview table (``data.item_text``)."""
 
 _ARTICLES = (
-    "the", "a", "an", "les", "la", "le", "l'", "il", "das", "der", "die", "el", "los", "las",
+    "the", "a", "an", "les", "la", "le", "l'", "un", "une", "il", "das", "der", "die", "el",
+    "los", "las",
 )  # fmt: skip
 _TRAILING_ARTICLE = re.compile(rf",\s*({'|'.join(re.escape(a) for a in _ARTICLES)})$", re.I)
 _BRACKETS = re.compile(r"\s*[(\[][^)\]]*[)\]]")

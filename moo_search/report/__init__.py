@@ -22,6 +22,7 @@ __all__ = [
     "collect",
     "param_importance",
     "write_report",
+    "write_study_report",
 ]
 
 logger = logging.getLogger("moo_search")
@@ -53,13 +54,20 @@ def build_study_report(spec: Any, study: Any, *, storage: str | None = None) -> 
         study: The ``optuna.Study`` (``run_study``'s return value).
         storage: The storage URL it was run with (default: the spec's).
     """
+    return write_study_report(spec, study, storage=storage)[0]
+
+
+def write_study_report(
+    spec: Any, study: Any, *, storage: str | None = None
+) -> tuple[Path, StudyData]:
+    """Like :func:`build_study_report`, and also return the study's tidy data."""
     from moo_search.study import study_home
 
     url = storage or spec.storage_url
     # the default SQLite lives in the study directory: name the directory (shorter commands)
     target = str(spec.study_dir) if url == spec.storage_url and not spec.storage else url
     out = study_home(spec, url, study) / "index.html"
-    return build_report(target, study_name=study.study_name, out=out)
+    return write_report(target, study_name=study.study_name, out=out)
 
 
 def write_report(
