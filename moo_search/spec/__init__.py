@@ -14,18 +14,10 @@ things (datasets, adapters, backbones, drivers, problems, metrics) are checked a
 
 from __future__ import annotations
 
+from moo_search.spec._driver import BudgetConfig, DriverConfig, EarlyStoppingConfig
 from moo_search.spec._load import load_spec, spec_from_dict
 from moo_search.spec._paths import apply_overrides, parse_override
-from moo_search.spec._study import (
-    DEFAULT_OBJECTIVE,
-    BudgetConfig,
-    Constraint,
-    Dimension,
-    DriverConfig,
-    EarlyStoppingConfig,
-    Objective,
-    StudySpec,
-)
+from moo_search.spec._study import DEFAULT_OBJECTIVE, Constraint, Dimension, Objective, StudySpec
 from moo_search.spec._trial import (
     TRIAL_SECTIONS,
     AdapterConfig,
