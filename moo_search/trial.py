@@ -190,28 +190,7 @@ def run_trial(
     def catalog_scorer() -> CatalogScorer:
         return CatalogScorer.encode(model, item_tokens, user_tokens, device, autocast)
 
-    def validate() -> dict[str, float]:
-        res = evaluate_scorer(
-            catalog_scorer(),
-            data.ds,
-            split,
-            eval_cfg=spec.eval,
-            rerank_cfg=spec.rerank,
-            parts=("val",),
-            features=data.features,
-            ks=ks,
-        )
-        assert isinstance(res, dict)
-        return res["val"]
-
-    es = spec.driver.early_stopping
-    rungs = sorted({max(1, round(f * spec.train.max_steps)) for f in es.rungs})
-    sample = _rung_users(split, es.sample_users)
-    wants_ctr = any(o.metric.startswith("ctr_") for o in spec.objectives)
-
-    def checkpoint(step: int) -> None:
-        assert on_rung is not None
-        scorer = catalog_scorer()
+    def val_metrics(scorer: CatalogScorer, users: np.ndarray | None = None) -> dict[str, float]:
         res = evaluate_scorer(
             scorer,
             data.ds,
@@ -221,12 +200,26 @@ def run_trial(
             parts=("val",),
             features=data.features,
             ks=ks,
-            only_users=sample,
+            only_users=users,
         )
         assert isinstance(res, dict)
+        return res["val"]
+
+    def validate() -> dict[str, float]:
+        return val_metrics(catalog_scorer())
+
+    es = spec.driver.early_stopping
+    rungs = sorted({max(1, round(f * spec.train.max_steps)) for f in es.rungs})
+    sample = _rung_users(split, es.sample_users)
+    wants_ctr = any(o.metric.startswith("ctr_") for o in spec.objectives)
+
+    def checkpoint(step: int) -> None:
+        assert on_rung is not None
+        scorer = catalog_scorer()
+        metrics = val_metrics(scorer, sample)  # the fixed sample: cheap, comparable
         if wants_ctr:
-            res["val"].update(ctr_metrics(scorer, split, "val"))
-        on_rung(step, res, {"seconds": time.perf_counter() - t0})
+            metrics.update(ctr_metrics(scorer, split, "val"))
+        on_rung(step, {"val": metrics}, {"seconds": time.perf_counter() - t0})
 
     history = train(
         model,
