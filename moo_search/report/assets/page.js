@@ -13,7 +13,9 @@ document.getElementById("subtitle").textContent =
   P.metrics.map((m, i) => m + " " + arrow(P.directions[i])).join(" · ");
 const cards = document.getElementById("cards");
 function card(k, v, s) { const d = el("div", {class: "card"}); d.append(el("div", {class: "k"}, k), el("div", {class: "v"}, v)); if (s) d.append(el("div", {class: "s"}, s)); cards.append(d); }
-card("trials", String(P.rows.length), `${c.COMPLETE || 0} complete · ${c.FAIL || 0} failed · ${c.RUNNING || 0} running · ${c.PRUNED || 0} pruned`);
+const variants = P.rows.filter(r => r.derived_from !== null).length;
+const complete = variants ? `${(c.COMPLETE || 0) - variants} fine-tunes + ${variants} re-ranked variants` : `${c.COMPLETE || 0} complete`;
+card("trials", String(P.rows.length), `${complete} · ${c.FAIL || 0} failed · ${c.RUNNING || 0} running · ${c.PRUNED || 0} pruned`);
 card("hypervolume", fmt(P.hv), P.ref ? "reference point (" + P.ref.map(fmt).join(", ") + ")" : "no complete trial yet");
 card("Pareto front", String(P.rows.filter(r => r.pareto).length), "feasible non-dominated trials");
 if (P.reference_points) {
