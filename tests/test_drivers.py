@@ -241,48 +241,106 @@ def test_optuna_dashboard_shows_the_objectives_by_name(tmp_path):
     assert json.loads(body)["objective_names"] == ["a", "b"]
 
 
-def test_pymoo_resume_after_a_kill_closes_its_orphans_and_floods_nothing(tmp_path):
-    """What a SIGKILLed pymoo run leaves: a RUNNING slot, a WAITING slot it had enqueued, and
-    its owner record. The next run fails both with their reason and runs the exact budget."""
-    import socket
+def _slot_params(study) -> dict[str, dict]:
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    slots = [t.user_attrs[ATTR.SLOT] for t in done if ATTR.SLOT in t.user_attrs]
+    assert len(slots) == len(set(slots)), "a slot was run twice"
+    return {t.user_attrs[ATTR.SLOT]: t.params for t in done if ATTR.SLOT in t.user_attrs}
+
+
+def test_two_pymoo_workers_replay_exactly_the_search_of_one(tmp_path, monkeypatch):
+    """Two worker processes share the generations (each slot runs once, on whichever is free)
+    and, replaying the algorithm from the seed and the storage, search exactly what one
+    process searches: the same parameters in every slot."""
+    from moo_search.study import count_states
+
+    monkeypatch.setenv("MOO_TEST_SLEEP", "0.3")
+    alone = run_study(custom_spec("slow", n_trials=12, backend="pymoo", out_dir=str(tmp_path)))
+    url = f"sqlite:///{tmp_path}/two.db"
+    spec = custom_spec("slow", n_trials=12, backend="pymoo", storage=url, out_dir=str(tmp_path))
+    study = run_study(spec, workers=2)
+    counts = count_states(study)
+    assert counts["COMPLETE"] == 12
+    assert counts["FAIL"] == counts["PRUNED"] == counts["RUNNING"] == counts["WAITING"] == 0
+    assert _slot_params(study) == _slot_params(alone)
+    pids = {t.user_attrs[ATTR.WORKER]["pid"] for t in study.trials}
+    assert len(pids) == 2, "both workers should have run slots"
+
+
+def test_pymoo_resume_after_a_sigkill_reruns_the_dead_slot_at_once(tmp_path):
+    """A pymoo run SIGKILLed mid-slot and run again: the dead slot is failed at once (its
+    worker's pid is gone; no waiting for the heartbeat), run again with the same parameters,
+    and the budget is exact with nothing left RUNNING or WAITING."""
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
 
     from moo_search.study import count_states
 
+    from .conftest import REPO
+
     url = f"sqlite:///{tmp_path}/s.db"
-    spec = custom_spec("sphere2", n_trials=4, backend="pymoo", storage=url, out_dir=str(tmp_path))
-    run_study(spec)
-    study = load_study(url)
-    dead = study.ask()  # the trial that was running when the process died
-    study._storage.set_trial_user_attr(dead._trial_id, ATTR.SLOT, "1:0")
-    study.enqueue_trial({"x": 0.5, "y": 0.5}, user_attrs={ATTR.SLOT: "1:1"})
-    study.set_user_attr(
-        STUDY_ATTR.DRIVER_OWNER, {"host": socket.gethostname(), "pid": 2**22 + 7, "beat": 0.0}
-    )
-    study = run_study(spec, n_trials=10)
-    counts = count_states(study)
-    assert counts["COMPLETE"] == 10 and counts["PRUNED"] == 0
-    assert counts["RUNNING"] == 0 and counts["WAITING"] == 0
-    failed = {
-        t.number: t.user_attrs[ATTR.FAIL] for t in study.get_trials(states=(TrialState.FAIL,))
+    spec = custom_spec("slow", n_trials=10, backend="pymoo", storage=url, out_dir=str(tmp_path))
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec.to_dict(redact=False)))
+    env = {
+        **__import__("os").environ,
+        "PYTHONPATH": str(REPO),
+        "MOO_TEST_MARKERS": str(tmp_path),
+        "MOO_TEST_SLEEP": "0.5",
     }
-    assert len(failed) == 2
-    assert any("interrupted" in r for r in failed.values())
-    assert any("orphaned" in r for r in failed.values())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moo_search.cli", "run", str(path), "--no-report"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    marker = tmp_path / f"{proc.pid}.running"
+    import time
+
+    end = time.time() + 120
+    while time.time() < end and not (marker.exists() and len(load_study(url).trials) >= 6):
+        time.sleep(0.05)
+    assert marker.exists(), "the run never started a slot"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    study = run_study(spec)
+    counts = count_states(study)
+    assert counts["COMPLETE"] == 10
+    assert counts["RUNNING"] == counts["WAITING"] == counts["PRUNED"] == 0
+    (dead,) = study.get_trials(states=(TrialState.FAIL,))
+    assert f"its worker (pid {proc.pid}" in dead.user_attrs[ATTR.FAIL]
+    assert _slot_params(study)[dead.user_attrs[ATTR.SLOT]] == dead.params
 
 
-def test_a_second_process_cannot_drive_a_pymoo_study_at_once(tmp_path):
+def test_trials_of_gone_workers_are_failed_and_only_theirs(tmp_path):
     import os
     import socket
 
-    from moo_search.errors import StorageError
+    from moo_search.drivers._workers import fail_gone_workers, worker_record
+    from moo_search.study import open_storage
 
-    url = f"sqlite:///{tmp_path}/s.db"
-    spec = custom_spec("sphere2", n_trials=3, backend="pymoo", storage=url, out_dir=str(tmp_path))
-    run_study(spec)
-    study = load_study(url)
-    alive = {"host": socket.gethostname(), "pid": os.getppid(), "beat": 0.0}
-    study.set_user_attr(STUDY_ATTR.DRIVER_OWNER, alive)
-    before = len(study.trials)
-    with pytest.raises(StorageError, match=r"being driven by another process .*pid"):
-        run_study(spec, n_trials=6)
-    assert len(load_study(url).trials) == before  # nothing was written
+    store = open_storage(f"sqlite:///{tmp_path}/s.db", heartbeat_interval=None)
+    study = optuna.create_study(storage=store)
+    host = socket.gethostname()
+    dead_pid = 2**22 + 7
+    alive = study.ask()  # another live process of this host (our parent) runs it
+    study.set_user_attr(STUDY_ATTR.DRIVER_OWNER, {"host": host, "pid": dead_pid})
+    alive.set_user_attr(ATTR.WORKER, {**worker_record(alive.number), "pid": os.getppid()})
+    dead = study.ask()
+    dead.set_user_attr(ATTR.WORKER, {**worker_record(dead.number), "pid": dead_pid})
+    copied = study.ask()  # a retry's copy of a dead worker's record: not this trial's own
+    copied.set_user_attr(ATTR.WORKER, {**worker_record(dead.number), "pid": dead_pid})
+    legacy = study.ask()  # a slot of the old one-process pymoo driver, whose process is gone
+    legacy.set_user_attr(ATTR.SLOT, "0:0")
+    elsewhere = study.ask()
+    elsewhere.set_user_attr(ATTR.WORKER, {**worker_record(4), "node": "another-node", "pid": 1})
+    assert fail_gone_workers(study) == 2
+    state = {t.number: t.state for t in study.trials}
+    assert state[dead.number] == state[legacy.number] == TrialState.FAIL
+    assert {state[t.number] for t in (alive, copied, elsewhere)} == {TrialState.RUNNING}
+    reason = study.trials[dead.number].user_attrs[ATTR.FAIL]
+    assert reason.startswith("interrupted: its worker") and str(dead_pid) in reason

@@ -42,3 +42,17 @@ def test_study_on_mysql_runs_resumes_and_loads(mysql_url, tmp_path):
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 8
     again = load_study(mysql_url)
     assert [t.number for t in again.trials] == list(range(8))
+
+
+def test_pymoo_study_on_mysql_publishes_under_its_lock(mysql_url, tmp_path):
+    from moo_search.study import ATTR
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    spec = custom_spec(
+        "sphere2", n_trials=8, backend="pymoo", storage=mysql_url, out_dir=str(tmp_path)
+    )
+    study = run_study(spec)
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    assert sorted(t.user_attrs[ATTR.SLOT] for t in done) == [
+        f"{g}:{j}" for g in (0, 1) for j in range(4)
+    ]

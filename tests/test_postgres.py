@@ -109,11 +109,16 @@ def test_four_workers_finish_exactly_the_budget(pg_url, tmp_path):
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING, TrialState.FAIL))
 
 
-def test_killed_worker_trial_is_failed_by_heartbeat_and_retried(pg_url, tmp_path):
+@pytest.mark.parametrize("where", ["this-node", "another-node"])
+def test_killed_worker_trial_is_failed_and_retried(pg_url, tmp_path, where):
+    """A worker SIGKILLed mid-trial: on this node its pid is gone and the trial is failed at
+    once; on another node (MOO_SEARCH_NODE_ID) only its heartbeat can tell. Either way the
+    trial is failed with a reason and retried with the same parameters."""
     spec = _spec_file(tmp_path, 12)
     first = _cli(["run", spec, "--storage", pg_url, "--no-report"], tmp_path, MOO_TEST_SLEEP="1.5")
     _wait_for_study(pg_url)
-    victim = _cli(["worker", spec, "--storage", pg_url], tmp_path, MOO_TEST_SLEEP="1.5")
+    node = {"MOO_SEARCH_NODE_ID": "a-node-far-away"} if where == "another-node" else {}
+    victim = _cli(["worker", spec, "--storage", pg_url], tmp_path, MOO_TEST_SLEEP="1.5", **node)
     marker = tmp_path / f"{victim.pid}.running"
     end = time.time() + 60
     while not marker.exists() and time.time() < end:
@@ -126,6 +131,11 @@ def test_killed_worker_trial_is_failed_by_heartbeat_and_retried(pg_url, tmp_path
     study = optuna.load_study(study_name="pg-study", storage=pg_url)
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert len(failed) == 1, [t.state for t in study.trials]
+    reason = failed[0].user_attrs.get("moo:fail_reason", "")
+    if where == "this-node":
+        assert reason.startswith(f"interrupted: its worker (pid {victim.pid}"), reason
+    else:
+        assert not reason  # not the pid check: the stale heartbeat failed it
     retried = [
         t
         for t in study.get_trials(states=(TrialState.COMPLETE,))
@@ -268,29 +278,52 @@ def test_soak_optuna_eight_workers_with_random_kills(pg_url, tmp_path):
     assert got["stuck"] == 0 and got["junk"] == 0
 
 
-def test_soak_pymoo_killed_and_resumed_again_and_again(pg_url, tmp_path):
-    """The pymoo driver runs in one process: kill it (SIGKILL) at random moments and run it
-    again, until the budget is met: exact budget, every slot once, nothing stuck, no junk."""
+def test_soak_pymoo_eight_workers_with_random_kills(pg_url, tmp_path):
+    """The pymoo driver over 8 worker processes, one killed (SIGKILL) and restarted every
+    second for 15 s: exact budget, every slot once, nothing stuck, no junk, and, since every
+    worker replays the algorithm from the seed and the storage, exactly the search that one
+    process makes alone."""
     import random
 
+    from moo_search.drivers import run_study
+    from moo_search.spec import load_spec
+
     rng = random.Random(1)
-    n = 24
+    n = 40
     spec = _soak_spec(tmp_path, "pymoo", n)
-    env = {"MOO_TEST_SLEEP": "0.3"}
-    kills = 0
-    for _ in range(30):
-        p = _cli(["run", spec, "--storage", pg_url, "--no-report"], tmp_path, **env)
-        try:
-            p.wait(timeout=rng.uniform(3.0, 6.0))
-        except subprocess.TimeoutExpired:
-            p.send_signal(signal.SIGKILL)
-            p.wait(timeout=10)
-            kills += 1
-            continue
-        assert p.returncode == 0, p.stdout.read() if p.stdout else ""
-        break
+    env = {"MOO_TEST_SLEEP": "0.4"}
+    procs = [_cli(["run", spec, "--storage", pg_url, "--no-report"], tmp_path, **env)]
+    _wait_for_study(pg_url)
+    procs += [_cli(["worker", spec, "--storage", pg_url], tmp_path, **env) for _ in range(7)]
+    kills, end = 0, time.time() + 15
+    while time.time() < end:
+        time.sleep(1.0)
+        live = [i for i, p in enumerate(procs) if p.poll() is None]
+        if not live:
+            break
+        i = rng.choice(live)
+        procs[i].send_signal(signal.SIGKILL)
+        procs[i].wait(timeout=10)
+        kills += 1
+        procs[i] = _cli(["worker", spec, "--storage", pg_url], tmp_path, **env)
+    outs = _finish(procs, timeout=300)
     got = _soak_check(pg_url, n)
-    print(f"\nsoak pymoo: 1 process at a time, kills {kills}, {got}")
-    assert kills >= 3
+    print(f"\nsoak pymoo: workers 8, kills {kills}, {got}")
+    assert kills >= 10
+    assert all(p.returncode == 0 for p in procs), "\n".join(outs)
     assert got["complete"] == n and got["duplicates"] == 0
     assert got["stuck"] == 0 and got["junk"] == 0
+    study = optuna.load_study(study_name="pg-study", storage=pg_url)
+    workers = {t.user_attrs["moo:worker"]["pid"] for t in study.trials}
+    assert len(workers) >= 8
+    os.environ["MOO_TEST_SLEEP"] = "0"
+    try:
+        alone = run_study(load_spec(spec), storage="memory://")
+    finally:
+        del os.environ["MOO_TEST_SLEEP"]
+
+    def slots(s):
+        done = s.get_trials(states=(TrialState.COMPLETE,))
+        return {t.user_attrs["moo:pymoo_slot"]: t.params for t in done}
+
+    assert slots(study) == slots(alone)

@@ -11,13 +11,16 @@ from typing import Any, ClassVar
 
 from moo_search.drivers._context import StudyContext, report_progress
 from moo_search.drivers._runner import TrialRunner
+from moo_search.drivers._workers import fail_gone_workers, fail_stale
 from moo_search.errors import MooSearchError
 from moo_search.registry import Registry
-from moo_search.study import count_states
+from moo_search.study import ATTR, count_states
 
 __all__ = ["BaseDriver"]
 
 logger = logging.getLogger("moo_search")
+
+FINISH_POLL_SECONDS = 0.5
 
 
 class BaseDriver(ABC):
@@ -39,6 +42,7 @@ class BaseDriver(ABC):
         """Start trials until the budget is met, the timeout passes or ``max_failures``
         trials of this run have failed (then :class:`MooSearchError`)."""
         self.runner = TrialRunner(ctx)
+        fail_gone_workers(ctx.study)  # a run of this host killed a moment ago (SIGKILL)
         self._setup(ctx)
         while True:
             counts = count_states(ctx.study)
@@ -61,8 +65,30 @@ class BaseDriver(ABC):
     def _setup(self, ctx: StudyContext) -> None:  # noqa: B027 - an optional hook
         """Called once before the loop."""
 
-    def _finish(self, ctx: StudyContext, counts: dict[str, int]) -> None:  # noqa: B027
-        """Called once when the budget is met."""
+    def _finish(self, ctx: StudyContext, counts: dict[str, int]) -> None:
+        """Called once when the budget is met; leaves nothing behind. A trial still RUNNING
+        then belongs to a worker that died (live ones start trials only within the budget):
+        failed at once when that worker was on this host, else once its heartbeat is stale.
+        A trial still WAITING (a retry of one of those) is not needed any more."""
+        from optuna.storages._heartbeat import is_heartbeat_enabled
+        from optuna.trial import TrialState
+
+        storage = ctx.study._storage
+        fail_gone_workers(ctx.study)
+        if not is_heartbeat_enabled(storage):
+            return
+        driver = ctx.spec.driver
+        end = time.monotonic() + driver.grace_period + 2 * driver.heartbeat_interval
+        while count_states(ctx.study)["RUNNING"] and time.monotonic() < end:
+            fail_gone_workers(ctx.study)
+            fail_stale(ctx.study)
+            time.sleep(FINISH_POLL_SECONDS)
+        for t in ctx.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            if not t.user_attrs.get(ATTR.ANCHOR):
+                storage.set_trial_user_attr(
+                    t._trial_id, ATTR.FAIL, "not run: the budget was met before it started"
+                )
+                storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
 
     @abstractmethod
     def _step(self, ctx: StudyContext, counts: dict[str, int]) -> None:

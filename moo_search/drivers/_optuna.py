@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 import warnings
 from typing import Any
@@ -10,10 +9,10 @@ from typing import Any
 from moo_search.drivers._base import BaseDriver
 from moo_search.drivers._context import StudyContext
 from moo_search.drivers._runner import constraints_func
+from moo_search.drivers._workers import fail_gone_workers, fail_stale
 from moo_search.errors import SpecError
 from moo_search.registry import DRIVERS, Registry
 from moo_search.spec import DriverConfig
-from moo_search.study import ATTR, count_states
 
 __all__ = ["OPTUNA_ALGORITHMS", "OptunaDriver", "make_sampler"]
 
@@ -109,7 +108,7 @@ def make_sampler(cfg: DriverConfig, *, constrained: bool) -> Any:
 class OptunaDriver(BaseDriver):
     """Ask-and-tell through ``study.optimize(n_trials=1)`` in a loop that keeps the budget exact
     across workers: a worker only starts a trial while complete + running < budget, and waits
-    (failing stale trials by heartbeat) while the last trials run elsewhere."""
+    (failing the trials of dead workers) while the last trials run elsewhere."""
 
     name = "optuna"
     algorithms = OPTUNA_ALGORITHMS
@@ -118,39 +117,11 @@ class OptunaDriver(BaseDriver):
     def sampler(spec: Any) -> Any:
         return make_sampler(spec.driver, constrained=bool(spec.constraints))
 
-    def _finish(self, ctx: StudyContext, counts: dict[str, int]) -> None:
-        """Leave nothing behind once the budget is met: a trial still RUNNING then belongs to
-        a worker that died (live ones start trials only within the budget), so wait until its
-        heartbeat is stale and fail it; a retry enqueued for it is not needed any more."""
-        from optuna.storages._heartbeat import is_heartbeat_enabled
-        from optuna.trial import TrialState
-
-        storage = ctx.study._storage
-        if not is_heartbeat_enabled(storage):
-            return
-        end = (
-            time.monotonic() + ctx.spec.driver.grace_period + 2 * ctx.spec.driver.heartbeat_interval
-        )
-        while count_states(ctx.study)["RUNNING"] and time.monotonic() < end:
-            _fail_stale(ctx.study)
-            time.sleep(POLL_SECONDS / 4)
-        for t in ctx.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            if not t.user_attrs.get(ATTR.ANCHOR):
-                storage.set_trial_user_attr(
-                    t._trial_id, ATTR.FAIL, "not run: the budget was met before this retry"
-                )
-                storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-
     def _step(self, ctx: StudyContext, counts: dict[str, int]) -> None:
         if counts["COMPLETE"] + counts["RUNNING"] >= ctx.n_trials and counts["WAITING"] == 0:
-            _fail_stale(ctx.study)
+            fail_gone_workers(ctx.study)
+            fail_stale(ctx.study)
             time.sleep(POLL_SECONDS)
             return
+        fail_gone_workers(ctx.study)  # before optimize() fails them by heartbeat, much later
         self._run_one(ctx)
-
-
-def _fail_stale(study: Any) -> None:
-    from optuna.storages import fail_stale_trials
-
-    with contextlib.suppress(ValueError, NotImplementedError):  # storages without heartbeats
-        fail_stale_trials(study)

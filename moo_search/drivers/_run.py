@@ -135,12 +135,7 @@ def _open_spec_storage(spec: StudySpec, url: str) -> Any:
 
 
 def _join(spec: StudySpec, storage: str, study_name: str | None) -> tuple[Any, str]:
-    """Open an existing study for extra workers (optuna-driven studies only)."""
-    if spec.driver.backend == "pymoo":
-        raise SpecError(
-            "a pymoo-driven study takes no extra workers; use driver.backend: optuna",
-            field="driver.backend",
-        )
+    """Open an existing study for extra workers."""
     name = study_name or spec.name
     store = _open_spec_storage(spec, storage)
     return open_study(
@@ -177,11 +172,6 @@ def run_study(
         raise SpecError(
             "several workers need a shared storage (sqlite:/// or postgresql://), not memory",
             field="storage",
-        )
-    if workers > 1 and spec.driver.backend == "pymoo":
-        raise SpecError(
-            "the pymoo driver evaluates in one process; use --workers 1 or driver.backend: optuna",
-            field="driver.backend",
         )
     if url == spec.storage_url and not spec.storage:
         spec.study_dir.mkdir(parents=True, exist_ok=True)  # the default SQLite lives there

@@ -100,8 +100,11 @@ class TrialRunner:
     def __call__(self, trial: Any) -> list[float]:
         import optuna
 
+        from moo_search.drivers._workers import worker_record
+
         ctx = self.ctx
         self.last_values = None
+        trial.set_user_attr(ATTR.WORKER, worker_record(trial.number))
         if self._surplus(trial):
             trial.set_user_attr(ATTR.FAIL, "budget already reached by other workers")
             raise optuna.TrialPruned("budget already reached by other workers")

@@ -22,6 +22,7 @@ from moo_search.study._keys import (
     trial_metrics,
     violations,
 )
+from moo_search.study._lock import study_lock
 from moo_search.study._open import (
     check_fingerprint,
     complete_values,
@@ -55,6 +56,7 @@ __all__ = [
     "stored_reference_point",
     "study_fingerprint",
     "study_home",
+    "study_lock",
     "trial_metrics",
     "violations",
 ]

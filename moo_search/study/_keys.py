@@ -39,6 +39,7 @@ class ATTR:
     RUNGS = "moo:rungs"  # {step: validation objective vector on the rung's user sample}
     CURVE = "moo:curve"  # [{"step", "values"}]: the objective vector at each checkpoint
     PRUNED_AT = "moo:pruned_at"  # the rung (step) a stopped trial stopped at
+    WORKER = "moo:worker"  # {"host", "node", "pid", "trial"}: the process that started it
 
 
 class STUDY_ATTR:
@@ -52,7 +53,7 @@ class STUDY_ATTR:
     ENQUEUED = "moo:enqueued"
     VERSION = "moo:version"
     STUDY_ID = "moo:study_id"  # a random id given at creation; names the study's home
-    DRIVER_OWNER = "moo:driver_owner"  # the process driving a single-process (pymoo) study
+    DRIVER_OWNER = "moo:driver_owner"  # written by versions whose pymoo driver ran in one process
     FINGERPRINT = "moo:fingerprint"  # what makes two runs the same study (see study_fingerprint)
 
 

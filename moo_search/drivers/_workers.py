@@ -1,0 +1,130 @@
+"""Which process runs which trial, and closing the trials of processes that are gone.
+
+Every trial records the worker that started it (``ATTR.WORKER``: host, node, pid and the
+trial's own number, so that a retry, which copies the user attributes, never inherits it).
+A RUNNING trial whose worker was on this node (:func:`node_id`) and whose process no longer
+exists is failed at once (a SIGKILLed run resumed straight away) and retried like one whose
+heartbeat went stale; one on another node is failed when its heartbeat goes stale
+(``driver.grace_period``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from moo_search.study import ATTR, STUDY_ATTR
+
+__all__ = ["INTERRUPTED", "fail_gone_workers", "fail_stale", "worker_record"]
+
+INTERRUPTED = "interrupted"  # how every reason of a trial stopped from outside begins
+
+
+def node_id() -> str:
+    """Who can see whose processes: the host name, this boot of the machine and the pid
+    namespace (two containers may share a host name; their pids are not each other's).
+    ``MOO_SEARCH_NODE_ID`` overrides it."""
+    return os.environ.get("MOO_SEARCH_NODE_ID") or _system_node_id()
+
+
+@functools.cache
+def _system_node_id() -> str:
+    parts = [socket.gethostname()]
+    with contextlib.suppress(OSError):
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8])
+    with contextlib.suppress(OSError):
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    return "/".join(parts)
+
+
+def worker_record(trial_number: int) -> dict[str, Any]:
+    return {
+        "host": socket.gethostname(),
+        "node": node_id(),
+        "pid": os.getpid(),
+        "trial": trial_number,
+    }
+
+
+def _gone(node: Any, pid: Any) -> bool:
+    """True when ``pid`` is a process of this node's that no longer runs."""
+    if node != node_id():
+        return False  # another node's: its heartbeat decides
+    try:
+        pid = int(pid)
+    except (TypeError, ValueError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
+
+
+def fail_stale(study: Any) -> None:
+    """Fail (and retry, by the storage's callback) RUNNING trials whose heartbeat is stale."""
+    import warnings
+
+    import optuna
+    from optuna.storages import fail_stale_trials
+
+    with (
+        warnings.catch_warnings(),
+        contextlib.suppress(ValueError, NotImplementedError),  # storages without heartbeats
+    ):
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        fail_stale_trials(study)
+
+
+def fail_gone_workers(study: Any) -> int:
+    """Fail the RUNNING trials of this host's workers that no longer exist; returns how many.
+
+    A RUNNING trial with no worker record was started by a version whose pymoo driver ran
+    in one process: it is failed when that process (the study's old owner record) is gone.
+    """
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    storage, n = study._storage, 0
+    legacy = study.user_attrs.get(STUDY_ATTR.DRIVER_OWNER) or {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        rec = t.user_attrs.get(ATTR.WORKER)
+        if isinstance(rec, dict) and rec.get("trial") == t.number:
+            host, node, pid = rec.get("host"), rec.get("node"), rec.get("pid")
+        elif ATTR.SLOT in t.user_attrs and legacy and legacy.get("host") == socket.gethostname():
+            host, node, pid = legacy.get("host"), node_id(), legacy.get("pid")  # (no node then)
+        else:
+            continue
+        if not _gone(node, pid):
+            continue
+        why = f"{INTERRUPTED}: its worker (pid {pid} on {host}) stopped while running it"
+        try:
+            storage.set_trial_user_attr(t._trial_id, ATTR.FAIL, why)
+            if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                continue
+        except UpdateFinishedTrialError:
+            continue  # another worker closed it first
+        n += 1
+        retry = _retry_callback(storage)
+        if retry is not None:  # as for a stale heartbeat: the storage's retry policy
+            frozen = copy.deepcopy(storage.get_trial(t._trial_id))
+            frozen.user_attrs = {k: v for k, v in frozen.user_attrs.items() if k != ATTR.FAIL}
+            retry(study, frozen)  # (the retry copies the user attributes)
+    return n
+
+
+def _retry_callback(storage: Any) -> Any:
+    for name in ("get_heartbeat_stale_trial_callback", "get_failed_trial_callback"):
+        get = getattr(storage, name, None)
+        if get is not None:
+            return get()
+    return None
