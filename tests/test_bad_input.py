@@ -315,13 +315,58 @@ def test_run_on_a_read_only_study_database_says_so(tmp_path, capsys):
     db = tmp_path / "s" / "study.db"
     db.chmod(0o444)
     try:
-        if os.access(db, os.W_OK):
-            pytest.skip("running as a user who may write a read-only file (root)")
-        assert main(["run", str(spec), "--n-trials", "6"]) == 2
-        assert "read-only" in capsys.readouterr().err
+        if not os.access(db, os.W_OK):
+            assert main(["run", str(spec), "--n-trials", "6"]) == 2
+            assert "read-only" in capsys.readouterr().err
+        else:  # root may write any file: ask as an unprivileged user, as a user would meet it
+            _run_read_only_as_nobody(tmp_path, spec, db)
     finally:
         db.chmod(0o644)
     shutil.rmtree(tmp_path / "s")
+
+
+def _run_read_only_as_nobody(tmp_path, spec, db) -> None:
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root and no setpriv to drop to an unprivileged user")
+    before = db.read_bytes()
+    for p in [tmp_path, *tmp_path.parents]:  # pytest's tmp dirs are root's alone
+        if p == Path("/tmp"):
+            break
+        p.chmod(p.stat().st_mode | 0o055)
+    (tmp_path / "s").chmod(0o777)  # the directory is writable: only the file is read-only
+    private = tmp_path / "private-cache"  # a cache the user may not read (root's own)
+    (private / "movielens-100k").mkdir(parents=True)
+    private.chmod(0o700)
+    drop = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+    def as_nobody(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*drop, sys.executable, "-m", "moo_search.cli", *args],
+            cwd=REPO,
+            env={
+                "PYTHONPATH": str(REPO),
+                "PATH": "/usr/bin:/bin",
+                "MOO_SEARCH_CACHE": str(private),
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    done = as_nobody("run", str(spec), "--n-trials", "6")
+    assert done.returncode == 2, done.stderr
+    assert "read-only" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert db.read_bytes() == before  # nothing written
+    done = as_nobody("data", "info", "movielens-100k")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert f"{private}/movielens-100k" in done.stderr and "permission denied" in done.stderr
+    assert "MOO_SEARCH_CACHE" in done.stderr
 
 
 def test_a_database_that_refuses_writes_is_a_message_not_a_traceback(tmp_path, monkeypatch, capsys):

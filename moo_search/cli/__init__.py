@@ -212,6 +212,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"moo-search: error: {e.filename or e}: file not found", file=sys.stderr)
         return 2
+    except PermissionError as e:  # another user's cache or study, a read-only mount
+        what = e.filename or e
+        print(f"moo-search: error: {what}: permission denied", file=sys.stderr)
+        from moo_search.data.movielens import cache_dir
+
+        if str(what).startswith(str(cache_dir())):
+            print(
+                "moo-search: hint: MOO_SEARCH_CACHE picks another cache directory", file=sys.stderr
+            )
+        return 2
     except Exception as e:
         if not type(e).__module__.startswith("sqlalchemy"):
             raise  # a bug: the traceback is the report

@@ -152,9 +152,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _ensure_data(spec: Any) -> None:
+    """Fetch the dataset the default trial reads (a custom objective reads none)."""
     from moo_search.data import ensure_dataset
 
-    ensure_dataset(spec.data)
+    if spec.uses_default_trial:
+        ensure_dataset(spec.data)
 
 
 def cmd_baselines(args: argparse.Namespace) -> int:
