@@ -96,6 +96,17 @@ def _weights_sha256(spec: StudySpec, encoder: Any) -> str:
     return _WEIGHTS_SHA256[key]
 
 
+def item_alpha(spec: StudySpec, data: PreparedData) -> np.ndarray:
+    """Each item's fusion weight: ``fusion.alpha``, times ``fusion.tail_weight`` (capped at 1)
+    for items outside the popular head (the head of the ``tail/`` metric slice)."""
+    from moo_search.metrics import head_items
+
+    _, item_users = data.split.train_counts()
+    alpha, boost = spec.fusion.alpha, spec.fusion.tail_weight
+    tail = ~head_items(item_users)
+    return np.where(tail, min(1.0, alpha * boost), alpha).astype(np.float32)
+
+
 def build_model(spec: StudySpec, data: PreparedData) -> tuple[Any, Any, str]:
     """(Recommender, tokenizer, base model id); config errors surface here, before training."""
     from moo_search.model.adapters import apply_adapter
@@ -124,6 +135,7 @@ def build_model(spec: StudySpec, data: PreparedData) -> tuple[Any, Any, str]:
         user_like_logit=rates.user_logit,
         item_like_logit=rates.item_logit,
         global_like_logit=rates.global_logit,
+        item_alpha=item_alpha(spec, data),
     )
     n_frozen = frozen_prefix_length(encoder)
     if n_frozen and use_text:

@@ -35,9 +35,16 @@ def test_ease_closed_form_matches_a_direct_constrained_solve():
         assert b[j, j] == 0.0
 
 
-@pytest.mark.parametrize("cf", ["ease", "itemknn"])
-def test_alpha_zero_reproduces_the_backbones_lists_exactly(cf, tmp_path):
-    spec = tiny_spec(**{"fusion.cf": cf, "fusion.alpha": 0.0, "train.max_steps": 3})
+@pytest.mark.parametrize("cf,tail_weight", [("ease", 1.0), ("itemknn", 1.0), ("ease", 5.0)])
+def test_alpha_zero_reproduces_the_backbones_lists_exactly(cf, tail_weight, tmp_path):
+    spec = tiny_spec(
+        **{
+            "fusion.cf": cf,
+            "fusion.alpha": 0.0,
+            "fusion.tail_weight": tail_weight,
+            "train.max_steps": 3,
+        }
+    )
     result = run_trial(spec, artifact_dir=tmp_path)
     data = prepare_data(spec)
     w, _ = backbone_weights(cf, split=data.split, features=data.features, eval_cfg=spec.eval)
@@ -57,6 +64,30 @@ def test_alpha_zero_reproduces_the_backbones_lists_exactly(cf, tmp_path):
         np.testing.assert_array_equal(saved[f"{part}_users"], lists[part][0])
         np.testing.assert_array_equal(saved[f"{part}_lists"], lists[part][1])
         assert result.metrics[part]["precision@10"] == metrics[part]["precision@10"]
+
+
+def test_tail_weight_raises_the_text_towers_weight_on_tail_items_only():
+    """a_i = alpha on the popular head (the tail/ slice's head), min(1, alpha * w) elsewhere;
+    fused scores follow a_i item by item."""
+    import torch
+
+    from moo_search.metrics import head_items
+    from moo_search.model.recommender import standardise
+    from moo_search.prepare import build_model, item_alpha
+
+    spec = tiny_spec(**{"fusion.alpha": 0.3, "fusion.tail_weight": 2.5})
+    data = prepare_data(spec)
+    a = item_alpha(spec, data)
+    head = head_items(data.split.train_counts()[1])
+    assert head.any() and (~head).any()
+    np.testing.assert_allclose(a[head], 0.3)
+    np.testing.assert_allclose(a[~head], 0.75)
+    assert item_alpha(spec.with_params({"fusion.tail_weight": 10.0}), data)[~head].max() == 1.0
+    model, _, _ = build_model(spec, data)
+    rng = torch.Generator().manual_seed(0)
+    s, r = torch.randn(4, len(a), generator=rng), torch.randn(4, len(a), generator=rng)
+    want = torch.as_tensor(a) * standardise(s) + (1 - torch.as_tensor(a)) * standardise(r)
+    torch.testing.assert_close(model.fuse(s, r), want)
 
 
 def test_tuned_ease_is_a_baseline_and_beats_mostpop():

@@ -196,6 +196,7 @@ def load_exported(path: str | Path) -> ExportedRecommender:
             weights differ from the ones the adapter was trained on.
     """
     import scipy.sparse as sp
+    import torch
     from safetensors.torch import load_file
 
     from moo_search.model.encoder import load_encoder
@@ -250,6 +251,8 @@ def load_exported(path: str | Path) -> ExportedRecommender:
     n_frozen = frozen_prefix_length(encoder)
     if n_frozen and spec.fusion.alpha > 0:  # the same layer path the trial evaluated with
         model.use_prefix(FrozenPrefix(encoder, n_frozen, weights_sha256="", cache=False))
+    if "item_alpha" not in heads:  # exported before fusion.tail_weight: one alpha for all
+        heads["item_alpha"] = torch.full((n_items,), float(spec.fusion.alpha))
     missing, unexpected = model.load_state_dict(heads, strict=False)
     if unexpected or any(not k.startswith("encoder.") for k in missing):
         raise ExportError(

@@ -4,7 +4,8 @@ CTR head.
 Scores (DESIGN.md, "The default trial"):
     s(u, i) = cos(enc(user text), enc(item text))                     semantic
     r(u, i) = x_u W (EASE / ItemKNN, closed form) or <p_u, q_i> + b_i  collaborative
-    f(u, i) = alpha * z_u(s) + (1 - alpha) * z_u(r)                     fused
+    f(u, i) = a_i * z_u(s) + (1 - a_i) * z_u(r)                         fused
+    a_i = alpha for head items, min(1, alpha * tail_weight) for tail items
     p(click | u, i) = sigmoid(w . [lr_u, lr_i, log pop_i, z_u(r)_i, z_u(s)_i] + b)   CTR
 
 z_u standardises a user's scores over the catalog (mean 0, unit variance), so alpha weighs
@@ -71,6 +72,7 @@ class Recommender(nn.Module):
         user_like_logit: np.ndarray | None = None,
         item_like_logit: np.ndarray | None = None,
         global_like_logit: float = 0.0,
+        item_alpha: np.ndarray | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -88,6 +90,9 @@ class Recommender(nn.Module):
         self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
         self.ctr = CTRHead(global_like_logit)
         self.register_buffer("logpop", torch.as_tensor(item_logpop, dtype=torch.float32))
+        # the fusion weight of each item (alpha, more for tail items: fusion.tail_weight)
+        a = np.full(n_items, alpha, dtype=np.float32) if item_alpha is None else item_alpha
+        self.register_buffer("item_alpha", torch.as_tensor(a, dtype=torch.float32))
         self.register_buffer(
             "user_like", torch.as_tensor(_or_zeros(user_like_logit, n_users), dtype=torch.float32)
         )
@@ -215,11 +220,13 @@ class Recommender(nn.Module):
         return pu @ q.T + self.item_bias
 
     def fuse(self, semantic: torch.Tensor | None, collaborative: torch.Tensor) -> torch.Tensor:
-        """alpha * z(s) + (1 - alpha) * z(r) over full catalog rows (z: per-user z-score)."""
+        """a_i * z(s) + (1 - a_i) * z(r) over full catalog rows (z: per-user z-score; a_i the
+        item's fusion weight: alpha, or more for tail items)."""
         r = standardise(collaborative.float())
         if semantic is None or self.alpha <= 0:
             return r
-        return self.alpha * standardise(semantic.float()) + (1.0 - self.alpha) * r
+        a: torch.Tensor = self.item_alpha  # type: ignore[assignment]  # a buffer
+        return a * standardise(semantic.float()) + (1.0 - a) * r
 
     def logits(self, fused: torch.Tensor) -> torch.Tensor:
         """Fused scores as softmax logits (a learned inverse temperature)."""

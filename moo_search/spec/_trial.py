@@ -171,6 +171,16 @@ class FusionConfig(Strict):
         None, gt=0, description="EASE L2 weight (default: tuned on validation)."
     )
     knn_neighbours: int = Field(100, ge=1, description="ItemKNN neighbours per item.")
+    tail_weight: float = Field(
+        1.0,
+        ge=1.0,
+        le=100.0,
+        description=(
+            "Multiplies alpha for tail items (outside the popular head that holds 80% of train "
+            "interactions), capped at 1: the text tower weighs more where the backbone has "
+            "little data. 1 = one alpha for every item; alpha = 0 stays the backbone exactly."
+        ),
+    )
 
     @field_validator("cf")
     @classmethod
