@@ -289,7 +289,7 @@ def test_pymoo_resume_after_a_sigkill_reruns_the_dead_slot_at_once(tmp_path):
         **__import__("os").environ,
         "PYTHONPATH": str(REPO),
         "MOO_TEST_MARKERS": str(tmp_path),
-        "MOO_TEST_SLEEP": "0.5",
+        "MOO_TEST_SLEEP": "1.5",  # a window wide enough to kill it mid-slot on a busy machine
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "moo_search.cli", "run", str(path), "--no-report"],
@@ -301,9 +301,12 @@ def test_pymoo_resume_after_a_sigkill_reruns_the_dead_slot_at_once(tmp_path):
     marker = tmp_path / f"{proc.pid}.running"
     import time
 
-    end = time.time() + 120
-    while time.time() < end and not (marker.exists() and len(load_study(url).trials) >= 6):
+    end = time.time() + 180
+    while time.time() < end and proc.poll() is None:
+        if marker.exists() and len(load_study(url).trials) >= 6:
+            break  # in its 6th slot or later: generation 1, mid-evaluation
         time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed mid-slot"
     assert marker.exists(), "the run never started a slot"
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)

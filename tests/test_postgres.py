@@ -247,19 +247,14 @@ def _soak_check(url: str, n_trials: int) -> dict[str, int]:
     }
 
 
-def test_soak_optuna_eight_workers_with_random_kills(pg_url, tmp_path):
-    """8 worker processes, one killed (SIGKILL) and restarted every second for 15 s: the
-    budget is exact, no parameter set is run twice, nothing is left RUNNING or WAITING."""
-    import random
-
-    rng = random.Random(0)
-    n = 40
-    spec = _soak_spec(tmp_path, "optuna", n)
+def _soak_run(spec: str, url: str, tmp_path, rng, seconds: float = 15):
+    """8 processes (one `run`, seven `worker`s) with a sleeping objective; one picked at random
+    is SIGKILLed and replaced by a new worker every second. -> (procs, kills, outputs)."""
     env = {"MOO_TEST_SLEEP": "0.4"}
-    procs = [_cli(["run", spec, "--storage", pg_url, "--no-report"], tmp_path, **env)]
-    _wait_for_study(pg_url)
-    procs += [_cli(["worker", spec, "--storage", pg_url], tmp_path, **env) for _ in range(7)]
-    kills, end = 0, time.time() + 15
+    procs = [_cli(["run", spec, "--storage", url, "--no-report"], tmp_path, **env)]
+    _wait_for_study(url)
+    procs += [_cli(["worker", spec, "--storage", url], tmp_path, **env) for _ in range(7)]
+    kills, end = 0, time.time() + seconds
     while time.time() < end:
         time.sleep(1.0)
         live = [i for i, p in enumerate(procs) if p.poll() is None]
@@ -269,8 +264,18 @@ def test_soak_optuna_eight_workers_with_random_kills(pg_url, tmp_path):
         procs[i].send_signal(signal.SIGKILL)
         procs[i].wait(timeout=10)
         kills += 1
-        procs[i] = _cli(["worker", spec, "--storage", pg_url], tmp_path, **env)
-    _finish(procs, timeout=300)
+        procs[i] = _cli(["worker", spec, "--storage", url], tmp_path, **env)
+    return procs, kills, _finish(procs, timeout=300)
+
+
+def test_soak_optuna_eight_workers_with_random_kills(pg_url, tmp_path):
+    """8 worker processes, one killed (SIGKILL) and restarted every second for 15 s: the
+    budget is exact, no parameter set is run twice, nothing is left RUNNING or WAITING."""
+    import random
+
+    n = 40
+    spec = _soak_spec(tmp_path, "optuna", n)
+    _, kills, _ = _soak_run(spec, pg_url, tmp_path, random.Random(0))
     got = _soak_check(pg_url, n)
     print(f"\nsoak optuna: workers 8, kills {kills}, {got}")
     assert kills >= 10
@@ -288,25 +293,9 @@ def test_soak_pymoo_eight_workers_with_random_kills(pg_url, tmp_path):
     from moo_search.drivers import run_study
     from moo_search.spec import load_spec
 
-    rng = random.Random(1)
     n = 40
     spec = _soak_spec(tmp_path, "pymoo", n)
-    env = {"MOO_TEST_SLEEP": "0.4"}
-    procs = [_cli(["run", spec, "--storage", pg_url, "--no-report"], tmp_path, **env)]
-    _wait_for_study(pg_url)
-    procs += [_cli(["worker", spec, "--storage", pg_url], tmp_path, **env) for _ in range(7)]
-    kills, end = 0, time.time() + 15
-    while time.time() < end:
-        time.sleep(1.0)
-        live = [i for i, p in enumerate(procs) if p.poll() is None]
-        if not live:
-            break
-        i = rng.choice(live)
-        procs[i].send_signal(signal.SIGKILL)
-        procs[i].wait(timeout=10)
-        kills += 1
-        procs[i] = _cli(["worker", spec, "--storage", pg_url], tmp_path, **env)
-    outs = _finish(procs, timeout=300)
+    procs, kills, outs = _soak_run(spec, pg_url, tmp_path, random.Random(1))
     got = _soak_check(pg_url, n)
     print(f"\nsoak pymoo: workers 8, kills {kills}, {got}")
     assert kills >= 10
