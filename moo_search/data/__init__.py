@@ -56,15 +56,8 @@ def fetch_dataset(name: str) -> Path:
 def ensure_dataset(cfg: DataConfig) -> None:
     """Fetch a fetchable dataset into the cache when it is not there yet."""
     src = DATASETS.get(cfg.dataset)
-    try:
-        if src.fetch is None or cfg.path or src.is_cached is None or src.is_cached():
-            return
+    if src.fetch is not None and not cfg.path and src.is_cached is not None and not src.is_cached():
         src.fetch()
-    except PermissionError as e:  # a cache of another user's, or a read-only one
-        raise DataError(
-            f"{e.filename}: permission denied reading the dataset cache; set MOO_SEARCH_CACHE "
-            "to a directory you can write (it is ~/.cache/moo-search by default)"
-        ) from None
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:

@@ -42,7 +42,6 @@ class BaseDriver(ABC):
         """Start trials until the budget is met, the timeout passes or ``max_failures``
         trials of this run have failed (then :class:`MooSearchError`)."""
         self.runner = TrialRunner(ctx)
-        fail_gone_workers(ctx.study)  # a run of this host killed a moment ago (SIGKILL)
         self._setup(ctx)
         while True:
             counts = count_states(ctx.study)

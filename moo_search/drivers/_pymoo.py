@@ -191,8 +191,8 @@ class PymooDriver(BaseDriver):
                 by_key.setdefault(str(key), []).append(t)
         slots = []
         for j, params in enumerate(self.params):
-            trials = sorted(by_key.get(self._key(j), []), key=lambda t: t.number)
-            done = [t for t in trials if t.state == TrialState.COMPLETE]
+            mine = sorted(by_key.get(self._key(j), []), key=lambda t: t.number)
+            done = [t for t in mine if t.state == TrialState.COMPLETE]
             for t in done:
                 if not _same_params(t.params, params):
                     raise StorageError(
@@ -204,9 +204,9 @@ class PymooDriver(BaseDriver):
                     )
             if done:
                 slots.append(_Slot("done", list(done[0].values), violations(done[0])))
-            elif any(_evaluated_failure(t) for t in trials):
+            elif any(_evaluated_failure(t) for t in mine):
                 slots.append(_Slot("failed"))
-            elif any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials):
+            elif any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in mine):
                 slots.append(_Slot("live"))
             else:
                 slots.append(_Slot("open"))
@@ -248,14 +248,15 @@ class PymooDriver(BaseDriver):
             fail_gone_workers(ctx.study)
             fail_stale(ctx.study)  # (and the storage's callback enqueues their retries)
             storage = ctx.study._storage
-            for t in ctx.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            trials = ctx.study.get_trials(deepcopy=False)
+            for t in trials:
                 g = self._generation_of(t)
-                if g is not None and g < self.generation:  # (left by an older version)
-                    storage.set_trial_user_attr(
+                if t.state == TrialState.WAITING and g is not None and g < self.generation:
+                    storage.set_trial_user_attr(  # (left by an older version)
                         t._trial_id, ATTR.FAIL, "orphaned: a slot of a generation already told"
                     )
                     storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-            slots = self._slots(ctx, ctx.study.get_trials(deepcopy=False))
+            slots = self._slots(ctx, trials)  # (an orphan closed above is not of this one)
             if all(s.state in ("done", "failed") for s in slots):
                 return True  # finished meanwhile: tell it next step
             counts = count_states(ctx.study)
