@@ -347,3 +347,75 @@ def test_trials_of_gone_workers_are_failed_and_only_theirs(tmp_path):
     assert {state[t.number] for t in (alive, copied, elsewhere)} == {TrialState.RUNNING}
     reason = study.trials[dead.number].user_attrs[ATTR.FAIL]
     assert reason.startswith("interrupted: its worker") and str(dead_pid) in reason
+    # a worker that died between taking a trial and recording itself left no record of its
+    # own (none, or the one its retry copied) and no heartbeat: failed once it is too old
+    unclaimed = study.ask()
+    assert fail_gone_workers(study, grace_period=3600) == 0
+    assert fail_gone_workers(study, grace_period=0) == 2
+    state = {t.number: t.state for t in study.trials}
+    assert state[copied.number] == state[unclaimed.number] == TrialState.FAIL
+    assert {state[t.number] for t in (alive, elsewhere)} == {TrialState.RUNNING}
+    reason = study.trials[unclaimed.number].user_attrs[ATTR.FAIL]
+    assert reason.startswith("interrupted: its worker stopped before recording itself"), reason
+
+
+_DIE_BEFORE_CLAIM = """
+import os, sys
+import moo_search.drivers._pymoo as pymoo_driver
+from moo_search.drivers import run_study
+from moo_search.spec import load_spec
+
+claim = pymoo_driver.claim
+def die_at_the_sixth(study, trial_id, number):
+    if number == 5:
+        os._exit(9)  # killed in the instant after taking the slot, before recording itself
+    claim(study, trial_id, number)
+pymoo_driver.claim = die_at_the_sixth
+run_study(load_spec(sys.argv[1]))
+"""
+
+
+def test_pymoo_worker_killed_between_taking_a_slot_and_recording_itself(tmp_path):
+    """The slot it took is RUNNING with no worker record and no heartbeat, so neither the pid
+    check nor Optuna's stale check can see it; once older than the grace period it is failed
+    and run again, instead of every worker waiting for it for ever (the CI soak's hang)."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from moo_search.study import count_states
+
+    from .conftest import REPO
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    driver = {
+        "backend": "pymoo",
+        "algorithm": "nsga2",
+        "population": 4,
+        "seed": 1,
+        "reference_point": [2.5, 2.5],
+        "heartbeat_interval": 1,
+        "grace_period": 2,
+    }
+    spec = custom_spec("sphere2", n_trials=8, storage=url, out_dir=str(tmp_path), driver=driver)
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec.to_dict(redact=False)))
+    env = {**__import__("os").environ, "PYTHONPATH": str(REPO)}
+    died = subprocess.run([sys.executable, "-c", _DIE_BEFORE_CLAIM, str(path)], cwd=REPO, env=env)
+    assert died.returncode == 9
+    (taken,) = load_study(url).get_trials(states=(TrialState.RUNNING,))
+    assert ATTR.WORKER not in taken.user_attrs
+    resume = [sys.executable, "-m", "moo_search.cli", "run", str(path), "--no-report"]
+    try:
+        subprocess.run(resume, cwd=REPO, env=env, timeout=120, capture_output=True, check=True)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("the resumed run waited for ever on the slot nobody runs") from None
+    study = load_study(url)
+    counts = count_states(study)
+    assert counts["COMPLETE"] == 8
+    assert counts["RUNNING"] == counts["WAITING"] == counts["PRUNED"] == 0
+    (dead,) = study.get_trials(states=(TrialState.FAIL,))
+    assert dead.number == taken.number
+    assert dead.user_attrs[ATTR.FAIL].startswith("interrupted: its worker stopped before")
+    assert _slot_params(study)[dead.user_attrs[ATTR.SLOT]] == dead.system_attrs["fixed_params"]

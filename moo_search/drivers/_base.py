@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from moo_search.drivers._context import StudyContext, report_progress
 from moo_search.drivers._runner import TrialRunner
-from moo_search.drivers._workers import fail_gone_workers, fail_stale
+from moo_search.drivers._workers import fail_gone_workers, reap
 from moo_search.errors import MooSearchError
 from moo_search.registry import Registry
 from moo_search.study import ATTR, count_states
@@ -72,15 +72,13 @@ class BaseDriver(ABC):
         from optuna.storages._heartbeat import is_heartbeat_enabled
         from optuna.trial import TrialState
 
-        storage = ctx.study._storage
-        fail_gone_workers(ctx.study)
+        storage, driver = ctx.study._storage, ctx.spec.driver
+        fail_gone_workers(ctx.study, driver.grace_period)
         if not is_heartbeat_enabled(storage):
             return
-        driver = ctx.spec.driver
         end = time.monotonic() + driver.grace_period + 2 * driver.heartbeat_interval
         while count_states(ctx.study)["RUNNING"] and time.monotonic() < end:
-            fail_gone_workers(ctx.study)
-            fail_stale(ctx.study)
+            reap(ctx.study, driver.grace_period)
             time.sleep(FINISH_POLL_SECONDS)
         for t in ctx.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             if not t.user_attrs.get(ATTR.ANCHOR):

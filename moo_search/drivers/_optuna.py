@@ -9,7 +9,7 @@ from typing import Any
 from moo_search.drivers._base import BaseDriver
 from moo_search.drivers._context import StudyContext
 from moo_search.drivers._runner import constraints_func
-from moo_search.drivers._workers import fail_gone_workers, fail_stale
+from moo_search.drivers._workers import fail_gone_workers, reap
 from moo_search.errors import SpecError
 from moo_search.registry import DRIVERS, Registry
 from moo_search.spec import DriverConfig
@@ -119,9 +119,9 @@ class OptunaDriver(BaseDriver):
 
     def _step(self, ctx: StudyContext, counts: dict[str, int]) -> None:
         if counts["COMPLETE"] + counts["RUNNING"] >= ctx.n_trials and counts["WAITING"] == 0:
-            fail_gone_workers(ctx.study)
-            fail_stale(ctx.study)
+            reap(ctx.study, ctx.spec.driver.grace_period)
             time.sleep(POLL_SECONDS)
             return
-        fail_gone_workers(ctx.study)  # before optimize() fails them by heartbeat, much later
+        # before optimize() fails them by heartbeat, much later
+        fail_gone_workers(ctx.study, ctx.spec.driver.grace_period)
         self._run_one(ctx)

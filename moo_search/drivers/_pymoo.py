@@ -27,7 +27,7 @@ import numpy as np
 
 from moo_search.drivers._base import BaseDriver
 from moo_search.drivers._context import StudyContext, report_progress
-from moo_search.drivers._workers import INTERRUPTED, fail_gone_workers, fail_stale
+from moo_search.drivers._workers import INTERRUPTED, claim, reap
 from moo_search.errors import MooSearchError, StorageError
 from moo_search.registry import DRIVERS, Registry
 from moo_search.spec import Dimension
@@ -235,6 +235,7 @@ class PymooDriver(BaseDriver):
                     continue  # another worker took it
             except UpdateFinishedTrialError:
                 continue
+            claim(ctx.study, t._trial_id, t.number)  # at once: a death from here on is seen
             self._run_popped(ctx, t._trial_id)
             return True
         return False
@@ -245,8 +246,7 @@ class PymooDriver(BaseDriver):
         from optuna.trial import TrialState
 
         with study_lock(ctx.study):
-            fail_gone_workers(ctx.study)
-            fail_stale(ctx.study)  # (and the storage's callback enqueues their retries)
+            reap(ctx.study, ctx.spec.driver.grace_period)  # (their retries are enqueued)
             storage = ctx.study._storage
             trials = ctx.study.get_trials(deepcopy=False)
             for t in trials:

@@ -5,7 +5,10 @@ trial's own number, so that a retry, which copies the user attributes, never inh
 A RUNNING trial whose worker was on this node (:func:`node_id`) and whose process no longer
 exists is failed at once (a SIGKILLed run resumed straight away) and retried like one whose
 heartbeat went stale; one on another node is failed when its heartbeat goes stale
-(``driver.grace_period``).
+(``driver.grace_period``). A RUNNING trial with neither a worker record nor a heartbeat
+belongs to a worker that died in the instant between taking the trial and recording itself:
+Optuna never calls it stale (it has no heartbeat to go stale), so it is failed once it has
+been running longer than ``driver.grace_period``.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from typing import Any
 
 from moo_search.study import ATTR, STUDY_ATTR
 
-__all__ = ["INTERRUPTED", "fail_gone_workers", "fail_stale", "worker_record"]
+__all__ = ["INTERRUPTED", "claim", "fail_gone_workers", "fail_stale", "reap", "worker_record"]
 
+_HOST = socket.gethostname()
 INTERRUPTED = "interrupted"  # how every reason of a trial stopped from outside begins
 
 
@@ -85,28 +89,61 @@ def fail_stale(study: Any) -> None:
         fail_stale_trials(study)
 
 
-def fail_gone_workers(study: Any) -> int:
+def reap(study: Any, grace_period: float) -> None:
+    """Fail what dead workers left RUNNING: this node's at once, the rest by heartbeat or,
+    never having recorded themselves, by age (and the storage's callback retries them)."""
+    fail_gone_workers(study, grace_period)
+    fail_stale(study)
+
+
+def claim(study: Any, trial_id: int, number: int) -> None:
+    """Record, before anything else, that this process runs the trial it just took: its
+    worker record and a first heartbeat, so that its death is seen at once (on this node) or
+    by heartbeat (on another)."""
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    storage = study._storage
+    storage.set_trial_user_attr(trial_id, ATTR.WORKER, worker_record(number))
+    if is_heartbeat_enabled(storage):
+        storage.record_heartbeat(trial_id)
+
+
+def fail_gone_workers(study: Any, grace_period: float | None = None) -> int:
     """Fail the RUNNING trials of this host's workers that no longer exist; returns how many.
 
     A RUNNING trial with no worker record was started by a version whose pymoo driver ran
     in one process: it is failed when that process (the study's old owner record) is gone.
+    Otherwise (no record of its own: none, or one copied from the trial it retries), with
+    ``grace_period`` given, it is failed once it has run that many seconds: its worker died
+    before it could record itself (see the module doc).
     """
+    import datetime
+
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     storage, n = study._storage, 0
     legacy = study.user_attrs.get(STUDY_ATTR.DRIVER_OWNER) or {}
+    now = datetime.datetime.now()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         rec = t.user_attrs.get(ATTR.WORKER)
         if isinstance(rec, dict) and rec.get("trial") == t.number:
             host, node, pid = rec.get("host"), rec.get("node"), rec.get("pid")
-        elif ATTR.SLOT in t.user_attrs and legacy and legacy.get("host") == socket.gethostname():
-            host, node, pid = legacy.get("host"), node_id(), legacy.get("pid")  # (no node then)
+            if not _gone(node, pid):
+                continue
+            why = f"{INTERRUPTED}: its worker (pid {pid} on {host}) stopped while running it"
+        elif rec is None and ATTR.SLOT in t.user_attrs and legacy.get("host") == _HOST:
+            host, pid = _HOST, legacy.get("pid")  # (a legacy record has no node)
+            if not _gone(node_id(), pid):
+                continue
+            why = f"{INTERRUPTED}: its worker (pid {pid} on {host}) stopped while running it"
+        elif grace_period is not None and _running_for(t, now) > grace_period:
+            why = (
+                f"{INTERRUPTED}: its worker stopped before recording itself (no worker record "
+                f"of its own after {grace_period:g} s)"
+            )
         else:
             continue
-        if not _gone(node, pid):
-            continue
-        why = f"{INTERRUPTED}: its worker (pid {pid} on {host}) stopped while running it"
         try:
             storage.set_trial_user_attr(t._trial_id, ATTR.FAIL, why)
             if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
@@ -120,6 +157,13 @@ def fail_gone_workers(study: Any) -> int:
             frozen.user_attrs = {k: v for k, v in frozen.user_attrs.items() if k != ATTR.FAIL}
             retry(study, frozen)  # (the retry copies the user attributes)
     return n
+
+
+def _running_for(t: Any, now: Any) -> float:
+    """Seconds since a RUNNING trial was taken (by this machine's clock: datetime_start is
+    the taker's, so clocks skewed by more than the grace period could fail a live trial in
+    the milliseconds before it records itself)."""
+    return 0.0 if t.datetime_start is None else (now - t.datetime_start).total_seconds()
 
 
 def _retry_callback(storage: Any) -> Any:
