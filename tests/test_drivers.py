@@ -160,12 +160,16 @@ def test_default_objective_study_enqueues_the_base_config_first(tmp_path):
             ],
             "constraints": ["precision@10 >= 0.0"],
             "budget": {"n_trials": 3},
+            "enqueue": [{"name": "ia3", "adapter.type": "ia3"}],
         }
     )
     study = run_study(spec)
-    first = study.trials[0]
+    first, second = study.trials[:2]
     assert first.user_attrs[ATTR.ANCHOR] == "base"
     assert first.params == {"fusion.alpha": 0.5, "adapter.type": "lora"}
+    # an enqueued set is a variant of the base config, not a half-random trial
+    assert second.user_attrs[ATTR.ANCHOR] == "ia3"
+    assert second.params == {"fusion.alpha": 0.5, "adapter.type": "ia3"}
     done = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(done) == 3
     for t in done:

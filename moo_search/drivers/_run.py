@@ -63,7 +63,8 @@ def _enqueue_anchors(spec: StudySpec, study: Any) -> None:
         unknown = [k for k in params if k not in spec.search_space]
         if unknown:
             raise SpecError(f"params {unknown} are not search dimensions", field=f"enqueue.{i}")
-        anchors.append((str(named.get("name", f"enqueued-{i}")), params))
+        # a variant of the base config: what it does not set keeps the base's value
+        anchors.append((str(named.get("name", f"enqueued-{i}")), {**base, **params}))
     for name, params in anchors:
         study.enqueue_trial(params, user_attrs={ATTR.ANCHOR: name})
     study.set_user_attr(STUDY_ATTR.ENQUEUED, [a[0] for a in anchors])

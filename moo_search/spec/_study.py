@@ -176,7 +176,9 @@ class StudySpec(Strict):
     )
     out_dir: str | None = Field(None, description="Study directory (default: reports/<name>).")
     enqueue: list[dict[str, Any]] = Field(
-        default_factory=list, description="Named param sets run first, after the base config."
+        default_factory=list,
+        description="Named param sets run first, after the base config; each is a variant "
+        "of the base config (a searched path it does not set keeps the base's value).",
     )
 
     @field_validator("constraints", mode="before")
