@@ -268,3 +268,21 @@ def test_exported_config_reruns_standalone(study_dir, tmp_path):
     out = export_trial(study_dir, out=tmp_path / "c", trial=0)
     res = verify_export(out)
     assert res["reproduced"]
+
+
+def test_a_users_scores_do_not_depend_on_the_batch_it_is_scored_in():
+    """The trial scores every user in one batch, the exported model one user at a time: the
+    semantic scores must be the same bits either way, or near-tied items swap places in the
+    exported lists (float32 GEMM and GEMV round differently; seen on an AMX machine)."""
+    import torch
+
+    from moo_search.model.inference import CatalogScorer
+
+    gen = torch.Generator().manual_seed(0)
+    items = torch.nn.functional.normalize(torch.randn(1700, 384, generator=gen), dim=-1)
+    users = torch.nn.functional.normalize(torch.randn(900, 384, generator=gen), dim=-1)
+    scorer = CatalogScorer(model=None, item_emb=items, user_emb=users, device="cpu")
+    batch = scorer.semantic(users)
+    assert batch.dtype == torch.float32
+    alone = torch.cat([scorer.semantic(users[i : i + 1]) for i in range(len(users))])
+    assert torch.equal(batch, alone)
