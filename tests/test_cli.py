@@ -113,6 +113,9 @@ def test_ctrl_c_stops_cleanly_and_run_resumes(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # as at a terminal: a CI started in the background (`... &`) ignores SIGINT, and
+        # Python keeps an ignored SIGINT ignored, so Ctrl-C would never reach the run
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     end = time.time() + 60
     while not list(tmp_path.glob("*.running")) and time.time() < end:
