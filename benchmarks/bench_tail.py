@@ -83,8 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if extra:
         print(f"every trial with {extra}")
-    head = "P@10  hits   tailP  hits"
-    print(f"{'':<26}{'validation':^32}   {'test':^32}\n{'':<26}{head:>32}   {head:>32}")
+    head = f"{'P@10':>8} {'hits':>5} {'tail P':>8} {'hits':>4}"
+    print(f"{'':<26}{'validation':^28}   {'test':^28}\n{'':<26}{head}   {head}")
     ease = evaluate_baselines(
         data.ds, data.split, spec.eval, seed=spec.seed, names=("EASE",), ctr=False
     )
