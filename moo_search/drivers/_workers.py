@@ -5,10 +5,10 @@ trial's own number, so that a retry, which copies the user attributes, never inh
 A RUNNING trial whose worker was on this node (:func:`node_id`) and whose process no longer
 exists is failed at once (a SIGKILLed run resumed straight away) and retried like one whose
 heartbeat went stale; one on another node is failed when its heartbeat goes stale
-(``driver.grace_period``). A RUNNING trial with neither a worker record nor a heartbeat
-belongs to a worker that died in the instant between taking the trial and recording itself:
-Optuna never calls it stale (it has no heartbeat to go stale), so it is failed once it has
-been running longer than ``driver.grace_period``.
+(``driver.grace_period``). A RUNNING trial with no worker record of its own belongs to a
+worker that died in the instant between taking the trial and recording itself; Optuna never
+calls it stale when it has no heartbeat yet either, so it is failed once it has been running
+longer than ``driver.grace_period``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from moo_search.study import ATTR, STUDY_ATTR
 
 __all__ = ["INTERRUPTED", "claim", "fail_gone_workers", "fail_stale", "reap", "worker_record"]
 
-_HOST = socket.gethostname()
 INTERRUPTED = "interrupted"  # how every reason of a trial stopped from outside begins
 
 
@@ -124,7 +123,7 @@ def fail_gone_workers(study: Any, grace_period: float | None = None) -> int:
 
     storage, n = study._storage, 0
     legacy = study.user_attrs.get(STUDY_ATTR.DRIVER_OWNER) or {}
-    now = datetime.datetime.now()
+    now, here = datetime.datetime.now(), socket.gethostname()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         rec = t.user_attrs.get(ATTR.WORKER)
         if isinstance(rec, dict) and rec.get("trial") == t.number:
@@ -132,8 +131,8 @@ def fail_gone_workers(study: Any, grace_period: float | None = None) -> int:
             if not _gone(node, pid):
                 continue
             why = f"{INTERRUPTED}: its worker (pid {pid} on {host}) stopped while running it"
-        elif rec is None and ATTR.SLOT in t.user_attrs and legacy.get("host") == _HOST:
-            host, pid = _HOST, legacy.get("pid")  # (a legacy record has no node)
+        elif rec is None and ATTR.SLOT in t.user_attrs and legacy.get("host") == here:
+            host, pid = here, legacy.get("pid")  # (a legacy record has no node)
             if not _gone(node_id(), pid):
                 continue
             why = f"{INTERRUPTED}: its worker (pid {pid} on {host}) stopped while running it"
