@@ -20,17 +20,12 @@ from typing import Any
 import numpy as np
 
 from moo_search import load_spec, run_trial
+from moo_search.errors import MooSearchError
 from moo_search.metrics import EvalContext
 from moo_search.model.baselines import evaluate_baselines
 from moo_search.trial import prepare_data
 
 PARTS = ("val", "test")
-
-
-def _value(text: str) -> Any:
-    import yaml
-
-    return yaml.safe_load(text)
 
 
 def _users(data: Any, spec: Any) -> dict[str, tuple[int, int]]:
@@ -69,20 +64,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grid", nargs="+", default=["0.1:1", "0.1:3", "0.1:5"])
     ap.add_argument("--set", action="append", default=[], metavar="PATH=VALUE")
     args = ap.parse_args(argv)
-    spec = load_spec(args.spec)
-    extra = {}
-    for item in args.set:
-        path, _, value = item.partition("=")
-        extra[path] = _value(value)
-    spec = spec.with_params(extra) if extra else spec
+    try:
+        spec = load_spec(args.spec, args.set)  # (--set as in the CLI)
+    except MooSearchError as e:
+        print(f"bench_tail: error: {e}", file=sys.stderr)
+        return 2
     k = spec.eval.k
     data = prepare_data(spec)
     users = _users(data, spec)
     print(
         f"{spec.name}: {', '.join(f'{p} {n} users ({t} with a relevant tail item)' for p, (n, t) in users.items())}"
     )
-    if extra:
-        print(f"every trial with {extra}")
+    if args.set:
+        print(f"every trial with {', '.join(args.set)}")
     head = f"{'P@10':>8} {'hits':>5} {'tail P':>8} {'hits':>4}"
     print(f"{'':<26}{'validation':^28}   {'test':^28}\n{'':<26}{head}   {head}")
     ease = evaluate_baselines(
