@@ -125,22 +125,23 @@ def fail_gone_workers(study: Any, grace_period: float | None = None) -> int:
     legacy = study.user_attrs.get(STUDY_ATTR.DRIVER_OWNER) or {}
     now, here = datetime.datetime.now(), socket.gethostname()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        rec = t.user_attrs.get(ATTR.WORKER)
+        rec, unclaimed = t.user_attrs.get(ATTR.WORKER), False
         if isinstance(rec, dict) and rec.get("trial") == t.number:
             host, node, pid = rec.get("host"), rec.get("node"), rec.get("pid")
-            if not _gone(node, pid):
-                continue
-            why = f"{INTERRUPTED}: its worker (pid {pid} on {host}) stopped while running it"
         elif rec is None and ATTR.SLOT in t.user_attrs and legacy.get("host") == here:
-            host, pid = here, legacy.get("pid")  # (a legacy record has no node)
-            if not _gone(node_id(), pid):
-                continue
-            why = f"{INTERRUPTED}: its worker (pid {pid} on {host}) stopped while running it"
+            host, node, pid = here, node_id(), legacy.get("pid")  # (a legacy record: no node)
         elif grace_period is not None and _running_for(t, now) > grace_period:
+            host = node = pid = None
+            unclaimed = True  # it never said whose it is
+        else:
+            continue
+        if unclaimed:
             why = (
                 f"{INTERRUPTED}: its worker stopped before recording itself (no worker record "
                 f"of its own after {grace_period:g} s)"
             )
+        elif _gone(node, pid):
+            why = f"{INTERRUPTED}: its worker (pid {pid} on {host}) stopped while running it"
         else:
             continue
         try:
