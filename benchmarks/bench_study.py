@@ -1,11 +1,11 @@
 """The quickstart study twice with the same seed: the round-1 behaviour (fp32, every layer
-recomputed, no re-ranking sweep, no early stopping) and the shipped one (bf16 autocast where
-the CPU has it, frozen layers computed once, re-ranked variants of every fine-tune, Pareto-rank
-early stopping), one after the other in one process.
+recomputed, no re-ranking or fusion sweep, no early stopping) and the shipped one (bf16
+autocast where the CPU has it, frozen layers computed once, re-ranked and re-weighted variants
+of every fine-tune, Pareto-rank early stopping), one after the other in one process.
 
     python benchmarks/bench_study.py [--spec studies/quickstart.yaml] [--n-trials 12]
 
-Prints, for each mode: wall time, fine-tunes completed / stopped, re-ranked variants, front
+Prints, for each mode: wall time, fine-tunes completed / stopped, variants, front
 points, the final hypervolume on validation and on test (both at the round-1 study's
 reference point), and the wall time each needed to reach the round-1 run's final validation
 hypervolume, with the ratio (goal: <= 50%). Then the hypervolume over wall time of both.
@@ -31,6 +31,7 @@ ROUND1 = [
     "train.amp=off",
     "train.layer_cache=false",
     "driver.sweep_rerank=false",
+    "driver.sweep_fusion=false",
     "driver.early_stopping.enabled=false",
 ]
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from moo_search.data import Dataset, Split, ensure_dataset, load_split, render_items, render_users
+from moo_search.errors import SpecError
 from moo_search.spec import StudySpec
 
 __all__ = ["Collaborative", "PreparedData", "build_model", "collaborative_backbone", "prepare_data"]
@@ -96,13 +97,17 @@ def _weights_sha256(spec: StudySpec, encoder: Any) -> str:
     return _WEIGHTS_SHA256[key]
 
 
-def item_alpha(spec: StudySpec, data: PreparedData) -> np.ndarray:
+def item_alpha(spec: StudySpec, data: PreparedData, *, serving: bool = False) -> np.ndarray:
     """Each item's fusion weight: ``fusion.alpha``, times ``fusion.tail_weight`` (capped at 1)
-    for items outside the popular head (the head of the ``tail/`` metric slice)."""
+    for items outside the popular head (the head of the ``tail/`` metric slice); with
+    ``serving``, the weights the model scores with (``fusion.serve_alpha`` /
+    ``fusion.serve_tail_weight`` where set) rather than those it is trained with."""
     from moo_search.metrics import head_items
 
     _, item_users = data.split.train_counts()
-    alpha, boost = spec.fusion.alpha, spec.fusion.tail_weight
+    alpha, boost = (
+        spec.fusion.serving() if serving else (spec.fusion.alpha, spec.fusion.tail_weight)
+    )
     tail = ~head_items(item_users)
     return np.where(tail, min(1.0, alpha * boost), alpha).astype(np.float32)
 
@@ -115,8 +120,14 @@ def build_model(spec: StudySpec, data: PreparedData) -> tuple[Any, Any, str]:
     from moo_search.model.layer_cache import FrozenPrefix, frozen_prefix_length
     from moo_search.model.recommender import Recommender
 
-    encoder, tokenizer, base_id = load_encoder(spec.model)
     use_text = spec.fusion.alpha > 0
+    if not use_text and spec.fusion.serve_alpha:
+        raise SpecError(
+            f"is {spec.fusion.serve_alpha:g}, but fusion.alpha is 0: no text tower is trained "
+            "to serve; set fusion.alpha > 0 or leave serve_alpha unset",
+            field="fusion.serve_alpha",
+        )
+    encoder, tokenizer, base_id = load_encoder(spec.model)
     weights = _weights_sha256(spec, encoder) if spec.train.layer_cache and use_text else ""
     encoder = apply_adapter(encoder, spec.adapter)
     cf = collaborative_backbone(spec, data)

@@ -26,6 +26,7 @@ from moo_search.prepare import (
     PreparedData,
     build_model,
     collaborative_backbone,
+    item_alpha,
     prepare_data,
 )
 from moo_search.spec import StudySpec, spec_from_dict
@@ -136,9 +137,10 @@ def run_trial(
         artifact_dir: Where to write the adapter (PEFT format), heads, metrics, loss curve,
             top-K lists and the resolved config. Nothing is written when None.
         keep_model: Attach the trained model to ``result.history["_model"]`` (tests, export).
-        sweep: Settings of inference-only knobs (``{"rerank.mmr_lambda": 0.5, ...}``) to
-            evaluate the trained model at as well, from one kept score matrix (no re-encode);
-            their metrics land in ``result.sweep``.
+        sweep: Settings of inference-only knobs (``{"rerank.mmr_lambda": 0.5, ...}``,
+            ``{"fusion.serve_tail_weight": 3.0}``) to evaluate the trained model at as well,
+            from its kept embeddings and scores (no re-encode); their metrics land in
+            ``result.sweep``.
         on_rung: Called at each rung of ``driver.early_stopping`` with the step and the
             validation metrics on its fixed user sample (and the cost so far); it may raise
             (``optuna.TrialPruned``) to stop the trial there.
@@ -233,6 +235,9 @@ def run_trial(
         on_checkpoint=checkpoint if on_rung is not None else None,
     )
 
+    # from here on the model scores with its serving weights (fusion.serve_*; by default the
+    # trained ones), and its artifact records them
+    model.item_alpha.copy_(torch.as_tensor(item_alpha(spec, data, serving=True)))
     scorer = catalog_scorer()
     history.ctr_fit_logloss = fit_ctr(scorer, tdata)
     kept = scorer(np.arange(data.ds.n_users))  # re-ranking reuses it
@@ -256,7 +261,7 @@ def run_trial(
     for part in ("val", "test"):
         metrics[part].update(ctr_metrics(scorer, split, part))
     swept = [
-        {"knobs": knobs, "metrics": _rerank_variant(spec, data, kept_scores, metrics, knobs, ks)}
+        {"knobs": knobs, "metrics": _variant(spec, data, scorer, kept_scores, metrics, knobs, ks)}
         for knobs in sweep or []
     ]
 
@@ -293,25 +298,29 @@ def run_trial(
     return result
 
 
-def _rerank_variant(
+def _variant(
     spec: StudySpec,
     data: PreparedData,
+    scorer: CatalogScorer,
     scores: Any,
     metrics: dict[str, dict[str, float]],
     knobs: dict[str, float],
     ks: tuple[int, ...],
 ) -> dict[str, dict[str, float]]:
-    """The trained model's metrics with other re-ranking knobs (CTR metrics do not change)."""
-    from moo_search.spec import RerankConfig
-
-    rr = spec.rerank.model_dump()
-    rr.update({k.split(".", 1)[1]: v for k, v in knobs.items()})
+    """The trained model's metrics at other inference-only knobs: re-ranking ones on the kept
+    scores, serving fusion weights (``fusion.serve_*``) on the kept embeddings. The CTR head's
+    inputs do not depend on either, so its metrics are the fine-tune's."""
+    vspec = spec.with_params(knobs)
+    if any(k.startswith("fusion.") for k in knobs):
+        served = scorer.serving(item_alpha(vspec, data, serving=True))
+        fused = served(np.arange(data.ds.n_users))  # every user once, like the kept scores
+        scores = lambda users: fused[users]  # noqa: E731
     out = evaluate_scorer(
         scores,
         data.ds,
         data.split,
         eval_cfg=spec.eval,
-        rerank_cfg=RerankConfig(**rr),
+        rerank_cfg=vspec.rerank,
         parts=("val", "test"),
         features=data.features,
         ks=ks,

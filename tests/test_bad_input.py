@@ -79,6 +79,7 @@ SPECS = {  # file name -> spec data (written as YAML) or raw bytes
     "csv-nopath.yaml": _tiny(data={"dataset": "csv"}),
     "dataset.yaml": _tiny(data={"dataset": "movielens-1k"}),
     "cf.yaml": _tiny(fusion={"cf": "eas"}),
+    "serve-no-tower.yaml": _tiny(fusion={"alpha": 0.0, "serve_alpha": 0.3}),
     "direction.yaml": _spec(objectives=[{"metric": "f1", "direction": "up"}]),
     "dimension.yaml": _spec(search_space={"x0": {"float": [1.0, 0.0]}}),
     "csv-empty.yaml": _tiny(data={"dataset": "csv", "path": "empty.csv"}),
@@ -145,6 +146,12 @@ CASES = [
     ("csv-without-path", ["trial", "{d}/csv-nopath.yaml"], 2, ["data.path", "csv"]),
     ("dataset-name", ["trial", "{d}/dataset.yaml"], 2, ["data.dataset", "movielens-1k"]),
     ("backbone-name", ["trial", "{d}/cf.yaml"], 2, ["fusion.cf", "did you mean 'ease'"]),
+    (
+        "serve-without-tower",
+        ["trial", "{d}/serve-no-tower.yaml", "--no-baselines"],
+        2,
+        ["fusion.serve_alpha", "0.3", "fusion.alpha is 0"],
+    ),
     ("direction", ["run", "{d}/direction.yaml"], 2, ["objectives.0.direction", "'up'"]),
     ("dimension-order", ["run", "{d}/dimension.yaml"], 2, ["search_space.x0", "low must be <="]),
     # ---- overrides and flags

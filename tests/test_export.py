@@ -36,6 +36,7 @@ def study_dir(tmp_path_factory):
                 {"metric": "ild@10", "direction": "maximize"},
             ],
             "budget": {"n_trials": 5},
+            "driver.sweep_fusion": True,  # fine-tunes also served at other alphas
         }
     )
     run_study(spec)
@@ -67,7 +68,11 @@ def test_rerank_variants_are_trials_that_reuse_their_fine_tune(study_dir, tmp_pa
 
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{study_dir}/study.db")
     fine_tunes = [t for t in study.trials if "moo:derived_from" not in t.user_attrs]
-    variants = [t for t in study.trials if "moo:derived_from" in t.user_attrs]
+    variants = [
+        t
+        for t in study.trials
+        if "moo:derived_from" in t.user_attrs and "rerank.mmr_lambda" in t.user_attrs["moo:knobs"]
+    ]
     assert len(fine_tunes) == 5  # the budget counts fine-tunes only
     spec = spec_from_dict(study.user_attrs["moo:spec"])
     assert len(variants) == 5 * len(rerank_grid(spec))
@@ -83,6 +88,40 @@ def test_rerank_variants_are_trials_that_reuse_their_fine_tune(study_dir, tmp_pa
     users = a.user_ids[:40]
     assert [a.recommend(u) for u in users] != [b.recommend(u) for u in users]
     assert a.spec.rerank.mmr_lambda == pytest.approx(v.params["rerank.mmr_lambda"])
+
+
+def test_a_fine_tune_served_at_another_alpha_is_a_variant_that_exports_as_served(
+    study_dir, tmp_path
+):
+    """Each fine-tune is also served at other points of the searched alpha range (no
+    retraining): the variant's metrics and exported lists are those of a fine-tune configured
+    to serve at that alpha (``fusion.serve_alpha``), trained the same way."""
+    from moo_search import run_trial
+    from moo_search.spec import spec_from_dict
+
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{study_dir}/study.db")
+    served = [t for t in study.trials if "fusion.serve_alpha" in t.user_attrs.get("moo:knobs", {})]
+    parent = study.trials[0]
+    mine = [t for t in served if t.user_attrs["moo:derived_from"] == parent.number]
+    own = parent.params["fusion.alpha"]
+    expected = [a for a in np.linspace(0.2, 0.8, 4) if not np.isclose(a, own)]
+    assert sorted(t.user_attrs["moo:knobs"]["fusion.serve_alpha"] for t in mine) == pytest.approx(
+        expected
+    )
+    v = max(mine, key=lambda t: t.user_attrs["moo:knobs"]["fusion.serve_alpha"])
+    assert v.params == parent.params  # what was trained; the served weight is its knob
+    assert v.user_attrs["moo:config"]["fusion"]["alpha"] == own
+    assert v.values != parent.values
+    # the same fine-tune configured to serve there: the same metrics and lists
+    config = spec_from_dict(v.user_attrs["moo:config"])
+    direct = run_trial(config, artifact_dir=tmp_path / "direct")
+    assert direct.metrics["test"]["precision@10"] == pytest.approx(
+        v.user_attrs["moo:metrics"]["test"]["precision@10"]
+    )
+    z = np.load(tmp_path / "direct" / "lists.npz")
+    rec = load_exported(export_trial(study_dir, out=tmp_path / "v", trial=v.number))
+    for u, top in list(zip(z["test_users"], z["test_lists"]))[:60]:
+        assert rec.recommend(rec.user_ids[u], k=10) == [rec.item_ids[i] for i in top]
 
 
 def test_bundle_contents_and_new_user_api(study_dir, tmp_path):

@@ -122,6 +122,33 @@ def test_rerank_grid_uses_the_searched_knobs_or_the_default():
     assert {g["rerank.pop_penalty"] for g in grid} == {searched.rerank.pop_penalty}
 
 
+def test_fine_tunes_are_also_served_at_the_searched_fusion_weights():
+    from moo_search.drivers._objectives import sweep_grid
+
+    space = {"fusion.alpha": {"float": [0.0, 0.3]}, "fusion.tail_weight": {"float": [1.0, 4.0]}}
+    spec = tiny_spec(
+        **{
+            "search_space": space,
+            "fusion.alpha": 0.1,
+            "fusion.tail_weight": 2.0,
+            "driver.sweep_fusion": True,
+        }
+    )
+    grid = sweep_grid(spec)
+    # one weight at a time, 4 points of its range but the trial's own (and alpha 0: no tower)
+    assert [g["fusion.serve_alpha"] for g in grid if "fusion.serve_alpha" in g] == pytest.approx(
+        [0.2, 0.3]
+    )
+    assert [g["fusion.serve_tail_weight"] for g in grid if "fusion.serve_tail_weight" in g] == [
+        1.0,
+        3.0,
+        4.0,
+    ]
+    assert all(len(g) == 1 for g in grid)
+    assert sweep_grid(spec.with_params({"fusion.alpha": 0.0})) == []  # nothing to serve
+    assert sweep_grid(spec.with_params({"driver.sweep_fusion": False})) == []
+
+
 def test_a_study_without_rerank_knobs_stores_a_nondominated_reference_front(tmp_path):
     spec = tiny_spec(
         **{

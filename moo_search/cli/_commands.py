@@ -273,7 +273,7 @@ def _print_summary(study: Any, spec: Any, url: str, data: Any = None) -> None:
     from moo_search.study import is_derived, study_home
 
     variants = sum(is_derived(t) for t in complete)
-    extra = f" (+{variants} re-ranked variants)" if variants else ""
+    extra = f" (+{variants} inference-only variants)" if variants else ""
     print(
         f"\n{len(complete) - variants} complete{extra}, {len(failed)} failed trials in study "
         f"{study.study_name!r}"

@@ -44,7 +44,7 @@ class StudyProgress:
             last = f" · trial {self.last_trial} {self.last_state.lower()}"
             if self.last_reason:
                 last += f": {self.last_reason[:120]}"
-        extra = f" (+{self.variants} re-ranked variants)" if self.variants else ""
+        extra = f" (+{self.variants} inference-only variants)" if self.variants else ""
         return (
             f"[{self.study}] {self.complete}/{self.budget} complete{extra}, {self.failed} failed, "
             f"{self.running} running · {hv} · {eta}{last}"

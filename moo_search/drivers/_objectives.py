@@ -38,14 +38,38 @@ Evaluator = Callable[..., Evaluation]
 early-stopping hook (only the default trial has rungs; other objectives ignore it)."""
 
 
+FUSION_KNOBS = {
+    "fusion.alpha": "fusion.serve_alpha",
+    "fusion.tail_weight": "fusion.serve_tail_weight",
+}
+"""Searched fusion weight -> the knob that serves a trained tower at another value."""
+
+FUSION_LEVELS = 4
+"""Points of a searched fusion weight's range a fine-tune is also served at."""
+
+
 def sweep_grid(spec: StudySpec) -> list[dict[str, float]]:
-    """Re-ranking settings every fine-tune is also evaluated at (``driver.sweep_rerank``):
-    the reference front's grid, when the study searches a re-ranking knob."""
+    """Inference-only settings a fine-tune (``spec``, its params applied) is also evaluated at:
+    the reference front's re-ranking grid, when the study searches a re-ranking knob
+    (``driver.sweep_rerank``), then each searched fusion weight at :data:`FUSION_LEVELS`
+    points of its range other than the trial's own, one weight at a time
+    (``driver.sweep_fusion``; only with a text tower to serve, ``fusion.alpha > 0``)."""
     from moo_search.reference import RERANK_KNOBS, rerank_grid
 
-    if not spec.driver.sweep_rerank or not any(k in spec.search_space for k in RERANK_KNOBS):
-        return []
-    return rerank_grid(spec)
+    grid: list[dict[str, float]] = []
+    if spec.driver.sweep_rerank and any(k in spec.search_space for k in RERANK_KNOBS):
+        grid += rerank_grid(spec)
+    if spec.driver.sweep_fusion and spec.fusion.alpha > 0:
+        own = dict(zip(("fusion.alpha", "fusion.tail_weight"), spec.fusion.serving()))
+        for path, knob in FUSION_KNOBS.items():
+            dim = spec.search_space.get(path)
+            if dim is None or dim.kind != "float" or dim.low is None or dim.high is None:
+                continue
+            points = np.geomspace if dim.log else np.linspace
+            for v in points(float(dim.low), float(dim.high), FUSION_LEVELS):
+                if v > 0 and not np.isclose(v, own[path]):
+                    grid.append({knob: round(float(v), 6)})
+    return grid
 
 
 def _run_trial_evaluator(

@@ -178,7 +178,8 @@ def _add_variant(
     variant: dict[str, Any],
 ) -> None:
     """Record an inference-only variant of the fine-tune ``parent`` as its own COMPLETE trial
-    (same adapter artifact, its own config and metrics), linked by ``ATTR.DERIVED_FROM``."""
+    (same adapter artifact, its own config and metrics), linked by ``ATTR.DERIVED_FROM``; its
+    settings are in ``ATTR.KNOBS`` (and in its params where searched)."""
     import inspect
 
     from optuna.trial import TrialState, create_trial
@@ -195,6 +196,7 @@ def _add_variant(
     vparams = {**params, **{k: v for k, v in knobs.items() if k in parent.distributions}}
     attrs = {
         ATTR.DERIVED_FROM: parent.number,
+        ATTR.KNOBS: knobs,
         ATTR.PARAMS: vparams,
         ATTR.CONFIG: vspec.to_dict(),
         ATTR.METRICS: finite_metrics(metrics),

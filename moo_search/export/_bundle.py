@@ -144,7 +144,7 @@ def _write_bundle(
         acfg = json.loads(acfg_path.read_text())
         acfg["base_model_name_or_path"] = base_id  # not this machine's site-packages path
         acfg_path.write_text(json.dumps(acfg, indent=2, sort_keys=True))
-    shutil.copy2(art / "heads.safetensors", out / "heads.safetensors")
+    _write_heads(art / "heads.safetensors", out / "heads.safetensors", spec, data)
     if backbone is not None:
         from safetensors.numpy import save_file as save_np
 
@@ -191,6 +191,22 @@ def _write_bundle(
     }
     write_model_card(out, spec, manifest, recorded, sel, objectives)
     seal(out, manifest)
+
+
+def _write_heads(src: Path, dst: Path, spec: StudySpec, data: Any) -> None:
+    """The fine-tune's heads, with the fusion weights the exported config serves at: a variant
+    served at other weights (``fusion.serve_*``) shares its fine-tune's artifact."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from moo_search.prepare import item_alpha
+
+    heads = load_file(str(src))
+    if "item_alpha" not in heads:  # a trial from before fusion.tail_weight: as it was
+        shutil.copy2(src, dst)
+        return
+    heads["item_alpha"] = torch.as_tensor(item_alpha(spec, data, serving=True))
+    save_file(heads, str(dst))
 
 
 def _backbone_for_export(t: Any, spec: StudySpec, data: Any) -> np.ndarray | None:

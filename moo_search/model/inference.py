@@ -5,7 +5,7 @@ all go through these, so a list is computed the same way wherever it is shown.""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -58,13 +58,22 @@ class CatalogScorer:
     """A trained :class:`~moo_search.model.recommender.Recommender` with its item and user
     text embeddings computed once: fused scores of users over the whole catalog.
 
-    ``item_emb``/``user_emb`` are None when the text tower is off (``alpha == 0``).
+    ``item_emb``/``user_emb`` are None when the text tower is off (``alpha == 0``);
+    ``item_alpha`` (n_items,) fuses at other weights than the model's own (:meth:`serving`).
     """
 
     model: Any
     item_emb: Any
     user_emb: Any
     device: Any
+    item_alpha: Any = None
+
+    def serving(self, item_alpha: np.ndarray) -> CatalogScorer:
+        """The same embeddings fused at other per-item weights (no re-encoding)."""
+        import torch
+
+        a = torch.as_tensor(item_alpha, dtype=torch.float32, device=self.device)
+        return replace(self, item_alpha=a)
 
     @classmethod
     def encode(
@@ -101,7 +110,8 @@ class CatalogScorer:
         import torch
 
         with torch.no_grad():
-            return self.model.fuse(self.semantic(user_vectors), collaborative).float().cpu().numpy()
+            fused = self.model.fuse(self.semantic(user_vectors), collaborative, self.item_alpha)
+            return fused.float().cpu().numpy()
 
     def __call__(self, users: np.ndarray) -> np.ndarray:
         """Fused scores of known users (indices) over the catalog: a ``Scorer``."""

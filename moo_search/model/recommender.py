@@ -219,13 +219,19 @@ class Recommender(nn.Module):
         pu = q[history].mean(0) if len(history) else torch.zeros(q.shape[1])
         return pu @ q.T + self.item_bias
 
-    def fuse(self, semantic: torch.Tensor | None, collaborative: torch.Tensor) -> torch.Tensor:
+    def fuse(
+        self,
+        semantic: torch.Tensor | None,
+        collaborative: torch.Tensor,
+        item_alpha: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """a_i * z(s) + (1 - a_i) * z(r) over full catalog rows (z: per-user z-score; a_i the
-        item's fusion weight: alpha, or more for tail items)."""
+        item's fusion weight: alpha, or more for tail items; ``item_alpha`` overrides the
+        model's own, e.g. to serve the trained tower at other weights)."""
         r = standardise(collaborative.float())
         if semantic is None or self.alpha <= 0:
             return r
-        a: torch.Tensor = self.item_alpha  # type: ignore[assignment]  # a buffer
+        a: torch.Tensor = self.item_alpha if item_alpha is None else item_alpha  # type: ignore[assignment]
         return a * standardise(semantic.float()) + (1.0 - a) * r
 
     def logits(self, fused: torch.Tensor) -> torch.Tensor:

@@ -116,6 +116,9 @@ def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool =
                 params[name] = (
                     "categorical" if "Categorical" in kind else "int" if "Int" in kind else "float"
                 )
+        knobs = t.user_attrs.get(ATTR.KNOBS) or {}
+        for name in knobs:  # a swept weight is a column: what each trial is served at
+            params.setdefault(name, "float")
         m = t.user_attrs.get(ATTR.METRICS) or {}
         cons = t.user_attrs.get(ATTR.CONSTRAINTS) or []
         rec: dict[str, Any] = {
@@ -141,6 +144,12 @@ def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool =
             )
         for name, v in t.params.items():
             rec[f"param:{name}"] = v
+        for name, v in knobs.items():
+            rec.setdefault(f"param:{name}", v)
+        fusion = (t.user_attrs.get(ATTR.CONFIG) or {}).get("fusion") or {}
+        for knob, trained in (("serve_alpha", "alpha"), ("serve_tail_weight", "tail_weight")):
+            served = fusion.get(knob) if fusion.get(knob) is not None else fusion.get(trained)
+            rec[f"served:fusion.{knob}"] = served
         for part in ("val", "test"):
             for k, v in (m.get(part) or {}).items():
                 rec[f"{part}:{k}"] = v
@@ -166,6 +175,9 @@ def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool =
                 "curve",
             ]
         )
+    for name in params:  # a served-weight column: every trial's, as trained where not swept
+        if f"served:{name}" in rows:
+            rows[f"param:{name}"] = rows[f"served:{name}"]
     counts = {s.name: int((rows["state"] == s.name).sum()) for s in TrialState}
     obj_cols = [f"obj:{m}" for m in metrics]
     for c in obj_cols:

@@ -16,7 +16,7 @@ class Row(TypedDict):
     n: int  # trial number
     state: str  # COMPLETE, FAIL, PRUNED, RUNNING, WAITING
     anchor: str  # "base", a named enqueued config, or ""
-    derived_from: int | None  # the fine-tune a re-ranked variant reuses
+    derived_from: int | None  # the fine-tune an inference-only variant reuses
     feasible: bool
     pareto: bool
     reason: str  # why a trial failed or was pruned

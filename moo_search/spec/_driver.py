@@ -63,6 +63,14 @@ class DriverConfig(Strict):
         description="Also record every fine-tune at a grid of the searched re-ranking knobs "
         "(inference only, seconds each) as trials linked to it.",
     )
+    sweep_fusion: bool = Field(
+        False,
+        description="Also record every fine-tune with a text tower served at a grid of the "
+        "searched fusion weights (fusion.alpha, fusion.tail_weight: as fusion.serve_alpha, "
+        "fusion.serve_tail_weight; no retraining) as trials linked to it. Off by default: on "
+        "the quickstart it left the hypervolume as it was and filled the high-precision end of "
+        "the validation front with variants that did worse on test.",
+    )
     heartbeat_interval: int = Field(
         10, ge=1, description="Seconds between a running trial's heartbeats."
     )

@@ -182,12 +182,34 @@ class FusionConfig(Strict):
         ),
     )
 
+    serve_alpha: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "alpha when scoring, if not the one trained with: the tower is trained against "
+            "the fused score at fusion.alpha and may be served at another (default: the same)."
+        ),
+    )
+    serve_tail_weight: float | None = Field(
+        None,
+        ge=1.0,
+        le=100.0,
+        description="tail_weight when scoring, if not the one trained with (default: the same).",
+    )
+
     @field_validator("cf")
     @classmethod
     def _known_backbone(cls, v: str) -> str:
         return BACKBONES.check(v)
 
     id_dim: int = Field(64, ge=1, description="ID embedding size (cf: mf).")
+
+    def serving(self) -> tuple[float, float]:
+        """(alpha, tail_weight) when scoring: the serve_ values where set, else the trained."""
+        alpha = self.alpha if self.serve_alpha is None else self.serve_alpha
+        weight = self.tail_weight if self.serve_tail_weight is None else self.serve_tail_weight
+        return alpha, weight
 
 
 class LossWeights(Strict):

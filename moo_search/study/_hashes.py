@@ -74,7 +74,7 @@ def artifact_status(t: Any, cache: dict[Any, tuple[str, str]] | None = None) -> 
     (recorded before hashes), ``none`` (the trial has no artifacts), ``missing`` (not on this
     machine) or ``altered`` (the message names the file and both hashes).
 
-    ``cache`` (keyed by directory and recorded hashes) lets re-ranked variants, which share
+    ``cache`` (keyed by directory and recorded hashes) lets inference-only variants, which share
     their fine-tune's files, be checked once.
     """
     recorded = t.user_attrs.get(ATTR.ARTIFACT_SHA256)

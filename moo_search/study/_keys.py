@@ -34,7 +34,8 @@ class ATTR:
     CONSTRAINTS = "moo:constraints"  # violations, <= 0 is feasible
     GENERATION = "moo:generation"
     ANCHOR = "moo:anchor"  # "base" or a named enqueued config
-    DERIVED_FROM = "moo:derived_from"  # a re-ranking variant of this fine-tune (trial number)
+    DERIVED_FROM = "moo:derived_from"  # an inference-only variant of this fine-tune (number)
+    KNOBS = "moo:knobs"  # a variant's inference-only settings {path: value}
     SLOT = "moo:pymoo_slot"
     RUNGS = "moo:rungs"  # {step: validation objective vector on the rung's user sample}
     CURVE = "moo:curve"  # [{"step", "values"}]: the objective vector at each checkpoint

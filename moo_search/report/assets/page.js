@@ -14,7 +14,7 @@ document.getElementById("subtitle").textContent =
 const cards = document.getElementById("cards");
 function card(k, v, s) { const d = el("div", {class: "card"}); d.append(el("div", {class: "k"}, k), el("div", {class: "v"}, v)); if (s) d.append(el("div", {class: "s"}, s)); cards.append(d); }
 const variants = P.rows.filter(r => r.derived_from !== null).length;
-const complete = variants ? `${(c.COMPLETE || 0) - variants} fine-tunes + ${variants} re-ranked variants` : `${c.COMPLETE || 0} complete`;
+const complete = variants ? `${(c.COMPLETE || 0) - variants} fine-tunes + ${variants} variants` : `${c.COMPLETE || 0} complete`;
 card("trials", String(P.rows.length), `${complete} · ${c.FAIL || 0} failed · ${c.RUNNING || 0} running · ${c.PRUNED || 0} pruned`);
 card("hypervolume", fmt(P.hv), P.ref ? "reference point (" + P.ref.map(fmt).join(", ") + ")" : "no complete trial yet");
 card("Pareto front", String(P.rows.filter(r => r.pareto).length), "feasible non-dominated trials");
@@ -106,7 +106,7 @@ let selected = null;
 function select(n) {
   const r = byNumber.get(n); if (!r) return;
   selected = n;
-  document.getElementById("selected-title").textContent = "Trial " + n + (r.anchor ? " (" + r.anchor + ")" : "") + (r.derived_from !== null ? " (re-ranked variant of trial " + r.derived_from + ")" : "") + " · " + r.state + (r.pareto ? " · on the Pareto front" : "") + (!r.feasible ? " · infeasible" : "");
+  document.getElementById("selected-title").textContent = "Trial " + n + (r.anchor ? " (" + r.anchor + ")" : "") + (r.derived_from !== null ? " (variant of trial " + r.derived_from + ": its adapter, other inference settings)" : "") + " · " + r.state + (r.pareto ? " · on the Pareto front" : "") + (!r.feasible ? " · infeasible" : "");
   const box = document.getElementById("selected-metrics"); box.textContent = "";
   const t = el("table"); const head = el("tr"); head.append(el("th", {class: "l"}, "objective"), el("th", null, "validation"), el("th", null, "test")); t.append(head);
   P.metrics.forEach((m, i) => { const tr = el("tr"); tr.append(el("td", {class: "l"}, m + " " + arrow(P.directions[i])), el("td", null, fmt(r.obj[i])), el("td", null, fmt(r.test[i]))); t.append(tr); });
@@ -209,7 +209,7 @@ function draw() {
         if (r.state === "FAIL") td.append(el("span", {class: "tag fail"}, "failed"));
         if (r.anchor) td.append(el("span", {class: "tag anchor"}, r.anchor));
         if (r.artifacts === "altered") td.append(el("span", {class: "tag fail", title: r.artifact_problem}, "artifacts altered"));
-        if (r.derived_from !== null) td.append(el("span", {class: "tag", title: "re-ranked variant: reuses the adapter of trial " + r.derived_from}, "re-ranked #" + r.derived_from));
+        if (r.derived_from !== null) td.append(el("span", {class: "tag", title: "variant: the adapter of trial " + r.derived_from + " at other re-ranking or serving weights"}, "variant of #" + r.derived_from));
       } else td.textContent = fmt(get(r, col));
       tr.append(td);
     }
