@@ -29,6 +29,7 @@ __all__ = [
     "logloss",
     "metric_direction",
     "novelty",
+    "paired_bootstrap",
     "ranking_metrics",
     "tail_share",
     "topk",
@@ -339,3 +340,21 @@ def evaluate_topk(
     if has_tail.any():
         out.update(_list_metrics(lists[has_tail], users[has_tail], ctx, tail_rel, k, "tail"))
     return out
+
+
+def paired_bootstrap(
+    a: np.ndarray, b: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean of the per-user differences ``a - b`` (two models on the same users) and its
+    ``level`` percentile-bootstrap interval, resampling users (Efron & Tibshirani, 1993): is
+    a difference in a mean-over-users metric more than the noise of which users were drawn?"""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if x.ndim != 1 or x.shape != y.shape or len(x) == 0:
+        raise ValueError(
+            f"paired_bootstrap needs two equal-length 1-D arrays, got {x.shape} and {y.shape}"
+        )
+    d = x - y
+    idx = np.random.default_rng(seed).integers(0, len(d), (n_boot, len(d)))
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(d[idx].mean(1), [tail, 100 - tail])
+    return float(d.mean()), float(lo), float(hi)

@@ -89,3 +89,17 @@ def test_evaluate_topk_slices_and_evaluated_users():
     assert out["cold/precision@2"] == pytest.approx(0.5)  # only user 2
     # tail slice: relevant tail items -> only user 2 (item 3)
     assert out["tail/recall@2"] == pytest.approx(1.0)
+
+
+def test_paired_bootstrap_separates_a_real_difference_from_noise():
+    rng = np.random.default_rng(1)
+    base = rng.binomial(10, 0.07, 800).astype(float)  # hits per user, as precision@10 counts
+    noise = base + rng.choice([-1.0, 0.0, 1.0], 800)  # the same model, other lucky users
+    better = base + rng.binomial(1, 0.3, 800)  # 0.3 more hits per user
+    mean, lo, hi = M.paired_bootstrap(noise, base)
+    assert lo < 0 < hi and lo < mean < hi
+    mean, lo, hi = M.paired_bootstrap(better, base)
+    assert 0 < lo < mean < hi and mean == pytest.approx(0.3, abs=0.06)
+    assert M.paired_bootstrap(base, base) == (0.0, 0.0, 0.0)  # identical lists: no doubt
+    with pytest.raises(ValueError, match="equal-length"):
+        M.paired_bootstrap(base, base[:-1])
