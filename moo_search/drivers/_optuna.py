@@ -9,7 +9,7 @@ from typing import Any
 from moo_search.drivers._base import BaseDriver
 from moo_search.drivers._context import StudyContext
 from moo_search.drivers._runner import constraints_func
-from moo_search.drivers._workers import fail_gone_workers, reap
+from moo_search.drivers._workers import reap
 from moo_search.errors import SpecError
 from moo_search.registry import DRIVERS, Registry
 from moo_search.spec import DriverConfig
@@ -122,6 +122,7 @@ class OptunaDriver(BaseDriver):
             reap(ctx.study, ctx.spec.driver.grace_period)
             time.sleep(POLL_SECONDS)
             return
-        # before optimize() fails them by heartbeat, much later
-        fail_gone_workers(ctx.study, ctx.spec.driver.grace_period)
+        # dead workers' trials, with the reason (optimize() would fail the stale ones next,
+        # without one)
+        reap(ctx.study, ctx.spec.driver.grace_period)
         self._run_one(ctx)

@@ -73,19 +73,23 @@ def _gone(node: Any, pid: Any) -> bool:
     return False
 
 
-def fail_stale(study: Any) -> None:
-    """Fail (and retry, by the storage's callback) RUNNING trials whose heartbeat is stale."""
-    import warnings
+def fail_stale(study: Any) -> int:
+    """Fail (and retry, by the storage's callback) RUNNING trials whose heartbeat is stale,
+    with the reason; returns how many. (Optuna's ``fail_stale_trials``, plus the reason.)"""
+    from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
 
-    import optuna
-    from optuna.storages import fail_stale_trials
-
-    with (
-        warnings.catch_warnings(),
-        contextlib.suppress(ValueError, NotImplementedError),  # storages without heartbeats
-    ):
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        fail_stale_trials(study)
+    storage = study._storage
+    if not is_heartbeat_enabled(storage) or not isinstance(storage, BaseHeartbeat):
+        return 0
+    grace = getattr(storage, "grace_period", None)
+    why = (
+        f"{INTERRUPTED}: no heartbeat for more than {grace} s (its worker stopped, hung or "
+        "lost the storage)"
+    )
+    stale: list[int] = []
+    with contextlib.suppress(ValueError, NotImplementedError):  # (as Optuna's own check)
+        stale = storage._get_stale_trial_ids(study._study_id)
+    return sum(_fail(study, trial_id, why) for trial_id in stale)
 
 
 def reap(study: Any, grace_period: float) -> None:
@@ -118,10 +122,9 @@ def fail_gone_workers(study: Any, grace_period: float | None = None) -> int:
     """
     import datetime
 
-    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
-    storage, n = study._storage, 0
+    n = 0
     legacy = study.user_attrs.get(STUDY_ATTR.DRIVER_OWNER) or {}
     now, here = datetime.datetime.now(), socket.gethostname()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -144,19 +147,31 @@ def fail_gone_workers(study: Any, grace_period: float | None = None) -> int:
             why = f"{INTERRUPTED}: its worker (pid {pid} on {host}) stopped while running it"
         else:
             continue
-        try:
-            storage.set_trial_user_attr(t._trial_id, ATTR.FAIL, why)
-            if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
-                continue
-        except UpdateFinishedTrialError:
-            continue  # another worker closed it first
-        n += 1
-        retry = _retry_callback(storage)
-        if retry is not None:  # as for a stale heartbeat: the storage's retry policy
-            frozen = copy.deepcopy(storage.get_trial(t._trial_id))
-            frozen.user_attrs = {k: v for k, v in frozen.user_attrs.items() if k != ATTR.FAIL}
-            retry(study, frozen)  # (the retry copies the user attributes)
+        n += _fail(study, t._trial_id, why)
     return n
+
+
+def _fail(study: Any, trial_id: int, why: str) -> bool:
+    """Fail a RUNNING trial with the reason ``why``, then retry it by the storage's policy;
+    False when another process closed it first. (The reason is written first: a finished
+    trial takes no attributes. A trial that completes in between keeps the reason.)"""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial_id, ATTR.FAIL, why)
+        if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
+            return False
+    except UpdateFinishedTrialError:
+        return False
+    retry = _retry_callback(storage)
+    if retry is not None:
+        frozen = copy.deepcopy(storage.get_trial(trial_id))
+        # the retry copies the user attributes: the reason is this trial's, not its retry's
+        frozen.user_attrs = {k: v for k, v in frozen.user_attrs.items() if k != ATTR.FAIL}
+        retry(study, frozen)
+    return True
 
 
 def _running_for(t: Any, now: Any) -> float:
