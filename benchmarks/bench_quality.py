@@ -2,8 +2,7 @@
 
     python benchmarks/bench_quality.py [reports/quickstart] [--study-name NAME]
 
-Reads the study (storage, recorded baselines and the fine-tunes' top-10 lists; nothing is
-trained, EASE is refit from its cached backbone for the paired comparison) and prints, on the
+Reads the study (storage and recorded baselines only; nothing is trained) and prints, on the
 test split: every baseline (EASE with lambda tuned on validation, ItemKNN, BPR, MostPop,
 Random, the like-rate CTR baseline), the best fine-tune by test precision@10, the front
 trial with the most tail precision among those at least as accurate as EASE (picked on test,
@@ -19,10 +18,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from moo_search import load_study
 from moo_search.report import collect
@@ -46,85 +42,37 @@ def _row(name: str, m: dict[str, Any]) -> str:
     return f"{name:<34}" + "".join(f"{_fmt(m.get(c)):>19}" for c in COLS)
 
 
-def _hits(top: np.ndarray, users: np.ndarray, rel: Any) -> np.ndarray:
-    """Relevant items in each user's top-k list (rows of ``rel``: the users' relevant items)."""
-    import scipy.sparse as sp
+def paired_with_ease(study: Any, picks: list[tuple[str, Any]]) -> list[str]:
+    """Each pick against EASE on the same test users, from the per-user hits the study
+    recorded (every trial's and EASE's): the difference in precision@10 and
+    tail/precision@10 with the report's 95% paired-bootstrap interval over users, and the
+    hit counts behind it."""
+    from moo_search.study import STUDY_ATTR, unpack_counts
 
-    n, k = top.shape
-    shown = sp.csr_matrix(
-        (np.ones(n * k), top.ravel(), np.arange(0, n * k + 1, k)), (n, rel.shape[1])
-    )
-    return np.asarray(shown.multiply(rel[users]).sum(1)).ravel()
-
-
-def paired_with_ease(study: Any, picks: list[tuple[str, Any]], n_boot: int = 2000) -> list[str]:
-    """Each picked fine-tune against EASE on the same test users: the difference in
-    precision@10 and tail/precision@10 with a 95% paired-bootstrap interval over users, and in
-    hits. EASE is refit from its cached backbone (a second); the fine-tunes' own top-10 lists
-    are read from their artifacts (a variant has none of its own: it is skipped)."""
-    import scipy.sparse as sp
-
-    from moo_search.evaluate import evaluate_scorer
-    from moo_search.metrics import EvalContext, paired_bootstrap
-    from moo_search.model.baselines import BaselineContext, ease
-    from moo_search.spec import spec_from_dict
-    from moo_search.trial import prepare_data
-
-    spec = spec_from_dict(study.user_attrs["moo:spec"])
-    prep = prepare_data(spec)
-    ecfg = spec.eval
-    out = evaluate_scorer(
-        ease(BaselineContext(ds=prep.ds, split=prep.split, eval_cfg=ecfg)),
-        prep.ds,
-        prep.split,
-        eval_cfg=ecfg,
-        parts=("test",),
-        features=prep.features,
-        return_lists=True,
-    )
-    assert isinstance(out, tuple)
-    users, ease_top = out[1]["test"]
-    ctx = EvalContext.from_split(
-        prep.split,
-        "test",
-        prep.features,
-        cold_user_max=ecfg.cold_user_max,
-        head_share=ecfg.head_share,
-    )
-    rel = ctx.relevant.tocsr()
-    tail_rel = rel.multiply(sp.csr_matrix(~ctx.head, dtype=np.float32)).tocsr()
-    has_tail = np.asarray(tail_rel[users].sum(1)).ravel() > 0
-    k = ease_top.shape[1]
-    base = (_hits(ease_top, users, rel), _hits(ease_top, users, tail_rel))
+    recorded = study.user_attrs.get(STUDY_ATTR.BASELINE_HITS) or {}
+    if "EASE" not in recorded:
+        return ["paired with EASE: the study recorded no per-user test hits (an older study)"]
+    tail_users = unpack_counts(recorded["tail_users"]).astype(bool)
+    ease = {name: unpack_counts(recorded["EASE"][name]) for name in ("all", "tail")}
     lines = [
-        f"paired with EASE on the same test users ({len(users)}; {int(has_tail.sum())} with a "
-        f"relevant tail item), 95% bootstrap interval over users ({n_boot} resamples):"
+        f"paired with EASE on the same test users ({len(tail_users)}; {int(tail_users.sum())} "
+        "with a relevant tail item), 95% bootstrap interval over users:"
     ]
     for name, row in picks:
-        art = row.get("artifact_dir")
-        derived = row.get("derived_from")
-        if derived is not None and not (isinstance(derived, float) and math.isnan(derived)):
-            lines.append(
-                f"  {name}: a variant of trial {int(derived)}, no lists of its own; skipped"
-            )
+        vs, hits = row.get("vs"), row.get("hits")
+        if not isinstance(vs, dict) or not isinstance(hits, dict):
+            lines.append(f"  {name}: no per-user test hits recorded; skipped")
             continue
-        if not isinstance(art, str) or not (Path(art) / "lists.npz").is_file():
-            lines.append(f"  {name}: its top-10 lists are not in its artifacts; skipped")
-            continue
-        z = np.load(Path(art) / "lists.npz")
-        if not np.array_equal(z["test_users"], users) or z["test_lists"].shape[1] < k:
-            lines.append(f"  {name}: its lists are not over the same test users; skipped")
-            continue
-        top = z["test_lists"][:, :k]
         cells = []
-        for label, mask, mine, theirs in (
-            ("precision@10", slice(None), _hits(top, users, rel), base[0]),
-            ("tail/precision@10", has_tail, _hits(top, users, tail_rel), base[1]),
+        for key, label, users in (
+            ("all", "precision@10", slice(None)),
+            ("tail", "tail/precision@10", tail_users),
         ):
-            mean, lo, hi = paired_bootstrap(mine[mask] / k, theirs[mask] / k, n_boot)
+            mean, lo, hi = vs[key]
+            mine = int(unpack_counts(hits[key])[users].sum())
             cells.append(
                 f"{label} {mean:+.4f} [{lo:+.4f}, {hi:+.4f}] "
-                f"({int(mine[mask].sum())} vs {int(theirs[mask].sum())} hits)"
+                f"({mine} vs {int(ease[key][users].sum())} hits)"
             )
         lines.append(f"  {name}: " + "; ".join(cells))
     return lines
@@ -134,9 +82,6 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("target", nargs="?", default="reports/quickstart")
     ap.add_argument("--study-name")
-    ap.add_argument(
-        "--no-paired", dest="paired", action="store_false", help="skip the paired comparison"
-    )
     args = ap.parse_args(argv)
     study = load_study(args.target, args.study_name)
     data = collect(study)
@@ -198,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     anchors = fine[fine["anchor"].astype(str) != ""] if "anchor" in fine else fine.iloc[:0]
     for _, row in anchors.iterrows():
         picks.append((f"{row['anchor']} anchor, trial {int(row['number'])}", row))
-    if picks and "EASE" in baselines and args.paired:
+    if picks:
         print()
         for line in paired_with_ease(study, picks):
             print(line)

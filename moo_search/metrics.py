@@ -24,6 +24,7 @@ __all__ = [
     "coverage",
     "evaluate_topk",
     "gini",
+    "has_tail_relevant",
     "ild",
     "is_known_metric",
     "logloss",
@@ -33,6 +34,7 @@ __all__ = [
     "ranking_metrics",
     "tail_share",
     "topk",
+    "user_hits",
 ]
 
 
@@ -358,3 +360,25 @@ def paired_bootstrap(
     tail = (1 - level) / 2 * 100
     lo, hi = np.percentile(d[idx].mean(1), [tail, 100 - tail])
     return float(d.mean()), float(lo), float(hi)
+
+
+def user_hits(lists: np.ndarray, users: np.ndarray, ctx: EvalContext) -> dict[str, np.ndarray]:
+    """Per evaluated user (``users`` = ``ctx.users``, the rows of ``lists``): relevant items in
+    the top-k list, all (``"all"``; precision@k = mean / k) and tail ones (``"tail"``; over
+    the users with a relevant tail item, tail/precision@k = mean / k). Two models' vectors on
+    the same split pair up user by user (:func:`paired_bootstrap`)."""
+    n, k = lists.shape
+    shown = sp.csr_matrix(
+        (np.ones(n * k), lists.ravel(), np.arange(0, n * k + 1, k)), (n, ctx.relevant.shape[1])
+    )
+    tail_rel = ctx.relevant.multiply(sp.csr_matrix(~ctx.head, dtype=np.float32)).tocsr()
+    return {
+        name: np.asarray(shown.multiply(rel[users]).sum(1)).ravel().round().astype(np.int64)
+        for name, rel in (("all", ctx.relevant), ("tail", tail_rel))
+    }
+
+
+def has_tail_relevant(users: np.ndarray, ctx: EvalContext) -> np.ndarray:
+    """Mask of ``users`` with a relevant tail item: the users of the ``tail/`` slice."""
+    tail_rel = ctx.relevant.multiply(sp.csr_matrix(~ctx.head, dtype=np.float32)).tocsr()
+    return np.asarray(tail_rel[users].sum(1)).ravel() > 0

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from moo_search.study import ATTR, STUDY_ATTR
+from moo_search.study import ATTR, STUDY_ATTR, pack_counts
 
 __all__ = ["synthetic_study"]
 
@@ -90,6 +90,18 @@ def synthetic_study(
             }
         )
     study.set_user_attr(STUDY_ATTR.REFERENCE_FRONT, {"points": reference, "grid": []})
+    # per-user test hits of EASE and of every trial, on 400 test users (90 with a tail item)
+    n_users, tail_users = 400, np.arange(400) < 90
+
+    def hits(p: float, p_tail: float) -> dict[str, Any]:
+        all_hits = rng.binomial(10, min(max(p, 0.0), 1.0), n_users)
+        tail = np.where(tail_users, rng.binomial(1, p_tail, n_users), 0)
+        return {"k": 10, "all": pack_counts(all_hits), "tail": pack_counts(tail)}
+
+    study.set_user_attr(
+        STUDY_ATTR.BASELINE_HITS,
+        {"EASE": hits(0.06, 0.01), "n_users": n_users, "tail_users": pack_counts(tail_users)},
+    )
     dists = {
         "loss.weights.novelty": FloatDistribution(0.0, 1.0),
         "train.lr": FloatDistribution(1e-5, 1e-2, log=True),
@@ -143,6 +155,7 @@ def synthetic_study(
                     ATTR.COST: {"seconds": 60.0},
                     ATTR.CONSTRAINTS: cons,
                     ATTR.PARAMS: x,
+                    ATTR.HITS: hits(m["test"].get("precision@10", 0.06), 0.02 * w),
                 },
                 system_attrs={"nsga2:generation": i // 20},
                 intermediate_values={},

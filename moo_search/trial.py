@@ -57,8 +57,11 @@ class TrialResult:
     artifact_dir: str | None = None
     history: dict[str, Any] = field(default_factory=dict)
     base_model: str = ""
-    # inference-only variants of this fine-tune: [{"knobs": {path: value}, "metrics": {...}}]
+    # inference-only variants of this fine-tune:
+    # [{"knobs": {path: value}, "metrics": {...}, "hits": {...}}]
     sweep: list[dict[str, Any]] = field(default_factory=list)
+    # relevant items in each test user's top k, packed: {"k", "all", "tail"} (test_hits)
+    hits: dict[str, Any] = field(default_factory=dict)
     backbone: dict[str, Any] = field(default_factory=dict)  # name, params, sha256 of W
 
     def value(self, metric: str, split: str = "val") -> float:
@@ -260,10 +263,10 @@ def run_trial(
     metrics, lists = out
     for part in ("val", "test"):
         metrics[part].update(ctr_metrics(scorer, split, part))
-    swept = [
-        {"knobs": knobs, "metrics": _variant(spec, data, scorer, kept_scores, metrics, knobs, ks)}
-        for knobs in sweep or []
-    ]
+    swept = []
+    for knobs in sweep or []:
+        vmetrics, vhits = _variant(spec, data, scorer, kept_scores, metrics, knobs, ks)
+        swept.append({"knobs": knobs, "metrics": vmetrics, "hits": vhits})
 
     peak = (
         torch.cuda.max_memory_allocated() / 2**20
@@ -285,6 +288,7 @@ def run_trial(
         base_model=base_id,
         sweep=swept,
         backbone=dict(model.backbone_info),
+        hits=test_hits(spec, data, *lists["test"]),
     )
     if artifact_dir is not None:
         result.artifact_dir = str(_write_artifacts(Path(artifact_dir), spec, model, result, lists))
@@ -298,6 +302,26 @@ def run_trial(
     return result
 
 
+def test_hits(
+    spec: StudySpec, data: PreparedData, users: np.ndarray, lists: np.ndarray
+) -> dict[str, Any]:
+    """Relevant items in each evaluated test user's top ``k = eval.k`` (all and tail ones),
+    packed: what pairs a trial with a baseline user by user (``STUDY_ATTR.BASELINE_HITS``).
+    ``{"k": k, "all": ..., "tail": ...}``."""
+    from moo_search.metrics import EvalContext, user_hits
+    from moo_search.study import pack_counts
+
+    ctx = EvalContext.from_split(
+        data.split,
+        "test",
+        data.features,
+        cold_user_max=spec.eval.cold_user_max,
+        head_share=spec.eval.head_share,
+    )
+    hits = user_hits(lists[:, : spec.eval.k], users, ctx)
+    return {"k": spec.eval.k, **{name: pack_counts(h) for name, h in hits.items()}}
+
+
 def _variant(
     spec: StudySpec,
     data: PreparedData,
@@ -306,7 +330,7 @@ def _variant(
     metrics: dict[str, dict[str, float]],
     knobs: dict[str, float],
     ks: tuple[int, ...],
-) -> dict[str, dict[str, float]]:
+) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
     """The trained model's metrics at other inference-only knobs: re-ranking ones on the kept
     scores, serving fusion weights (``fusion.serve_*``) on the kept embeddings. The CTR head's
     inputs do not depend on either, so its metrics are the fine-tune's."""
@@ -324,11 +348,13 @@ def _variant(
         parts=("val", "test"),
         features=data.features,
         ks=ks,
+        return_lists=True,
     )
-    assert isinstance(out, dict)
-    for part in out:
-        out[part].update({k: v for k, v in metrics[part].items() if k.startswith("ctr_")})
-    return out
+    assert isinstance(out, tuple)
+    res, lists = out
+    for part in res:
+        res[part].update({k: v for k, v in metrics[part].items() if k.startswith("ctr_")})
+    return res, test_hits(spec, data, *lists["test"])
 
 
 def _write_artifacts(

@@ -120,6 +120,12 @@ def test_clicking_a_front_point_shows_config_and_export_command(browser, tmp_pat
         f"document.getElementById('selected-title').textContent.startsWith('Trial {n} ')"
     )
     assert f"--trial {n} " in o.page.text_content("#export-cmd")
+    # the front trial against EASE on the same test users, with the interval and a verdict
+    vs = o.page.locator("#selected-metrics table.vs").inner_text()
+    assert "minus EASE" in vs and "precision@10" in vs and "tail/precision@10" in vs
+    assert any(v in vs for v in ("better", "worse", "within noise")), vs
+    cards = o.page.locator("#cards").inner_text().lower()
+    assert "vs ease" in cards and "within noise" in cards
     config = o.page.text_content("#config")
     assert "adapter:" in config or "adapter.type" in config
     assert o.errors == []

@@ -56,6 +56,7 @@ def _fake_run_trial(spec, *, artifact_dir=None, sweep=None, on_rung=None):
         cost={"seconds": 0.0},
         sweep=[],
         backbone={},
+        hits={},
     )
 
 

@@ -103,3 +103,29 @@ def test_paired_bootstrap_separates_a_real_difference_from_noise():
     assert M.paired_bootstrap(base, base) == (0.0, 0.0, 0.0)  # identical lists: no doubt
     with pytest.raises(ValueError, match="equal-length"):
         M.paired_bootstrap(base, base[:-1])
+
+
+def test_user_hits_count_relevant_and_tail_items_in_each_list():
+    rel = _rel([[0, 1, 5], [2], [4, 5]], 6)
+    ctx = M.EvalContext(
+        relevant=rel,
+        exclude=sp.csr_matrix((3, 6)),
+        features=np.eye(6),
+        item_users=np.array([9, 8, 7, 1, 1, 1]),
+        n_train_users=10,
+        head=np.array([True, True, True, False, False, False]),
+        cold_users=np.zeros(3, dtype=bool),
+    )
+    lists = np.array([[5, 0, 3], [1, 3, 4], [4, 5, 0]])
+    hits = M.user_hits(lists, ctx.users, ctx)
+    assert hits["all"].tolist() == [2, 0, 2] and hits["tail"].tolist() == [1, 0, 2]
+    assert M.has_tail_relevant(ctx.users, ctx).tolist() == [True, False, True]
+
+
+def test_packed_counts_round_trip_and_refuse_what_does_not_fit():
+    from moo_search.study import pack_counts, unpack_counts
+
+    a = np.array([0, 3, 10, 255, 1])
+    assert unpack_counts(pack_counts(a)).tolist() == a.tolist()
+    with pytest.raises(ValueError, match="0..255"):
+        pack_counts(np.array([1, 256]))

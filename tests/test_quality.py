@@ -184,3 +184,55 @@ def test_a_study_without_rerank_knobs_stores_a_nondominated_reference_front(tmp_
     data = collect(study)
     assert data.reference_hv is not None and data.front_undominated is not None
     assert "reference front" in data.comparison_lines()[0]
+
+
+def test_trials_and_ease_record_per_user_test_hits_that_pair_up(tmp_path):
+    """Every trial (variants too) and EASE record, per test user, the relevant items in their
+    top 10: the means are exactly the recorded precision@10 and tail/precision@10, and the
+    report pairs the front with EASE user by user (a difference with its interval)."""
+    from moo_search.report import collect
+    from moo_search.study import unpack_counts
+
+    spec = tiny_spec(
+        **{
+            "train.max_steps": 3,
+            "out_dir": str(tmp_path),
+            "storage": f"sqlite:///{tmp_path}/study.db",
+            "search_space": {
+                "fusion.alpha": {"float": [0.1, 0.5]},
+                "rerank.mmr_lambda": {"float": [0.5, 1.0]},
+            },
+            "budget": {"n_trials": 2},
+        }
+    )
+    study = run_study(spec)
+    recorded = study.user_attrs["moo:baseline_test_hits"]
+    tail_users = unpack_counts(recorded["tail_users"]).astype(bool)
+    assert len(tail_users) == recorded["n_users"] and 0 < tail_users.sum() < len(tail_users)
+
+    def means(hits):
+        return (
+            unpack_counts(hits["all"]).mean() / hits["k"],
+            unpack_counts(hits["tail"])[tail_users].mean() / hits["k"],
+        )
+
+    ease = study.user_attrs["moo:baselines"]["EASE"]["test"]
+    assert means(recorded["EASE"]) == pytest.approx(
+        (ease["precision@10"], ease["tail/precision@10"])
+    )
+    done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert any("moo:derived_from" in t.user_attrs for t in done)
+    for t in done:
+        m = t.user_attrs["moo:metrics"]["test"]
+        assert means(t.user_attrs["moo:test_hits"]) == pytest.approx(
+            (m["precision@10"], m.get("tail/precision@10", 0.0))
+        )
+    data = collect(study)
+    front = data.rows[data.rows["pareto"]]
+    assert front["vs"].map(lambda v: isinstance(v, dict)).all()
+    for vs, p in zip(front["vs"], front["test:precision@10"]):
+        mean, lo, hi = vs["all"]
+        assert lo <= mean <= hi and mean == pytest.approx(p - ease["precision@10"])
+    tally = data.vs_baseline
+    assert tally["better"] + tally["within"] + tally["worse"] == len(front)
+    assert "vs EASE's, paired by user" in data.comparison_lines()[2]

@@ -31,6 +31,7 @@ class Evaluation:
     # inference-only variants: [{"knobs": {path: value}, "metrics": Metrics}]
     variants: list[dict[str, Any]] = field(default_factory=list)
     backbone: dict[str, Any] = field(default_factory=dict)  # name, params, sha256 of W
+    hits: dict[str, Any] = field(default_factory=dict)  # per-user test hits (trial.test_hits)
 
 
 Evaluator = Callable[..., Evaluation]
@@ -78,7 +79,7 @@ def _run_trial_evaluator(
     from moo_search.trial import run_trial
 
     result = run_trial(spec, artifact_dir=art, sweep=sweep_grid(spec), on_rung=on_rung)
-    return Evaluation(result.metrics, result.cost, result.sweep, result.backbone)
+    return Evaluation(result.metrics, result.cost, result.sweep, result.backbone, result.hits)
 
 
 def _problem_evaluator(spec: StudySpec) -> Evaluator:

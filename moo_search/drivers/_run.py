@@ -88,6 +88,11 @@ def _record_baselines(spec: StudySpec, study: Any) -> None:
 
         data = data or prepare_data(spec)
         study.set_user_attr(STUDY_ATTR.REFERENCE_FRONT, reference_front(spec, data))
+    if STUDY_ATTR.BASELINE_HITS not in study.user_attrs:
+        from moo_search.model.baselines import baseline_test_hits
+
+        data = data or prepare_data(spec)
+        study.set_user_attr(STUDY_ATTR.BASELINE_HITS, baseline_test_hits(spec, data))
 
 
 def _worker_seeded(spec: StudySpec) -> StudySpec:

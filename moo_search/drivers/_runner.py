@@ -129,6 +129,8 @@ class TrialRunner:
                 trial.set_user_attr(ATTR.ARTIFACT_SHA256, artifact_hashes(art))
             if ev.backbone:
                 trial.set_user_attr(ATTR.BACKBONE, ev.backbone)
+            if ev.hits:
+                trial.set_user_attr(ATTR.HITS, ev.hits)
             trial.set_user_attr(ATTR.METRICS, finite_metrics(metrics))
             trial.set_user_attr(ATTR.COST, finite_metrics({"val": cost})["val"])
             from moo_search.trial import metric_value
@@ -203,6 +205,8 @@ def _add_variant(
         ATTR.COST: finite_metrics({"val": cost})["val"],
         ATTR.CONSTRAINTS: violations,
     }
+    if variant.get("hits"):
+        attrs[ATTR.HITS] = variant["hits"]
     for key in (ATTR.ARTIFACTS, ATTR.ARTIFACT_SHA256, ATTR.BACKBONE):
         if key in parent.user_attrs:
             attrs[key] = parent.user_attrs[key]

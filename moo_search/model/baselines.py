@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,7 @@ __all__ = [
     "BASELINES",
     "CTR_BASELINE",
     "BaselineContext",
+    "baseline_test_hits",
     "bpr_mf",
     "ease",
     "evaluate_baselines",
@@ -181,4 +183,45 @@ def evaluate_baselines(
         out[name] = res
     if ctr:
         out[CTR_BASELINE] = like_rate_ctr(split)
+    return out
+
+
+PAIRED_BASELINES = ("EASE",)
+"""Baselines whose per-user test hits every study records, to pair trials with."""
+
+
+def baseline_test_hits(
+    spec: Any, data: Any, names: tuple[str, ...] = PAIRED_BASELINES
+) -> dict[str, Any]:
+    """Per evaluated test user, the baselines' relevant items in their top ``eval.k``
+    (packed, as trials record theirs), the users' count and which of them have a relevant
+    tail item: ``{"n_users", "tail_users", name: {"all", "tail"}}``."""
+    from moo_search.metrics import EvalContext, has_tail_relevant
+    from moo_search.study import pack_counts
+    from moo_search.trial import test_hits
+
+    ctx = BaselineContext(ds=data.ds, split=data.split, eval_cfg=spec.eval, seed=spec.seed)
+    out: dict[str, Any] = {}
+    for name in names:
+        res = evaluate_scorer(
+            BASELINES[name](ctx),
+            data.ds,
+            data.split,
+            eval_cfg=spec.eval,
+            parts=("test",),
+            features=data.features,
+            return_lists=True,
+        )
+        assert isinstance(res, tuple)
+        users, lists = res[1]["test"]
+        out[name] = test_hits(spec, data, users, lists)
+    ectx = EvalContext.from_split(
+        data.split,
+        "test",
+        data.features,
+        cold_user_max=spec.eval.cold_user_max,
+        head_share=spec.eval.head_share,
+    )
+    out["n_users"] = len(ectx.users)
+    out["tail_users"] = pack_counts(has_tail_relevant(ectx.users, ectx))
     return out

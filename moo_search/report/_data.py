@@ -43,6 +43,9 @@ class StudyData:
     reference: list[dict[str, Any]] = field(default_factory=list)  # reference-front points
     reference_hv: float | None = None  # same reference point as ``hypervolume``
     front_undominated: int | None = None  # front trials no reference point dominates
+    # front trials paired with a baseline on test precision (user by user, 95% interval):
+    # {"baseline", "k", "better", "within", "worse"}, None without recorded per-user hits
+    vs_baseline: dict[str, Any] | None = None
 
     @property
     def artifact_problems(self) -> list[str]:
@@ -63,12 +66,20 @@ class StudyData:
             return ["reference front: none recorded (a study of the default trial records one)"]
         fmt = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
         n_front = int(self.rows["pareto"].sum()) if "pareto" in self.rows else 0
-        return [
+        lines = [
             f"hypervolume: study {fmt(self.hypervolume)} vs reference front "
             f"{fmt(self.reference_hv)} ({len(self.reference)} baseline points, same reference point)",
             f"front trials not dominated by any reference point: "
             f"{self.front_undominated or 0} of {n_front}",
         ]
+        vs = self.vs_baseline
+        if vs:
+            lines.append(
+                f"front trials' test precision@{vs['k']} vs {vs['baseline']}'s, paired by user "
+                f"(95% interval): {vs['better']} above, {vs['within']} within noise, "
+                f"{vs['worse']} below"
+            )
+        return lines
 
     @property
     def complete(self) -> pd.DataFrame:
@@ -86,6 +97,42 @@ def _generation(t: Any) -> int | None:
         if k.endswith(":generation"):
             return int(v)
     return None
+
+
+def _pair_with_baseline(
+    rows: pd.DataFrame, recorded: dict[str, Any] | None, baseline: str = "EASE"
+) -> dict[str, Any] | None:
+    """Pair every fine-tune and front trial with ``baseline`` on the same test users: the
+    difference in test precision@k (``"all"``) and tail/precision@k (``"tail"``) with its 95%
+    bootstrap interval over users, as ``rows["vs"]`` (``{"baseline", "all": [mean, lo, hi],
+    "tail": [...]}``). Returns the front's tally on precision: above, within noise, below."""
+    from moo_search.metrics import paired_bootstrap
+    from moo_search.study import unpack_counts
+
+    rows["vs"] = None
+    if not recorded or baseline not in recorded or "hits" not in rows:
+        return None
+    theirs = recorded[baseline]
+    tail_users = unpack_counts(recorded["tail_users"]).astype(bool)
+    tally = {"baseline": baseline, "k": theirs["k"], "better": 0, "within": 0, "worse": 0}
+    wanted = rows["pareto"].astype(bool) | rows["derived_from"].isna()
+    for i in rows.index[wanted & (rows["state"] == "COMPLETE")]:
+        mine = rows.at[i, "hits"]
+        if not isinstance(mine, dict) or mine.get("k") != theirs["k"]:
+            continue
+        vs: dict[str, Any] = {"baseline": baseline}
+        for name, users in (("all", slice(None)), ("tail", tail_users)):
+            a, b = unpack_counts(mine[name]), unpack_counts(theirs[name])
+            if len(a) != len(b):
+                break  # (not the same test users: another split)
+            vs[name] = list(paired_bootstrap(a[users] / mine["k"], b[users] / mine["k"], 1000))
+        else:
+            rows.at[i, "vs"] = vs
+            if rows.at[i, "pareto"]:
+                _, lo, hi = vs["all"]
+                tally["better" if lo > 0 else "worse" if hi < 0 else "within"] += 1
+    n = tally["better"] + tally["within"] + tally["worse"]
+    return tally if n else None
 
 
 def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool = True) -> StudyData:
@@ -135,6 +182,7 @@ def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool =
             "artifacts": "",
             "artifact_problem": "",
             "curve": t.user_attrs.get(ATTR.CURVE),
+            "hits": t.user_attrs.get(ATTR.HITS),
         }
         if verify_artifacts and t.state == TrialState.COMPLETE:
             rec["artifacts"], rec["artifact_problem"] = artifact_status(t, checked)
@@ -189,6 +237,7 @@ def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool =
     if len(F):
         rows.loc[ok, "pareto"] = pareto.pareto_mask(F, directions)
 
+    vs_baseline = _pair_with_baseline(rows, study.user_attrs.get(STUDY_ATTR.BASELINE_HITS))
     ref = study.user_attrs.get(STUDY_ATTR.REFERENCE)
     if ref is None and len(F):
         ref = pareto.default_reference_point(F, directions).tolist()
@@ -215,6 +264,7 @@ def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool =
         base_config=spec,
         study_target=study_target,
         counts=counts,
+        vs_baseline=vs_baseline,
     )
     _compare_reference(data, study.user_attrs.get(STUDY_ATTR.REFERENCE_FRONT))
     _decide(data)

@@ -66,6 +66,7 @@ def _rows(data: StudyData) -> list[Row]:
                 "artifacts": str(r.get("artifacts") or ""),
                 "artifact_problem": str(r.get("artifact_problem") or ""),
                 "curve": r.get("curve") if isinstance(r.get("curve"), list) else None,
+                "vs": r.get("vs") if isinstance(r.get("vs"), dict) else None,
             }
         )
     return out
@@ -120,6 +121,7 @@ def render_page(data: StudyData, figs: dict[str, dict[str, Any]], plotly_js: str
         "reference_points": len(data.reference),
         "reference_obj": [[p["val"][m] for m in data.metrics] for p in data.reference],
         "front_undominated": data.front_undominated,
+        "vs_baseline": data.vs_baseline,
         "ref": data.reference_point,
         "best": _best(data),
         "params": data.params,

@@ -29,6 +29,9 @@ class Row(TypedDict):
     artifacts: str  # verified, unverified, none, missing (not on this machine), altered, ""
     artifact_problem: str  # for altered / missing: the trial, the file and both hashes
     curve: list[dict[str, Any]] | None  # [{"step", "values"}] per checkpoint (early stopping)
+    # paired with a baseline on the same test users: {"baseline", "all": [mean difference in
+    # precision@k, 95% low, high], "tail": [... tail/precision@k]}; fine-tunes and front only
+    vs: dict[str, Any] | None
 
 
 class BestValue(TypedDict):
@@ -54,6 +57,9 @@ class Payload(TypedDict):
     reference_points: int
     reference_obj: list[list[float | None]]  # reference-front points, validation
     front_undominated: int | None
+    # the front's test precision@k against a baseline's, paired by user:
+    # {"baseline", "k", "better", "within", "worse"} (None without recorded per-user hits)
+    vs_baseline: dict[str, Any] | None
     ref: list[float] | None  # the hypervolume reference point
     best: dict[str, BestValue]
     params: list[str]

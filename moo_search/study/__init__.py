@@ -19,7 +19,9 @@ from moo_search.study._keys import (
     finite_metrics,
     is_derived,
     is_feasible,
+    pack_counts,
     trial_metrics,
+    unpack_counts,
     violations,
 )
 from moo_search.study._lock import study_lock
@@ -51,6 +53,7 @@ __all__ = [
     "load_study",
     "open_storage",
     "open_study",
+    "pack_counts",
     "resolve_storage_arg",
     "sha256_file",
     "stored_reference_point",
@@ -58,5 +61,6 @@ __all__ = [
     "study_home",
     "study_lock",
     "trial_metrics",
+    "unpack_counts",
     "violations",
 ]

@@ -15,7 +15,9 @@ __all__ = [
     "finite_metrics",
     "is_derived",
     "is_feasible",
+    "pack_counts",
     "trial_metrics",
+    "unpack_counts",
     "violations",
 ]
 
@@ -36,6 +38,7 @@ class ATTR:
     ANCHOR = "moo:anchor"  # "base" or a named enqueued config
     DERIVED_FROM = "moo:derived_from"  # an inference-only variant of this fine-tune (number)
     KNOBS = "moo:knobs"  # a variant's inference-only settings {path: value}
+    HITS = "moo:test_hits"  # {"k", "all", "tail"}: relevant items in each test user's top k
     SLOT = "moo:pymoo_slot"
     RUNGS = "moo:rungs"  # {step: validation objective vector on the rung's user sample}
     CURVE = "moo:curve"  # [{"step", "values"}]: the objective vector at each checkpoint
@@ -51,6 +54,7 @@ class STUDY_ATTR:
     REFERENCE = "moo:reference_point"
     BASELINES = "moo:baselines"
     REFERENCE_FRONT = "moo:reference_front"  # baselines x re-ranking grid, non-dominated
+    BASELINE_HITS = "moo:baseline_test_hits"  # {baseline: ATTR.HITS-like}, the same test users
     ENQUEUED = "moo:enqueued"
     VERSION = "moo:version"
     STUDY_ID = "moo:study_id"  # a random id given at creation; names the study's home
@@ -86,3 +90,25 @@ def finite_metrics(metrics: Metrics) -> dict[str, dict[str, float | None]]:
         p: {k: (float(v) if math.isfinite(float(v)) else None) for k, v in m.items()}
         for p, m in metrics.items()
     }
+
+
+def pack_counts(counts: Any) -> str:
+    """Small non-negative integers (hits per user, at most 255) as one compact string:
+    base64 of their bytes, so a per-user vector costs ~1.3 characters a user in storage."""
+    import base64
+
+    import numpy as np
+
+    a = np.asarray(counts)
+    if a.size and (a.min() < 0 or a.max() > 255):
+        raise ValueError(f"pack_counts holds 0..255, got {a.min()}..{a.max()}")
+    return base64.b64encode(a.astype(np.uint8).tobytes()).decode("ascii")
+
+
+def unpack_counts(packed: str) -> Any:
+    """The integer array :func:`pack_counts` packed."""
+    import base64
+
+    import numpy as np
+
+    return np.frombuffer(base64.b64decode(packed), dtype=np.uint8).astype(np.int64)

@@ -22,6 +22,9 @@ if (P.reference_points) {
   const nf = P.rows.filter(r => r.pareto).length;
   card("vs reference front", fmt(P.hv) + " / " + fmt(P.reference_hv),
        "study / baselines HV (same point) · " + (P.front_undominated || 0) + " of " + nf + " front trials not dominated by any of " + P.reference_points + " baseline points");
+  const vb = P.vs_baseline;
+  if (vb) card("test precision@" + vb.k + " vs " + vb.baseline, vb.better + " / " + vb.within + " / " + vb.worse,
+       "front trials above / within noise of / below " + vb.baseline + " on the same test users (paired by user, 95% bootstrap interval)");
 }
 const altered = P.rows.filter(r => r.artifacts === "altered").length;
 if (altered) card("artifacts altered", String(altered), "trials whose files are not the ones they wrote: not exportable (see the table)");
@@ -102,6 +105,21 @@ function yaml(v, ind) {
   if (typeof v === "string") return /^[\w@.\/+-]+$/.test(v) ? v : JSON.stringify(v);
   return String(v);
 }
+// a trial against a baseline on the same test users: the difference and its 95% interval
+function vsTable(vs) {
+  const k = P.vs_baseline ? P.vs_baseline.k : 10;
+  const t = el("table", {class: "vs"}); const head = el("tr");
+  head.append(el("th", {class: "l"}, "test, minus " + vs.baseline + " (same users)"), el("th", null, "difference"), el("th", null, "95% interval"), el("th", {class: "l"}, ""));
+  t.append(head);
+  for (const [key, label] of [["all", "precision@" + k], ["tail", "tail/precision@" + k]]) {
+    if (!vs[key]) continue;
+    const [d, lo, hi] = vs[key];
+    const verdict = lo > 0 ? "better" : hi < 0 ? "worse" : "within noise";
+    const f4 = v => (v < 0 ? "−" : "+") + Math.abs(v).toFixed(4);
+    const tr = el("tr"); tr.append(el("td", {class: "l"}, label), el("td", null, f4(d)), el("td", null, "[" + f4(lo) + ", " + f4(hi) + "]"), el("td", {class: "l"}, verdict)); t.append(tr);
+  }
+  return t;
+}
 let selected = null;
 function select(n) {
   const r = byNumber.get(n); if (!r) return;
@@ -111,6 +129,7 @@ function select(n) {
   const t = el("table"); const head = el("tr"); head.append(el("th", {class: "l"}, "objective"), el("th", null, "validation"), el("th", null, "test")); t.append(head);
   P.metrics.forEach((m, i) => { const tr = el("tr"); tr.append(el("td", {class: "l"}, m + " " + arrow(P.directions[i])), el("td", null, fmt(r.obj[i])), el("td", null, fmt(r.test[i]))); t.append(tr); });
   box.append(t);
+  if (r.vs) box.append(vsTable(r.vs));
   if (r.reason) box.append(el("div", {class: "note"}, "reason: " + r.reason));
   draw_curve(r);
   const cmd = P.export_base + " --trial " + n + " --out exports/" + P.slug + "-trial-" + n;
