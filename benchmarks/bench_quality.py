@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"study {study.study_name!r}: {len(fine)} fine-tunes, {len(done) - len(fine)} "
-        f"variants (re-ranked or served at other fusion weights), {int(data.rows['pareto'].sum())} front points"
+        f"variants, {int(data.rows['pareto'].sum())} front points"
     )
     print("\ntest split" + "".join(f"{c:>19}" for c in COLS).rjust(34 + 19 * len(COLS) - 10))
     like = (baselines.get("LikeRate") or {}).get("test", {})

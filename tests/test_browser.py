@@ -125,7 +125,7 @@ def test_clicking_a_front_point_shows_config_and_export_command(browser, tmp_pat
     assert "minus EASE" in vs and "precision@10" in vs and "tail/precision@10" in vs
     assert any(v in vs for v in ("better", "worse", "within noise")), vs
     cards = o.page.locator("#cards").inner_text().lower()
-    assert "vs ease" in cards and "within noise" in cards
+    assert "most accurate front trial vs ease" in cards and "paired by user" in cards
     config = o.page.text_content("#config")
     assert "adapter:" in config or "adapter.type" in config
     assert o.errors == []

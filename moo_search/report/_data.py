@@ -43,8 +43,9 @@ class StudyData:
     reference: list[dict[str, Any]] = field(default_factory=list)  # reference-front points
     reference_hv: float | None = None  # same reference point as ``hypervolume``
     front_undominated: int | None = None  # front trials no reference point dominates
-    # front trials paired with a baseline on test precision (user by user, 95% interval):
-    # {"baseline", "k", "better", "within", "worse"}, None without recorded per-user hits
+    # the accuracy end of the front (its best validation precision@k) paired with a baseline
+    # on test, user by user: {"baseline", "k", "trial", "all": [difference, 95% low, high],
+    # "tail": [...]}; None without recorded per-user hits
     vs_baseline: dict[str, Any] | None = None
 
     @property
@@ -74,10 +75,13 @@ class StudyData:
         ]
         vs = self.vs_baseline
         if vs:
+            d, lo, hi = vs["all"]
+            td, tlo, thi = vs["tail"]
             lines.append(
-                f"front trials' test precision@{vs['k']} vs {vs['baseline']}'s, paired by user "
-                f"(95% interval): {vs['better']} above, {vs['within']} within noise, "
-                f"{vs['worse']} below"
+                f"the front's most accurate trial (validation) {vs['trial']} minus "
+                f"{vs['baseline']} on test, paired by user (95% interval): precision@{vs['k']} "
+                f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}] ({verdict(lo, hi)}), tail/precision@{vs['k']} "
+                f"{td:+.4f} [{tlo:+.4f}, {thi:+.4f}] ({verdict(tlo, thi)})"
             )
         return lines
 
@@ -99,13 +103,19 @@ def _generation(t: Any) -> int | None:
     return None
 
 
+def verdict(lo: float, hi: float) -> str:
+    """What a difference's interval says: above 0, below 0, or either (noise)."""
+    return "better" if lo > 0 else "worse" if hi < 0 else "within noise"
+
+
 def _pair_with_baseline(
     rows: pd.DataFrame, recorded: dict[str, Any] | None, baseline: str = "EASE"
 ) -> dict[str, Any] | None:
     """Pair every fine-tune and front trial with ``baseline`` on the same test users: the
     difference in test precision@k (``"all"``) and tail/precision@k (``"tail"``) with its 95%
     bootstrap interval over users, as ``rows["vs"]`` (``{"baseline", "all": [mean, lo, hi],
-    "tail": [...]}``). Returns the front's tally on precision: above, within noise, below."""
+    "tail": [...]}``). Returns that of the front's most accurate trial on validation (the
+    front's other end trades accuracy away by design: the reference front judges it)."""
     from moo_search.metrics import paired_bootstrap
     from moo_search.study import unpack_counts
 
@@ -114,7 +124,7 @@ def _pair_with_baseline(
         return None
     theirs = recorded[baseline]
     tail_users = unpack_counts(recorded["tail_users"]).astype(bool)
-    tally = {"baseline": baseline, "k": theirs["k"], "better": 0, "within": 0, "worse": 0}
+    k = theirs["k"]
     wanted = rows["pareto"].astype(bool) | rows["derived_from"].isna()
     for i in rows.index[wanted & (rows["state"] == "COMPLETE")]:
         mine = rows.at[i, "hits"]
@@ -128,11 +138,12 @@ def _pair_with_baseline(
             vs[name] = list(paired_bootstrap(a[users] / mine["k"], b[users] / mine["k"], 1000))
         else:
             rows.at[i, "vs"] = vs
-            if rows.at[i, "pareto"]:
-                _, lo, hi = vs["all"]
-                tally["better" if lo > 0 else "worse" if hi < 0 else "within"] += 1
-    n = tally["better"] + tally["within"] + tally["worse"]
-    return tally if n else None
+    col = f"val:precision@{k}"
+    paired = rows[rows["pareto"].astype(bool) & rows["vs"].notna()]
+    if col not in paired or paired[col].isna().all():
+        return None
+    top = paired.loc[paired[col].astype(float).idxmax()]
+    return {"k": k, "trial": int(top["number"]), **top["vs"]}
 
 
 def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool = True) -> StudyData:

@@ -57,8 +57,8 @@ class Payload(TypedDict):
     reference_points: int
     reference_obj: list[list[float | None]]  # reference-front points, validation
     front_undominated: int | None
-    # the front's test precision@k against a baseline's, paired by user:
-    # {"baseline", "k", "better", "within", "worse"} (None without recorded per-user hits)
+    # the front's most accurate trial (validation) against a baseline on test, paired by user:
+    # {"baseline", "k", "trial", "all": [difference, low, high], "tail": [...]} (or None)
     vs_baseline: dict[str, Any] | None
     ref: list[float] | None  # the hypervolume reference point
     best: dict[str, BestValue]

@@ -68,8 +68,8 @@ class DriverConfig(Strict):
         description="Also record every fine-tune with a text tower served at a grid of the "
         "searched fusion weights (fusion.alpha, fusion.tail_weight: as fusion.serve_alpha, "
         "fusion.serve_tail_weight; no retraining) as trials linked to it. Off by default: on "
-        "the quickstart it left the hypervolume as it was and filled the high-precision end of "
-        "the validation front with variants that did worse on test.",
+        "the quickstart it raised the hypervolume by no more than two machines' numerics "
+        "move it, for 7% more wall time.",
     )
     heartbeat_interval: int = Field(
         10, ge=1, description="Seconds between a running trial's heartbeats."

@@ -23,8 +23,13 @@ if (P.reference_points) {
   card("vs reference front", fmt(P.hv) + " / " + fmt(P.reference_hv),
        "study / baselines HV (same point) · " + (P.front_undominated || 0) + " of " + nf + " front trials not dominated by any of " + P.reference_points + " baseline points");
   const vb = P.vs_baseline;
-  if (vb) card("test precision@" + vb.k + " vs " + vb.baseline, vb.better + " / " + vb.within + " / " + vb.worse,
-       "front trials above / within noise of / below " + vb.baseline + " on the same test users (paired by user, 95% bootstrap interval)");
+  if (vb) {
+    const f4 = v => (v < 0 ? "−" : "+") + Math.abs(v).toFixed(4);
+    const says = (lo, hi) => lo > 0 ? "better" : hi < 0 ? "worse" : "within noise";
+    card("most accurate front trial vs " + vb.baseline, f4(vb.all[0]),
+         "test precision@" + vb.k + " of trial " + vb.trial + " (best on validation) minus " + vb.baseline + "'s, paired by user: 95% [" + f4(vb.all[1]) + ", " + f4(vb.all[2]) + "], " + says(vb.all[1], vb.all[2])
+         + " · tail/precision@" + vb.k + " " + f4(vb.tail[0]) + " [" + f4(vb.tail[1]) + ", " + f4(vb.tail[2]) + "], " + says(vb.tail[1], vb.tail[2]));
+  }
 }
 const altered = P.rows.filter(r => r.artifacts === "altered").length;
 if (altered) card("artifacts altered", String(altered), "trials whose files are not the ones they wrote: not exportable (see the table)");
