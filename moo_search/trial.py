@@ -60,7 +60,7 @@ class TrialResult:
     # inference-only variants of this fine-tune:
     # [{"knobs": {path: value}, "metrics": {...}, "hits": {...}}]
     sweep: list[dict[str, Any]] = field(default_factory=list)
-    # relevant items in each test user's top k, packed: {"k", "all", "tail"} (test_hits)
+    # relevant items in each test user's top k, packed: {"k", "all", "tail"} (hits_per_user)
     hits: dict[str, Any] = field(default_factory=dict)
     backbone: dict[str, Any] = field(default_factory=dict)  # name, params, sha256 of W
 
@@ -288,7 +288,7 @@ def run_trial(
         base_model=base_id,
         sweep=swept,
         backbone=dict(model.backbone_info),
-        hits=test_hits(spec, data, *lists["test"]),
+        hits=hits_per_user(spec, data, *lists["test"]),
     )
     if artifact_dir is not None:
         result.artifact_dir = str(_write_artifacts(Path(artifact_dir), spec, model, result, lists))
@@ -302,24 +302,30 @@ def run_trial(
     return result
 
 
-def test_hits(
+def hits_per_user(
     spec: StudySpec, data: PreparedData, users: np.ndarray, lists: np.ndarray
 ) -> dict[str, Any]:
     """Relevant items in each evaluated test user's top ``k = eval.k`` (all and tail ones),
     packed: what pairs a trial with a baseline user by user (``STUDY_ATTR.BASELINE_HITS``).
     ``{"k": k, "all": ..., "tail": ...}``."""
-    from moo_search.metrics import EvalContext, user_hits
+    from moo_search.metrics import user_hits
     from moo_search.study import pack_counts
 
-    ctx = EvalContext.from_split(
+    hits = user_hits(lists[:, : spec.eval.k], users, eval_context(spec, data, "test"))
+    return {"k": spec.eval.k, **{name: pack_counts(h) for name, h in hits.items()}}
+
+
+def eval_context(spec: StudySpec, data: PreparedData, part: str) -> Any:
+    """A split part's :class:`~moo_search.metrics.EvalContext` under the spec's ``eval``."""
+    from moo_search.metrics import EvalContext
+
+    return EvalContext.from_split(
         data.split,
-        "test",
+        part,
         data.features,
         cold_user_max=spec.eval.cold_user_max,
         head_share=spec.eval.head_share,
     )
-    hits = user_hits(lists[:, : spec.eval.k], users, ctx)
-    return {"k": spec.eval.k, **{name: pack_counts(h) for name, h in hits.items()}}
 
 
 def _variant(
@@ -354,7 +360,7 @@ def _variant(
     res, lists = out
     for part in res:
         res[part].update({k: v for k, v in metrics[part].items() if k.startswith("ctr_")})
-    return res, test_hits(spec, data, *lists["test"])
+    return res, hits_per_user(spec, data, *lists["test"])
 
 
 def _write_artifacts(

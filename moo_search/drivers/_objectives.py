@@ -31,7 +31,7 @@ class Evaluation:
     # inference-only variants: [{"knobs": {path: value}, "metrics": Metrics}]
     variants: list[dict[str, Any]] = field(default_factory=list)
     backbone: dict[str, Any] = field(default_factory=dict)  # name, params, sha256 of W
-    hits: dict[str, Any] = field(default_factory=dict)  # per-user test hits (trial.test_hits)
+    hits: dict[str, Any] = field(default_factory=dict)  # per-user test hits (trial.hits_per_user)
 
 
 Evaluator = Callable[..., Evaluation]

@@ -196,9 +196,9 @@ def baseline_test_hits(
     """Per evaluated test user, the baselines' relevant items in their top ``eval.k``
     (packed, as trials record theirs), the users' count and which of them have a relevant
     tail item: ``{"n_users", "tail_users", name: {"all", "tail"}}``."""
-    from moo_search.metrics import EvalContext, has_tail_relevant
+    from moo_search.metrics import has_tail_relevant
     from moo_search.study import pack_counts
-    from moo_search.trial import test_hits
+    from moo_search.trial import eval_context, hits_per_user
 
     ctx = BaselineContext(ds=data.ds, split=data.split, eval_cfg=spec.eval, seed=spec.seed)
     out: dict[str, Any] = {}
@@ -214,14 +214,8 @@ def baseline_test_hits(
         )
         assert isinstance(res, tuple)
         users, lists = res[1]["test"]
-        out[name] = test_hits(spec, data, users, lists)
-    ectx = EvalContext.from_split(
-        data.split,
-        "test",
-        data.features,
-        cold_user_max=spec.eval.cold_user_max,
-        head_share=spec.eval.head_share,
-    )
+        out[name] = hits_per_user(spec, data, users, lists)
+    ectx = eval_context(spec, data, "test")
     out["n_users"] = len(ectx.users)
     out["tail_users"] = pack_counts(has_tail_relevant(ectx.users, ectx))
     return out
