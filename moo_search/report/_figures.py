@@ -155,11 +155,14 @@ def parallel(data: StudyData) -> dict[str, Any] | None:
         "type": "parcoords",
         "dimensions": dims,
         "line": {"color": color, "colorscale": [[0, DOMINATED], [1, FRONT]], "cmin": 0, "cmax": 1},
+        # a dozen dotted paths side by side overlap when level: slanted, each reads alone
+        "labelangle": -20,
+        "labelside": "top",
     }
     layout = {
         **BASE_LAYOUT,
-        "height": 440,
-        "margin": {"l": 70, "r": 70, "t": 80, "b": 30},
+        "height": 480,
+        "margin": {"l": 70, "r": 70, "t": 120, "b": 30},
         "title": {"text": f"Parameters and objectives (blue: Pareto front){shown}"},
     }
     return {"data": [trace], "layout": layout}
