@@ -17,8 +17,6 @@ import argparse
 import sys
 from typing import Any
 
-import numpy as np
-
 from moo_search import load_spec, run_trial
 from moo_search.errors import MooSearchError
 from moo_search.metrics import EvalContext
@@ -30,8 +28,6 @@ PARTS = ("val", "test")
 
 def _users(data: Any, spec: Any) -> dict[str, tuple[int, int]]:
     """Per part: (evaluated users, of them those with a relevant tail item)."""
-    import scipy.sparse as sp
-
     out = {}
     for part in PARTS:
         ctx = EvalContext.from_split(
@@ -41,8 +37,7 @@ def _users(data: Any, spec: Any) -> dict[str, tuple[int, int]]:
             cold_user_max=spec.eval.cold_user_max,
             head_share=spec.eval.head_share,
         )
-        tail = ctx.relevant.multiply(sp.csr_matrix(~ctx.head, dtype=np.float32)).tocsr()
-        has_tail = np.asarray(tail[ctx.users].sum(1)).ravel() > 0
+        has_tail = ctx.has_tail(ctx.users)
         out[part] = (len(ctx.users), int(has_tail.sum()))
     return out
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -24,7 +25,6 @@ __all__ = [
     "coverage",
     "evaluate_topk",
     "gini",
-    "has_tail_relevant",
     "ild",
     "is_known_metric",
     "logloss",
@@ -166,6 +166,15 @@ class EvalContext:
     def users(self) -> np.ndarray:
         """Evaluated users: at least one relevant item in the split."""
         return np.flatnonzero(np.asarray(self.relevant.sum(1)).ravel() > 0)
+
+    @cached_property
+    def tail_relevant(self) -> sp.csr_matrix:
+        """The relevant items outside the popular head: the ``tail/`` slice's relevance."""
+        return self.relevant.multiply(sp.csr_matrix(~self.head, dtype=np.float32)).tocsr()
+
+    def has_tail(self, users: np.ndarray) -> np.ndarray:
+        """Mask of ``users`` with a relevant tail item: the users of the ``tail/`` slice."""
+        return np.asarray(self.tail_relevant[users].sum(1)).ravel() > 0
 
     @classmethod
     def from_split(
@@ -337,10 +346,11 @@ def evaluate_topk(
     cold = ctx.cold_users[users]
     if cold.any():
         out.update(_list_metrics(lists[cold], users[cold], ctx, ctx.relevant, k, "cold"))
-    tail_rel = ctx.relevant.multiply(sp.csr_matrix(~ctx.head, dtype=np.float32)).tocsr()
-    has_tail = np.asarray(tail_rel[users].sum(1)).ravel() > 0
+    has_tail = ctx.has_tail(users)
     if has_tail.any():
-        out.update(_list_metrics(lists[has_tail], users[has_tail], ctx, tail_rel, k, "tail"))
+        out.update(
+            _list_metrics(lists[has_tail], users[has_tail], ctx, ctx.tail_relevant, k, "tail")
+        )
     return out
 
 
@@ -371,14 +381,7 @@ def user_hits(lists: np.ndarray, users: np.ndarray, ctx: EvalContext) -> dict[st
     shown = sp.csr_matrix(
         (np.ones(n * k), lists.ravel(), np.arange(0, n * k + 1, k)), (n, ctx.relevant.shape[1])
     )
-    tail_rel = ctx.relevant.multiply(sp.csr_matrix(~ctx.head, dtype=np.float32)).tocsr()
     return {
         name: np.asarray(shown.multiply(rel[users]).sum(1)).ravel().round().astype(np.int64)
-        for name, rel in (("all", ctx.relevant), ("tail", tail_rel))
+        for name, rel in (("all", ctx.relevant), ("tail", ctx.tail_relevant))
     }
-
-
-def has_tail_relevant(users: np.ndarray, ctx: EvalContext) -> np.ndarray:
-    """Mask of ``users`` with a relevant tail item: the users of the ``tail/`` slice."""
-    tail_rel = ctx.relevant.multiply(sp.csr_matrix(~ctx.head, dtype=np.float32)).tocsr()
-    return np.asarray(tail_rel[users].sum(1)).ravel() > 0

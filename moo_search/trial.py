@@ -263,9 +263,11 @@ def run_trial(
     metrics, lists = out
     for part in ("val", "test"):
         metrics[part].update(ctr_metrics(scorer, split, part))
+    test_ctx = eval_context(spec, data, "test")  # once: every variant's hits are counted on it
     swept = []
     for knobs in sweep or []:
-        vmetrics, vhits = _variant(spec, data, scorer, kept_scores, metrics, knobs, ks)
+        vmetrics, vlists = _variant(spec, data, scorer, kept_scores, metrics, knobs, ks)
+        vhits = hits_per_user(spec, test_ctx, *vlists["test"])
         swept.append({"knobs": knobs, "metrics": vmetrics, "hits": vhits})
 
     peak = (
@@ -288,7 +290,7 @@ def run_trial(
         base_model=base_id,
         sweep=swept,
         backbone=dict(model.backbone_info),
-        hits=hits_per_user(spec, data, *lists["test"]),
+        hits=hits_per_user(spec, test_ctx, *lists["test"]),
     )
     if artifact_dir is not None:
         result.artifact_dir = str(_write_artifacts(Path(artifact_dir), spec, model, result, lists))
@@ -303,15 +305,15 @@ def run_trial(
 
 
 def hits_per_user(
-    spec: StudySpec, data: PreparedData, users: np.ndarray, lists: np.ndarray
+    spec: StudySpec, ctx: Any, users: np.ndarray, lists: np.ndarray
 ) -> dict[str, Any]:
-    """Relevant items in each evaluated test user's top ``k = eval.k`` (all and tail ones),
-    packed: what pairs a trial with a baseline user by user (``STUDY_ATTR.BASELINE_HITS``).
-    ``{"k": k, "all": ..., "tail": ...}``."""
+    """Relevant items in each evaluated test user's top ``k = eval.k`` (all and tail ones;
+    ``ctx``: the test split's :func:`eval_context`), packed: what pairs a trial with a
+    baseline user by user (``STUDY_ATTR.BASELINE_HITS``). ``{"k": k, "all": ..., "tail": ...}``."""
     from moo_search.metrics import user_hits
     from moo_search.study import pack_counts
 
-    hits = user_hits(lists[:, : spec.eval.k], users, eval_context(spec, data, "test"))
+    hits = user_hits(lists[:, : spec.eval.k], users, ctx)
     return {"k": spec.eval.k, **{name: pack_counts(h) for name, h in hits.items()}}
 
 
@@ -336,10 +338,11 @@ def _variant(
     metrics: dict[str, dict[str, float]],
     knobs: dict[str, float],
     ks: tuple[int, ...],
-) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
+) -> tuple[dict[str, dict[str, float]], dict[str, tuple[np.ndarray, np.ndarray]]]:
     """The trained model's metrics at other inference-only knobs: re-ranking ones on the kept
     scores, serving fusion weights (``fusion.serve_*``) on the kept embeddings. The CTR head's
-    inputs do not depend on either, so its metrics are the fine-tune's."""
+    inputs do not depend on either, so its metrics are the fine-tune's. Also returns the
+    top-k lists per part, as :func:`evaluate_scorer` does."""
     vspec = spec.with_params(knobs)
     if any(k.startswith("fusion.") for k in knobs):
         served = scorer.serving(item_alpha(vspec, data, serving=True))
@@ -360,7 +363,7 @@ def _variant(
     res, lists = out
     for part in res:
         res[part].update({k: v for k, v in metrics[part].items() if k.startswith("ctr_")})
-    return res, hits_per_user(spec, data, *lists["test"])
+    return res, lists
 
 
 def _write_artifacts(

@@ -119,7 +119,7 @@ def test_user_hits_count_relevant_and_tail_items_in_each_list():
     lists = np.array([[5, 0, 3], [1, 3, 4], [4, 5, 0]])
     hits = M.user_hits(lists, ctx.users, ctx)
     assert hits["all"].tolist() == [2, 0, 2] and hits["tail"].tolist() == [1, 0, 2]
-    assert M.has_tail_relevant(ctx.users, ctx).tolist() == [True, False, True]
+    assert ctx.has_tail(ctx.users).tolist() == [True, False, True]
 
 
 def test_packed_counts_round_trip_and_refuse_what_does_not_fit():

@@ -196,11 +196,11 @@ def baseline_test_hits(
     """Per evaluated test user, the baselines' relevant items in their top ``eval.k``
     (packed, as trials record theirs), the users' count and which of them have a relevant
     tail item: ``{"n_users", "tail_users", name: {"all", "tail"}}``."""
-    from moo_search.metrics import has_tail_relevant
     from moo_search.study import pack_counts
     from moo_search.trial import eval_context, hits_per_user
 
     ctx = BaselineContext(ds=data.ds, split=data.split, eval_cfg=spec.eval, seed=spec.seed)
+    ectx = eval_context(spec, data, "test")
     out: dict[str, Any] = {}
     for name in names:
         res = evaluate_scorer(
@@ -214,8 +214,7 @@ def baseline_test_hits(
         )
         assert isinstance(res, tuple)
         users, lists = res[1]["test"]
-        out[name] = hits_per_user(spec, data, users, lists)
-    ectx = eval_context(spec, data, "test")
+        out[name] = hits_per_user(spec, ectx, users, lists)
     out["n_users"] = len(ectx.users)
-    out["tail_users"] = pack_counts(has_tail_relevant(ectx.users, ectx))
+    out["tail_users"] = pack_counts(ectx.has_tail(ectx.users))
     return out

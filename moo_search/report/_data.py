@@ -128,14 +128,14 @@ def _pair_with_baseline(
     wanted = rows["pareto"].astype(bool) | rows["derived_from"].isna()
     for i in rows.index[wanted & (rows["state"] == "COMPLETE")]:
         mine = rows.at[i, "hits"]
-        if not isinstance(mine, dict) or mine.get("k") != theirs["k"]:
+        if not isinstance(mine, dict) or mine.get("k") != k:
             continue
         vs: dict[str, Any] = {"baseline": baseline}
         for name, users in (("all", slice(None)), ("tail", tail_users)):
             a, b = unpack_counts(mine[name]), unpack_counts(theirs[name])
             if len(a) != len(b):
                 break  # (not the same test users: another split)
-            vs[name] = list(paired_bootstrap(a[users] / mine["k"], b[users] / mine["k"], 1000))
+            vs[name] = list(paired_bootstrap(a[users] / k, b[users] / k, 1000))
         else:
             rows.at[i, "vs"] = vs
     col = f"val:precision@{k}"
@@ -174,9 +174,9 @@ def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool =
                 params[name] = (
                     "categorical" if "Categorical" in kind else "int" if "Int" in kind else "float"
                 )
-        knobs = t.user_attrs.get(ATTR.KNOBS) or {}
-        for name in knobs:  # a swept weight is a column: what each trial is served at
-            params.setdefault(name, "float")
+        for name in t.user_attrs.get(ATTR.KNOBS) or {}:
+            if name.startswith("fusion.serve_"):  # a column: what each trial is served at
+                params.setdefault(name, "float")
         m = t.user_attrs.get(ATTR.METRICS) or {}
         cons = t.user_attrs.get(ATTR.CONSTRAINTS) or []
         rec: dict[str, Any] = {
@@ -203,8 +203,6 @@ def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool =
             )
         for name, v in t.params.items():
             rec[f"param:{name}"] = v
-        for name, v in knobs.items():
-            rec.setdefault(f"param:{name}", v)
         fusion = (t.user_attrs.get(ATTR.CONFIG) or {}).get("fusion") or {}
         for knob, trained in (("serve_alpha", "alpha"), ("serve_tail_weight", "tail_weight")):
             served = fusion.get(knob) if fusion.get(knob) is not None else fusion.get(trained)
