@@ -161,6 +161,48 @@ def test_bad_trial_configs_fail_at_load():
         tiny_spec(**{"adapter.r": 0})
     with pytest.raises(SpecError, match="train.lr"):
         tiny_spec(**{"train.lr": 0.0})
+    with pytest.raises(SpecError, match="model.dropout"):
+        tiny_spec(**{"model.dropout": 1.5})
+    with pytest.raises(SpecError, match="model.attention"):
+        tiny_spec(**{"model.attention": "flash"})
+
+
+def _encode_twice(spec, *, train: bool):
+    from moo_search.model.encoder import load_encoder
+
+    encoder, tokenizer, _ = load_encoder(spec.model)
+    encoder.train(train)
+    batch = tokenizer(["a b c d e f", "g h"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        torch.manual_seed(0)
+        a = encoder(**batch).last_hidden_state
+        b = encoder(**batch).last_hidden_state
+    return encoder, a, b
+
+
+def test_model_dropout_zero_turns_every_encoder_dropout_off():
+    # the checkpoint's dropout draws a new mask each pass in train mode; 0 draws none
+    enc, a, b = _encode_twice(tiny_spec(), train=True)
+    assert {m.p for m in enc.modules() if isinstance(m, torch.nn.Dropout)} == {0.1}
+    assert not torch.allclose(a, b)
+    enc, a, b = _encode_twice(tiny_spec(**{"model.dropout": 0.0}), train=True)
+    assert {m.p for m in enc.modules() if isinstance(m, torch.nn.Dropout)} == {0.0}
+    _, evaluated, _ = _encode_twice(tiny_spec(), train=False)
+    assert torch.equal(a, b) and torch.allclose(a, evaluated, atol=1e-6)
+
+
+def test_attention_kernels_compute_the_same_encoder():
+    from moo_search.model.encoder import attention_kernel
+
+    auto = tiny_spec()
+    expected = "sdpa" if torch.cuda.is_available() else "eager"
+    assert attention_kernel(auto.model) == expected
+    outs = {}
+    for kernel in ("eager", "sdpa"):
+        enc, out, _ = _encode_twice(tiny_spec(**{"model.attention": kernel}), train=False)
+        assert enc.config._attn_implementation == kernel
+        outs[kernel] = out
+    assert torch.allclose(outs["eager"], outs["sdpa"], atol=1e-5)
 
 
 def test_nan_loss_stops_the_trial_with_a_reason(monkeypatch):

@@ -10,7 +10,7 @@ from typing import Any
 from moo_search.errors import SpecError
 from moo_search.spec import ModelConfig
 
-__all__ = ["base_model_fingerprint", "load_encoder", "resolve_model_path"]
+__all__ = ["attention_kernel", "base_model_fingerprint", "load_encoder", "resolve_model_path"]
 
 logger = logging.getLogger("moo_search")
 
@@ -86,10 +86,37 @@ def load_encoder(cfg: ModelConfig) -> tuple[Any, Any, str]:
                 field="model.name_or_path",
             ) from None
         base_id = PACKAGED_ID if path == str(_packaged_path()) else cfg.name_or_path
+    _configure(model, cfg)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     return model, tokenizer, base_id
+
+
+def attention_kernel(cfg: ModelConfig) -> str:
+    """``model.attention`` resolved: 'auto' is eager unless a CUDA device is visible. (By
+    what the machine has, not by ``train.device``: a trial and its export, loaded on the same
+    machine, then run the same kernel and rank near-ties alike.)"""
+    if cfg.attention != "auto":
+        return cfg.attention
+    import torch
+
+    return "sdpa" if torch.cuda.is_available() else "eager"
+
+
+def _configure(model: Any, cfg: ModelConfig) -> None:
+    """Apply ``model.attention`` and ``model.dropout`` to a loaded encoder."""
+    from torch import nn
+
+    kernel = attention_kernel(cfg)
+    if getattr(model.config, "_attn_implementation", None) != kernel:
+        model.set_attn_implementation(kernel)
+    if cfg.dropout is not None:
+        # every dropout of the encoder (BERT's attention reads its module's p as well); the
+        # adapter's own (adapter.dropout) is added later and keeps its value
+        for m in model.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = cfg.dropout
 
 
 def base_model_fingerprint(encoder: Any) -> str:

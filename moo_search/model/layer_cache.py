@@ -1,8 +1,8 @@
 """Frozen lower layers computed once: when an adapter leaves the embeddings and the first
 ``n`` transformer layers untouched, their output for a text is the same in every trial of a
 study. :class:`FrozenPrefix` runs that part once per table of texts (cached in memory and on
-disk, keyed by the base weights, the token ids, ``n`` and the dtype) and the rest of the
-encoder from there.
+disk, keyed by the base weights, the token ids, ``n``, the dtype and the attention kernel)
+and the rest of the encoder from there.
 
 The prefix always runs in eval mode (no dropout), cached or not, so a cached trial computes
 exactly what an uncached one does. Supported for BERT-style encoders (``embeddings`` +
@@ -167,7 +167,8 @@ class FrozenPrefix:
                 budget / 2**20,
             )
             return False
-        key = self._key(table, f"{mode}|{device.type}")
+        kernel = getattr(self.base.config, "_attn_implementation", None)  # (model.attention)
+        key = self._key(table, f"{mode}|{device.type}|{kernel}")
         states = _MEMORY.get(key)
         if states is None:
             states = self._load(key)

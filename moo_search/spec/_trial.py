@@ -134,6 +134,23 @@ class ModelConfig(Strict):
     max_item_length: int = Field(32, ge=4)
     max_user_length: int = Field(96, ge=4)
     pooling: Literal["mean", "cls"] = "mean"
+    attention: Literal["auto", "eager", "sdpa"] = Field(
+        "auto",
+        description=(
+            "Attention kernel: 'auto' = eager where no CUDA device is visible (on CPU its "
+            "backward is faster than SDPA's: benchmarks/bench_cpu_kernels.py), sdpa with CUDA."
+        ),
+    )
+    dropout: float | None = Field(
+        None,
+        ge=0.0,
+        lt=1.0,
+        description=(
+            "The encoder's own dropout (hidden and attention) while fine-tuning; None keeps "
+            "the checkpoint's (0.1 for MiniLM). 0 skips dropout's random masks, which on a "
+            "CPU cost a large share of each step."
+        ),
+    )
 
 
 class AdapterConfig(Strict):
