@@ -205,6 +205,23 @@ def test_attention_kernels_compute_the_same_encoder():
     assert torch.allclose(outs["eager"], outs["sdpa"], atol=1e-5)
 
 
+def test_an_attention_kernel_the_model_lacks_is_a_spec_error_only_when_named(monkeypatch):
+    from transformers import PreTrainedModel
+
+    from moo_search.model.encoder import load_encoder
+
+    def refuse(self, kernel, **_):
+        raise ValueError(f"{type(self).__name__} does not support {kernel}\nmore detail")
+
+    monkeypatch.setattr(PreTrainedModel, "set_attn_implementation", refuse)
+    # the tiny BERT is built with sdpa: eager, asked for by name, must then fail
+    with pytest.raises(SpecError, match="model.attention") as e:
+        load_encoder(tiny_spec(**{"model.attention": "eager"}).model)
+    assert "does not support" in str(e.value) and "more detail" not in str(e.value)
+    encoder, _, _ = load_encoder(tiny_spec().model)  # auto: keeps the model's own kernel
+    assert encoder.config._attn_implementation == "sdpa"
+
+
 def test_nan_loss_stops_the_trial_with_a_reason(monkeypatch):
     import moo_search.train.losses as losses
 

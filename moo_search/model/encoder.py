@@ -110,7 +110,15 @@ def _configure(model: Any, cfg: ModelConfig) -> None:
 
     kernel = attention_kernel(cfg)
     if getattr(model.config, "_attn_implementation", None) != kernel:
-        model.set_attn_implementation(kernel)
+        try:
+            model.set_attn_implementation(kernel)
+        except (ValueError, ImportError) as e:
+            if cfg.attention != "auto":  # asked for by name: say so; auto keeps the model's
+                raise SpecError(
+                    f"{cfg.attention!r} attention is not available for {cfg.name_or_path!r}: "
+                    f"{str(e).splitlines()[0]}",
+                    field="model.attention",
+                ) from None
     if cfg.dropout is not None:
         # every dropout of the encoder (BERT's attention reads its module's p as well); the
         # adapter's own (adapter.dropout) is added later and keeps its value

@@ -137,8 +137,9 @@ class ModelConfig(Strict):
     attention: Literal["auto", "eager", "sdpa"] = Field(
         "auto",
         description=(
-            "Attention kernel: 'auto' = eager where no CUDA device is visible (on CPU its "
-            "backward is faster than SDPA's: benchmarks/bench_cpu_kernels.py), sdpa with CUDA."
+            "Attention kernel: 'auto' = eager where no CUDA device is visible (on a CPU, "
+            "without dropout, it trains faster than SDPA: benchmarks/bench_cpu_kernels.py), "
+            "sdpa with CUDA (or the model's own where it has no SDPA)."
         ),
     )
     dropout: float | None = Field(
