@@ -132,14 +132,6 @@ def main(argv: list[str] | None = None) -> int:
             )
     if "test:cold/precision@10" not in done or done["test:cold/precision@10"].isna().all():
         print("cold/ slice: empty - no test user has <= eval.cold_user_max train items here")
-    if len(fine) and "test:ctr_auc" in fine:
-        aucs = fine["test:ctr_auc"].astype(float)
-        print(
-            f"\nctr_auc (test) of the {len(fine)} fine-tunes: min {aucs.min():.4f}, "
-            f"max {aucs.max():.4f}; like-rate baseline {_fmt(like.get('ctr_auc'))}; "
-            f"above it: {int((aucs > like.get('ctr_auc', 1.0)).sum())}/{len(aucs)}; "
-            f"below 0.5: {int((aucs < 0.5).sum())}"
-        )
     anchors = fine[fine["anchor"].astype(str) != ""] if "anchor" in fine else fine.iloc[:0]
     for _, row in anchors.iterrows():
         picks.append((f"{row['anchor']} anchor, trial {int(row['number'])}", row))

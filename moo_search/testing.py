@@ -68,6 +68,8 @@ def synthetic_study(
                 },
                 "test": {},
             },
+            # the CTR-only baseline: the ctr_auc every fine-tune's is compared with
+            "LikeRate": {"val": {"ctr_auc": 0.55}, "test": {"ctr_auc": 0.55}},
         },
     )
     # a reference front a little behind the trials' trade-off curve (below, the same shape)

@@ -100,6 +100,9 @@ def test_page_renders_offline_without_errors(browser, tmp_path, kw):
         names = o.page.evaluate("() => document.getElementById('fig-front').data.map(t => t.name)")
         assert any(n.startswith("reference front") for n in names), names
         assert "vs reference front" in o.page.locator("#cards").inner_text().lower()
+    if kw.get("n_objectives") == 4:  # ctr_auc is a metric: compared with the like-rate's
+        ctr = o.page.locator("#cards").inner_text().lower()
+        assert "ctr_auc vs like-rate" in ctr and "like-rate baseline's 0.5500" in ctr, ctr
 
 
 def test_clicking_a_front_point_shows_config_and_export_command(browser, tmp_path):

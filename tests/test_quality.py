@@ -236,3 +236,12 @@ def test_trials_and_ease_record_per_user_test_hits_that_pair_up(tmp_path):
     top = data.vs_baseline  # the front's accuracy end, as the header and the CLI show it
     assert top["trial"] == int(front.loc[front["val:precision@10"].idxmax(), "number"])
     assert "minus EASE on test, paired by user" in data.comparison_lines()[2]
+    # every fine-tune's (not variant's) test ctr_auc against the like-rate baseline's
+    like = study.user_attrs["moo:baselines"]["LikeRate"]["test"]["ctr_auc"]
+    aucs = [t.user_attrs["moo:metrics"]["test"]["ctr_auc"] for t in done]
+    aucs = [a for t, a in zip(done, aucs) if "moo:derived_from" not in t.user_attrs]
+    ctr = data.ctr_vs_baseline
+    assert ctr["n"] == len(aucs) == 2 and ctr["baseline"] == like
+    assert (ctr["min"], ctr["max"]) == (min(aucs), max(aucs))
+    assert ctr["above"] == sum(a > like for a in aucs)
+    assert f"above it: {ctr['above']}/2" in data.comparison_lines()[3]

@@ -57,10 +57,43 @@ class StudyData:
         return sorted(set(bad["artifact_problem"]))
 
     def comparison_lines(self) -> list[str]:
-        """The two lines that say whether the fine-tunes add anything over the baselines (and
-        a warning per altered artifact)."""
+        """The lines that say whether the fine-tunes add anything over the baselines (and a
+        warning per altered artifact)."""
         warn = [f"warning: {p}" for p in self.artifact_problems]
-        return self._reference_lines() + warn
+        ctr = self.ctr_vs_baseline
+        ctr_line = (
+            [
+                f"ctr_auc (test) of the {ctr['n']} fine-tunes: {ctr['min']:.4f} to {ctr['max']:.4f}; "
+                f"like-rate baseline {ctr['baseline']:.4f}; above it: {ctr['above']}/{ctr['n']}; "
+                f"below 0.5: {ctr['below_half']}"
+            ]
+            if ctr
+            else []
+        )
+        return self._reference_lines() + ctr_line + warn
+
+    @property
+    def ctr_vs_baseline(self) -> dict[str, Any] | None:
+        """The completed fine-tunes' test ctr_auc against the like-rate baseline's:
+        ``{"n", "min", "max", "baseline", "above", "below_half"}``; None without either."""
+        base = ((self.baselines.get("LikeRate") or {}).get("test") or {}).get("ctr_auc")
+        rows = self.rows
+        if base is None or "test:ctr_auc" not in rows or "state" not in rows:
+            return None
+        done = rows[rows["state"] == "COMPLETE"]
+        if "derived_from" in done:
+            done = done[done["derived_from"].isna()]  # variants share their fine-tune's head
+        aucs = done["test:ctr_auc"].dropna().astype(float)
+        if aucs.empty:
+            return None
+        return {
+            "n": len(aucs),
+            "min": float(aucs.min()),
+            "max": float(aucs.max()),
+            "baseline": float(base),
+            "above": int((aucs > base).sum()),
+            "below_half": int((aucs < 0.5).sum()),
+        }
 
     def _reference_lines(self) -> list[str]:
         if not self.reference:

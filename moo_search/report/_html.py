@@ -122,6 +122,7 @@ def render_page(data: StudyData, figs: dict[str, dict[str, Any]], plotly_js: str
         "reference_obj": [[p["val"][m] for m in data.metrics] for p in data.reference],
         "front_undominated": data.front_undominated,
         "vs_baseline": data.vs_baseline,
+        "ctr_vs_baseline": data.ctr_vs_baseline,
         "ref": data.reference_point,
         "best": _best(data),
         "params": data.params,

@@ -60,6 +60,8 @@ class Payload(TypedDict):
     # the front's most accurate trial (validation) against a baseline on test, paired by user:
     # {"baseline", "k", "trial", "all": [difference, low, high], "tail": [...]} (or None)
     vs_baseline: dict[str, Any] | None
+    # fine-tunes' test ctr_auc against the like-rate baseline's (StudyData.ctr_vs_baseline)
+    ctr_vs_baseline: dict[str, Any] | None
     ref: list[float] | None  # the hypervolume reference point
     best: dict[str, BestValue]
     params: list[str]

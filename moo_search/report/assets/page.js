@@ -31,6 +31,9 @@ if (P.reference_points) {
          + " · tail/precision@" + vb.k + " " + f4(vb.tail[0]) + " [" + f4(vb.tail[1]) + ", " + f4(vb.tail[2]) + "], " + says(vb.tail[1], vb.tail[2]));
   }
 }
+const cb = P.ctr_vs_baseline;
+if (cb) card("ctr_auc vs like-rate", cb.above + " of " + cb.n,
+     "fine-tunes whose test ctr_auc (" + cb.min.toFixed(4) + " to " + cb.max.toFixed(4) + ") beats the like-rate baseline's " + cb.baseline.toFixed(4) + " · below 0.5: " + cb.below_half);
 const altered = P.rows.filter(r => r.artifacts === "altered").length;
 if (altered) card("artifacts altered", String(altered), "trials whose files are not the ones they wrote: not exportable (see the table)");
 P.metrics.forEach((m, i) => { const b = P.best[m]; card("best " + m + " " + arrow(P.directions[i]), b ? fmt(b.value) : "–", b ? "trial " + b.trial : ""); });
