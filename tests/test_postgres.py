@@ -146,15 +146,24 @@ def test_killed_worker_trial_is_failed_and_retried(pg_url, tmp_path, where):
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 12
 
 
-def test_a_storage_password_never_leaves_the_process(pg_url, tmp_path, capsys, monkeypatch):
-    """A password planted in the storage URL (trust auth ignores it) appears in no output,
-    page, spec.yaml, study or trial record, and no artifact."""
+@pytest.mark.parametrize(
+    "form",
+    ["userinfo", "query", "slash", "encoded"],
+)
+def test_a_storage_password_never_leaves_the_process(pg_url, tmp_path, capsys, monkeypatch, form):
+    """A password planted in the storage URL (trust auth ignores it), in each form SQLAlchemy
+    accepts, appears in no output, page, spec.yaml, study or trial record, and no artifact."""
     from moo_search.cli import main
 
     from .helpers import TINY
 
     secret = "plantedSecret42"
-    url = pg_url.replace("postgres@", f"postgres:{secret}@")
+    url = {
+        "userinfo": pg_url.replace("postgres@", f"postgres:{secret}@"),
+        "query": f"{pg_url}?password={secret}",
+        "slash": pg_url.replace("postgres@", f"postgres:{secret}/x@"),
+        "encoded": pg_url.replace("postgres@", f"postgres:{secret}%2Fx@"),
+    }[form]
     raw = {
         **TINY,
         "storage": url,
@@ -178,7 +187,8 @@ def test_a_storage_password_never_leaves_the_process(pg_url, tmp_path, capsys, m
     for t in study.trials:
         assert secret not in repr(t.user_attrs)
     page = (tmp_path / "r.html").read_text()
-    assert "--study-name tiny" in page and "postgres:***@" in page
+    assert "--study-name tiny" in page
+    assert ("password=***" if form == "query" else "postgres:***@") in page
 
 
 @pytest.mark.parametrize("backend", ["optuna", "pymoo"])
