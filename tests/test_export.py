@@ -218,6 +218,38 @@ def test_missing_and_extra_files_are_refused(study_dir, tmp_path):
         load_exported(out2)
 
 
+@pytest.mark.parametrize("entry", ["../../outside.txt", "/etc/hostname", "adapter/../x", ""])
+def test_a_manifest_entry_outside_the_bundle_is_refused(study_dir, tmp_path, entry):
+    """No entry may make verification read a host file: relative, normalised and inside."""
+    from moo_search.export._files import MANIFEST
+
+    out = export_trial(study_dir, out=tmp_path / "o", trial=1)
+    (tmp_path / "outside.txt").write_text("host file")
+    manifest = json.loads((out / MANIFEST).read_text())
+    manifest["files"][entry] = "0" * 64
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ExportError, match="not a relative path inside the bundle"):
+        load_exported(out)
+
+
+def test_symlinks_and_a_malformed_manifest_are_refused(study_dir, tmp_path):
+    from moo_search.export._files import MANIFEST
+
+    out = export_trial(study_dir, out=tmp_path / "s", trial=1)
+    real = tmp_path / "real_adapter"
+    (out / "adapter").rename(real)
+    (real / "unlisted.bin").write_bytes(b"x")
+    (out / "adapter").symlink_to(real, target_is_directory=True)
+    with pytest.raises(ExportError, match="symbolic link"):
+        load_exported(out)
+    out2 = export_trial(study_dir, out=tmp_path / "l", trial=1)
+    manifest = json.loads((out2 / MANIFEST).read_text())
+    manifest["files"] = sorted(manifest["files"])
+    (out2 / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ExportError, match=r"manifest.json: 'files' must map"):
+        load_exported(out2)
+
+
 def test_adapter_loads_with_plain_transformers_and_peft(study_dir, tmp_path):
     import torch
     from peft import PeftModel

@@ -8,7 +8,7 @@ import math
 import os
 import shutil
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -125,7 +125,36 @@ def seal(out: Path, manifest: dict[str, Any]) -> None:
     write_json(out / MANIFEST, manifest)
 
 
+def _manifest_path(root: Path, mpath: Path, rel: Any) -> Path:
+    """The bundle file a manifest entry names: a relative, normalised path inside ``root``
+    (no ``..``, no absolute path, no symlink on the way), or an ExportError naming it."""
+    pure = PurePosixPath(rel) if isinstance(rel, str) else None
+    if (
+        pure is None
+        or not rel
+        or pure.is_absolute()
+        or any(part in ("..", ".", "") for part in rel.split("/"))
+        or "\\" in rel
+    ):
+        raise ExportError(
+            f"{mpath}: entry {rel!r} is not a relative path inside the bundle; nothing was loaded"
+        )
+    p = root / pure
+    for q in [p, *p.parents]:
+        if q == root:
+            break
+        if q.is_symlink():
+            raise ExportError(f"{q}: a symbolic link in the bundle; nothing was loaded")
+    return p
+
+
 def verify_manifest(root: Path) -> dict[str, Any]:
+    """Every file of the bundle at ``root`` is listed in its manifest with its SHA-256, and
+    nothing else is there; entries stay inside the bundle and no symlink is followed.
+
+    Raises:
+        ExportError: naming the file (or entry) that is missing, altered, extra or outside.
+    """
     mpath = root / MANIFEST
     if not root.is_dir():
         raise ExportError(f"{root}: not a directory")
@@ -134,16 +163,24 @@ def verify_manifest(root: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(mpath.read_text())
         files = manifest["files"]
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
         raise ExportError(f"{mpath}: unreadable manifest ({e})") from None
+    if not isinstance(manifest, dict) or not isinstance(files, dict):
+        raise ExportError(
+            f"{mpath}: 'files' must map each file's path to its SHA-256, got "
+            f"{type(files).__name__}; nothing was loaded"
+        )
     for rel, sha in sorted(files.items()):
-        p = root / rel
+        p = _manifest_path(root, mpath, rel)
         if not p.is_file():
             raise ExportError(f"{p}: listed in the manifest but missing; nothing was loaded")
         if sha256_file(p) != sha:
             raise ExportError(
                 f"{p}: SHA-256 differs from the manifest (altered or corrupt); nothing was loaded"
             )
+    links = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_symlink())
+    if links:
+        raise ExportError(f"{root}: symbolic links in the bundle: {links}; nothing was loaded")
     extra = sorted(
         p.relative_to(root).as_posix()
         for p in root.rglob("*")
