@@ -43,3 +43,8 @@ def interrupt_at(params: dict[str, Any], spec: Any) -> dict[str, float]:
             raise KeyboardInterrupt
         flag.write_text(str(n - 1))
     return sphere2(params, spec)
+
+
+def always_fails(params: dict[str, Any], spec: Any) -> dict[str, float]:
+    """Every trial fails, with a clear reason."""
+    raise ValueError("this objective always fails (a test)")

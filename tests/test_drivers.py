@@ -47,9 +47,13 @@ def test_resume_continues_to_the_budget_without_duplicates(backend, tmp_path):
     assert len(numbers) == 14 and len(set(numbers)) == 14
     after = {t.number: t.params for t in study.get_trials(states=(TrialState.COMPLETE,))}
     assert all(after[n] == p for n, p in before.items())  # finished trials untouched
-    assert len(study.trials) == 14  # nothing re-run, nothing extra
+    # nothing re-run, nothing extra: a proposal that repeats a finished trial is recorded
+    # PRUNED with the reason, not run
+    skipped = study.get_trials(states=(TrialState.PRUNED,))
+    assert all("parameters again" in t.user_attrs[ATTR.FAIL] for t in skipped)
+    assert len(study.trials) - len(skipped) == 14
     run_study(spec)  # already at budget: a no-op
-    assert len(load_study(url).trials) == 14
+    assert len(load_study(url).trials) == len(study.trials)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -193,10 +193,24 @@ def _setup_logging(verbosity: int) -> None:
             logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (a scheduler, ``kill``) stops a run as Ctrl-C does: the running trial is marked
+    failed, local workers are stopped, and the exit is clean."""
+    import signal
+    import threading
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
+    _terminate_as_interrupt()
     try:
         return int(args.func(args) or 0)
     except MooSearchError as e:
@@ -221,6 +235,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 "moo-search: hint: MOO_SEARCH_CACHE picks another cache directory", file=sys.stderr
             )
+        return 2
+    except OSError as e:  # a full disk, a read-only mount, a path that is a file ...
+        what = e.filename or "a file"
+        reason = (e.strerror or str(e)).lower()
+        print(f"moo-search: error: {what}: {reason}", file=sys.stderr)
         return 2
     except Exception as e:
         if not type(e).__module__.startswith("sqlalchemy"):

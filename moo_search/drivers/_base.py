@@ -53,9 +53,14 @@ class BaseDriver(ABC):
                     "timeout of %.0fs reached; stopping (resume with `moo-search run`)", ctx.timeout
                 )
                 return
-            if ctx.session_failures >= max_failures:
+            failed = (
+                ctx.session_failures
+                if ctx.failures_before is None  # this process alone
+                else counts["FAIL"] - ctx.failures_before  # the run's workers together
+            )
+            if failed >= max_failures:
                 raise MooSearchError(
-                    f"{ctx.session_failures} trials failed in this run (budget.max_failures = "
+                    f"{failed} trials failed in this run (budget.max_failures = "
                     f"{max_failures}); stopping. The failure reasons are in the study "
                     "(moo-search report)."
                 )

@@ -72,6 +72,9 @@ class StudyContext:
     started: float = field(default_factory=time.monotonic)
     durations: list[float] = field(default_factory=list)
     session_failures: int = 0
+    # a local worker of `run --workers N`: the study's FAIL count when the run started, so that
+    # budget.max_failures counts the workers' failures together (None: this process's own)
+    failures_before: int | None = None
     progress_every: float = 2.0  # seconds between progress reports
     last_report: float = -1e9
     seen: set[int] = field(default_factory=set)

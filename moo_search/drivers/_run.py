@@ -7,13 +7,14 @@ import contextlib
 import logging
 import multiprocessing as mp
 import os
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 from moo_search.drivers._context import StudyContext, StudyProgress, report_progress
 from moo_search.drivers._objectives import base_params, make_evaluator, search_space
-from moo_search.errors import SpecError
+from moo_search.errors import MooSearchError, SpecError
 from moo_search.registry import DRIVERS
 from moo_search.spec import StudySpec, spec_from_dict
 from moo_search.study import (
@@ -78,10 +79,10 @@ def _record_baselines(spec: StudySpec, study: Any) -> None:
 
     data = None
     if STUDY_ATTR.BASELINES not in study.user_attrs:
-        from moo_search.model.baselines import evaluate_baselines
+        from moo_search.model.baselines import BaselineContext, evaluate_baselines
 
         data = prepare_data(spec)
-        res = evaluate_baselines(data.ds, data.split, spec.eval, seed=spec.seed)
+        res = evaluate_baselines(BaselineContext.of(spec, data))
         study.set_user_attr(STUDY_ATTR.BASELINES, res)
     if STUDY_ATTR.REFERENCE_FRONT not in study.user_attrs:
         from moo_search.reference import reference_front
@@ -95,13 +96,16 @@ def _record_baselines(spec: StudySpec, study: Any) -> None:
         study.set_user_attr(STUDY_ATTR.BASELINE_HITS, baseline_test_hits(spec, data))
 
 
-def _worker_seeded(spec: StudySpec) -> StudySpec:
-    """A joining worker's copy of the spec with its own sampler seed: workers seeded alike
-    would propose the same parameters (the creating process keeps the spec's seed)."""
+def _worker_seeded(spec: StudySpec, history: int = 0) -> StudySpec:
+    """A copy of the spec with this process's own sampler seed, for a joining worker or a
+    resume (``history``: trials the study already holds): a sampler seeded as the first run's
+    would propose that run's first draws again (the process creating a study keeps the
+    spec's seed, so a fresh study is reproducible)."""
     import hashlib
     import socket
 
-    salt = hashlib.sha256(f"{socket.gethostname()}:{os.getpid()}".encode()).digest()
+    key = f"{socket.gethostname()}:{os.getpid()}:{history}"
+    salt = hashlib.sha256(key.encode()).digest()
     seed = (spec.driver.seed + 1 + int.from_bytes(salt[:4], "big")) % 2**31
     return spec.model_copy(update={"driver": spec.driver.model_copy(update={"seed": seed})})
 
@@ -113,14 +117,63 @@ def _worker_entry(
     n_trials: int,
     timeout: float | None,
     gpu: int | None,
+    failures_before: int | None = None,
 ) -> None:
     """A spawned local worker process."""
+    import signal
+
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
-    logging.getLogger("optuna").setLevel(logging.ERROR)
-    spec = spec_from_dict(spec_dict)
-    with contextlib.suppress(KeyboardInterrupt):  # the trial is marked; the parent reports
-        run_worker(spec, storage=url, study_name=study_name, n_trials=n_trials, timeout=timeout)
+    _log_like_the_cli()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as Ctrl-C does
+    _die_with_parent()
+    try:
+        spec = spec_from_dict(spec_dict)
+        run_worker(
+            spec,
+            storage=url,
+            study_name=study_name,
+            n_trials=n_trials,
+            timeout=timeout,
+            failures_before=failures_before,
+        )
+    except KeyboardInterrupt:  # the trial is marked failed; the parent reports
+        sys.exit(130)
+    except MooSearchError as e:  # a message, not a traceback; the parent's exit says it failed
+        print(f"moo-search: worker {os.getpid()}: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+
+
+def _log_like_the_cli() -> None:
+    """A spawned worker logs as ``moo-search`` does at its default verbosity: our warnings
+    on stderr; failed trials are reported with their reason on the parent's progress line,
+    not as Optuna's tracebacks."""
+    import optuna
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    lib = logging.getLogger("moo_search")
+    lib.handlers[:] = [handler]
+    lib.setLevel(logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    for noisy in ("transformers", "peft"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def _die_with_parent(poll: float = 1.0) -> None:
+    """Stop this worker (as Ctrl-C would: its trial is marked failed) when the process that
+    started it is gone, so a killed ``run`` leaves no orphan working on."""
+    import signal
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, name="moo-search-parent-watch", daemon=True).start()
 
 
 def _gpu_count() -> int:
@@ -189,6 +242,9 @@ def run_study(
         create=True,
         sampler=DRIVERS.get(spec.driver.backend).sampler(spec),
     )
+    history = len(study.get_trials(deepcopy=False))
+    if history:  # a resume, or a second process on the study: draws of its own
+        study.sampler = DRIVERS.get(spec.driver.backend).sampler(_worker_seeded(spec, history))
     home = study_home(spec, url, study)  # after the resume checks: a refused spec writes nothing
     home.mkdir(parents=True, exist_ok=True)
     spec.save(home / "spec.yaml")
@@ -219,10 +275,19 @@ def _run_local_workers(
 ) -> None:
     gpus = _gpu_count()
     proc_ctx = mp.get_context("spawn")
+    failed_before = count_states(ctx.study)["FAIL"]
     procs = [
         proc_ctx.Process(
             target=_worker_entry,
-            args=(spec.to_dict(redact=False), url, name, n, timeout, (i % gpus) if gpus else None),
+            args=(
+                spec.to_dict(redact=False),
+                url,
+                name,
+                n,
+                timeout,
+                (i % gpus) if gpus else None,
+                failed_before,
+            ),
             name=f"moo-search-worker-{i}",
         )
         for i in range(workers)
@@ -238,10 +303,39 @@ def _run_local_workers(
             if key != last:
                 last = key
                 report_progress(ctx, force=True)
+            if counts["FAIL"] - failed_before >= spec.budget.max_failures:
+                raise MooSearchError(
+                    f"{counts['FAIL'] - failed_before} trials failed in this run, the study's "
+                    f"limit (budget.max_failures = {spec.budget.max_failures}); the workers were "
+                    "stopped. See the reasons in the report or the trial table."
+                )
     finally:
-        for p in procs:
-            p.join(timeout=30)
+        _stop_workers(procs)
     report_progress(ctx, force=True)
+    codes = [p.exitcode for p in procs]
+    bad = [c for c in codes if c not in (0, None)]
+    if bad:
+        raise MooSearchError(
+            f"{len(bad)} of {len(procs)} workers failed (exit codes {codes}); their messages "
+            "are above"
+        )
+
+
+def _stop_workers(procs: list[Any], grace: float = 30.0) -> None:
+    """Ask running workers to stop as Ctrl-C does (their trials are marked failed), then end
+    any that has not within ``grace`` seconds."""
+    import signal
+
+    for p in procs:
+        if p.is_alive() and p.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGINT)
+    end = time.monotonic() + grace
+    for p in procs:
+        p.join(timeout=max(0.0, end - time.monotonic()))
+        if p.is_alive():
+            p.terminate()
+            p.join(timeout=5)
 
 
 def run_worker(
@@ -252,10 +346,13 @@ def run_worker(
     n_trials: int | None = None,
     timeout: float | None = None,
     on_progress: Callable[[StudyProgress], None] | None = None,
+    failures_before: int | None = None,
 ) -> Any:
-    """Join a running study (created by ``moo-search run``) and work until its budget is met."""
+    """Join a running study (created by ``moo-search run``) and work until its budget is met
+    (``failures_before``: see :attr:`StudyContext.failures_before`)."""
     study, _ = _join(spec, storage, study_name)
     ctx = _context(spec, study, storage, n_trials or spec.budget.n_trials, timeout, on_progress)
+    ctx.failures_before = failures_before
     DRIVERS.get(spec.driver.backend)().run(ctx, max_failures=spec.budget.max_failures)
     return study
 

@@ -14,6 +14,10 @@ from moo_search.study import violations as recorded_violations
 
 __all__ = ["TrialRunner", "constraints_func", "suggest"]
 
+MAX_REPEATS = 50
+"""Repeated proposals skipped in a row before one is run anyway: a small discrete search space
+may have no new configuration left, and the study must still end."""
+
 
 def suggest(trial: Any, space: dict[str, Dimension]) -> dict[str, Any]:
     params: dict[str, Any] = {}
@@ -43,6 +47,21 @@ class TrialRunner:
         self.ctx = ctx
         self.last_values: list[float] | None = None
         self.last_violations: list[float] = []
+        self.repeats = 0  # proposals in a row that repeated a finished trial (skipped)
+
+    def _repeat_of(self, trial: Any, params: dict[str, Any]) -> int | None:
+        """The number of a finished fine-tune with exactly these parameters, if the sampler
+        proposed them again (enqueued parameters, anchors and pymoo's slots, always run)."""
+        from optuna.trial import TrialState
+
+        if self.repeats >= MAX_REPEATS:
+            return None
+        if "fixed_params" in trial.storage.get_trial_system_attrs(trial._trial_id):
+            return None  # enqueued on purpose
+        for t in self.ctx.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if t.params == params and not is_derived(t):
+                return int(t.number)
+        return None
 
     def _rung_hook(self, trial: Any) -> Any:
         """The early-stopping hook of this trial, or None when early stopping is off."""
@@ -112,6 +131,13 @@ class TrialRunner:
         try:
             params = suggest(trial, ctx.space)
             trial.set_user_attr(ATTR.PARAMS, params)
+            same = self._repeat_of(trial, params)
+            if same is not None:  # not run again; a pruned trial leaves the budget as it was
+                self.repeats += 1
+                reason = f"the sampler proposed trial {same}'s parameters again: not re-run"
+                trial.set_user_attr(ATTR.FAIL, reason)
+                raise optuna.TrialPruned(reason)
+            self.repeats = 0
             spec = ctx.spec.with_params(params) if ctx.spec.uses_default_trial else ctx.spec
             if spec.uses_default_trial:
                 trial.set_user_attr(ATTR.CONFIG, spec.to_dict())

@@ -1,0 +1,58 @@
+"""A resume never repeats a finished configuration, whatever the sampler."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from moo_search.drivers import run_study
+from moo_search.spec import spec_from_dict
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def _spec(tmp_path, algorithm: str):
+    return spec_from_dict(
+        {
+            "name": "resume",
+            "objective": "zdt1",
+            "problem": {"n_var": 4},
+            "objectives": [
+                {"metric": "f1", "direction": "minimize"},
+                {"metric": "f2", "direction": "minimize"},
+            ],
+            "driver": {
+                "backend": "optuna",
+                "algorithm": algorithm,
+                "population": 4,
+                "seed": 0,
+                "reference_point": [1.1, 1.1],
+            },
+            "budget": {"n_trials": 2},
+            "storage": f"sqlite:///{tmp_path}/study.db",
+            "out_dir": str(tmp_path / "out"),
+        }
+    )
+
+
+@pytest.mark.parametrize("algorithm", ["nsga2", "nsga3", "tpe", "random", "gp"])
+def test_five_resumes_never_repeat_a_parameter_set(tmp_path, algorithm):
+    spec = _spec(tmp_path, algorithm)
+    for n in (2, 4, 6, 8, 10, 12):  # the first run, then five resumes
+        run_study(spec, n_trials=n)
+    study = optuna.load_study(study_name="resume", storage=spec.storage)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    params = [tuple(sorted(t.params.items())) for t in done]
+    assert len(params) == 12
+    assert len(set(params)) == 12, f"{12 - len(set(params))} repeated parameter sets"
+
+
+def test_a_fresh_study_is_still_reproducible_from_its_seed(tmp_path):
+    runs = []
+    for i in range(2):
+        spec = _spec(tmp_path / str(i), "nsga2")
+        (tmp_path / str(i)).mkdir()
+        run_study(spec, n_trials=4)
+        study = optuna.load_study(study_name="resume", storage=spec.storage)
+        runs.append([t.params for t in study.trials])
+    assert runs[0] == runs[1]

@@ -1,0 +1,107 @@
+"""Local workers belong to their parent: exit codes, one failure limit, signals, orphans."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from moo_search.study import ATTR
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _spec(tmp_path: Path, objective: str, n_trials: int, **extra) -> Path:
+    spec = {
+        "name": "w",
+        "objective": f"tests.objectives:{objective}",
+        "search_space": {"x": {"float": [0.0, 1.0]}, "y": {"float": [0.0, 1.0]}},
+        "objectives": [
+            {"metric": "a", "direction": "minimize"},
+            {"metric": "b", "direction": "minimize"},
+        ],
+        "driver": {"population": 4},
+        "budget": {"n_trials": n_trials},
+        "out_dir": str(tmp_path / "study"),
+        **extra,
+    }
+    path = tmp_path / "w.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _run(args: list[str], tmp_path: Path, **env: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "moo_search.cli", *args],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "MOO_TEST_MARKERS": str(tmp_path), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def test_a_study_whose_trials_all_fail_exits_non_zero_with_workers(tmp_path):
+    path = _spec(tmp_path, "always_fails", 6, budget={"n_trials": 6, "max_failures": 3})
+    proc = _run(["run", str(path), "--workers", "2"], tmp_path)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode != 0, err
+    assert "Traceback" not in err and "Traceback" not in out, err
+    assert "max_failures" in err
+    url = f"sqlite:///{tmp_path}/study/study.db"
+    study = optuna.load_study(study_name="w", storage=url)
+    failed = study.get_trials(states=(optuna.trial.TrialState.FAIL,))
+    # one study-wide limit: the parent stops both workers once 3 have failed between them
+    assert 3 <= len(failed) <= 3 + 2, len(failed)
+    assert all("always fails" in t.user_attrs.get(ATTR.FAIL, "") for t in failed)
+
+
+def _pids_of_children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
+    return [int(x) for x in out.stdout.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_stopped_parent_leaves_no_worker_running(tmp_path, sig):
+    path = _spec(tmp_path, "slow", 200)
+    proc = _run(["run", str(path), "--workers", "2"], tmp_path, MOO_TEST_SLEEP="0.5")
+    end = time.time() + 90
+    workers: list[int] = []
+    while time.time() < end and len(workers) < 2:
+        time.sleep(0.5)
+        workers = [p for p in _pids_of_children(proc.pid) if _alive(p)]
+        workers = [p for p in workers if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+    assert len(workers) == 2, "the workers never started"
+    time.sleep(2)  # let them take trials
+    os.kill(proc.pid, sig)
+    _, err = proc.communicate(timeout=60)
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err, err
+    end = time.time() + 30
+    while time.time() < end and any(_alive(p) for p in workers):
+        time.sleep(0.5)
+    assert not any(_alive(p) for p in workers), "a worker outlived its parent"
+    url = f"sqlite:///{tmp_path}/study/study.db"
+    study = optuna.load_study(study_name="w", storage=url)
+    # the trials they were running are failed (or, after SIGKILL of the parent, the workers
+    # stopped as Ctrl-C does): none is left RUNNING
+    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) < 200
