@@ -20,7 +20,7 @@ from typing import Any
 from moo_search import load_spec, run_trial
 from moo_search.errors import MooSearchError
 from moo_search.metrics import EvalContext
-from moo_search.model.baselines import evaluate_baselines
+from moo_search.model.baselines import BaselineContext, evaluate_baselines
 from moo_search.trial import prepare_data
 
 PARTS = ("val", "test")
@@ -74,9 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"every trial with {', '.join(args.set)}")
     head = f"{'P@10':>8} {'hits':>5} {'tail P':>8} {'hits':>4}"
     print(f"{'':<26}{'validation':^28}   {'test':^28}\n{'':<26}{head}   {head}")
-    ease = evaluate_baselines(
-        data.ds, data.split, spec.eval, seed=spec.seed, names=("EASE",), ctr=False
-    )
+    ease = evaluate_baselines(BaselineContext.of(spec, data), names=("EASE",), ctr=False)
     print(_row("EASE", ease["EASE"], users, k), flush=True)
     for point in args.grid:
         alpha, _, weight = point.partition(":")

@@ -13,7 +13,15 @@ from moo_search.data import Dataset, Split, ensure_dataset, load_split, render_i
 from moo_search.errors import SpecError
 from moo_search.spec import StudySpec
 
-__all__ = ["Collaborative", "PreparedData", "build_model", "collaborative_backbone", "prepare_data"]
+__all__ = [
+    "Collaborative",
+    "PreparedData",
+    "build_model",
+    "collaborative_backbone",
+    "history_rows",
+    "item_neighbours",
+    "prepare_data",
+]
 
 
 @dataclass
@@ -148,6 +156,7 @@ def build_model(spec: StudySpec, data: PreparedData) -> tuple[Any, Any, str]:
         global_like_logit=rates.global_logit,
         item_alpha=item_alpha(spec, data),
     )
+    model.hold_out(data.split.warm if data.split.has_cold_items else None)
     n_frozen = frozen_prefix_length(encoder)
     if n_frozen and use_text:
         model.use_prefix(
@@ -159,3 +168,35 @@ def build_model(spec: StudySpec, data: PreparedData) -> tuple[Any, Any, str]:
         "sha256": backbone_sha256(cf.weights) if cf.weights is not None else None,
     }
     return model, tokenizer, base_id
+
+
+def history_rows(spec: StudySpec, data: PreparedData) -> Any:
+    """(U, I) sparse rows averaging each user's train items: what scores new items by text
+    (``fusion.new_items: history``); None when the split holds out no item or the spec scores
+    new items with the user tower."""
+    import scipy.sparse as sp
+
+    if not data.split.has_cold_items or spec.fusion.new_items != "history":
+        return None
+    x = data.split.matrix("train").astype(np.float64)
+    counts = np.maximum(np.asarray(x.sum(1)).ravel(), 1.0)
+    return sp.csr_matrix(sp.diags(1.0 / counts) @ x)
+
+
+def item_neighbours(spec: StudySpec, data: PreparedData, model: Any) -> np.ndarray | None:
+    """(I, n) each item's ``loss.content_neighbours`` nearest warm items by the backbone's
+    item-item weights (symmetrised; co-occurrence cosine for a learned backbone): what the
+    content loss term aligns item texts with. None when that term is off."""
+    if spec.loss.weights.content <= 0 or spec.fusion.alpha <= 0:
+        return None
+    from moo_search.model.backbones import itemknn_weights
+
+    if model.fixed_cf:
+        w = model.cf_weights.detach().cpu().numpy().astype(np.float64)
+    else:
+        w = itemknn_weights(data.split.matrix("train").astype(np.float64).tocsr(), 100)
+    sim = np.abs(w) + np.abs(w.T)
+    np.fill_diagonal(sim, -np.inf)
+    sim[:, ~data.split.warm] = -np.inf  # a held-out item is nobody's neighbour
+    n = min(spec.loss.content_neighbours, int(data.split.warm.sum()) - 1)
+    return np.argpartition(-sim, n - 1, axis=1)[:, :n].astype(np.int64)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import resource
 import time
 from collections.abc import Callable
@@ -26,7 +25,9 @@ from moo_search.prepare import (
     PreparedData,
     build_model,
     collaborative_backbone,
+    history_rows,
     item_alpha,
+    item_neighbours,
     prepare_data,
 )
 from moo_search.spec import StudySpec, spec_from_dict
@@ -44,8 +45,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("moo_search")
-
-_K_RE = re.compile(r"@(\d+)$")
 
 
 @dataclass
@@ -82,12 +81,6 @@ def metric_value(
     if metric not in metrics[split]:
         raise KeyError(f"metric {metric!r} was not computed (a slice with no users?)")
     return float(metrics[split][metric])
-
-
-def _requested_ks(spec: StudySpec) -> tuple[int, ...]:
-    names = [o.metric for o in spec.objectives] + [c.metric for c in spec.constraints]
-    names.append(spec.train.early_stop_metric)
-    return tuple(sorted({int(m.group(1)) for n in names if (m := _K_RE.search(n))}))
 
 
 def _seed_all(seed: int) -> None:
@@ -139,7 +132,8 @@ def run_trial(
         config: A :class:`StudySpec` (its trial part is used), plain data or a YAML path.
         artifact_dir: Where to write the adapter (PEFT format), heads, metrics, loss curve,
             top-K lists and the resolved config. Nothing is written when None.
-        keep_model: Attach the trained model to ``result.history["_model"]`` (tests, export).
+        keep_model: Attach the trained model to ``result.history["_model"]`` and its served
+            scores (a ``Scorer``) to ``result.history["_scores"]`` (tests, benchmarks, export).
         sweep: Settings of inference-only knobs (``{"rerank.mmr_lambda": 0.5, ...}``,
             ``{"fusion.serve_tail_weight": 3.0}``) to evaluate the trained model at as well,
             from its kept embeddings and scores (no re-encode); their metrics land in
@@ -189,11 +183,21 @@ def run_trial(
         item_tokens=item_tokens,
         features=torch.as_tensor(feats, dtype=torch.float32),
         self_information=torch.as_tensor(-np.log2(data.item_pop), dtype=torch.float32),
+        neighbours=item_neighbours(spec, data, model),
     )
-    ks = _requested_ks(spec)
+    ks = spec.requested_ks()
+    user_items = history_rows(spec, data)
 
     def catalog_scorer() -> CatalogScorer:
-        return CatalogScorer.encode(model, item_tokens, user_tokens, device, autocast)
+        return CatalogScorer.encode(
+            model,
+            item_tokens,
+            user_tokens,
+            device,
+            autocast,
+            history=user_items,
+            new_item_neighbours=spec.fusion.new_item_neighbours,
+        )
 
     def val_metrics(scorer: CatalogScorer, users: np.ndarray | None = None) -> dict[str, float]:
         res = evaluate_scorer(
@@ -296,6 +300,7 @@ def run_trial(
         result.artifact_dir = str(_write_artifacts(Path(artifact_dir), spec, model, result, lists))
     if keep_model:
         result.history["_model"] = model
+        result.history["_scores"] = kept_scores  # user indices -> served fused scores
     logger.info(
         "trial done in %.1fs: %s",
         cost["seconds"],

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from moo_search import DataError, SpecError, TrialFailed, run_trial
-from moo_search.model.baselines import evaluate_baselines
+from moo_search.model.baselines import BaselineContext, evaluate_baselines
 from moo_search.registry import ADAPTERS
 from moo_search.trial import prepare_data
 
@@ -28,7 +28,7 @@ def test_training_lowers_loss_and_beats_mostpop(trained):
     loss = result.history["loss"]
     assert np.mean(loss[-5:]) < np.mean(loss[:5]) - 0.1
     d = prepare_data(spec)
-    base = evaluate_baselines(d.ds, d.split, spec.eval, names=("MostPop",))
+    base = evaluate_baselines(BaselineContext.of(spec, d), names=("MostPop",))
     assert result.value("precision@10") > 1.5 * base["MostPop"]["val"]["precision@10"]
     assert 0.5 < result.metrics["val"]["ctr_auc"] <= 1.0
 

@@ -39,8 +39,19 @@ def _table(rows: list[tuple[str, dict[str, float]]], metrics: Sequence[str]) -> 
     return "\n".join(lines)
 
 
-def _metric_columns(k: int) -> tuple[str, ...]:
-    return tuple(m.replace("@10", f"@{k}") for m in TABLE_METRICS)
+COLD_TABLE_METRICS = ("cold_item/recall@10", "cold_item/ndcg@10", "mixed/new_share@10")
+"""Columns added under the item-cold protocol (new items ranked alone, and in the catalog)."""
+
+
+def _metric_columns(spec: Any) -> tuple[str, ...]:
+    """The table's metric columns at the spec's ``eval.k`` (and the largest K its objectives
+    ask of the ``cold_item/`` slice)."""
+    k = spec.eval.k
+    cols = [m.replace("@10", f"@{k}") for m in TABLE_METRICS]
+    if spec.data.split.cold_items > 0:
+        cold_k = max([k, *(kk for kk in spec.requested_ks())])
+        cols += [m.replace("@10", f"@{cold_k}") for m in COLD_TABLE_METRICS]
+    return tuple(cols)
 
 
 # --------------------------------------------------------------------------- commands
@@ -160,15 +171,16 @@ def _ensure_data(spec: Any) -> None:
 
 
 def cmd_baselines(args: argparse.Namespace) -> int:
-    from moo_search.data import load_split
-    from moo_search.model.baselines import evaluate_baselines
+    from moo_search.model.baselines import BaselineContext, evaluate_baselines
+    from moo_search.prepare import prepare_data
     from moo_search.spec import load_spec
 
     spec = load_spec(args.spec, args.set)
     _ensure_data(spec)
-    ds, split = load_split(spec.data)
-    res = evaluate_baselines(ds, split, spec.eval, seed=spec.seed)
-    cols = _metric_columns(spec.eval.k)
+    data = prepare_data(spec)
+    ds = data.ds
+    res = evaluate_baselines(BaselineContext.of(spec, data))
+    cols = _metric_columns(spec)
     if args.json:
         print(json.dumps(res, indent=2, sort_keys=True))
         return 0
@@ -181,7 +193,7 @@ def cmd_baselines(args: argparse.Namespace) -> int:
 
 
 def cmd_trial(args: argparse.Namespace) -> int:
-    from moo_search.model.baselines import evaluate_baselines
+    from moo_search.model.baselines import BaselineContext, evaluate_baselines
     from moo_search.spec import load_spec
     from moo_search.trial import prepare_data, run_trial
 
@@ -200,7 +212,7 @@ def cmd_trial(args: argparse.Namespace) -> int:
     rows: dict[str, list[tuple[str, dict[str, float]]]] = {"val": [], "test": []}
     if not args.no_baselines:
         data = prepare_data(spec)  # the trial's own cached dataset and split
-        for name, res in evaluate_baselines(data.ds, data.split, spec.eval, seed=spec.seed).items():
+        for name, res in evaluate_baselines(BaselineContext.of(spec, data)).items():
             for part in rows:
                 rows[part].append((name, res[part]))
     if args.json:
@@ -208,7 +220,7 @@ def cmd_trial(args: argparse.Namespace) -> int:
             json.dumps({"metrics": result.metrics, "cost": result.cost}, indent=2, sort_keys=True)
         )
         return 0
-    cols = (*_metric_columns(spec.eval.k), "ctr_auc")
+    cols = (*_metric_columns(spec), "ctr_auc")
     for part in ("val", "test"):
         print(f"\n{part}")
         print(_table([("trial", result.metrics[part]), *rows[part]], cols))

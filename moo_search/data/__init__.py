@@ -78,6 +78,13 @@ def load_split(cfg: DataConfig) -> tuple[Dataset, Split]:
     ds = load_dataset(cfg)
     s = cfg.split
     split = make_split(
-        ds, method=s.method, ratios=s.ratios, n=s.n, seed=s.seed, threshold=cfg.relevance_threshold
+        ds,
+        method=s.method,
+        ratios=s.ratios,
+        n=s.n,
+        seed=s.seed,
+        threshold=cfg.relevance_threshold,
+        cold_items=s.cold_items,
+        cold_seed=s.cold_seed,
     )
     return ds, split

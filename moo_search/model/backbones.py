@@ -114,12 +114,16 @@ def backbone_sha256(w: np.ndarray) -> str:
 
 def split_fingerprint(split: Any) -> str:
     """SHA-256 of what a closed-form backbone is fit on and tuned against: the train and
-    validation interactions (user, item, rating) and the relevance threshold."""
+    validation interactions (user, item, rating), the relevance threshold and, under the
+    item-cold protocol, the held-out items (their evaluation is part of the tuning)."""
     h = hashlib.sha256()
     h.update(repr(float(split.threshold)).encode())
     for part in ("train", "val"):
         df = split.part(part)[["user", "item", "rating"]]
         h.update(np.ascontiguousarray(df.to_numpy(dtype=np.float64)).tobytes())
+    if split.has_cold_items:
+        for items in (split.cold_val_items, split.cold_test_items):
+            h.update(b"cold:" + np.ascontiguousarray(items, dtype=np.int64).tobytes())
     return h.hexdigest()
 
 

@@ -1,5 +1,7 @@
-"""Reference recommenders: Random, MostPop, ItemKNN, BPR-MF and EASE, and the count-based
-like-rate CTR baseline.
+"""Reference recommenders: Random, MostPop, ItemKNN, BPR-MF and EASE; the content baselines
+TF-IDF item-kNN, the frozen base encoder (item-kNN over its embeddings: is fine-tuning worth
+it?) and, under the item-cold protocol, a hybrid (EASE for warm items, content for new
+ones); and the count-based like-rate CTR baseline.
 
 They share the split and the metric code with the trials, and become the reference markers
 and the reference front on the dashboard (:mod:`moo_search.reference`).
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,16 +23,21 @@ from moo_search.spec import EvalConfig
 
 __all__ = [
     "BASELINES",
+    "COLD_ONLY_BASELINES",
     "CTR_BASELINE",
     "BaselineContext",
+    "baseline_names",
     "baseline_test_hits",
     "bpr_mf",
     "ease",
     "evaluate_baselines",
+    "frozen_encoder",
+    "hybrid",
     "item_knn",
     "like_rate_ctr",
     "most_pop",
     "random_scores",
+    "tfidf_knn",
 ]
 
 CTR_BASELINE = "LikeRate"
@@ -39,18 +46,44 @@ CTR_BASELINE = "LikeRate"
 
 @dataclass
 class BaselineContext:
-    """What a baseline may read: the split, the dataset (fingerprint, features) and eval."""
+    """What a baseline may read: the split, the dataset (fingerprint, features), eval, and
+    for the content baselines the item texts and the study's base encoder config."""
 
     ds: Dataset
     split: Split
     eval_cfg: EvalConfig
     seed: int = 0
     features: np.ndarray | None = None
+    item_texts: list[str] | None = None
+    model_cfg: Any = None
+    ks: tuple[int, ...] = ()  # list-metric cut-offs besides eval.k (the study's objectives)
+    tuned: dict[str, Any] = field(default_factory=dict)  # what each baseline chose on val
+    _scorers: dict[str, Scorer] = field(default_factory=dict, repr=False)
+
+    def scorer(self, name: str) -> Scorer:
+        """Baseline ``name`` fit on this context (once; the hybrid reuses its parts)."""
+        if name not in self._scorers:
+            self._scorers[name] = BASELINES[name](self)
+        return self._scorers[name]
 
     def item_features(self) -> np.ndarray:
         if self.features is None:
             self.features = self.ds.item_features()
         return self.features
+
+    @classmethod
+    def of(cls, spec: Any, data: Any) -> BaselineContext:
+        """The context of a study's default trial (``data``: its ``PreparedData``)."""
+        return cls(
+            ds=data.ds,
+            split=data.split,
+            eval_cfg=spec.eval,
+            seed=spec.seed,
+            features=data.features,
+            item_texts=data.item_texts,
+            model_cfg=spec.model,
+            ks=spec.requested_ks(),
+        )
 
 
 def random_scores(ctx: BaselineContext) -> Scorer:
@@ -109,13 +142,14 @@ def bpr_mf(
     ie = torch.nn.Parameter(torch.randn(split.n_items, dim, generator=gen) * 0.05)
     ib = torch.nn.Parameter(torch.zeros(split.n_items))
     opt = torch.optim.Adam([ue, ie, ib], lr=lr)
+    warm = torch.as_tensor(np.flatnonzero(split.warm))  # negatives: items training may see
     n = len(users)
     for _ in range(epochs):
         perm = torch.randperm(n, generator=gen)
         for start in range(0, n, batch_size):
             idx = perm[start : start + batch_size]
             u, i = users[idx], items[idx]
-            j = torch.randint(0, split.n_items, (len(idx),), generator=gen)
+            j = warm[torch.randint(0, len(warm), (len(idx),), generator=gen)]
             x = (ue[u] * (ie[i] - ie[j])).sum(1) + ib[i] - ib[j]
             loss = -torch.nn.functional.logsigmoid(x).mean()
             loss = loss + reg * (
@@ -129,14 +163,107 @@ def bpr_mf(
     return lambda us: u_np[us] @ i_np.T + b_np
 
 
+def _tuning_metric(ctx: BaselineContext) -> str:
+    """What a content baseline is tuned on: validation ndcg@k of the held-out items under the
+    item-cold protocol (what content is for), else of the warm catalog."""
+    k = ctx.eval_cfg.k
+    return f"cold_item/ndcg@{k}" if ctx.split.has_cold_items else f"ndcg@{k}"
+
+
+def _tuned_content(ctx: BaselineContext, name: str, vectors: Any) -> Scorer:
+    """Content item-kNN over ``vectors`` with its neighbour limit chosen on validation."""
+    from moo_search.model.content import KNN_NEIGHBOURS, content_knn
+
+    x = ctx.split.matrix("train")
+    metric = _tuning_metric(ctx)
+    best: tuple[float, Any, Scorer] | None = None
+    for n in KNN_NEIGHBOURS:
+        scorer = content_knn(vectors, x, ctx.split.warm, neighbours=n)
+        res = evaluate_scorer(
+            scorer,
+            ctx.ds,
+            ctx.split,
+            eval_cfg=ctx.eval_cfg,
+            parts=("val",),
+            features=ctx.item_features(),
+        )
+        assert isinstance(res, dict)
+        value = res["val"].get(metric, float("-inf"))
+        if best is None or value > best[0]:
+            best = (value, n, scorer)
+    assert best is not None
+    ctx.tuned[name] = {"neighbours": best[1], "tuned_on": f"val {metric}", "val": best[0]}
+    return best[2]
+
+
+def _texts(ctx: BaselineContext) -> list[str]:
+    if ctx.item_texts is None:
+        from moo_search.data import render_items
+
+        ctx.item_texts = render_items(ctx.ds)
+    return ctx.item_texts
+
+
+def tfidf_knn(ctx: BaselineContext) -> Scorer:
+    """Item-kNN over TF-IDF vectors of the item texts (scikit-learn), neighbours tuned on
+    validation."""
+    from moo_search.model.content import tfidf_item_vectors
+
+    return _tuned_content(ctx, "TF-IDF", tfidf_item_vectors(_texts(ctx)))
+
+
+def frozen_encoder(ctx: BaselineContext) -> Scorer:
+    """Item-kNN over the study's base encoder's embeddings of the item texts, no adapter and
+    no fine-tuning; neighbours tuned on validation."""
+    from moo_search.model.content import frozen_item_vectors
+    from moo_search.spec import ModelConfig
+
+    cfg = ctx.model_cfg if ctx.model_cfg is not None else ModelConfig()
+    return _tuned_content(ctx, "Frozen encoder", frozen_item_vectors(cfg, _texts(ctx)))
+
+
+def _z_warm(scores: np.ndarray, warm: np.ndarray) -> np.ndarray:
+    """Per-row z-score with the mean and deviation of the warm columns."""
+    w = scores[:, warm]
+    return (scores - w.mean(1, keepdims=True)) / np.maximum(w.std(1, keepdims=True), 1e-6)
+
+
+def hybrid(ctx: BaselineContext) -> Scorer:
+    """EASE on warm items, the content baseline that ranks validation's held-out items better
+    (TF-IDF or the frozen encoder) on new ones, each z-scored over the warm catalog so the two
+    share one scale."""
+    warm = ctx.split.warm
+    scorers = {n: ctx.scorer(n) for n in ("TF-IDF", "Frozen encoder")}
+    pick = max(scorers, key=lambda n: ctx.tuned[n]["val"])
+    ctx.tuned["Hybrid"] = {"content": pick, "tuned_on": ctx.tuned[pick]["tuned_on"]}
+    collab, content = ctx.scorer("EASE"), scorers[pick]
+
+    def score(users: np.ndarray) -> np.ndarray:
+        return np.where(warm, _z_warm(collab(users), warm), _z_warm(content(users), warm))
+
+    return score
+
+
 BASELINES: dict[str, Callable[[BaselineContext], Scorer]] = {
     "Random": random_scores,
     "MostPop": most_pop,
     "ItemKNN": item_knn,
     "BPR": bpr_mf,
     "EASE": ease,
+    "TF-IDF": tfidf_knn,
+    "Frozen encoder": frozen_encoder,
+    "Hybrid": hybrid,
 }
 """Ranking baselines by display name; adding one is one entry here plus its test."""
+
+COLD_ONLY_BASELINES = ("Hybrid",)
+"""Baselines that differ from another one only under the item-cold protocol (the hybrid is
+EASE when every item is warm): recorded only when the split holds out items."""
+
+
+def baseline_names(split: Split) -> tuple[str, ...]:
+    """The ranking baselines a study on ``split`` records."""
+    return tuple(n for n in BASELINES if split.has_cold_items or n not in COLD_ONLY_BASELINES)
 
 
 def like_rate_ctr(
@@ -160,22 +287,22 @@ def like_rate_ctr(
 
 
 def evaluate_baselines(
-    ds: Dataset,
-    split: Split,
-    eval_cfg: EvalConfig,
+    ctx: BaselineContext,
     *,
-    seed: int = 0,
-    names: tuple[str, ...] = tuple(BASELINES),
+    names: tuple[str, ...] | None = None,
     ctr: bool = True,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """``{baseline: {"val": metrics, "test": metrics}}``, plus the like-rate CTR row; every
-    ranking row carries its fit-and-score time as ``cost/seconds``."""
-    ctx = BaselineContext(ds=ds, split=split, eval_cfg=eval_cfg, seed=seed)
+    ranking row carries its fit-and-score time as ``cost/seconds`` (names: by default
+    :func:`baseline_names` of the split)."""
+    ds, split, eval_cfg = ctx.ds, ctx.split, ctx.eval_cfg
     out: dict[str, dict[str, dict[str, float]]] = {}
-    for name in names:
+    for name in names if names is not None else baseline_names(split):
         t0 = time.perf_counter()
-        scorer = BASELINES[name](ctx)
-        res = evaluate_scorer(scorer, ds, split, eval_cfg=eval_cfg, features=ctx.item_features())
+        scorer = ctx.scorer(name)
+        res = evaluate_scorer(
+            scorer, ds, split, eval_cfg=eval_cfg, features=ctx.item_features(), ks=ctx.ks
+        )
         assert isinstance(res, dict)
         secs = time.perf_counter() - t0
         for part in res.values():
@@ -199,12 +326,12 @@ def baseline_test_hits(
     from moo_search.study import pack_counts
     from moo_search.trial import eval_context, hits_per_user
 
-    ctx = BaselineContext(ds=data.ds, split=data.split, eval_cfg=spec.eval, seed=spec.seed)
+    ctx = BaselineContext.of(spec, data)
     ectx = eval_context(spec, data, "test")
     out: dict[str, Any] = {}
     for name in names:
         res = evaluate_scorer(
-            BASELINES[name](ctx),
+            ctx.scorer(name),
             data.ds,
             data.split,
             eval_cfg=spec.eval,

@@ -5,7 +5,7 @@ all go through these, so a list is computed the same way wherever it is shown.""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -67,6 +67,11 @@ class CatalogScorer:
     user_emb: Any
     device: Any
     item_alpha: Any = None
+    # (U, I) sparse, rows the mean over each user's train items: scores new items by the
+    # text of what the user has (Recommender.fuse); None without new items
+    history: Any = None
+    new_item_neighbours: int | None = None  # a new item's nearest warm items that score it
+    _neighbour_sims: Any = field(default=None, repr=False)
 
     def serving(self, item_alpha: np.ndarray) -> CatalogScorer:
         """The same embeddings fused at other per-item weights (no re-encoding)."""
@@ -77,10 +82,18 @@ class CatalogScorer:
 
     @classmethod
     def encode(
-        cls, model: Any, item_tokens: Any, user_tokens: Any, device: Any, autocast: Any = None
+        cls,
+        model: Any,
+        item_tokens: Any,
+        user_tokens: Any,
+        device: Any,
+        autocast: Any = None,
+        history: Any = None,
+        new_item_neighbours: int | None = None,
     ) -> CatalogScorer:
         """Embed the catalog and the known users (no grad; under ``autocast`` when given,
-        as in training) and keep them."""
+        as in training) and keep them; ``history`` (see the field) when there are new
+        items."""
         import torch
 
         with torch.no_grad():
@@ -90,8 +103,40 @@ class CatalogScorer:
                     model.encode_table(item_tokens, device, autocast=autocast),
                     model.encode_table(user_tokens, device, autocast=autocast),
                     device,
+                    history=history,
+                    new_item_neighbours=new_item_neighbours,
                 )
         return cls(model, None, None, device)
+
+    def neighbour_sims(self) -> Any:
+        """(I, I) text similarities of each item to its ``new_item_neighbours`` nearest warm
+        items (zero elsewhere; every warm item when None), float64, computed once."""
+        import torch
+
+        if self._neighbour_sims is None:
+            items = self.item_emb.double()
+            sim = items @ items.T
+            sim.fill_diagonal_(0.0)
+            warm = self.model.warm
+            if warm is not None:
+                sim[:, ~warm.to(sim.device)] = 0.0  # only warm items have users to borrow
+            n = self.new_item_neighbours
+            if n is not None and n < sim.shape[1]:
+                keep = torch.topk(sim, n, dim=1).indices
+                sim = torch.zeros_like(sim).scatter_(1, keep, sim.gather(1, keep))
+            self._neighbour_sims = sim
+        return self._neighbour_sims
+
+    def new_item_text(self, history_rows: Any) -> Any:
+        """c(u, i): the mean text similarity of item i to the user's items, over i's nearest
+        warm items (item-kNN over the text tower; ``history_rows``: (n, I) sparse, rows summing
+        to 1), float64 like :meth:`semantic`; None without a text tower or without new items."""
+        import torch
+
+        if self.item_emb is None or history_rows is None:
+            return None
+        rows = torch.as_tensor(history_rows.toarray(), dtype=torch.float64, device=self.device)
+        return (rows @ self.neighbour_sims().T).float()
 
     def semantic(self, user_vectors: Any) -> Any:
         """s(u, ·) for user text embeddings (n, d), or None without a text tower.
@@ -104,13 +149,18 @@ class CatalogScorer:
             return None
         return (user_vectors.double() @ self.item_emb.double().T).float()
 
-    def fuse(self, user_vectors: Any, collaborative: Any) -> np.ndarray:
-        """Fused scores (n, n_items) from user text embeddings (or None) and raw
-        collaborative rows (n, n_items)."""
+    def fuse(self, user_vectors: Any, collaborative: Any, history_rows: Any = None) -> np.ndarray:
+        """Fused scores (n, n_items) from user text embeddings (or None), raw collaborative
+        rows (n, n_items) and, with new items, the users' history rows."""
         import torch
 
         with torch.no_grad():
-            fused = self.model.fuse(self.semantic(user_vectors), collaborative, self.item_alpha)
+            fused = self.model.fuse(
+                self.semantic(user_vectors),
+                collaborative,
+                self.item_alpha,
+                new_item_text=self.new_item_text(history_rows),
+            )
             return fused.float().cpu().numpy()
 
     def __call__(self, users: np.ndarray) -> np.ndarray:
@@ -120,4 +170,5 @@ class CatalogScorer:
         with torch.no_grad():
             u = torch.as_tensor(users, device=self.device)
             vectors = self.user_emb[u] if self.user_emb is not None else None
-            return self.fuse(vectors, self.model.collaborative(u))
+            rows = None if self.history is None else self.history[users]
+            return self.fuse(vectors, self.model.collaborative(u), rows)

@@ -11,6 +11,12 @@ Scores (DESIGN.md, "The default trial"):
 z_u standardises a user's scores over the catalog (mean 0, unit variance), so alpha weighs
 the two towers on one scale whatever the backbone, and alpha = 0 ranks exactly as the
 backbone does (a per-user increasing affine map keeps every list).
+
+Under the item-cold protocol the catalog has new items that no interaction reaches: z_u takes
+its mean and deviation over the warm items only, a new item's fused score is its text score
+alone, f(u, i) = z_u(c)_i with c the user's history scored by text (:meth:`Recommender.fuse`),
+and training never sees a new item, not even as a negative. Without a text tower a new item
+cannot be scored and ranks last.
 """
 
 from __future__ import annotations
@@ -32,10 +38,17 @@ __all__ = ["CTR_FEATURES", "CTRHead", "Recommender", "standardise"]
 CTR_FEATURES = ("user_like_rate", "item_like_rate", "log_pop", "collaborative", "semantic")
 
 
-def standardise(x: torch.Tensor) -> torch.Tensor:
-    """Per-row z-score over the last axis (the catalog); constant rows become 0."""
-    mean = x.mean(-1, keepdim=True)
-    std = x.std(-1, keepdim=True, unbiased=False)
+NO_SCORE = -1.0e4
+"""The fused score of an item the model cannot score (a new item without a text tower)."""
+
+
+def standardise(x: torch.Tensor, warm: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-row z-score over the last axis (the catalog), with the mean and deviation of the
+    ``warm`` columns where given (so a new item's score never depends on other new items);
+    constant rows become 0."""
+    ref = x if warm is None else x[..., warm]
+    mean = ref.mean(-1, keepdim=True)
+    std = ref.std(-1, keepdim=True, unbiased=False)
     return (x - mean) / std.clamp_min(1e-6)
 
 
@@ -101,6 +114,8 @@ class Recommender(nn.Module):
         )
         # a user or item with no train exposure has the smoothed like-rate of the global rate
         self.register_buffer("global_like", torch.tensor(float(global_like_logit)))
+        # items training may see (None: all); set by hold_out() under the item-cold protocol
+        self.warm: torch.Tensor | None = None
         self.fixed_cf = cf_weights is not None
         if cf_weights is not None:
             if cf_scores is None:
@@ -114,6 +129,11 @@ class Recommender(nn.Module):
             self.register_buffer(
                 "cf_scores", torch.as_tensor(cf_scores, dtype=torch.float32), persistent=False
             )
+
+    def hold_out(self, warm: np.ndarray | None) -> None:
+        """Mark the items without interaction data (``warm`` False): scored from text only,
+        never trained on. None or all-True: every item is warm."""
+        self.warm = None if warm is None or bool(np.all(warm)) else torch.as_tensor(warm)
 
     # ---- parameters -------------------------------------------------------------------
 
@@ -224,15 +244,27 @@ class Recommender(nn.Module):
         semantic: torch.Tensor | None,
         collaborative: torch.Tensor,
         item_alpha: torch.Tensor | None = None,
+        new_item_text: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """a_i * z(s) + (1 - a_i) * z(r) over full catalog rows (z: per-user z-score; a_i the
         item's fusion weight: alpha, or more for tail items; ``item_alpha`` overrides the
-        model's own, e.g. to serve the trained tower at other weights)."""
-        r = standardise(collaborative.float())
+        model's own, e.g. to serve the trained tower at other weights).
+
+        New items (not :attr:`warm`) score z(c), c = ``new_item_text`` (the user's history
+        scored by text; ``semantic`` when not given), or :data:`NO_SCORE` without text."""
+        warm = self.warm
+        if warm is not None:
+            warm = warm.to(collaborative.device)
+        r = standardise(collaborative.float(), warm)
         if semantic is None or self.alpha <= 0:
-            return r
+            return r if warm is None else r.masked_fill(~warm, NO_SCORE)
         a: torch.Tensor = self.item_alpha if item_alpha is None else item_alpha  # type: ignore[assignment]
-        return a * standardise(semantic.float()) + (1.0 - a) * r
+        s = standardise(semantic.float(), warm)
+        fused = a * s + (1.0 - a) * r
+        if warm is None:
+            return fused
+        new = s if new_item_text is None else standardise(new_item_text.float(), warm)
+        return torch.where(warm, fused, new)
 
     def logits(self, fused: torch.Tensor) -> torch.Tensor:
         """Fused scores as softmax logits (a learned inverse temperature)."""

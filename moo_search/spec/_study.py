@@ -39,6 +39,8 @@ _CONSTRAINT_RE = re.compile(
     r"^\s*(?P<metric>[A-Za-z0-9_@/.\-]+)\s*(?P<op>>=|<=)\s*(?P<value>\S+)\s*$"
 )
 
+_K_RE = re.compile(r"@(\d+)$")
+
 
 class Dimension(Strict):
     kind: Literal["float", "int", "categorical"]
@@ -218,6 +220,13 @@ class StudySpec(Strict):
         """The trial config part, as plain data."""
         dumped = self.model_dump(mode="json")
         return {k: dumped[k] for k in TRIAL_SECTIONS}
+
+    def requested_ks(self) -> tuple[int, ...]:
+        """Every K the objectives, constraints and the early-stopping metric name
+        (``precision@10`` -> 10): list metrics are computed at these besides ``eval.k``."""
+        names = [o.metric for o in self.objectives] + [c.metric for c in self.constraints]
+        names.append(self.train.early_stop_metric)
+        return tuple(sorted({int(m.group(1)) for n in names if (m := _K_RE.search(n))}))
 
     def with_params(self, params: dict[str, Any]) -> StudySpec:
         """A copy with the dotted-path ``params`` applied and re-validated."""

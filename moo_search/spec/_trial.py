@@ -52,6 +52,16 @@ class SplitConfig(Strict):
         1, ge=1, description="Items per user held out for val and for test (leave_last)."
     )
     seed: int = 0
+    cold_items: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description=(
+            "Share of the items held out with all their interactions (the item-cold "
+            "protocol): half are validation's new items, half test's; 0 = none."
+        ),
+    )
+    cold_seed: int = Field(0, description="Seed of the held-out item draw.")
 
     @field_validator("ratios")
     @classmethod
@@ -216,6 +226,24 @@ class FusionConfig(Strict):
         description="tail_weight when scoring, if not the one trained with (default: the same).",
     )
 
+    new_items: Literal["history", "user"] = Field(
+        "history",
+        description=(
+            "How an item without interactions (item-cold protocol) is scored from text: "
+            "'history' = its embedding's similarity to the mean embedding of the user's train "
+            "items; 'user' = the similarity to the user text's embedding."
+        ),
+    )
+
+    new_item_neighbours: int | None = Field(
+        50,
+        ge=1,
+        description=(
+            "With new_items: history, the nearest warm items (by text) that score a new item "
+            "from the user's history; None = every warm item."
+        ),
+    )
+
     @field_validator("cf")
     @classmethod
     def _known_backbone(cls, v: str) -> str:
@@ -235,6 +263,14 @@ class LossWeights(Strict):
     ctr: float = Field(0.2, ge=0.0)
     diversity: float = Field(0.0, ge=0.0)
     novelty: float = Field(0.0, ge=0.0)
+    content: float = Field(
+        0.0,
+        ge=0.0,
+        description=(
+            "Aligns item text embeddings with the backbone's item neighbours (in-batch "
+            "InfoNCE), so items without interactions are placed by their text."
+        ),
+    )
 
 
 class LossConfig(Strict):
@@ -245,11 +281,17 @@ class LossConfig(Strict):
         gt=0.0,
         description="Start value of the (learned) softmax temperature over fused z-scores.",
     )
+    content_temperature: float = Field(
+        0.05, gt=0.0, description="Temperature of the content term's in-batch softmax."
+    )
+    content_neighbours: int = Field(
+        10, ge=1, description="Backbone neighbours per item the content term draws from."
+    )
 
     @model_validator(mode="after")
     def _weights_not_all_zero(self) -> LossConfig:
         w = self.weights
-        if w.ranking + w.ctr + w.diversity + w.novelty <= 0:
+        if sum(w.model_dump().values()) <= 0:
             raise Located(("weights",), "at least one loss weight must be > 0, got all zero")
         return self
 

@@ -34,10 +34,11 @@ def pair_features(
             uu = torch.as_tensor(users[part].copy(), device=device)
             ii = torch.as_tensor(items[part].copy(), device=device)
             uniq, inv = torch.unique(uu, return_inverse=True)
-            r_z = standardise(model.collaborative(uniq).float())[inv, ii]
+            warm = None if model.warm is None else model.warm.to(device)
+            r_z = standardise(model.collaborative(uniq).float(), warm)[inv, ii]
             s_z = None
             if scorer.user_emb is not None:
-                s_z = standardise(scorer.semantic(scorer.user_emb[uniq]))[inv, ii]
+                s_z = standardise(scorer.semantic(scorer.user_emb[uniq]), warm)[inv, ii]
             kw: dict[str, torch.Tensor] = {}
             if like is not None:
                 kw["user_like"] = torch.as_tensor(like[0][part], device=device)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from moo_search.errors import TrialFailed
-from moo_search.model.recommender import Recommender
+from moo_search.model.recommender import NO_SCORE, Recommender
 from moo_search.model.tokens import TokenTable
 from moo_search.spec import LossConfig, TrainConfig
 from moo_search.train import losses as L
@@ -38,6 +38,7 @@ class TrainData:
     self_information: torch.Tensor  # (I,) -log2 pop
     like_user: np.ndarray | None = None  # (n,) leave-one-out like-rate logits of each pair
     like_item: np.ndarray | None = None
+    neighbours: np.ndarray | None = None  # (I, n) nearest backbone neighbours (content term)
 
 
 @dataclass
@@ -163,6 +164,8 @@ def _pairs_on(data: TrainData, device: torch.device) -> PairData:
         self_information=data.self_information.to(device),
         like_user=t(data.like_user),
         like_item=t(data.like_item),
+        item_tokens=data.item_tokens,
+        neighbours=t(data.neighbours),
     )
 
 
@@ -192,9 +195,12 @@ def _batch(
         s_full = (eu @ item_cache.T).index_put(
             (torch.arange(len(idx), device=device)[:, None], i[None, :]), eu @ ei.T
         )
+    fused = model.fuse(s_full, r_full).float()
+    if model.warm is not None:  # new items are not in the training catalog, not even as negatives
+        fused = fused.masked_fill(~model.warm.to(device), NO_SCORE)
     return Batch(
         model=model,
-        fused=model.fuse(s_full, r_full).float(),
+        fused=fused,
         r_full=r_full,
         s_full=s_full,
         u=u,

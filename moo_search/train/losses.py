@@ -15,18 +15,12 @@ __all__ = [
 ]
 
 
-def normalised_weights(
-    ranking: float, ctr: float, diversity: float, novelty: float
-) -> dict[str, float]:
-    total = ranking + ctr + diversity + novelty
+def normalised_weights(**weights: float) -> dict[str, float]:
+    """The loss weights divided by their sum (``loss.weights``: one per registered term)."""
+    total = sum(weights.values())
     if total <= 0:
         raise ValueError("loss.weights: at least one loss weight must be > 0, got all zero")
-    return {
-        "ranking": ranking / total,
-        "ctr": ctr / total,
-        "diversity": diversity / total,
-        "novelty": novelty / total,
-    }
+    return {name: w / total for name, w in weights.items()}
 
 
 def softmax_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -33,6 +33,8 @@ class PairData:
     self_information: torch.Tensor  # (I,) -log2 pop
     like_user: torch.Tensor | None  # leave-one-out like-rate logits per pair
     like_item: torch.Tensor | None
+    item_tokens: Any = None  # the catalog's TokenTable (terms that encode items)
+    neighbours: torch.Tensor | None = None  # (I, n) each item's nearest backbone neighbours
 
 
 @dataclass
@@ -79,8 +81,9 @@ def _ranking(b: Batch) -> torch.Tensor:
 def _ctr(b: Batch) -> torch.Tensor:
     rows = torch.arange(len(b.idx), device=b.fused.device)
     t = torch.as_tensor(b.idx, device=b.fused.device)
-    r_z = standardise(b.r_full.float())[rows, b.i]
-    s_z = standardise(b.s_full.float())[rows, b.i] if b.s_full is not None else None
+    warm = None if b.model.warm is None else b.model.warm.to(b.fused.device)
+    r_z = standardise(b.r_full.float(), warm)[rows, b.i]
+    s_z = standardise(b.s_full.float(), warm)[rows, b.i] if b.s_full is not None else None
     p = b.pairs
     feats = b.model.ctr_features(
         b.u,
@@ -101,6 +104,32 @@ def _diversity(b: Batch) -> torch.Tensor:
 @LOSS_TERMS.register("novelty")
 def _novelty(b: Batch) -> torch.Tensor:
     return L.novelty_loss(b.probs, b.pairs.self_information)
+
+
+@LOSS_TERMS.register("content")
+def _content(b: Batch) -> torch.Tensor:
+    """In-batch InfoNCE between the text embedding of each batch item and that of one of its
+    nearest backbone neighbours (van den Oord et al. 2018): the text tower learns to place an
+    item near the items users take with it, which is what ranks a new item by its text."""
+    p = b.pairs
+    if b.s_full is None or p.neighbours is None or p.item_tokens is None:
+        return b.fused.new_zeros(())  # no text tower, or no neighbours to align with
+    device = b.fused.device
+    nb = p.neighbours
+    pick = torch.randint(0, nb.shape[1], (len(b.i),), generator=b.gen).to(device)
+    anchors = b.i
+    pos = nb[anchors, pick]
+    ea = b.model.encode_rows(p.item_tokens, anchors.cpu().numpy(), device)
+    ep = b.model.encode_rows(p.item_tokens, pos.cpu().numpy(), device)
+    logits = (ea @ ep.T).float() / b.loss_cfg.content_temperature
+    # the same anchor twice in a batch: its other copies are not negatives
+    same = anchors[:, None] == anchors[None, :]
+    logits = logits.masked_fill(
+        same & ~torch.eye(len(anchors), dtype=torch.bool, device=device), -1e4
+    )
+    target = torch.arange(len(anchors), device=device)
+    ce = torch.nn.functional.cross_entropy
+    return 0.5 * (ce(logits, target) + ce(logits.T, target))
 
 
 def loss_terms(batch: Batch, weights: dict[str, float]) -> dict[str, torch.Tensor]:
