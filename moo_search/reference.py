@@ -1,11 +1,13 @@
 """A study's reference front: the classic baselines through the same re-rankers.
 
 Every ranking baseline (:data:`moo_search.model.baselines.BASELINES`) is passed through the
-project's re-rankers over a grid of the re-ranking knobs (those the study searches, else
-:data:`DEFAULT_GRID`), paired with the like-rate CTR baseline for CTR metrics, evaluated on
-validation and test with the study's objectives and constraints. The feasible non-dominated
-points (on validation, as the driver sees trials) are the reference front: a fine-tune earns
-its place only where no reference point dominates it.
+project's re-rankers over a grid of the re-ranking knobs spanning each knob's whole useful
+range (:data:`FULL_RANGE`, widened to the study's searched range where that is wider: a
+researcher compares with the best the classic methods can do, not with the corner the study
+searches), paired with the like-rate CTR baseline for CTR metrics, evaluated with the study's
+objectives and constraints. The feasible non-dominated points on validation (as the driver
+sees trials) are the reference front, judged on validation and test: a fine-tune earns its
+place only where no reference point dominates it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,16 @@ import numpy as np
 from moo_search import pareto
 from moo_search.spec import RerankConfig, StudySpec
 
-__all__ = ["DEFAULT_GRID", "RERANK_KNOBS", "ReferencePoint", "reference_front", "rerank_grid"]
+__all__ = [
+    "DEFAULT_GRID",
+    "FULL_RANGE",
+    "RERANK_KNOBS",
+    "ReferencePoint",
+    "reference_axes",
+    "reference_front",
+    "reference_grid",
+    "rerank_grid",
+]
 
 logger = logging.getLogger("moo_search")
 
@@ -32,6 +43,15 @@ DEFAULT_GRID: dict[str, tuple[float, ...]] = {
     "rerank.pop_penalty": (0.0, 0.1, 0.25, 0.5, 1.0),
 }
 GRID_POINTS = 5  # values per searched float knob, evenly spaced over its range
+
+FULL_RANGE: dict[str, tuple[float, float]] = {
+    "rerank.mmr_lambda": (0.2, 1.0),
+    "rerank.pop_penalty": (0.0, 1.0),
+}
+"""The useful range of each re-ranking knob: the reference front sweeps all of it (below
+mmr_lambda 0.2 the lists stop depending on relevance; a pop_penalty of 1 already pushes
+the head out of every list)."""
+REFERENCE_POINTS = 6  # values per knob on the reference front's grid
 
 
 class ReferencePoint(TypedDict):
@@ -67,37 +87,59 @@ def rerank_grid(spec: StudySpec) -> list[dict[str, float]]:
     return [dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
 
 
+def reference_axes(spec: StudySpec) -> dict[str, list[float]]:
+    """Each re-ranking knob's values on the reference front's grid: :data:`REFERENCE_POINTS`
+    evenly spaced over :data:`FULL_RANGE`, widened to the searched range (and choices)."""
+    axes: dict[str, list[float]] = {}
+    for knob, (lo, hi) in FULL_RANGE.items():
+        dim = spec.search_space.get(knob)
+        extra: list[float] = []
+        if dim is not None and dim.kind == "categorical":
+            extra = [float(c) for c in dim.choices or []]
+        elif dim is not None:
+            lo, hi = min(lo, float(dim.low or lo)), max(hi, float(dim.high or hi))
+        values = np.linspace(lo, hi, REFERENCE_POINTS).round(6).tolist() + extra
+        axes[knob] = sorted(set(values), reverse=knob == "rerank.mmr_lambda")
+    return axes
+
+
+def reference_grid(spec: StudySpec) -> list[dict[str, float]]:
+    """Every setting of the re-ranking knobs the reference front evaluates each baseline at:
+    the product of :func:`reference_axes`, whatever narrower range the study searches."""
+    axes = reference_axes(spec)
+    names = list(axes)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
+
+
 def _metric(metrics: dict[str, float], name: str) -> float | None:
     v = metrics.get(name)
     return None if v is None or not np.isfinite(v) else float(v)
 
 
 def reference_front(spec: StudySpec, data: Any) -> dict[str, Any]:
-    """``{"points": [ReferencePoint, ...], "grid": [...], "evaluated": n, "seconds": s,
-    "missing": [objective metrics no baseline reports]}`` for the study of ``spec``.
+    """``{"points": [ReferencePoint, ...], "grid": [...], "axes": {knob: [low, high, n]},
+    "evaluated": n, "seconds": s, "missing": [objective metrics no baseline reports]}`` for
+    the study of ``spec``.
 
     ``data`` is the trial's :class:`~moo_search.trial.PreparedData` (dataset, split, features).
     """
     from moo_search.evaluate import evaluate_scorer
-    from moo_search.model.baselines import BASELINES, BaselineContext, like_rate_ctr
-    from moo_search.trial import _requested_ks
+    from moo_search.model.baselines import BaselineContext, baseline_names, like_rate_ctr
 
     t_start = time.perf_counter()
-    grid = rerank_grid(spec)
+    grid = reference_grid(spec)
     metrics = [o.metric for o in spec.objectives]
     directions = [o.direction for o in spec.objectives]
-    ctx = BaselineContext(
-        ds=data.ds, split=data.split, eval_cfg=spec.eval, seed=spec.seed, features=data.features
-    )
+    ctx = BaselineContext.of(spec, data)
     ctr = like_rate_ctr(data.split)
     n_users = data.split.n_users
     candidates: list[ReferencePoint] = []
     missing: set[str] = set()
-    ks = _requested_ks(spec)
+    ks = spec.requested_ks()
     scorers: dict[str, tuple[np.ndarray, float]] = {}
-    for name, factory in BASELINES.items():
+    for name in baseline_names(data.split):
         t0 = time.perf_counter()
-        scores = np.asarray(factory(ctx)(np.arange(n_users)), dtype=np.float32)
+        scores = np.asarray(ctx.scorer(name)(np.arange(n_users)), dtype=np.float32)
         scorers[name] = (scores, time.perf_counter() - t0)
         for knobs in grid:
             candidates.append({"baseline": name, "knobs": knobs, "val": {}, "test": {}})
@@ -152,9 +194,11 @@ def reference_front(spec: StudySpec, data: Any) -> dict[str, Any]:
         len(candidates),
         secs,
     )
+    axes = reference_axes(spec)
     return {
         "points": front,
         "grid": grid,
+        "axes": {k: [min(v), max(v), len(v)] for k, v in axes.items()},
         "evaluated": len(candidates),
         "seconds": secs,
         "missing": sorted(missing),

@@ -11,8 +11,8 @@ from moo_search import pareto
 from moo_search.drivers import run_study
 from moo_search.evaluate import evaluate_scorer
 from moo_search.model.backbones import backbone_weights, ease_weights
-from moo_search.model.baselines import evaluate_baselines, like_rate_ctr
-from moo_search.reference import DEFAULT_GRID, rerank_grid
+from moo_search.model.baselines import BaselineContext, evaluate_baselines, like_rate_ctr
+from moo_search.reference import DEFAULT_GRID, reference_grid, rerank_grid
 from moo_search.trial import prepare_data, run_trial
 
 from .helpers import tiny_spec
@@ -93,7 +93,7 @@ def test_tail_weight_raises_the_text_towers_weight_on_tail_items_only():
 def test_tuned_ease_is_a_baseline_and_beats_mostpop():
     spec = tiny_spec()
     data = prepare_data(spec)
-    res = evaluate_baselines(data.ds, data.split, spec.eval, names=("MostPop", "EASE"))
+    res = evaluate_baselines(BaselineContext.of(spec, data), names=("MostPop", "EASE"))
     assert res["EASE"]["test"]["ndcg@10"] > res["MostPop"]["test"]["ndcg@10"]
     assert {"ctr_auc", "ctr_logloss"} <= set(res["LikeRate"]["test"])
     assert res["EASE"]["val"]["cost/seconds"] > 0
@@ -165,7 +165,8 @@ def test_a_study_without_rerank_knobs_stores_a_nondominated_reference_front(tmp_
     )
     study = run_study(spec)
     stored = study.user_attrs["moo:reference_front"]
-    assert stored["evaluated"] == 5 * len(rerank_grid(spec))  # five baselines x default grid
+    # seven baselines (five classic, two content) x the full-range grid
+    assert stored["evaluated"] == 7 * len(reference_grid(spec))
     points = stored["points"]
     assert points and {p["baseline"] for p in points} <= {
         "Random",
@@ -173,6 +174,8 @@ def test_a_study_without_rerank_knobs_stores_a_nondominated_reference_front(tmp_
         "ItemKNN",
         "BPR",
         "EASE",
+        "TF-IDF",
+        "Frozen encoder",
     }
     F = np.array([[p["val"]["precision@10"], p["val"]["novelty@10"]] for p in points])
     assert pareto.pareto_mask(F, ["maximize", "maximize"]).all()
@@ -244,4 +247,9 @@ def test_trials_and_ease_record_per_user_test_hits_that_pair_up(tmp_path):
     assert ctr["n"] == len(aucs) == 2 and ctr["baseline"] == like
     assert (ctr["min"], ctr["max"]) == (min(aucs), max(aucs))
     assert ctr["above"] == sum(a > like for a in aucs)
-    assert f"above it: {ctr['above']}/2" in data.comparison_lines()[3]
+    lines = data.comparison_lines()
+    assert f"above it: {ctr['above']}/2" in lines[5]
+    # the honest reference front: both fronts judged on test too, and who wins, said plainly
+    assert lines[3].startswith("on test (both fronts chosen on validation): hypervolume study")
+    assert lines[4].startswith("larger hypervolume: ")
+    assert ("the study on validation" in lines[4]) == (data.hypervolume > data.reference_hv)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from moo_search import pareto
+from moo_search.report._reference import compare_reference
 from moo_search.study import ATTR, STUDY_ATTR
 
 __all__ = ["StudyData", "collect", "param_importance"]
@@ -43,6 +44,10 @@ class StudyData:
     reference: list[dict[str, Any]] = field(default_factory=list)  # reference-front points
     reference_hv: float | None = None  # same reference point as ``hypervolume``
     front_undominated: int | None = None  # front trials no reference point dominates
+    # the same comparison on test (both fronts chosen on validation): {"hv", "reference_hv",
+    # "undominated", "n_front"}; None when a front lacks test values
+    reference_test: dict[str, Any] | None = None
+    reference_axes: dict[str, list[float]] = field(default_factory=dict)  # knob: [lo, hi, n]
     # the accuracy end of the front (its best validation precision@k) paired with a baseline
     # on test, user by user: {"baseline", "k", "trial", "all": [difference, 95% low, high],
     # "tail": [...]}; None without recorded per-user hits
@@ -100,9 +105,14 @@ class StudyData:
             return ["reference front: none recorded (a study of the default trial records one)"]
         fmt = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
         n_front = int(self.rows["pareto"].sum()) if "pareto" in self.rows else 0
+        grid = ", ".join(
+            f"{k.split('.')[-1]} {lo:g}-{hi:g}" for k, (lo, hi, _) in self.reference_axes.items()
+        )
         lines = [
             f"hypervolume: study {fmt(self.hypervolume)} vs reference front "
-            f"{fmt(self.reference_hv)} ({len(self.reference)} baseline points, same reference point)",
+            f"{fmt(self.reference_hv)} ({len(self.reference)} baseline points, same reference point"
+            + (f"; re-ranking over {grid}" if grid else "")
+            + ")",
             f"front trials not dominated by any reference point: "
             f"{self.front_undominated or 0} of {n_front}",
         ]
@@ -116,7 +126,34 @@ class StudyData:
                 f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}] ({verdict(lo, hi)}), tail/precision@{vs['k']} "
                 f"{td:+.4f} [{tlo:+.4f}, {thi:+.4f}] ({verdict(tlo, thi)})"
             )
+        t = self.reference_test
+        if t:
+            lines.append(
+                f"on test (both fronts chosen on validation): hypervolume study {fmt(t['hv'])} "
+                f"vs reference front {fmt(t['reference_hv'])}; front trials not dominated: "
+                f"{t['undominated']} of {t['n_front']}"
+            )
+        lines.append(self.reference_verdict)
         return lines
+
+    @property
+    def reference_verdict(self) -> str:
+        """One plain sentence: does the study's front or the baselines' win, on validation
+        and on test (by hypervolume at the same reference point)?"""
+        wins = []
+        for split, hv, ref in (
+            ("validation", self.hypervolume, self.reference_hv),
+            *(
+                [("test", self.reference_test["hv"], self.reference_test["reference_hv"])]
+                if self.reference_test
+                else []
+            ),
+        ):
+            if hv is None or ref is None:
+                continue
+            who = "the study" if hv > ref else "the reference front (the baselines)"
+            wins.append(f"{who} on {split}")
+        return "larger hypervolume: " + (", ".join(wins) if wins else "nothing to compare yet")
 
     @property
     def complete(self) -> pd.DataFrame:
@@ -308,33 +345,11 @@ def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool =
         counts=counts,
         vs_baseline=vs_baseline,
     )
-    _compare_reference(data, study.user_attrs.get(STUDY_ATTR.REFERENCE_FRONT))
+    compare_reference(data, study.user_attrs.get(STUDY_ATTR.REFERENCE_FRONT))
     _decide(data)
     data.importance = param_importance(data)
     data.test_metrics = [m for m in metrics if f"test:{m}" in rows.columns]
     return data
-
-
-def _compare_reference(data: StudyData, stored: dict[str, Any] | None) -> None:
-    """Reference-front points with every objective, their HV at the study's reference point,
-    and how many front trials none of them dominates."""
-    points = [
-        p
-        for p in (stored or {}).get("points", [])
-        if all(p.get("val", {}).get(m) is not None for m in data.metrics)
-    ]
-    data.reference = points
-    if not points:
-        return
-    G = np.array([[p["val"][m] for m in data.metrics] for p in points], dtype=np.float64)
-    if data.reference_point is not None:
-        data.reference_hv = pareto.hypervolume(G, data.reference_point, data.directions)
-    front = data.front
-    if len(front):
-        F = front[[f"obj:{m}" for m in data.metrics]].to_numpy(dtype=np.float64)
-        data.front_undominated = int((~pareto.dominated_by(F, G, data.directions)).sum())
-    else:
-        data.front_undominated = 0
 
 
 def _decide(data: StudyData) -> None:

@@ -57,6 +57,10 @@ class Payload(TypedDict):
     reference_points: int
     reference_obj: list[list[float | None]]  # reference-front points, validation
     front_undominated: int | None
+    # both fronts judged on test: {"hv", "reference_hv", "undominated", "n_front"} (or None)
+    reference_test: dict[str, Any] | None
+    reference_axes: dict[str, list[float]]  # re-ranking knob -> [low, high, points]
+    reference_verdict: str  # which front has the larger hypervolume, validation and test
     # the front's most accurate trial (validation) against a baseline on test, paired by user:
     # {"baseline", "k", "trial", "all": [difference, low, high], "tail": [...]} (or None)
     vs_baseline: dict[str, Any] | None

@@ -21,7 +21,12 @@ card("Pareto front", String(P.rows.filter(r => r.pareto).length), "feasible non-
 if (P.reference_points) {
   const nf = P.rows.filter(r => r.pareto).length;
   card("vs reference front", fmt(P.hv) + " / " + fmt(P.reference_hv),
-       "study / baselines HV (same point) · " + (P.front_undominated || 0) + " of " + nf + " front trials not dominated by any of " + P.reference_points + " baseline points");
+       "study / baselines HV (same point) · " + (P.front_undominated || 0) + " of " + nf + " front trials not dominated by any of " + P.reference_points + " baseline points"
+       + " · baselines re-ranked over " + Object.entries(P.reference_axes || {}).map(([k, v]) => k.split(".").pop() + " " + fmt(v[0]) + "–" + fmt(v[1])).join(", ") + " (whatever the study searches)");
+  const rt = P.reference_test;
+  if (rt) card("vs reference front, on test", fmt(rt.hv) + " / " + fmt(rt.reference_hv),
+       "both fronts chosen on validation, judged on test · " + rt.undominated + " of " + rt.n_front + " front trials not dominated");
+  card("who wins", P.reference_verdict.replace(/^larger hypervolume: /, ""), "larger hypervolume at the same reference point, study vs baselines");
   const vb = P.vs_baseline;
   if (vb) {
     const f4 = v => (v < 0 ? "−" : "+") + Math.abs(v).toFixed(4);
