@@ -6,9 +6,10 @@ Reads the study (storage and recorded baselines only; nothing is trained) and pr
 test split: every baseline (EASE with lambda tuned on validation, ItemKNN, BPR, MostPop,
 Random, the like-rate CTR baseline), the best fine-tune by test precision@10, the front
 trial with the most tail precision among those at least as accurate as EASE (picked on test,
-and picked on validation as a researcher would, with its test figures), the cold-user
-slice (or why it is empty), every trial's ctr_auc against the like-rate baseline, each of
-those picks and the anchors paired with EASE on the same test users (the difference with a
+and picked on validation as a researcher would, with its test figures), under the item-cold
+protocol the new-item metrics of every baseline and of the fine-tune best on them by
+validation, the cold-user slice (or why it is empty), every trial's ctr_auc against the
+like-rate baseline, each of those picks and the anchors paired with EASE on the same test users (the difference with a
 95% bootstrap interval: is it more than noise?), and the study's hypervolume against its
 reference front's (same reference point).
 """
@@ -78,6 +79,33 @@ def paired_with_ease(study: Any, picks: list[tuple[str, Any]]) -> list[str]:
     return lines
 
 
+NEW_COLS = (
+    "precision@10",
+    "cold_item/recall@20",
+    "cold_item/ndcg@20",
+    "mixed/precision@10",
+    "mixed/new_share@10",
+)
+
+
+def new_items_table(baselines: dict[str, Any], done: Any) -> None:
+    """Under the item-cold protocol: every baseline and the fine-tune most accurate on new
+    items by validation (and, for reference, by test), on warm precision, the new items
+    ranked among themselves and the mixed catalog (test)."""
+    key = "cold_item/recall@20"
+    if f"test:{key}" not in done or done[f"test:{key}"].isna().all():
+        return
+    row = lambda name, m: f"{name:<34}" + "".join(f"{_fmt(m.get(c)):>21}" for c in NEW_COLS)  # noqa: E731
+    print("\nnew items (test)".ljust(35) + "".join(f"{c:>21}" for c in NEW_COLS))
+    for name, res in baselines.items():
+        if name != "LikeRate":
+            print(row(name, res.get("test", {})))
+    for how in ("val", "test"):
+        pick = done.loc[done[f"{how}:{key}"].astype(float).idxmax()]
+        label = f"trial {int(pick['number'])} (best {key}, {how})"
+        print(row(label, {c: pick.get(f"test:{c}") for c in NEW_COLS}))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("target", nargs="?", default="reports/quickstart")
@@ -130,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                 + f"{'':>19}\n{'  EASE validation':<34}"
                 + "".join(f"{_fmt(ease_val.get(c)):>19}" for c in COLS[:-1])
             )
+    new_items_table(baselines, done)
     if "test:cold/precision@10" not in done or done["test:cold/precision@10"].isna().all():
         print("cold/ slice: empty - no test user has <= eval.cold_user_max train items here")
     anchors = fine[fine["anchor"].astype(str) != ""] if "anchor" in fine else fine.iloc[:0]
