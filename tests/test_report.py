@@ -108,3 +108,23 @@ def test_report_cli_errors_are_clear(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty")]) == 2
     assert "no study.db" in capsys.readouterr().err
+
+
+def test_the_pages_export_command_names_the_study_when_the_database_holds_two(tmp_path):
+    url = f"sqlite:///{tmp_path}/study.db"
+    synthetic_study(url, n_trials=5, name="one")
+    synthetic_study(url, n_trials=5, name="two")
+    out = build_report(str(tmp_path), study_name="two")
+    assert _payload(out.read_text())["export_base"] == (
+        f"moo-search export {tmp_path} --study-name two"
+    )
+
+
+def test_a_failed_page_write_leaves_no_temporary_file(tmp_path):
+    url = f"sqlite:///{tmp_path}/study.db"
+    synthetic_study(url, n_trials=5)
+    target = tmp_path / "out"
+    target.mkdir()  # --out naming a directory: the rename fails
+    with pytest.raises(OSError):
+        build_report(str(tmp_path), out=target)
+    assert not list(tmp_path.glob(".index-*")), list(tmp_path.iterdir())

@@ -6,6 +6,7 @@ embeds plotly.js and opens offline from disk.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
@@ -102,6 +103,8 @@ def write_report(
             if study_dir is not None
             else f"{shlex.quote(redact_url(url))} --study-name {shlex.quote(study.study_name)}"
         )
+        if study_dir is not None and len(_study_names(study)) > 1:  # pasted, it must still work
+            shown += f" --study-name {shlex.quote(study.study_name)}"
     data = collect(study, study_target=shown)
     figs = figures(data)
     html = render_page(data, figs, get_plotlyjs())
@@ -110,9 +113,21 @@ def write_report(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".index-", suffix=".html", dir=out.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(html)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(html)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException:  # a full disk, --out naming a directory: no temporary file is left
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     logger.info("report written to %s", out)
     return out, data
+
+
+def _study_names(study: Any) -> list[str]:
+    """Every study name in ``study``'s storage."""
+    import optuna
+
+    return list(optuna.get_all_study_names(study._storage))
