@@ -228,7 +228,8 @@ def run_trial(
         metrics = val_metrics(scorer, sample)  # the fixed sample: cheap, comparable
         if wants_ctr:
             metrics.update(ctr_metrics(scorer, split, "val"))
-        on_rung(step, {"val": metrics}, {"seconds": time.perf_counter() - t0})
+        cost = {"seconds": time.perf_counter() - t0, "trainable_params": float(trainable)}
+        on_rung(step, {"val": metrics}, cost)  # the costs of spec.RUNG_COSTS
 
     history = train(
         model,

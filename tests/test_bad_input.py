@@ -395,3 +395,19 @@ def test_a_database_that_refuses_writes_is_a_message_not_a_traceback(tmp_path, m
     err = capsys.readouterr().err
     assert "the study storage failed: attempt to write a readonly database" in err
     assert "read-only" in err and "Traceback" not in err
+
+
+def test_early_stopping_with_an_objective_a_rung_cannot_measure_names_the_field():
+    from moo_search.errors import SpecError
+
+    from .helpers import tiny_spec
+
+    es = {"enabled": True, "rungs": [0.5]}
+    objectives = [
+        {"metric": "precision@10", "direction": "maximize"},
+        {"metric": "cost/train_tokens", "direction": "minimize"},
+    ]
+    with pytest.raises(SpecError, match=r"driver\.early_stopping.*cost/train_tokens"):
+        tiny_spec(**{"driver.early_stopping": es, "objectives": objectives})
+    objectives[1]["metric"] = "cost/trainable_params"  # measured at every rung
+    tiny_spec(**{"driver.early_stopping": es, "objectives": objectives})

@@ -40,6 +40,8 @@ _CONSTRAINT_RE = re.compile(
 )
 
 _K_RE = re.compile(r"@(\d+)$")
+RUNG_COSTS = ("cost/seconds", "cost/trainable_params")
+"""The cost metrics an early-stopping rung measures (the others exist only at the end)."""
 
 
 class Dimension(Strict):
@@ -317,6 +319,19 @@ class StudySpec(Strict):
             )
         if self.driver.algorithm == "nsga3" and len(self.objectives) < 2:
             raise Located(("driver", "algorithm"), "nsga3 needs at least 2 objectives")
+        if self.driver.early_stopping.enabled and self.uses_default_trial:
+            unmeasured = [
+                o.metric
+                for o in self.objectives
+                if o.metric.startswith("cost/") and o.metric not in RUNG_COSTS
+            ]
+            if unmeasured:
+                raise Located(
+                    ("driver", "early_stopping"),
+                    f"a rung cannot measure the objective(s) {unmeasured} before the trial "
+                    f"ends (it measures {', '.join(RUNG_COSTS)}); turn early stopping off or "
+                    "use one of those",
+                )
         return self
 
 
