@@ -411,3 +411,17 @@ def test_early_stopping_with_an_objective_a_rung_cannot_measure_names_the_field(
         tiny_spec(**{"driver.early_stopping": es, "objectives": objectives})
     objectives[1]["metric"] = "cost/trainable_params"  # measured at every rung
     tiny_spec(**{"driver.early_stopping": es, "objectives": objectives})
+
+
+@pytest.mark.parametrize("name", ["../../x", "/abs/path", "a/b", "..", "n" * 300])
+def test_a_study_name_that_is_not_one_file_name_is_refused(name, tmp_path, capsys):
+    from moo_search.cli import main
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "name: ok\nobjective: zdt1\nobjectives:\n  - {metric: f1, direction: minimize}\n"
+    )
+    assert main(["run", str(spec), "--set", f"name={name}"]) == 2
+    err = capsys.readouterr().err
+    assert "name" in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists() and not list(tmp_path.parent.glob("x"))

@@ -40,6 +40,9 @@ _CONSTRAINT_RE = re.compile(
 )
 
 _K_RE = re.compile(r"@(\d+)$")
+MAX_NAME_BYTES = 200
+"""A study name's limit: it names a directory (255 bytes on ext4 and most file systems),
+with room for the suffixes written beside it."""
 RUNG_COSTS = ("cost/seconds", "cost/trainable_params")
 """The cost metrics an early-stopping rung measures (the others exist only at the end)."""
 
@@ -191,6 +194,21 @@ class StudySpec(Strict):
         if not isinstance(v, list):
             raise ValueError(f"expected a list of strings like 'precision@10 >= 0.02', got {v!r}")
         return [Constraint.parse(c) if isinstance(c, str) else c for c in v]
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_name(cls, v: str) -> str:
+        if "/" in v or "\\" in v or v in (".", "..") or "\0" in v:
+            raise ValueError(
+                "a study name is one path component (it names reports/<name>/): no '/' or "
+                f"'\\', not '.' or '..'; got {v!r} (out_dir places the study elsewhere)"
+            )
+        if len(v.encode()) > MAX_NAME_BYTES:
+            raise ValueError(
+                f"at most {MAX_NAME_BYTES} bytes (a file name's limit on common file systems), "
+                f"got {len(v.encode())}"
+            )
+        return v
 
     @field_validator("objective")
     @classmethod
