@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from moo_search.cache import read_entry, write_entry
 from moo_search.registry import BACKBONES
 
 __all__ = [
@@ -85,10 +84,15 @@ class FitContext:
     fusion: Any
 
     def cached(
-        self, name: str, params: dict[str, Any], compute: Callable[[], np.ndarray]
+        self,
+        name: str,
+        params: dict[str, Any],
+        compute: Callable[[], np.ndarray],
+        shape: tuple[int, ...] | None = None,
     ) -> np.ndarray:
-        """``compute()`` once per (split, ``name``, ``params``), then from the disk cache."""
-        return _cached(_key(self.fingerprint, name, params), compute)
+        """``compute()`` once per (split, ``name``, ``params``), then from the disk cache
+        (an entry not of ``shape`` is recomputed)."""
+        return _cached(_key(self.fingerprint, name, params), compute, shape)
 
 
 @dataclass(frozen=True)
@@ -132,19 +136,30 @@ def _key(fingerprint: str, name: str, params: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def _cached(key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+def _cached(
+    key: str, compute: Callable[[], np.ndarray], shape: tuple[int, ...] | None = None
+) -> np.ndarray:
+    """The array cached under ``key`` (a verified entry, :mod:`moo_search.cache`), else
+    ``compute()``'s, written for next time (a cache that cannot be written is skipped)."""
     path = _cache_dir() / f"{key}.npy"
-    if path.is_file():
-        try:
-            return np.load(path)
-        except (OSError, ValueError):
-            logger.warning("backbone cache %s is unreadable; recomputing", path)
-    w = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".bb-", suffix=".npy", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        np.save(f, w)
-    os.replace(tmp, path)  # atomic: concurrent workers never read half a file
+
+    def check(w: np.ndarray) -> str | None:
+        if shape is not None and tuple(w.shape) != shape:
+            return f"holds shape {tuple(w.shape)}, not {shape}"
+        return None
+
+    w = read_entry(
+        path, lambda p: np.load(p, allow_pickle=False), what="backbone cache", check=check
+    )
+    if w is None:
+        w = compute()
+        write_entry(
+            path,
+            lambda f: np.save(f, w),
+            what="backbone cache",
+            shape=list(w.shape),
+            dtype=str(w.dtype),
+        )
     return w
 
 
@@ -189,19 +204,22 @@ def _fit_ease(ctx: FitContext) -> tuple[np.ndarray, dict[str, Any]]:
             lambda: np.array(
                 [tune_ease_lambda(ctx.split, features=ctx.features, eval_cfg=ctx.eval_cfg)[0]]
             ),
+            shape=(1,),
         )
         lam = float(chosen[0])
         params["tuned_on"] = f"val ndcg@{k} over {list(EASE_LAMBDAS)}"
     params["lambda"] = float(lam)
+    n = ctx.split.n_items
     return ctx.cached(
-        "ease", {"lambda": float(lam)}, lambda: ease_weights(ctx.x, float(lam))
+        "ease", {"lambda": float(lam)}, lambda: ease_weights(ctx.x, float(lam)), (n, n)
     ), params
 
 
 def _fit_itemknn(ctx: FitContext) -> tuple[np.ndarray, dict[str, Any]]:
     n = int(getattr(ctx.fusion, "knn_neighbours", 100))
     params = {"neighbours": n}
-    return ctx.cached("itemknn", params, lambda: itemknn_weights(ctx.x, n)), params
+    shape = (ctx.split.n_items, ctx.split.n_items)
+    return ctx.cached("itemknn", params, lambda: itemknn_weights(ctx.x, n), shape), params
 
 
 BACKBONES.register(

@@ -14,8 +14,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
-import tempfile
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from moo_search.cache import read_entry, write_entry
 from moo_search.model.tokens import TokenTable
 
 __all__ = ["FrozenPrefix", "frozen_prefix_length"]
@@ -171,7 +170,7 @@ class FrozenPrefix:
         key = self._key(table, f"{mode}|{device.type}|{kernel}")
         states = _MEMORY.get(key)
         if states is None:
-            states = self._load(key)
+            states = self._load(key, (len(table), table.dense.shape[1], hidden))
         if states is None:
             states = self._compute(table, device, autocast, batch_size)
             self._save(key, states)
@@ -198,27 +197,30 @@ class FrozenPrefix:
         assert out is not None
         return out
 
-    def _load(self, key: str) -> torch.Tensor | None:
-        path = _cache_dir() / f"{key}.pt"
-        if not path.is_file():
-            return None
-        try:
-            t = torch.load(path, weights_only=True)
-        except (OSError, RuntimeError, ValueError):
-            logger.warning("frozen-layer cache %s is unreadable; recomputing", path)
-            return None
-        return t if isinstance(t, torch.Tensor) else None
+    def _load(self, key: str, shape: tuple[int, int, int]) -> torch.Tensor | None:
+        """The cached prefix output under ``key`` when it is a verified entry of ``shape``
+        (:mod:`moo_search.cache`: anything else is removed with a warning and recomputed)."""
+
+        def check(t: Any) -> str | None:
+            if not isinstance(t, torch.Tensor):
+                return f"holds a {type(t).__name__}, not a tensor"
+            return None if tuple(t.shape) == shape else f"holds shape {tuple(t.shape)}, not {shape}"
+
+        return read_entry(
+            _cache_dir() / f"{key}.pt",
+            lambda p: torch.load(p, weights_only=True),
+            what="frozen-layer cache",
+            check=check,
+        )
 
     def _save(self, key: str, states: torch.Tensor) -> None:
-        path = _cache_dir() / f"{key}.pt"
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".h-", suffix=".pt", dir=path.parent)
-            with os.fdopen(fd, "wb") as f:
-                torch.save(states, f)
-            os.replace(tmp, path)  # atomic: concurrent workers never read half a file
-        except OSError as e:
-            logger.warning("could not write the frozen-layer cache %s: %s", path, e)
+        write_entry(
+            _cache_dir() / f"{key}.pt",
+            lambda f: torch.save(states, f),
+            what="frozen-layer cache",
+            shape=list(states.shape),
+            dtype=str(states.dtype),
+        )
 
     def states(self, table: TokenTable) -> torch.Tensor | None:
         return self._states.get(id(table))
