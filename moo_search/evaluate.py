@@ -18,7 +18,7 @@ from moo_search.metrics import (
 from moo_search.model.inference import recommend_lists
 from moo_search.spec import EvalConfig, RerankConfig
 
-__all__ = ["Scorer", "cold_item_lists", "evaluate_scorer"]
+__all__ = ["Scorer", "cold_item_eval", "cold_item_lists", "evaluate_scorer"]
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 """Maps user indices (n,) to scores over the full catalog (n, n_items)."""
@@ -74,7 +74,7 @@ def evaluate_scorer(
             results[part].update(evaluate_topk(lists, users, ctx, kk))
         all_lists[part] = (users, lists)
         if split.has_cold_items and part != "train":
-            results[part].update(_cold_item(score, split, part, all_k, eval_cfg.batch_size))
+            results[part].update(cold_item_eval(score, split, part, all_k, eval_cfg.batch_size))
             mixed = EvalContext.from_split(
                 split,
                 part,
@@ -136,9 +136,11 @@ def cold_item_lists(
     return users, lists, relevant
 
 
-def _cold_item(
+def cold_item_eval(
     score: Scorer, split: Split, part: str, ks: list[int], batch_size: int
 ) -> dict[str, float]:
+    """The ``cold_item/`` metrics at each of ``ks`` (empty when no user has a relevant
+    held-out item in the part)."""
     users, lists, relevant = cold_item_lists(score, split, part, max(ks), batch_size)
     out: dict[str, float] = {}
     if len(users):

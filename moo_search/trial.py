@@ -247,6 +247,10 @@ def run_trial(
     # trained ones), and its artifact records them
     model.item_alpha.copy_(torch.as_tensor(item_alpha(spec, data, serving=True)))
     scorer = catalog_scorer()
+    if scorer.history is not None and spec.fusion.new_item_neighbours is None:
+        scorer = _tune_new_item_neighbours(spec, data, scorer)
+        history.new_item_neighbours = scorer.new_item_neighbours
+        spec = spec.with_params({"fusion.new_item_neighbours": scorer.new_item_neighbours})
     history.ctr_fit_logloss = fit_ctr(scorer, tdata)
     kept = scorer(np.arange(data.ds.n_users))  # re-ranking reuses it
 
@@ -334,6 +338,41 @@ def eval_context(spec: StudySpec, data: PreparedData, part: str) -> Any:
         cold_user_max=spec.eval.cold_user_max,
         head_share=spec.eval.head_share,
     )
+
+
+def _tune_new_item_neighbours(
+    spec: StudySpec, data: PreparedData, scorer: CatalogScorer
+) -> CatalogScorer:
+    """The scorer with the neighbour count of its new-item scores chosen on validation
+    (cold_item/ndcg@eval.k over the grid the content baselines are tuned on, as they are).
+    Among new items the fused score is an increasing map of the text score, so ranking by
+    the text score alone decides."""
+    from dataclasses import replace
+
+    from moo_search.evaluate import cold_item_eval
+    from moo_search.model.content import KNN_NEIGHBOURS
+
+    split, k = data.split, spec.eval.k
+    items, _ = split.cold_part("val")
+    n_warm = int(split.warm.sum())
+    best: tuple[float, CatalogScorer] | None = None
+    for n in KNN_NEIGHBOURS:
+        cand = replace(scorer, new_item_neighbours=min(n or n_warm, n_warm), _neighbour_sims=None)
+
+        def score(users: np.ndarray, cand: CatalogScorer = cand) -> np.ndarray:
+            out = np.zeros((len(users), split.n_items), dtype=np.float32)
+            text = cand.new_item_text(cand.history[users], items)
+            out[:, items] = text.cpu().numpy()
+            return out
+
+        value = cold_item_eval(score, split, "val", [k], spec.eval.batch_size).get(
+            f"cold_item/ndcg@{k}", float("-inf")
+        )
+        if best is None or value > best[0]:
+            best = (value, cand)
+        cand._neighbour_sims = None  # the kept candidate recomputes it once, on use
+    assert best is not None
+    return best[1]
 
 
 def _variant(

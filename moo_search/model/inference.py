@@ -127,16 +127,20 @@ class CatalogScorer:
             self._neighbour_sims = sim
         return self._neighbour_sims
 
-    def new_item_text(self, history_rows: Any) -> Any:
+    def new_item_text(self, history_rows: Any, items: Any = None) -> Any:
         """c(u, i): the mean text similarity of item i to the user's items, over i's nearest
         warm items (item-kNN over the text tower; ``history_rows``: (n, I) sparse, rows summing
-        to 1), float64 like :meth:`semantic`; None without a text tower or without new items."""
+        to 1), float64 like :meth:`semantic`, for every item or only ``items``; None without a
+        text tower or without new items."""
         import torch
 
         if self.item_emb is None or history_rows is None:
             return None
         rows = torch.as_tensor(history_rows.toarray(), dtype=torch.float64, device=self.device)
-        return (rows @ self.neighbour_sims().T).float()
+        sims = self.neighbour_sims()
+        if items is not None:
+            sims = sims[torch.as_tensor(items, device=sims.device)]
+        return (rows @ sims.T).float()
 
     def semantic(self, user_vectors: Any) -> Any:
         """s(u, ·) for user text embeddings (n, d), or None without a text tower.

@@ -236,11 +236,12 @@ class FusionConfig(Strict):
     )
 
     new_item_neighbours: int | None = Field(
-        50,
+        None,
         ge=1,
         description=(
-            "With new_items: history, the nearest warm items (by text) that score a new item "
-            "from the user's history; None = every warm item."
+            "With new_items: history, how many nearest warm items (by text) score a new item "
+            "from the user's history; None = chosen on validation (cold_item/ndcg@eval.k) over "
+            "the grid the content baselines are tuned on."
         ),
     )
 

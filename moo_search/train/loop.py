@@ -52,6 +52,7 @@ class TrainHistory:
     train_tokens: int = 0
     seconds: float = 0.0
     ctr_fit_logloss: float | None = None  # the CTR head's train log-loss after its final fit
+    new_item_neighbours: int | None = None  # chosen on validation (fusion.new_item_neighbours)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +65,7 @@ class TrainHistory:
             "train_tokens": self.train_tokens,
             "seconds": self.seconds,
             "ctr_fit_logloss": self.ctr_fit_logloss,
+            "new_item_neighbours": self.new_item_neighbours,
         }
 
 
