@@ -13,7 +13,7 @@ import optuna
 import pytest
 import yaml
 
-from moo_search.study import ATTR
+from moo_search.study import ATTR, STUDY_ATTR
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -105,3 +105,55 @@ def test_a_stopped_parent_leaves_no_worker_running(tmp_path, sig):
     # stopped as Ctrl-C does): none is left RUNNING
     assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
     assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) < 200
+
+
+def _zdt_spec(tmp_path: Path, backend: str = "optuna") -> Path:
+    path = tmp_path / f"z-{backend}.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "z",
+                "objective": "zdt1",
+                "problem": {"n_var": 4},
+                "objectives": [
+                    {"metric": "f1", "direction": "minimize"},
+                    {"metric": "f2", "direction": "minimize"},
+                ],
+                "driver": {"backend": backend, "population": 4, "reference_point": [1.1, 1.1]},
+                "budget": {"n_trials": 6},
+                "out_dir": str(tmp_path / "study"),
+            }
+        )
+    )
+    return path
+
+
+def test_a_joining_worker_works_to_the_runs_budget_not_the_specs(tmp_path, capsys):
+    from moo_search.cli import main
+
+    path = _zdt_spec(tmp_path)
+    url = f"sqlite:///{tmp_path}/study/study.db"
+    assert main(["run", str(path), "--n-trials", "3"]) == 0
+    assert main(["worker", str(path), "--storage", url]) == 0
+    study = optuna.load_study(study_name="z", storage=url)
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 3
+
+
+def test_a_worker_with_another_driver_is_refused_and_a_corrupt_fingerprint_is_named(
+    tmp_path, capsys
+):
+    from moo_search.cli import main
+
+    path = _zdt_spec(tmp_path)
+    url = f"sqlite:///{tmp_path}/study/study.db"
+    assert main(["run", str(path), "--n-trials", "2"]) == 0
+    capsys.readouterr()
+    other = _zdt_spec(tmp_path, backend="pymoo")
+    assert main(["worker", str(other), "--storage", url]) == 2
+    err = capsys.readouterr().err
+    assert "different driver" in err and "'pymoo'" in err and "Traceback" not in err
+    study = optuna.load_study(study_name="z", storage=url)
+    study.set_user_attr(STUDY_ATTR.FINGERPRINT, "garbage")
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert STUDY_ATTR.FINGERPRINT in err and "Traceback" not in err

@@ -242,6 +242,7 @@ def run_study(
         create=True,
         sampler=DRIVERS.get(spec.driver.backend).sampler(spec),
     )
+    study.set_user_attr(STUDY_ATTR.BUDGET, n)  # what a worker joining this run works to
     history = len(study.get_trials(deepcopy=False))
     if history:  # a resume, or a second process on the study: draws of its own
         study.sampler = DRIVERS.get(spec.driver.backend).sampler(_worker_seeded(spec, history))
@@ -351,7 +352,8 @@ def run_worker(
     """Join a running study (created by ``moo-search run``) and work until its budget is met
     (``failures_before``: see :attr:`StudyContext.failures_before`)."""
     study, _ = _join(spec, storage, study_name)
-    ctx = _context(spec, study, storage, n_trials or spec.budget.n_trials, timeout, on_progress)
+    n = n_trials or _run_budget(study, spec)
+    ctx = _context(spec, study, storage, n, timeout, on_progress)
     ctx.failures_before = failures_before
     DRIVERS.get(spec.driver.backend)().run(ctx, max_failures=spec.budget.max_failures)
     return study
@@ -370,6 +372,13 @@ def run_workers(
     if storage.startswith("memory"):
         raise SpecError("workers need a shared storage URL, not memory", field="storage")
     study, name = _join(spec, storage, study_name)
-    ctx = _context(spec, study, storage, spec.budget.n_trials, None, on_progress)
-    _run_local_workers(spec, ctx, storage, name, spec.budget.n_trials, None, workers)
+    n = _run_budget(study, spec)
+    ctx = _context(spec, study, storage, n, None, on_progress)
+    _run_local_workers(spec, ctx, storage, name, n, None, workers)
     return study
+
+
+def _run_budget(study: Any, spec: StudySpec) -> int:
+    """The budget of the run a worker joins (``run --n-trials`` may differ from the spec's)."""
+    stored = study.user_attrs.get(STUDY_ATTR.BUDGET)
+    return int(stored) if isinstance(stored, int) and stored > 0 else spec.budget.n_trials

@@ -60,6 +60,7 @@ class STUDY_ATTR:
     STUDY_ID = "moo:study_id"  # a random id given at creation; names the study's home
     DRIVER_OWNER = "moo:driver_owner"  # written by versions whose pymoo driver ran in one process
     FINGERPRINT = "moo:fingerprint"  # what makes two runs the same study (see study_fingerprint)
+    BUDGET = "moo:n_trials"  # the budget of the latest `run` (what a joining worker works to)
 
 
 Metrics = dict[str, dict[str, float]]

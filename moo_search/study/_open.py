@@ -41,7 +41,8 @@ def _name_metrics(study: Any, names: list[str]) -> None:
 
 def study_fingerprint(spec: StudySpec) -> dict[str, Any]:
     """What must not change between the runs and workers of one study: the search space,
-    objectives and constraints, the objective (and problem options), and the data and split."""
+    objectives and constraints, the objective (and problem options), the data and split, and
+    the driver (backend and algorithm: one study is searched one way)."""
     raw = spec.to_dict()
     return {
         "search_space": raw["search_space"],
@@ -50,13 +51,20 @@ def study_fingerprint(spec: StudySpec) -> dict[str, Any]:
         "objective": raw["objective"],
         "problem": raw["problem"],
         "data": raw["data"] if spec.uses_default_trial else None,
+        "driver": {"backend": spec.driver.backend, "algorithm": spec.driver.algorithm},
     }
 
 
 def _stored_fingerprint(study: Any) -> dict[str, Any] | None:
     stored = study.user_attrs.get(STUDY_ATTR.FINGERPRINT)
     if stored is not None:
-        return dict(stored)
+        if not isinstance(stored, dict):
+            raise StorageError(
+                f"study {study.study_name!r}: its {STUDY_ATTR.FINGERPRINT} record (what a resume "
+                f"is checked against) should be a mapping, found {type(stored).__name__}; the "
+                "study's attributes were altered. Nothing was written."
+            )
+        return dict(stored)  # a study from before a part was fingerprinted lacks that part
     old_spec = study.user_attrs.get(STUDY_ATTR.SPEC)  # a study from before fingerprints
     if old_spec is None:
         return None
