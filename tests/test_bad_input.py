@@ -425,3 +425,26 @@ def test_a_study_name_that_is_not_one_file_name_is_refused(name, tmp_path, capsy
     err = capsys.readouterr().err
     assert "name" in err and "Traceback" not in err
     assert not (tmp_path / "x").exists() and not list(tmp_path.parent.glob("x"))
+
+
+def test_an_overview_field_that_matches_no_item_is_refused_naming_item_text(monkeypatch):
+    import pandas as pd
+
+    import moo_search.data as data_mod
+    from moo_search.data import load_dataset
+    from moo_search.errors import DataError
+    from moo_search.spec import DataConfig
+
+    table = pd.DataFrame(
+        {
+            "key": ["a film nobody rated"],
+            "year": [1999],
+            "overview": ["text"],
+            "tagline": [""],
+            "keywords": [""],
+        }
+    )
+    monkeypatch.setattr(data_mod, "overview_table", lambda: table)
+    cfg = DataConfig(dataset="synthetic", item_text=["title", "overview"])
+    with pytest.raises(DataError, match=r"data\.item_text: 'overview' is matched for 0\.0%"):
+        load_dataset(cfg)

@@ -60,10 +60,27 @@ def ensure_dataset(cfg: DataConfig) -> None:
         src.fetch()
 
 
+MIN_TEXT_COVERAGE = 0.01
+"""The least share of items an overview field of ``data.item_text`` must reach: below it the
+field adds (next to) nothing, and the spec is refused rather than run on empty texts."""
+
+
 def load_dataset(cfg: DataConfig) -> Dataset:
     ds: Dataset = DATASETS.get(cfg.dataset).load(cfg)
-    if any(f in OVERVIEW_FIELDS for f in cfg.item_text):
+    wanted = [f for f in cfg.item_text if f in OVERVIEW_FIELDS]
+    if wanted:
         ds.items = attach_overviews(ds.items, overview_table())
+        for f in wanted:
+            share = (
+                float((ds.items[f].astype(str).str.strip() != "").mean()) if len(ds.items) else 0
+            )
+            if share < MIN_TEXT_COVERAGE:
+                raise DataError(
+                    f"data.item_text: {f!r} is matched for {share:.1%} of the {ds.n_items} items "
+                    f"of {ds.name} (the movie-overviews table matches by title and year); the "
+                    f"texts would hold next to no {f}. Drop it from data.item_text, or use a "
+                    "dataset whose titles it covers (moo-search data info shows the coverage)"
+                )
     return ds
 
 
@@ -71,7 +88,12 @@ def overview_table() -> Any:
     """The movie-overviews table (fetched into the cache on first use)."""
     from moo_search.data.sources import MOVIE_OVERVIEWS
 
-    return load_overviews(MOVIE_OVERVIEWS.fetch() / "movies.csv")
+    try:
+        return load_overviews(MOVIE_OVERVIEWS.fetch() / "movies.csv")
+    except DataError as e:
+        raise DataError(
+            f"data.item_text asks for movie overviews, which could not be fetched: {e}"
+        ) from e
 
 
 def load_split(cfg: DataConfig) -> tuple[Dataset, Split]:
