@@ -48,3 +48,15 @@ def interrupt_at(params: dict[str, Any], spec: Any) -> dict[str, float]:
 def always_fails(params: dict[str, Any], spec: Any) -> dict[str, float]:
     """Every trial fails, with a clear reason."""
     raise ValueError("this objective always fails (a test)")
+
+
+def conditional(params: dict[str, Any], spec: Any) -> dict[str, float]:
+    """``y`` acts only when ``kind`` is "a" (the spec says so with ``when``); it must be absent
+    otherwise."""
+    x = float(params["x"])
+    if params["kind"] == "a":
+        y = float(params["y"])
+    else:
+        assert "y" not in params, f"y was suggested for kind {params['kind']!r}: {params}"
+        y = 0.5
+    return {"a": x * x + y * y, "b": (1 - x) ** 2 + (1 - y) ** 2}

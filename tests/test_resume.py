@@ -56,3 +56,55 @@ def test_a_fresh_study_is_still_reproducible_from_its_seed(tmp_path):
         study = optuna.load_study(study_name="resume", storage=spec.storage)
         runs.append([t.params for t in study.trials])
     assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize("backend", ["optuna", "pymoo"])
+def test_a_conditional_dimension_is_suggested_only_where_it_acts(tmp_path, backend):
+    from tests.helpers import custom_spec
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    spec = custom_spec(
+        "conditional",
+        n_trials=12,
+        backend=backend,
+        storage=url,
+        out_dir=str(tmp_path),
+        search_space={
+            "kind": {"categorical": ["a", "b"]},
+            "x": {"float": [0.0, 1.0]},
+            "y": {"float": [0.0, 1.0], "when": {"kind": ["a"]}},
+        },
+    )
+    study = run_study(spec)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 12
+    kinds = {t.params["kind"] for t in done}
+    assert kinds == {"a", "b"}
+    for t in done:
+        assert ("y" in t.params) == (t.params["kind"] == "a"), t.params
+
+
+def test_a_condition_on_a_later_or_unknown_value_names_the_field():
+    from moo_search.errors import SpecError
+    from tests.helpers import custom_spec
+
+    with pytest.raises(SpecError, match=r"search_space\.y\.when.*listed before"):
+        custom_spec(
+            "conditional",
+            n_trials=2,
+            search_space={
+                "y": {"float": [0.0, 1.0], "when": {"kind": ["a"]}},
+                "kind": {"categorical": ["a", "b"]},
+                "x": {"float": [0.0, 1.0]},
+            },
+        )
+    with pytest.raises(SpecError, match=r"\['c'\] are not choices of kind"):
+        custom_spec(
+            "conditional",
+            n_trials=2,
+            search_space={
+                "kind": {"categorical": ["a", "b"]},
+                "x": {"float": [0.0, 1.0]},
+                "y": {"float": [0.0, 1.0], "when": {"kind": ["c"]}},
+            },
+        )

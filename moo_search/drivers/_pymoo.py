@@ -57,8 +57,12 @@ def encode_bounds(space: dict[str, Dimension]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def decode(x: np.ndarray, space: dict[str, Dimension]) -> dict[str, Any]:
+    """The parameters of pymoo's vector ``x``; a dimension that does not act given the
+    others (``Dimension.when``) is left out, as the trial's suggestions leave it."""
     out: dict[str, Any] = {}
     for v, (path, d) in zip(x, space.items()):
+        if not d.active(out):
+            continue
         if d.kind == "categorical":
             choices = d.choices or []
             out[path] = choices[min(math.floor(v), len(choices) - 1)]

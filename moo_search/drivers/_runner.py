@@ -22,6 +22,8 @@ may have no new configuration left, and the study must still end."""
 def suggest(trial: Any, space: dict[str, Dimension]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for path, d in space.items():
+        if not d.active(params):  # a knob that does not act here (Dimension.when)
+            continue
         if d.kind == "categorical":
             params[path] = trial.suggest_categorical(path, d.choices)
         elif d.kind == "int":

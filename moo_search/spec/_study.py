@@ -54,6 +54,14 @@ class Dimension(Strict):
     log: bool = False
     step: float | None = None
     choices: list[Any] | None = None
+    when: dict[str, list[Any]] | None = Field(
+        None,
+        description=(
+            "Suggested only when each named (earlier) search dimension took one of the listed "
+            "values, e.g. adapter.r when adapter.type is lora or dora: a trial carries no "
+            "value for a knob that does not act in it."
+        ),
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -96,6 +104,16 @@ class Dimension(Strict):
         return self
 
     def to_yaml(self) -> dict[str, Any]:
+        out: dict[str, Any] = self._to_yaml()
+        if self.when:
+            out["when"] = {k: list(v) for k, v in self.when.items()}
+        return out
+
+    def active(self, params: dict[str, Any]) -> bool:
+        """Whether this dimension acts, given the values suggested before it."""
+        return not self.when or all(params.get(p) in vals for p, vals in self.when.items())
+
+    def _to_yaml(self) -> dict[str, Any]:
         if self.kind == "categorical":
             return {"categorical": list(self.choices or [])}
         out: dict[str, Any] = {self.kind: [self.low, self.high]}
@@ -303,6 +321,10 @@ class StudySpec(Strict):
                     f"value {value!r} is not valid for {path}: {why.removeprefix('Value error, ')}",
                 ) from None
 
+    def _check_conditions(self) -> None:
+        for path, dim in self.search_space.items():
+            _check_condition(self.search_space, path, dim)
+
     @model_validator(mode="after")
     def _study_checks(self) -> StudySpec:
         from moo_search.metrics import is_known_metric
@@ -321,6 +343,7 @@ class StudySpec(Strict):
             for path, dim in self.search_space.items():
                 _check_dimension_path(path, dim)
                 self._check_dimension_values(path, dim)
+        self._check_conditions()
         if not self.objectives:
             raise Located(("objectives",), "at least one objective is required, got []")
         names = [o.metric for o in self.objectives]
@@ -351,6 +374,26 @@ class StudySpec(Strict):
                     "use one of those",
                 )
         return self
+
+
+def _check_condition(space: dict[str, Dimension], path: str, dim: Dimension) -> None:
+    """A dimension's ``when`` names earlier dimensions, with values they can take."""
+    earlier = list(space)[: list(space).index(path)]
+    for cond, values in (dim.when or {}).items():
+        if cond not in earlier:
+            raise Located(
+                ("search_space", path, "when"),
+                f"{cond!r} must be a search dimension listed before {path!r} (it decides whether "
+                f"{path} is suggested); the dimensions before it are {earlier}",
+            )
+        other = space[cond]
+        if other.kind == "categorical":
+            bad = [v for v in values if v not in (other.choices or [])]
+            if bad:
+                raise Located(
+                    ("search_space", path, "when", cond),
+                    f"{bad} are not choices of {cond} (its choices: {other.choices})",
+                )
 
 
 def _values_to_check(dim: Dimension) -> list[Any]:
