@@ -3,10 +3,17 @@ problem or metric becomes known.
 
 Adding one is one module that registers it plus its test::
 
+    from moo_search.data import make_synthetic
+    from moo_search.data.registered import DatasetSource
     from moo_search.registry import DATASETS
 
-    @DATASETS.register("my-data")
-    def load_my_data(cfg: DataConfig) -> Dataset: ...
+    def load_my_data(cfg):  # DataConfig -> Dataset
+        return make_synthetic(n_users=60, n_items=40, seed=cfg.split.seed)
+
+    DATASETS.register("my-data", DatasetSource(load=load_my_data))
+
+A registry whose entries have a type (``DatasetSource``, ``Backbone``, ``MetricDef``) refuses
+anything else at registration, naming the type it expects.
 
 The spec validates names against these registries and the CLI lists them, so an unknown name
 gets the same did-you-mean message everywhere. Built-in entries live in the modules named by
@@ -45,12 +52,26 @@ class Registry(Generic[T]):
         builtins: Modules that register the built-in entries; imported on first lookup.
     """
 
-    def __init__(self, kind: str, *, field: str, builtins: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, kind: str, *, field: str, builtins: tuple[str, ...] = (), entry: str = ""
+    ) -> None:
         self.kind = kind
         self.field = field
         self._builtins = builtins
         self._loaded = not builtins
         self._entries: dict[str, T] = {}
+        self._entry = entry  # "module:Class" every entry must be an instance of ("": any)
+
+    def _check_entry(self, name: str, obj: Any) -> None:
+        if not self._entry:
+            return
+        module, _, cls_name = self._entry.partition(":")
+        cls = getattr(importlib.import_module(module), cls_name)
+        if not isinstance(obj, cls):
+            raise TypeError(
+                f"{self.kind} {name!r}: a registered {self.kind} is a {module}.{cls_name}, got "
+                f"{type(obj).__name__} {obj!r}; wrap it, e.g. {cls_name}(...)"
+            )
 
     # ---- registering
 
@@ -65,6 +86,7 @@ class Registry(Generic[T]):
         a second registration raises ``ValueError`` naming both."""
 
         def add(o: T) -> T:
+            self._check_entry(name, o)
             if name in self._entries and self._entries[name] is not o:
                 raise ValueError(
                     f"{self.kind} {name!r} is already registered ({self._entries[name]!r}); "
@@ -127,9 +149,13 @@ class Registry(Generic[T]):
 
 
 DATASETS: Registry[Any] = Registry(
-    "dataset", field="data.dataset", builtins=("moo_search.data.registered",)
+    "dataset",
+    field="data.dataset",
+    builtins=("moo_search.data.registered",),
+    entry="moo_search.data.registered:DatasetSource",
 )
-"""name -> ``load(cfg: DataConfig) -> Dataset`` (with optional ``fetch``/``is_cached``)."""
+"""name -> :class:`moo_search.data.registered.DatasetSource` (``load(cfg) -> Dataset``,
+optional ``fetch``/``is_cached``)."""
 
 ADAPTERS: Registry[Any] = Registry(
     "adapter type", field="adapter.type", builtins=("moo_search.model.adapters",)
@@ -137,7 +163,10 @@ ADAPTERS: Registry[Any] = Registry(
 """name -> ``build(model, cfg: AdapterConfig) -> peft config`` (None: no adapter)."""
 
 BACKBONES: Registry[Any] = Registry(
-    "collaborative backbone", field="fusion.cf", builtins=("moo_search.model.backbones",)
+    "collaborative backbone",
+    field="fusion.cf",
+    builtins=("moo_search.model.backbones",),
+    entry="moo_search.model.backbones:Backbone",
 )
 """name -> :class:`moo_search.model.backbones.Backbone`."""
 
@@ -152,5 +181,10 @@ registry of its algorithms as ``algorithms``."""
 PROBLEMS: Registry[Any] = Registry("problem", field="objective", builtins=("moo_search.problems",))
 """name -> ``factory(**spec.problem) -> Problem`` with a known front."""
 
-METRICS: Registry[Any] = Registry("metric", field="objectives", builtins=("moo_search.metrics",))
+METRICS: Registry[Any] = Registry(
+    "metric",
+    field="objectives",
+    builtins=("moo_search.metrics",),
+    entry="moo_search.metrics._registry:MetricDef",
+)
 """family name -> :class:`moo_search.metrics.MetricDef` (direction, compute, slices)."""

@@ -363,3 +363,38 @@ def test_no_import_circle_inside_the_package():
         if state.get(m) is None and visit(m, [m]):
             break
     assert not cycle, " -> ".join(cycle)
+
+
+def test_the_registry_docstrings_example_works_verbatim():
+    import re as _re
+
+    import moo_search.registry as reg
+    from moo_search.data import load_dataset
+    from moo_search.registry import DATASETS
+    from moo_search.spec import DataConfig
+
+    block = _re.search(r"::\n\n((?:    .*\n|\n)+)", reg.__doc__ or "")
+    assert block, "the registry docstring has an example"
+    code = "\n".join(line[4:] for line in block.group(1).splitlines())
+    try:
+        exec(compile(code, "registry-docstring", "exec"), {})
+        ds = load_dataset(DataConfig(dataset="my-data"))
+        assert ds.n_items == 40
+    finally:
+        DATASETS.unregister("my-data")
+
+
+def test_a_registry_refuses_an_entry_of_the_wrong_type_and_a_bad_metric():
+    from moo_search.metrics import MetricDef, is_known_metric
+    from moo_search.registry import DATASETS, METRICS
+
+    with pytest.raises(TypeError, match="DatasetSource"):
+        DATASETS.register("bare-function", lambda cfg: None)
+    assert "bare-function" not in DATASETS
+    with pytest.raises(ValueError, match="direction must be 'maximize' or 'minimize'"):
+        MetricDef("f2", "maximise")
+    try:  # a name with digits, as users name metrics (f1, map@k ...)
+        METRICS.register("f1", MetricDef("f1", "maximize", compute=lambda *a: 0.5))
+        assert is_known_metric("f1@10")
+    finally:
+        METRICS.unregister("f1")

@@ -22,6 +22,8 @@ from moo_search.metrics._functions import (
 )
 from moo_search.registry import METRICS
 
+_FAMILY_RE = re.compile(r"^[a-z][a-z0-9_/]*$")
+
 ListCompute = Callable[[np.ndarray, np.ndarray, "EvalContext", sp.csr_matrix], float]
 """(top-k lists, their users, context, relevance matrix of the slice) -> mean over users."""
 
@@ -45,6 +47,18 @@ class MetricDef:
     slices: tuple[str, ...] = field(default=())
     description: str = ""
     sliced_only: bool = False  # reported only in its slices (e.g. mixed/new_share@K)
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("maximize", "minimize"):
+            raise ValueError(
+                f"metric {self.name!r}: direction must be 'maximize' or 'minimize', got "
+                f"{self.direction!r}"
+            )
+        if not _FAMILY_RE.match(self.name):
+            raise ValueError(
+                f"metric {self.name!r}: a name is lower-case letters, digits, '_' and '/' "
+                "(starting with a letter; '@K' is added for list metrics), e.g. 'f1' or 'map'"
+            )
 
 
 def _ranking_entry(key: str) -> ListCompute:
@@ -162,7 +176,7 @@ COLD_ITEM_FAMILIES = ("precision", "recall", "ndcg", "hit", "mrr")
 """The metrics of the ``cold_item/`` slice (computed from lists of held-out items)."""
 
 _NAME_RE = re.compile(
-    r"^(?:(?P<slice>cold_item|cold|tail|mixed)/)?(?P<family>[a-z_/]+?)(?:@(?P<k>\d+))?$"
+    r"^(?:(?P<slice>cold_item|cold|tail|mixed)/)?(?P<family>[a-z][a-z0-9_/]*?)(?:@(?P<k>\d+))?$"
 )
 
 
