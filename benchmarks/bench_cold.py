@@ -82,7 +82,12 @@ def run_seed(spec: Any, k_cold: int) -> tuple[dict[str, dict[str, np.ndarray]], 
     t0 = time.perf_counter()
     for name in BASELINES:
         models[name] = per_user(ctx.scorer(name), spec, data, k_cold)
+    k = spec.eval.k
     info = {
+        "trial_val": {
+            f"cold_item/ndcg@{k}": result.metrics["val"].get(f"cold_item/ndcg@{k}"),
+            "new_item_neighbours": result.history.get("new_item_neighbours"),
+        },
         "trial_seconds": t_trial,
         "baseline_seconds": time.perf_counter() - t0,
         "tuned": ctx.tuned,
@@ -119,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{info['trial_seconds']:.0f} s, baselines {info['baseline_seconds']:.0f} s"
             )
             tuned = "; ".join(f"{n}: {v}" for n, v in info["tuned"].items())
+            tuned += f"; fine-tune: {info['trial_val']}"
             print(f"  chosen on validation: {tuned}")
             head = f"  {'model':<16}{f'recall@{k}':>12}{f'ndcg@{k}':>10}{'P@10 warm':>11}"
             print(head)
