@@ -121,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Processes on this host (default: one per visible GPU, else 1).",
     )
+    w.add_argument(
+        "--n-trials",
+        type=_positive_int,
+        default=None,
+        help="Complete trials to work to (default: the budget of the run it joins).",
+    )
     w.set_defaults(func=cmd_worker)
 
     rp = sub.add_parser("report", help="(Re)build the HTML dashboard of a study.")
@@ -193,6 +199,31 @@ def _setup_logging(verbosity: int) -> None:
             logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
+def _os_error_lines(e: OSError) -> list[str]:
+    """One file-system error as the CLI reports it: the path, what is wrong in plain words,
+    and for the cache a hint (MOO_SEARCH_CACHE)."""
+    import errno
+
+    from moo_search.data.movielens import cache_dir
+
+    what = e.filename or "a file"
+    reason = {
+        errno.ENOENT: "file not found",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.EROFS: "read-only file system",
+        errno.ENOSPC: "no space left on the device",
+        errno.EEXIST: "a file is where a directory is needed",
+        errno.ENOTDIR: "a file is where a directory is needed",
+        errno.EISDIR: "is a directory (a file was expected)",
+        errno.ENAMETOOLONG: "file name too long",
+    }.get(e.errno or 0, (e.strerror or str(e)).lower())
+    lines = [f"moo-search: error: {what}: {reason}"]
+    if str(what).startswith(str(cache_dir())) and e.errno != errno.ENOENT:
+        lines.append("moo-search: hint: MOO_SEARCH_CACHE picks another cache directory")
+    return lines
+
+
 def _terminate_as_interrupt() -> None:
     """SIGTERM (a scheduler, ``kill``) stops a run as Ctrl-C does: the running trial is marked
     failed, local workers are stopped, and the exit is clean."""
@@ -223,23 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
-    except FileNotFoundError as e:
-        print(f"moo-search: error: {e.filename or e}: file not found", file=sys.stderr)
-        return 2
-    except PermissionError as e:  # another user's cache or study, a read-only mount
-        what = e.filename or e
-        print(f"moo-search: error: {what}: permission denied", file=sys.stderr)
-        from moo_search.data.movielens import cache_dir
-
-        if str(what).startswith(str(cache_dir())):
-            print(
-                "moo-search: hint: MOO_SEARCH_CACHE picks another cache directory", file=sys.stderr
-            )
-        return 2
-    except OSError as e:  # a full disk, a read-only mount, a path that is a file ...
-        what = e.filename or "a file"
-        reason = (e.strerror or str(e)).lower()
-        print(f"moo-search: error: {what}: {reason}", file=sys.stderr)
+    except OSError as e:  # a missing file, a full disk, a read-only mount, a file in the way
+        for line in _os_error_lines(e):
+            print(line, file=sys.stderr)
         return 2
     except Exception as e:
         if not type(e).__module__.startswith("sqlalchemy"):

@@ -323,10 +323,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
             storage=args.storage,
             workers=args.workers,
             study_name=args.study_name,
+            n_trials=args.n_trials,
             on_progress=_print_progress,
         )
         return 0
-    run_worker(spec, storage=args.storage, study_name=args.study_name, on_progress=_print_progress)
+    run_worker(
+        spec,
+        storage=args.storage,
+        study_name=args.study_name,
+        n_trials=args.n_trials,
+        on_progress=_print_progress,
+    )
     return 0
 
 

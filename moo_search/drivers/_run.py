@@ -365,14 +365,16 @@ def run_workers(
     storage: str,
     workers: int,
     study_name: str | None = None,
+    n_trials: int | None = None,
     on_progress: Callable[[StudyProgress], None] | None = None,
 ) -> Any:
     """Join a running study with ``workers`` local processes (one per GPU when several are
-    visible) and report progress from this process until the budget is met."""
+    visible) and report progress from this process until the budget (``n_trials``, else the
+    joined run's) is met."""
     if storage.startswith("memory"):
         raise SpecError("workers need a shared storage URL, not memory", field="storage")
     study, name = _join(spec, storage, study_name)
-    n = _run_budget(study, spec)
+    n = n_trials or _run_budget(study, spec)
     ctx = _context(spec, study, storage, n, None, on_progress)
     _run_local_workers(spec, ctx, storage, name, n, None, workers)
     return study
