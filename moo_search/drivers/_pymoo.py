@@ -30,7 +30,7 @@ from moo_search.drivers._context import StudyContext, report_progress
 from moo_search.drivers._workers import INTERRUPTED, claim, reap
 from moo_search.errors import MooSearchError, StorageError
 from moo_search.registry import DRIVERS, Registry
-from moo_search.spec import Dimension
+from moo_search.spec import Dimension, suggestion_order
 from moo_search.study import ATTR, count_states, is_derived, study_lock, violations
 
 __all__ = ["PYMOO_ALGORITHMS", "PymooDriver", "decode", "encode_bounds"]
@@ -60,7 +60,9 @@ def decode(x: np.ndarray, space: dict[str, Dimension]) -> dict[str, Any]:
     """The parameters of pymoo's vector ``x``; a dimension that does not act given the
     others (``Dimension.when``) is left out, as the trial's suggestions leave it."""
     out: dict[str, Any] = {}
-    for v, (path, d) in zip(x, space.items()):
+    index = {path: i for i, path in enumerate(space)}  # x follows the spec's order
+    for path in suggestion_order(space):
+        v, d = x[index[path]], space[path]
         if not d.active(out):
             continue
         if d.kind == "categorical":

@@ -8,7 +8,7 @@ from typing import Any
 
 from moo_search.drivers._context import StudyContext
 from moo_search.errors import MooSearchError
-from moo_search.spec import Dimension, StudySpec
+from moo_search.spec import Dimension, StudySpec, suggestion_order
 from moo_search.study import ATTR, artifact_hashes, finite_metrics, is_derived
 from moo_search.study import violations as recorded_violations
 
@@ -21,7 +21,8 @@ may have no new configuration left, and the study must still end."""
 
 def suggest(trial: Any, space: dict[str, Dimension]) -> dict[str, Any]:
     params: dict[str, Any] = {}
-    for path, d in space.items():
+    for path in suggestion_order(space):  # what a `when` depends on is suggested first
+        d = space[path]
         if not d.active(params):  # a knob that does not act here (Dimension.when)
             continue
         if d.kind == "categorical":

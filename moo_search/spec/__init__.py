@@ -17,7 +17,14 @@ from __future__ import annotations
 from moo_search.spec._driver import BudgetConfig, DriverConfig, EarlyStoppingConfig
 from moo_search.spec._load import load_spec, spec_from_dict
 from moo_search.spec._paths import apply_overrides, parse_override
-from moo_search.spec._study import DEFAULT_OBJECTIVE, Constraint, Dimension, Objective, StudySpec
+from moo_search.spec._study import (
+    DEFAULT_OBJECTIVE,
+    Constraint,
+    Dimension,
+    Objective,
+    StudySpec,
+    suggestion_order,
+)
 from moo_search.spec._trial import (
     TRIAL_SECTIONS,
     AdapterConfig,
@@ -61,6 +68,7 @@ __all__ = [
     "load_spec",
     "parse_override",
     "spec_from_dict",
+    "suggestion_order",
 ]
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "Dimension",
     "Objective",
     "StudySpec",
+    "suggestion_order",
 ]
 
 DEFAULT_OBJECTIVE = "run_trial"
@@ -377,16 +378,17 @@ class StudySpec(Strict):
 
 
 def _check_condition(space: dict[str, Dimension], path: str, dim: Dimension) -> None:
-    """A dimension's ``when`` names earlier dimensions, with values they can take."""
-    earlier = list(space)[: list(space).index(path)]
+    """A dimension's ``when`` names other, unconditional dimensions, with values they can
+    take (so every dimension it depends on is suggested first, whatever the key order)."""
     for cond, values in (dim.when or {}).items():
-        if cond not in earlier:
+        other = space.get(cond)
+        if other is None or cond == path or other.when:
             raise Located(
                 ("search_space", path, "when"),
-                f"{cond!r} must be a search dimension listed before {path!r} (it decides whether "
-                f"{path} is suggested); the dimensions before it are {earlier}",
+                f"{cond!r} must be another search dimension without a 'when' of its own (it "
+                f"decides whether {path} is suggested); the unconditional dimensions are "
+                f"{[p for p, d in space.items() if not d.when]}",
             )
-        other = space[cond]
         if other.kind == "categorical":
             bad = [v for v in values if v not in (other.choices or [])]
             if bad:
@@ -394,6 +396,12 @@ def _check_condition(space: dict[str, Dimension], path: str, dim: Dimension) -> 
                     ("search_space", path, "when", cond),
                     f"{bad} are not choices of {cond} (its choices: {other.choices})",
                 )
+
+
+def suggestion_order(space: dict[str, Dimension]) -> list[str]:
+    """The dimensions in the order they are suggested: the unconditional ones (in the
+    spec's order), then those with a ``when`` (which depend only on the first)."""
+    return [p for p, d in space.items() if not d.when] + [p for p, d in space.items() if d.when]
 
 
 def _values_to_check(dim: Dimension) -> list[Any]:
