@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,3 +156,44 @@ def test_a_full_disk_while_writing_degrades_to_no_cache(tmp_path, caplog):
         assert list(small.iterdir()) == []
     finally:
         subprocess.run(["umount", str(small)])
+
+
+def test_a_study_directory_that_fills_up_mid_run_is_a_message_and_keeps_its_trials(
+    tmp_path, capsys
+):
+    import optuna
+
+    from moo_search.cli import main
+
+    small = tmp_path / "small"
+    _mount_tmpfs(small, "size=200k")
+    try:
+        code = main(
+            [
+                "run",
+                str(Path(__file__).resolve().parents[1] / "studies" / "zdt1.yaml"),
+                "--set",
+                f"out_dir={small}/z",
+                "--set",
+                "budget.n_trials=3000",
+            ]
+        )
+        err = capsys.readouterr().err
+        assert code == 2 and "Traceback" not in err
+        assert "the study storage failed: database or disk is full" in err
+        study = optuna.load_study(study_name="zdt1", storage=f"sqlite:///{small}/z/study.db")
+        assert study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))  # nothing lost
+    finally:
+        subprocess.run(["umount", str(small)])
+
+
+def test_a_cache_directory_that_is_a_file_is_one_message(tmp_path, monkeypatch, capsys):
+    from moo_search.cli import main
+
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file")
+    monkeypatch.setenv("MOO_SEARCH_CACHE", str(blocker))
+    assert main(["data", "fetch", "movielens-100k"]) == 2
+    err = capsys.readouterr().err
+    assert f"{blocker}: a file is where a directory is needed" in err
+    assert "MOO_SEARCH_CACHE" in err and "Traceback" not in err

@@ -199,6 +199,27 @@ def _setup_logging(verbosity: int) -> None:
             logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
+def _root_cause(e: BaseException) -> BaseException:
+    while e.__cause__ is not None or e.__context__ is not None:
+        e = e.__cause__ or e.__context__  # type: ignore[assignment]
+    return e
+
+
+def _storage_failure(e: BaseException) -> bool:
+    """The study's database failed (SQLAlchemy's errors, Optuna's wrapper of them), not our
+    code: a message, not a traceback."""
+    import optuna
+
+    chain: list[BaseException] = [e]
+    while chain[-1].__cause__ is not None or chain[-1].__context__ is not None:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)  # type: ignore[arg-type]
+    return any(
+        type(x).__module__.startswith("sqlalchemy")
+        or isinstance(x, optuna.exceptions.StorageInternalError)
+        for x in chain
+    )
+
+
 def _os_error_lines(e: OSError) -> list[str]:
     """One file-system error as the CLI reports it: the path, what is wrong in plain words,
     and for the cache a hint (MOO_SEARCH_CACHE)."""
@@ -259,10 +280,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(line, file=sys.stderr)
         return 2
     except Exception as e:
-        if not type(e).__module__.startswith("sqlalchemy"):
+        if not _storage_failure(e):
             raise  # a bug: the traceback is the report
         # the database refused (read-only file, lost connection, full disk): not a bug of ours
-        first = str(getattr(e, "orig", None) or e).splitlines()[0]
+        root = _root_cause(e)
+        first = (str(getattr(root, "orig", None) or root).splitlines() or [type(root).__name__])[0]
         hint = (
             "; the study database is read-only (check the file's permissions and mount)"
             if "readonly" in first.replace("-", "").lower()
