@@ -109,3 +109,37 @@ def test_a_condition_on_a_later_or_unknown_value_names_the_field():
                 "y": {"float": [0.0, 1.0], "when": {"kind": ["c"]}},
             },
         )
+
+
+def test_two_run_processes_on_one_study_never_run_a_configuration_twice(tmp_path):
+    """Two `run` commands started together on one SQLite study (both seeded from the spec)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = _spec(tmp_path, "random")
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({**spec.to_dict(redact=False), "budget": {"n_trials": 16}}))
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "moo_search.cli", "run", str(path), "--no-report"],
+            cwd=repo,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    study = optuna.load_study(study_name="resume", storage=spec.storage)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    params = [tuple(sorted(t.params.items())) for t in done]
+    assert len(params) >= 16 and len(set(params)) == len(params)

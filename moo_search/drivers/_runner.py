@@ -53,16 +53,18 @@ class TrialRunner:
         self.repeats = 0  # proposals in a row that repeated a finished trial (skipped)
 
     def _repeat_of(self, trial: Any, params: dict[str, Any]) -> int | None:
-        """The number of a finished fine-tune with exactly these parameters, if the sampler
-        proposed them again (enqueued parameters, anchors and pymoo's slots, always run)."""
+        """The number of a finished (or running) fine-tune with exactly these parameters, if
+        a sampler proposed them again: on resume, or in another process seeded alike
+        (enqueued parameters, anchors and pymoo's slots, always run)."""
         from optuna.trial import TrialState
 
         if self.repeats >= MAX_REPEATS:
             return None
         if "fixed_params" in trial.storage.get_trial_system_attrs(trial._trial_id):
             return None  # enqueued on purpose
-        for t in self.ctx.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if t.params == params and not is_derived(t):
+        states = (TrialState.COMPLETE, TrialState.RUNNING)  # running: another worker's
+        for t in self.ctx.study.get_trials(deepcopy=False, states=states):
+            if t.number != trial.number and t.params == params and not is_derived(t):
                 return int(t.number)
         return None
 
