@@ -53,15 +53,19 @@ def evaluate_scorer(
     all_lists: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # part -> (users, top-k lists)
     all_k = sorted({eval_cfg.k, *ks})
     k = all_k[-1]
-    for part in parts:
-        ctx = EvalContext.from_split(
+    def context(part: str, view: str) -> tuple[EvalContext, np.ndarray]:
+        c = EvalContext.from_split(
             split,
             part,
             features,
             cold_user_max=eval_cfg.cold_user_max,
             head_share=eval_cfg.head_share,
+            view=view,
         )
-        users = ctx.users if only_users is None else np.intersect1d(ctx.users, only_users)
+        return c, (c.users if only_users is None else np.intersect1d(c.users, only_users))
+
+    for part in parts:
+        ctx, users = context(part, "warm")
         if len(users) == 0:
             raise DataError(
                 f"data: the {part} split has no user with a relevant item (rating >= "
@@ -75,15 +79,7 @@ def evaluate_scorer(
         all_lists[part] = (users, lists)
         if split.has_cold_items and part != "train":
             results[part].update(cold_item_eval(score, split, part, all_k, eval_cfg.batch_size))
-            mixed = EvalContext.from_split(
-                split,
-                part,
-                features,
-                cold_user_max=eval_cfg.cold_user_max,
-                head_share=eval_cfg.head_share,
-                view="mixed",
-            )
-            m_users = mixed.users if only_users is None else np.intersect1d(mixed.users, only_users)
+            mixed, m_users = context(part, "mixed")
             m_lists = _lists(score, m_users, k, mixed, rerank_cfg, features, item_counts, eval_cfg)
             for kk in all_k:
                 results[part].update(evaluate_mixed(m_lists, m_users, mixed, kk))
