@@ -53,6 +53,7 @@ def evaluate_scorer(
     all_lists: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # part -> (users, top-k lists)
     all_k = sorted({eval_cfg.k, *ks})
     k = all_k[-1]
+
     def context(part: str, view: str) -> tuple[EvalContext, np.ndarray]:
         c = EvalContext.from_split(
             split,

@@ -448,3 +448,25 @@ def test_an_overview_field_that_matches_no_item_is_refused_naming_item_text(monk
     cfg = DataConfig(dataset="synthetic", item_text=["title", "overview"])
     with pytest.raises(DataError, match=r"data\.item_text: 'overview' is matched for 0\.0%"):
         load_dataset(cfg)
+
+
+def test_a_failed_download_names_the_dataset_and_the_field_that_asked(tmp_path, monkeypatch):
+    import subprocess
+
+    import moo_search.data.sources as sources
+    from moo_search.data import load_dataset
+    from moo_search.errors import DataError
+    from moo_search.spec import DataConfig
+
+    monkeypatch.setenv("MOO_SEARCH_CACHE", str(tmp_path))
+    monkeypatch.setattr(
+        sources.subprocess,
+        "run",
+        lambda *a, **k: subprocess.CompletedProcess(a, 1, "", "ERROR: no network here"),
+    )
+    cfg = DataConfig(dataset="synthetic", item_text=["title", "overview"])
+    with pytest.raises(DataError) as err:
+        load_dataset(cfg)
+    msg = str(err.value)
+    assert "data.item_text" in msg and "movie-overviews: could not download" in msg
+    assert "no network here" in msg

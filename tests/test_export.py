@@ -232,6 +232,30 @@ def test_a_manifest_entry_outside_the_bundle_is_refused(study_dir, tmp_path, ent
         load_exported(out)
 
 
+@pytest.mark.parametrize("victim", ["heads.safetensors", "seen.npz"])
+def test_a_resealed_file_of_the_wrong_shape_is_an_export_error_naming_it(
+    study_dir, tmp_path, victim
+):
+    """Parses, matches a re-sealed manifest, but does not fit the rest of the bundle."""
+    from safetensors.torch import load_file, save_file
+
+    from moo_search.export._files import MANIFEST, seal
+
+    out = export_trial(study_dir, out=tmp_path / "w", trial=1)
+    p = out / victim
+    if victim == "heads.safetensors":
+        heads = load_file(str(p))
+        heads["item_bias"] = heads["item_bias"][:-3].clone()
+        save_file(heads, str(p))
+    else:
+        z = dict(np.load(p))
+        z["shape"] = np.array([3, 3])
+        np.savez(p, **z)
+    seal(out, json.loads((out / MANIFEST).read_text()))
+    with pytest.raises(ExportError, match=rf"{victim}: "):
+        load_exported(out)
+
+
 def test_symlinks_and_a_malformed_manifest_are_refused(study_dir, tmp_path):
     from moo_search.export._files import MANIFEST
 

