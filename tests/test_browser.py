@@ -234,7 +234,9 @@ def test_a_selected_trial_shows_its_learning_curve_and_a_stopped_one_its_reason(
     )
     study = run_study(spec)
     done = next(t for t in study.trials if t.state.name == "COMPLETE")
-    pruned = next(t for t in study.trials if t.state.name == "PRUNED")
+    pruned = next(
+        t for t in study.trials if t.state.name == "PRUNED" and "moo:pruned_at" in t.user_attrs
+    )
     o = Opened(browser, build_report(study, out=tmp_path / "es.html"))
     o.page.evaluate(f"() => window.mooSelect({done.number})")
     o.page.wait_for_selector("#curve[data-rendered='1'] .main-svg", timeout=30_000)

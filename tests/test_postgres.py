@@ -241,10 +241,13 @@ def _soak_check(url: str, n_trials: int) -> dict[str, int]:
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     params = [tuple(sorted(t.params.items())) for t in done]
     slots = [t.user_attrs.get("moo:pymoo_slot") for t in done if "moo:pymoo_slot" in t.user_attrs]
+    # pruned for a reason of the drivers: the budget met elsewhere, or a proposal repeating a
+    # finished trial (not run); anything else pruned is junk
+    known = ("budget already reached", "parameters again")
     junk = [
         t
         for t in trials
-        if t.state == TrialState.PRUNED and "budget already reached" not in str(t.user_attrs)
+        if t.state == TrialState.PRUNED and not any(k in str(t.user_attrs) for k in known)
     ]
     return {
         "trials": len(trials),
