@@ -103,6 +103,13 @@ def test_a_damaged_backbone_entry_is_discarded_and_recomputed(
     assert any("backbone cache" in r.getMessage() for r in caplog.records)
 
 
+def _umount(path) -> None:
+    """Unmount a test's tmpfs; lazily when a file on it is still open (the study database of
+    an in-process run), so that no mount outlives the test."""
+    if subprocess.run(["umount", str(path)], capture_output=True).returncode:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
 def _mount_tmpfs(path, options: str) -> None:
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a tmpfs needs root")
@@ -124,7 +131,7 @@ def test_a_read_only_cache_mount_is_skipped_with_a_warning(tmp_path, monkeypatch
         assert any("backbone cache" in m for m in warned), warned
         assert any("frozen-layer cache" in m for m in warned), warned
     finally:
-        subprocess.run(["umount", str(cache)])
+        _umount(cache)
 
 
 def test_a_cache_path_that_is_a_file_is_skipped_with_a_warning(tmp_path, caplog):
@@ -155,7 +162,7 @@ def test_a_full_disk_while_writing_degrades_to_no_cache(tmp_path, caplog):
         assert not ok and "could not write the test cache" in caplog.text
         assert list(small.iterdir()) == []
     finally:
-        subprocess.run(["umount", str(small)])
+        _umount(small)
 
 
 def test_a_study_directory_that_fills_up_mid_run_is_a_message_and_keeps_its_trials(
@@ -184,7 +191,7 @@ def test_a_study_directory_that_fills_up_mid_run_is_a_message_and_keeps_its_tria
         study = optuna.load_study(study_name="zdt1", storage=f"sqlite:///{small}/z/study.db")
         assert study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))  # nothing lost
     finally:
-        subprocess.run(["umount", str(small)])
+        _umount(small)
 
 
 def test_a_cache_directory_that_is_a_file_is_one_message(tmp_path, monkeypatch, capsys):
