@@ -90,3 +90,57 @@ def test_study_lock_on_postgresql(pg_url, tmp_path):  # noqa: F811
 @pytest.mark.pg
 def test_study_lock_on_mysql(mysql_url, tmp_path):  # noqa: F811
     _check_lock(mysql_url, tmp_path)
+
+
+OPENER = """
+import sys, optuna
+from moo_search.study import open_storage
+optuna.create_study(study_name="race", storage=open_storage(sys.argv[1]), load_if_exists=True)
+"""
+
+
+def test_processes_opening_a_new_database_together_all_succeed(tmp_path):
+    """Each creates the new database's tables; the losers of that race open it again."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPENER, url],
+            cwd=REPO,
+            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    assert len(optuna.get_all_study_summaries(open_storage(url))) == 1
+
+
+def test_schema_race_is_retried_and_other_errors_are_not(tmp_path, monkeypatch):
+    import sqlalchemy.exc
+
+    from moo_search.errors import StorageError
+
+    real = optuna.storages.RDBStorage
+    calls = []
+
+    def racing(*a, **k):
+        calls.append(1)
+        if len(calls) == 1:
+            raise sqlalchemy.exc.OperationalError(
+                "CREATE TABLE studies", {}, Exception("table studies already exists")
+            )
+        return real(*a, **k)
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", racing)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    assert open_storage(url) is not None and len(calls) == 2
+
+    def broken(*a, **k):
+        raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(optuna.storages, "RDBStorage", broken)
+    with pytest.raises(StorageError, match="disk I/O error"):
+        open_storage(url)

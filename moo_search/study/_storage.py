@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,36 @@ logger = logging.getLogger("moo_search")
 HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats
 GRACE_PERIOD = 30  # a RUNNING trial silent for this long is failed (and retried)
 MAX_RETRY = 2
+SCHEMA_RACE_RETRIES = 5
+
+
+def _schema_race(e: BaseException) -> bool:
+    """Whether ``e`` is another process creating the same new database's tables."""
+    text = str(e).lower()
+    return any(
+        m in text
+        for m in ("already exists", "duplicate key", "duplicate entry", "unique constraint failed")
+    )
+
+
+@contextlib.contextmanager
+def _creating(url: str) -> Iterator[None]:
+    """For a SQLite URL, one process at a time creates or upgrades the database's tables
+    (an advisory lock on its directory, POSIX only); elsewhere the retries suffice."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    if not url.startswith("sqlite:"):
+        yield
+        return
+    fd = os.open(Path(_sqlite_path(url)).parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _sqlite_path(url: str) -> str:
@@ -83,16 +116,26 @@ def open_storage(
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retry = _retry_callback(RDBStorage, heartbeat_interval)
     try:
-        with warnings.catch_warnings():
-            # heartbeats are marked experimental in Optuna; we rely on them deliberately
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                **retry,
-            )
+        for attempt in range(SCHEMA_RACE_RETRIES + 1):
+            try:
+                with _creating(url), warnings.catch_warnings():
+                    # heartbeats are marked experimental in Optuna; we rely on them deliberately
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return RDBStorage(
+                        url,
+                        engine_kwargs=engine_kwargs,
+                        heartbeat_interval=heartbeat_interval,
+                        grace_period=grace_period,
+                        **retry,
+                    )
+            except Exception as e:
+                # two processes opening a new database together both create its tables;
+                # the loser sees them half made ("already exists") and simply opens again
+                if attempt == SCHEMA_RACE_RETRIES or not _schema_race(e):
+                    raise
+                logger.debug("storage schema created concurrently (%s); opening again", e)
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
     except ImportError as e:
         raise StorageError(
             f"storage {redact_url(url)}: the database driver is missing ({e}); "
