@@ -163,6 +163,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--verify", action="store_true", help="Re-train with the seed and compare the metrics."
     )
+    e.add_argument(
+        "--register",
+        default=None,
+        metavar="NAME",
+        help="Also log the bundle to MLflow and register it as a new version of model NAME.",
+    )
+    e.add_argument(
+        "--tracking-uri",
+        default=None,
+        metavar="URI",
+        help="MLflow tracking URI for --register (default: MLFLOW_TRACKING_URI or ./mlruns).",
+    )
     e.set_defaults(func=cmd_export)
 
     t = sub.add_parser("trial", help="Run the spec's base config once and print its metrics.")

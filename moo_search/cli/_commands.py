@@ -355,6 +355,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ExportError(
             "choose exactly one of --trial N and --select knee|compromise|best:METRIC"
         )
+    if args.tracking_uri and not args.register:
+        raise ExportError("--tracking-uri is where --register NAME logs to; pass --register too")
     out = export_trial(
         args.target,
         out=args.out,
@@ -379,4 +381,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
         if not res["reproduced"]:
             return 1
+    if args.register:
+        from moo_search.export import register_bundle
+
+        v = register_bundle(out, args.register, args.tracking_uri)
+        print(f"  registered as models:/{v.name}/{v.version}")
     return 0

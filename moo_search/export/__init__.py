@@ -12,10 +12,14 @@ Bundle layout (``DIR``)::
     metrics.json         validation/test metrics, objectives, the front, the selection rule
     manifest.json        versions, base model and data fingerprints, SHA-256 of every file
     MODEL_CARD.md        what it is, how it was chosen, how to load it
+    MLmodel, conda.yaml, python_env.yaml, requirements.txt, input_example.json,
+    serving_input_example.json
+                         the bundle as an MLflow model (see :mod:`moo_search.export.pyfunc`)
 """
 
 from moo_search.export._bundle import export_trial
 from moo_search.export._load import ExportedRecommender, load_exported
+from moo_search.export._register import register_bundle
 from moo_search.export._select import Selection, select_row, select_trial
 from moo_search.export._verify import verify_export
 from moo_search.model.encoder import base_model_fingerprint
@@ -26,6 +30,7 @@ __all__ = [
     "base_model_fingerprint",
     "export_trial",
     "load_exported",
+    "register_bundle",
     "select_row",
     "select_trial",
     "verify_export",

@@ -24,6 +24,7 @@ from moo_search.export._files import (
     write_json,
 )
 from moo_search.export._select import Selection, select_trial
+from moo_search.export.pyfunc import write_mlflow_model
 from moo_search.model.encoder import base_model_fingerprint
 from moo_search.spec import StudySpec, spec_from_dict
 from moo_search.study import ATTR, STUDY_ATTR, ArtifactMismatch, check_artifacts
@@ -190,6 +191,7 @@ def _write_bundle(
         "backbone": t.user_attrs.get(ATTR.BACKBONE) or {"name": spec.fusion.cf},
     }
     write_model_card(out, spec, manifest, recorded, sel, objectives)
+    write_mlflow_model(out, example_user=str(data.ds.user_ids[0]))
     seal(out, manifest)
 
 

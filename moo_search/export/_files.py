@@ -29,6 +29,8 @@ __all__ = [
 ]
 
 MANIFEST = "manifest.json"
+# files MLflow writes into a model directory it downloads (models:/NAME/V): not ours to seal
+ADDED_BY_MLFLOW = frozenset({"registered_model_meta"})
 FORMAT_VERSION = 1
 
 
@@ -182,9 +184,12 @@ def verify_manifest(root: Path) -> dict[str, Any]:
     if links:
         raise ExportError(f"{root}: symbolic links in the bundle: {links}; nothing was loaded")
     extra = sorted(
-        p.relative_to(root).as_posix()
+        rel
         for p in root.rglob("*")
-        if p.is_file() and p.name != MANIFEST and p.relative_to(root).as_posix() not in files
+        if p.is_file()
+        and p.name != MANIFEST
+        and (rel := p.relative_to(root).as_posix()) not in files
+        and rel not in ADDED_BY_MLFLOW
     )
     if extra:
         raise ExportError(f"{root}: files not in the manifest: {extra}; nothing was loaded")

@@ -146,18 +146,39 @@ class ExportedRecommender:
         """Fused scores over the catalog, exactly as the trial scored them."""
         return self._scorer.fuse(None if sem is None else sem[None], collab[None])[0]
 
+    @property
+    def known_users(self) -> dict[str, int]:
+        """Known user ids (those with a row in the trial's data) -> their index."""
+        return self._user_index
+
     def recommend(self, user: Any, k: int = 10) -> list[str]:
         """Top-``k`` item ids, seen items excluded, re-ranked exactly as in evaluation."""
+        return self.recommend_scored(user, k)[0]
+
+    def recommend_scored(
+        self, user: Any, k: int = 10, *, exclude: list[Any] | None = None
+    ) -> tuple[list[str], list[float]]:
+        """Top-``k`` item ids and their fused scores; seen items and ``exclude`` (ids) are
+        never recommended; re-ranked exactly as in evaluation."""
         sem, collab, seen = self._resolve(user)
+        drop = np.asarray(seen, dtype=np.int64)
+        if exclude:
+            missing = [x for x in exclude if str(x) not in self._item_index]
+            if missing:
+                raise ExportError(f"exclude: items {missing[:5]} are not in the catalog")
+            drop = np.concatenate([drop, [self._item_index[str(x)] for x in exclude]])
+        scores = self._scores(sem, collab)
         lists = recommend_lists(
-            self._scores(sem, collab)[None, :],
+            scores[None, :],
             k,
-            exclude=[np.asarray(seen, dtype=np.int64)],
+            exclude=[drop],
             rerank_cfg=self.spec.rerank,
             features=self._features,
             item_counts=self._counts,
         )
-        return [self.item_ids[i] for i in lists[0]]
+        dropped = set(drop.tolist())  # k beyond what is left: the list is shorter, not padded
+        top = [int(i) for i in lists[0] if int(i) not in dropped]
+        return [self.item_ids[i] for i in top], [float(scores[i]) for i in top]
 
     def score(self, user: Any, items: list[Any]) -> np.ndarray:
         """Fused scores of ``items`` (ids) for ``user`` (before re-ranking)."""

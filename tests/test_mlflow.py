@@ -1,0 +1,250 @@
+"""The bundle as an MLflow model: pyfunc load, the model registry, and MLflow's scoring server
+(same lists as load_exported; bad requests answered 400 naming the column; the server stays up)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from moo_search import export_trial, load_exported
+from moo_search.cli import main
+from moo_search.drivers import run_study
+
+from .conftest import REPO
+from .helpers import tiny_spec
+
+mlflow = pytest.importorskip("mlflow")
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    d = tmp_path_factory.mktemp("study")
+    spec = tiny_spec(
+        **{
+            "train.max_steps": 15,
+            "out_dir": str(d),
+            "storage": f"sqlite:///{d}/study.db",
+            "search_space": {"rerank.mmr_lambda": {"float": [0.4, 1.0]}},
+            "budget": {"n_trials": 3},
+        }
+    )
+    run_study(spec)
+    # an MMR re-ranked trial, so the served lists go through the re-ranker too
+    study = optuna.load_study(study_name="tiny", storage=spec.storage)
+    mmr = [t.number for t in study.trials if t.params.get("rerank.mmr_lambda", 1) < 1]
+    return export_trial(d, out=d / "bundle", trial=mmr[0])
+
+
+def _test_users(rec) -> list[str]:
+    return list(rec.user_ids)
+
+
+def test_pyfunc_gives_the_lists_of_load_exported_for_every_user(bundle):
+    rec = load_exported(bundle)
+    model = mlflow.pyfunc.load_model(str(bundle))
+    users = _test_users(rec)
+    got = model.predict(pd.DataFrame({"user": users, "k": [10] * len(users)}))
+    assert list(got.columns) == ["items", "scores", "ctr"]
+    for u, items, scores in zip(users, got["items"], got["scores"]):
+        assert list(items) == rec.recommend(u, 10)
+        assert len(scores) == len(items) and np.isfinite(scores).all()
+    # a new user's history and attributes, an exclusion, and the CTR head
+    hist = [rec.item_ids[0], rec.item_ids[1]]
+    new = model.predict(
+        pd.DataFrame(
+            {
+                "history": [hist],
+                "attributes": [json.dumps({"age": 30})],
+                "k": [5],
+                "exclude": [[rec.item_ids[2]]],
+                "item": [rec.item_ids[3]],
+            }
+        )
+    )
+    items = list(new["items"][0])
+    assert len(items) == 5 and not {*hist, rec.item_ids[2]} & set(items)
+    assert 0.0 < new["ctr"][0] < 1.0
+
+
+def test_a_tampered_bundle_is_refused_when_mlflow_loads_it(bundle, tmp_path):
+    copy = tmp_path / "b"
+    shutil.copytree(bundle, copy)
+    with (copy / "catalog.json").open("a") as f:
+        f.write(" ")
+    with pytest.raises(Exception, match=r"catalog\.json: SHA-256 differs"):
+        mlflow.pyfunc.load_model(str(copy))
+    (copy / "catalog.json").unlink()
+    shutil.copy2(bundle / "catalog.json", copy / "catalog.json")
+    (copy / "notes.txt").write_text("x")
+    with pytest.raises(Exception, match=r"files not in the manifest: \['notes.txt'\]"):
+        mlflow.pyfunc.load_model(str(copy))
+
+
+def test_export_register_logs_the_run_and_loads_back_by_name(bundle, tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    study_dir = bundle.parent
+    rc = main(
+        [
+            "export",
+            str(study_dir),
+            "--select",
+            "knee",
+            "--out",
+            str(tmp_path / "knee"),
+            "--register",
+            "moo-rec",
+            "--tracking-uri",
+            uri,
+        ]
+    )
+    assert rc == 0 and "registered as models:/moo-rec/1" in capsys.readouterr().out
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model("models:/moo-rec/1")
+    rec = load_exported(tmp_path / "knee")
+    users = _test_users(rec)[:20]
+    got = model.predict(pd.DataFrame({"user": users}))
+    assert [list(x) for x in got["items"]] == [rec.recommend(u, 10) for u in users]
+    client = mlflow.MlflowClient(uri)
+    version = client.get_model_version("moo-rec", "1")
+    run = client.get_run(version.run_id)
+    assert run.data.tags["moo_search.study"] == "tiny"
+    manifest = json.loads((tmp_path / "knee" / "manifest.json").read_text())
+    assert run.data.tags["moo_search.base_model_sha256"] == manifest["base_model"]["weights_sha256"]
+    recorded = json.loads((tmp_path / "knee" / "metrics.json").read_text())["metrics"]
+    assert run.data.metrics["test/precision_at_10"] == pytest.approx(
+        recorded["test"]["precision@10"]
+    )
+    assert run.data.params["fusion.cf"] == str(rec.spec.fusion.cf)
+
+
+def test_tracking_uri_without_register_names_the_flag(bundle, tmp_path, capsys):
+    rc = main(
+        [
+            "export",
+            str(bundle.parent),
+            "--select",
+            "knee",
+            "--out",
+            str(tmp_path / "x"),
+            "--tracking-uri",
+            "sqlite:///x.db",
+        ]
+    )
+    assert rc != 0 and "--register" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(url: str, body: bytes) -> tuple[int, dict]:
+    req = urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def server(bundle):
+    port = _free_port()
+    bindir = str(Path(sys.executable).parent)  # mlflow starts uvicorn from PATH
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ.get('PATH', '')}", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            str(bundle),
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/ping", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            pytest.fail(f"mlflow models serve exited: {proc.stderr.read().decode()[-2000:]}")
+        time.sleep(0.5)
+    else:
+        pytest.fail("mlflow models serve did not answer /ping in 120 s")
+    yield base
+    os.killpg(proc.pid, 15)
+    proc.wait(timeout=30)
+
+
+def test_served_lists_equal_load_exported(bundle, server):
+    rec = load_exported(bundle)
+    users = _test_users(rec)
+    body = json.dumps({"dataframe_records": [{"user": u, "k": 10} for u in users]}).encode()
+    status, got = _post(f"{server}/invocations", body)
+    assert status == 200, got
+    assert [p["items"] for p in got["predictions"]] == [rec.recommend(u, 10) for u in users]
+
+
+@pytest.mark.parametrize(
+    ("record", "names"),
+    [
+        ({"user": "no-such-user"}, "'user'"),
+        ({"user": None, "k": 5}, "'user'"),
+        ({"history": ["no-such-item"]}, "history"),
+        ({"user": "1", "k": 0}, "'k'"),
+        ({"user": "1", "k": 10**9}, "'k'"),
+        ({"user": "1", "k": "ten"}, "k"),
+        ({"user": "1", "exclude": ["no-such-item"]}, "exclude"),
+        ({"history": ["1"], "attributes": "not json"}, "'attributes'"),
+    ],
+)
+def test_bad_requests_get_400_naming_the_column_and_the_server_stays_up(
+    bundle, server, record, names
+):
+    status, got = _post(
+        f"{server}/invocations", json.dumps({"dataframe_records": [record]}).encode()
+    )
+    assert status == 400, got
+    assert names in got["message"]
+    ok, _ = _post(f"{server}/invocations", b'{"dataframe_records": [{"user": "1"}]}')
+    assert ok == 200
+
+
+def test_a_10_mb_body_is_refused_and_the_server_stays_up(server):
+    status, _ = _post(f"{server}/invocations", b"a" * (10 * 2**20))
+    assert 400 <= status < 500
+    ok, _ = _post(f"{server}/invocations", b'{"dataframe_records": [{"user": "1"}]}')
+    assert ok == 200
