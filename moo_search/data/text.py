@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from moo_search.data._dataset import Dataset
 
-__all__ = ["render_item", "render_items", "render_user", "render_users"]
+__all__ = ["render_item", "render_item_record", "render_items", "render_user", "render_users"]
 
 _SKIP_USER_COLS = {"zip_code", "zip"}
 
@@ -23,22 +24,30 @@ def render_item(title: str, year: str, genres: list[str], extra: Sequence[str] =
 
 def render_items(ds: Dataset, fields: Sequence[str] = ("title", "genres")) -> list[str]:
     """One text per item from the ``data.item_text`` fields, in their order."""
-    out = []
-    titles, years, genres = ds.items["title"], ds.items["year"], ds.items["genres"]
-    extra = {f: ds.items[f].astype(str).to_numpy() for f in fields if f in ds.items.columns}
-    for i in range(ds.n_items):
-        parts = []
-        for f in fields:
-            if f == "title":
-                t, y = str(titles.iloc[i]), str(years.iloc[i])
-                parts.append(f"{t} ({y})" if y else t)
-            elif f == "genres":
-                parts.append(", ".join(genres.iloc[i]))
-            elif f in extra:
-                v = str(extra[f][i])
-                parts.append(f"keywords: {v}" if f == "keywords" and v else v)
-        out.append(" · ".join(p for p in parts if p) or f"item {ds.item_ids[i]}")
-    return out
+    columns = ["title", "year", "genres", *(f for f in fields if f in ds.items.columns)]
+    records = ds.items[list(dict.fromkeys(columns))].to_dict("records")
+    return [
+        render_item_record(r, fields, fallback=f"item {ds.item_ids[i]}")
+        for i, r in enumerate(records)
+    ]
+
+
+def render_item_record(
+    record: Mapping[str, Any], fields: Sequence[str], fallback: str = "item"
+) -> str:
+    """One item's text from its fields (``title``, ``year``, ``genres`` as a list, and any
+    other ``data.item_text`` field by name): the text :func:`render_items` gives it."""
+    parts = []
+    for f in fields:
+        if f == "title":
+            t, y = str(record.get("title", "")), str(record.get("year", ""))
+            parts.append(f"{t} ({y})" if y else t)
+        elif f == "genres":
+            parts.append(", ".join(str(g) for g in record.get("genres") or []))
+        elif f in record:
+            v = str(record[f])
+            parts.append(f"keywords: {v}" if f == "keywords" and v else v)
+    return " · ".join(p for p in parts if p) or fallback
 
 
 def render_user(attributes: dict[str, object], history: list[str]) -> str:

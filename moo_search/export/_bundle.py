@@ -29,7 +29,10 @@ from moo_search.model.encoder import base_model_fingerprint
 from moo_search.spec import StudySpec, spec_from_dict
 from moo_search.study import ATTR, STUDY_ATTR, ArtifactMismatch, check_artifacts
 
-__all__ = ["export_trial"]
+__all__ = ["PER_ITEM", "export_trial"]
+
+# the heads with one row per item (sliced to the served items)
+PER_ITEM = frozenset({"item_alpha", "item_bias", "item_emb.weight", "item_like", "logpop"})
 
 logger = logging.getLogger("moo_search")
 
@@ -41,6 +44,18 @@ def _standalone_config(raw: dict[str, Any], study_name: str, number: int) -> Stu
     cfg["name"] = f"{study_name}-trial-{number}"
     cfg["description"] = f"Exported from study {study_name!r}, trial {number}."
     return spec_from_dict(cfg)
+
+
+def _with_choices_of_the_trial(spec: StudySpec, art: Path) -> StudySpec:
+    """The knobs a trial chose itself on validation (``fusion.new_item_neighbours: null``),
+    read from the config its artifacts were written with."""
+    import yaml
+
+    if spec.fusion.new_item_neighbours is not None or not (art / "config.yaml").is_file():
+        return spec
+    ran = (yaml.safe_load((art / "config.yaml").read_text()) or {}).get("fusion") or {}
+    chosen = ran.get("new_item_neighbours")
+    return spec if chosen is None else spec.with_params({"fusion.new_item_neighbours": chosen})
 
 
 def _versions() -> dict[str, str]:
@@ -104,7 +119,7 @@ def export_trial(
         artifact_check = check_artifacts(t, art)
     except ArtifactMismatch as e:
         raise ExportError(f"{e}. Nothing was exported") from None
-    spec = _standalone_config(raw, study.study_name, t.number)
+    spec = _with_choices_of_the_trial(_standalone_config(raw, study.study_name, t.number), art)
     data = prepare_data(spec)
     encoder, _, base_id = load_encoder(spec.model)
     backbone = _backbone_for_export(t, spec, data)
@@ -149,8 +164,11 @@ def _write_bundle(
     if backbone is not None:
         from safetensors.numpy import save_file as save_np
 
+        keep = _kept_items(data)
+        if keep is not None:
+            backbone = np.ascontiguousarray(backbone[np.ix_(keep, keep)])
         save_np({"weights": backbone}, str(out / "backbone.safetensors"))
-    _write_catalog(out, data)
+    _write_catalog(out, data, _kept_items(data))
     recorded = json.loads((art / "metrics.json").read_text())
     if t.user_attrs.get(ATTR.METRICS):
         # the trial's own record: a re-ranking variant shares its fine-tune's artifacts, not
@@ -172,6 +190,7 @@ def _write_bundle(
         },
     )
     split = data.split
+    keep = _kept_items(data)
     manifest = {
         "format_version": FORMAT_VERSION,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -184,6 +203,8 @@ def _write_bundle(
             "sizes": split.fingerprint_parts(),
             "relevance_threshold": spec.data.relevance_threshold,
             "item_text": list(spec.data.item_text),  # what the items' texts were made of
+            # item-cold protocol: held out of training, so not in the bundle (add_items)
+            "held_out_items": 0 if keep is None else int(data.ds.n_items - len(keep)),
         },
         "seed": spec.seed,
         "study": {"name": study.study_name, "trial": t.number},
@@ -192,6 +213,25 @@ def _write_bundle(
     }
     write_model_card(out, spec, manifest, recorded, sel, objectives)
     write_mlflow_model(out, example_user=str(data.ds.user_ids[0]))
+    seal(out, manifest)
+    _write_embeddings(out, manifest)
+
+
+def _write_embeddings(out: Path, manifest: dict[str, Any]) -> None:
+    """The text tower's embeddings of the catalog and the known users, computed by loading
+    the sealed bundle (the code that serves it), then sealed with the rest."""
+    from safetensors.torch import save_file
+
+    from moo_search.export._load import EMBEDDINGS, load_exported
+
+    rec = load_exported(out)
+    scorer = rec._scorer
+    if scorer.item_emb is None:
+        return
+    save_file(
+        {"items": scorer.item_emb.contiguous(), "users": scorer.user_emb.contiguous()},
+        str(out / EMBEDDINGS),
+    )
     seal(out, manifest)
 
 
@@ -204,11 +244,26 @@ def _write_heads(src: Path, dst: Path, spec: StudySpec, data: Any) -> None:
     from moo_search.prepare import item_alpha
 
     heads = load_file(str(src))
-    if "item_alpha" not in heads:  # a trial from before fusion.tail_weight: as it was
+    keep = _kept_items(data)
+    if "item_alpha" not in heads and keep is None:  # a trial from before tail_weight: as it was
         shutil.copy2(src, dst)
         return
-    heads["item_alpha"] = torch.as_tensor(item_alpha(spec, data, serving=True))
+    if "item_alpha" in heads:
+        heads["item_alpha"] = torch.as_tensor(item_alpha(spec, data, serving=True))
+    if keep is not None:
+        n_items = data.ds.n_items
+        index = torch.as_tensor(keep)
+        heads = {
+            k: v[index].contiguous() if k in PER_ITEM and v.shape[:1] == (n_items,) else v
+            for k, v in heads.items()
+        }
     save_file(heads, str(dst))
+
+
+def _kept_items(data: Any) -> np.ndarray | None:
+    """The items the bundle serves: every item, or (item-cold protocol) the warm ones only;
+    the held-out items were never trained on, and a bundle adds them as new items."""
+    return np.flatnonzero(data.split.warm) if data.split.has_cold_items else None
 
 
 def _backbone_for_export(t: Any, spec: StudySpec, data: Any) -> np.ndarray | None:
@@ -229,10 +284,12 @@ def _backbone_for_export(t: Any, spec: StudySpec, data: Any) -> np.ndarray | Non
     return cf.weights
 
 
-def _write_catalog(out: Path, data: Any) -> None:
+def _write_catalog(out: Path, data: Any, keep: np.ndarray | None) -> None:
     ds, split = data.ds, data.split
-    seen = split.seen_before("test").tocsr()
-    train = split.matrix("train").tocsr()  # what the backbone scored known users from
+    items = np.arange(ds.n_items) if keep is None else keep
+    seen = split.seen_before("test").tocsr()[:, items]
+    train = split.matrix("train").tocsr()[:, items]  # what the backbone scored users from
+    titles = [f"{t} ({y})" if y else str(t) for t, y in zip(ds.items["title"], ds.items["year"])]
     np.savez_compressed(
         out / "seen.npz",
         indptr=seen.indptr,
@@ -245,15 +302,13 @@ def _write_catalog(out: Path, data: Any) -> None:
     write_json(
         out / "catalog.json",
         {
-            "item_ids": [str(x) for x in ds.item_ids],
-            "item_texts": data.item_texts,
-            "item_titles": [
-                f"{t} ({y})" if y else str(t) for t, y in zip(ds.items["title"], ds.items["year"])
-            ],
+            "item_ids": [str(ds.item_ids[i]) for i in items],
+            "item_texts": [data.item_texts[i] for i in items],
+            "item_titles": [titles[i] for i in items],
             "user_ids": [str(x) for x in ds.user_ids],
             "user_texts": data.user_texts,
-            "item_features": data.features.astype(float).tolist(),
-            "item_counts": data.item_counts.astype(int).tolist(),
+            "item_features": data.features[items].astype(float).tolist(),
+            "item_counts": data.item_counts[items].astype(int).tolist(),
             "genres": ds.genres,
         },
     )

@@ -6,6 +6,7 @@ import contextlib
 import json
 import zipfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,9 +21,12 @@ from moo_search.model.layer_cache import FrozenPrefix, frozen_prefix_length
 from moo_search.spec import StudySpec, spec_from_dict
 from moo_search.train._setup import autocast_for
 
-__all__ = ["ExportedRecommender", "load_exported"]
+__all__ = ["ExportedRecommender", "NewItems", "load_exported"]
 
 T = TypeVar("T")
+
+# the text tower's item and user embeddings, computed at export (loading does not re-encode)
+EMBEDDINGS = "embeddings.safetensors"
 
 
 def _read(path: Path, reader: Callable[[Path], T]) -> T:
@@ -50,6 +54,36 @@ def _naming(path: Path) -> Iterator[None]:
         raise ExportError(f"{path}: does not fit the bundle ({type(e).__name__}: {e})") from None
 
 
+@dataclass(frozen=True)
+class NewItems:
+    """Items added after training: ids, text-tower embeddings (n, d), genre features."""
+
+    ids: list[str]
+    emb: Any
+    features: np.ndarray
+    index: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.index.update({x: j for j, x in enumerate(self.ids)})
+
+    @classmethod
+    def empty(cls, n_features: int) -> NewItems:
+        import torch
+
+        return cls([], torch.zeros(0, 0), np.zeros((0, n_features), np.float32))
+
+    def plus(self, other: NewItems) -> NewItems:
+        if not self.ids:
+            return other
+        import torch
+
+        return NewItems(
+            [*self.ids, *other.ids],
+            torch.cat([self.emb, other.emb]),
+            np.concatenate([self.features, other.features]),
+        )
+
+
 class ExportedRecommender:
     """A loaded bundle: ``recommend``, ``score`` and ``ctr`` for known or new users."""
 
@@ -62,6 +96,8 @@ class ExportedRecommender:
         tokenizer: Any,
         catalog: dict[str, Any],
         seen: Any,
+        embeddings: dict[str, Any] | None = None,
+        train: Any = None,
     ) -> None:
         import torch
 
@@ -82,6 +118,7 @@ class ExportedRecommender:
         self._user_texts: list[str] = catalog["user_texts"]
         self._features = np.asarray(catalog["item_features"], dtype=np.float32)
         self._counts = np.asarray(catalog["item_counts"], dtype=np.int64)
+        self._genres: list[str] = list(catalog.get("genres") or [])
         self._seen = seen
         self._device = torch.device("cpu")
         self._items_tok = tokenize_cached(
@@ -90,9 +127,17 @@ class ExportedRecommender:
         self._users_tok = tokenize_cached(tokenizer, self._user_texts, spec.model.max_user_length)
         # the trial's precision where this machine has it (train.amp), as evaluation used
         self._autocast, _ = autocast_for(self._device, spec.train.amp)
-        self._scorer = CatalogScorer.encode(
-            model, self._items_tok, self._users_tok, self._device, self._autocast
-        )
+        if embeddings is not None:  # computed at export by this same code: no re-encoding
+            self._scorer = CatalogScorer(
+                model, embeddings["items"], embeddings["users"], self._device
+            )
+        else:
+            self._scorer = CatalogScorer.encode(
+                model, self._items_tok, self._users_tok, self._device, self._autocast
+            )
+        self._scorer.new_item_neighbours = spec.fusion.new_item_neighbours
+        self._train = train  # (U, I) train rows: what scores new items for known users
+        self._new = NewItems.empty(self._features.shape[1])
 
     # ---- users
     def _resolve(self, user: Any) -> tuple[Any, Any, np.ndarray]:
@@ -146,6 +191,94 @@ class ExportedRecommender:
         """Fused scores over the catalog, exactly as the trial scored them."""
         return self._scorer.fuse(None if sem is None else sem[None], collab[None])[0]
 
+    # ---- new items
+    @property
+    def new_item_ids(self) -> list[str]:
+        """Items added after training (:meth:`add_items`), ranked beside the catalog."""
+        return list(self._new.ids)
+
+    def embed_items(self, items: list[dict[str, Any]]) -> NewItems:
+        """New items (``{"id": ..., "title": ..., "genres": [...], ...}``: an id plus the
+        fields the trial's item texts were made of, ``data.item_text``) embedded by the text
+        tower, ready to rank beside the catalog (see :meth:`add_items`)."""
+        from moo_search.data.text import render_item_record
+        from moo_search.model.tokens import tokenize_cached
+
+        if self.model.alpha <= 0 or self._scorer.item_emb is None:
+            raise ExportError(
+                "this model has no text tower (fusion.alpha = 0): it cannot score items "
+                "without interaction data"
+            )
+        if not isinstance(items, list) or not all(isinstance(x, dict) for x in items):
+            raise ExportError("new items: expected a list of objects with an 'id' and text fields")
+        ids = [str(x.get("id", "")) for x in items]
+        bad = [i for i in ids if not i]
+        if bad:
+            raise ExportError("new items: every item needs a non-empty 'id'")
+        taken = [i for i in ids if i in self._item_index or i in self._new.index]
+        if taken or len(set(ids)) != len(ids):
+            dup = taken or sorted({i for i in ids if ids.count(i) > 1})
+            raise ExportError(f"new items: ids {dup[:5]} are already in the catalog or repeated")
+        fields = list(self.spec.data.item_text)
+        texts = [render_item_record(x, fields, fallback=f"item {i}") for i, x in zip(ids, items)]
+        genre_index = {g: j for j, g in enumerate(self._genres)}
+        feats = np.zeros((len(items), self._features.shape[1]), dtype=np.float32)
+        for row, x in enumerate(items):
+            for g in x.get("genres") or []:
+                if g in genre_index:
+                    feats[row, genre_index[g]] = 1.0
+        table = tokenize_cached(self.tokenizer, texts, self.spec.model.max_item_length)
+        import torch
+
+        with torch.no_grad():
+            emb = self.model.encode_table(table, self._device, autocast=self._autocast)
+        return NewItems(ids=ids, emb=emb, features=feats, index={})
+
+    def add_items(self, items: list[dict[str, Any]]) -> list[str]:
+        """Add items that were not in training: their text is embedded once and they are
+        ranked beside the catalog from then on, scored as the trial scored its held-out
+        items (``fusion.new_items``). The scores of catalog items do not change."""
+        self._new = self._new.plus(self.embed_items(items))
+        return self.new_item_ids
+
+    def _new_scores(self, sem: Any, history: Any, new: NewItems) -> np.ndarray:
+        """Fused scores of ``new`` items for one user: z(c) with c the user's history scored
+        through each item's nearest catalog items (``fusion.new_items: history``) or the user
+        text (``user``), z with the mean and deviation over the catalog, as the trial did."""
+        import torch
+
+        from moo_search.model.inference import nearest_only
+        from moo_search.model.recommender import standardise
+
+        if not len(new.ids):
+            return np.zeros(0, dtype=np.float32)
+        items = self._scorer.item_emb.double()
+        with torch.no_grad():
+            if self.spec.fusion.new_items == "history":
+                rows = torch.as_tensor(history, dtype=torch.float64)[None]
+                warm = (rows @ self._scorer.neighbour_sims().T).float()
+                sims = nearest_only(new.emb.double() @ items.T, self._scorer.new_item_neighbours)
+                c = (rows @ sims.T).float()
+            else:
+                u = sem.double()[None]
+                warm, c = (u @ items.T).float(), (u @ new.emb.double().T).float()
+            both = torch.cat([warm, c], 1)
+            mask = torch.zeros(both.shape[1], dtype=torch.bool)
+            mask[: warm.shape[1]] = True
+            return standardise(both, mask)[0, warm.shape[1] :].numpy()
+
+    def _history(self, user: Any) -> np.ndarray:
+        """The user's train items as a row summing to 1 (a new user's history)."""
+        row = np.zeros(len(self.item_ids), dtype=np.float64)
+        if isinstance(user, dict):
+            idx = [self._item_index[str(i)] for i in user.get("history", [])]
+            np.add.at(row, idx, 1.0)
+        elif self._train is not None:
+            u = self._user_index[str(user)]
+            lo, hi = self._train.indptr[u], self._train.indptr[u + 1]
+            row[self._train.indices[lo:hi]] = self._train.data[lo:hi]
+        return row / max(row.sum(), 1.0)
+
     @property
     def known_users(self) -> dict[str, int]:
         """Known user ids (those with a row in the trial's data) -> their index."""
@@ -160,25 +293,45 @@ class ExportedRecommender:
     ) -> tuple[list[str], list[float]]:
         """Top-``k`` item ids and their fused scores; seen items and ``exclude`` (ids) are
         never recommended; re-ranked exactly as in evaluation."""
+        return self.rank(user, k, exclude=exclude)
+
+    def rank(
+        self,
+        user: Any,
+        k: int = 10,
+        *,
+        exclude: list[Any] | None = None,
+        new_items: NewItems | None = None,
+        only_new: bool = False,
+    ) -> tuple[list[str], list[float]]:
+        """:meth:`recommend_scored` over the catalog plus the added items and ``new_items``
+        (this call only; see :meth:`embed_items`); ``only_new`` ranks the new items alone."""
+        new = self._new if new_items is None else self._new.plus(new_items)
+        ids = [*self.item_ids, *new.ids]
+        index = {**self._item_index, **{x: len(self.item_ids) + j for j, x in enumerate(new.ids)}}
         sem, collab, seen = self._resolve(user)
         drop = np.asarray(seen, dtype=np.int64)
         if exclude:
-            missing = [x for x in exclude if str(x) not in self._item_index]
+            missing = [x for x in exclude if str(x) not in index]
             if missing:
                 raise ExportError(f"exclude: items {missing[:5]} are not in the catalog")
-            drop = np.concatenate([drop, [self._item_index[str(x)] for x in exclude]])
+            drop = np.concatenate([drop, [index[str(x)] for x in exclude]])
+        if only_new:
+            drop = np.concatenate([drop, np.arange(len(self.item_ids))])
         scores = self._scores(sem, collab)
+        if len(new.ids):
+            scores = np.concatenate([scores, self._new_scores(sem, self._history(user), new)])
         lists = recommend_lists(
             scores[None, :],
             k,
-            exclude=[drop],
+            exclude=[drop.astype(np.int64)],
             rerank_cfg=self.spec.rerank,
-            features=self._features,
-            item_counts=self._counts,
+            features=np.concatenate([self._features, new.features]),
+            item_counts=np.concatenate([self._counts, np.zeros(len(new.ids), np.int64)]),
         )
         dropped = set(drop.tolist())  # k beyond what is left: the list is shorter, not padded
         top = [int(i) for i in lists[0] if int(i) not in dropped]
-        return [self.item_ids[i] for i in top], [float(scores[i]) for i in top]
+        return [ids[i] for i in top], [float(scores[i]) for i in top]
 
     def score(self, user: Any, items: list[Any]) -> np.ndarray:
         """Fused scores of ``items`` (ids) for ``user`` (before re-ranking)."""
@@ -192,6 +345,11 @@ class ExportedRecommender:
 
         from moo_search.model.recommender import standardise
 
+        if str(item) in self._new.index:
+            raise ExportError(
+                f"item {item!r} was added after training: the CTR head needs its interaction "
+                "counts, which a new item does not have"
+            )
         sem, collab, _ = self._resolve(user)
         i = int(self._items([item])[0])
         with torch.no_grad():
@@ -263,14 +421,12 @@ def load_exported(path: str | Path) -> ExportedRecommender:
             raise ValueError(f"holds a {shape} matrix; the heads are for {(n_users, n_items)}")
         seen = sp.csr_matrix((np.ones(len(z["indices"])), z["indices"], z["indptr"]), shape=shape)
     cf_weights = cf_scores = None
+    with _naming(root / "seen.npz"):
+        train = sp.csr_matrix((z["train_data"], z["train_indices"], z["train_indptr"]), shape=shape)
     if (root / "backbone.safetensors").is_file():
         from safetensors.numpy import load_file as load_np
 
         cf_weights = _read(root / "backbone.safetensors", lambda p: load_np(str(p))["weights"])
-        with _naming(root / "seen.npz"):
-            train = sp.csr_matrix(
-                (z["train_data"], z["train_indices"], z["train_indptr"]), shape=shape
-            )
         with _naming(root / "backbone.safetensors"):
             if cf_weights.shape != (n_items, n_items):
                 raise ValueError(f"holds a {cf_weights.shape} W; the catalog has {n_items} items")
@@ -299,4 +455,17 @@ def load_exported(path: str | Path) -> ExportedRecommender:
             f"{root / 'heads.safetensors'}: does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
     model.eval()
-    return ExportedRecommender(root, manifest, spec, model, tokenizer, catalog, seen)
+    embeddings = None
+    if (root / EMBEDDINGS).is_file() and spec.fusion.alpha > 0:
+        embeddings = _read(root / EMBEDDINGS, lambda p: load_file(str(p)))
+        with _naming(root / EMBEDDINGS):
+            if tuple(embeddings["items"].shape[:1]) != (n_items,) or tuple(
+                embeddings["users"].shape[:1]
+            ) != (n_users,):
+                raise ValueError(
+                    f"holds {embeddings['items'].shape[0]} items and "
+                    f"{embeddings['users'].shape[0]} users; the heads are for {n_items} and {n_users}"
+                )
+    return ExportedRecommender(
+        root, manifest, spec, model, tokenizer, catalog, seen, embeddings=embeddings, train=train
+    )

@@ -20,6 +20,10 @@ attributes   string (JSON)      a new user's attributes, e.g. ``{"age": 30}``
 k            long               list length (default 10, at most ``MAX_K``)
 exclude      list of strings    item ids never to recommend to this user
 item         string             also return p(like | user, item) from the CTR head
+new_items    string (JSON)      items added after training, ranked beside the catalog for
+                                this row: ``[{"id": "n1", "title": ..., "genres": [...]}]``
+                                (an id plus the fields of ``data.item_text``); a loaded
+                                model also has ``add_items`` for items that stay
 ===========  =================  ========================================================
 
 The answer has ``items`` (top-k ids, re-ranked as the trial was), ``scores`` (their fused
@@ -43,7 +47,8 @@ __all__ = ["MAX_K", "MLFLOW_FILES", "PyfuncRecommender", "write_mlflow_model"]
 
 MAX_K = 1000
 DEFAULT_K = 10
-COLUMNS = ("user", "history", "attributes", "k", "exclude", "item")
+COLUMNS = ("user", "history", "attributes", "k", "exclude", "item", "new_items")
+MAX_NEW_ITEMS = 1000  # per request
 # what mlflow.pyfunc.save_model writes beside the bundle's own files
 MLFLOW_FILES = (
     "MLmodel",
@@ -69,6 +74,7 @@ def _signature() -> Any:
                 ColSpec("long", "k", required=False),
                 ColSpec(strings, "exclude", required=False),
                 ColSpec("string", "item", required=False),
+                ColSpec("string", "new_items", required=False),
             ]
         ),
         outputs=Schema(
@@ -165,6 +171,7 @@ class PyfuncRecommender:
 
     def __init__(self, rec: Any) -> None:
         self.rec = rec
+        self._embedded: dict[str, Any] = {}  # a request's new items, by their JSON
 
     def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> Any:
         import pandas as pd
@@ -180,13 +187,42 @@ class PyfuncRecommender:
         user = self._user(i, row)
         k = _k(i, row.get("k"))
         exclude = _strings(i, "exclude", row.get("exclude"))
+        new = self._new_items(i, row.get("new_items"))
         try:
-            items, scores = self.rec.recommend_scored(user, k, exclude=exclude)
+            items, scores = self.rec.rank(user, k, exclude=exclude, new_items=new)
             item = row.get("item")
             ctr = self.rec.ctr(user, str(item)) if _present(item) else None
         except ExportError as e:
             raise _bad(f"row {i}: {e}") from None
         return {"items": items, "scores": [float(s) for s in scores], "ctr": ctr}
+
+    def add_items(self, items: list[dict[str, Any]]) -> list[str]:
+        """Items that stay in the catalog from now on (see ``ExportedRecommender.add_items``)."""
+        return list(self.rec.add_items(items))
+
+    def _new_items(self, i: int, v: Any) -> Any:
+        if not _present(v):
+            return None
+        try:
+            items = json.loads(v) if isinstance(v, str) else None
+        except ValueError:
+            items = None
+        if not isinstance(items, list) or not all(isinstance(x, dict) for x in items):
+            raise _bad(
+                f"row {i}: 'new_items' must be a JSON list of objects such as "
+                f'[{{"id": "n1", "title": "..."}}], got {str(v)[:80]!r}'
+            )
+        if len(items) > MAX_NEW_ITEMS:
+            raise _bad(f"row {i}: 'new_items' holds {len(items)} items; at most {MAX_NEW_ITEMS}")
+        key = str(v)
+        if key not in self._embedded:
+            try:
+                self._embedded[key] = self.rec.embed_items(items)
+            except ExportError as e:
+                raise _bad(f"row {i}: 'new_items': {e}") from None
+            while len(self._embedded) > 64:
+                self._embedded.pop(next(iter(self._embedded)))
+        return self._embedded[key]
 
     def _user(self, i: int, row: dict[str, Any]) -> Any:
         history = _strings(i, "history", row.get("history"))

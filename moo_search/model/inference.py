@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from moo_search.metrics import topk
 from moo_search.model.rerank import rerank
 
-__all__ = ["CatalogScorer", "recommend_lists"]
+__all__ = ["CatalogScorer", "nearest_only", "recommend_lists"]
 
 
 def recommend_lists(
@@ -51,6 +51,19 @@ def recommend_lists(
             candidates=rerank_cfg.candidates,
         )
     return topk(s, k)
+
+
+def nearest_only(sim: Any, n: int | None, warm: Any = None) -> Any:
+    """``sim`` (rows, I) with each row's ``n`` largest entries over the ``warm`` columns
+    kept and the rest zero (``n`` None or at least the warm count: unchanged)."""
+    import torch
+
+    n_warm = sim.shape[1] if warm is None else int(warm.sum())
+    if n is None or n >= n_warm:
+        return sim
+    ranked = sim if warm is None else sim.masked_fill(~warm.to(sim.device), -torch.inf)
+    keep = torch.topk(ranked, n, dim=1).indices
+    return torch.zeros_like(sim).scatter_(1, keep, sim.gather(1, keep))
 
 
 @dataclass
@@ -111,7 +124,6 @@ class CatalogScorer:
     def neighbour_sims(self) -> Any:
         """(I, I) text similarities of each item to its ``new_item_neighbours`` nearest warm
         items (zero elsewhere; every warm item when None), float64, computed once."""
-        import torch
 
         if self._neighbour_sims is None:
             items = self.item_emb.double()
@@ -120,11 +132,7 @@ class CatalogScorer:
             warm = self.model.warm
             if warm is not None:
                 sim[:, ~warm.to(sim.device)] = 0.0  # only warm items have users to borrow
-            n = self.new_item_neighbours
-            if n is not None and n < sim.shape[1]:
-                keep = torch.topk(sim, n, dim=1).indices
-                sim = torch.zeros_like(sim).scatter_(1, keep, sim.gather(1, keep))
-            self._neighbour_sims = sim
+            self._neighbour_sims = nearest_only(sim, self.new_item_neighbours, warm)
         return self._neighbour_sims
 
     def new_item_text(self, history_rows: Any, items: Any = None) -> Any:
