@@ -345,3 +345,75 @@ def test_new_items_in_a_request_and_their_errors(cold_bundle):
         rec.add_items([{"id": rec.item_ids[0], "title": "x"}])
     with pytest.raises(Exception, match="new_items"):
         model.predict(pd.DataFrame({"user": [rec.user_ids[0]], "new_items": ["[1, 2]"]}))
+
+
+def test_run_with_mlflow_logs_one_parent_and_a_child_per_trial(tmp_path, capsys):
+    import yaml
+
+    d = tmp_path / "study"
+    spec = tiny_spec(
+        **{
+            "train.max_steps": 10,
+            "out_dir": str(d),
+            "storage": f"sqlite:///{d}/study.db",
+            "search_space": {"fusion.alpha": {"float": [0.2, 0.8]}},
+            "budget": {"n_trials": 3},
+        }
+    )
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec.to_dict(redact=False)))
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    assert main(["run", str(path), "--no-report", "--mlflow", uri]) == 0
+    assert "logging trials to MLflow" in capsys.readouterr().err
+    study = optuna.load_study(study_name="tiny", storage=spec.storage)
+    finished = [t for t in study.trials if t.state.name in ("COMPLETE", "FAIL")]
+
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name("moo-search/tiny")
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("moo_search.parent") == "true"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert sorted(int(r.data.tags["moo_search.trial"]) for r in children) == sorted(
+        t.number for t in finished
+    )
+    by_number = {int(r.data.tags["moo_search.trial"]): r for r in children}
+    t0 = study.trials[0]
+    r0 = by_number[0]
+    assert r0.data.metrics["val/precision_at_10"] == pytest.approx(t0.values[0])
+    assert "test/precision_at_10" in r0.data.metrics and "cost/seconds" in r0.data.metrics
+    assert r0.data.params["fusion.alpha"] == str(t0.params["fusion.alpha"])
+    curve = client.get_metric_history(r0.info.run_id, "train/loss")
+    assert len(curve) >= 2 and len({m.step for m in curve}) == len(curve)
+
+    # a resume logs only what is new: still one child per trial, one parent
+    assert main(["run", str(path), "--no-report", "--mlflow", uri, "--n-trials", "4"]) == 0
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    numbers = [
+        int(r.data.tags["moo_search.trial"]) for r in runs if "moo_search.trial" in r.data.tags
+    ]
+    assert len(numbers) == len(set(numbers)) > len(finished)
+    assert sum(r.data.tags.get("moo_search.parent") == "true" for r in runs) == 1
+
+
+def test_an_unreachable_mlflow_server_is_a_warning_not_a_failed_study(tmp_path, caplog):
+    import yaml
+
+    d = tmp_path / "study"
+    spec = tiny_spec(
+        **{
+            "train.max_steps": 5,
+            "out_dir": str(d),
+            "storage": f"sqlite:///{d}/study.db",
+            "budget": {"n_trials": 1},
+            "mlflow": "http://127.0.0.1:9/",
+        }
+    )
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec.to_dict(redact=False)))
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    try:
+        assert main(["run", str(path), "--no-report"]) == 0
+    finally:
+        del os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
+    assert "could not log study 'tiny'" in caplog.text

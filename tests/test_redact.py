@@ -36,3 +36,11 @@ def test_no_form_of_a_password_survives(url, shown):
 )
 def test_a_url_without_a_secret_is_unchanged(url):
     assert redact_url(url) == url
+
+
+def test_an_mlflow_uri_with_credentials_is_redacted_in_every_spec_record():
+    from .helpers import tiny_spec
+
+    spec = tiny_spec(mlflow=f"https://user:{SECRET}@mlflow.example.org/")
+    assert SECRET not in spec.to_yaml() and SECRET not in str(spec.to_dict())
+    assert spec.to_dict(redact=False)["mlflow"].startswith("https://user:")

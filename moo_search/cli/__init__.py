@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--storage", default=None, help="Optuna storage URL (default: SQLite in reports/<study>/)."
     )
+    r.add_argument(
+        "--mlflow",
+        default=None,
+        metavar="URI",
+        help="Also log each trial as an MLflow run under one parent run (the spec's mlflow).",
+    )
     r.add_argument("--study-name", default=None, help="Study name (default: the spec's name).")
     r.add_argument(
         "--workers",

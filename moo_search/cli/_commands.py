@@ -239,6 +239,17 @@ def _print_progress(prog: Any) -> None:
     print(prog.line(), file=sys.stderr, flush=True)
 
 
+def _mlflow_mirror(uri: str | None, study_name: str, storage: str) -> Any:
+    """The study's mirror in MLflow (``run --mlflow URI`` or the spec's ``mlflow``), or None."""
+    if not uri:
+        return None
+    from moo_search.redact import redact_url
+    from moo_search.study._mlflow import MlflowMirror
+
+    print(f"logging trials to MLflow at {redact_url(uri)}", file=sys.stderr)
+    return MlflowMirror(uri, study_name, storage)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from moo_search.drivers import run_study
     from moo_search.redact import redact_url
@@ -253,14 +264,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{n} trials, storage {redact_url(url)}",
         file=sys.stderr,
     )
-    study = run_study(
-        spec,
-        n_trials=args.n_trials,
-        storage=args.storage,
-        study_name=args.study_name,
-        workers=args.workers,
-        on_progress=_print_progress,
-    )
+    mirror = _mlflow_mirror(args.mlflow or spec.mlflow, args.study_name or spec.name, url)
+
+    def progress(prog: Any) -> None:
+        _print_progress(prog)
+        if mirror is not None:
+            mirror.maybe_sync()
+
+    try:
+        study = run_study(
+            spec,
+            n_trials=args.n_trials,
+            storage=args.storage,
+            study_name=args.study_name,
+            workers=args.workers,
+            on_progress=progress,
+        )
+    finally:
+        if mirror is not None:  # what finished is logged, also after Ctrl-C or a failure
+            mirror.close()
     data = _build_report(spec, url, study) if not args.no_report else None
     _print_summary(study, spec, url, data)
     return 0

@@ -39,7 +39,9 @@ logger = logging.getLogger("moo_search")
 
 def _standalone_config(raw: dict[str, Any], study_name: str, number: int) -> StudySpec:
     cfg = {
-        k: v for k, v in raw.items() if k not in ("search_space", "enqueue", "storage", "out_dir")
+        k: v
+        for k, v in raw.items()
+        if k not in ("search_space", "enqueue", "storage", "out_dir", "mlflow")
     }
     cfg["name"] = f"{study_name}-trial-{number}"
     cfg["description"] = f"Exported from study {study_name!r}, trial {number}."

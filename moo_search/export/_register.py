@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
 from moo_search.errors import ExportError
+from moo_search.study._mlflow import mlflow_key
 
 __all__ = ["mlflow_key", "register_bundle"]
 
 logger = logging.getLogger("moo_search")
-
-_NOT_IN_KEY = re.compile(r"[^\w\-. /:]")
-
-
-def mlflow_key(name: str) -> str:
-    """A metric or parameter name MLflow accepts: ``precision@10`` -> ``precision_at_10``
-    (MLflow keys allow letters, digits, ``_ - . / :`` and spaces)."""
-    return _NOT_IN_KEY.sub("_", name.replace("@", "_at_"))
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:

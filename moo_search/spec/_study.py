@@ -201,6 +201,11 @@ class StudySpec(Strict):
         None, description="Optuna storage URL (default: SQLite in out_dir)."
     )
     out_dir: str | None = Field(None, description="Study directory (default: reports/<name>).")
+    mlflow: str | None = Field(
+        None,
+        description="MLflow tracking URI: `run` also logs each trial as an MLflow run under "
+        "one parent run for the study (off when unset; the study's storage stays the record).",
+    )
     enqueue: list[dict[str, Any]] = Field(
         default_factory=list,
         description="Named param sets run first, after the base config; each is a variant "
@@ -284,6 +289,10 @@ class StudySpec(Strict):
             from moo_search.redact import redact_url
 
             out["storage"] = redact_url(out["storage"])
+        if redact and out.get("mlflow"):
+            from moo_search.redact import redact_url
+
+            out["mlflow"] = redact_url(out["mlflow"])
         out["search_space"] = {k: d.to_yaml() for k, d in self.search_space.items()}
         out["constraints"] = [str(c) for c in self.constraints]
         return out
