@@ -1,6 +1,7 @@
 """A served bundle under load: MLflow's scoring server against the same model in-process.
 
     python benchmarks/bench_serve.py [--bundle DIR] [--requests 300] [--seconds 20]
+                                     [--cold-spec studies/cold_ml100k.yaml]
 
 Without ``--bundle`` it runs one fine-tune of ``studies/quickstart.yaml`` (its first trial)
 into a temporary directory and exports it. Then, in one run:
@@ -11,6 +12,10 @@ into a temporary directory and exports it. Then, in one run:
   p50/p95/p99 of single-user requests, throughput at 1, 4 and 16 concurrent clients
   (bounded by ``--requests`` per level and ``--seconds``), the server's peak RSS;
 * the same requests through ``load_exported`` in this process (the server's overhead).
+
+With ``--cold-spec`` (an item-cold spec) it also runs that spec's first trial, exports it (the
+bundle holds only the warm items), adds the test part's held-out items with ``add_items``
+and prints the served ``cold_item/`` metrics beside the trial's offline ones.
 """
 
 from __future__ import annotations
@@ -51,6 +56,50 @@ def make_bundle(work: Path) -> Path:
     print("one quickstart fine-tune (about a minute) ...", file=sys.stderr)
     run_study(spec)
     return export_trial(work / "study", out=work / "bundle", select="knee")
+
+
+def cold_check(spec_path: Path, work: Path) -> None:
+    """Held-out items added at serve time against the trial's offline cold_item metrics."""
+    from moo_search import export_trial, load_exported, load_spec
+    from moo_search.drivers import run_study
+    from moo_search.metrics._context import cold_item_metrics
+    from moo_search.trial import prepare_data
+
+    spec = load_spec(spec_path)
+    spec = spec.with_params(
+        {
+            "out_dir": str(work / "cold"),
+            "storage": f"sqlite:///{work / 'cold' / 'study.db'}",
+            "budget.n_trials": 1,
+        }
+    )
+    print(f"one fine-tune of {spec_path} ...", file=sys.stderr)
+    run_study(spec)
+    bundle = export_trial(work / "cold", out=work / "cold-bundle", trial=0)
+    data = prepare_data(spec)
+    split, ds = data.split, data.ds
+    rec = load_exported(bundle)
+    items, _ = split.cold_part("test")
+    records = ds.items.iloc[items].to_dict("records")
+    t = time.perf_counter()
+    rec.add_items([{"id": str(ds.item_ids[i]), **r} for i, r in zip(items, records)])
+    added = time.perf_counter() - t
+    relevant = split.cold_matrix("test", relevant_only=True)
+    users = np.flatnonzero(np.asarray(relevant.sum(1)).ravel() > 0)
+    index = {str(x): i for i, x in enumerate(ds.item_ids)}
+    k = 20
+    lists = np.array(
+        [[index[x] for x in rec.rank(str(ds.user_ids[u]), k, only_new=True)[0]] for u in users]
+    )
+    offline = json.loads((bundle / "metrics.json").read_text())["metrics"]["test"]
+    print(
+        f"new items at serve time ({spec_path.name}): {len(rec.item_ids)} items in the bundle, "
+        f"{len(items)} held-out test items added in {added:.2f} s, {len(users)} users"
+    )
+    for kk in (10, 20):
+        served = cold_item_metrics(lists[:, :kk], users, relevant, kk)
+        for name in (f"cold_item/recall@{kk}", f"cold_item/ndcg@{kk}"):
+            print(f"  {name:22s} served {served[name]:.4f}   offline {offline[name]:.4f}")
 
 
 def load_seconds(bundle: Path) -> float:
@@ -161,10 +210,13 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=300, help="per measurement")
     ap.add_argument("--seconds", type=float, default=20.0, help="at most, per measurement")
     ap.add_argument("--load-reps", type=int, default=2)
+    ap.add_argument("--cold-spec", type=Path, default=None, help="an item-cold study spec")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     try:
+        if args.cold_spec is not None:
+            cold_check(args.cold_spec, work)
         bundle = args.bundle or make_bundle(work)
         bare = without_embeddings(bundle, work)
         shipped, encoded = [], []

