@@ -127,6 +127,7 @@ def build_model(spec: StudySpec, data: PreparedData) -> tuple[Any, Any, str]:
     from moo_search.model.encoder import load_encoder
     from moo_search.model.layer_cache import FrozenPrefix, frozen_prefix_length
     from moo_search.model.recommender import Recommender
+    from moo_search.model.tasks import split_rating_offsets
 
     use_text = spec.fusion.alpha > 0
     if not use_text and spec.fusion.serve_alpha:
@@ -155,6 +156,7 @@ def build_model(spec: StudySpec, data: PreparedData) -> tuple[Any, Any, str]:
         item_like_logit=rates.item_logit,
         global_like_logit=rates.global_logit,
         item_alpha=item_alpha(spec, data),
+        rating_offsets=split_rating_offsets(data.split),
     )
     model.hold_out(data.split.warm if data.split.has_cold_items else None)
     n_frozen = frozen_prefix_length(encoder)

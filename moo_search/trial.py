@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from moo_search.evaluate import evaluate_scorer
+from moo_search.metrics import is_task_metric
 from moo_search.model.inference import CatalogScorer
 from moo_search.prepare import (
     Collaborative,
@@ -31,7 +32,7 @@ from moo_search.prepare import (
     prepare_data,
 )
 from moo_search.spec import StudySpec, spec_from_dict
-from moo_search.train.ctr_eval import ctr_metrics, fit_ctr
+from moo_search.train.ctr_eval import fit_ctr, fit_task_heads, task_metrics
 
 __all__ = [
     "Collaborative",
@@ -184,6 +185,7 @@ def run_trial(
         features=torch.as_tensor(feats, dtype=torch.float32),
         self_information=torch.as_tensor(-np.log2(data.item_pop), dtype=torch.float32),
         neighbours=item_neighbours(spec, data, model),
+        ratings=split.train["rating"].to_numpy().astype(np.float32),
     )
     ks = spec.requested_ks()
     user_items = history_rows(spec, data)
@@ -220,14 +222,15 @@ def run_trial(
     es = spec.driver.early_stopping
     rungs = sorted({max(1, round(f * spec.train.max_steps)) for f in es.rungs})
     sample = _rung_users(split, es.sample_users)
-    wants_ctr = any(o.metric.startswith("ctr_") for o in spec.objectives)
+    wants_tasks = any(is_task_metric(o.metric) for o in spec.objectives)
+    task_kw = {"negatives": spec.eval.click_negatives, "seed": spec.seed}
 
     def checkpoint(step: int) -> None:
         assert on_rung is not None
         scorer = catalog_scorer()
         metrics = val_metrics(scorer, sample)  # the fixed sample: cheap, comparable
-        if wants_ctr:
-            metrics.update(ctr_metrics(scorer, split, "val"))
+        if wants_tasks:
+            metrics.update(task_metrics(scorer, split, "val", **task_kw))
         cost = {"seconds": time.perf_counter() - t0, "trainable_params": float(trainable)}
         on_rung(step, {"val": metrics}, cost)  # the costs of spec.RUNG_COSTS
 
@@ -252,6 +255,7 @@ def run_trial(
         history.new_item_neighbours = scorer.new_item_neighbours
         spec = spec.with_params({"fusion.new_item_neighbours": scorer.new_item_neighbours})
     history.ctr_fit_logloss = fit_ctr(scorer, tdata)
+    history.task_fit = fit_task_heads(scorer, tdata, split, **task_kw)
     kept = scorer(np.arange(data.ds.n_users))  # re-ranking reuses it
 
     def kept_scores(users: np.ndarray) -> np.ndarray:
@@ -271,7 +275,7 @@ def run_trial(
     assert isinstance(out, tuple)
     metrics, lists = out
     for part in ("val", "test"):
-        metrics[part].update(ctr_metrics(scorer, split, part))
+        metrics[part].update(task_metrics(scorer, split, part, **task_kw))
     test_ctx = eval_context(spec, data, "test")  # once: every variant's hits are counted on it
     swept = []
     for knobs in sweep or []:
@@ -407,7 +411,7 @@ def _variant(
     assert isinstance(out, tuple)
     res, lists = out
     for part in res:
-        res[part].update({k: v for k, v in metrics[part].items() if k.startswith("ctr_")})
+        res[part].update({k: v for k, v in metrics[part].items() if is_task_metric(k)})
     return res, lists
 
 

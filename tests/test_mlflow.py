@@ -260,6 +260,10 @@ def cold_bundle(tmp_path_factory):
         **COLD,
         **{
             "train.max_steps": 30,
+            # fp32: a row's bf16 embedding depends on the shape of the batch it is computed in,
+            # and a tiny random model's new items are near-tied (the real model's check is in
+            # benchmarks/bench_serve.py --cold-spec, bf16: equal to 4 decimals)
+            "train.amp": "off",
             "out_dir": str(d),
             "storage": f"sqlite:///{d}/study.db",
             "objectives": [
@@ -315,10 +319,11 @@ def test_held_out_items_added_at_serve_time_reproduce_the_offline_cold_item_metr
     }
     offline = json.loads((bundle / "metrics.json").read_text())["metrics"]["test"]
     # within rounding: serving embeds the new items' texts again, in batches of other shapes
-    # than the trial's (bf16 where the CPU has it), which can swap two near-tied items; the
-    # wrong neighbour count alone moved ndcg@20 by 0.12 here
+    # than the trial's, and sums over the warm catalog rather than the whole one; the tiny
+    # model's near-identical texts tie at ~1e-7, so a swap of two neighbours (~1e-4 of ndcg)
+    # is rounding, while the wrong neighbour count alone moved ndcg@20 by 0.12
     for name in ("recall@5", "precision@5", "ndcg@20", "mrr@20"):  # 12 test items: @5 ranks
-        assert served[f"cold_item/{name}"] == pytest.approx(offline[f"cold_item/{name}"], abs=5e-3)
+        assert served[f"cold_item/{name}"] == pytest.approx(offline[f"cold_item/{name}"], abs=2e-3)
 
 
 def test_new_items_in_a_request_and_their_errors(cold_bundle):

@@ -32,7 +32,9 @@ from moo_search.study import ATTR, STUDY_ATTR, ArtifactMismatch, check_artifacts
 __all__ = ["PER_ITEM", "export_trial"]
 
 # the heads with one row per item (sliced to the served items)
-PER_ITEM = frozenset({"item_alpha", "item_bias", "item_emb.weight", "item_like", "logpop"})
+PER_ITEM = frozenset(
+    {"item_alpha", "item_bias", "item_emb.weight", "item_like", "logpop", "tasks.item_offset"}
+)
 
 logger = logging.getLogger("moo_search")
 

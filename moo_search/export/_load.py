@@ -6,7 +6,6 @@ import contextlib
 import json
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,6 +14,7 @@ import yaml
 
 from moo_search.errors import ExportError, SpecError
 from moo_search.export._files import verify_manifest
+from moo_search.export._new_items import NewItems, new_item_scores
 from moo_search.model.encoder import base_model_fingerprint
 from moo_search.model.inference import CatalogScorer, recommend_lists
 from moo_search.model.layer_cache import FrozenPrefix, frozen_prefix_length
@@ -52,36 +52,6 @@ def _naming(path: Path) -> Iterator[None]:
         yield
     except (ValueError, KeyError, IndexError, RuntimeError, TypeError) as e:
         raise ExportError(f"{path}: does not fit the bundle ({type(e).__name__}: {e})") from None
-
-
-@dataclass(frozen=True)
-class NewItems:
-    """Items added after training: ids, text-tower embeddings (n, d), genre features."""
-
-    ids: list[str]
-    emb: Any
-    features: np.ndarray
-    index: dict[str, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.index.update({x: j for j, x in enumerate(self.ids)})
-
-    @classmethod
-    def empty(cls, n_features: int) -> NewItems:
-        import torch
-
-        return cls([], torch.zeros(0, 0), np.zeros((0, n_features), np.float32))
-
-    def plus(self, other: NewItems) -> NewItems:
-        if not self.ids:
-            return other
-        import torch
-
-        return NewItems(
-            [*self.ids, *other.ids],
-            torch.cat([self.emb, other.emb]),
-            np.concatenate([self.features, other.features]),
-        )
 
 
 class ExportedRecommender:
@@ -242,30 +212,7 @@ class ExportedRecommender:
         return self.new_item_ids
 
     def _new_scores(self, sem: Any, history: Any, new: NewItems) -> np.ndarray:
-        """Fused scores of ``new`` items for one user: z(c) with c the user's history scored
-        through each item's nearest catalog items (``fusion.new_items: history``) or the user
-        text (``user``), z with the mean and deviation over the catalog, as the trial did."""
-        import torch
-
-        from moo_search.model.inference import nearest_only
-        from moo_search.model.recommender import standardise
-
-        if not len(new.ids):
-            return np.zeros(0, dtype=np.float32)
-        items = self._scorer.item_emb.double()
-        with torch.no_grad():
-            if self.spec.fusion.new_items == "history":
-                rows = torch.as_tensor(history, dtype=torch.float64)[None]
-                warm = (rows @ self._scorer.neighbour_sims().T).float()
-                sims = nearest_only(new.emb.double() @ items.T, self._scorer.new_item_neighbours)
-                c = (rows @ sims.T).float()
-            else:
-                u = sem.double()[None]
-                warm, c = (u @ items.T).float(), (u @ new.emb.double().T).float()
-            both = torch.cat([warm, c], 1)
-            mask = torch.zeros(both.shape[1], dtype=torch.bool)
-            mask[: warm.shape[1]] = True
-            return standardise(both, mask)[0, warm.shape[1] :].numpy()
+        return new_item_scores(self._scorer, self.spec.fusion.new_items, sem, history, new)
 
     def _history(self, user: Any) -> np.ndarray:
         """The user's train items as a row summing to 1 (a new user's history)."""
@@ -450,7 +397,9 @@ def load_exported(path: str | Path) -> ExportedRecommender:
         heads["item_alpha"] = torch.full((n_items,), float(spec.fusion.alpha))
     with _naming(root / "heads.safetensors"):
         missing, unexpected = model.load_state_dict(heads, strict=False)
-    if unexpected or any(not k.startswith("encoder.") for k in missing):
+    # a bundle from before the click and satisfaction heads has no tasks.*: they stay at
+    # their count-baseline start
+    if unexpected or any(not k.startswith(("encoder.", "tasks.")) for k in missing):
         raise ExportError(
             f"{root / 'heads.safetensors'}: does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
         )

@@ -29,6 +29,7 @@ from moo_search.metrics._registry import (
     evaluate_mixed,
     evaluate_topk,
     is_known_metric,
+    is_task_metric,
     metric_direction,
 )
 
@@ -46,6 +47,7 @@ __all__ = [
     "head_items",
     "ild",
     "is_known_metric",
+    "is_task_metric",
     "logloss",
     "metric_direction",
     "novelty",

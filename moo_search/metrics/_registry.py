@@ -153,11 +153,25 @@ _list_metric(
     ("mixed",),
     sliced_only=True,
 )
-for _name, _dir, _text in (
-    ("ctr_auc", "maximize", "CTR head ROC AUC on held-out exposures"),
-    ("ctr_logloss", "minimize", "CTR head log loss on held-out exposures"),
-):
+TASK_METRICS = (
+    ("click_auc", "maximize", "click head ROC AUC: interactions against sampled other items"),
+    ("click_logloss", "minimize", "click head log loss on the same pairs"),
+    ("conversion_auc", "maximize", "conversion head ROC AUC: liked among the interactions"),
+    ("conversion_logloss", "minimize", "conversion head log loss on the interactions"),
+    ("satisfaction_rmse", "minimize", "satisfaction head RMSE of the rating"),
+    ("ctr_auc", "maximize", "the old name of conversion_auc (recorded alongside)"),
+    ("ctr_logloss", "minimize", "the old name of conversion_logloss (recorded alongside)"),
+)
+"""The business tasks' metrics (defined in :mod:`moo_search.model.tasks`)."""
+for _name, _dir, _text in TASK_METRICS:
     METRICS.register(_name, MetricDef(_name, _dir, at_k=False, description=_text))
+
+
+def is_task_metric(name: str) -> bool:
+    """Whether ``name`` is a click, conversion or satisfaction metric (or an old ctr_ one)."""
+    return any(name == n for n, _, _ in TASK_METRICS)
+
+
 for _name in (
     "seconds",
     "train_seconds",

@@ -41,6 +41,9 @@ __all__ = [
 ]
 
 CTR_BASELINE = "LikeRate"
+COUNT_BASELINE = "Counts"
+"""The count baseline of every business task in one row (popularity for click, like-rates
+for conversion, mean ratings for satisfaction)."""
 """The name of the count-based CTR baseline's row (it has CTR metrics only)."""
 
 
@@ -282,7 +285,8 @@ def like_rate_ctr(
         z = like_rate_logits(rates, df["user"].to_numpy(), df["item"].to_numpy())
         p = 1.0 / (1.0 + np.exp(-z))
         y = (df["rating"].to_numpy() >= split.threshold).astype(np.float64)
-        out[part] = {"ctr_auc": auc(y, p), "ctr_logloss": logloss(y, p)}
+        a, ll = auc(y, p), logloss(y, p)
+        out[part] = {"conversion_auc": a, "conversion_logloss": ll, "ctr_auc": a, "ctr_logloss": ll}
     return out
 
 
@@ -305,12 +309,84 @@ def evaluate_baselines(
         )
         assert isinstance(res, dict)
         secs = time.perf_counter() - t0
-        for part in res.values():
+        for part_name, part in res.items():
             part["cost/seconds"] = secs
+            # its scores as a click model (rank-based: AUC needs no calibration)
+            part["click_auc"] = score_click_auc(scorer, ctx, part_name)
         out[name] = res
     if ctr:
         out[CTR_BASELINE] = like_rate_ctr(split)
+        out[COUNT_BASELINE] = count_task_baselines(ctx)
     return out
+
+
+def score_click_auc(scorer: Scorer, ctx: BaselineContext, part: str) -> float:
+    """ROC AUC of a scorer's raw scores on ``part``'s click pairs (interactions against the
+    seeded non-interacted items every trial is judged on)."""
+    from moo_search.model.tasks import task_pairs
+
+    pairs = task_pairs(
+        ctx.split, part, "click", negatives=ctx.eval_cfg.click_negatives, seed=ctx.seed
+    )
+    users, inv = np.unique(pairs.users, return_inverse=True)
+    scores = np.empty(len(pairs.users), dtype=np.float64)
+    for start in range(0, len(users), 256):
+        rows = scorer(users[start : start + 256])
+        sel = (inv >= start) & (inv < start + 256)
+        scores[sel] = rows[inv[sel] - start, pairs.items[sel]]
+    return auc(pairs.y, scores)
+
+
+def count_task_baselines(ctx: BaselineContext) -> dict[str, dict[str, float]]:
+    """The count baseline of each business task (:mod:`moo_search.model.tasks`), one row:
+    click from item popularity (a logistic fit of its log on train click pairs), conversion
+    from the smoothed like-rates, satisfaction from the global mean and shrunk user and item
+    rating offsets (the shrinkage chosen on validation)."""
+    from moo_search.model.tasks import RATING_SHRINK_GRID, split_rating_offsets, task_pairs
+
+    split, kw = ctx.split, {"negatives": ctx.eval_cfg.click_negatives, "seed": ctx.seed}
+    counts = np.bincount(split.train["item"].to_numpy(), minlength=split.n_items)
+    logpop = np.log((counts + 1.0) / (split.n_users + 1.0))
+    train = task_pairs(split, "train", "click", **kw)
+    a, b = _logistic_1d(logpop[train.items], train.y)
+    fits = {s: split_rating_offsets(split, s) for s in RATING_SHRINK_GRID}
+    out: dict[str, dict[str, float]] = {}
+    for part, conv in like_rate_ctr(split).items():
+        click = task_pairs(split, part, "click", **kw)
+        p = 1.0 / (1.0 + np.exp(-(a * logpop[click.items] + b)))
+        out[part] = {
+            "click_auc": auc(click.y, p),
+            "click_logloss": logloss(click.y, p),
+            "conversion_auc": conv["ctr_auc"],
+            "conversion_logloss": conv["ctr_logloss"],
+            **conv,
+        }
+    val = task_pairs(split, "val", "satisfaction")
+    best = min(fits, key=lambda s: _rmse(fits[s].predict(val.users, val.items), val.y))
+    for part in out:
+        sat = task_pairs(split, part, "satisfaction")
+        out[part]["satisfaction_rmse"] = _rmse(fits[best].predict(sat.users, sat.items), sat.y)
+    ctx.tuned[COUNT_BASELINE] = {"rating_shrink": best}
+    return out
+
+
+def _rmse(pred: np.ndarray, y: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((pred - y) ** 2)))
+
+
+def _logistic_1d(x: np.ndarray, y: np.ndarray, iters: int = 50) -> tuple[float, float]:
+    """Slope and intercept of a one-feature logistic regression (Newton's method)."""
+    a, b = 0.0, float(np.log(max(y.mean(), 1e-6) / max(1 - y.mean(), 1e-6)))
+    for _ in range(iters):
+        p = 1.0 / (1.0 + np.exp(-(a * x + b)))
+        g = np.array([np.sum((p - y) * x), np.sum(p - y)])
+        w = p * (1 - p)
+        h = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]])
+        step = np.linalg.solve(h + 1e-9 * np.eye(2), g)
+        a, b = a - step[0], b - step[1]
+        if np.abs(step).max() < 1e-10:
+            break
+    return float(a), float(b)
 
 
 PAIRED_BASELINES = ("EASE",)

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from moo_search.model.layer_cache import FrozenPrefix
+from moo_search.model.tasks import TaskHeads
 from moo_search.model.tokens import TokenTable
 
 __all__ = ["CTR_FEATURES", "CTRHead", "Recommender", "standardise"]
@@ -86,6 +87,7 @@ class Recommender(nn.Module):
         item_like_logit: np.ndarray | None = None,
         global_like_logit: float = 0.0,
         item_alpha: np.ndarray | None = None,
+        rating_offsets: Any = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -101,7 +103,9 @@ class Recommender(nn.Module):
         nn.init.normal_(self.item_emb.weight, std=0.05)
         # softmax temperature over fused (standardised) scores, learned from its start value
         self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
-        self.ctr = CTRHead(global_like_logit)
+        self.ctr = CTRHead(global_like_logit)  # the conversion task's output
+        # the click and satisfaction outputs (moo_search.model.tasks)
+        self.tasks = TaskHeads(rating_offsets, n_users, n_items)
         self.register_buffer("logpop", torch.as_tensor(item_logpop, dtype=torch.float32))
         # the fusion weight of each item (alpha, more for tail items: fusion.tail_weight)
         a = np.full(n_items, alpha, dtype=np.float32) if item_alpha is None else item_alpha
@@ -295,7 +299,34 @@ class Recommender(nn.Module):
         return torch.stack([c.float() for c in cols], -1)
 
     def ctr_logit(self, features: torch.Tensor) -> torch.Tensor:
-        return self.ctr(features)
+        """The conversion output from task features (it reads the first five)."""
+        return self.ctr(features[..., : len(CTR_FEATURES)])
+
+    def task_features(
+        self,
+        users: torch.Tensor,
+        items: torch.Tensor,
+        r_z: torch.Tensor,
+        s_z: torch.Tensor | None,
+        *,
+        user_like: torch.Tensor | None = None,
+        item_like: torch.Tensor | None = None,
+        user_offset: torch.Tensor | None = None,
+        item_offset: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Every task head's inputs per pair (:data:`~moo_search.model.tasks.TASK_FEATURES`);
+        pass leave-one-out like-rates and rating offsets when fitting on train pairs."""
+        t = self.tasks
+        uo: torch.Tensor = t.user_offset  # type: ignore[assignment]
+        io: torch.Tensor = t.item_offset  # type: ignore[assignment]
+        act: torch.Tensor = t.user_activity  # type: ignore[assignment]
+        extra = [
+            uo[users] if user_offset is None else user_offset,
+            io[items] if item_offset is None else item_offset,
+            act[users],
+        ]
+        base = self.ctr_features(users, items, r_z, s_z, user_like=user_like, item_like=item_like)
+        return torch.cat([base, torch.stack([c.float() for c in extra], -1)], -1)
 
 
 def _or_zeros(x: np.ndarray | None, n: int) -> np.ndarray:

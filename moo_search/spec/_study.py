@@ -285,14 +285,10 @@ class StudySpec(Strict):
         """Plain data (what spec.yaml, the study and every trial record hold); a password in
         ``storage`` is replaced by ``***`` unless ``redact=False`` (in-process copies only)."""
         out = self.model_dump(mode="json")
-        if redact and out.get("storage"):
-            from moo_search.redact import redact_url
+        from moo_search.redact import redact_url
 
-            out["storage"] = redact_url(out["storage"])
-        if redact and out.get("mlflow"):
-            from moo_search.redact import redact_url
-
-            out["mlflow"] = redact_url(out["mlflow"])
+        for key in ("storage", "mlflow") if redact else ():
+            out[key] = redact_url(out[key]) if out.get(key) else out.get(key)
         out["search_space"] = {k: d.to_yaml() for k, d in self.search_space.items()}
         out["constraints"] = [str(c) for c in self.constraints]
         return out

@@ -262,6 +262,18 @@ class FusionConfig(Strict):
 class LossWeights(Strict):
     ranking: float = Field(1.0, ge=0.0)
     ctr: float = Field(0.2, ge=0.0)
+    click: float = Field(
+        0.0,
+        ge=0.0,
+        description="The click task: the click head's log loss on each batch's interactions "
+        "against sampled non-interacted items (moo_search.model.tasks).",
+    )
+    satisfaction: float = Field(
+        0.0,
+        ge=0.0,
+        description="The satisfaction task: the satisfaction head's squared error on the "
+        "batch's ratings.",
+    )
     diversity: float = Field(0.0, ge=0.0)
     novelty: float = Field(0.0, ge=0.0)
     content: float = Field(
@@ -354,3 +366,10 @@ class EvalConfig(Strict):
     cold_user_max: int = Field(10, ge=0, description="Users with <= N train items are 'cold'.")
     head_share: float = Field(0.8, gt=0.0, le=1.0, description="Head items = top share of train.")
     batch_size: int = Field(256, ge=1)
+    click_negatives: int = Field(
+        4,
+        ge=1,
+        le=100,
+        description="Non-interacted items drawn per interaction for the click task (seeded "
+        "by the spec's seed; the same pairs for every trial and baseline of a study).",
+    )

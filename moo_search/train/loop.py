@@ -39,6 +39,7 @@ class TrainData:
     like_user: np.ndarray | None = None  # (n,) leave-one-out like-rate logits of each pair
     like_item: np.ndarray | None = None
     neighbours: np.ndarray | None = None  # (I, n) nearest backbone neighbours (content term)
+    ratings: np.ndarray | None = None  # (n,) each pair's rating (the satisfaction term)
 
 
 @dataclass
@@ -53,6 +54,7 @@ class TrainHistory:
     seconds: float = 0.0
     ctr_fit_logloss: float | None = None  # the CTR head's train log-loss after its final fit
     new_item_neighbours: int | None = None  # chosen on validation (fusion.new_item_neighbours)
+    task_fit: dict[str, float] = field(default_factory=dict)  # the task heads' train losses
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +68,7 @@ class TrainHistory:
             "seconds": self.seconds,
             "ctr_fit_logloss": self.ctr_fit_logloss,
             "new_item_neighbours": self.new_item_neighbours,
+            "task_fit": self.task_fit,
         }
 
 
@@ -168,6 +171,7 @@ def _pairs_on(data: TrainData, device: torch.device) -> PairData:
         like_item=t(data.like_item),
         item_tokens=data.item_tokens,
         neighbours=t(data.neighbours),
+        ratings=t(data.ratings),
     )
 
 

@@ -1,4 +1,5 @@
-"""The loss terms of L = w_rank L_rank + w_ctr L_ctr + w_div L_div + w_nov L_nov, one
+"""The loss terms of L = w_rank L_rank + w_ctr L_ctr + w_click L_click + w_sat L_sat +
+w_div L_div + w_nov L_nov + w_content L_content, one
 registered function per weight of ``loss.weights`` (same keys), each computed from a
 :class:`Batch`."""
 
@@ -35,6 +36,7 @@ class PairData:
     like_item: torch.Tensor | None
     item_tokens: Any = None  # the catalog's TokenTable (terms that encode items)
     neighbours: torch.Tensor | None = None  # (I, n) each item's nearest backbone neighbours
+    ratings: torch.Tensor | None = None  # (n,) each train pair's rating (satisfaction)
 
 
 @dataclass
@@ -94,6 +96,62 @@ def _ctr(b: Batch) -> torch.Tensor:
         item_like=None if p.like_item is None else p.like_item[t],
     )
     return L.ctr_loss(b.model.ctr_logit(feats).float(), p.clicks[t])
+
+
+def _z_at(b: Batch, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The batch users' collaborative and semantic z-scores at ``items`` (B, n)."""
+    warm = None if b.model.warm is None else b.model.warm.to(b.fused.device)
+    r_z = standardise(b.r_full.float(), warm).gather(1, items)
+    s_z = None
+    if b.s_full is not None:
+        s_z = standardise(b.s_full.float(), warm).gather(1, items)
+    return r_z, s_z
+
+
+@LOSS_TERMS.register("click")
+def _click(b: Batch) -> torch.Tensor:
+    """The click task: each batch interaction (label 1) against items drawn uniformly from
+    the warm catalog (label 0; an interacted item drawn by chance is rare noise)."""
+    device = b.fused.device
+    n_neg = 4
+    n_items = b.fused.shape[1]
+    neg = torch.randint(0, n_items, (len(b.u), n_neg), generator=b.gen).to(device)
+    if b.model.warm is not None:
+        warm = torch.nonzero(b.model.warm.to(device)).squeeze(1)
+        neg = warm[neg % len(warm)]
+    items = torch.cat([b.i[:, None], neg], 1)
+    r_z, s_z = _z_at(b, items)
+    users = b.u[:, None].expand_as(items)
+    feats = b.model.task_features(
+        users.reshape(-1),
+        items.reshape(-1),
+        r_z.reshape(-1),
+        None if s_z is None else s_z.reshape(-1),
+    )
+    y = torch.zeros_like(r_z)
+    y[:, 0] = 1.0
+    return torch.nn.functional.binary_cross_entropy_with_logits(
+        b.model.tasks.click_logit(feats).float(), y.reshape(-1)
+    )
+
+
+@LOSS_TERMS.register("satisfaction")
+def _satisfaction(b: Batch) -> torch.Tensor:
+    """The satisfaction task: squared error of the predicted rating of each batch pair."""
+    p = b.pairs
+    if p.ratings is None:
+        return b.fused.new_zeros(())
+    t = torch.as_tensor(b.idx, device=b.fused.device)
+    r_z, s_z = _z_at(b, b.i[:, None])
+    feats = b.model.task_features(
+        b.u,
+        b.i,
+        r_z[:, 0],
+        None if s_z is None else s_z[:, 0],
+        user_like=None if p.like_user is None else p.like_user[t],
+        item_like=None if p.like_item is None else p.like_item[t],
+    )
+    return (b.model.tasks.rating(feats).float() - p.ratings[t]).pow(2).mean()
 
 
 @LOSS_TERMS.register("diversity")
