@@ -4,7 +4,8 @@ Every ranking baseline (:data:`moo_search.model.baselines.BASELINES`) is passed 
 project's re-rankers over a grid of the re-ranking knobs spanning each knob's whole useful
 range (:data:`FULL_RANGE`, widened to the study's searched range where that is wider: a
 researcher compares with the best the classic methods can do, not with the corner the study
-searches), paired with the like-rate CTR baseline for CTR metrics, evaluated with the study's
+searches), paired with the count baselines for the business tasks (its own scores for click
+AUC, like-rates for conversion, mean ratings for satisfaction), evaluated with the study's
 objectives and constraints. The feasible non-dominated points on validation (as the driver
 sees trials) are the reference front, judged on validation and test: a fine-tune earns its
 place only where no reference point dominates it.
@@ -124,14 +125,23 @@ def reference_front(spec: StudySpec, data: Any) -> dict[str, Any]:
     ``data`` is the trial's :class:`~moo_search.trial.PreparedData` (dataset, split, features).
     """
     from moo_search.evaluate import evaluate_scorer
-    from moo_search.model.baselines import BaselineContext, baseline_names, like_rate_ctr
+    from moo_search.model.baselines import (
+        BaselineContext,
+        baseline_names,
+        count_task_baselines,
+        score_click_auc,
+    )
 
     t_start = time.perf_counter()
     grid = reference_grid(spec)
     metrics = [o.metric for o in spec.objectives]
     directions = [o.direction for o in spec.objectives]
     ctx = BaselineContext.of(spec, data)
-    ctr = like_rate_ctr(data.split)
+    counts = count_task_baselines(ctx)  # conversion and satisfaction from counts
+    wants_click = any(
+        m.startswith("click_") for m in [*metrics, *(c.metric for c in spec.constraints)]
+    )
+    click: dict[tuple[str, str], float] = {}
     n_users = data.split.n_users
     candidates: list[ReferencePoint] = []
     missing: set[str] = set()
@@ -162,7 +172,13 @@ def reference_front(spec: StudySpec, data: Any) -> dict[str, Any]:
             ks=ks,
         )
         assert isinstance(res, dict)
-        full = {**res.get(part, {}), **ctr.get(part, {}), "cost/seconds": fit}
+        # each baseline predicts clicks with its own scores (a click AUC needs no calibration)
+        key = (point["baseline"], part)
+        if wants_click and key not in click:
+            click[key] = score_click_auc(lambda users: scores[users], ctx, part)
+        own = {"click_auc": click[key]} if key in click else {}
+        tasks = {k: v for k, v in counts.get(part, {}).items() if not k.startswith("click_")}
+        full = {**res.get(part, {}), **tasks, **own, "cost/seconds": fit}
         for m in {*metrics, *(c.metric for c in spec.constraints)}:
             v = _metric(full, m)
             if v is None:

@@ -133,8 +133,9 @@ def run_trial(
         config: A :class:`StudySpec` (its trial part is used), plain data or a YAML path.
         artifact_dir: Where to write the adapter (PEFT format), heads, metrics, loss curve,
             top-K lists and the resolved config. Nothing is written when None.
-        keep_model: Attach the trained model to ``result.history["_model"]`` and its served
-            scores (a ``Scorer``) to ``result.history["_scores"]`` (tests, benchmarks, export).
+        keep_model: Attach the trained model to ``result.history["_model"]``, its served
+            scores (a ``Scorer``) to ``result.history["_scores"]`` and its ``CatalogScorer``
+            to ``result.history["_scorer"]`` (tests, benchmarks, export).
         sweep: Settings of inference-only knobs (``{"rerank.mmr_lambda": 0.5, ...}``,
             ``{"fusion.serve_tail_weight": 3.0}``) to evaluate the trained model at as well,
             from its kept embeddings and scores (no re-encode); their metrics land in
@@ -310,6 +311,7 @@ def run_trial(
     if keep_model:
         result.history["_model"] = model
         result.history["_scores"] = kept_scores  # user indices -> served fused scores
+        result.history["_scorer"] = scorer  # its CatalogScorer (task heads, embeddings)
     logger.info(
         "trial done in %.1fs: %s",
         cost["seconds"],

@@ -337,11 +337,15 @@ def score_click_auc(scorer: Scorer, ctx: BaselineContext, part: str) -> float:
     return auc(pairs.y, scores)
 
 
-def count_task_baselines(ctx: BaselineContext) -> dict[str, dict[str, float]]:
-    """The count baseline of each business task (:mod:`moo_search.model.tasks`), one row:
-    click from item popularity (a logistic fit of its log on train click pairs), conversion
-    from the smoothed like-rates, satisfaction from the global mean and shrunk user and item
-    rating offsets (the shrinkage chosen on validation)."""
+def count_task_predictions(
+    ctx: BaselineContext, parts: tuple[str, ...] = ("val", "test")
+) -> dict[str, dict[str, tuple[Any, np.ndarray]]]:
+    """Per part and task, the pairs (:class:`~moo_search.model.tasks.TaskPairs`) and the
+    count baseline's prediction for each: click from item popularity (a logistic fit of its
+    log on train click pairs), conversion from the smoothed like-rates, satisfaction from the
+    global mean and shrunk user and item rating offsets (the shrinkage chosen on
+    validation, recorded in ``ctx.tuned``)."""
+    from moo_search.model.ctr import like_rate_logits, split_like_rates
     from moo_search.model.tasks import RATING_SHRINK_GRID, split_rating_offsets, task_pairs
 
     split, kw = ctx.split, {"negatives": ctx.eval_cfg.click_negatives, "seed": ctx.seed}
@@ -349,24 +353,49 @@ def count_task_baselines(ctx: BaselineContext) -> dict[str, dict[str, float]]:
     logpop = np.log((counts + 1.0) / (split.n_users + 1.0))
     train = task_pairs(split, "train", "click", **kw)
     a, b = _logistic_1d(logpop[train.items], train.y)
+    rates = split_like_rates(split)
     fits = {s: split_rating_offsets(split, s) for s in RATING_SHRINK_GRID}
-    out: dict[str, dict[str, float]] = {}
-    for part, conv in like_rate_ctr(split).items():
-        click = task_pairs(split, part, "click", **kw)
-        p = 1.0 / (1.0 + np.exp(-(a * logpop[click.items] + b)))
-        out[part] = {
-            "click_auc": auc(click.y, p),
-            "click_logloss": logloss(click.y, p),
-            "conversion_auc": conv["ctr_auc"],
-            "conversion_logloss": conv["ctr_logloss"],
-            **conv,
-        }
     val = task_pairs(split, "val", "satisfaction")
     best = min(fits, key=lambda s: _rmse(fits[s].predict(val.users, val.items), val.y))
-    for part in out:
-        sat = task_pairs(split, part, "satisfaction")
-        out[part]["satisfaction_rmse"] = _rmse(fits[best].predict(sat.users, sat.items), sat.y)
     ctx.tuned[COUNT_BASELINE] = {"rating_shrink": best}
+    out: dict[str, dict[str, tuple[Any, np.ndarray]]] = {}
+    for part in parts:
+        if not len(split.part(part)):
+            continue
+        click = task_pairs(split, part, "click", **kw)
+        conv = task_pairs(split, part, "conversion")
+        sat = task_pairs(split, part, "satisfaction")
+        out[part] = {
+            "click": (click, 1.0 / (1.0 + np.exp(-(a * logpop[click.items] + b)))),
+            "conversion": (
+                conv,
+                1.0 / (1.0 + np.exp(-like_rate_logits(rates, conv.users, conv.items))),
+            ),
+            "satisfaction": (sat, fits[best].predict(sat.users, sat.items)),
+        }
+    return out
+
+
+def count_task_baselines(ctx: BaselineContext) -> dict[str, dict[str, float]]:
+    """The count baseline of each business task (:func:`count_task_predictions`) as one row
+    of metrics per part (conversion also under its old ``ctr_*`` names)."""
+    out: dict[str, dict[str, float]] = {}
+    for part, preds in count_task_predictions(ctx).items():
+        (click, pc), (conv, pv), (sat, ps) = (
+            preds["click"],
+            preds["conversion"],
+            preds["satisfaction"],
+        )
+        ca, cl = auc(conv.y, pv), logloss(conv.y, pv)
+        out[part] = {
+            "click_auc": auc(click.y, pc),
+            "click_logloss": logloss(click.y, pc),
+            "conversion_auc": ca,
+            "conversion_logloss": cl,
+            "ctr_auc": ca,
+            "ctr_logloss": cl,
+            "satisfaction_rmse": _rmse(ps, sat.y),
+        }
     return out
 
 

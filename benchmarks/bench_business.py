@@ -1,0 +1,176 @@
+"""The business study's front, its trade-offs, and each task's best trial against its count
+baseline on test, paired by user, with the text tower ablated.
+
+    python benchmarks/bench_business.py [reports/business] [--boot 1000]
+
+Run ``moo-search run studies/business.yaml`` first. For the study's Pareto front
+(validation) it prints every point's validation and test values and, between neighbouring
+front points ordered by click AUC, the conversion AUC gained per click AUC given up. Then for
+each task (click AUC, conversion AUC, satisfaction RMSE) it takes the trial best on
+validation, re-runs its config (same seed) and compares it on test with the task's count
+baseline, the difference with a 95% bootstrap interval over users (a user's pairs stay
+together), and with the same heads refit without the text feature (the semantic z-score
+zeroed): what the text tower contributes. Nothing is chosen on test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from moo_search import load_spec, run_trial
+from moo_search.metrics import auc
+from moo_search.model.baselines import BaselineContext, count_task_predictions
+from moo_search.model.tasks import task_pairs
+from moo_search.pareto import pareto_mask
+from moo_search.study import load_study
+from moo_search.trial import prepare_data
+
+TASKS = {
+    "click_auc": ("click", "maximize"),
+    "conversion_auc": ("conversion", "maximize"),
+    "satisfaction_rmse": ("satisfaction", "minimize"),
+}
+
+
+def head_predictions(scorer: Any, split: Any, spec: Any, part: str) -> dict[str, np.ndarray]:
+    """Each task head's prediction on ``part``'s pairs of that task."""
+    import torch
+
+    from moo_search.train.ctr_eval import pair_features
+
+    out = {}
+    kw = {"negatives": spec.eval.click_negatives, "seed": spec.seed}
+    for task in ("click", "conversion", "satisfaction"):
+        pairs = task_pairs(split, part, task, **kw)
+        x = pair_features(scorer, pairs.users, pairs.items)
+        with torch.no_grad():
+            if task == "click":
+                p = torch.sigmoid(scorer.model.tasks.click_logit(x))
+            elif task == "conversion":
+                p = torch.sigmoid(scorer.model.ctr_logit(x))
+            else:
+                p = scorer.model.tasks.rating(x)
+        out[task] = p.float().cpu().numpy().astype(np.float64)
+    return out
+
+
+def without_text(scorer: Any, data: Any, spec: Any, tdata: Any) -> Any:
+    """The same model with the semantic feature zeroed, its heads refit on train."""
+    import copy
+
+    from moo_search.train.ctr_eval import fit_ctr, fit_task_heads
+
+    model = copy.deepcopy(scorer.model)
+    bare = replace(scorer, model=model, user_emb=None)
+    fit_ctr(bare, tdata)
+    fit_task_heads(bare, tdata, data.split, negatives=spec.eval.click_negatives, seed=spec.seed)
+    return bare
+
+
+def metric(task: str, y: np.ndarray, p: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((p - y) ** 2))) if task == "satisfaction" else auc(y, p)
+
+
+def paired(
+    task: str, users: np.ndarray, y: np.ndarray, a: np.ndarray, b: np.ndarray, boot: int
+) -> tuple[float, float, float]:
+    """metric(a) - metric(b) and its 95% interval, resampling users (their pairs together)."""
+    uniq, inv = np.unique(users, return_inverse=True)
+    order = np.argsort(inv, kind="stable")
+    starts = np.searchsorted(inv[order], np.arange(len(uniq) + 1))
+    rng = np.random.default_rng(0)
+    diffs = []
+    for _ in range(boot):
+        pick = rng.integers(0, len(uniq), len(uniq))
+        idx = np.concatenate([order[starts[u] : starts[u + 1]] for u in pick])
+        diffs.append(metric(task, y[idx], a[idx]) - metric(task, y[idx], b[idx]))
+    lo, hi = np.percentile(diffs, [2.5, 97.5])
+    return metric(task, y, a) - metric(task, y, b), float(lo), float(hi)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("study", nargs="?", default="reports/business")
+    ap.add_argument("--boot", type=int, default=1000)
+    args = ap.parse_args()
+
+    study = load_study(args.study)
+    spec = load_spec(f"{args.study}/spec.yaml")
+    names = [o.metric for o in spec.objectives]
+    directions = [o.direction for o in spec.objectives]
+    done = [
+        t
+        for t in study.trials
+        if t.state.name == "COMPLETE" and "moo:derived_from" not in t.user_attrs
+    ]
+    F = np.array([t.values for t in done])
+    front = [t for t, keep in zip(done, pareto_mask(F, directions)) if keep]
+    print(f"{len(done)} fine-tunes, {len(front)} on the validation front")
+    head = "trial  " + "  ".join(f"{n:>20s}" for n in names)
+    print(head + "   (validation / test)")
+    for t in sorted(front, key=lambda t: -t.values[0]):
+        m = t.user_attrs["moo:metrics"]
+        cells = [f"{m['val'][n]:.4f} / {m['test'][n]:.4f}" for n in names]
+        print(f"{t.number:5d}  " + "  ".join(f"{c:>20s}" for c in cells))
+    if "click_auc" in names and "conversion_auc" in names:
+        ordered = sorted(front, key=lambda t: t.user_attrs["moo:metrics"]["val"]["click_auc"])
+        print("trade-off between neighbouring front points (validation, by click AUC):")
+        for a, b in itertools.pairwise(ordered):
+            va, vb = a.user_attrs["moo:metrics"]["val"], b.user_attrs["moo:metrics"]["val"]
+            d_click = vb["click_auc"] - va["click_auc"]
+            d_conv = vb["conversion_auc"] - va["conversion_auc"]
+            if d_click > 1e-9:
+                print(
+                    f"  trial {b.number} -> {a.number}: click AUC -{d_click:.4f}, conversion "
+                    f"AUC {d_conv:+.4f} ({-d_conv / d_click:+.2f} conversion per click given up)"
+                )
+
+    data = prepare_data(spec)
+    ctx = BaselineContext.of(spec, data)
+    counts = count_task_predictions(ctx, ("test",))["test"]
+    print("each task's best trial (on validation) against its count baseline, on test:")
+    for name, (task, direction) in TASKS.items():
+        if name not in names:
+            continue
+        pick = max if direction == "maximize" else min
+        best = pick(done, key=lambda t: t.user_attrs["moo:metrics"]["val"][name])
+        cfg = spec.with_params(best.params)
+        res = run_trial(cfg, keep_model=True)
+        scorer = res.history["_scorer"]
+        tdata = _train_data(cfg, data, scorer)
+        mine = head_predictions(scorer, data.split, cfg, "test")[task]
+        bare = head_predictions(without_text(scorer, data, cfg, tdata), data.split, cfg, "test")
+        pairs, base = counts[task]
+        d, lo, hi = paired(task, pairs.users, pairs.y, mine, base, args.boot)
+        dt, tlo, thi = paired(task, pairs.users, pairs.y, mine, bare[task], args.boot)
+        print(
+            f"  {name:18s} trial {best.number:3d}: {metric(task, pairs.y, mine):.4f}  count "
+            f"baseline {metric(task, pairs.y, base):.4f}  diff {d:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+            f"   without text {metric(task, pairs.y, bare[task]):.4f}: text adds "
+            f"{dt:+.4f} [{tlo:+.4f}, {thi:+.4f}]"
+        )
+    return 0
+
+
+def _train_data(spec: Any, data: Any, scorer: Any) -> Any:
+    """The train pairs the heads are fit on (as the trial builds them)."""
+    from types import SimpleNamespace
+
+    split = data.split
+    users = split.train["user"].to_numpy()
+    items = split.train["item"].to_numpy()
+    clicks = (split.train["rating"].to_numpy() >= split.threshold).astype(np.float32)
+    like_user, like_item = data.like_rates.pair_logits(users, items, clicks)
+    return SimpleNamespace(
+        users=users, items=items, clicks=clicks, like_user=like_user, like_item=like_item
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
