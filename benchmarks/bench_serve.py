@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from moo_search.export.pyfunc import serve_command
+
 REPO = Path(__file__).resolve().parents[1]
 LOAD = "import sys, time; t=time.perf_counter(); from moo_search import load_exported; r=load_exported(sys.argv[1]); r.recommend(r.user_ids[0], 10); print(time.perf_counter()-t)"
 
@@ -240,25 +242,11 @@ def main() -> int:
         rows = [measure("load_exported", local, users, args)]  # before the server starts
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        bindir = str(Path(sys.executable).parent)
+        argv, env = serve_command(bundle, port)
         t0 = time.perf_counter()
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mlflow",
-                "models",
-                "serve",
-                "-m",
-                str(bundle),
-                "--env-manager",
-                "local",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-            ],
-            env={**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "PYTHONPATH": str(REPO)},
+            argv,
+            env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,

@@ -8,11 +8,9 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import optuna
@@ -22,8 +20,8 @@ import pytest
 from moo_search import export_trial, load_exported
 from moo_search.cli import main
 from moo_search.drivers import run_study
+from moo_search.export.pyfunc import serve_command
 
-from .conftest import REPO
 from .helpers import tiny_spec
 
 mlflow = pytest.importorskip("mlflow")
@@ -167,24 +165,9 @@ def _post(url: str, body: bytes) -> tuple[int, dict]:
 @pytest.fixture(scope="module")
 def server(bundle):
     port = _free_port()
-    bindir = str(Path(sys.executable).parent)  # mlflow starts uvicorn from PATH
-    env = {**os.environ, "PATH": f"{bindir}:{os.environ.get('PATH', '')}", "PYTHONPATH": str(REPO)}
+    argv, env = serve_command(bundle, port)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "models",
-            "serve",
-            "-m",
-            str(bundle),
-            "--env-manager",
-            "local",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
+        argv,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

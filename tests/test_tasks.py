@@ -91,9 +91,7 @@ def test_count_baselines_equal_a_direct_computation():
     # satisfaction: g + b_u + b_i at the shrinkage chosen on validation, computed by hand
     k = ctx.tuned["Counts"]["rating_shrink"]
     g = tr["rating"].mean()
-    bu = tr.assign(r=tr["rating"] - g).groupby("user")["r"].sum() / (
-        tr.groupby("user").size() + k
-    )
+    bu = tr.assign(r=tr["rating"] - g).groupby("user")["r"].sum() / (tr.groupby("user").size() + k)
     resid = tr["rating"] - g - tr["user"].map(bu).fillna(0.0)
     bi = resid.groupby(tr["item"]).sum() / (tr.groupby("item").size() + k)
     pred = g + test["user"].map(bu).fillna(0.0) + test["item"].map(bi).fillna(0.0)

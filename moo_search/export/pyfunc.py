@@ -43,7 +43,7 @@ from typing import Any
 
 from moo_search.errors import ExportError
 
-__all__ = ["MAX_K", "MLFLOW_FILES", "PyfuncRecommender", "write_mlflow_model"]
+__all__ = ["MAX_K", "MLFLOW_FILES", "PyfuncRecommender", "serve_command", "write_mlflow_model"]
 
 MAX_K = 1000
 DEFAULT_K = 10
@@ -114,6 +114,29 @@ def write_mlflow_model(out: Path, example_user: str) -> None:
     finally:
         quiet.setLevel(level)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def serve_command(
+    bundle: str | Path, port: int, host: str = "127.0.0.1"
+) -> tuple[list[str], dict[str, str]]:
+    """(argv, environment) of ``mlflow models serve`` for ``bundle`` in this environment
+    (``--env-manager local``; MLflow starts uvicorn from PATH, so this interpreter's bin comes
+    first, and moo-search stays importable)."""
+    import os
+    import sys
+
+    import moo_search
+
+    bindir = str(Path(sys.executable).parent)
+    src = str(Path(moo_search.__file__).resolve().parents[1])
+    paths = [src, *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join([bindir, os.environ.get("PATH", "")]),
+        "PYTHONPATH": os.pathsep.join(paths),
+    }
+    argv = [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(bundle)]
+    return [*argv, "--env-manager", "local", "-h", host, "-p", str(port)], env
 
 
 def _load_pyfunc(path: str) -> PyfuncRecommender:
