@@ -259,6 +259,10 @@ def test_a_study_written_before_the_study_layer_opens_reports_and_selects(tmp_pa
     assert "legacy" in html
     chosen = select_trial(study, trial=None, select="knee", where=[])
     assert chosen.trial.number in {r["trial"] for r in chosen.front}
+    # its conversion metrics under their old names (ctr_*) still read, filter and show
+    old = select_trial(study, trial=None, select="knee", where=["ctr_auc>=0.5"])
+    assert old.trial.number in {r["trial"] for r in old.front}
+    assert "ctr_auc" in html
 
 
 # --------------------------------------------------------------------------- import direction
