@@ -26,7 +26,6 @@ import numpy as np
 from moo_search import load_spec, run_trial
 from moo_search.metrics import auc
 from moo_search.model.baselines import BaselineContext, count_task_predictions
-from moo_search.model.tasks import task_pairs
 from moo_search.pareto import pareto_mask
 from moo_search.study import load_study
 from moo_search.trial import prepare_data
@@ -40,36 +39,23 @@ TASKS = {
 
 def head_predictions(scorer: Any, split: Any, spec: Any, part: str) -> dict[str, np.ndarray]:
     """Each task head's prediction on ``part``'s pairs of that task."""
-    import torch
+    from moo_search.train.ctr_eval import task_predictions
 
-    from moo_search.train.ctr_eval import pair_features
-
-    out = {}
     kw = {"negatives": spec.eval.click_negatives, "seed": spec.seed}
-    for task in ("click", "conversion", "satisfaction"):
-        pairs = task_pairs(split, part, task, **kw)
-        x = pair_features(scorer, pairs.users, pairs.items)
-        with torch.no_grad():
-            if task == "click":
-                p = torch.sigmoid(scorer.model.tasks.click_logit(x))
-            elif task == "conversion":
-                p = torch.sigmoid(scorer.model.ctr_logit(x))
-            else:
-                p = scorer.model.tasks.rating(x)
-        out[task] = p.float().cpu().numpy().astype(np.float64)
-    return out
+    return {
+        task: task_predictions(scorer, split, part, task, **kw)[1]
+        for task in ("click", "conversion", "satisfaction")
+    }
 
 
-def without_text(scorer: Any, data: Any, spec: Any, tdata: Any) -> Any:
-    """The same model with the semantic feature zeroed, its heads refit on train."""
+def without_text(scorer: Any, data: Any, spec: Any) -> Any:
+    """The same model with the semantic feature zeroed, its heads refit."""
     import copy
 
-    from moo_search.train.ctr_eval import fit_ctr, fit_task_heads
+    from moo_search.train.ctr_eval import fit_task_heads
 
-    model = copy.deepcopy(scorer.model)
-    bare = replace(scorer, model=model, user_emb=None)
-    fit_ctr(bare, tdata)
-    fit_task_heads(bare, tdata, data.split, negatives=spec.eval.click_negatives, seed=spec.seed)
+    bare = replace(scorer, model=copy.deepcopy(scorer.model), user_emb=None)
+    fit_task_heads(bare, data.split, negatives=spec.eval.click_negatives, seed=spec.seed)
     return bare
 
 
@@ -143,9 +129,8 @@ def main() -> int:
         cfg = spec.with_params(best.params)
         res = run_trial(cfg, keep_model=True)
         scorer = res.history["_scorer"]
-        tdata = _train_data(cfg, data, scorer)
         mine = head_predictions(scorer, data.split, cfg, "test")[task]
-        bare = head_predictions(without_text(scorer, data, cfg, tdata), data.split, cfg, "test")
+        bare = head_predictions(without_text(scorer, data, cfg), data.split, cfg, "test")
         pairs, base = counts[task]
         d, lo, hi = paired(task, pairs.users, pairs.y, mine, base, args.boot)
         dt, tlo, thi = paired(task, pairs.users, pairs.y, mine, bare[task], args.boot)
@@ -156,20 +141,6 @@ def main() -> int:
             f"{dt:+.4f} [{tlo:+.4f}, {thi:+.4f}]"
         )
     return 0
-
-
-def _train_data(spec: Any, data: Any, scorer: Any) -> Any:
-    """The train pairs the heads are fit on (as the trial builds them)."""
-    from types import SimpleNamespace
-
-    split = data.split
-    users = split.train["user"].to_numpy()
-    items = split.train["item"].to_numpy()
-    clicks = (split.train["rating"].to_numpy() >= split.threshold).astype(np.float32)
-    like_user, like_item = data.like_rates.pair_logits(users, items, clicks)
-    return SimpleNamespace(
-        users=users, items=items, clicks=clicks, like_user=like_user, like_item=like_item
-    )
 
 
 if __name__ == "__main__":

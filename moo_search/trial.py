@@ -32,7 +32,7 @@ from moo_search.prepare import (
     prepare_data,
 )
 from moo_search.spec import StudySpec, spec_from_dict
-from moo_search.train.ctr_eval import fit_ctr, fit_task_heads, task_metrics
+from moo_search.train.ctr_eval import fit_task_heads, task_metrics
 
 __all__ = [
     "Collaborative",
@@ -255,8 +255,8 @@ def run_trial(
         scorer = _tune_new_item_neighbours(spec, data, scorer)
         history.new_item_neighbours = scorer.new_item_neighbours
         spec = spec.with_params({"fusion.new_item_neighbours": scorer.new_item_neighbours})
-    history.ctr_fit_logloss = fit_ctr(scorer, tdata)
-    history.task_fit = fit_task_heads(scorer, tdata, split, **task_kw)
+    history.task_fit = fit_task_heads(scorer, split, **task_kw)
+    history.ctr_fit_logloss = history.task_fit.get("conversion_fit_loss")
     kept = scorer(np.arange(data.ds.n_users))  # re-ranking reuses it
 
     def kept_scores(users: np.ndarray) -> np.ndarray:

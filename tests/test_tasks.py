@@ -136,4 +136,4 @@ def test_the_heads_beat_their_count_baselines_on_planted_structure():
     # the heads start as their count baselines and refit on train: not worse beyond noise
     assert test["conversion_auc"] > counts["test"]["conversion_auc"] - 0.02
     assert test["satisfaction_rmse"] < counts["test"]["satisfaction_rmse"] + 0.02
-    assert res.history["task_fit"]["click_fit_logloss"] < np.log(2)
+    assert res.history["task_fit"]["click_fit_loss"] < np.log(2)

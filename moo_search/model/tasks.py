@@ -19,7 +19,10 @@ Each task is defined once, here, on a part's interactions (``train``, ``val`` or
 
 The heads share one feature vector per pair (:data:`TASK_FEATURES`: the like-rates,
 popularity, the fused model's two z-scores, the rating offsets and the user's activity) and
-have one linear output per task; each starts as its count baseline.
+have one linear output per task; each starts as its count baseline, is trained with the
+towers by its loss term (``loss.weights.click``, ``ctr``, ``satisfaction``) and is then fit
+to convergence on validation pairs (a train pair's backbone score is in-sample, a test
+pair's is not); validation's own task metrics are out of fold (two folds of users).
 """
 
 from __future__ import annotations

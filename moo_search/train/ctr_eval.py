@@ -1,5 +1,5 @@
-"""The task heads on (user, item) pairs: their features from a scored catalog, their refit on
-train pairs, and their metrics against a part's pairs (the tasks and labels are defined in
+"""The task heads on (user, item) pairs: their features from a scored catalog, their fit on
+validation pairs (out of fold for validation's own metrics), and their metrics on a part (the tasks and labels are defined in
 :mod:`moo_search.model.tasks`)."""
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from moo_search.metrics import auc, logloss
 from moo_search.model.inference import CatalogScorer
 from moo_search.model.tasks import TASK_FEATURES, task_pairs
 
-__all__ = ["ctr_metrics", "fit_ctr", "fit_task_heads", "pair_features", "task_metrics"]
+__all__ = ["fit_task_heads", "pair_features", "task_metrics", "task_predictions"]
 
-_LOO = ("user_like", "item_like", "user_offset", "item_offset")
+HEAD_FOLDS = 2  # validation users' folds for the heads' out-of-fold validation predictions
+TASKS = ("click", "conversion", "satisfaction")
 
 
 def pair_features(
@@ -53,72 +54,78 @@ def pair_features(
     return torch.cat(out) if out else torch.zeros(0, len(TASK_FEATURES), device=device)
 
 
-def _train_loo(tdata: Any, split: Split) -> dict[str, np.ndarray]:
-    """Leave-one-out like-rates and rating offsets of the train pairs (in split.train order)."""
-    from moo_search.model.tasks import split_rating_offsets
-
-    tr = split.train
-    offsets = split_rating_offsets(split)
-    uo, io = offsets.pair_offsets(
-        tr["user"].to_numpy(), tr["item"].to_numpy(), tr["rating"].to_numpy().astype(float)
-    )
-    return {
-        "user_like": tdata.like_user,
-        "item_like": tdata.like_item,
-        "user_offset": uo,
-        "item_offset": io,
-    }
+def _head(model: Any, task: str) -> tuple[torch.nn.Linear, slice]:
+    """The linear output of ``task`` and the task features it reads."""
+    if task == "conversion":
+        return model.ctr.linear, slice(0, model.ctr.linear.in_features)
+    return (model.tasks.click if task == "click" else model.tasks.satisfaction), slice(None)
 
 
-def fit_ctr(scorer: CatalogScorer, tdata: Any) -> float:
-    """Refit the conversion (CTR) head on every train exposure, on frozen features
-    (leave-one-out like-rates, so what it learns on train holds on held-out exposures)."""
-    from moo_search.train.ctr import fit_ctr_head
+def _fit(head: torch.nn.Linear, task: str, x: torch.Tensor, y: torch.Tensor) -> float:
+    from moo_search.train.ctr import fit_logistic, fit_ridge
 
-    x = pair_features(
-        scorer,
-        tdata.users,
-        tdata.items,
-        loo={"user_like": tdata.like_user, "item_like": tdata.like_item},
-    )
-    y = torch.as_tensor(tdata.clicks, dtype=torch.float32, device=scorer.device)
-    return fit_ctr_head(scorer.model.ctr, x[:, : scorer.model.ctr.linear.in_features], y)
+    return fit_ridge(head, x, y) if task == "satisfaction" else fit_logistic(head, x, y)
+
+
+def _apply(head: torch.nn.Linear, task: str, x: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        out = head(x.to(head.weight.dtype)).squeeze(-1)
+        out = out if task == "satisfaction" else torch.sigmoid(out)
+    return out.float().cpu().numpy().astype(np.float64)
+
+
+def _folds(users: np.ndarray, seed: int) -> np.ndarray:
+    """Each pair's fold, by its user (a user's pairs stay together), seeded."""
+    uniq, inv = np.unique(users, return_inverse=True)
+    fold_of = np.random.default_rng([seed, 7]).permutation(len(uniq)) % HEAD_FOLDS
+    return np.asarray(fold_of[inv])
+
+
+def _pairs_x(
+    scorer: CatalogScorer, split: Split, part: str, task: str, negatives: int, seed: int
+) -> tuple[Any, torch.Tensor, slice, torch.nn.Linear]:
+    pairs = task_pairs(split, part, task, negatives=negatives, seed=seed)
+    head, cols = _head(scorer.model, task)
+    return pairs, pair_features(scorer, pairs.users, pairs.items)[:, cols], cols, head
 
 
 def fit_task_heads(
-    scorer: CatalogScorer, tdata: Any, split: Split, *, negatives: int, seed: int
+    scorer: CatalogScorer, split: Split, *, negatives: int, seed: int
 ) -> dict[str, float]:
-    """Refit the click head (logistic, train interactions against seeded negatives) and the
-    satisfaction head (ridge, train ratings) on frozen features; their train losses."""
-    from moo_search.train.ctr import fit_logistic, fit_ridge
-
-    heads = scorer.model.tasks
-    loo = _train_loo(tdata, split)
-    x_pos = pair_features(scorer, tdata.users, tdata.items, loo=loo)
-    ratings = torch.as_tensor(
-        split.train["rating"].to_numpy().astype(np.float32), device=scorer.device
-    )
-    out = {"satisfaction_fit_mse": fit_ridge(heads.satisfaction, x_pos, ratings)}
-    pairs = task_pairs(split, "train", "click", negatives=negatives, seed=seed)
-    n_pos = len(tdata.users)
-    x_neg = pair_features(scorer, pairs.users[n_pos:], pairs.items[n_pos:])
-    x = torch.cat([x_pos, x_neg])
-    y = torch.as_tensor(pairs.y, dtype=torch.float32, device=scorer.device)
-    out["click_fit_logloss"] = fit_logistic(heads.click, x, y)
+    """Fit each task's head on all validation pairs of its task, on frozen features (from
+    its count-baseline start); their fit losses. Validation, not train: a train pair's
+    backbone score is in-sample (EASE was fit on it) while a test pair's is not, and a click
+    head fit on train learns that gap. Validation's own metrics come out of fold
+    (:func:`task_predictions`)."""
+    out: dict[str, float] = {}
+    for task in TASKS:
+        pairs, x, _, head = _pairs_x(scorer, split, "val", task, negatives, seed)
+        if len(pairs.y):
+            y = torch.as_tensor(pairs.y, dtype=torch.float32, device=scorer.device)
+            out[f"{task}_fit_loss"] = _fit(head, task, x, y)
     return out
 
 
-def ctr_metrics(scorer: CatalogScorer, split: Split, part: str) -> dict[str, float]:
-    """The conversion head against the exposures of ``part`` (like = rating >= threshold),
-    under its new and its old names."""
-    pairs = task_pairs(split, part, "conversion")
-    if not len(pairs.y):
-        return {}
-    x = pair_features(scorer, pairs.users, pairs.items)
-    with torch.no_grad():
-        p = torch.sigmoid(scorer.model.ctr_logit(x)).float().cpu().numpy()
-    a, ll = auc(pairs.y, p), logloss(pairs.y, p)
-    return {"conversion_auc": a, "conversion_logloss": ll, "ctr_auc": a, "ctr_logloss": ll}
+def task_predictions(
+    scorer: CatalogScorer, split: Split, part: str, task: str, *, negatives: int, seed: int
+) -> tuple[Any, np.ndarray]:
+    """(pairs, predictions) of ``task`` on ``part``: p(click), p(like) or the rating. On
+    validation each user's pairs are predicted by a head fit on the other users' pairs
+    (cross-fitting, out of fold); elsewhere by the model's head (:func:`fit_task_heads`)."""
+    import copy
+
+    pairs, x, _, head = _pairs_x(scorer, split, part, task, negatives, seed)
+    if part != "val" or not len(pairs.y):
+        return pairs, _apply(head, task, x)
+    folds = _folds(pairs.users, seed)
+    pred = np.empty(len(pairs.y))
+    y = torch.as_tensor(pairs.y, dtype=torch.float32, device=scorer.device)
+    for f in range(HEAD_FOLDS):
+        held = torch.as_tensor(folds == f, device=scorer.device)
+        fold_head = copy.deepcopy(head)
+        _fit(fold_head, task, x[~held], y[~held])
+        pred[folds == f] = _apply(fold_head, task, x[held])
+    return pairs, pred
 
 
 def task_metrics(
@@ -126,17 +133,15 @@ def task_metrics(
 ) -> dict[str, float]:
     """Every task's metrics on ``part``: click AUC and log loss, conversion AUC and log loss
     (and their old ``ctr_*`` names), satisfaction RMSE."""
-    out = ctr_metrics(scorer, split, part)
-    if not out:
+    out: dict[str, float] = {}
+    kw = {"negatives": negatives, "seed": seed}
+    conv, p = task_predictions(scorer, split, part, "conversion", **kw)
+    if not len(conv.y):
         return out
-    sat = task_pairs(split, part, "satisfaction")
-    x = pair_features(scorer, sat.users, sat.items)
-    with torch.no_grad():
-        pred = scorer.model.tasks.rating(x).float().cpu().numpy()
-    out["satisfaction_rmse"] = float(np.sqrt(np.mean((pred - sat.y) ** 2)))
-    clicks = task_pairs(split, part, "click", negatives=negatives, seed=seed)
-    x = pair_features(scorer, clicks.users, clicks.items)
-    with torch.no_grad():
-        p = torch.sigmoid(scorer.model.tasks.click_logit(x)).float().cpu().numpy()
-    out["click_auc"], out["click_logloss"] = auc(clicks.y, p), logloss(clicks.y, p)
+    a, ll = auc(conv.y, p), logloss(conv.y, p)
+    out.update({"conversion_auc": a, "conversion_logloss": ll, "ctr_auc": a, "ctr_logloss": ll})
+    sat, r = task_predictions(scorer, split, part, "satisfaction", **kw)
+    out["satisfaction_rmse"] = float(np.sqrt(np.mean((r - sat.y) ** 2)))
+    click, c = task_predictions(scorer, split, part, "click", **kw)
+    out["click_auc"], out["click_logloss"] = auc(click.y, c), logloss(click.y, c)
     return out

@@ -52,7 +52,7 @@ class TrainHistory:
     stopped_early: bool = False
     train_tokens: int = 0
     seconds: float = 0.0
-    ctr_fit_logloss: float | None = None  # the CTR head's train log-loss after its final fit
+    ctr_fit_logloss: float | None = None  # the conversion head's log-loss after its fit
     new_item_neighbours: int | None = None  # chosen on validation (fusion.new_item_neighbours)
     task_fit: dict[str, float] = field(default_factory=dict)  # the task heads' train losses
 
