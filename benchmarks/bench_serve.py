@@ -111,9 +111,10 @@ def load_seconds(bundle: Path) -> float:
         [sys.executable, "-c", LOAD, str(bundle)],
         capture_output=True,
         text=True,
-        check=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
+    if out.returncode != 0:
+        raise SystemExit(f"loading {bundle} failed:\n{out.stderr[-3000:]}")
     float(out.stdout.strip().splitlines()[-1])  # it loaded
     return time.perf_counter() - t
 
