@@ -76,6 +76,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     ds = load_dataset(DataConfig(dataset=args.name))
     info = ds.info()
     info["load_seconds"] = round(time.perf_counter() - t0, 2)
+    if ds.notes:
+        info["notes"] = list(ds.notes)
     if MOVIE_OVERVIEWS.is_cached() and args.name.startswith("movielens"):
         from moo_search.data import overview_table
         from moo_search.data.overviews import coverage
@@ -84,6 +86,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True))
         return 0
+    for line in ds.notes:
+        print(line)
     print(f"dataset       {info['dataset']}")
     print(f"users         {info['users']:,}")
     print(f"items         {info['items']:,}")
@@ -101,7 +105,7 @@ def cmd_data(args: argparse.Namespace) -> int:
             f"{ov['ratings_share']:.1%} of the ratings; most-rated unmatched: "
             + "; ".join(ov["unmatched_sample"][:5])
         )
-    else:
+    elif args.name.startswith("movielens"):
         print("overviews     not fetched (`moo-search data fetch movie-overviews`)")
     print(f"loaded in     {info['load_seconds']} s")
     return 0

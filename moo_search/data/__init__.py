@@ -67,6 +67,16 @@ field adds (next to) nothing, and the spec is refused rather than run on empty t
 
 def load_dataset(cfg: DataConfig) -> Dataset:
     ds: Dataset = DATASETS.get(cfg.dataset).load(cfg)
+    absent = [
+        f
+        for f in cfg.item_text
+        if f not in ("title", "genres", *OVERVIEW_FIELDS) and f not in ds.items.columns
+    ]
+    if absent:
+        raise DataError(
+            f"data.item_text: {absent} are not fields of {ds.name}'s items (it has "
+            f"{[c for c in ds.items.columns if c not in ('year',)]}); drop them"
+        )
     wanted = [f for f in cfg.item_text if f in OVERVIEW_FIELDS]
     if wanted:
         ds.items = attach_overviews(ds.items, overview_table())

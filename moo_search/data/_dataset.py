@@ -32,6 +32,7 @@ class Dataset:
     user_ids: np.ndarray
     item_ids: np.ndarray
     genres: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # how it was built (`data info` prints it)
 
     @property
     def n_users(self) -> int:

@@ -113,3 +113,29 @@ DATASETS.register("movielens-1m", DatasetSource(_ml1m, fetch=_ml1m_fetch, is_cac
 DATASETS.register("synthetic", DatasetSource(_synthetic))
 DATASETS.register("recbole", DatasetSource(_recbole, needs_path=True))
 DATASETS.register("csv", DatasetSource(_csv, needs_path=True))
+
+
+def _book_crossing(cfg: DataConfig) -> Dataset:
+    from moo_search.data.bookcrossing import BOOK_CROSSING, load_book_crossing
+
+    root = Path(cfg.path) if cfg.path else BOOK_CROSSING.verify_cached()
+    bx = cfg.book_crossing
+    return load_book_crossing(root, k_core_min=bx.k_core, collapse_editions=bx.collapse_editions)[0]
+
+
+def _book_crossing_fetch() -> Path:
+    from moo_search.data.bookcrossing import BOOK_CROSSING
+
+    return BOOK_CROSSING.fetch()
+
+
+def _book_crossing_cached() -> bool:
+    from moo_search.data.bookcrossing import BOOK_CROSSING
+
+    return BOOK_CROSSING.is_cached()
+
+
+DATASETS.register(
+    "book-crossing",
+    DatasetSource(_book_crossing, fetch=_book_crossing_fetch, is_cached=_book_crossing_cached),
+)

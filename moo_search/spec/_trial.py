@@ -27,7 +27,7 @@ __all__ = [
     "TrainConfig",
 ]
 
-ItemText = Literal["title", "genres", "overview", "tagline", "keywords"]
+ItemText = Literal["title", "genres", "overview", "tagline", "keywords", "author", "publisher"]
 
 TRIAL_SECTIONS = ("seed", "data", "model", "adapter", "fusion", "loss", "train", "rerank", "eval")
 """The top-level spec keys that make up a trial config (search dimensions point into these)."""
@@ -83,6 +83,19 @@ class SyntheticConfig(Strict):
     seed: int = 0
 
 
+class BookCrossingConfig(Strict):
+    k_core: int = Field(
+        10,
+        ge=1,
+        description="Keep users and items with at least this many interactions (repeated "
+        "until stable).",
+    )
+    collapse_editions: bool = Field(
+        True,
+        description="One item per work: ISBNs with the same normalised title and author.",
+    )
+
+
 class DataConfig(Strict):
     dataset: str = Field(
         "movielens-100k", description="A registered dataset (moo_search.registry.DATASETS)."
@@ -103,6 +116,7 @@ class DataConfig(Strict):
         "the movie-overviews table (matched by title and year; unmatched items keep the rest).",
     )
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+    book_crossing: BookCrossingConfig = Field(default_factory=BookCrossingConfig)
 
     @field_validator("dataset")
     @classmethod
