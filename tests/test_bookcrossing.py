@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import zipfile
 
+import numpy as np
 import pytest
 
 from moo_search.data.bookcrossing import BOOK_CROSSING, load_book_crossing, work_keys
@@ -144,3 +145,18 @@ def test_item_text_fields_the_dataset_lacks_are_refused():
 
     with pytest.raises(DataError, match=r"data\.item_text: \['author'\]"):
         load_dataset(DataConfig(dataset="synthetic", item_text=["title", "author"]))
+
+
+def test_a_dense_backbone_too_large_for_the_budget_is_refused_naming_size_and_alternative(
+    monkeypatch,
+):
+    import scipy.sparse as sp
+
+    from moo_search.errors import SpecError
+    from moo_search.model.backbones import ease_weights, itemknn_weights
+
+    monkeypatch.setenv("MOO_SEARCH_DENSE_GB", "0.01")  # 36,039 items would need ~29 GiB
+    x = sp.csr_matrix((3, 1000), dtype=np.float32)
+    for fit in (lambda: ease_weights(x, 10.0), lambda: itemknn_weights(x)):
+        with pytest.raises(SpecError, match=r"fusion\.cf: .*1,000 x 1,000.*GiB.*fusion\.cf: mf"):
+            fit()

@@ -47,9 +47,33 @@ EASE_LAMBDAS = (50.0, 100.0, 200.0, 500.0, 1000.0)
 """The validation grid for EASE's L2 weight when ``fusion.ease_lambda`` is not set."""
 
 
+DENSE_BUDGET_GB = 8.0
+"""The most memory a dense item x item backbone may take (``MOO_SEARCH_DENSE_GB`` overrides)."""
+
+
+def check_dense(name: str, n_items: int, matrices: int) -> None:
+    """Refuse a dense backbone whose ``matrices`` float64 item x item arrays would not fit
+    the budget, naming the size and the alternative (before any is allocated)."""
+    import os
+
+    from moo_search.errors import SpecError
+
+    budget = float(os.environ.get("MOO_SEARCH_DENSE_GB", DENSE_BUDGET_GB))
+    need = matrices * 8 * n_items**2 / 2**30
+    if need > budget:
+        raise SpecError(
+            f"{name} is a dense {n_items:,} x {n_items:,} backbone: about {need:.1f} GiB "
+            f"({matrices} float64 matrices), over the {budget:g} GiB budget "
+            "(MOO_SEARCH_DENSE_GB). Use fusion.cf: mf (learned, memory linear in items) or a "
+            "smaller catalog (e.g. a larger data.book_crossing.k_core)",
+            field="fusion.cf",
+        )
+
+
 def ease_weights(x: sp.spmatrix, lam: float) -> np.ndarray:
     """EASE's closed form: P = (X^T X + lam I)^-1, B = I - P diagMat(1 / diag(P)), diag(B) = 0
     (Steck, "Embarrassingly Shallow Autoencoders", WWW 2019, eq. 8)."""
+    check_dense("ease", x.shape[1], 3)
     g = np.asarray((x.T @ x).toarray(), dtype=np.float64)
     g[np.diag_indices_from(g)] += lam
     p = np.linalg.inv(g)
@@ -60,6 +84,7 @@ def ease_weights(x: sp.spmatrix, lam: float) -> np.ndarray:
 
 def itemknn_weights(x: sp.spmatrix, neighbours: int = 100) -> np.ndarray:
     """Cosine item-item similarity on train, top-``neighbours`` per item (Sarwar et al., 2001)."""
+    check_dense("itemknn", x.shape[1], 2)
     x = x.astype(np.float64)
     norms = np.sqrt(np.asarray(x.multiply(x).sum(0)).ravel())
     sim = (x.T @ x).toarray() / np.maximum(np.outer(norms, norms), 1e-12)
