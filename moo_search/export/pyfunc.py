@@ -159,14 +159,9 @@ def _bad(message: str) -> Exception:
 
 def _present(v: Any) -> bool:
     """A cell that holds a value (pandas fills absent ones with None or NaN)."""
-    if v is None:
-        return False
-    try:
-        import math
+    import math
 
-        return not (isinstance(v, float) and math.isnan(v))
-    except TypeError:
-        return True
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
 
 
 def _strings(row: int, name: str, v: Any) -> list[str]:
