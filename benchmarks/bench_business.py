@@ -25,7 +25,8 @@ import numpy as np
 
 from moo_search import load_spec, run_trial
 from moo_search.metrics import auc
-from moo_search.model.baselines import BaselineContext, count_task_predictions
+from moo_search.model.baselines import BaselineContext
+from moo_search.model.task_baselines import count_task_predictions
 from moo_search.pareto import pareto_mask
 from moo_search.study import load_study
 from moo_search.trial import prepare_data

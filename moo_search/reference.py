@@ -125,12 +125,8 @@ def reference_front(spec: StudySpec, data: Any) -> dict[str, Any]:
     ``data`` is the trial's :class:`~moo_search.trial.PreparedData` (dataset, split, features).
     """
     from moo_search.evaluate import evaluate_scorer
-    from moo_search.model.baselines import (
-        BaselineContext,
-        baseline_names,
-        count_task_baselines,
-        score_click_auc,
-    )
+    from moo_search.model.baselines import BaselineContext, baseline_names
+    from moo_search.model.task_baselines import count_task_baselines, score_click_auc
 
     t_start = time.perf_counter()
     grid = reference_grid(spec)

@@ -26,9 +26,15 @@ def test_baselines_table_and_bpr_beats_mostpop_on_test(capsys):
     assert main(["baselines", str(REPO / "studies" / "quickstart.yaml"), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert set(res) >= {"Random", "MostPop", "BPR", "EASE", "LikeRate"}
-    for name in set(res) - {"LikeRate"}:
-        for m in ("precision@10", "ndcg@10", "ild@10", "novelty@10", "coverage@10"):
+    for name in set(res) - {"LikeRate", "Counts"}:
+        for m in ("precision@10", "ndcg@10", "ild@10", "novelty@10", "coverage@10", "click_auc"):
             assert m in res[name]["test"]
+    # the business tasks' count baselines: popularity, like-rates, mean ratings
+    counts = res["Counts"]["test"]
+    assert (
+        counts["click_auc"] > 0.7 and counts["conversion_auc"] == res["LikeRate"]["test"]["ctr_auc"]
+    )
+    assert 0.8 < counts["satisfaction_rmse"] < 1.2
     # EASE (lambda tuned on validation) is the strongest classic method here; the count
     # CTR baseline is far from random
     assert res["EASE"]["test"]["ndcg@10"] > res["BPR"]["test"]["ndcg@10"]

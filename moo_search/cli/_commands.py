@@ -51,6 +51,8 @@ def _metric_columns(spec: Any) -> tuple[str, ...]:
     if spec.data.split.cold_items > 0:
         cold_k = max([k, *(kk for kk in spec.requested_ks())])
         cols += [m.replace("@10", f"@{cold_k}") for m in COLD_TABLE_METRICS]
+    # and every other objective (the business tasks' metrics, a slice, a cut-off)
+    cols += [o.metric for o in spec.objectives if o.metric not in cols and "/" not in o.metric]
     return tuple(cols)
 
 
