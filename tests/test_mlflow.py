@@ -92,7 +92,10 @@ def test_a_tampered_bundle_is_refused_when_mlflow_loads_it(bundle, tmp_path):
         mlflow.pyfunc.load_model(str(copy))
 
 
-def test_export_register_logs_the_run_and_loads_back_by_name(bundle, tmp_path, capsys):
+def test_export_register_logs_the_run_and_loads_back_by_name(
+    bundle, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # a SQLite tracking store keeps artifacts in ./mlruns
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     study_dir = bundle.parent
     rc = main(
@@ -335,7 +338,8 @@ def test_new_items_in_a_request_and_their_errors(cold_bundle):
         model.predict(pd.DataFrame({"user": [rec.user_ids[0]], "new_items": ["[1, 2]"]}))
 
 
-def test_run_with_mlflow_logs_one_parent_and_a_child_per_trial(tmp_path, capsys):
+def test_run_with_mlflow_logs_one_parent_and_a_child_per_trial(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     import yaml
 
     d = tmp_path / "study"
