@@ -157,3 +157,39 @@ def test_a_worker_with_another_driver_is_refused_and_a_corrupt_fingerprint_is_na
     assert main(["run", str(path)]) == 2
     err = capsys.readouterr().err
     assert STUDY_ATTR.FINGERPRINT in err and "Traceback" not in err
+
+
+FINALIZER = """
+import gc, sys, time
+from moo_search.interrupts import interrupt_on_sigterm
+interrupt_on_sigterm()
+
+class Loud:
+    def __del__(self):
+        raise KeyboardInterrupt  # as a SIGTERM landing in a finalizer would
+
+try:
+    Loud()
+    gc.collect()
+    time.sleep(5)
+    print("not interrupted")
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+def test_an_interrupt_that_lands_in_a_finalizer_is_delivered_again_without_a_traceback():
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    proc = subprocess.run(
+        [sys.executable, "-c", FINALIZER],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.stdout.strip() == "interrupted", proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr

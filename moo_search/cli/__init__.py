@@ -18,6 +18,7 @@ from moo_search.cli._commands import (
     cmd_worker,
 )
 from moo_search.errors import MooSearchError
+from moo_search.interrupts import interrupt_on_sigterm
 
 __all__ = ["build_parser", "main"]
 
@@ -263,24 +264,11 @@ def _os_error_lines(e: OSError) -> list[str]:
     return lines
 
 
-def _terminate_as_interrupt() -> None:
-    """SIGTERM (a scheduler, ``kill``) stops a run as Ctrl-C does: the running trial is marked
-    failed, local workers are stopped, and the exit is clean."""
-    import signal
-    import threading
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, handler)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
-    _terminate_as_interrupt()
+    interrupt_on_sigterm()  # SIGTERM stops a run as Ctrl-C does
     try:
         return int(args.func(args) or 0)
     except MooSearchError as e:

@@ -120,12 +120,12 @@ def _worker_entry(
     failures_before: int | None = None,
 ) -> None:
     """A spawned local worker process."""
-    import signal
+    from moo_search.interrupts import interrupt_on_sigterm
 
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     _log_like_the_cli()
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as Ctrl-C does
+    interrupt_on_sigterm()  # stop as Ctrl-C does
     _die_with_parent()
     try:
         spec = spec_from_dict(spec_dict)
