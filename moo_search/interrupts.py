@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -21,10 +22,9 @@ def _redeliver(previous: Any) -> Any:
             # the interrupt landed in a finalizer (a weakref callback, a __del__), where Python
             # prints it as "Exception ignored" and drops it: deliver it again, from another
             # thread once this hook has returned, to the running code, without the traceback
-            try:
+            # (RuntimeError: the interpreter is shutting down, so it is stopping anyway)
+            with contextlib.suppress(RuntimeError):
                 threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM)).start()
-            except RuntimeError:  # the interpreter is shutting down: it is stopping anyway
-                pass
             return
         previous(unraisable)
 
