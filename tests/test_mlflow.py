@@ -92,9 +92,7 @@ def test_a_tampered_bundle_is_refused_when_mlflow_loads_it(bundle, tmp_path):
         mlflow.pyfunc.load_model(str(copy))
 
 
-def test_export_register_logs_the_run_and_loads_back_by_name(
-    bundle, tmp_path, capsys, monkeypatch
-):
+def test_export_register_logs_the_run_and_loads_back_by_name(bundle, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a SQLite tracking store keeps artifacts in ./mlruns
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     study_dir = bundle.parent
