@@ -314,7 +314,6 @@ def test_new_items_in_a_request_and_their_errors(cold_bundle):
     spec, bundle = cold_bundle
     rec = load_exported(bundle)
     model = mlflow.pyfunc.load_model(str(bundle))
-    ds = prepare = None  # noqa: F841
     from moo_search.trial import prepare_data
 
     data = prepare_data(spec)
