@@ -10,9 +10,10 @@ PY     := $(VENV)/bin/python
 # (CUDA) build from PyPI on a user's GPU machine. Pinned so pip never picks a newer build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: venv demo test test-fast lint bench browser-deps clean
+.PHONY: venv demo test test-fast lint bench browser-deps sparse-deps clean
 
 $(VENV)/.installed: pyproject.toml
+	@$(MAKE) --no-print-directory sparse-deps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
@@ -23,6 +24,12 @@ venv: $(VENV)/.installed
 
 demo: venv
 	$(VENV)/bin/moo-search run studies/quickstart.yaml
+
+# SuiteSparse headers: scikit-sparse (for the sansa backbone, extra "scale") compiles against them
+sparse-deps:
+	@test -f /usr/include/suitesparse/cholmod.h || { \
+	  echo "installing Debian's libsuitesparse-dev for scikit-sparse (the sansa backbone)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libsuitesparse-dev) >/dev/null; }
 
 browser-deps:
 	@command -v chromium >/dev/null 2>&1 || { \

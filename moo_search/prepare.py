@@ -65,17 +65,22 @@ def prepare_data(spec: StudySpec) -> PreparedData:
 
 @dataclass
 class Collaborative:
-    """A study's collaborative backbone on its split: W (None for mf), user scores, params."""
+    """A study's collaborative backbone on its split: W (None for mf; a numpy array or
+    :class:`~moo_search.model.backbones.SparseWeights`), the users' scores x_u W (None when
+    the users x items table is over the memory budget: computed per batch from ``train``),
+    the train matrix and the parameters."""
 
     name: str
-    weights: np.ndarray | None
+    weights: Any
     scores: np.ndarray | None
     params: dict[str, Any]
+    train: Any = None
 
 
 def collaborative_backbone(spec: StudySpec, data: PreparedData) -> Collaborative:
     """The ``fusion.cf`` backbone, from the on-disk cache after its first computation."""
-    from moo_search.model.backbones import backbone_weights
+    from moo_search.memory import scores_fit
+    from moo_search.model.backbones import backbone_weights, user_scores
 
     w, params = backbone_weights(
         spec.fusion.cf,
@@ -84,11 +89,13 @@ def collaborative_backbone(spec: StudySpec, data: PreparedData) -> Collaborative
         eval_cfg=spec.eval,
         fusion=spec.fusion,
     )
-    scores = None
+    scores = x = None
     if w is not None:
         x = data.split.matrix("train").astype(np.float32).tocsr()
-        scores = np.asarray(x @ w, dtype=np.float32)
-    return Collaborative(spec.fusion.cf, w, scores, params)
+        n_users, n_items = x.shape
+        if scores_fit(n_users, n_items):
+            scores = user_scores(x, w)
+    return Collaborative(spec.fusion.cf, w, scores, params, x)
 
 
 _WEIGHTS_SHA256: dict[str, str] = {}
@@ -152,6 +159,7 @@ def build_model(spec: StudySpec, data: PreparedData) -> tuple[Any, Any, str]:
         item_logpop=np.log(data.item_pop),
         cf_weights=cf.weights,
         cf_scores=cf.scores,
+        cf_train=cf.train,
         user_like_logit=rates.user_logit,
         item_like_logit=rates.item_logit,
         global_like_logit=rates.global_logit,
@@ -191,14 +199,25 @@ def item_neighbours(spec: StudySpec, data: PreparedData, model: Any) -> np.ndarr
     content loss term aligns item texts with. None when that term is off."""
     if spec.loss.weights.content <= 0 or spec.fusion.alpha <= 0:
         return None
-    from moo_search.model.backbones import itemknn_weights
+    from moo_search.model.backbones import SPARSE_FROM_ITEMS, itemknn_sparse, itemknn_weights
 
-    if model.fixed_cf:
-        w = model.cf_weights.detach().cpu().numpy().astype(np.float64)
-    else:
-        w = itemknn_weights(data.split.matrix("train").astype(np.float64).tocsr(), 100)
-    sim = np.abs(w) + np.abs(w.T)
-    np.fill_diagonal(sim, -np.inf)
-    sim[:, ~data.split.warm] = -np.inf  # a held-out item is nobody's neighbour
-    n = min(spec.loss.content_neighbours, int(data.split.warm.sum()) - 1)
-    return np.argpartition(-sim, n - 1, axis=1)[:, :n].astype(np.int64)
+    warm = data.split.warm
+    n = min(spec.loss.content_neighbours, int(warm.sum()) - 1)
+    w = model.cf_matrix()
+    if w is None:
+        x = data.split.matrix("train").astype(np.float64).tocsr()
+        w = itemknn_weights(x, 100) if len(warm) < SPARSE_FROM_ITEMS else itemknn_sparse(x, 100)
+    if isinstance(w, np.ndarray):
+        w = w.astype(np.float64)
+        sim = np.abs(w) + np.abs(w.T)
+        np.fill_diagonal(sim, -np.inf)
+        sim[:, ~warm] = -np.inf  # a held-out item is nobody's neighbour
+        return np.argpartition(-sim, n - 1, axis=1)[:, :n].astype(np.int64)
+    out = np.empty((len(warm), n), dtype=np.int64)  # sparse W: a chunk of items at a time
+    for start in range(0, len(warm), 1024):
+        idx = np.arange(start, min(start + 1024, len(warm)))
+        sim = np.abs(w.rows(idx)) + np.abs(w.columns(idx))
+        sim[np.arange(len(idx)), idx] = -np.inf
+        sim[:, ~warm] = -np.inf
+        out[idx] = np.argpartition(-sim, n - 1, axis=1)[:, :n]
+    return out

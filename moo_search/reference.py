@@ -124,7 +124,8 @@ def reference_front(spec: StudySpec, data: Any) -> dict[str, Any]:
 
     ``data`` is the trial's :class:`~moo_search.trial.PreparedData` (dataset, split, features).
     """
-    from moo_search.evaluate import evaluate_scorer
+    from moo_search.evaluate import Scorer, evaluate_scorer
+    from moo_search.memory import keep_scores
     from moo_search.model.baselines import BaselineContext, baseline_names
     from moo_search.model.task_baselines import count_task_baselines, score_click_auc
 
@@ -142,10 +143,10 @@ def reference_front(spec: StudySpec, data: Any) -> dict[str, Any]:
     candidates: list[ReferencePoint] = []
     missing: set[str] = set()
     ks = spec.requested_ks()
-    scorers: dict[str, tuple[np.ndarray, float]] = {}
+    scorers: dict[str, tuple[Scorer, float]] = {}
     for name in baseline_names(data.split):
         t0 = time.perf_counter()
-        scores = np.asarray(ctx.scorer(name)(np.arange(n_users)), dtype=np.float32)
+        scores = keep_scores(ctx.scorer(name), n_users, data.split.n_items)
         scorers[name] = (scores, time.perf_counter() - t0)
         for knobs in grid:
             candidates.append({"baseline": name, "knobs": knobs, "val": {}, "test": {}})
@@ -154,7 +155,7 @@ def reference_front(spec: StudySpec, data: Any) -> dict[str, Any]:
         scores, fit = scorers[point["baseline"]]
         knobs = point["knobs"]
         res = evaluate_scorer(
-            lambda users: scores[users],
+            scores,
             data.ds,
             data.split,
             eval_cfg=spec.eval,
@@ -171,7 +172,7 @@ def reference_front(spec: StudySpec, data: Any) -> dict[str, Any]:
         # each baseline predicts clicks with its own scores (a click AUC needs no calibration)
         key = (point["baseline"], part)
         if wants_click and key not in click:
-            click[key] = score_click_auc(lambda users: scores[users], ctx, part)
+            click[key] = score_click_auc(scores, ctx, part)
         own = {"click_auc": click[key]} if key in click else {}
         tasks = {k: v for k, v in counts.get(part, {}).items() if not k.startswith("click_")}
         full = {**res.get(part, {}), **tasks, **own, "cost/seconds": fit}

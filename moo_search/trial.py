@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from moo_search.evaluate import evaluate_scorer
+from moo_search.memory import keep_scores
 from moo_search.metrics import is_task_metric
 from moo_search.model.inference import CatalogScorer
 from moo_search.prepare import (
@@ -257,10 +258,8 @@ def run_trial(
         spec = spec.with_params({"fusion.new_item_neighbours": scorer.new_item_neighbours})
     history.task_fit = fit_task_heads(scorer, split, **task_kw)
     history.ctr_fit_logloss = history.task_fit.get("conversion_fit_loss")
-    kept = scorer(np.arange(data.ds.n_users))  # re-ranking reuses it
-
-    def kept_scores(users: np.ndarray) -> np.ndarray:
-        return kept[users]
+    # re-ranking reuses the scores: kept, or recomputed per chunk for a large catalog
+    kept_scores = keep_scores(scorer, data.ds.n_users, data.ds.n_items)
 
     out = evaluate_scorer(
         kept_scores,
@@ -397,8 +396,7 @@ def _variant(
     vspec = spec.with_params(knobs)
     if any(k.startswith("fusion.") for k in knobs):
         served = scorer.serving(item_alpha(vspec, data, serving=True))
-        fused = served(np.arange(data.ds.n_users))  # every user once, like the kept scores
-        scores = lambda users: fused[users]  # noqa: E731
+        scores = keep_scores(served, data.ds.n_users, data.ds.n_items)  # like the kept scores
     out = evaluate_scorer(
         scores,
         data.ds,

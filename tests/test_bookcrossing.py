@@ -158,5 +158,5 @@ def test_a_dense_backbone_too_large_for_the_budget_is_refused_naming_size_and_al
     monkeypatch.setenv("MOO_SEARCH_DENSE_GB", "0.01")  # 36,039 items would need ~29 GiB
     x = sp.csr_matrix((3, 1000), dtype=np.float32)
     for fit in (lambda: ease_weights(x, 10.0), lambda: itemknn_weights(x)):
-        with pytest.raises(SpecError, match=r"fusion\.cf: .*1,000 x 1,000.*GiB.*fusion\.cf: mf"):
+        with pytest.raises(SpecError, match=r"fusion\.cf: .*1,000 x 1,000.*GiB.*fusion\.cf: sansa"):
             fit()

@@ -165,14 +165,15 @@ def test_a_study_without_rerank_knobs_stores_a_nondominated_reference_front(tmp_
     )
     study = run_study(spec)
     stored = study.user_attrs["moo:reference_front"]
-    # seven baselines (five classic, two content) x the full-range grid
-    assert stored["evaluated"] == 7 * len(reference_grid(spec))
+    # eight baselines (six classic, two content) x the full-range grid
+    assert stored["evaluated"] == 8 * len(reference_grid(spec))
     points = stored["points"]
     assert points and {p["baseline"] for p in points} <= {
         "Random",
         "MostPop",
         "ItemKNN",
         "BPR",
+        "ALS",
         "EASE",
         "TF-IDF",
         "Frozen encoder",

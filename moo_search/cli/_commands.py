@@ -185,7 +185,8 @@ def cmd_baselines(args: argparse.Namespace) -> int:
     _ensure_data(spec)
     data = prepare_data(spec)
     ds = data.ds
-    res = evaluate_baselines(BaselineContext.of(spec, data))
+    ctx = BaselineContext.of(spec, data)
+    res = evaluate_baselines(ctx)
     cols = _metric_columns(spec)
     if args.json:
         print(json.dumps(res, indent=2, sort_keys=True))
@@ -195,6 +196,11 @@ def cmd_baselines(args: argparse.Namespace) -> int:
         print(_table([(n, r.get(part, {})) for n, r in res.items()], (*cols, "ctr_auc")))
     secs = {n: r.get("val", {}).get("cost/seconds") for n, r in res.items()}
     print("\nseconds to fit and score: " + ", ".join(f"{n} {v:.1f}" for n, v in secs.items() if v))
+    rss = {n: r.get("val", {}).get("cost/peak_rss_mb") for n, r in res.items()}
+    print("peak RSS meanwhile (MiB): " + ", ".join(f"{n} {v:.0f}" for n, v in rss.items() if v))
+    for name, chose in ctx.tuned.items():
+        shown = {k: v for k, v in chose.items() if k != "val"}
+        print(f"{name} chose on validation: {shown}")
     return 0
 
 

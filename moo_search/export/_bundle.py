@@ -149,7 +149,7 @@ def _write_bundle(
     spec: StudySpec,
     art: Path,
     base_id: str,
-    backbone: np.ndarray | None,
+    backbone: Any,
     data: Any,
     t: Any,
     study: Any,
@@ -168,10 +168,17 @@ def _write_bundle(
     if backbone is not None:
         from safetensors.numpy import save_file as save_np
 
+        from moo_search.model.backbones import SparseWeights
+
         keep = _kept_items(data)
-        if keep is not None:
-            backbone = np.ascontiguousarray(backbone[np.ix_(keep, keep)])
-        save_np({"weights": backbone}, str(out / "backbone.safetensors"))
+        if isinstance(backbone, SparseWeights):  # its CSR factors, f0_data, f0_indices, ...
+            if keep is not None:
+                backbone = backbone.restrict(keep)
+            save_np(backbone.arrays(), str(out / "backbone.safetensors"))
+        else:
+            if keep is not None:
+                backbone = np.ascontiguousarray(backbone[np.ix_(keep, keep)])
+            save_np({"weights": backbone}, str(out / "backbone.safetensors"))
     _write_catalog(out, data, _kept_items(data))
     recorded = json.loads((art / "metrics.json").read_text())
     if t.user_attrs.get(ATTR.METRICS):
@@ -270,7 +277,7 @@ def _kept_items(data: Any) -> np.ndarray | None:
     return np.flatnonzero(data.split.warm) if data.split.has_cold_items else None
 
 
-def _backbone_for_export(t: Any, spec: StudySpec, data: Any) -> np.ndarray | None:
+def _backbone_for_export(t: Any, spec: StudySpec, data: Any) -> Any:
     """The closed-form backbone W the trial used (None for mf), checked against its record."""
     from moo_search.model.backbones import backbone_sha256
     from moo_search.trial import collaborative_backbone

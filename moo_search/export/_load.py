@@ -373,11 +373,19 @@ def load_exported(path: str | Path) -> ExportedRecommender:
     if (root / "backbone.safetensors").is_file():
         from safetensors.numpy import load_file as load_np
 
-        cf_weights = _read(root / "backbone.safetensors", lambda p: load_np(str(p))["weights"])
+        from moo_search.memory import scores_fit
+        from moo_search.model.backbones import SparseWeights, user_scores
+
+        arrays = _read(root / "backbone.safetensors", lambda p: load_np(str(p)))
         with _naming(root / "backbone.safetensors"):
-            if cf_weights.shape != (n_items, n_items):
+            # dense: "weights"; sparse: CSR factors f0_data, f0_indices, f0_indptr, f0_shape...
+            cf_weights = (
+                arrays["weights"] if "weights" in arrays else SparseWeights.from_arrays(arrays)
+            )
+            if tuple(cf_weights.shape) != (n_items, n_items):
                 raise ValueError(f"holds a {cf_weights.shape} W; the catalog has {n_items} items")
-            cf_scores = np.asarray(train @ cf_weights, dtype=np.float32)
+            if scores_fit(n_users, n_items):
+                cf_scores = user_scores(train, cf_weights)
     model = Recommender(
         encoder=encoder,
         n_users=n_users,
@@ -389,6 +397,7 @@ def load_exported(path: str | Path) -> ExportedRecommender:
         item_logpop=heads["logpop"].numpy(),
         cf_weights=cf_weights,
         cf_scores=cf_scores,
+        cf_train=train,
     )
     n_frozen = frozen_prefix_length(encoder)
     if n_frozen and spec.fusion.alpha > 0:  # the same layer path the trial evaluated with

@@ -6,11 +6,16 @@
   matrix; lambda tuned on validation over :data:`EASE_LAMBDAS` unless ``fusion.ease_lambda``.
 - ``itemknn``: cosine item-item similarity, top-``fusion.knn_neighbours`` per item
   (Sarwar et al., WWW 2001).
+  (Sarwar et al., WWW 2001); dense up to :data:`SPARSE_FROM_ITEMS` items, sparse beyond.
+- ``sansa``: SANSA (Spisak et al., RecSys 2023), EASE's inverse approximated sparse, for
+  catalogs where a dense item x item matrix does not fit; L2 tuned on validation over
+  :data:`EASE_LAMBDAS` unless ``fusion.sansa_l2``. Needs the ``scale`` extra.
 - ``mf``: learned ID embeddings trained with the adapter (no closed form, nothing cached).
 
-A closed-form backbone is an item-item matrix W; user scores are ``x_u @ W`` over the user's
-train row x_u. W is computed once per (dataset, split, backbone parameters) and cached on disk,
-so every trial of a study reuses it in milliseconds.
+A closed-form backbone is an item-item matrix W, dense (an array) or kept sparse
+(:class:`SparseWeights`, possibly as a product of sparse factors); user scores are
+``x_u @ W`` over the user's train row x_u (:func:`user_scores`). W is computed once per
+(dataset, split, backbone parameters) and cached on disk, so every trial of a study reuses it.
 """
 
 from __future__ import annotations
@@ -27,18 +32,33 @@ import numpy as np
 import scipy.sparse as sp
 
 from moo_search.cache import read_entry, write_entry
+from moo_search.model.sparse_weights import (
+    SPARSE_FROM_ITEMS,
+    SparseWeights,
+    Weights,
+    itemknn_sparse,
+    sansa_density,
+    sansa_weights,
+    user_scores,
+)
 from moo_search.registry import BACKBONES
 
 __all__ = [
     "EASE_LAMBDAS",
+    "SPARSE_FROM_ITEMS",
     "Backbone",
     "FitContext",
+    "SparseWeights",
+    "Weights",
     "backbone_sha256",
     "backbone_weights",
     "ease_weights",
+    "itemknn_sparse",
     "itemknn_weights",
+    "sansa_weights",
     "split_fingerprint",
     "tune_ease_lambda",
+    "user_scores",
 ]
 
 logger = logging.getLogger("moo_search")
@@ -62,9 +82,10 @@ def check_dense(name: str, n_items: int, matrices: int) -> None:
     need = matrices * 8 * n_items**2 / 2**30
     if need > budget:
         raise SpecError(
-            f"{name} is a dense {n_items:,} x {n_items:,} backbone: about {need:.1f} GiB "
+            f"{name} is a dense {n_items:,} x {n_items:,} backbone: about {need:.3g} GiB "
             f"({matrices} float64 matrices), over the {budget:g} GiB budget "
-            "(MOO_SEARCH_DENSE_GB). Use fusion.cf: mf (learned, memory linear in items) or a "
+            "(MOO_SEARCH_DENSE_GB). Use fusion.cf: sansa (sparse EASE), itemknn (kept sparse "
+            f"from {SPARSE_FROM_ITEMS:,} items on), mf (learned, memory linear in items) or a "
             "smaller catalog (e.g. a larger data.book_crossing.k_core)",
             field="fusion.cf",
         )
@@ -119,6 +140,12 @@ class FitContext:
         (an entry not of ``shape`` is recomputed)."""
         return _cached(_key(self.fingerprint, name, params), compute, shape)
 
+    def cached_sparse(
+        self, name: str, params: dict[str, Any], compute: Callable[[], SparseWeights]
+    ) -> SparseWeights:
+        """:meth:`cached` for sparse weights (stored as their CSR arrays)."""
+        return _cached_sparse(_key(self.fingerprint, name, params), compute)
+
 
 @dataclass(frozen=True)
 class Backbone:
@@ -126,7 +153,7 @@ class Backbone:
     for one learned with the adapter (mf)."""
 
     name: str
-    fit: Callable[[FitContext], tuple[np.ndarray, dict[str, Any]]] | None
+    fit: Callable[[FitContext], tuple[Weights, dict[str, Any]]] | None
     description: str
 
 
@@ -136,8 +163,14 @@ def _cache_dir() -> Path:
     return cache_dir() / "backbones"
 
 
-def backbone_sha256(w: np.ndarray) -> str:
-    """SHA-256 of W's float32 bytes (C order): what a trial record and an export pin."""
+def backbone_sha256(w: Weights) -> str:
+    """SHA-256 of W's float32 bytes (C order; for sparse weights, of each factor's shape,
+    index and value arrays): what a trial record and an export pin."""
+    if isinstance(w, SparseWeights):
+        h = hashlib.sha256(b"sparse")
+        for name, a in sorted(w.arrays().items()):
+            h.update(name.encode() + np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()
     return hashlib.sha256(np.ascontiguousarray(w, dtype=np.float32).tobytes()).hexdigest()
 
 
@@ -188,20 +221,42 @@ def _cached(
     return w
 
 
+def _cached_sparse(key: str, compute: Callable[[], SparseWeights]) -> SparseWeights:
+    path = _cache_dir() / f"{key}.npz"
+
+    def load(p: Path) -> SparseWeights:
+        with np.load(p, allow_pickle=False) as z:
+            return SparseWeights.from_arrays(dict(z))
+
+    w = read_entry(path, load, what="backbone cache")
+    if w is None:
+        w = compute()
+        arrays: dict[str, Any] = w.arrays()
+        write_entry(path, lambda f: np.savez(f, **arrays), what="backbone cache", nnz=w.nnz)
+    return w
+
+
 def tune_ease_lambda(
-    split: Any, *, features: np.ndarray, eval_cfg: Any, grid: tuple[float, ...] = EASE_LAMBDAS
+    split: Any,
+    *,
+    features: np.ndarray,
+    eval_cfg: Any,
+    grid: tuple[float, ...] = EASE_LAMBDAS,
+    fit: Callable[[sp.csr_matrix, float], Any] = ease_weights,
+    name: str = "EASE",
 ) -> tuple[float, dict[float, float]]:
-    """The lambda of ``grid`` with the best validation ndcg@k (k = ``eval_cfg.k``)."""
+    """The L2 weight of ``grid`` with the best validation ndcg@k (k = ``eval_cfg.k``) for
+    ``fit(x, lambda)`` (EASE, or SANSA's approximation of it)."""
     from moo_search.evaluate import evaluate_scorer
 
     x = split.matrix("train").astype(np.float64).tocsr()
     scores: dict[float, float] = {}
     metric = f"ndcg@{eval_cfg.k}"
     for lam in grid:
-        w = ease_weights(x, lam)
+        w = fit(x, lam)
 
-        def score(users: np.ndarray, w: np.ndarray = w) -> np.ndarray:
-            return np.asarray(x[users] @ w)
+        def score(users: np.ndarray, w: Weights = w) -> np.ndarray:
+            return user_scores(x[users], w)
 
         res = evaluate_scorer(
             score,
@@ -214,11 +269,11 @@ def tune_ease_lambda(
         assert isinstance(res, dict)
         scores[float(lam)] = float(res["val"][metric])
     best = max(scores, key=lambda k: scores[k])
-    logger.info("EASE lambda tuned on validation %s: %s -> %g", metric, scores, best)
+    logger.info("%s lambda tuned on validation %s: %s -> %g", name, metric, scores, best)
     return best, scores
 
 
-def _fit_ease(ctx: FitContext) -> tuple[np.ndarray, dict[str, Any]]:
+def _fit_ease(ctx: FitContext) -> tuple[Weights, dict[str, Any]]:
     params: dict[str, Any] = {}
     lam = getattr(ctx.fusion, "ease_lambda", None)
     if lam is None:
@@ -240,11 +295,50 @@ def _fit_ease(ctx: FitContext) -> tuple[np.ndarray, dict[str, Any]]:
     ), params
 
 
-def _fit_itemknn(ctx: FitContext) -> tuple[np.ndarray, dict[str, Any]]:
+def _fit_itemknn(ctx: FitContext) -> tuple[Weights, dict[str, Any]]:
     n = int(getattr(ctx.fusion, "knn_neighbours", 100))
     params = {"neighbours": n}
-    shape = (ctx.split.n_items, ctx.split.n_items)
+    n_items = ctx.split.n_items
+    if n_items >= SPARSE_FROM_ITEMS:
+        w = ctx.cached_sparse("itemknn-sparse", params, lambda: itemknn_sparse(ctx.x, n))
+        return w, {**params, "sparse": True}
+    shape = (n_items, n_items)
     return ctx.cached("itemknn", params, lambda: itemknn_weights(ctx.x, n), shape), params
+
+
+def _fit_sansa(ctx: FitContext) -> tuple[Weights, dict[str, Any]]:
+    density = sansa_density(ctx.split.n_items, getattr(ctx.fusion, "sansa_density", None))
+    params: dict[str, Any] = {"density": density}
+    lam = getattr(ctx.fusion, "sansa_l2", None)
+
+    def fit(x: sp.csr_matrix, lam: float) -> SparseWeights:
+        return sansa_weights(x, lam, density)
+
+    if lam is None:
+        k = ctx.eval_cfg.k
+        chosen = ctx.cached(
+            "sansa-l2",
+            {"grid": EASE_LAMBDAS, "k": k, "density": density},
+            lambda: np.array(
+                [
+                    tune_ease_lambda(
+                        ctx.split,
+                        features=ctx.features,
+                        eval_cfg=ctx.eval_cfg,
+                        fit=fit,
+                        name="SANSA",
+                    )[0]
+                ]
+            ),
+            shape=(1,),
+        )
+        lam = float(chosen[0])
+        params["tuned_on"] = f"val ndcg@{k} over {list(EASE_LAMBDAS)}"
+    params["l2"] = float(lam)
+    w = ctx.cached_sparse(
+        "sansa", {"l2": float(lam), "density": density}, lambda: fit(ctx.x, float(lam))
+    )
+    return w, params
 
 
 BACKBONES.register(
@@ -252,6 +346,10 @@ BACKBONES.register(
 )
 BACKBONES.register(
     "itemknn", Backbone("itemknn", _fit_itemknn, "cosine item-item kNN (Sarwar et al. 2001)")
+)
+BACKBONES.register(
+    "sansa",
+    Backbone("sansa", _fit_sansa, "SANSA, EASE with a sparse approximate inverse (Spisak 2023)"),
 )
 BACKBONES.register("mf", Backbone("mf", None, "learned ID embeddings, trained with the adapter"))
 
@@ -263,7 +361,7 @@ def backbone_weights(
     features: np.ndarray,
     eval_cfg: Any,
     fusion: Any = None,
-) -> tuple[np.ndarray | None, dict[str, Any]]:
+) -> tuple[Weights | None, dict[str, Any]]:
     """(item-item W or None for ``mf``, the parameters used), cached on disk.
 
     The cache key is the split's content (:func:`split_fingerprint`) and the backbone's

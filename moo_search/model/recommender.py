@@ -81,8 +81,9 @@ class Recommender(nn.Module):
         temperature: float,
         pooling: str,
         item_logpop: np.ndarray,
-        cf_weights: np.ndarray | None = None,
+        cf_weights: Any = None,
         cf_scores: np.ndarray | None = None,
+        cf_train: Any = None,
         user_like_logit: np.ndarray | None = None,
         item_like_logit: np.ndarray | None = None,
         global_like_logit: float = 0.0,
@@ -121,18 +122,33 @@ class Recommender(nn.Module):
         # items training may see (None: all); set by hold_out() under the item-cold protocol
         self.warm: torch.Tensor | None = None
         self.fixed_cf = cf_weights is not None
+        # a sparse closed-form W (moo_search.model.backbones.SparseWeights) and, when the
+        # users x items score table is not kept (a large catalog), the train rows it scores
+        self.cf_sparse: Any = None
+        self.cf_train: Any = None
         if cf_weights is not None:
-            if cf_scores is None:
-                raise ValueError("a closed-form backbone needs its user scores (cf_scores)")
+            if cf_scores is None and cf_train is None:
+                raise ValueError(
+                    "a closed-form backbone needs its user scores (cf_scores) or the train "
+                    "matrix to compute them from (cf_train)"
+                )
             # W scores new users from their history; the user scores are x_u W on train. Not
             # in the state dict: the backbone is the study's (cached once, hashed in the trial
             # record), not each trial's, and an export ships it once
-            self.register_buffer(
-                "cf_weights", torch.as_tensor(cf_weights, dtype=torch.float32), persistent=False
-            )
-            self.register_buffer(
-                "cf_scores", torch.as_tensor(cf_scores, dtype=torch.float32), persistent=False
-            )
+            if isinstance(cf_weights, np.ndarray):
+                self.register_buffer(
+                    "cf_weights",
+                    torch.as_tensor(cf_weights, dtype=torch.float32),
+                    persistent=False,
+                )
+            else:
+                self.cf_sparse = cf_weights
+            if cf_scores is not None:
+                self.register_buffer(
+                    "cf_scores", torch.as_tensor(cf_scores, dtype=torch.float32), persistent=False
+                )
+            else:
+                self.cf_train = cf_train.tocsr()
 
     def hold_out(self, warm: np.ndarray | None) -> None:
         """Mark the items without interaction data (``warm`` False): scored from text only,
@@ -227,6 +243,9 @@ class Recommender(nn.Module):
     def collaborative(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         """Raw backbone scores: full catalog rows, or one score per (user, item) pair."""
         if self.fixed_cf:
+            if self.cf_train is not None:  # no kept table: x_u W for these users
+                rows = self._cf_rows(users)
+                return rows if items is None else rows[torch.arange(len(users)), items]
             table: torch.Tensor = self.cf_scores  # type: ignore[assignment]  # a buffer
             return table[users] if items is None else table[users, items]
         pu = self.user_emb(users)
@@ -234,9 +253,33 @@ class Recommender(nn.Module):
             return pu @ self.item_emb.weight.T + self.item_bias
         return (pu * self.item_emb(items)).sum(-1) + self.item_bias[items]
 
+    def cf_matrix(self) -> Any:
+        """The closed-form W (a numpy array or SparseWeights); None for a learned backbone."""
+        if not self.fixed_cf:
+            return None
+        if self.cf_sparse is not None:
+            return self.cf_sparse
+        return self.cf_weights.detach().cpu().numpy()  # type: ignore[operator]
+
+    def _cf_rows(self, users: torch.Tensor) -> torch.Tensor:
+        from moo_search.model.backbones import user_scores
+
+        idx = users.detach().cpu().numpy()
+        rows = user_scores(self.cf_train[idx], self.cf_matrix())
+        return torch.as_tensor(rows, device=users.device)
+
     def collaborative_from_history(self, history: torch.Tensor) -> torch.Tensor:
         """Backbone scores of a new user from the item indices of their history."""
         if self.fixed_cf:
+            if self.cf_sparse is not None:
+                import scipy.sparse as sp
+
+                from moo_search.model.backbones import user_scores
+
+                h = history.cpu().numpy()
+                n = self.cf_sparse.shape[0]
+                x = sp.csr_matrix((np.ones(len(h)), (np.zeros(len(h), dtype=np.int64), h)), (1, n))
+                return torch.as_tensor(user_scores(x, self.cf_sparse)[0])
             w: torch.Tensor = self.cf_weights  # type: ignore[assignment]  # a buffer
             return w[history].sum(0)
         q = self.item_emb.weight

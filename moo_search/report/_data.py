@@ -316,7 +316,11 @@ def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool =
     if len(F):
         rows.loc[ok, "pareto"] = pareto.pareto_mask(F, directions)
 
-    vs_baseline = _pair_with_baseline(rows, study.user_attrs.get(STUDY_ATTR.BASELINE_HITS))
+    paired = study.user_attrs.get(STUDY_ATTR.BASELINE_HITS)
+    # EASE, or SANSA where a study's catalog is too large for dense EASE
+    vs_baseline = _pair_with_baseline(
+        rows, paired, "SANSA" if paired and "SANSA" in paired and "EASE" not in paired else "EASE"
+    )
     ref = study.user_attrs.get(STUDY_ATTR.REFERENCE)
     if ref is None and len(F):
         ref = pareto.default_reference_point(F, directions).tolist()

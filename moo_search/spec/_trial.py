@@ -207,12 +207,24 @@ class FusionConfig(Strict):
     )
     cf: str = Field(
         "ease",
-        description="Collaborative backbone: ease, itemknn (closed form, cached) or mf (learned).",
+        description=(
+            "Collaborative backbone: ease, itemknn, sansa (closed form, cached; sansa is "
+            "EASE kept sparse, for large catalogs) or mf (learned)."
+        ),
     )
     ease_lambda: float | None = Field(
         None, gt=0, description="EASE L2 weight (default: tuned on validation)."
     )
     knn_neighbours: int = Field(100, ge=1, description="ItemKNN neighbours per item.")
+    sansa_l2: float | None = Field(
+        None, gt=0, description="SANSA L2 weight (default: tuned on validation)."
+    )
+    sansa_density: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="SANSA weight density per factor (default: 500 weights per item).",
+    )
     tail_weight: float = Field(
         1.0,
         ge=1.0,

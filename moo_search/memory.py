@@ -1,0 +1,96 @@
+"""Bounded memory for large catalogs: when a dense users x items score matrix is kept.
+
+A trial, the reference front and the baselines score every user over the catalog more than
+once (the plain lists, then each re-ranked variant). Up to :data:`SCORES_BUDGET_GB` the
+scores are computed once and kept as one float32 matrix; beyond it (a 10^4-10^5 item
+catalog) they are recomputed chunk by chunk whenever they are needed, so memory stays at a
+chunk of users. A user's scores do not depend on which other users are scored with them, so
+both ways give the same lists and the same metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+__all__ = ["SCORES_BUDGET_GB", "PeakRSS", "keep_scores", "scores_fit"]
+
+logger = logging.getLogger("moo_search")
+
+SCORES_BUDGET_GB = 1.0
+"""The largest users x items float32 matrix kept in memory (``MOO_SEARCH_SCORES_GB``)."""
+
+
+def scores_fit(n_rows: int, n_cols: int) -> bool:
+    """Whether an (n_rows, n_cols) float32 matrix fits the budget."""
+    budget = float(os.environ.get("MOO_SEARCH_SCORES_GB", SCORES_BUDGET_GB))
+    return 4 * n_rows * n_cols <= budget * 2**30
+
+
+def keep_scores(
+    score: Callable[[np.ndarray], np.ndarray], n_users: int, n_items: int
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``score`` as float32: computed once for every user and kept when the matrix fits the
+    budget, else recomputed on each call (the evaluation asks for a chunk of users at a
+    time: ``eval.batch_size``)."""
+    if not scores_fit(n_users, n_items):
+        logger.info(
+            "scores of %d users x %d items are over the %s GiB budget: scored per chunk",
+            n_users,
+            n_items,
+            os.environ.get("MOO_SEARCH_SCORES_GB", SCORES_BUDGET_GB),
+        )
+        return lambda users: np.asarray(score(users), dtype=np.float32)
+    table = np.asarray(score(np.arange(n_users)), dtype=np.float32)
+    return lambda users: table[users]
+
+
+class PeakRSS:
+    """The peak resident memory of this process while the block runs, in MiB
+    (``with PeakRSS() as peak: ...; peak.mib``): sampled every ``interval`` seconds from
+    ``/proc/self/statm`` (Linux), else the process's lifetime peak (``ru_maxrss``)."""
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.mib = 0.0
+        self._stop: Any = None
+        self._thread: Any = None
+
+    @staticmethod
+    def current() -> float | None:
+        """This process's resident memory now, in MiB (None where /proc is missing)."""
+        try:
+            with open("/proc/self/statm") as f:
+                pages = int(f.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.mib = max(self.mib, self.current() or 0.0)
+
+    def __enter__(self) -> PeakRSS:
+        import threading
+
+        now = self.current()
+        if now is not None:
+            self.mib = now
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self.mib = max(self.mib, self.current() or 0.0)
+        else:
+            import resource
+
+            self.mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,0 +1,194 @@
+"""Closed-form backbones kept sparse, for catalogs of 10^4-10^6 items where an
+n_items x n_items float matrix does not fit: :class:`SparseWeights` (W, possibly as a product
+of sparse factors), ItemKNN's top-n neighbours computed a chunk of items at a time, and SANSA
+(Spisak et al., RecSys 2023) from the ``sansa`` package (the ``scale`` extra)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = [
+    "SANSA_WEIGHTS_PER_ITEM",
+    "SPARSE_FROM_ITEMS",
+    "SparseWeights",
+    "Weights",
+    "itemknn_sparse",
+    "sansa_density",
+    "sansa_weights",
+    "user_scores",
+    "weights_nbytes",
+]
+
+SPARSE_FROM_ITEMS = 8192
+"""ItemKNN keeps its top-n neighbours per item sparse from this many items on (the same
+values as the dense matrix, without its n_items^2 floats)."""
+
+SANSA_WEIGHTS_PER_ITEM = 500
+"""SANSA's density when ``fusion.sansa_density`` is not set: this many weights per item
+(per factor), capped at dense."""
+
+
+@dataclass(frozen=True, eq=False)
+class SparseWeights:
+    """An item-item backbone kept sparse: user scores are ``x @ F_1 @ F_2 ...`` over the
+    ``factors`` (one for a sparse ItemKNN; two for SANSA, whose W is the product of a sparse
+    approximate inverse's factors and is denser than either)."""
+
+    factors: tuple[sp.csr_matrix, ...]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.factors[0].shape[0], self.factors[-1].shape[1])
+
+    @property
+    def nnz(self) -> int:
+        return sum(int(f.nnz) for f in self.factors)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(f.data.nbytes + f.indices.nbytes + f.indptr.nbytes for f in self.factors)
+
+    def score(self, x: sp.spmatrix) -> np.ndarray:
+        """Dense float32 scores of the rows of ``x`` (each row independent of the others)."""
+        out = sp.csr_matrix(x, dtype=np.float32)
+        for f in self.factors:
+            out = out @ f
+        return np.asarray(out.toarray(), dtype=np.float32)
+
+    def restrict(self, keep: np.ndarray) -> SparseWeights:
+        """W over the items ``keep`` only (rows and columns)."""
+        if len(self.factors) == 1:
+            return SparseWeights((self.factors[0][keep][:, keep].tocsr(),))
+        first, *mid, last = self.factors
+        return SparseWeights((first[keep].tocsr(), *mid, last[:, keep].tocsr()))
+
+    def rows(self, idx: np.ndarray) -> np.ndarray:
+        """Dense float64 rows ``idx`` of W."""
+        out = self.factors[0][idx]
+        for f in self.factors[1:]:
+            out = out @ f
+        return np.asarray(out.toarray(), dtype=np.float64)
+
+    def columns(self, idx: np.ndarray) -> np.ndarray:
+        """Dense float64 columns ``idx`` of W, one per row: W[:, idx].T."""
+        out = self.factors[-1].T.tocsr()[idx]
+        for f in reversed(self.factors[:-1]):
+            out = out @ f.T
+        return np.asarray(out.toarray(), dtype=np.float64)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The factors as named CSR arrays (what the disk cache and a bundle store)."""
+        out: dict[str, np.ndarray] = {}
+        for n, f in enumerate(self.factors):
+            out[f"f{n}_data"] = np.ascontiguousarray(f.data, dtype=np.float32)
+            out[f"f{n}_indices"] = np.ascontiguousarray(f.indices, dtype=np.int64)
+            out[f"f{n}_indptr"] = np.ascontiguousarray(f.indptr, dtype=np.int64)
+            out[f"f{n}_shape"] = np.asarray(f.shape, dtype=np.int64)
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> SparseWeights:
+        factors = []
+        for n in range(sum(1 for k in arrays if k.endswith("_shape"))):
+            shape = tuple(int(v) for v in arrays[f"f{n}_shape"])
+            factors.append(
+                sp.csr_matrix(
+                    (arrays[f"f{n}_data"], arrays[f"f{n}_indices"], arrays[f"f{n}_indptr"]),
+                    shape=shape,
+                )
+            )
+        return cls(tuple(factors))
+
+
+Weights = np.ndarray | SparseWeights
+"""A closed-form backbone's W: a dense (I, I) array or :class:`SparseWeights`."""
+
+
+def user_scores(x: sp.spmatrix, w: Weights) -> np.ndarray:
+    """``x @ W`` as dense float32 rows, for the train rows ``x`` of some users (or a new
+    user's history row); a row's scores do not depend on the other rows."""
+    if isinstance(w, SparseWeights):
+        return w.score(x)
+    return np.asarray(sp.csr_matrix(x, dtype=np.float32) @ w, dtype=np.float32)
+
+
+def weights_nbytes(w: Weights) -> int:
+    return w.nbytes if isinstance(w, SparseWeights) else int(w.nbytes)
+
+
+def itemknn_sparse(x: sp.spmatrix, neighbours: int = 100, chunk: int = 1024) -> SparseWeights:
+    """:func:`itemknn_weights` kept sparse: each item's ``neighbours`` most similar items
+    (exactly that many where ties straddle the cut), computed ``chunk`` items at a time, so
+    memory is O(items x neighbours + items x chunk)."""
+    x = sp.csc_matrix(x, dtype=np.float64)
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(0)).ravel())
+    xn = sp.csc_matrix(x @ sp.diags(1.0 / np.maximum(norms, 1e-12)))
+    xt = xn.T.tocsr()
+    n_items = x.shape[1]
+    n = min(neighbours, n_items - 1)
+    rows, cols, vals = [], [], []
+    for start in range(0, n_items, chunk):
+        block = np.asarray((xt[start : start + chunk] @ xn).toarray())  # (c, I) similarities
+        block[np.arange(len(block)), np.arange(start, start + len(block))] = 0.0
+        top = np.argpartition(-block, n - 1, axis=1)[:, :n]
+        v = np.take_along_axis(block, top, axis=1)
+        keep = v > 0
+        rows.append(np.repeat(np.arange(start, start + len(block)), n)[keep.ravel()])
+        cols.append(top[keep])
+        vals.append(v[keep])
+    w = sp.csr_matrix(
+        (np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(n_items, n_items),
+    )
+    return SparseWeights((w,))
+
+
+def sansa_weights(x: sp.spmatrix, l2: float, density: float) -> SparseWeights:
+    """SANSA (Spisak et al., "Scalable Approximate NonSymmetric Autoencoder", RecSys 2023):
+    EASE with the inverse of X^T X + l2 I approximated by sparse LDL^T factors (CHOLMOD's
+    factorization sparsified to ``density``, then a sparse approximate inverse of L), kept as
+    two sparse factors."""
+    try:
+        from sansa import (
+            SANSA,
+            CHOLMODGramianFactorizerConfig,
+            SANSAConfig,
+            UMRUnitLowerTriangleInverterConfig,
+        )
+    except ImportError as e:  # the optional extra
+        from moo_search.errors import SpecError
+
+        raise SpecError(
+            f"is 'sansa', which needs the sansa package ({e}); install the extra with "
+            "pip install 'moo-search[scale]' (scikit-sparse compiles against SuiteSparse: "
+            "apt-get install libsuitesparse-dev)",
+            field="fusion.cf",
+        ) from None
+    sansa_log = logging.getLogger("sansa")
+    level = sansa_log.level
+    sansa_log.setLevel(logging.WARNING)  # one INFO line per step otherwise
+    try:
+        cfg = SANSAConfig(
+            l2=float(l2),
+            weight_matrix_density=float(density),
+            gramian_factorizer_config=CHOLMODGramianFactorizerConfig(),
+            lower_triangle_inverter_config=UMRUnitLowerTriangleInverterConfig(
+                scans=1, finetune_steps=5
+            ),
+        )
+        model = SANSA(cfg).fit(sp.csr_matrix(x, dtype=np.float32))
+    finally:
+        sansa_log.setLevel(level)
+    w1, w2 = model.weights
+    return SparseWeights((sp.csr_matrix(w1, dtype=np.float32), sp.csr_matrix(w2, dtype=np.float32)))
+
+
+def sansa_density(n_items: int, density: float | None) -> float:
+    """``fusion.sansa_density`` or :data:`SANSA_WEIGHTS_PER_ITEM` weights per item."""
+    if density is not None:
+        return float(density)
+    return min(1.0, SANSA_WEIGHTS_PER_ITEM / max(n_items, 1))
