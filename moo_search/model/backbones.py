@@ -9,7 +9,8 @@
   (Sarwar et al., WWW 2001); dense up to :data:`SPARSE_FROM_ITEMS` items, sparse beyond.
 - ``sansa``: SANSA (Spisak et al., RecSys 2023), EASE's inverse approximated sparse, for
   catalogs where a dense item x item matrix does not fit; L2 tuned on validation over
-  :data:`EASE_LAMBDAS` unless ``fusion.sansa_l2``. Needs the ``scale`` extra.
+  :data:`~moo_search.model.sparse_weights.SANSA_L2S` unless ``fusion.sansa_l2``. Needs the
+  ``scale`` extra.
 - ``mf``: learned ID embeddings trained with the adapter (no closed form, nothing cached).
 
 A closed-form backbone is an item-item matrix W, dense (an array) or kept sparse
@@ -33,6 +34,7 @@ import scipy.sparse as sp
 
 from moo_search.cache import read_entry, write_entry
 from moo_search.model.sparse_weights import (
+    SANSA_L2S,
     SPARSE_FROM_ITEMS,
     SparseWeights,
     Weights,
@@ -318,13 +320,14 @@ def _fit_sansa(ctx: FitContext) -> tuple[Weights, dict[str, Any]]:
         k = ctx.eval_cfg.k
         chosen = ctx.cached(
             "sansa-l2",
-            {"grid": EASE_LAMBDAS, "k": k, "density": density},
+            {"grid": SANSA_L2S, "k": k, "density": density},
             lambda: np.array(
                 [
                     tune_ease_lambda(
                         ctx.split,
                         features=ctx.features,
                         eval_cfg=ctx.eval_cfg,
+                        grid=SANSA_L2S,
                         fit=fit,
                         name="SANSA",
                     )[0]
@@ -333,7 +336,7 @@ def _fit_sansa(ctx: FitContext) -> tuple[Weights, dict[str, Any]]:
             shape=(1,),
         )
         lam = float(chosen[0])
-        params["tuned_on"] = f"val ndcg@{k} over {list(EASE_LAMBDAS)}"
+        params["tuned_on"] = f"val ndcg@{k} over {list(SANSA_L2S)}"
     params["l2"] = float(lam)
     w = ctx.cached_sparse(
         "sansa", {"l2": float(lam), "density": density}, lambda: fit(ctx.x, float(lam))

@@ -223,7 +223,7 @@ class FusionConfig(Strict):
         None,
         gt=0,
         le=1,
-        description="SANSA weight density per factor (default: 500 weights per item).",
+        description="SANSA weight density per factor (default: 100 weights per item).",
     )
     tail_weight: float = Field(
         1.0,
