@@ -282,10 +282,16 @@ def _backbone_for_export(t: Any, spec: StudySpec, data: Any) -> Any:
     from moo_search.model.backbones import backbone_sha256
     from moo_search.trial import collaborative_backbone
 
+    recorded = t.user_attrs.get(ATTR.BACKBONE) or {}
+    params = recorded.get("params") or {}
+    # the L2 weight the trial's backbone was fit with, not one tuned again by this code
+    for field, key in (("ease_lambda", "lambda"), ("sansa_l2", "l2")):
+        if getattr(spec.fusion, field) is None and key in params:
+            spec = spec.with_params({f"fusion.{field}": float(params[key])})
     cf = collaborative_backbone(spec, data)
     if cf.weights is None:
         return None
-    want = (t.user_attrs.get(ATTR.BACKBONE) or {}).get("sha256")
+    want = recorded.get("sha256")
     got = backbone_sha256(cf.weights)
     if want and want != got:
         raise ExportError(

@@ -69,6 +69,10 @@ EASE_LAMBDAS = (50.0, 100.0, 200.0, 500.0, 1000.0)
 """The validation grid for EASE's L2 weight when ``fusion.ease_lambda`` is not set."""
 
 
+EDGE_STEPS = 2
+"""How many steps past the L2 grid's edge tuning may go when the best value is on the edge
+(by the ratio of the last two values): Book-Crossing's EASE was best at the grid's 50."""
+
 DENSE_BUDGET_GB = 8.0
 """The most memory a dense item x item backbone may take (``MOO_SEARCH_DENSE_GB`` overrides)."""
 
@@ -254,7 +258,8 @@ def tune_ease_lambda(
     x = split.matrix("train").astype(np.float64).tocsr()
     scores: dict[float, float] = {}
     metric = f"ndcg@{eval_cfg.k}"
-    for lam in grid:
+
+    def evaluate(lam: float) -> float:
         w = fit(x, lam)
 
         def score(users: np.ndarray, w: Weights = w) -> np.ndarray:
@@ -270,7 +275,18 @@ def tune_ease_lambda(
         )
         assert isinstance(res, dict)
         scores[float(lam)] = float(res["val"][metric])
+        return scores[float(lam)]
+
+    for lam in grid:
+        evaluate(lam)
     best = max(scores, key=lambda k: scores[k])
+    # a best value on the grid's edge: keep going that way while validation improves
+    for edge, ratio in ((grid[0], grid[0] / grid[1]), (grid[-1], grid[-1] / grid[-2])):
+        for _ in range(EDGE_STEPS if best == edge and len(grid) > 1 else 0):
+            nxt = best * ratio
+            if evaluate(nxt) <= scores[best]:
+                break
+            best = nxt
     logger.info("%s lambda tuned on validation %s: %s -> %g", name, metric, scores, best)
     return best, scores
 
@@ -282,7 +298,7 @@ def _fit_ease(ctx: FitContext) -> tuple[Weights, dict[str, Any]]:
         k = ctx.eval_cfg.k
         chosen = ctx.cached(
             "ease-lambda",
-            {"grid": EASE_LAMBDAS, "k": k},
+            {"grid": EASE_LAMBDAS, "k": k, "edge_steps": EDGE_STEPS},
             lambda: np.array(
                 [tune_ease_lambda(ctx.split, features=ctx.features, eval_cfg=ctx.eval_cfg)[0]]
             ),
@@ -320,7 +336,7 @@ def _fit_sansa(ctx: FitContext) -> tuple[Weights, dict[str, Any]]:
         k = ctx.eval_cfg.k
         chosen = ctx.cached(
             "sansa-l2",
-            {"grid": SANSA_L2S, "k": k, "density": density},
+            {"grid": SANSA_L2S, "k": k, "density": density, "edge_steps": EDGE_STEPS},
             lambda: np.array(
                 [
                     tune_ease_lambda(

@@ -1,6 +1,7 @@
 """Matrix-factorisation baselines from the ``implicit`` library (Frederickson, well kept and
 compiled): ALS on implicit feedback (Hu, Koren & Volinsky, ICDM 2008) and BPR (Rendle et al.,
-UAI 2009), each tuned on validation over a grid that spans its useful range.
+UAI 2009), each tuned on validation over a grid, extended past its edge where the best value
+lies there.
 
 Their scores are ``p_u . q_i`` over every item, computed in float64 so that a user's scores
 do not depend on the users scored with them (large catalogs are scored in chunks)."""
@@ -71,30 +72,60 @@ def _fit(kind: str, x: sp.csr_matrix, params: dict[str, float], seed: int) -> Sc
     return _factors_scorer(model)
 
 
+EDGE_STEPS = 2
+"""How many steps past the grid's edge a knob may go when its best value is on the edge."""
+
+
 def _tuned(ctx: Any, kind: str, grid: dict[str, tuple[float, ...]]) -> Scorer:
+    """Best of the grid on validation; a knob whose best value is on the grid's edge is then
+    moved further that way (by the ratio of its last two values), while validation improves,
+    up to :data:`EDGE_STEPS` steps: the grid does not cut a knob's useful range short."""
     x = ctx.split.matrix("train").astype(np.float32).tocsr()
     x.data[:] = 1.0  # implicit feedback: an interaction, whatever its rating
     metric = f"ndcg@{ctx.eval_cfg.k}"
-    best: tuple[float, dict[str, float], Scorer] | None = None
-    for values in itertools.product(*grid.values()):
-        params = dict(zip(grid, values))
-        scorer = _fit(kind, x, params, ctx.seed)
-        res = evaluate_scorer(
-            scorer,
-            ctx.ds,
-            ctx.split,
-            eval_cfg=ctx.eval_cfg,
-            parts=("val",),
-            features=ctx.item_features(),
-        )
-        assert isinstance(res, dict)
-        value = res["val"][metric]
-        if best is None or value > best[0]:
-            best = (value, params, scorer)
-    assert best is not None
-    ctx.tuned[kind] = {**best[1], "tuned_on": f"val {metric}", "val": best[0]}
-    logger.info("%s tuned on validation %s: %s (%.4f)", kind, metric, best[1], best[0])
-    return best[2]
+    tried: dict[tuple[float, ...], tuple[float, Scorer]] = {}
+
+    def value(params: dict[str, float]) -> float:
+        key = tuple(params[k] for k in grid)
+        if key not in tried:
+            scorer = _fit(kind, x, params, ctx.seed)
+            res = evaluate_scorer(
+                scorer,
+                ctx.ds,
+                ctx.split,
+                eval_cfg=ctx.eval_cfg,
+                parts=("val",),
+                features=ctx.item_features(),
+            )
+            assert isinstance(res, dict)
+            tried[key] = (res["val"][metric], scorer)
+        return tried[key][0]
+
+    best = max((dict(zip(grid, values)) for values in itertools.product(*grid.values())), key=value)
+    for knob, values in grid.items():
+        if len(values) < 2 or best[knob] not in (values[0], values[-1]):
+            continue
+        up = best[knob] == values[-1]
+        ratio = values[-1] / values[-2] if up else values[0] / values[1]
+        for _ in range(EDGE_STEPS):
+            step = best[knob] * ratio
+            if knob == "factors" and not 4 <= step <= 1024:
+                break
+            cand = {**best, knob: round(step) if knob == "factors" else step}
+            if value(cand) <= value(best):
+                break
+            best = cand
+    score = value(best)
+    ctx.tuned[kind] = {**best, "tuned_on": f"val {metric}", "val": score}
+    logger.info(
+        "%s tuned on validation %s over %d settings: %s (%.4f)",
+        kind,
+        metric,
+        len(tried),
+        best,
+        score,
+    )
+    return tried[tuple(best[k] for k in grid)][1]
 
 
 def als(ctx: Any) -> Scorer:

@@ -33,6 +33,10 @@ def pair_features(
     from moo_search.model.recommender import standardise
 
     model, device = scorer.model, scorer.device
+    # a chunk's users are scored over the whole catalog (float64 text scores): keep that
+    # matrix near 2^26 entries on a large catalog (per-pair values do not depend on the chunk)
+    n_items = int(model.item_emb.num_embeddings)
+    chunk = max(256, min(chunk, 2**26 // max(n_items, 1)))
     out = []
     with torch.no_grad():
         for start in range(0, len(users), chunk):
