@@ -171,3 +171,21 @@ def test_als_and_bpr_learn_the_planted_groups_and_are_reproducible():
         own = (x.toarray() > 0) @ np.eye(4)[group_of_item]  # each user's items per group
         hits = (group_of_item[top] == own.argmax(1)[:, None]).mean()
         assert hits > 0.6, (kind, hits)  # popularity alone would give ~0.25
+
+
+def test_content_knn_over_the_dense_budget_scores_like_the_dense_one(monkeypatch):
+    from moo_search.model.content import content_knn
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(120, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    x = _planted()
+    warm = np.ones(120, dtype=bool)
+    warm[::7] = False  # held-out items are nobody's neighbour
+    users = np.arange(x.shape[0])
+    dense = content_knn(vectors, x, warm, neighbours=10)(users)
+    monkeypatch.setenv("MOO_SEARCH_DENSE_GB", "0")
+    sparse = content_knn(vectors, x, warm, neighbours=10)(users)
+    np.testing.assert_allclose(sparse, dense, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="dense"):
+        content_knn(vectors, x, warm, neighbours=None)

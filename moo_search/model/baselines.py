@@ -165,12 +165,14 @@ def _tuning_metric(ctx: BaselineContext) -> str:
 
 def _tuned_content(ctx: BaselineContext, name: str, vectors: Any) -> Scorer:
     """Content item-kNN over ``vectors`` with its neighbour limit chosen on validation."""
-    from moo_search.model.content import KNN_NEIGHBOURS, content_knn
+    from moo_search.model.content import KNN_NEIGHBOURS, content_knn, dense_fits
 
     x = ctx.split.matrix("train")
     metric = _tuning_metric(ctx)
     best: tuple[float, Any, Scorer] | None = None
-    for n in KNN_NEIGHBOURS:
+    # every warm item as a neighbour (None) needs the dense items x items similarity
+    grid = KNN_NEIGHBOURS if dense_fits(ctx.split.n_items) else [n for n in KNN_NEIGHBOURS if n]
+    for n in grid:
         scorer = content_knn(vectors, x, ctx.split.warm, neighbours=n)
         res = evaluate_scorer(
             scorer,

@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["KNN_NEIGHBOURS", "content_knn", "frozen_item_vectors", "tfidf_item_vectors"]
+__all__ = [
+    "KNN_NEIGHBOURS",
+    "content_knn",
+    "dense_fits",
+    "frozen_item_vectors",
+    "tfidf_item_vectors",
+]
 
 KNN_NEIGHBOURS: tuple[int | None, ...] = (5, 10, 20, 50, 100, 200, None)
 """The neighbour limits a content baseline is tuned over on validation (None = every warm
@@ -55,6 +61,58 @@ def frozen_item_vectors(model_cfg: Any, texts: list[str], *, batch_size: int = 1
     return out
 
 
+def dense_fits(n_items: int) -> bool:
+    """Whether the dense path (four n_items x n_items float32 arrays at its peak) fits the
+    dense budget (``MOO_SEARCH_DENSE_GB``); beyond it only a neighbour limit is possible."""
+    import os
+
+    from moo_search.model.backbones import DENSE_BUDGET_GB
+
+    budget = float(os.environ.get("MOO_SEARCH_DENSE_GB", DENSE_BUDGET_GB))
+    return 16 * n_items**2 <= budget * 2**30
+
+
+def _sparse_content_knn(
+    vectors: np.ndarray | sp.csr_matrix,
+    x_train: sp.csr_matrix,
+    warm: np.ndarray,
+    neighbours: int,
+    chunk: int = 1024,
+) -> Any:
+    """:func:`content_knn` for a large catalog: each item's ``neighbours`` nearest warm items
+    found a chunk of items at a time and kept sparse (memory O(items x neighbours))."""
+    n_items = len(warm)
+    n = min(neighbours, int(warm.sum()))
+    rows, cols, vals = [], [], []
+    for start in range(0, n_items, chunk):
+        idx = np.arange(start, min(start + chunk, n_items))
+        sim = _similarity_rows(vectors, idx)
+        sim[:, ~warm] = 0.0
+        sim[np.arange(len(idx)), idx] = 0.0
+        top = np.argpartition(-sim, n - 1, axis=1)[:, :n]
+        rows.append(np.repeat(idx, n))
+        cols.append(top.ravel())
+        vals.append(np.take_along_axis(sim, top, axis=1).ravel())
+    sim_t = sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(cols), np.concatenate(rows))),
+        shape=(n_items, n_items),
+        dtype=np.float32,
+    )  # transposed: score(u, i) = sum_j x_uj sim[i, j] / |H_u|
+    x = sp.csr_matrix(x_train, dtype=np.float32)
+    counts = np.maximum(np.asarray(x.sum(1)).ravel(), 1.0)
+    x_mean = sp.csr_matrix(sp.diags(1.0 / counts).astype(np.float32) @ x)
+
+    def score(users: np.ndarray) -> np.ndarray:
+        return np.asarray((x_mean[users] @ sim_t).toarray())
+
+    return score
+
+
+def _similarity_rows(vectors: np.ndarray | sp.csr_matrix, idx: np.ndarray) -> np.ndarray:
+    sim = vectors[idx] @ vectors.T
+    return np.asarray(sim.toarray() if sp.issparse(sim) else sim, dtype=np.float32)
+
+
 def _similarity(vectors: np.ndarray | sp.csr_matrix) -> np.ndarray:
     sim = vectors @ vectors.T
     return np.asarray(sim.toarray() if sp.issparse(sim) else sim, dtype=np.float32)
@@ -74,6 +132,10 @@ def content_knn(
     Only warm items (``warm``, bool (I,)) can be neighbours, so a held-out item's score reads
     nothing but its own text and the warm items' texts.
     """
+    if not dense_fits(len(warm)):
+        if neighbours is None:
+            raise ValueError("every warm item as a neighbour needs the dense similarity")
+        return _sparse_content_knn(vectors, x_train, warm, neighbours)
     sim = _similarity(vectors)
     sim[:, ~warm] = 0.0  # only warm items are neighbours (a held-out item has no user)
     np.fill_diagonal(sim, 0.0)
