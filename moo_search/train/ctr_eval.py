@@ -4,6 +4,7 @@ validation pairs (out of fold for validation's own metrics), and their metrics o
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -33,29 +34,38 @@ def pair_features(
     from moo_search.model.recommender import standardise
 
     model, device = scorer.model, scorer.device
-    # a chunk's users are scored over the whole catalog (float64 text scores): keep that
-    # matrix near 2^26 entries on a large catalog (per-pair values do not depend on the chunk)
+    # pairs are taken a group of users at a time, each user's catalog row scored once (the
+    # rows are what the z-scores need); a group's rows stay near 2^26 entries on a large
+    # catalog. Per-pair values depend on neither the grouping nor the order.
     n_items = int(model.item_emb.num_embeddings)
-    chunk = max(256, min(chunk, 2**26 // max(n_items, 1)))
+    per_group = max(1, min(chunk, 2**26 // max(n_items, 1)))
+    order = np.argsort(users, kind="stable")
+    _, starts = np.unique(users[order], return_index=True)
+    bounds = [*starts[::per_group].tolist(), len(users)]
+    warm = None if model.warm is None else model.warm.to(device)
     out = []
     with torch.no_grad():
-        for start in range(0, len(users), chunk):
-            part = slice(start, start + chunk)
-            uu = torch.as_tensor(users[part].copy(), device=device)
-            ii = torch.as_tensor(items[part].copy(), device=device)
+        for lo, hi in itertools.pairwise(bounds):
+            part = order[lo:hi]
+            uu = torch.as_tensor(users[part], device=device)
+            ii = torch.as_tensor(items[part], device=device)
             uniq, inv = torch.unique(uu, return_inverse=True)
-            warm = None if model.warm is None else model.warm.to(device)
             r_z = standardise(model.collaborative(uniq).float(), warm)[inv, ii]
             s_z = None
             if scorer.user_emb is not None:
                 s_z = standardise(scorer.semantic(scorer.user_emb[uniq]), warm)[inv, ii]
             kw = {
-                k: torch.as_tensor(np.asarray(v[part], dtype=np.float32), device=device)
+                k: torch.as_tensor(np.asarray(v, dtype=np.float32)[part], device=device)
                 for k, v in (loo or {}).items()
                 if v is not None
             }
             out.append(model.task_features(uu, ii, r_z, s_z, **kw))
-    return torch.cat(out) if out else torch.zeros(0, len(TASK_FEATURES), device=device)
+    if not out:
+        return torch.zeros(0, len(TASK_FEATURES), device=device)
+    feats = torch.cat(out)
+    back = torch.empty_like(feats)
+    back[torch.as_tensor(order, device=device)] = feats  # the pairs' own order
+    return back
 
 
 def _head(model: Any, task: str) -> tuple[torch.nn.Linear, slice]:
