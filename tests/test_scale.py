@@ -120,6 +120,23 @@ def test_sansa_approximates_ease_and_ranks_like_it():
     assert overlap("icf") > 0.75  # the incomplete one (the default): an approximation
 
 
+def test_sansa_fits_a_catalog_whose_items_lack_train_interactions():
+    """Items with no train interaction (the last one included: sansa's column norms failed on
+    an empty last Gramian row) get zero weights; the others are fit as without them."""
+    pytest.importorskip("sansa")
+    from moo_search.model.sparse_weights import sansa_weights
+
+    x = _planted().tolil()
+    x[:, [0, 57, x.shape[1] - 1]] = 0
+    x = x.tocsr()
+    x.eliminate_zeros()
+    w = sansa_weights(x, 20.0, 0.5)
+    assert w.shape == (x.shape[1], x.shape[1])
+    scores = user_scores(x, w)
+    assert np.all(scores[:, [0, 57, x.shape[1] - 1]] == 0)
+    assert np.abs(scores).sum() > 0
+
+
 def test_a_sparse_backbone_trial_exports_and_serves_its_lists(monkeypatch, tmp_path):
     """ItemKNN kept sparse (forced from 1 item on): the trial, the bundle (CSR factors in
     backbone.safetensors) and the served lists agree; scores are computed per user."""

@@ -199,11 +199,25 @@ def sansa_weights(
                 scans=1, finetune_steps=5
             ),
         )
-        model = SANSA(cfg).fit(sp.csr_matrix(x, dtype=np.float32))
+        # items without a train interaction are left out of the fit (an empty Gramian row
+        # breaks sansa's column norms) and get zero weights: they score nothing, as in EASE
+        x = sp.csr_matrix(x, dtype=np.float32)
+        n_items = x.shape[1]
+        active = np.flatnonzero(np.diff(x.tocsc().indptr) > 0)
+        model = SANSA(cfg).fit(sp.csr_matrix(x[:, active]))
     finally:
         sansa_log.setLevel(level)
     w1, w2 = model.weights
-    return SparseWeights((sp.csr_matrix(w1, dtype=np.float32), sp.csr_matrix(w2, dtype=np.float32)))
+    put = sp.csr_matrix(
+        (np.ones(len(active), dtype=np.float32), (active, np.arange(len(active)))),
+        shape=(n_items, len(active)),
+    )  # (items, active items): row active[j] is the fitted item j
+    return SparseWeights(
+        (
+            sp.csr_matrix(put @ sp.csr_matrix(w1, dtype=np.float32)),
+            sp.csr_matrix(sp.csr_matrix(w2, dtype=np.float32) @ put.T),
+        )
+    )
 
 
 def sansa_density(n_items: int, density: float | None) -> float:
