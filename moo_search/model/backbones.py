@@ -294,23 +294,29 @@ def tune_ease_lambda(
 def _fit_ease(ctx: FitContext) -> tuple[Weights, dict[str, Any]]:
     params: dict[str, Any] = {}
     lam = getattr(ctx.fusion, "ease_lambda", None)
+    n = ctx.split.n_items
+
+    def fit(x: Any, lam: float) -> np.ndarray:  # each lambda's W cached: tuning reuses them
+        return ctx.cached("ease", {"lambda": float(lam)}, lambda: ease_weights(x, lam), (n, n))
+
     if lam is None:
         k = ctx.eval_cfg.k
         chosen = ctx.cached(
             "ease-lambda",
             {"grid": EASE_LAMBDAS, "k": k, "edge_steps": EDGE_STEPS},
             lambda: np.array(
-                [tune_ease_lambda(ctx.split, features=ctx.features, eval_cfg=ctx.eval_cfg)[0]]
+                [
+                    tune_ease_lambda(
+                        ctx.split, features=ctx.features, eval_cfg=ctx.eval_cfg, fit=fit
+                    )[0]
+                ]
             ),
             shape=(1,),
         )
         lam = float(chosen[0])
         params["tuned_on"] = f"val ndcg@{k} over {list(EASE_LAMBDAS)}"
     params["lambda"] = float(lam)
-    n = ctx.split.n_items
-    return ctx.cached(
-        "ease", {"lambda": float(lam)}, lambda: ease_weights(ctx.x, float(lam)), (n, n)
-    ), params
+    return fit(ctx.x, float(lam)), params
 
 
 def _fit_itemknn(ctx: FitContext) -> tuple[Weights, dict[str, Any]]:
