@@ -304,10 +304,15 @@ def test_held_out_items_added_at_serve_time_reproduce_the_offline_cold_item_metr
     offline = json.loads((bundle / "metrics.json").read_text())["metrics"]["test"]
     # within rounding: serving embeds the new items' texts again, in batches of other shapes
     # than the trial's, and sums over the warm catalog rather than the whole one; the tiny
-    # model's near-identical texts tie at ~1e-7, so a swap of two neighbours (~1e-4 of ndcg)
-    # is rounding, while the wrong neighbour count alone moved ndcg@20 by 0.12
+    # model's near-identical texts tie at ~1e-7, so two near-tied items may swap in one
+    # user's list (at most 1 / users of a mean over users; seen: recall@5 0.9043 served vs
+    # 0.9096 offline, one swap at the top-5 boundary, once EASE's lambda was tuned past its
+    # grid's edge and the tower trained differently), while the wrong neighbour count alone
+    # moved ndcg@20 by 0.12
+    one_swap = max(2e-3, 1.0 / len(cold_users))
     for name in ("recall@5", "precision@5", "ndcg@20", "mrr@20"):  # 12 test items: @5 ranks
-        assert served[f"cold_item/{name}"] == pytest.approx(offline[f"cold_item/{name}"], abs=2e-3)
+        got, want = served[f"cold_item/{name}"], offline[f"cold_item/{name}"]
+        assert got == pytest.approx(want, abs=one_swap), name
 
 
 def test_new_items_in_a_request_and_their_errors(cold_bundle):

@@ -82,12 +82,17 @@ def _record_baselines(spec: StudySpec, study: Any) -> None:
         from moo_search.model.baselines import BaselineContext, evaluate_baselines
 
         data = prepare_data(spec)
-        res = evaluate_baselines(BaselineContext.of(spec, data))
+        print("baselines, once for this study:", file=sys.stderr, flush=True)
+        res = evaluate_baselines(
+            BaselineContext.of(spec, data),
+            progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True),
+        )
         study.set_user_attr(STUDY_ATTR.BASELINES, res)
     if STUDY_ATTR.REFERENCE_FRONT not in study.user_attrs:
         from moo_search.reference import reference_front
 
         data = data or prepare_data(spec)
+        print("reference front: the baselines through the re-rankers ...", file=sys.stderr)
         study.set_user_attr(STUDY_ATTR.REFERENCE_FRONT, reference_front(spec, data))
     if STUDY_ATTR.BASELINE_HITS not in study.user_attrs:
         from moo_search.model.baselines import baseline_test_hits

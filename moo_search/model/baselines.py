@@ -300,10 +300,12 @@ def evaluate_baselines(
     *,
     names: tuple[str, ...] | None = None,
     ctr: bool = True,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """``{baseline: {"val": metrics, "test": metrics}}``, plus the like-rate CTR row; every
     ranking row carries its fit-and-score time as ``cost/seconds`` and the process's peak
-    resident memory meanwhile as ``cost/peak_rss_mb`` (names: by default
+    resident memory meanwhile as ``cost/peak_rss_mb``; ``progress`` is told of each one
+    as it finishes (names: by default
     :func:`baseline_names` of the split)."""
     from moo_search.model.task_baselines import count_task_baselines, score_click_auc
 
@@ -318,6 +320,8 @@ def evaluate_baselines(
             )
         assert isinstance(res, dict)
         secs = time.perf_counter() - t0
+        if progress is not None:
+            progress(f"{name}: {secs:.1f}s, peak RSS {peak.mib / 1024:.2f} GiB")
         for part_name, part in res.items():
             part["cost/seconds"] = secs
             part["cost/peak_rss_mb"] = peak.mib
