@@ -117,7 +117,7 @@ def _metric(metrics: dict[str, float], name: str) -> float | None:
     return None if v is None or not np.isfinite(v) else float(v)
 
 
-def reference_front(spec: StudySpec, data: Any) -> dict[str, Any]:
+def reference_front(spec: StudySpec, data: Any, ctx: Any = None) -> dict[str, Any]:
     """``{"points": [ReferencePoint, ...], "grid": [...], "axes": {knob: [low, high, n]},
     "evaluated": n, "seconds": s, "missing": [objective metrics no baseline reports]}`` for
     the study of ``spec``.
@@ -133,7 +133,7 @@ def reference_front(spec: StudySpec, data: Any) -> dict[str, Any]:
     grid = reference_grid(spec)
     metrics = [o.metric for o in spec.objectives]
     directions = [o.direction for o in spec.objectives]
-    ctx = BaselineContext.of(spec, data)
+    ctx = ctx if ctx is not None else BaselineContext.of(spec, data)  # fitted ones reused
     counts = count_task_baselines(ctx)  # conversion and satisfaction from counts
     wants_click = any(
         m.startswith("click_") for m in [*metrics, *(c.metric for c in spec.constraints)]

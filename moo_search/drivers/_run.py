@@ -75,30 +75,38 @@ def _record_baselines(spec: StudySpec, study: Any) -> None:
     """Baselines and the reference front, computed once per study (on its first run)."""
     if not spec.uses_default_trial:
         return
+    from moo_search.model.baselines import BaselineContext
     from moo_search.trial import prepare_data
 
-    data = None
-    if STUDY_ATTR.BASELINES not in study.user_attrs:
-        from moo_search.model.baselines import BaselineContext, evaluate_baselines
+    data: Any = None
+    ctx: Any = None  # one context: each baseline is fit once for all three records
 
-        data = prepare_data(spec)
+    def context() -> Any:
+        nonlocal data, ctx
+        if ctx is None:
+            data = prepare_data(spec)
+            ctx = BaselineContext.of(spec, data)
+        return ctx
+
+    if STUDY_ATTR.BASELINES not in study.user_attrs:
+        from moo_search.model.baselines import evaluate_baselines
+
         print("baselines, once for this study:", file=sys.stderr, flush=True)
         res = evaluate_baselines(
-            BaselineContext.of(spec, data),
-            progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True),
+            context(), progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True)
         )
         study.set_user_attr(STUDY_ATTR.BASELINES, res)
     if STUDY_ATTR.REFERENCE_FRONT not in study.user_attrs:
         from moo_search.reference import reference_front
 
-        data = data or prepare_data(spec)
         print("reference front: the baselines through the re-rankers ...", file=sys.stderr)
-        study.set_user_attr(STUDY_ATTR.REFERENCE_FRONT, reference_front(spec, data))
+        c = context()
+        study.set_user_attr(STUDY_ATTR.REFERENCE_FRONT, reference_front(spec, data, c))
     if STUDY_ATTR.BASELINE_HITS not in study.user_attrs:
         from moo_search.model.baselines import baseline_test_hits
 
-        data = data or prepare_data(spec)
-        study.set_user_attr(STUDY_ATTR.BASELINE_HITS, baseline_test_hits(spec, data))
+        c = context()
+        study.set_user_attr(STUDY_ATTR.BASELINE_HITS, baseline_test_hits(spec, data, ctx=c))
 
 
 def _worker_seeded(spec: StudySpec, history: int = 0) -> StudySpec:

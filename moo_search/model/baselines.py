@@ -339,7 +339,7 @@ PAIRED_BASELINES = ("EASE",)
 
 
 def baseline_test_hits(
-    spec: Any, data: Any, names: tuple[str, ...] = PAIRED_BASELINES
+    spec: Any, data: Any, names: tuple[str, ...] = PAIRED_BASELINES, ctx: Any = None
 ) -> dict[str, Any]:
     """Per evaluated test user, the baselines' relevant items in their top ``eval.k``
     (packed, as trials record theirs), the users' count and which of them have a relevant
@@ -347,7 +347,7 @@ def baseline_test_hits(
     from moo_search.study import pack_counts
     from moo_search.trial import eval_context, hits_per_user
 
-    ctx = BaselineContext.of(spec, data)
+    ctx = ctx if ctx is not None else BaselineContext.of(spec, data)
     if not ease_fits(data.split.n_items):  # SANSA stands in for EASE, under its own name
         names = tuple("SANSA" if n == "EASE" else n for n in names)
     ectx = eval_context(spec, data, "test")
