@@ -206,3 +206,22 @@ def test_content_knn_over_the_dense_budget_scores_like_the_dense_one(monkeypatch
     np.testing.assert_allclose(sparse, dense, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="dense"):
         content_knn(vectors, x, warm, neighbours=None)
+
+
+def test_a_large_catalog_without_the_scale_extra_records_no_ease_like_baseline(monkeypatch):
+    """Over the dense budget SANSA replaces EASE; without the sansa package neither is
+    recorded (a warning names the extra) instead of the study failing."""
+    import sys
+
+    from moo_search.data import load_split
+    from moo_search.model.baselines import baseline_names
+
+    _, split = load_split(tiny_spec().data)
+    assert "EASE" in baseline_names(split) and "SANSA" not in baseline_names(split)
+    monkeypatch.setenv("MOO_SEARCH_DENSE_GB", "0")
+    names = baseline_names(split)
+    assert "SANSA" in names and "EASE" not in names
+    monkeypatch.setitem(sys.modules, "sansa", None)  # importing it now fails
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None)
+    names = baseline_names(split)
+    assert "SANSA" not in names and "EASE" not in names and "ItemKNN" in names

@@ -10,6 +10,7 @@ and the reference front on the dashboard (:mod:`moo_search.reference`).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ __all__ = [
     "sansa",
     "tfidf_knn",
 ]
+
+logger = logging.getLogger("moo_search")
 
 CTR_BASELINE = "LikeRate"
 COUNT_BASELINE = "Counts"
@@ -144,6 +147,12 @@ def sansa(ctx: BaselineContext) -> Scorer:
     return _item_item(ctx, "sansa")
 
 
+def sansa_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("sansa") is not None
+
+
 def ease_fits(n_items: int) -> bool:
     """Whether dense EASE fits this catalog (else SANSA stands in for it)."""
     from moo_search.errors import SpecError
@@ -231,7 +240,8 @@ def hybrid(ctx: BaselineContext) -> Scorer:
     scorers = {n: ctx.scorer(n) for n in ("TF-IDF", "Frozen encoder")}
     pick = max(scorers, key=lambda n: ctx.tuned[n]["val"])
     ctx.tuned["Hybrid"] = {"content": pick, "tuned_on": ctx.tuned[pick]["tuned_on"]}
-    collab = ctx.scorer("EASE" if ease_fits(ctx.split.n_items) else "SANSA")
+    fits = ease_fits(ctx.split.n_items)
+    collab = ctx.scorer("EASE" if fits else "SANSA" if sansa_installed() else "ItemKNN")
     content = scorers[pick]
 
     def score(users: np.ndarray) -> np.ndarray:
@@ -266,7 +276,14 @@ LARGE_CATALOG_ONLY = ("SANSA",)
 def baseline_names(split: Split) -> tuple[str, ...]:
     """The ranking baselines a study on ``split`` records: EASE where it fits, else SANSA
     in its place; the hybrid under the item-cold protocol."""
-    skip = LARGE_CATALOG_ONLY if ease_fits(split.n_items) else ("EASE",)
+    skip: tuple[str, ...] = LARGE_CATALOG_ONLY if ease_fits(split.n_items) else ("EASE",)
+    if not ease_fits(split.n_items) and not sansa_installed():
+        logger.warning(
+            "no EASE-like baseline: dense EASE does not fit %d items and SANSA needs the "
+            "'scale' extra (pip install 'moo-search[scale]')",
+            split.n_items,
+        )
+        skip = ("EASE", "SANSA")
     return tuple(
         n
         for n in BASELINES
@@ -350,6 +367,8 @@ def baseline_test_hits(
     ctx = ctx if ctx is not None else BaselineContext.of(spec, data)
     if not ease_fits(data.split.n_items):  # SANSA stands in for EASE, under its own name
         names = tuple("SANSA" if n == "EASE" else n for n in names)
+        if not sansa_installed():
+            names = tuple(n for n in names if n != "SANSA")
     ectx = eval_context(spec, data, "test")
     out: dict[str, Any] = {}
     for name in names:
