@@ -60,7 +60,7 @@ CHILD = r"""
 import json, os, resource, sys, time, tempfile
 from pathlib import Path
 spec_path, overrides = sys.argv[1], json.loads(sys.argv[2])
-variants, backbone_only = json.loads(sys.argv[3]), sys.argv[4] == "1"
+variants = json.loads(sys.argv[3])
 import numpy as np
 import moo_search.trial as trial_mod
 from moo_search.spec import load_spec
@@ -107,7 +107,7 @@ trial_mod._variant = variant
 t0 = time.perf_counter()
 res = trial_mod.run_trial(spec, sweep=variants)
 total = time.perf_counter() - t0
-parts["training"] = res.cost["train_seconds"] - 0.0
+parts["training"] = res.cost["train_seconds"]
 parts.update(timers)
 # the training loop's own checkpoints evaluate too: counted in training (none by default)
 parts["other"] = total - sum(parts[p] for p in ("training", "encoding", "evaluation", "variants"))
@@ -196,7 +196,7 @@ def main() -> int:
     for name in names:
         print(f"{name}: one fine-tune ...", file=sys.stderr, flush=True)
         t = time.perf_counter()
-        got = _child(CHILD, [spec, json.dumps(_overrides(name)), variants, "0"])
+        got = _child(CHILD, [spec, json.dumps(_overrides(name)), variants])
         print(f"  {time.perf_counter() - t:.0f}s", file=sys.stderr, flush=True)
         if got:
             rows[name] = got
@@ -243,7 +243,7 @@ def _compare(ref: str, spec: str, variants: str) -> None:
             best: dict[str, float] = {}
             for _ in range(2):
                 for label, path in (("now", str(ROOT)), ("ref", str(tree))):
-                    r = _child(CHILD, [spec, json.dumps(_overrides(name)), variants, "0"], path)
+                    r = _child(CHILD, [spec, json.dumps(_overrides(name)), variants], path)
                     if r:
                         total = sum(r["parts"].values()) - r["parts"]["data"]
                         best[label] = min(best.get(label, math.inf), total)

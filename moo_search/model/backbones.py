@@ -77,16 +77,25 @@ DENSE_BUDGET_GB = 8.0
 """The most memory a dense item x item backbone may take (``MOO_SEARCH_DENSE_GB`` overrides)."""
 
 
+def _dense_budget_gb() -> float:
+    import os
+
+    return float(os.environ.get("MOO_SEARCH_DENSE_GB", DENSE_BUDGET_GB))
+
+
+def dense_fits(n_items: int, matrices: int) -> bool:
+    """Whether ``matrices`` float64 item x item arrays fit the dense budget."""
+    return matrices * 8 * n_items**2 <= _dense_budget_gb() * 2**30
+
+
 def check_dense(name: str, n_items: int, matrices: int) -> None:
     """Refuse a dense backbone whose ``matrices`` float64 item x item arrays would not fit
     the budget, naming the size and the alternative (before any is allocated)."""
-    import os
-
     from moo_search.errors import SpecError
 
-    budget = float(os.environ.get("MOO_SEARCH_DENSE_GB", DENSE_BUDGET_GB))
+    budget = _dense_budget_gb()
     need = matrices * 8 * n_items**2 / 2**30
-    if need > budget:
+    if not dense_fits(n_items, matrices):
         raise SpecError(
             f"{name} is a dense {n_items:,} x {n_items:,} backbone: about {need:.3g} GiB "
             f"({matrices} float64 matrices), over the {budget:g} GiB budget "

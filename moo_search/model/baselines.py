@@ -77,6 +77,19 @@ class BaselineContext:
             self._scorers[name] = BASELINES[name](self)
         return self._scorers[name]
 
+    def val_metric(self, scorer: Scorer, metric: str) -> float:
+        """``scorer``'s validation ``metric`` (what a baseline is tuned on; -inf if absent)."""
+        res = evaluate_scorer(
+            scorer,
+            self.ds,
+            self.split,
+            eval_cfg=self.eval_cfg,
+            parts=("val",),
+            features=self.item_features(),
+        )
+        assert isinstance(res, dict)
+        return float(res["val"].get(metric, float("-inf")))
+
     def item_features(self) -> np.ndarray:
         if self.features is None:
             self.features = self.ds.item_features()
@@ -155,14 +168,9 @@ def sansa_installed() -> bool:
 
 def ease_fits(n_items: int) -> bool:
     """Whether dense EASE fits this catalog (else SANSA stands in for it)."""
-    from moo_search.errors import SpecError
-    from moo_search.model.backbones import check_dense
+    from moo_search.model.backbones import dense_fits
 
-    try:
-        check_dense("ease", n_items, 3)
-    except SpecError:
-        return False
-    return True
+    return dense_fits(n_items, 3)
 
 
 def _tuning_metric(ctx: BaselineContext) -> str:
@@ -183,16 +191,7 @@ def _tuned_content(ctx: BaselineContext, name: str, vectors: Any) -> Scorer:
     grid = KNN_NEIGHBOURS if dense_fits(ctx.split.n_items) else [n for n in KNN_NEIGHBOURS if n]
     for n in grid:
         scorer = content_knn(vectors, x, ctx.split.warm, neighbours=n)
-        res = evaluate_scorer(
-            scorer,
-            ctx.ds,
-            ctx.split,
-            eval_cfg=ctx.eval_cfg,
-            parts=("val",),
-            features=ctx.item_features(),
-        )
-        assert isinstance(res, dict)
-        value = res["val"].get(metric, float("-inf"))
+        value = ctx.val_metric(scorer, metric)
         if best is None or value > best[0]:
             best = (value, n, scorer)
     assert best is not None

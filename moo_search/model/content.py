@@ -62,14 +62,12 @@ def frozen_item_vectors(model_cfg: Any, texts: list[str], *, batch_size: int = 1
 
 
 def dense_fits(n_items: int) -> bool:
-    """Whether the dense path (four n_items x n_items float32 arrays at its peak) fits the
-    dense budget (``MOO_SEARCH_DENSE_GB``); beyond it only a neighbour limit is possible."""
-    import os
+    """Whether the dense path (four n_items x n_items float32 arrays at its peak, the size of
+    two float64 ones) fits the dense budget (``MOO_SEARCH_DENSE_GB``); beyond it only a
+    neighbour limit is possible."""
+    from moo_search.model.backbones import dense_fits as fits
 
-    from moo_search.model.backbones import DENSE_BUDGET_GB
-
-    budget = float(os.environ.get("MOO_SEARCH_DENSE_GB", DENSE_BUDGET_GB))
-    return 16 * n_items**2 <= budget * 2**30
+    return fits(n_items, 2)
 
 
 def _sparse_content_knn(

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from moo_search.evaluate import Scorer, evaluate_scorer
+from moo_search.evaluate import Scorer
 
 __all__ = ["ALS_GRID", "BPR_GRID", "als", "bpr"]
 
@@ -89,16 +89,7 @@ def _tuned(ctx: Any, kind: str, grid: dict[str, tuple[float, ...]]) -> Scorer:
         key = tuple(params[k] for k in grid)
         if key not in tried:
             scorer = _fit(kind, x, params, ctx.seed)
-            res = evaluate_scorer(
-                scorer,
-                ctx.ds,
-                ctx.split,
-                eval_cfg=ctx.eval_cfg,
-                parts=("val",),
-                features=ctx.item_features(),
-            )
-            assert isinstance(res, dict)
-            tried[key] = (res["val"][metric], scorer)
+            tried[key] = (ctx.val_metric(scorer, metric), scorer)
         return tried[key][0]
 
     best = max((dict(zip(grid, values)) for values in itertools.product(*grid.values())), key=value)

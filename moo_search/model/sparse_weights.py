@@ -21,7 +21,6 @@ __all__ = [
     "sansa_density",
     "sansa_weights",
     "user_scores",
-    "weights_nbytes",
 ]
 
 SPARSE_FROM_ITEMS = 8192
@@ -54,10 +53,6 @@ class SparseWeights:
     @property
     def nnz(self) -> int:
         return sum(int(f.nnz) for f in self.factors)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(f.data.nbytes + f.indices.nbytes + f.indptr.nbytes for f in self.factors)
 
     def score(self, x: sp.spmatrix) -> np.ndarray:
         """Dense float32 scores of the rows of ``x`` (each row independent of the others)."""
@@ -121,10 +116,6 @@ def user_scores(x: sp.spmatrix, w: Weights) -> np.ndarray:
     if isinstance(w, SparseWeights):
         return w.score(x)
     return np.asarray(sp.csr_matrix(x, dtype=np.float32) @ w, dtype=np.float32)
-
-
-def weights_nbytes(w: Weights) -> int:
-    return w.nbytes if isinstance(w, SparseWeights) else int(w.nbytes)
 
 
 def itemknn_sparse(x: sp.spmatrix, neighbours: int = 100, chunk: int = 1024) -> SparseWeights:
