@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 
 from moo_search import load_spec, run_trial
-from moo_search.metrics import auc
-from moo_search.model.baselines import BaselineContext
-from moo_search.model.task_baselines import count_task_predictions
 from moo_search.pareto import pareto_mask
+from moo_search.recommender.metrics import auc
+from moo_search.recommender.baselines.ranking import BaselineContext
+from moo_search.recommender.baselines.tasks import count_task_predictions
+from moo_search.recommender.trial import prepare_data
 from moo_search.study import load_study
-from moo_search.trial import prepare_data
 
 TASKS = {
     "click_auc": ("click", "maximize"),
@@ -40,7 +40,7 @@ TASKS = {
 
 def head_predictions(scorer: Any, split: Any, spec: Any, part: str) -> dict[str, np.ndarray]:
     """Each task head's prediction on ``part``'s pairs of that task."""
-    from moo_search.train.ctr_eval import task_predictions
+    from moo_search.recommender.train.ctr_eval import task_predictions
 
     kw = {"negatives": spec.eval.click_negatives, "seed": spec.seed}
     return {
@@ -53,7 +53,7 @@ def without_text(scorer: Any, data: Any, spec: Any) -> Any:
     """The same model with the semantic feature zeroed, its heads refit."""
     import copy
 
-    from moo_search.train.ctr_eval import fit_task_heads
+    from moo_search.recommender.train.ctr_eval import fit_task_heads
 
     bare = replace(scorer, model=copy.deepcopy(scorer.model), user_emb=None)
     fit_task_heads(bare, data.split, negatives=spec.eval.click_negatives, seed=spec.seed)

@@ -62,11 +62,11 @@ from pathlib import Path
 spec_path, overrides = sys.argv[1], json.loads(sys.argv[2])
 variants = json.loads(sys.argv[3])
 import numpy as np
-import moo_search.trial as trial_mod
+import moo_search.recommender.trial as trial_mod
 from moo_search.spec import load_spec
-from moo_search.prepare import prepare_data, collaborative_backbone
-import moo_search.model.backbones as bb
-from moo_search.model.inference import CatalogScorer
+from moo_search.recommender.prepare import prepare_data, collaborative_backbone
+import moo_search.recommender.model.backbones as bb
+from moo_search.recommender.inference import CatalogScorer
 
 cache = Path(tempfile.mkdtemp(prefix="bench-scale-bb-"))
 bb._cache_dir = lambda: cache  # a fresh backbone cache: the fit is timed
@@ -124,8 +124,8 @@ import json, sys, time
 overrides, name = json.loads(sys.argv[2]), sys.argv[3]
 import numpy as np
 from moo_search.spec import load_spec
-from moo_search.prepare import prepare_data
-from moo_search.memory import PeakRSS
+from moo_search.recommender.prepare import prepare_data
+from moo_search.recommender.memory import PeakRSS
 spec = load_spec(sys.argv[1], [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
 data = prepare_data(spec)
 x = data.split.matrix("train").astype(np.float64).tocsr()
@@ -133,16 +133,16 @@ before = PeakRSS.current() or 0.0
 t0 = time.perf_counter()
 with PeakRSS() as peak:
     if name == "EASE":
-        from moo_search.model.backbones import ease_weights
+        from moo_search.recommender.model.backbones import ease_weights
         w = ease_weights(x, 200.0)
     elif name == "SANSA":
-        from moo_search.model.sparse_weights import sansa_density, sansa_weights
+        from moo_search.recommender.model.sparse_weights import sansa_density, sansa_weights
         w = sansa_weights(x, 20.0, sansa_density(x.shape[1], None))
     elif name == "ItemKNN":
-        from moo_search.model.backbones import SPARSE_FROM_ITEMS, itemknn_sparse, itemknn_weights
+        from moo_search.recommender.model.backbones import SPARSE_FROM_ITEMS, itemknn_sparse, itemknn_weights
         w = itemknn_weights(x, 100) if x.shape[1] < SPARSE_FROM_ITEMS else itemknn_sparse(x, 100)
     elif name == "ALS":
-        from moo_search.model.factor_baselines import _fit
+        from moo_search.recommender.baselines.factors import _fit
         xb = x.astype(np.float32)
         xb.data[:] = 1.0
         w = _fit("ALS", xb, {"factors": 64, "regularization": 1.0, "alpha": 10.0}, 0)

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from moo_search.export.pyfunc import serve_command
+from moo_search.recommender.export.pyfunc import serve_command
 
 REPO = Path(__file__).resolve().parents[1]
 LOAD = "import sys, time; t=time.perf_counter(); from moo_search import load_exported; r=load_exported(sys.argv[1]); r.recommend(r.user_ids[0], 10); print(time.perf_counter()-t)"
@@ -64,8 +64,8 @@ def cold_check(spec_path: Path, work: Path) -> None:
     """Held-out items added at serve time against the trial's offline cold_item metrics."""
     from moo_search import export_trial, load_exported, load_spec
     from moo_search.drivers import run_study
-    from moo_search.metrics._context import cold_item_metrics
-    from moo_search.trial import prepare_data
+    from moo_search.recommender.metrics._context import cold_item_metrics
+    from moo_search.recommender.trial import prepare_data
 
     spec = load_spec(spec_path)
     spec = spec.with_params(
@@ -120,8 +120,8 @@ def load_seconds(bundle: Path) -> float:
 
 
 def without_embeddings(bundle: Path, work: Path) -> Path:
-    from moo_search.export._files import MANIFEST, seal
-    from moo_search.export._load import EMBEDDINGS
+    from moo_search.recommender.export._files import MANIFEST, seal
+    from moo_search.recommender.export._load import EMBEDDINGS
 
     copy = work / "no-embeddings"
     shutil.copytree(bundle, copy)

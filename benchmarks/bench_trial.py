@@ -28,9 +28,9 @@ from typing import Any
 import torch
 
 from moo_search import load_spec, run_trial
-from moo_search.data.movielens import cache_dir
-from moo_search.model import layer_cache
-from moo_search.train._setup import cpu_has_fast_bf16
+from moo_search.recommender.data.movielens import cache_dir
+from moo_search.recommender.model import layer_cache
+from moo_search.recommender.train._setup import cpu_has_fast_bf16
 
 METRICS = ("precision@10", "ndcg@10", "ild@10", "novelty@10", "tail/precision@10", "ctr_auc")
 
@@ -50,7 +50,7 @@ def nominal_flops(spec: Any, result: Any) -> float:
     all layers, twice that again backward through the adapted ones (activation gradients)."""
     from transformers import AutoConfig
 
-    from moo_search.model.encoder import resolve_model_path
+    from moo_search.recommender.model.encoder import resolve_model_path
 
     cfg = AutoConfig.from_pretrained(resolve_model_path(spec.model))
     h, f, n_layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers

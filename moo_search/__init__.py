@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from moo_search._version import __version__
 from moo_search.errors import (
     DataError,
     ExportError,
@@ -13,8 +14,6 @@ from moo_search.errors import (
     TrialFailed,
 )
 from moo_search.spec import StudySpec, load_spec
-
-__version__ = "0.1.0"
 
 __all__ = [
     "DataError",
@@ -36,20 +35,20 @@ __all__ = [
 
 # Heavy modules (torch, optuna, plotly) load on first use.
 _LAZY = {
-    "run_trial": "moo_search.trial",
+    "run_trial": "moo_search.recommender.trial",
     "run_study": "moo_search.drivers",
     "load_study": "moo_search.study",
     "build_report": "moo_search.report",
-    "export_trial": "moo_search.export",
-    "load_exported": "moo_search.export",
+    "export_trial": "moo_search.recommender.export",
+    "load_exported": "moo_search.recommender.export",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from moo_search.drivers import run_study
-    from moo_search.export import export_trial, load_exported
+    from moo_search.recommender.export import export_trial, load_exported
+    from moo_search.recommender.trial import run_trial
     from moo_search.report import build_report
     from moo_search.study import load_study
-    from moo_search.trial import run_trial
 
 
 def __getattr__(name: str) -> Any:

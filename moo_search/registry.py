@@ -1,11 +1,13 @@
-"""One registry per extension point: where a dataset, adapter, backbone, driver, algorithm,
-problem or metric becomes known.
+"""The registry mechanism, and the engine's registries: drivers (each keeps its algorithms),
+problems and objectives. The recommender keeps its own (datasets, adapter types, backbones,
+metrics: :mod:`moo_search.recommender.registries`) with the same mechanism.
 
-Adding one is one module that registers it plus its test::
+Adding one is one module that registers it plus its test; name the module in the spec's
+``plugins`` and every process of the study (workers too) imports it::
 
-    from moo_search.data import make_synthetic
-    from moo_search.data.registered import DatasetSource
-    from moo_search.registry import DATASETS
+    from moo_search.recommender.data import make_synthetic
+    from moo_search.recommender.data.registered import DatasetSource
+    from moo_search.recommender.registries import DATASETS
 
     def load_my_data(cfg):  # DataConfig -> Dataset
         return make_synthetic(n_users=60, n_items=40, seed=cfg.split.seed)
@@ -15,7 +17,7 @@ Adding one is one module that registers it plus its test::
 A registry whose entries have a type (``DatasetSource``, ``Backbone``, ``MetricDef``) refuses
 anything else at registration, naming the type it expects.
 
-The spec validates names against these registries and the CLI lists them, so an unknown name
+The spec validates names against the registries and ``moo-search list`` lists them, so an unknown name
 gets the same did-you-mean message everywhere. Built-in entries live in the modules named by
 ``builtins`` and are imported on first lookup (the registries themselves import nothing heavy).
 """
@@ -30,13 +32,11 @@ from typing import Any, Generic, TypeVar, overload
 from moo_search.errors import SpecError
 
 __all__ = [
-    "ADAPTERS",
-    "BACKBONES",
-    "DATASETS",
     "DRIVERS",
-    "METRICS",
+    "OBJECTIVES",
     "PROBLEMS",
     "Registry",
+    "load_plugins",
 ]
 
 T = TypeVar("T")
@@ -148,28 +148,6 @@ class Registry(Generic[T]):
         return f"Registry({self.kind!r}, {sorted(self._entries)})"
 
 
-DATASETS: Registry[Any] = Registry(
-    "dataset",
-    field="data.dataset",
-    builtins=("moo_search.data.registered",),
-    entry="moo_search.data.registered:DatasetSource",
-)
-"""name -> :class:`moo_search.data.registered.DatasetSource` (``load(cfg) -> Dataset``,
-optional ``fetch``/``is_cached``)."""
-
-ADAPTERS: Registry[Any] = Registry(
-    "adapter type", field="adapter.type", builtins=("moo_search.model.adapters",)
-)
-"""name -> ``build(model, cfg: AdapterConfig) -> peft config`` (None: no adapter)."""
-
-BACKBONES: Registry[Any] = Registry(
-    "collaborative backbone",
-    field="fusion.cf",
-    builtins=("moo_search.model.backbones",),
-    entry="moo_search.model.backbones:Backbone",
-)
-"""name -> :class:`moo_search.model.backbones.Backbone`."""
-
 DRIVERS: Registry[Any] = Registry(
     "driver backend",
     field="driver.backend",
@@ -181,10 +159,40 @@ registry of its algorithms as ``algorithms``."""
 PROBLEMS: Registry[Any] = Registry("problem", field="objective", builtins=("moo_search.problems",))
 """name -> ``factory(**spec.problem) -> Problem`` with a known front."""
 
-METRICS: Registry[Any] = Registry(
-    "metric",
-    field="objectives",
-    builtins=("moo_search.metrics",),
-    entry="moo_search.metrics._registry:MetricDef",
+OBJECTIVES: Registry[Any] = Registry(
+    "objective",
+    field="objective",
+    builtins=("moo_search.recommender.objective",),
+    entry="moo_search.objective:Objective",
 )
-"""family name -> :class:`moo_search.metrics.MetricDef` (direction, compute, slices)."""
+"""name -> :class:`moo_search.objective.Objective` (the default, ``run_trial``, is the
+language-model recommender; its module is named here, not imported, like any plugin's)."""
+
+_PLUGINS_LOADED: set[str] = set()
+
+
+def load_plugins(modules: list[str] | tuple[str, ...]) -> None:
+    """Import each module (once per process): a study's ``plugins`` register its own datasets,
+    metrics, backbones, objectives ... there, and every process of the study (``--workers N``,
+    ``moo-search worker``) imports them before it validates the spec. A module is found as
+    Python finds any (installed, or on ``PYTHONPATH``) or in the working directory.
+
+    Raises:
+        SpecError: on ``plugins``, naming the module that cannot be imported and why.
+    """
+    import os
+    import sys
+
+    if modules and os.getcwd() not in sys.path:  # a module beside the study, as `python -m` finds
+        sys.path.append(os.getcwd())
+    for i, name in enumerate(modules):
+        if name in _PLUGINS_LOADED:
+            continue
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # a plugin's own error: shown, not a traceback
+            raise SpecError(
+                f"cannot import plugin module {name!r}: {type(e).__name__}: {e}",
+                field=f"plugins.{i}",
+            ) from None
+        _PLUGINS_LOADED.add(name)

@@ -430,10 +430,10 @@ def test_a_study_name_that_is_not_one_file_name_is_refused(name, tmp_path, capsy
 def test_an_overview_field_that_matches_no_item_is_refused_naming_item_text(monkeypatch):
     import pandas as pd
 
-    import moo_search.data as data_mod
-    from moo_search.data import load_dataset
+    import moo_search.recommender.data as data_mod
     from moo_search.errors import DataError
-    from moo_search.spec import DataConfig
+    from moo_search.recommender.config import DataConfig
+    from moo_search.recommender.data import load_dataset
 
     table = pd.DataFrame(
         {
@@ -453,10 +453,10 @@ def test_an_overview_field_that_matches_no_item_is_refused_naming_item_text(monk
 def test_a_failed_download_names_the_dataset_and_the_field_that_asked(tmp_path, monkeypatch):
     import subprocess
 
-    import moo_search.data.sources as sources
-    from moo_search.data import load_dataset
+    import moo_search.recommender.data.sources as sources
     from moo_search.errors import DataError
-    from moo_search.spec import DataConfig
+    from moo_search.recommender.config import DataConfig
+    from moo_search.recommender.data import load_dataset
 
     monkeypatch.setenv("MOO_SEARCH_CACHE", str(tmp_path))
     monkeypatch.setattr(

@@ -10,8 +10,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from moo_search.data.bookcrossing import BOOK_CROSSING, load_book_crossing, work_keys
 from moo_search.errors import DataError
+from moo_search.recommender.data.bookcrossing import BOOK_CROSSING, load_book_crossing, work_keys
 
 BOOKS = """"ISBN";"Book-Title";"Book-Author";"Year-Of-Publication";"Publisher";"Image-URL-S";"Image-URL-M";"Image-URL-L"
 "0000000001";"Le Petit Prince";"Antoine de Saint-Exupéry";"1943";"Gallimard";"";"";""
@@ -140,8 +140,8 @@ def test_fetch_checks_the_wheel_and_every_file_against_its_pins(tmp_path, monkey
 
 
 def test_item_text_fields_the_dataset_lacks_are_refused():
-    from moo_search.data import load_dataset
-    from moo_search.spec import DataConfig
+    from moo_search.recommender.config import DataConfig
+    from moo_search.recommender.data import load_dataset
 
     with pytest.raises(DataError, match=r"data\.item_text: \['author'\]"):
         load_dataset(DataConfig(dataset="synthetic", item_text=["title", "author"]))
@@ -153,7 +153,7 @@ def test_a_dense_backbone_too_large_for_the_budget_is_refused_naming_size_and_al
     import scipy.sparse as sp
 
     from moo_search.errors import SpecError
-    from moo_search.model.backbones import ease_weights, itemknn_weights
+    from moo_search.recommender.model.backbones import ease_weights, itemknn_weights
 
     monkeypatch.setenv("MOO_SEARCH_DENSE_GB", "0.01")  # 36,039 items would need ~29 GiB
     x = sp.csr_matrix((3, 1000), dtype=np.float32)

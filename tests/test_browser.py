@@ -215,7 +215,7 @@ def test_a_selected_trial_shows_its_learning_curve_and_a_stopped_one_its_reason(
 ):
     """Early stopping through the real driver (model-free trials: quality = learning rate);
     the page draws the curve of a finished trial and says why a stopped one stopped."""
-    import moo_search.trial as trial_mod
+    import moo_search.recommender.trial as trial_mod
     from moo_search.drivers import run_study
     from moo_search.study import ATTR
 

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from moo_search import run_trial
-from moo_search.cache import read_entry, write_entry
-from moo_search.model import layer_cache
-from moo_search.prepare import _prepare
+from moo_search.recommender.cache import read_entry, write_entry
+from moo_search.recommender.model import layer_cache
+from moo_search.recommender.prepare import _prepare
 
 from .helpers import tiny_spec
 

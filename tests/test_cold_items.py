@@ -10,14 +10,14 @@ import scipy.sparse as sp
 import torch
 
 from moo_search import DataError, run_trial
-from moo_search.data.split import make_split
-from moo_search.metrics import is_known_metric
-from moo_search.model.backbones import split_fingerprint
-from moo_search.model.baselines import BaselineContext, evaluate_baselines
-from moo_search.model.content import content_knn, tfidf_item_vectors
-from moo_search.model.inference import CatalogScorer
-from moo_search.reference import FULL_RANGE, reference_grid
-from moo_search.trial import build_model, prepare_data
+from moo_search.recommender.data.split import make_split
+from moo_search.recommender.metrics import is_known_metric
+from moo_search.recommender.model.backbones import split_fingerprint
+from moo_search.recommender.baselines.ranking import BaselineContext, evaluate_baselines
+from moo_search.recommender.model.content import content_knn, tfidf_item_vectors
+from moo_search.recommender.inference import CatalogScorer
+from moo_search.recommender.reference import FULL_RANGE, reference_grid
+from moo_search.recommender.trial import build_model, prepare_data
 
 from .helpers import tiny_spec
 
@@ -74,8 +74,8 @@ def cold_model():
 
 
 def _scorer(spec, data, model, tok):
-    from moo_search.model.tokens import tokenize_cached
-    from moo_search.prepare import history_rows
+    from moo_search.recommender.model.tokens import tokenize_cached
+    from moo_search.recommender.prepare import history_rows
 
     items = tokenize_cached(tok, data.item_texts, spec.model.max_item_length)
     users = tokenize_cached(tok, data.user_texts, spec.model.max_user_length)
@@ -108,8 +108,8 @@ def test_a_new_items_score_does_not_depend_on_the_other_new_items(cold_model):
 
 
 def test_training_never_sees_a_new_item_not_even_as_a_negative(cold_model):
-    from moo_search.model.tokens import tokenize_cached
-    from moo_search.train.loop import TrainData, TrainHistory, _batch, _pairs_on
+    from moo_search.recommender.model.tokens import tokenize_cached
+    from moo_search.recommender.train.loop import TrainData, TrainHistory, _batch, _pairs_on
 
     spec, data, model, tok = cold_model
     items = tokenize_cached(tok, data.item_texts, spec.model.max_item_length)
@@ -206,7 +206,7 @@ def test_the_reference_grid_covers_each_knobs_whole_range_whatever_the_study_sea
 
 def test_cold_item_ties_are_not_broken_by_item_id():
     """A model that gives every new item one score must rank them at chance, not by id."""
-    from moo_search.evaluate import cold_item_lists
+    from moo_search.recommender.evaluate import cold_item_lists
 
     data = prepare_data(tiny_spec(**COLD))
     split = data.split

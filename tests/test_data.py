@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from moo_search import DataError
-from moo_search.data import load_recbole, load_table_dataset, make_split, make_synthetic
-from moo_search.data import movielens as ml
-from moo_search.data.text import render_item, render_users
+from moo_search.recommender.data import load_recbole, load_table_dataset, make_split, make_synthetic
+from moo_search.recommender.data import movielens as ml
+from moo_search.recommender.data.text import render_item, render_users
 
 INTER = "user,item,rating,timestamp\n1,10,5,100\n1,11,3,200\n2,10,4,150\n2,12,1,160\n"
 
@@ -155,7 +155,7 @@ def test_user_text_holds_attributes_and_recent_history():
 
 
 def test_grouplens_layout(write, tmp_path):
-    from moo_search.data import load_grouplens_100k
+    from moo_search.recommender.data import load_grouplens_100k
 
     write("gl/u.data", "1\t10\t5\t881250949\n2\t10\t3\t881250950\n1\t11\t4\t881250951\n")
     flags = "|".join(["0"] * 19)

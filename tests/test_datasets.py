@@ -11,11 +11,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from moo_search.data.loaders import load_movielens_1m
-from moo_search.data.overviews import attach_overviews, coverage, match_items, normalise_title
-from moo_search.data.sources import WheelSource
-from moo_search.data.text import render_items
 from moo_search.errors import DataError
+from moo_search.recommender.data.loaders import load_movielens_1m
+from moo_search.recommender.data.overviews import (
+    attach_overviews,
+    coverage,
+    match_items,
+    normalise_title,
+)
+from moo_search.recommender.data.sources import WheelSource
+from moo_search.recommender.data.text import render_items
 
 INTER = (
     "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
@@ -110,7 +115,7 @@ def test_the_matcher_takes_the_year_within_one_and_no_further():
 
 
 def test_overviews_become_item_text_and_unmatched_items_keep_the_rest(ml1m, tmp_path):
-    from moo_search.data.overviews import load_overviews
+    from moo_search.recommender.data.overviews import load_overviews
 
     TMDB.to_csv(tmp_path / "movies.csv", index=False)
     table = load_overviews(tmp_path / "movies.csv")

@@ -208,16 +208,16 @@ def test_surplus_ask_is_pruned_not_completed(tmp_path):
     spec = custom_spec("sphere2", n_trials=3, out_dir=str(tmp_path))
     study = run_study(spec)
     from moo_search.drivers._context import StudyContext
-    from moo_search.drivers._objectives import make_evaluator, search_space
     from moo_search.drivers._runner import TrialRunner
+    from moo_search.objective import objective_for
 
     ctx = StudyContext(
         spec=spec,
         study=study,
         storage_url="memory://",
         study_dir=tmp_path,
-        evaluate=make_evaluator(spec),
-        space=search_space(spec),
+        evaluate=objective_for(spec.objective).evaluator(spec),
+        space=objective_for(spec.objective).search_space(spec),
         n_trials=3,
     )
     study.optimize(TrialRunner(ctx), n_trials=1)

@@ -62,7 +62,7 @@ def _fake_run_trial(spec, *, artifact_dir=None, sweep=None, on_rung=None):
 
 @pytest.fixture
 def fake_trials(monkeypatch):
-    import moo_search.trial as trial_mod
+    import moo_search.recommender.trial as trial_mod
 
     monkeypatch.setattr(trial_mod, "run_trial", _fake_run_trial)
 
@@ -127,7 +127,7 @@ def test_rung_decisions_are_the_same_from_any_worker(fake_trials, tmp_path):
 
 
 def test_a_real_trial_reports_its_rungs_on_a_fixed_user_sample(tmp_path):
-    from moo_search.trial import run_trial
+    from moo_search.recommender.trial import run_trial
 
     seen: list[tuple[int, dict]] = []
     spec = tiny_spec(**{"train.max_steps": 12, "driver.early_stopping": {"rungs": [0.25, 0.5]}})

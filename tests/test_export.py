@@ -12,7 +12,7 @@ import pytest
 from moo_search import ExportError, export_trial, load_exported
 from moo_search.cli import main
 from moo_search.drivers import run_study
-from moo_search.export import verify_export
+from moo_search.recommender.export import verify_export
 
 from .helpers import tiny_spec
 
@@ -63,7 +63,7 @@ def test_round_trip_reproduces_the_trials_top10_lists(study_dir, tmp_path):
 def test_rerank_variants_are_trials_that_reuse_their_fine_tune(study_dir, tmp_path):
     """Each fine-tune is also recorded at the re-ranking grid: COMPLETE trials linked to it,
     outside the budget, with its adapter; exported, they re-rank exactly as recorded."""
-    from moo_search.reference import rerank_grid
+    from moo_search.recommender.reference import rerank_grid
     from moo_search.spec import spec_from_dict
 
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{study_dir}/study.db")
@@ -198,7 +198,7 @@ def test_a_resealed_unreadable_file_is_an_export_error_naming_it(
 ):
     """Even with a manifest that matches (re-sealed by hand), a file that does not parse is an
     ExportError naming it, never a raw YAML / JSON / zip error."""
-    from moo_search.export._files import MANIFEST, seal
+    from moo_search.recommender.export._files import MANIFEST, seal
 
     out = export_trial(study_dir, out=tmp_path / "r", trial=1)
     (out / victim).write_bytes(content)
@@ -221,7 +221,7 @@ def test_missing_and_extra_files_are_refused(study_dir, tmp_path):
 @pytest.mark.parametrize("entry", ["../../outside.txt", "/etc/hostname", "adapter/../x", ""])
 def test_a_manifest_entry_outside_the_bundle_is_refused(study_dir, tmp_path, entry):
     """No entry may make verification read a host file: relative, normalised and inside."""
-    from moo_search.export._files import MANIFEST
+    from moo_search.recommender.export._files import MANIFEST
 
     out = export_trial(study_dir, out=tmp_path / "o", trial=1)
     (tmp_path / "outside.txt").write_text("host file")
@@ -239,7 +239,7 @@ def test_a_resealed_file_of_the_wrong_shape_is_an_export_error_naming_it(
     """Parses, matches a re-sealed manifest, but does not fit the rest of the bundle."""
     from safetensors.torch import load_file, save_file
 
-    from moo_search.export._files import MANIFEST, seal
+    from moo_search.recommender.export._files import MANIFEST, seal
 
     out = export_trial(study_dir, out=tmp_path / "w", trial=1)
     p = out / victim
@@ -257,7 +257,7 @@ def test_a_resealed_file_of_the_wrong_shape_is_an_export_error_naming_it(
 
 
 def test_symlinks_and_a_malformed_manifest_are_refused(study_dir, tmp_path):
-    from moo_search.export._files import MANIFEST
+    from moo_search.recommender.export._files import MANIFEST
 
     out = export_trial(study_dir, out=tmp_path / "s", trial=1)
     real = tmp_path / "real_adapter"
@@ -371,7 +371,7 @@ def test_a_users_scores_do_not_depend_on_the_batch_it_is_scored_in():
     exported lists (float32 GEMM and GEMV round differently; seen on an AMX machine)."""
     import torch
 
-    from moo_search.model.inference import CatalogScorer
+    from moo_search.recommender.inference import CatalogScorer
 
     gen = torch.Generator().manual_seed(0)
     items = torch.nn.functional.normalize(torch.randn(1700, 384, generator=gen), dim=-1)

@@ -8,6 +8,7 @@ import ast
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,16 +17,10 @@ import pytest
 
 from moo_search.drivers import BaseDriver, run_study
 from moo_search.errors import SpecError
-from moo_search.registry import (
-    ADAPTERS,
-    BACKBONES,
-    DATASETS,
-    DRIVERS,
-    METRICS,
-    PROBLEMS,
-    Registry,
-)
-from moo_search.spec import LossWeights, spec_from_dict
+from moo_search.recommender.config import LossWeights
+from moo_search.recommender.registries import ADAPTERS, BACKBONES, DATASETS, METRICS
+from moo_search.registry import DRIVERS, PROBLEMS, Registry
+from moo_search.spec import spec_from_dict
 from moo_search.study import count_states, is_derived, load_study
 
 from .helpers import custom_spec, tiny_spec
@@ -54,9 +49,9 @@ def registered():
 
 
 def test_a_toy_dataset_is_one_registration(registered):
-    from moo_search.data.registered import DatasetSource
-    from moo_search.data.synthetic import make_synthetic
-    from moo_search.trial import run_trial
+    from moo_search.recommender.data.registered import DatasetSource
+    from moo_search.recommender.data.synthetic import make_synthetic
+    from moo_search.recommender.trial import run_trial
 
     registered(
         DATASETS,
@@ -72,8 +67,8 @@ def test_a_toy_dataset_is_one_registration(registered):
 
 
 def test_a_toy_metric_is_one_registration(registered):
-    from moo_search.metrics import MetricDef, is_known_metric, metric_direction
-    from moo_search.trial import run_trial
+    from moo_search.recommender.metrics import MetricDef, is_known_metric, metric_direction
+    from moo_search.recommender.trial import run_trial
 
     def first_slot_hit(lists, users, ctx, rel):
         return float(np.mean(np.asarray(rel[users, lists[:, 0]]).ravel() > 0))
@@ -93,9 +88,9 @@ def test_a_toy_metric_is_one_registration(registered):
 
 
 def test_a_toy_backbone_is_one_registration(registered):
-    from moo_search.evaluate import evaluate_scorer
-    from moo_search.model.backbones import Backbone
-    from moo_search.trial import prepare_data, run_trial
+    from moo_search.recommender.evaluate import evaluate_scorer
+    from moo_search.recommender.model.backbones import Backbone
+    from moo_search.recommender.trial import prepare_data, run_trial
 
     def fit_popularity(ctx):
         pop = np.asarray(ctx.x.sum(0)).ravel()  # x_u @ W ranks by popularity for any user
@@ -117,8 +112,8 @@ def test_a_toy_backbone_is_one_registration(registered):
 
 
 def test_a_toy_adapter_is_one_registration(registered):
-    from moo_search.model.adapters import _lora
-    from moo_search.trial import run_trial
+    from moo_search.recommender.model.adapters import _lora
+    from moo_search.recommender.trial import run_trial
 
     def lora_query_only(model, cfg):
         return _lora(model, cfg.model_copy(update={"target_modules": ["query"]}))
@@ -199,7 +194,7 @@ def test_a_name_is_registered_once():
 
 
 def test_loss_terms_are_keyed_like_the_spec_loss_weights():
-    from moo_search.train.terms import LOSS_TERMS
+    from moo_search.recommender.train.terms import LOSS_TERMS
 
     assert LOSS_TERMS.names() == list(LossWeights.model_fields)
 
@@ -267,42 +262,143 @@ def test_a_study_written_before_the_study_layer_opens_reports_and_selects(tmp_pa
 
 # --------------------------------------------------------------------------- import direction
 
-# which top-level modules/packages each may import (at module level or lazily)
-LAYERS = {
-    "spec": {"errors", "registry", "spec", "metrics", "redact"},
-    "study": {"errors", "registry", "spec", "study", "pareto", "redact"},
-    "report": {"errors", "registry", "spec", "study", "pareto", "report", "redact", "metrics"},
-}
+# Units: each top-level module or package of moo_search, and each module or package of
+# moo_search.recommender. A unit may import units of its own group or of lower groups, at module
+# level or inside functions; the engine's groups come first and never see the recommender's.
+ENGINE = [
+    {"_version", "errors", "redact", "interrupts"},
+    {"registry"},
+    {"spec", "stats", "pareto"},
+    {"objective", "problems"},
+    {"study"},
+    {"report", "export"},
+    {"drivers", "testing"},
+]
+RECOMMENDER = [
+    {"recommender", "recommender.registries"},
+    {"recommender.config"},
+    {"recommender.data"},
+    {"recommender.metrics"},
+    {"recommender.spec", "recommender.memory", "recommender.cache", "recommender.rerank"},
+    {"recommender.inference"},
+    {"recommender.evaluate"},
+    {"recommender.model"},
+    {"recommender.train", "recommender.prepare"},
+    {"recommender.trial"},
+    {"recommender.baselines", "recommender.reference"},
+    {"recommender.objective", "recommender.export"},
+]
+APP = [{"cli", ""}]  # the command and the package root ("") may import anything
+LAYERS = [*ENGINE, *RECOMMENDER, *APP]
+ENGINE_UNITS = set().union(*ENGINE)
 
 
-def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    out = set()
-    for node in ast.walk(tree):
-        if (
-            isinstance(node, ast.ImportFrom)
-            and node.module
-            and node.module.startswith("moo_search")
-        ):
-            parts = node.module.split(".")
-            out.add(parts[1] if len(parts) > 1 else "")
-        elif isinstance(node, ast.Import):
-            for a in node.names:
-                if a.name.startswith("moo_search."):
-                    out.add(a.name.split(".")[1])
-    return out - {""}
+def _unit(module: str) -> str:
+    parts = module.split(".")[1:]
+    if parts[:1] == ["recommender"] and len(parts) > 1:
+        return f"recommender.{parts[1]}"
+    return parts[0] if parts else ""
 
 
-@pytest.mark.parametrize("layer", sorted(LAYERS))
-def test_imports_run_one_way(layer):
-    root = REPO / "moo_search" / layer
-    files = [root] if root.suffix == ".py" else sorted(root.rglob("*.py"))
+def _package_imports() -> dict[str, dict[str, set[str]]]:
+    """unit -> imported unit -> the files that import it (every import statement, inside
+    functions too, relative ones resolved)."""
+    edges: dict[str, dict[str, set[str]]] = {}
+    for path in sorted((REPO / "moo_search").rglob("*.py")):
+        parts = list(path.relative_to(REPO).with_suffix("").parts)
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        src = _unit(name) if "." in name else ""
+        for node in ast.walk(ast.parse(path.read_text())):
+            mods: list[str] = []
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = parts[: len(parts) - node.level]
+                    mods = [".".join([*base, *([node.module] if node.module else [])])]
+                elif node.module == "moo_search":
+                    mods = [f"moo_search.{a.name}" for a in node.names]
+                elif node.module and node.module.startswith("moo_search."):
+                    mods = [node.module]
+            elif isinstance(node, ast.Import):
+                mods = [a.name for a in node.names if a.name.startswith("moo_search.")]
+            for m in mods:
+                dst = _unit(m)
+                if dst != src:
+                    edges.setdefault(src, {}).setdefault(dst, set()).add(path.name)
+    return edges
+
+
+def test_every_unit_has_a_layer():
+    edges = _package_imports()
+    units = set(edges) | {d for deps in edges.values() for d in deps}
+    placed = set().union(*LAYERS)
+    assert units - placed == set(), "units missing from LAYERS"
+    assert placed - units - {"recommender"} == set(), "LAYERS names units that do not exist"
+
+
+def test_imports_run_one_way_in_every_layer_inside_functions_too():
+    rank = {u: i for i, group in enumerate(LAYERS) for u in group}
     bad = {
-        f.relative_to(REPO).as_posix(): sorted(_imports(f) - LAYERS[layer])
-        for f in files
-        if _imports(f) - LAYERS[layer]
+        f"{src} -> {dst}": sorted(files)
+        for src, deps in _package_imports().items()
+        for dst, files in deps.items()
+        if rank.get(dst, -1) > rank.get(src, -1)
     }
-    assert not bad, f"{layer} reaches up the pipeline: {bad}"
+    assert not bad, f"imports that reach up: {bad}"
+
+
+def test_the_engine_imports_no_recommender_module():
+    bad = {
+        f"{src} -> {dst}": sorted(files)
+        for src, deps in _package_imports().items()
+        if src in ENGINE_UNITS
+        for dst, files in deps.items()
+        if dst not in ENGINE_UNITS
+    }
+    assert not bad, f"the engine reaches into the recommender or the CLI: {bad}"
+
+
+def test_no_import_cycle_between_units():
+    edges = {s: set(d) for s, d in _package_imports().items()}
+    state: dict[str, int] = {}
+    cycle: list[str] = []
+
+    def visit(u: str, path: list[str]) -> bool:
+        state[u] = 1
+        for d in sorted(edges.get(u, ())):
+            if state.get(d) == 1:
+                cycle.extend([*path[path.index(d) :], d])
+                return True
+            if state.get(d) is None and visit(d, [*path, d]):
+                return True
+        state[u] = 2
+        return False
+
+    for u in sorted(edges):
+        if state.get(u) is None and visit(u, [u]):
+            break
+    assert not cycle, " -> ".join(cycle)
+
+
+def test_a_problem_study_runs_without_torch_or_the_recommender(tmp_path):
+    code = f"""
+import sys
+from moo_search.drivers import run_study
+from moo_search.report import build_report
+from moo_search.spec import load_spec
+from moo_search.export import select_trial
+spec = load_spec({str(REPO / "studies" / "zdt1.yaml")!r},
+                 ["budget.n_trials=6", "out_dir={tmp_path.as_posix()}"])
+study = run_study(spec)
+build_report({tmp_path.as_posix()!r})
+select_trial(study, trial=None, select="knee", where=[])
+loaded = sorted(m for m in sys.modules if m == "torch" or m.startswith("moo_search.recommender"))
+print("LOADED", loaded)
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "LOADED []" in proc.stdout, proc.stdout
 
 
 def test_no_module_is_two_concepts():
@@ -322,60 +418,13 @@ def test_the_page_script_parses():
     assert proc.returncode == 0, proc.stderr
 
 
-def _module_level_imports(path: Path) -> set[str]:
-    """moo_search modules imported at import time (not inside functions or TYPE_CHECKING)."""
-    out: set[str] = set()
-    for node in ast.parse(path.read_text()).body:
-        if (
-            isinstance(node, ast.ImportFrom)
-            and node.module
-            and node.module.startswith("moo_search")
-        ):
-            out.add(node.module)
-        elif isinstance(node, ast.Import):
-            out.update(a.name for a in node.names if a.name.startswith("moo_search"))
-    return out
-
-
-def test_no_import_circle_inside_the_package():
-    pkg = REPO / "moo_search"
-    modules = {}
-    for p in pkg.rglob("*.py"):
-        parts = p.relative_to(REPO).with_suffix("").parts
-        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-        modules[name] = _module_level_imports(p)
-
-    def resolve(m: str) -> str:
-        return m if m in modules else m.rsplit(".", 1)[0]
-
-    graph = {m: {resolve(d) for d in deps if resolve(d) != m} for m, deps in modules.items()}
-    state: dict[str, int] = {}
-    cycle: list[str] = []
-
-    def visit(m: str, path: list[str]) -> bool:
-        state[m] = 1
-        for d in sorted(graph.get(m, ())):
-            if state.get(d) == 1:
-                cycle.extend([*path[path.index(d) :], d] if d in path else [m, d])
-                return True
-            if state.get(d) is None and visit(d, [*path, d]):
-                return True
-        state[m] = 2
-        return False
-
-    for m in sorted(graph):
-        if state.get(m) is None and visit(m, [m]):
-            break
-    assert not cycle, " -> ".join(cycle)
-
-
 def test_the_registry_docstrings_example_works_verbatim():
     import re as _re
 
     import moo_search.registry as reg
-    from moo_search.data import load_dataset
-    from moo_search.registry import DATASETS
-    from moo_search.spec import DataConfig
+    from moo_search.recommender.config import DataConfig
+    from moo_search.recommender.data import load_dataset
+    from moo_search.recommender.registries import DATASETS
 
     block = _re.search(r"::\n\n((?:    .*\n|\n)+)", reg.__doc__ or "")
     assert block, "the registry docstring has an example"
@@ -389,8 +438,8 @@ def test_the_registry_docstrings_example_works_verbatim():
 
 
 def test_a_registry_refuses_an_entry_of_the_wrong_type_and_a_bad_metric():
-    from moo_search.metrics import MetricDef, is_known_metric
-    from moo_search.registry import DATASETS, METRICS
+    from moo_search.recommender.metrics import MetricDef, is_known_metric
+    from moo_search.recommender.registries import DATASETS, METRICS
 
     with pytest.raises(TypeError, match="DatasetSource"):
         DATASETS.register("bare-function", lambda cfg: None)
@@ -402,3 +451,96 @@ def test_a_registry_refuses_an_entry_of_the_wrong_type_and_a_bad_metric():
         assert is_known_metric("f1@10")
     finally:
         METRICS.unregister("f1")
+
+
+# --------------------------------------------------------------------------- a user's plugins
+
+
+def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "moo_search.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def test_a_users_plugins_reach_every_worker_through_the_cli(tmp_path):
+    """Registered in the user's own module, named in `plugins`, used with `--workers 2`: a
+    dataset, a metric named with digits (f1@10), a backbone with a searched knob of its own."""
+    import yaml
+
+    from .helpers import TINY
+
+    (tmp_path / "house_plugins.py").write_text((REPO / "tests" / "house_plugin.txt").read_text())
+    spec = {
+        **{k: v for k, v in TINY.items() if k != "data"},
+        "name": "plugged",
+        "plugins": ["house_plugins"],
+        "data": {"dataset": "toy-150"},
+        "fusion": {"alpha": 0.0, "cf": "pop2", "cf_params": {"gamma": 1.0}},
+        "train": {**TINY["train"], "max_steps": 2},
+        "search_space": {"fusion.cf_params.gamma": {"float": [0.0, 2.0]}},
+        "objectives": [
+            {"metric": "f1@10", "direction": "maximize"},
+            {"metric": "novelty@10", "direction": "maximize"},
+        ],
+        "driver": {"population": 4},
+        "budget": {"n_trials": 4},
+        "out_dir": str(tmp_path / "study"),
+    }
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    proc = _cli(["run", "s.yaml", "--workers", "2", "--no-report"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = load_study(tmp_path / "study")
+    done = [t for t in study.trials if t.state.name == "COMPLETE" and not is_derived(t)]
+    assert len(done) == 4
+    workers = {t.user_attrs["moo:worker"]["pid"] for t in done if "moo:worker" in t.user_attrs}
+    assert len(workers) == 2, workers  # both processes saw the registrations
+    for t in done:
+        gamma = t.params["fusion.cf_params.gamma"]
+        assert t.user_attrs["moo:backbone"]["params"]["gamma"] == pytest.approx(gamma)
+        assert 0.0 <= t.user_attrs["moo:metrics"]["val"]["f1@10"] <= 1.0
+    # a bad knob of the backbone names its field
+    bad = {**spec, "fusion": {**spec["fusion"], "cf_params": {"gamma": 5.0}}}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    proc = _cli(["trial", "bad.yaml"], tmp_path)
+    assert proc.returncode == 2 and "fusion.cf_params.gamma" in proc.stderr, proc.stderr
+
+
+def test_a_users_objective_with_its_own_config_runs_with_workers(tmp_path):
+    import yaml
+
+    (tmp_path / "house_plugins.py").write_text((REPO / "tests" / "house_plugin.txt").read_text())
+    spec = {
+        "name": "ring",
+        "plugins": ["house_plugins"],
+        "objective": "ring2",
+        "ring": {"radius": 2.0},
+        "search_space": {"ring.angle": {"float": [0.0, 1.5]}},
+        "objectives": [
+            {"metric": "x2", "direction": "maximize"},
+            {"metric": "y2", "direction": "maximize"},
+        ],
+        "driver": {"population": 4},
+        "budget": {"n_trials": 8},
+        "out_dir": str(tmp_path / "study"),
+    }
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    proc = _cli(["run", "s.yaml", "--workers", "2"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = load_study(tmp_path / "study")
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(done) == 8
+    for t in done:  # the objective read its own config: radius 2, the searched angle
+        a = t.params["ring.angle"]
+        assert t.values == pytest.approx([2 * np.cos(a), 2 * np.sin(a)])
+    # a typo in the objective's own section is named like any spec error
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**spec, "ring": {"radus": 2.0}}))
+    proc = _cli(["run", "bad.yaml"], tmp_path)
+    assert proc.returncode == 2 and "ring.radus" in proc.stderr, proc.stderr

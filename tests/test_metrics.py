@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from moo_search import metrics as M
+from moo_search.recommender import metrics as M
 
 
 def _rel(rows: list[list[int]], n_items: int) -> sp.csr_matrix:

@@ -20,7 +20,7 @@ import pytest
 from moo_search import export_trial, load_exported
 from moo_search.cli import main
 from moo_search.drivers import run_study
-from moo_search.export.pyfunc import serve_command
+from moo_search.recommender.export.pyfunc import serve_command
 
 from .helpers import tiny_spec
 
@@ -267,8 +267,8 @@ def _item_records(ds, items) -> list[dict]:
 
 
 def test_held_out_items_added_at_serve_time_reproduce_the_offline_cold_item_metrics(cold_bundle):
-    from moo_search.metrics._context import cold_item_metrics
-    from moo_search.trial import prepare_data
+    from moo_search.recommender.metrics._context import cold_item_metrics
+    from moo_search.recommender.trial import prepare_data
 
     spec, bundle = cold_bundle
     data = prepare_data(spec)
@@ -319,7 +319,7 @@ def test_new_items_in_a_request_and_their_errors(cold_bundle):
     spec, bundle = cold_bundle
     rec = load_exported(bundle)
     model = mlflow.pyfunc.load_model(str(bundle))
-    from moo_search.trial import prepare_data
+    from moo_search.recommender.trial import prepare_data
 
     data = prepare_data(spec)
     items, _ = data.split.cold_part("test")

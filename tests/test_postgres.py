@@ -194,7 +194,7 @@ def test_a_storage_password_never_leaves_the_process(pg_url, tmp_path, capsys, m
 @pytest.mark.parametrize("backend", ["optuna", "pymoo"])
 def test_early_stopping_over_postgresql(pg_url, backend, tmp_path, monkeypatch):
     """Rung records and decisions go through PostgreSQL as through SQLite."""
-    import moo_search.trial as trial_mod
+    import moo_search.recommender.trial as trial_mod
     from moo_search.drivers import run_study
     from moo_search.study import ATTR, count_states
 

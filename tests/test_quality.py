@@ -9,11 +9,15 @@ import scipy.sparse as sp
 
 from moo_search import pareto
 from moo_search.drivers import run_study
-from moo_search.evaluate import evaluate_scorer
-from moo_search.model.backbones import backbone_weights, ease_weights
-from moo_search.model.baselines import BaselineContext, evaluate_baselines, like_rate_ctr
-from moo_search.reference import DEFAULT_GRID, reference_grid, rerank_grid
-from moo_search.trial import prepare_data, run_trial
+from moo_search.recommender.evaluate import evaluate_scorer
+from moo_search.recommender.model.backbones import backbone_weights, ease_weights
+from moo_search.recommender.baselines.ranking import (
+    BaselineContext,
+    evaluate_baselines,
+    like_rate_ctr,
+)
+from moo_search.recommender.reference import DEFAULT_GRID, reference_grid, rerank_grid
+from moo_search.recommender.trial import prepare_data, run_trial
 
 from .helpers import tiny_spec
 
@@ -71,9 +75,9 @@ def test_tail_weight_raises_the_text_towers_weight_on_tail_items_only():
     fused scores follow a_i item by item."""
     import torch
 
-    from moo_search.metrics import head_items
-    from moo_search.model.recommender import standardise
-    from moo_search.prepare import build_model, item_alpha
+    from moo_search.recommender.metrics import head_items
+    from moo_search.recommender.model.recommender import standardise
+    from moo_search.recommender.prepare import build_model, item_alpha
 
     spec = tiny_spec(**{"fusion.alpha": 0.3, "fusion.tail_weight": 2.5})
     data = prepare_data(spec)
@@ -123,7 +127,7 @@ def test_rerank_grid_uses_the_searched_knobs_or_the_default():
 
 
 def test_fine_tunes_are_also_served_at_the_searched_fusion_weights():
-    from moo_search.drivers._objectives import sweep_grid
+    from moo_search.recommender.objective import variant_grid
 
     space = {"fusion.alpha": {"float": [0.0, 0.3]}, "fusion.tail_weight": {"float": [1.0, 4.0]}}
     spec = tiny_spec(
@@ -134,7 +138,7 @@ def test_fine_tunes_are_also_served_at_the_searched_fusion_weights():
             "driver.sweep_fusion": True,
         }
     )
-    grid = sweep_grid(spec)
+    grid = variant_grid(spec)
     # one weight at a time, 4 points of its range but the trial's own (and alpha 0: no tower)
     assert [g["fusion.serve_alpha"] for g in grid if "fusion.serve_alpha" in g] == pytest.approx(
         [0.2, 0.3]
@@ -145,8 +149,8 @@ def test_fine_tunes_are_also_served_at_the_searched_fusion_weights():
         4.0,
     ]
     assert all(len(g) == 1 for g in grid)
-    assert sweep_grid(spec.with_params({"fusion.alpha": 0.0})) == []  # nothing to serve
-    assert sweep_grid(spec.with_params({"driver.sweep_fusion": False})) == []
+    assert variant_grid(spec.with_params({"fusion.alpha": 0.0})) == []  # nothing to serve
+    assert variant_grid(spec.with_params({"driver.sweep_fusion": False})) == []
 
 
 def test_a_study_without_rerank_knobs_stores_a_nondominated_reference_front(tmp_path):

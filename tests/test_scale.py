@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from moo_search.model.backbones import ease_weights, itemknn_weights
-from moo_search.model.sparse_weights import SparseWeights, itemknn_sparse, user_scores
-from moo_search.trial import run_trial
+from moo_search.recommender.model.backbones import ease_weights, itemknn_weights
+from moo_search.recommender.model.sparse_weights import SparseWeights, itemknn_sparse, user_scores
+from moo_search.recommender.trial import run_trial
 
 from .helpers import tiny_spec
 
@@ -36,7 +36,7 @@ def test_chunked_and_unchunked_evaluation_give_identical_metrics(monkeypatch, cf
 
 
 def test_keep_scores_keeps_a_matrix_under_the_budget_and_recomputes_over_it(monkeypatch):
-    from moo_search.memory import keep_scores
+    from moo_search.recommender.memory import keep_scores
 
     calls = []
 
@@ -101,7 +101,7 @@ def test_sparse_weights_round_trip_restrict_and_rows():
 
 def test_sansa_approximates_ease_and_ranks_like_it():
     pytest.importorskip("sansa")
-    from moo_search.model.sparse_weights import sansa_weights
+    from moo_search.recommender.model.sparse_weights import sansa_weights
 
     x = _planted()
     ease = user_scores(x, ease_weights(x, 50.0))
@@ -124,7 +124,7 @@ def test_sansa_fits_a_catalog_whose_items_lack_train_interactions():
     """Items with no train interaction (the last one included: sansa's column norms failed on
     an empty last Gramian row) get zero weights; the others are fit as without them."""
     pytest.importorskip("sansa")
-    from moo_search.model.sparse_weights import sansa_weights
+    from moo_search.recommender.model.sparse_weights import sansa_weights
 
     x = _planted().tolil()
     x[:, [0, 57, x.shape[1] - 1]] = 0
@@ -142,7 +142,7 @@ def test_a_sparse_backbone_trial_exports_and_serves_its_lists(monkeypatch, tmp_p
     backbone.safetensors) and the served lists agree; scores are computed per user."""
     import optuna
 
-    import moo_search.model.backbones as bb
+    import moo_search.recommender.model.backbones as bb
     from moo_search import export_trial, load_exported
     from moo_search.drivers import run_study
 
@@ -171,7 +171,7 @@ def test_a_sparse_backbone_trial_exports_and_serves_its_lists(monkeypatch, tmp_p
 
 
 def test_als_and_bpr_learn_the_planted_groups_and_are_reproducible():
-    from moo_search.model.factor_baselines import _fit
+    from moo_search.recommender.baselines.factors import _fit
 
     x = _planted().astype(np.float32)
     x = sp.csr_matrix(x)
@@ -191,7 +191,7 @@ def test_als_and_bpr_learn_the_planted_groups_and_are_reproducible():
 
 
 def test_content_knn_over_the_dense_budget_scores_like_the_dense_one(monkeypatch):
-    from moo_search.model.content import content_knn
+    from moo_search.recommender.model.content import content_knn
 
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(120, 16)).astype(np.float32)
@@ -213,8 +213,8 @@ def test_a_large_catalog_without_the_scale_extra_records_no_ease_like_baseline(m
     recorded (a warning names the extra) instead of the study failing."""
     import sys
 
-    from moo_search.data import load_split
-    from moo_search.model.baselines import baseline_names
+    from moo_search.recommender.data import load_split
+    from moo_search.recommender.baselines.ranking import baseline_names
 
     _, split = load_split(tiny_spec().data)
     assert "EASE" in baseline_names(split) and "SANSA" not in baseline_names(split)

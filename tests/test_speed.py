@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from moo_search import run_trial
-from moo_search.model import layer_cache
-from moo_search.train._setup import autocast_for, cpu_has_fast_bf16
+from moo_search.recommender.model import layer_cache
+from moo_search.recommender.train._setup import autocast_for, cpu_has_fast_bf16
 
 from .helpers import tiny_spec
 

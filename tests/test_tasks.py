@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 
 from moo_search import run_trial
-from moo_search.data import Dataset
-from moo_search.data.split import make_split
-from moo_search.metrics import auc, is_known_metric, metric_direction
-from moo_search.model.baselines import BaselineContext
-from moo_search.model.task_baselines import count_task_baselines
-from moo_search.model.tasks import rating_offsets, task_pairs
-from moo_search.trial import prepare_data
+from moo_search.recommender.data import Dataset
+from moo_search.recommender.data.split import make_split
+from moo_search.recommender.metrics import auc, is_known_metric, metric_direction
+from moo_search.recommender.baselines.ranking import BaselineContext
+from moo_search.recommender.baselines.tasks import count_task_baselines
+from moo_search.recommender.model.tasks import rating_offsets, task_pairs
+from moo_search.recommender.trial import prepare_data
 
 from .helpers import tiny_spec
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from moo_search import DataError, SpecError, TrialFailed, run_trial
-from moo_search.model.baselines import BaselineContext, evaluate_baselines
-from moo_search.registry import ADAPTERS
-from moo_search.trial import prepare_data
+from moo_search.recommender.baselines.ranking import BaselineContext, evaluate_baselines
+from moo_search.recommender.registries import ADAPTERS
+from moo_search.recommender.trial import prepare_data
 
 from .helpers import tiny_spec
 
@@ -61,7 +61,7 @@ def test_result_has_every_metric_on_val_and_test_and_the_cost(trained):
 def test_adapter_really_trains_and_loads_with_plain_peft(trained):
     from peft import PeftModel
 
-    from moo_search.model.encoder import load_encoder
+    from moo_search.recommender.model.encoder import load_encoder
 
     spec, result = trained
     model = result.history["_model"]
@@ -139,7 +139,7 @@ def test_every_adapter_type_trains_its_own_weights(adapter):
 
 
 def test_unknown_target_module_fails_before_training(monkeypatch):
-    import moo_search.train.loop as loop
+    import moo_search.recommender.train.loop as loop
 
     monkeypatch.setattr(loop, "train", lambda *a, **k: pytest.fail("training started"))
     with pytest.raises(SpecError, match=r"adapter.target_modules: target module 'qury'"):
@@ -168,7 +168,7 @@ def test_bad_trial_configs_fail_at_load():
 
 
 def _encode_twice(spec, *, train: bool):
-    from moo_search.model.encoder import load_encoder
+    from moo_search.recommender.model.encoder import load_encoder
 
     encoder, tokenizer, _ = load_encoder(spec.model)
     encoder.train(train)
@@ -192,7 +192,7 @@ def test_model_dropout_zero_turns_every_encoder_dropout_off():
 
 
 def test_attention_kernels_compute_the_same_encoder():
-    from moo_search.model.encoder import attention_kernel
+    from moo_search.recommender.model.encoder import attention_kernel
 
     auto = tiny_spec()
     expected = "sdpa" if torch.cuda.is_available() else "eager"
@@ -208,7 +208,7 @@ def test_attention_kernels_compute_the_same_encoder():
 def test_an_attention_kernel_the_model_lacks_is_a_spec_error_only_when_named(monkeypatch):
     from transformers import PreTrainedModel
 
-    from moo_search.model.encoder import load_encoder
+    from moo_search.recommender.model.encoder import load_encoder
 
     def refuse(self, kernel, **_):
         raise ValueError(f"{type(self).__name__} does not support {kernel}\nmore detail")
@@ -223,7 +223,7 @@ def test_an_attention_kernel_the_model_lacks_is_a_spec_error_only_when_named(mon
 
 
 def test_nan_loss_stops_the_trial_with_a_reason(monkeypatch):
-    import moo_search.train.losses as losses
+    import moo_search.recommender.train.losses as losses
 
     monkeypatch.setattr(losses, "ctr_loss", lambda logit, click: logit.sum() * float("nan"))
     with pytest.raises(TrialFailed, match="loss became nan at step 0"):

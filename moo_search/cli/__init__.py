@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="Override a spec value by dotted path, typed like YAML (repeatable).",
         )
 
-    from moo_search.registry import DATASETS
+    from moo_search.recommender.registries import DATASETS
 
     d = sub.add_parser("data", help="Fetch datasets into the cache, or describe one.")
     d.add_argument("action", choices=["fetch", "info"])
@@ -75,7 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument(
         "kind",
         nargs="?",
-        choices=["datasets", "adapters", "backbones", "drivers", "problems", "metrics"],
+        choices=[
+            "datasets",
+            "adapters",
+            "backbones",
+            "drivers",
+            "problems",
+            "objectives",
+            "metrics",
+        ],
     )
     ls.set_defaults(func=cmd_list)
 
@@ -245,7 +253,7 @@ def _os_error_lines(e: OSError) -> list[str]:
     and for the cache a hint (MOO_SEARCH_CACHE)."""
     import errno
 
-    from moo_search.data.movielens import cache_dir
+    from moo_search.recommender.data.movielens import cache_dir
 
     what = e.filename or "a file"
     reason = {

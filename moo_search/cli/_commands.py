@@ -60,9 +60,9 @@ def _metric_columns(spec: Any) -> tuple[str, ...]:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from moo_search.data import fetch_dataset, load_dataset
-    from moo_search.data.sources import MOVIE_OVERVIEWS
-    from moo_search.spec import DataConfig
+    from moo_search.recommender.config import DataConfig
+    from moo_search.recommender.data import fetch_dataset, load_dataset
+    from moo_search.recommender.data.sources import MOVIE_OVERVIEWS
 
     if args.action == "fetch":
         path = (
@@ -81,8 +81,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     if ds.notes:
         info["notes"] = list(ds.notes)
     if MOVIE_OVERVIEWS.is_cached() and args.name.startswith("movielens"):
-        from moo_search.data import overview_table
-        from moo_search.data.overviews import coverage
+        from moo_search.recommender.data import overview_table
+        from moo_search.recommender.data.overviews import coverage
 
         info["overviews"] = coverage(ds, overview_table()).to_dict()
     if args.json:
@@ -115,10 +115,10 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def _overview_info(args: argparse.Namespace) -> int:
     """The overview table, and how much of each cached MovieLens it covers."""
-    from moo_search.data import load_dataset, overview_table
-    from moo_search.data.overviews import coverage
-    from moo_search.registry import DATASETS
-    from moo_search.spec import DataConfig
+    from moo_search.recommender.config import DataConfig
+    from moo_search.recommender.data import load_dataset, overview_table
+    from moo_search.recommender.data.overviews import coverage
+    from moo_search.recommender.registries import DATASETS
 
     table = overview_table()
     out: dict[str, Any] = {
@@ -147,14 +147,16 @@ def _overview_info(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     """What is registered: the names a spec may use for each extension point."""
     from moo_search import registry
+    from moo_search.recommender import registries
 
     kinds = {
-        "datasets": registry.DATASETS,
-        "adapters": registry.ADAPTERS,
-        "backbones": registry.BACKBONES,
+        "datasets": registries.DATASETS,
+        "adapters": registries.ADAPTERS,
+        "backbones": registries.BACKBONES,
         "drivers": registry.DRIVERS,
         "problems": registry.PROBLEMS,
-        "metrics": registry.METRICS,
+        "objectives": registry.OBJECTIVES,
+        "metrics": registries.METRICS,
     }
     for kind, reg in kinds.items():
         if args.kind and kind != args.kind:
@@ -168,20 +170,27 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recommender(spec: Any) -> bool:
+    """Whether the spec is a study of the default objective (the recommender)."""
+    from moo_search.recommender.spec import RecommenderSpec
+
+    return isinstance(spec, RecommenderSpec)
+
+
 def _ensure_data(spec: Any) -> None:
     """Fetch the dataset the default trial reads (a custom objective reads none)."""
-    from moo_search.data import ensure_dataset
+    from moo_search.recommender.data import ensure_dataset
 
-    if spec.uses_default_trial:
+    if _recommender(spec):
         ensure_dataset(spec.data)
 
 
 def cmd_baselines(args: argparse.Namespace) -> int:
-    from moo_search.model.baselines import BaselineContext, evaluate_baselines
-    from moo_search.prepare import prepare_data
-    from moo_search.spec import load_spec
+    from moo_search.recommender.baselines.ranking import BaselineContext, evaluate_baselines
+    from moo_search.recommender.prepare import prepare_data
+    from moo_search.recommender.spec import load_recommender_spec
 
-    spec = load_spec(args.spec, args.set)
+    spec = load_recommender_spec(args.spec, args.set, command="baselines")
     _ensure_data(spec)
     data = prepare_data(spec)
     ds = data.ds
@@ -205,15 +214,11 @@ def cmd_baselines(args: argparse.Namespace) -> int:
 
 
 def cmd_trial(args: argparse.Namespace) -> int:
-    from moo_search.model.baselines import BaselineContext, evaluate_baselines
-    from moo_search.spec import load_spec
-    from moo_search.trial import prepare_data, run_trial
+    from moo_search.recommender.baselines.ranking import BaselineContext, evaluate_baselines
+    from moo_search.recommender.spec import load_recommender_spec
+    from moo_search.recommender.trial import prepare_data, run_trial
 
-    spec = load_spec(args.spec, args.set)
-    if not spec.uses_default_trial:
-        raise MooSearchError(
-            f"{args.spec}: `trial` runs the default objective; this spec uses {spec.objective!r}"
-        )
+    spec = load_recommender_spec(args.spec, args.set, command="trial")
     _ensure_data(spec)
     print(
         f"trial: {spec.adapter.type} r={spec.adapter.r} on {spec.model.name_or_path}, "
@@ -330,7 +335,7 @@ def _print_summary(study: Any, spec: Any, url: str, data: Any = None) -> None:
         print(f"Pareto front ({len(rows)} trials, validation):")
         print(_table(rows, names))
     index = study_home(spec, url, study) / "index.html"
-    if complete and spec.uses_default_trial:
+    if complete and _recommender(spec):
         from moo_search.report import collect
 
         for line in (data or collect(study)).comparison_lines():  # the report's, if built
@@ -383,7 +388,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from moo_search.errors import ExportError
-    from moo_search.export import export_trial, verify_export
+    from moo_search.recommender.export import export_trial, verify_export
 
     if (args.trial is None) == (args.select is None):
         raise ExportError(
@@ -416,7 +421,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         if not res["reproduced"]:
             return 1
     if args.register:
-        from moo_search.export import register_bundle
+        from moo_search.recommender.export import register_bundle
 
         v = register_bundle(out, args.register, args.tracking_uri)
         print(f"  registered as models:/{v.name}/{v.version}")

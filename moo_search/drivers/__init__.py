@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from moo_search.drivers._base import BaseDriver
 from moo_search.drivers._context import StudyContext, StudyProgress
-from moo_search.drivers._objectives import Evaluation
 from moo_search.drivers._optuna import OptunaDriver
 from moo_search.drivers._pymoo import PymooDriver
 from moo_search.drivers._run import run_study, run_worker, run_workers
+from moo_search.objective import Evaluation
 from moo_search.registry import DRIVERS
 
 __all__ = [

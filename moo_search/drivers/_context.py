@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from moo_search.drivers._objectives import Evaluator
+from moo_search.objective import Evaluator, Objective, objective_for
 from moo_search.spec import Dimension, StudySpec
 from moo_search.study import ATTR, count_states, is_feasible, stored_reference_point
 
@@ -80,6 +80,11 @@ class StudyContext:
     seen: set[int] = field(default_factory=set)
     front: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     hv: float | None = None
+    objective: Objective | None = None  # (None: the one the spec names)
+
+    def __post_init__(self) -> None:
+        if self.objective is None:
+            self.objective = objective_for(self.spec.objective)
 
     @property
     def metric_names(self) -> list[str]:

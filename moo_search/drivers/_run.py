@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from moo_search.drivers._context import StudyContext, StudyProgress, report_progress
-from moo_search.drivers._objectives import base_params, make_evaluator, search_space
 from moo_search.errors import MooSearchError, SpecError
+from moo_search.objective import objective_for
 from moo_search.registry import DRIVERS
 from moo_search.spec import StudySpec, spec_from_dict
 from moo_search.study import (
@@ -39,13 +39,15 @@ def _context(
     timeout: float | None,
     on_progress: Callable[[StudyProgress], None] | None,
 ) -> StudyContext:
+    objective = objective_for(spec.objective)
     return StudyContext(
         spec=spec,
         study=study,
         storage_url=url,
         study_dir=study_home(spec, url, study),
-        evaluate=make_evaluator(spec),
-        space=search_space(spec),
+        evaluate=objective.evaluator(spec),
+        space=objective.search_space(spec),
+        objective=objective,
         n_trials=n_trials,
         timeout=timeout,
         on_progress=on_progress,
@@ -56,7 +58,7 @@ def _enqueue_anchors(spec: StudySpec, study: Any) -> None:
     if study.user_attrs.get(STUDY_ATTR.ENQUEUED) or study.trials:
         return
     anchors: list[tuple[str, dict[str, Any]]] = []
-    base = base_params(spec)
+    base = objective_for(spec.objective).base_params(spec)
     if base:
         anchors.append(("base", base))
     for i, named in enumerate(spec.enqueue):
@@ -69,44 +71,6 @@ def _enqueue_anchors(spec: StudySpec, study: Any) -> None:
     for name, params in anchors:
         study.enqueue_trial(params, user_attrs={ATTR.ANCHOR: name})
     study.set_user_attr(STUDY_ATTR.ENQUEUED, [a[0] for a in anchors])
-
-
-def _record_baselines(spec: StudySpec, study: Any) -> None:
-    """Baselines and the reference front, computed once per study (on its first run)."""
-    if not spec.uses_default_trial:
-        return
-    from moo_search.model.baselines import BaselineContext
-    from moo_search.trial import prepare_data
-
-    data: Any = None
-    ctx: Any = None  # one context: each baseline is fit once for all three records
-
-    def context() -> Any:
-        nonlocal data, ctx
-        if ctx is None:
-            data = prepare_data(spec)
-            ctx = BaselineContext.of(spec, data)
-        return ctx
-
-    if STUDY_ATTR.BASELINES not in study.user_attrs:
-        from moo_search.model.baselines import evaluate_baselines
-
-        print("baselines, once for this study:", file=sys.stderr, flush=True)
-        res = evaluate_baselines(
-            context(), progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True)
-        )
-        study.set_user_attr(STUDY_ATTR.BASELINES, res)
-    if STUDY_ATTR.REFERENCE_FRONT not in study.user_attrs:
-        from moo_search.reference import reference_front
-
-        print("reference front: the baselines through the re-rankers ...", file=sys.stderr)
-        c = context()
-        study.set_user_attr(STUDY_ATTR.REFERENCE_FRONT, reference_front(spec, data, c))
-    if STUDY_ATTR.BASELINE_HITS not in study.user_attrs:
-        from moo_search.model.baselines import baseline_test_hits
-
-        c = context()
-        study.set_user_attr(STUDY_ATTR.BASELINE_HITS, baseline_test_hits(spec, data, ctx=c))
 
 
 def _worker_seeded(spec: StudySpec, history: int = 0) -> StudySpec:
@@ -263,7 +227,7 @@ def run_study(
     home.mkdir(parents=True, exist_ok=True)
     spec.save(home / "spec.yaml")
     _enqueue_anchors(spec, study)
-    _record_baselines(spec, study)
+    objective_for(spec.objective).setup_study(spec, study)
     ctx = _context(spec, study, url, n, timeout, on_progress)
     done = count_states(study)["COMPLETE"]
     if done:

@@ -8,6 +8,7 @@ from typing import Any
 
 from moo_search.drivers._context import StudyContext
 from moo_search.errors import MooSearchError
+from moo_search.objective import metric_value
 from moo_search.spec import Dimension, StudySpec, suggestion_order
 from moo_search.study import ATTR, artifact_hashes, finite_metrics, is_derived
 from moo_search.study import violations as recorded_violations
@@ -73,7 +74,6 @@ class TrialRunner:
         import optuna
 
         from moo_search.drivers._pruning import stays
-        from moo_search.trial import metric_value
 
         ctx, es = self.ctx, self.ctx.spec.driver.early_stopping
         self._curve: list[dict[str, Any]] = []
@@ -97,9 +97,10 @@ class TrialRunner:
                 min_trials=es.min_trials,
             )
             if not keep:
+                steps = ctx.objective.steps(ctx.spec) if ctx.objective else step
                 shown = ", ".join(f"{m} {v:.4g}" for m, v in zip(ctx.metric_names, values))
                 reason = (
-                    f"stopped at rung {step}/{ctx.spec.train.max_steps} steps: ({shown}) ranks "
+                    f"stopped at rung {step}/{steps} steps: ({shown}) ranks "
                     f"outside the best 1/{es.eta:g} of the {n} trials at this rung "
                     "(multi-objective successive halving)"
                 )
@@ -143,18 +144,20 @@ class TrialRunner:
                 trial.set_user_attr(ATTR.FAIL, reason)
                 raise optuna.TrialPruned(reason)
             self.repeats = 0
-            spec = ctx.spec.with_params(params) if ctx.spec.uses_default_trial else ctx.spec
-            if spec.uses_default_trial:
+            objective = ctx.objective
+            assert objective is not None
+            spec = ctx.spec.with_params(params) if objective.searches_spec else ctx.spec
+            if objective.searches_spec:
                 trial.set_user_attr(ATTR.CONFIG, spec.to_dict())
             art = ctx.study_dir / "artifacts" / f"trial_{trial.number:05d}"
             ev = ctx.evaluate(
                 params,
                 spec,
-                art if spec.uses_default_trial else None,
-                on_rung=self._rung_hook(trial),
+                art if objective.keeps_artifacts else None,
+                on_rung=self._rung_hook(trial) if objective.has_rungs else None,
             )
             metrics, cost = ev.metrics, ev.cost
-            if spec.uses_default_trial:
+            if objective.keeps_artifacts:
                 trial.set_user_attr(ATTR.ARTIFACTS, str(art.resolve()))
                 # what export and report check: the files are this trial's, not a later run's
                 trial.set_user_attr(ATTR.ARTIFACT_SHA256, artifact_hashes(art))
@@ -164,14 +167,12 @@ class TrialRunner:
                 trial.set_user_attr(ATTR.HITS, ev.hits)
             trial.set_user_attr(ATTR.METRICS, finite_metrics(metrics))
             trial.set_user_attr(ATTR.COST, finite_metrics({"val": cost})["val"])
-            from moo_search.trial import metric_value
-
             values = [metric_value(metrics, cost, m) for m in ctx.metric_names]
             bad = [m for m, v in zip(ctx.metric_names, values) if not math.isfinite(v)]
             if bad:
                 raise MooSearchError(f"objective(s) {bad} are not finite: {values}")
-            if ctx.spec.driver.early_stopping.enabled and spec.uses_default_trial:
-                final = {"step": spec.train.max_steps, "values": _finite_list(values)}
+            if ctx.spec.driver.early_stopping.enabled and objective.has_rungs:
+                final = {"step": objective.steps(spec), "values": _finite_list(values)}
                 self._curve.append(final)
                 trial.set_user_attr(ATTR.CURVE, self._curve)
             violations = [
@@ -216,8 +217,6 @@ def _add_variant(
     import inspect
 
     from optuna.trial import TrialState, create_trial
-
-    from moo_search.trial import metric_value
 
     knobs: dict[str, float] = variant["knobs"]
     metrics = variant["metrics"]

@@ -3,6 +3,7 @@ study-reading wrapper that resolves ``--trial`` / ``--select`` / ``--where``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,8 +11,7 @@ import numpy as np
 import pandas as pd
 
 from moo_search.errors import ExportError
-from moo_search.metrics import metric_direction
-from moo_search.spec import Constraint
+from moo_search.spec import DEFAULT_OBJECTIVE, Constraint
 
 __all__ = ["Selection", "parse_where", "select_row", "select_trial"]
 
@@ -41,12 +41,13 @@ def select_row(
     *,
     select: str,
     where: list[str],
+    direction_of: Callable[[str], str] = lambda metric: "maximize",
 ) -> int:
     """The trial number ``select`` picks among the ``front`` rows (columns ``number``,
     ``obj:<metric>``, ``val:<metric>``) that satisfy every ``where`` filter.
 
     ``select`` is ``knee``, ``compromise`` or ``best:METRIC`` (an objective or any validation
-    metric, in its registered direction).
+    metric, in its direction: ``direction_of(metric)``, the objective's).
 
     Raises:
         ExportError: an unknown rule or metric, or no row left (the message gives the front's
@@ -83,7 +84,7 @@ def select_row(
         if metric in metrics:
             col, direction = f"obj:{metric}", directions[metrics.index(metric)]
         elif f"val:{metric}" in cands:
-            col, direction = f"val:{metric}", metric_direction(metric)
+            col, direction = f"val:{metric}", direction_of(metric)
         else:
             raise ExportError(
                 f"--select {select}: unknown metric {metric!r}; objectives are {metrics}"
@@ -124,6 +125,18 @@ def select_trial(
         return Selection(t, f"trial {trial}", where, front_list)
     if not select:
         raise ExportError("choose a trial: --trial N or --select knee|compromise|best:METRIC")
-    number = select_row(front, metrics, data.directions, select=select, where=where)
+    from moo_search.objective import objective_for
+    from moo_search.study import STUDY_ATTR
+
+    spec = study.user_attrs.get(STUDY_ATTR.SPEC) or {}
+    objective = objective_for(str(spec.get("objective") or DEFAULT_OBJECTIVE))
+    number = select_row(
+        front,
+        metrics,
+        data.directions,
+        select=select,
+        where=where,
+        direction_of=objective.metric_direction,
+    )
     chosen = next(t for t in trials if t.number == number)
     return Selection(chosen, select, where, front_list)

@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 
 from moo_search import pareto
+from moo_search.objective import ReportExtras, objective_for
 from moo_search.report._reference import compare_reference
+from moo_search.spec import DEFAULT_OBJECTIVE
 from moo_search.study import ATTR, STUDY_ATTR
 
 __all__ = ["StudyData", "collect", "param_importance"]
@@ -52,6 +54,7 @@ class StudyData:
     # on test, user by user: {"baseline", "k", "trial", "all": [difference, 95% low, high],
     # "tail": [...]}; None without recorded per-user hits
     vs_baseline: dict[str, Any] | None = None
+    extras: ReportExtras = field(default_factory=ReportExtras)  # what the objective adds
 
     @property
     def artifact_problems(self) -> list[str]:
@@ -66,29 +69,34 @@ class StudyData:
         warning per altered artifact)."""
         warn = [f"warning: {p}" for p in self.artifact_problems]
         ctr = self.ctr_vs_baseline
+        score = self.extras.score_baseline
         ctr_line = (
             [
-                f"ctr_auc (test) of the {ctr['n']} fine-tunes: {ctr['min']:.4f} to {ctr['max']:.4f}; "
-                f"like-rate baseline {ctr['baseline']:.4f}; above it: {ctr['above']}/{ctr['n']}; "
-                f"below 0.5: {ctr['below_half']}"
+                f"{score[1]} (test) of the {ctr['n']} fine-tunes: {ctr['min']:.4f} to "
+                f"{ctr['max']:.4f}; {score[2]} baseline {ctr['baseline']:.4f}; above it: "
+                f"{ctr['above']}/{ctr['n']}; below 0.5: {ctr['below_half']}"
             ]
-            if ctr
+            if ctr and score
             else []
         )
         return self._reference_lines() + ctr_line + warn
 
     @property
     def ctr_vs_baseline(self) -> dict[str, Any] | None:
-        """The completed fine-tunes' test ctr_auc against the like-rate baseline's:
-        ``{"n", "min", "max", "baseline", "above", "below_half"}``; None without either."""
-        base = ((self.baselines.get("LikeRate") or {}).get("test") or {}).get("ctr_auc")
+        """The completed trials' test score (ctr_auc) against the objective's score baseline's
+        (the like-rate's): ``{"n", "min", "max", "baseline", "above", "below_half"}``; None
+        without either."""
+        if self.extras.score_baseline is None:
+            return None
+        name, metric, _ = self.extras.score_baseline
+        base = ((self.baselines.get(name) or {}).get("test") or {}).get(metric)
         rows = self.rows
-        if base is None or "test:ctr_auc" not in rows or "state" not in rows:
+        if base is None or f"test:{metric}" not in rows or "state" not in rows:
             return None
         done = rows[rows["state"] == "COMPLETE"]
         if "derived_from" in done:
             done = done[done["derived_from"].isna()]  # variants share their fine-tune's head
-        aucs = done["test:ctr_auc"].dropna().astype(float)
+        aucs = done[f"test:{metric}"].dropna().astype(float)
         if aucs.empty:
             return None
         return {
@@ -179,18 +187,18 @@ def verdict(lo: float, hi: float) -> str:
 
 
 def _pair_with_baseline(
-    rows: pd.DataFrame, recorded: dict[str, Any] | None, baseline: str = "EASE"
+    rows: pd.DataFrame, recorded: dict[str, Any] | None, baseline: str | None
 ) -> dict[str, Any] | None:
     """Pair every fine-tune and front trial with ``baseline`` on the same test users: the
     difference in test precision@k (``"all"``) and tail/precision@k (``"tail"``) with its 95%
     bootstrap interval over users, as ``rows["vs"]`` (``{"baseline", "all": [mean, lo, hi],
     "tail": [...]}``). Returns that of the front's most accurate trial on validation (the
     front's other end trades accuracy away by design: the reference front judges it)."""
-    from moo_search.metrics import paired_bootstrap
+    from moo_search.stats import paired_bootstrap
     from moo_search.study import unpack_counts
 
     rows["vs"] = None
-    if not recorded or baseline not in recorded or "hits" not in rows:
+    if not recorded or baseline is None or baseline not in recorded or "hits" not in rows:
         return None
     theirs = recorded[baseline]
     tail_users = unpack_counts(recorded["tail_users"]).astype(bool)
@@ -227,6 +235,10 @@ def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool =
 
     from moo_search.study import artifact_status
 
+    spec = study.user_attrs.get(STUDY_ATTR.SPEC)
+    extras = objective_for(str((spec or {}).get("objective") or DEFAULT_OBJECTIVE)).report_extras(
+        study
+    )
     objectives = study.user_attrs.get(STUDY_ATTR.OBJECTIVES) or [
         {"metric": f"objective {i}", "direction": d.name.lower()}
         for i, d in enumerate(study.directions)
@@ -245,7 +257,7 @@ def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool =
                     "categorical" if "Categorical" in kind else "int" if "Int" in kind else "float"
                 )
         for name in t.user_attrs.get(ATTR.KNOBS) or {}:
-            if name.startswith("fusion.serve_"):  # a column: what each trial is served at
+            if name in extras.served_knobs:  # a column: what each trial is served at
                 params.setdefault(name, "float")
         m = t.user_attrs.get(ATTR.METRICS) or {}
         cons = t.user_attrs.get(ATTR.CONSTRAINTS) or []
@@ -273,10 +285,10 @@ def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool =
             )
         for name, v in t.params.items():
             rec[f"param:{name}"] = v
-        fusion = (t.user_attrs.get(ATTR.CONFIG) or {}).get("fusion") or {}
-        for knob, trained in (("serve_alpha", "alpha"), ("serve_tail_weight", "tail_weight")):
-            served = fusion.get(knob) if fusion.get(knob) is not None else fusion.get(trained)
-            rec[f"served:fusion.{knob}"] = served
+        config = t.user_attrs.get(ATTR.CONFIG) or {}
+        for knob, trained in extras.served_knobs.items():
+            served = _at(config, knob)
+            rec[f"served:{knob}"] = served if served is not None else _at(config, trained)
         for part in ("val", "test"):
             for k, v in (m.get(part) or {}).items():
                 rec[f"{part}:{k}"] = v
@@ -317,10 +329,7 @@ def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool =
         rows.loc[ok, "pareto"] = pareto.pareto_mask(F, directions)
 
     paired = study.user_attrs.get(STUDY_ATTR.BASELINE_HITS)
-    # EASE, or SANSA where a study's catalog is too large for dense EASE
-    vs_baseline = _pair_with_baseline(
-        rows, paired, "SANSA" if paired and "SANSA" in paired and "EASE" not in paired else "EASE"
-    )
+    vs_baseline = _pair_with_baseline(rows, paired, extras.paired_baseline)
     ref = study.user_attrs.get(STUDY_ATTR.REFERENCE)
     if ref is None and len(F):
         ref = pareto.default_reference_point(F, directions).tolist()
@@ -330,9 +339,8 @@ def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool =
         pos, vals = pareto.hypervolume_history(F, ref, directions, max_points=300)
         numbers = rows.loc[ok, "number"].to_numpy()
         hv_hist = ([int(numbers[p]) for p in pos], [float(v) for v in vals])
-    spec = study.user_attrs.get(STUDY_ATTR.SPEC)
-    if spec is not None and spec.get("objective", "run_trial") != "run_trial":
-        spec = None  # the trial config means nothing to a custom objective: show params only
+    if not extras.shows_config:
+        spec = None  # the config means nothing to this objective: show params only
     data = StudyData(
         name=study.study_name,
         metrics=metrics,
@@ -348,12 +356,21 @@ def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool =
         study_target=study_target,
         counts=counts,
         vs_baseline=vs_baseline,
+        extras=extras,
     )
     compare_reference(data, study.user_attrs.get(STUDY_ATTR.REFERENCE_FRONT))
     _decide(data)
     data.importance = param_importance(data)
     data.test_metrics = [m for m in metrics if f"test:{m}" in rows.columns]
     return data
+
+
+def _at(config: dict[str, Any], path: str) -> Any:
+    """The value at a dotted ``path`` of a trial's config, or None."""
+    node: Any = config
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 def _decide(data: StudyData) -> None:

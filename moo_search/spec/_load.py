@@ -9,11 +9,25 @@ import yaml
 from pydantic import ValidationError
 
 from moo_search.errors import SpecError
+from moo_search.registry import OBJECTIVES, PROBLEMS, load_plugins
 from moo_search.spec._errors import format_validation_error
 from moo_search.spec._paths import apply_overrides
-from moo_search.spec._study import StudySpec
+from moo_search.spec._study import DEFAULT_OBJECTIVE, StudySpec
 
-__all__ = ["load_spec", "spec_from_dict"]
+__all__ = ["load_spec", "spec_class", "spec_from_dict"]
+
+
+def spec_class(objective: object) -> type[StudySpec]:
+    """The spec class of a study of ``objective``: a registered objective's own (the
+    recommender's adds its trial config), else the engine's :class:`StudySpec` (built-in
+    problems, ``package.module:function``, and an unknown name, which it then refuses)."""
+    if not isinstance(objective, str) or ":" in objective or objective in PROBLEMS:
+        return StudySpec
+    if objective in OBJECTIVES:
+        cls = OBJECTIVES.get(objective).spec_class
+        if isinstance(cls, type) and issubclass(cls, StudySpec):
+            return cls
+    return StudySpec
 
 
 def spec_from_dict(raw: dict[str, Any], *, source: str = "") -> StudySpec:
@@ -22,10 +36,19 @@ def spec_from_dict(raw: dict[str, Any], *, source: str = "") -> StudySpec:
         raise SpecError(
             f"{source or 'spec'}: expected a mapping at the top level, got {type(raw).__name__}"
         )
+    plugins = raw.get("plugins") or []
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise SpecError(
+            f"plugins: expected a list of module names (e.g. [my_study.registrations]), "
+            f"got {plugins!r}",
+            field="plugins",
+        )
+    load_plugins(plugins)
+    cls = spec_class(raw.get("objective", DEFAULT_OBJECTIVE))
     try:
-        return StudySpec.model_validate(raw)
+        return cls.model_validate(raw)
     except ValidationError as e:
-        raise format_validation_error(e, source, StudySpec) from None
+        raise format_validation_error(e, source, cls) from None
 
 
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> StudySpec:

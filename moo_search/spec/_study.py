@@ -7,23 +7,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from moo_search.registry import PROBLEMS
+from moo_search.registry import OBJECTIVES, PROBLEMS
 from moo_search.spec._driver import BudgetConfig, DriverConfig
-from moo_search.spec._errors import Located, Strict, closest, model_in
+from moo_search.spec._errors import Located, Strict
 from moo_search.spec._paths import set_path
-from moo_search.spec._trial import (
-    TRIAL_SECTIONS,
-    AdapterConfig,
-    DataConfig,
-    EvalConfig,
-    FusionConfig,
-    LossConfig,
-    ModelConfig,
-    RerankConfig,
-    TrainConfig,
-)
 
 __all__ = [
     "DEFAULT_OBJECTIVE",
@@ -40,12 +29,9 @@ _CONSTRAINT_RE = re.compile(
     r"^\s*(?P<metric>[A-Za-z0-9_@/.\-]+)\s*(?P<op>>=|<=)\s*(?P<value>\S+)\s*$"
 )
 
-_K_RE = re.compile(r"@(\d+)$")
 MAX_NAME_BYTES = 200
 """A study name's limit: it names a directory (255 bytes on ext4 and most file systems),
 with room for the suffixes written beside it."""
-RUNG_COSTS = ("cost/seconds", "cost/trainable_params")
-"""The cost metrics an early-stopping rung measures (the others exist only at the end)."""
 
 
 class Dimension(Strict):
@@ -172,27 +158,23 @@ class StudySpec(Strict):
     name: str = Field("study", min_length=1)
     description: str = ""
     seed: int = 0
-    data: DataConfig = Field(default_factory=DataConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    adapter: AdapterConfig = Field(default_factory=AdapterConfig)
-    fusion: FusionConfig = Field(default_factory=FusionConfig)
-    loss: LossConfig = Field(default_factory=LossConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    rerank: RerankConfig = Field(default_factory=RerankConfig)
-    eval: EvalConfig = Field(default_factory=EvalConfig)
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="Python modules imported before the spec is validated, in every process "
+        "of the study (workers too): where a study's own datasets, metrics, backbones, "
+        "objectives ... are registered.",
+    )
     objective: str = Field(
         DEFAULT_OBJECTIVE,
-        description="run_trial (default), a built-in problem (zdt1, zdt2, dtlz2) or module:function.",
+        description="run_trial (default: the language-model recommender), another registered "
+        "objective, a built-in problem (zdt1, zdt2, dtlz2) or package.module:function.",
     )
     problem: dict[str, int] = Field(
         default_factory=dict, description="Built-in problem options, e.g. {n_var: 10, n_obj: 3}."
     )
     search_space: dict[str, Dimension] = Field(default_factory=dict)
     objectives: list[Objective] = Field(
-        default_factory=lambda: [
-            Objective(metric="precision@10", direction="maximize"),
-            Objective(metric="ild@10", direction="maximize"),
-        ]
+        default_factory=list, description="What the driver optimises (at least one)."
     )
     constraints: list[Constraint] = Field(default_factory=list)
     driver: DriverConfig = Field(default_factory=DriverConfig)
@@ -237,18 +219,14 @@ class StudySpec(Strict):
     @field_validator("objective")
     @classmethod
     def _objective_ref(cls, v: str) -> str:
-        if v == DEFAULT_OBJECTIVE or v in PROBLEMS or re.match(r"^[\w.]+:[\w.]+$", v):
+        if re.match(r"^[\w.]+:[\w.]+$", v) or v in PROBLEMS or v in OBJECTIVES:
             return v
         raise ValueError(
-            f"must be 'run_trial', one of {PROBLEMS.names()} or 'package.module:function', "
-            f"got {v!r}"
+            f"must be a registered objective ({', '.join(OBJECTIVES.names())}), one of "
+            f"{PROBLEMS.names()} or 'package.module:function', got {v!r}"
         )
 
     # ---- derived views -------------------------------------------------------------
-
-    @property
-    def uses_default_trial(self) -> bool:
-        return self.objective == DEFAULT_OBJECTIVE
 
     @property
     def study_dir(self) -> Path:
@@ -259,18 +237,6 @@ class StudySpec(Strict):
         if self.storage:
             return self.storage
         return f"sqlite:///{(self.study_dir / 'study.db').as_posix()}"
-
-    def trial_dict(self) -> dict[str, Any]:
-        """The trial config part, as plain data."""
-        dumped = self.model_dump(mode="json")
-        return {k: dumped[k] for k in TRIAL_SECTIONS}
-
-    def requested_ks(self) -> tuple[int, ...]:
-        """Every K the objectives, constraints and the early-stopping metric name
-        (``precision@10`` -> 10): list metrics are computed at these besides ``eval.k``."""
-        names = [o.metric for o in self.objectives] + [c.metric for c in self.constraints]
-        names.append(self.train.early_stop_metric)
-        return tuple(sorted({int(m.group(1)) for n in names if (m := _K_RE.search(n))}))
 
     def with_params(self, params: dict[str, Any]) -> StudySpec:
         """A copy with the dotted-path ``params`` applied and re-validated."""
@@ -301,54 +267,12 @@ class StudySpec(Strict):
 
     # ---- cross-field validation ----------------------------------------------------
 
-    def _check_dimension_values(self, path: str, dim: Dimension) -> None:
-        """Every value the dimension can take must be valid for the field it points at
-        (checked on the field's section, so no trial fails later for a spec error)."""
-        from pydantic import ValidationError
-
-        section, *rest = path.split(".")
-        current = getattr(self, section)
-        if not isinstance(current, BaseModel):
-            return  # a top-level value (seed): its type is all there is to check
-        for value in _values_to_check(dim):
-            raw = current.model_dump()
-            node = raw
-            for part in rest[:-1]:
-                node = node[part]
-            node[rest[-1]] = value
-            try:
-                type(current).model_validate(raw)
-            except ValidationError as e:
-                first = e.errors(include_url=False)[0]
-                ctx_err = (first.get("ctx") or {}).get("error")
-                why = str(ctx_err) if ctx_err is not None else first["msg"]
-                raise Located(
-                    ("search_space", path),
-                    f"value {value!r} is not valid for {path}: {why.removeprefix('Value error, ')}",
-                ) from None
-
     def _check_conditions(self) -> None:
         for path, dim in self.search_space.items():
             _check_condition(self.search_space, path, dim)
 
     @model_validator(mode="after")
     def _study_checks(self) -> StudySpec:
-        from moo_search.metrics import is_known_metric
-
-        if self.uses_default_trial:
-            for i, obj in enumerate(self.objectives):
-                if not is_known_metric(obj.metric):
-                    raise Located(
-                        ("objectives", i, "metric"),
-                        f"unknown metric {obj.metric!r}; expected e.g. precision@10, ndcg@10, "
-                        "ild@10, novelty@10, coverage@10, ctr_auc, cold/recall@10, cost/seconds",
-                    )
-            for i, c in enumerate(self.constraints):
-                if not is_known_metric(c.metric):
-                    raise Located(("constraints", i), f"unknown metric {c.metric!r} in {str(c)!r}")
-            for path, dim in self.search_space.items():
-                _check_dimension_path(path, dim)
-                self._check_dimension_values(path, dim)
         self._check_conditions()
         if not self.objectives:
             raise Located(("objectives",), "at least one objective is required, got []")
@@ -366,19 +290,6 @@ class StudySpec(Strict):
             )
         if self.driver.algorithm == "nsga3" and len(self.objectives) < 2:
             raise Located(("driver", "algorithm"), "nsga3 needs at least 2 objectives")
-        if self.driver.early_stopping.enabled and self.uses_default_trial:
-            unmeasured = [
-                o.metric
-                for o in self.objectives
-                if o.metric.startswith("cost/") and o.metric not in RUNG_COSTS
-            ]
-            if unmeasured:
-                raise Located(
-                    ("driver", "early_stopping"),
-                    f"a rung cannot measure the objective(s) {unmeasured} before the trial "
-                    f"ends (it measures {', '.join(RUNG_COSTS)}); turn early stopping off or "
-                    "use one of those",
-                )
         return self
 
 
@@ -407,42 +318,3 @@ def suggestion_order(space: dict[str, Dimension]) -> list[str]:
     """The dimensions in the order they are suggested: the unconditional ones (in the
     spec's order), then those with a ``when`` (which depend only on the first)."""
     return [p for p, d in space.items() if not d.when] + [p for p, d in space.items() if d.when]
-
-
-def _values_to_check(dim: Dimension) -> list[Any]:
-    if dim.kind == "categorical":
-        return list(dim.choices or [])
-    lo, hi = float(dim.low or 0), float(dim.high or 0)  # set: a numeric dimension has both
-    if dim.kind == "int":
-        return [int(lo), int(hi)]
-    return [lo, hi]  # a field's domain is an interval: the ends decide
-
-
-def _check_dimension_path(path: str, dim: Dimension) -> None:
-    parts = path.split(".")
-    model: type[BaseModel] = StudySpec
-    if parts[0] not in TRIAL_SECTIONS:
-        hint = closest(parts[0], TRIAL_SECTIONS)
-        raise Located(
-            ("search_space", path),
-            f"a dimension must point into the trial config ({', '.join(TRIAL_SECTIONS)}); "
-            f"{parts[0]!r} is not one of them{hint}",
-        )
-    for i, part in enumerate(parts):
-        fields = model.model_fields
-        if part not in fields:
-            hint = closest(part, list(fields))
-            where = ".".join(parts[:i]) or "the spec"
-            raise Located(("search_space", path), f"{where} has no field {part!r}{hint}")
-        ann = fields[part].annotation
-        sub = model_in(ann)
-        if i < len(parts) - 1:
-            if sub is None:
-                raise Located(
-                    ("search_space", path), f"{'.'.join(parts[: i + 1])} is a value, not a section"
-                )
-            model = sub
-        elif sub is not None:
-            raise Located(
-                ("search_space", path), f"{path} is a section; point at one of its values"
-            )

@@ -43,14 +43,17 @@ def study_fingerprint(spec: StudySpec) -> dict[str, Any]:
     """What must not change between the runs and workers of one study: the search space,
     objectives and constraints, the objective (and problem options), the data and split, and
     the driver (backend and algorithm: one study is searched one way)."""
+    from moo_search.objective import objective_for
+
     raw = spec.to_dict()
+    record = objective_for(spec.objective).study_record(spec)
     return {
         "search_space": raw["search_space"],
         "objectives": raw["objectives"],
         "constraints": raw["constraints"],
         "objective": raw["objective"],
         "problem": raw["problem"],
-        "data": raw["data"] if spec.uses_default_trial else None,
+        "data": record.get("data"),
         "driver": {"backend": spec.driver.backend, "algorithm": spec.driver.algorithm},
     }
 
@@ -132,7 +135,7 @@ def open_study(
         if existing is None:
             import uuid
 
-            from moo_search import __version__
+            from moo_search._version import __version__
 
             study.set_user_attr(STUDY_ATTR.STUDY_ID, uuid.uuid4().hex)
             study.set_user_attr(STUDY_ATTR.OBJECTIVES, mine)

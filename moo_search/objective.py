@@ -1,0 +1,208 @@
+"""The objective protocol: what a study evaluates, as the engine sees it.
+
+The engine (spec, drivers, study storage, Pareto numerics, the dashboard, selection) runs any
+objective through :class:`Objective`; it names no dataset, model, baseline or metric. An
+objective says:
+
+- its spec class (``spec_class``: the engine's :class:`~moo_search.spec.StudySpec` or a subclass
+  with sections of its own; search-space paths point into them when ``searches_spec``);
+- its search space and its anchor (``search_space``, ``base_params``);
+- how one trial is evaluated (``evaluator(spec) -> Evaluator``: params -> :class:`Evaluation`:
+  objective values and metrics on validation and test, cost, inference-only variants,
+  per-user hits), with the early-stopping rung hook when ``has_rungs``;
+- what it computes once per study (``setup_study``: e.g. baselines and a reference front);
+- what it adds to the dashboard (``report_extras``).
+
+Objectives are found by name in :data:`moo_search.registry.OBJECTIVES` (the default
+``run_trial`` is the language-model recommender, :mod:`moo_search.recommender.objective`);
+a built-in problem (:data:`~moo_search.registry.PROBLEMS`) and ``package.module:function``
+are objectives too (:func:`objective_for`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from moo_search.errors import MooSearchError, SpecError
+from moo_search.registry import OBJECTIVES, PROBLEMS
+from moo_search.spec import Dimension, StudySpec
+
+__all__ = [
+    "Evaluation",
+    "Evaluator",
+    "Objective",
+    "ReportExtras",
+    "metric_value",
+    "objective_for",
+]
+
+Metrics = dict[str, dict[str, float]]
+
+
+@dataclass
+class Evaluation:
+    """What an objective returns for one trial."""
+
+    metrics: Metrics  # {"val": {...}, "test": {...}}
+    cost: dict[str, float] = field(default_factory=dict)
+    # inference-only variants: [{"knobs": {path: value}, "metrics": Metrics}]
+    variants: list[dict[str, Any]] = field(default_factory=list)
+    backbone: dict[str, Any] = field(default_factory=dict)  # what the objective fitted once
+    hits: dict[str, Any] = field(default_factory=dict)  # per-user test hits, for paired CIs
+
+
+Evaluator = Callable[..., Evaluation]
+"""``(params, resolved spec, artifact dir, *, on_rung=None) -> Evaluation``; ``on_rung`` is the
+early-stopping hook (only objectives with ``has_rungs`` call it)."""
+
+
+def metric_value(
+    metrics: Metrics, cost: dict[str, float], metric: str, split: str = "val"
+) -> float:
+    """One named value of a trial: ``cost/<name>`` from its cost, else ``metrics[split]``."""
+    if metric.startswith("cost/"):
+        return float(cost[metric.removeprefix("cost/")])
+    if metric not in metrics[split]:
+        raise KeyError(f"metric {metric!r} was not computed (a slice with no users?)")
+    return float(metrics[split][metric])
+
+
+@dataclass(frozen=True)
+class ReportExtras:
+    """What the dashboard shows beyond the generic page, for one objective's studies."""
+
+    paired_baseline: str | None = None
+    """A baseline whose per-user test hits are recorded (``STUDY_ATTR.BASELINE_HITS``): the
+    front's trials are paired with it, user by user, with a bootstrap interval."""
+    score_baseline: tuple[str, str, str] | None = None
+    """``(baseline, metric, label)``: the trials' test ``metric`` against that recorded
+    baseline's (e.g. the like-rate's ctr_auc)."""
+    served_knobs: dict[str, str] = field(default_factory=dict)
+    """An inference-only knob -> the trained field it serves at another value (a column of
+    the trial table: each trial's served value, as trained where no variant changed it)."""
+    shows_config: bool = False
+    """The study's base config is shown (it means something only when dimensions point into it)."""
+
+
+class Objective:
+    """An objective a study can run; subclass it and register an instance in
+    :data:`~moo_search.registry.OBJECTIVES` (``OBJECTIVES.register("name", MyObjective())``).
+
+    The defaults suit an objective that takes the searched params as they are and keeps no
+    artifacts (the built-in problems, ``package.module:function``).
+    """
+
+    spec_class: type[StudySpec] = StudySpec
+    """The spec of a study of this objective (a subclass adds the objective's sections)."""
+    searches_spec = False
+    """Search dimensions are dotted paths into the spec: a trial runs the study's spec with its
+    params applied (``spec.with_params``), and its resolved config is recorded."""
+    keeps_artifacts = False
+    """Each trial writes an artifact directory (hashed, for report and export to check)."""
+    has_rungs = False
+    """Evaluation calls ``on_rung(step, metrics, cost)`` (multi-objective early stopping)."""
+
+    def evaluator(self, spec: StudySpec) -> Evaluator:
+        raise NotImplementedError
+
+    def search_space(self, spec: StudySpec) -> dict[str, Dimension]:
+        return dict(spec.search_space)
+
+    def base_params(self, spec: StudySpec) -> dict[str, Any]:
+        """The params of the study's anchor trial (none: no anchor)."""
+        return {}
+
+    def steps(self, spec: StudySpec) -> int:
+        """A trial's length in rung steps (for ``has_rungs``)."""
+        return 1
+
+    def setup_study(self, spec: StudySpec, study: Any) -> None:
+        """Computed once per study, on its first run (baselines, a reference front ...)."""
+
+    def study_record(self, spec: StudySpec) -> dict[str, Any]:
+        """What identifies the study's fixed inputs (e.g. its data), in the study record: a
+        resume with other inputs is refused."""
+        return {}
+
+    def metric_direction(self, metric: str) -> str:
+        """``maximize`` or ``minimize`` for a metric that is not one of the study's objectives
+        (``export --select best:METRIC``)."""
+        return "maximize"
+
+    def report_extras(self, study: Any) -> ReportExtras:
+        """What the dashboard adds for this objective's studies (see :class:`ReportExtras`)."""
+        return ReportExtras()
+
+
+class ProblemObjective(Objective):
+    """A built-in test problem with a known front (``objective: zdt1``)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def _problem(self, spec: StudySpec) -> Any:
+        return PROBLEMS.get(self.name)(**spec.problem)
+
+    def evaluator(self, spec: StudySpec) -> Evaluator:
+        problem = self._problem(spec)
+
+        def evaluate(params: dict[str, Any], _spec: Any, _art: Path | None, **_: Any) -> Evaluation:
+            x = np.array([float(params[v]) for v in problem.variables])
+            f = problem.evaluate(x)
+            metrics = {name: float(v) for name, v in zip(problem.objectives, f)}
+            return Evaluation({"val": metrics, "test": dict(metrics)})
+
+        return evaluate
+
+    def search_space(self, spec: StudySpec) -> dict[str, Dimension]:
+        """The spec's dimensions, else x0..x{n-1} in [0, 1]."""
+        if spec.search_space:
+            return dict(spec.search_space)
+        return {
+            v: Dimension(kind="float", low=0.0, high=1.0) for v in self._problem(spec).variables
+        }
+
+
+class FunctionObjective(Objective):
+    """``package.module:function``: ``function(params, spec)`` returns a dict of metrics (or an
+    object with ``metrics`` and ``cost``)."""
+
+    def __init__(self, ref: str) -> None:
+        self.ref = ref
+
+    def evaluator(self, spec: StudySpec) -> Evaluator:
+        ref = self.ref
+        module, _, name = ref.partition(":")
+        try:
+            fn = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as e:
+            raise SpecError(f"cannot import {ref!r}: {e}", field="objective") from None
+
+        def evaluate(params: dict[str, Any], spec: Any, art: Path | None, **_: Any) -> Evaluation:
+            out = fn(params, spec)
+            if hasattr(out, "metrics") and hasattr(out, "cost"):
+                return Evaluation(out.metrics, out.cost, list(getattr(out, "sweep", [])))
+            if not isinstance(out, dict):
+                raise MooSearchError(
+                    f"objective {ref} must return a dict of metrics, got {type(out).__name__}"
+                )
+            metrics = {k: float(v) for k, v in out.items()}
+            return Evaluation({"val": metrics, "test": dict(metrics)})
+
+        return evaluate
+
+
+def objective_for(name: str) -> Objective:
+    """The objective a spec's ``objective`` names: registered, a problem, or an import path."""
+    if ":" in name:  # (first: a module path never loads the registered objectives)
+        return FunctionObjective(name)
+    if name in PROBLEMS:
+        return ProblemObjective(name)
+    obj: Objective = OBJECTIVES.get(name)
+    return obj

@@ -1,0 +1,141 @@
+"""The built-in datasets, registered in :data:`moo_search.recommender.registries.DATASETS`.
+
+A dataset is a :class:`DatasetSource`: how to load it from a ``DataConfig`` and, for one that
+comes from the network, how to fetch it into the cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from moo_search.errors import DataError
+from moo_search.recommender.registries import DATASETS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from moo_search.recommender.config import DataConfig
+    from moo_search.recommender.data._dataset import Dataset
+
+__all__ = ["DatasetSource"]
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """One registered dataset.
+
+    Attributes:
+        load: ``DataConfig -> Dataset``.
+        needs_path: ``data.path`` is required (local files).
+        fetch: Download into the cache and return the directory (``moo-search data fetch``).
+        is_cached: Whether ``fetch`` has nothing left to do.
+    """
+
+    load: Callable[[DataConfig], Dataset]
+    needs_path: bool = False
+    fetch: Callable[[], Path] | None = None
+    is_cached: Callable[[], bool] | None = None
+
+
+def _synthetic(cfg: DataConfig) -> Dataset:
+    from moo_search.recommender.data.synthetic import make_synthetic
+
+    return make_synthetic(**cfg.synthetic.model_dump())
+
+
+def _ml100k(cfg: DataConfig) -> Dataset:
+    from moo_search.recommender.data.movielens import load_movielens_100k
+
+    return load_movielens_100k(Path(cfg.path) if cfg.path else None)
+
+
+def _ml100k_fetch() -> Path:
+    from moo_search.recommender.data.movielens import fetch_movielens_100k
+
+    return fetch_movielens_100k()
+
+
+def _ml100k_cached() -> bool:
+    from moo_search.recommender.data.movielens import is_cached
+
+    return is_cached()
+
+
+def _recbole(cfg: DataConfig) -> Dataset:
+    from moo_search.recommender.data.loaders import load_recbole
+
+    assert cfg.path is not None
+    p = Path(cfg.path)
+    if not p.is_dir():
+        raise DataError(f"data.path: {p} is not a directory of RecBole atomic files")
+    return load_recbole(p)
+
+
+def _csv(cfg: DataConfig) -> Dataset:
+    from moo_search.recommender.data.loaders import load_table_dataset
+
+    assert cfg.path is not None
+    return load_table_dataset(
+        Path(cfg.path),
+        items_path=Path(cfg.items_path) if cfg.items_path else None,
+        users_path=Path(cfg.users_path) if cfg.users_path else None,
+        columns=cfg.columns,
+    )
+
+
+DATASETS.register(
+    "movielens-100k",
+    DatasetSource(_ml100k, fetch=_ml100k_fetch, is_cached=_ml100k_cached),
+)
+
+
+def _ml1m(cfg: DataConfig) -> Dataset:
+    from moo_search.recommender.data.loaders import load_movielens_1m
+    from moo_search.recommender.data.sources import MOVIELENS_1M
+
+    return load_movielens_1m(Path(cfg.path) if cfg.path else MOVIELENS_1M.verify_cached())
+
+
+def _ml1m_fetch() -> Path:
+    from moo_search.recommender.data.sources import MOVIELENS_1M
+
+    return MOVIELENS_1M.fetch()
+
+
+def _ml1m_cached() -> bool:
+    from moo_search.recommender.data.sources import MOVIELENS_1M
+
+    return MOVIELENS_1M.is_cached()
+
+
+DATASETS.register("movielens-1m", DatasetSource(_ml1m, fetch=_ml1m_fetch, is_cached=_ml1m_cached))
+DATASETS.register("synthetic", DatasetSource(_synthetic))
+DATASETS.register("recbole", DatasetSource(_recbole, needs_path=True))
+DATASETS.register("csv", DatasetSource(_csv, needs_path=True))
+
+
+def _book_crossing(cfg: DataConfig) -> Dataset:
+    from moo_search.recommender.data.bookcrossing import BOOK_CROSSING, load_book_crossing
+
+    root = Path(cfg.path) if cfg.path else BOOK_CROSSING.verify_cached()
+    bx = cfg.book_crossing
+    return load_book_crossing(root, k_core_min=bx.k_core, collapse_editions=bx.collapse_editions)[0]
+
+
+def _book_crossing_fetch() -> Path:
+    from moo_search.recommender.data.bookcrossing import BOOK_CROSSING
+
+    return BOOK_CROSSING.fetch()
+
+
+def _book_crossing_cached() -> bool:
+    from moo_search.recommender.data.bookcrossing import BOOK_CROSSING
+
+    return BOOK_CROSSING.is_cached()
+
+
+DATASETS.register(
+    "book-crossing",
+    DatasetSource(_book_crossing, fetch=_book_crossing_fetch, is_cached=_book_crossing_cached),
+)

@@ -1,0 +1,99 @@
+"""Synthetic interactions with planted structure: users prefer genres, popularity is long-tailed.
+
+Tests use it to assert that a model actually learns (beats MostPop) and that the loss
+weights and re-ranking knobs move the beyond-accuracy metrics the way they should.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from moo_search.recommender.data._dataset import Dataset
+from moo_search.recommender.data.loaders import from_frames
+
+__all__ = ["make_synthetic"]
+
+_GENRE_WORDS = [
+    "comedy",
+    "horror",
+    "romance",
+    "western",
+    "science fiction",
+    "documentary",
+    "musical",
+    "thriller",
+    "animation",
+    "war",
+    "mystery",
+    "fantasy",
+    "crime",
+    "adventure",
+    "drama",
+    "noir",
+]
+
+
+def make_synthetic(
+    *,
+    n_users: int = 300,
+    n_items: int = 200,
+    n_genres: int = 8,
+    interactions_per_user: int = 30,
+    popularity_exponent: float = 1.0,
+    genre_affinity: float = 4.0,
+    seed: int = 0,
+) -> Dataset:
+    """Draw a dataset with the ML-100K schema.
+
+    Each item has one or two genres and a Zipf popularity; each user likes two genres.
+    A user's items are drawn with probability proportional to
+    ``popularity * exp(genre_affinity * liked_genre_overlap)``; liked items get ratings
+    4-5, others 1-3. Timestamps increase per user.
+    """
+    rng = np.random.default_rng(seed)
+    names = [
+        _GENRE_WORDS[g % len(_GENRE_WORDS)] + ("" if g < len(_GENRE_WORDS) else f" {g}")
+        for g in range(n_genres)
+    ]
+    item_genres = np.zeros((n_items, n_genres), dtype=np.float32)
+    primary = rng.integers(0, n_genres, n_items)
+    item_genres[np.arange(n_items), primary] = 1
+    second = rng.random(n_items) < 0.3
+    item_genres[np.flatnonzero(second), rng.integers(0, n_genres, int(second.sum()))] = 1
+    pop = 1.0 / np.arange(1, n_items + 1) ** popularity_exponent
+    pop = pop[rng.permutation(n_items)]
+
+    likes = np.zeros((n_users, n_genres), dtype=np.float32)
+    for u in range(n_users):
+        likes[u, rng.choice(n_genres, size=min(2, n_genres), replace=False)] = 1
+    overlap = (likes @ item_genres.T) > 0  # (U, I)
+
+    rows = []
+    per_user = min(interactions_per_user, n_items)
+    for u in range(n_users):
+        w = pop * np.exp(genre_affinity * overlap[u])
+        items = rng.choice(n_items, size=per_user, replace=False, p=w / w.sum())
+        liked = overlap[u, items]
+        ratings = np.where(liked, rng.integers(4, 6, per_user), rng.integers(1, 4, per_user))
+        ts = 1_000_000 + np.sort(rng.integers(0, 10_000_000, per_user))
+        rows.append(
+            pd.DataFrame({"user": u + 1, "item": items + 1, "rating": ratings, "timestamp": ts})
+        )
+    inter = pd.concat(rows, ignore_index=True)
+    items_tab = pd.DataFrame(
+        {
+            "item": np.arange(1, n_items + 1),
+            "title": [f"{names[primary[i]].title()} tale {i + 1}" for i in range(n_items)],
+            "year": [str(1950 + (i * 7) % 70) for i in range(n_items)],
+            "genres": [[names[g] for g in np.flatnonzero(item_genres[i])] for i in range(n_items)],
+        }
+    )
+    users_tab = pd.DataFrame(
+        {
+            "user": np.arange(1, n_users + 1),
+            "age": rng.integers(18, 70, n_users),
+            "occupation": rng.choice(["student", "engineer", "artist", "writer"], n_users),
+        }
+    )
+    return from_frames("synthetic", inter, items_tab, users_tab, source="synthetic")

@@ -1,0 +1,146 @@
+"""Evaluate any scorer on a split with the project's metric definitions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from moo_search.errors import DataError
+from moo_search.recommender.config import EvalConfig, RerankConfig
+from moo_search.recommender.data import Dataset, Split
+from moo_search.recommender.inference import recommend_lists
+from moo_search.recommender.metrics import (
+    EvalContext,
+    cold_item_metrics,
+    evaluate_mixed,
+    evaluate_topk,
+)
+
+__all__ = ["Scorer", "cold_item_eval", "cold_item_lists", "evaluate_scorer"]
+
+Scorer = Callable[[np.ndarray], np.ndarray]
+"""Maps user indices (n,) to scores over the full catalog (n, n_items)."""
+
+
+def evaluate_scorer(
+    score: Scorer,
+    ds: Dataset | None,
+    split: Split,
+    *,
+    eval_cfg: EvalConfig,
+    rerank_cfg: RerankConfig | None = None,
+    parts: tuple[str, ...] = ("val", "test"),
+    features: np.ndarray | None = None,
+    return_lists: bool = False,
+    ks: tuple[int, ...] = (),
+    only_users: np.ndarray | None = None,
+) -> (
+    dict[str, dict[str, float]]
+    | tuple[dict[str, dict[str, float]], dict[str, tuple[np.ndarray, np.ndarray]]]
+):
+    """Metrics per split part, e.g. ``{"val": {...}, "test": {...}}``; with ``return_lists``
+    also ``{part: (evaluated users, their top-k lists)}``. ``only_users`` restricts the evaluated
+    users to those of them that have a relevant item in the part (a fixed sample: cheap
+    checkpoints)."""
+    if features is None:
+        if ds is None:
+            raise ValueError("evaluate_scorer needs the dataset or the item features")
+        features = ds.item_features()
+    _, item_counts = split.train_counts()
+    results: dict[str, dict[str, float]] = {}
+    all_lists: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # part -> (users, top-k lists)
+    all_k = sorted({eval_cfg.k, *ks})
+    k = all_k[-1]
+
+    def context(part: str, view: str) -> tuple[EvalContext, np.ndarray]:
+        c = EvalContext.from_split(
+            split,
+            part,
+            features,
+            cold_user_max=eval_cfg.cold_user_max,
+            head_share=eval_cfg.head_share,
+            view=view,
+        )
+        return c, (c.users if only_users is None else np.intersect1d(c.users, only_users))
+
+    for part in parts:
+        ctx, users = context(part, "warm")
+        if len(users) == 0:
+            raise DataError(
+                f"data: the {part} split has no user with a relevant item (rating >= "
+                f"{split.threshold:g}), so its metrics are undefined; use more data, a lower "
+                "data.relevance_threshold or other data.split ratios"
+            )
+        lists = _lists(score, users, k, ctx, rerank_cfg, features, item_counts, eval_cfg)
+        results[part] = {}
+        for kk in all_k:
+            results[part].update(evaluate_topk(lists, users, ctx, kk))
+        all_lists[part] = (users, lists)
+        if split.has_cold_items and part != "train":
+            results[part].update(cold_item_eval(score, split, part, all_k, eval_cfg.batch_size))
+            mixed, m_users = context(part, "mixed")
+            m_lists = _lists(score, m_users, k, mixed, rerank_cfg, features, item_counts, eval_cfg)
+            for kk in all_k:
+                results[part].update(evaluate_mixed(m_lists, m_users, mixed, kk))
+    return (results, all_lists) if return_lists else results
+
+
+def _lists(
+    score: Scorer,
+    users: np.ndarray,
+    k: int,
+    ctx: EvalContext,
+    rerank_cfg: RerankConfig | None,
+    features: np.ndarray,
+    item_counts: np.ndarray,
+    eval_cfg: EvalConfig,
+) -> np.ndarray:
+    lists = np.empty((len(users), k), dtype=np.int64)
+    for start in range(0, len(users), eval_cfg.batch_size):
+        batch = users[start : start + eval_cfg.batch_size]
+        lists[start : start + len(batch)] = recommend_lists(
+            score(batch),
+            k,
+            exclude=ctx.exclude[batch],
+            rerank_cfg=rerank_cfg,
+            features=features,
+            item_counts=item_counts,
+        )
+    return lists
+
+
+def cold_item_lists(
+    score: Scorer, split: Split, part: str, k: int, batch_size: int = 256
+) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix]:
+    """(users, their top-``k`` of part ``part``'s held-out items, the relevance): each user
+    with a relevant held-out item ranks only that part's held-out items (plain top-k; none of
+    them can have been seen before the part)."""
+    items, _ = split.cold_part(part)
+    # ties (a model that cannot score new items gives them one value) fall in a random order
+    # per user (the same for every model), not in item-id order, which often follows popularity
+    relevant = split.cold_matrix(part, relevant_only=True)
+    users = np.flatnonzero(np.asarray(relevant.sum(1)).ravel() > 0)
+    tie_break = np.random.default_rng(0).random((len(users), len(items)))
+    kk = min(k, len(items))
+    lists = np.empty((len(users), kk), dtype=np.int64)
+    for start in range(0, len(users), batch_size):
+        batch = users[start : start + batch_size]
+        s = score(batch)[:, items]
+        order = np.lexsort((tie_break[start : start + len(batch)], -s), axis=1)[:, :kk]
+        lists[start : start + len(batch)] = items[order]
+    return users, lists, relevant
+
+
+def cold_item_eval(
+    score: Scorer, split: Split, part: str, ks: list[int], batch_size: int
+) -> dict[str, float]:
+    """The ``cold_item/`` metrics at each of ``ks`` (empty when no user has a relevant
+    held-out item in the part)."""
+    users, lists, relevant = cold_item_lists(score, split, part, max(ks), batch_size)
+    out: dict[str, float] = {}
+    if len(users):
+        for kk in ks:
+            out.update(cold_item_metrics(lists, users, relevant, kk))
+    return out

@@ -1,0 +1,80 @@
+"""MODEL_CARD.md: what the model is, how it was chosen, its metrics, how to load it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from moo_search.export._select import Selection
+from moo_search.recommender.spec import RecommenderSpec
+
+__all__ = ["write_model_card"]
+
+
+def write_model_card(
+    out: Path,
+    spec: RecommenderSpec,
+    manifest: dict[str, Any],
+    recorded: dict[str, Any],
+    sel: Selection,
+    objectives: list[dict[str, Any]],
+) -> None:
+    m = recorded["metrics"]
+    names = [o["metric"] for o in objectives] or ["precision@10", "ndcg@10", "ild@10", "novelty@10"]
+    extra = [
+        x
+        for x in ("precision@10", "ndcg@10", "ild@10", "novelty@10", "coverage@10", "ctr_auc")
+        if x not in names
+    ]
+    rows = "\n".join(
+        f"| {n} | {m['val'].get(n, float('nan')):.4f} | {m['test'].get(n, float('nan')):.4f} |"
+        for n in names + extra
+    )
+    a = spec.adapter
+    card = f"""# {spec.name}
+
+A language-model recommender: {manifest["base_model"]["id"]} with a {a.type.upper()} adapter
+(r={a.r}, alpha={a.alpha:g}, targets {", ".join(a.target_modules)}{f", layers {a.layers}" if a.layers else ""}),
+the semantic score fused with the {spec.fusion.cf} collaborative backbone (alpha={spec.fusion.alpha:.3f}) and a CTR head;
+re-ranking with MMR lambda={spec.rerank.mmr_lambda:.3f} and popularity penalty beta={spec.rerank.pop_penalty:.3f}.
+
+## How it was chosen
+
+Artifacts: {"checked against the SHA-256 recorded by the trial" if manifest["trial_artifacts"]["status"] == "verified" else "unverified (the trial predates artifact hashes)"}.
+
+Study `{manifest["study"]["name"]}`, trial {manifest["study"]["trial"]}, selected by
+`{sel.rule}`{f" among front trials with {' and '.join(sel.where)}" if sel.where else ""} from a Pareto front of
+{len(sel.front)} trials over {", ".join(f"{o['metric']} ({o['direction']})" for o in objectives)}.
+
+## Metrics
+
+Data: {manifest["data"]["dataset"]} ({manifest["data"]["split"]["method"]} split, relevance: rating >= {manifest["data"]["relevance_threshold"]:g}); item text: {", ".join(manifest["data"].get("item_text", ["title", "genres"]))}.
+
+| metric | validation | test |
+|---|---|---|
+{rows}
+
+## Load it
+
+```python
+from moo_search import load_exported
+
+rec = load_exported("{out.name}")                 # verifies manifest.json first
+rec.recommend("196", k=10)                    # a known user id
+rec.recommend({{"attributes": {{"age": 30}}, "history": ["1", "50"]}}, k=10)  # a new user
+```
+
+The adapter alone loads with plain PEFT:
+
+```python
+from peft import PeftModel
+from transformers import AutoModel
+model = PeftModel.from_pretrained(AutoModel.from_pretrained("{manifest["base_model"]["id"]}"), "{out.name}/adapter")
+```
+
+Re-run the training: `moo-search trial {out.name}/config.yaml`; check reproduction:
+`moo-search export ... --verify`.
+
+Versions: {", ".join(f"{k} {v}" for k, v in manifest["versions"].items())}.
+"""
+    (out / "MODEL_CARD.md").write_text(card, encoding="utf-8")

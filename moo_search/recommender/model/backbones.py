@@ -1,0 +1,426 @@
+"""Collaborative backbones: the score r(u, i) the semantic tower is fused with.
+
+``fusion.cf`` picks one by name from :data:`moo_search.recommender.registries.BACKBONES`:
+
+- ``ease``: EASE (Steck, WWW 2019), closed-form item-item ridge regression on the train
+  matrix; lambda tuned on validation over :data:`EASE_LAMBDAS` unless ``fusion.ease_lambda``.
+- ``itemknn``: cosine item-item similarity, top-``fusion.knn_neighbours`` per item
+  (Sarwar et al., WWW 2001).
+  (Sarwar et al., WWW 2001); dense up to :data:`SPARSE_FROM_ITEMS` items, sparse beyond.
+- ``sansa``: SANSA (Spisak et al., RecSys 2023), EASE's inverse approximated sparse, for
+  catalogs where a dense item x item matrix does not fit; L2 tuned on validation over
+  :data:`~moo_search.recommender.model.sparse_weights.SANSA_L2S` unless ``fusion.sansa_l2``. Needs the
+  ``scale`` extra.
+- ``mf``: learned ID embeddings trained with the adapter (no closed form, nothing cached).
+
+A closed-form backbone is an item-item matrix W, dense (an array) or kept sparse
+(:class:`SparseWeights`, possibly as a product of sparse factors); user scores are
+``x_u @ W`` over the user's train row x_u (:func:`user_scores`). W is computed once per
+(dataset, split, backbone parameters) and cached on disk, so every trial of a study reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import BaseModel
+
+from moo_search.recommender.cache import read_entry, write_entry
+from moo_search.recommender.model.sparse_weights import (
+    SANSA_L2S,
+    SPARSE_FROM_ITEMS,
+    SparseWeights,
+    Weights,
+    itemknn_sparse,
+    sansa_density,
+    sansa_weights,
+    user_scores,
+)
+from moo_search.recommender.registries import BACKBONES
+
+__all__ = [
+    "EASE_LAMBDAS",
+    "SPARSE_FROM_ITEMS",
+    "Backbone",
+    "FitContext",
+    "SparseWeights",
+    "Weights",
+    "backbone_sha256",
+    "backbone_weights",
+    "ease_weights",
+    "itemknn_sparse",
+    "itemknn_weights",
+    "sansa_weights",
+    "split_fingerprint",
+    "tune_ease_lambda",
+    "user_scores",
+]
+
+logger = logging.getLogger("moo_search")
+
+EASE_LAMBDAS = (50.0, 100.0, 200.0, 500.0, 1000.0)
+"""The validation grid for EASE's L2 weight when ``fusion.ease_lambda`` is not set."""
+
+
+EDGE_STEPS = 2
+"""How many steps past the L2 grid's edge tuning may go when the best value is on the edge
+(by the ratio of the last two values): Book-Crossing's EASE was best at the grid's 50."""
+
+DENSE_BUDGET_GB = 8.0
+"""The most memory a dense item x item backbone may take (``MOO_SEARCH_DENSE_GB`` overrides)."""
+
+
+def _dense_budget_gb() -> float:
+    import os
+
+    return float(os.environ.get("MOO_SEARCH_DENSE_GB", DENSE_BUDGET_GB))
+
+
+def dense_fits(n_items: int, matrices: int) -> bool:
+    """Whether ``matrices`` float64 item x item arrays fit the dense budget."""
+    return matrices * 8 * n_items**2 <= _dense_budget_gb() * 2**30
+
+
+def check_dense(name: str, n_items: int, matrices: int) -> None:
+    """Refuse a dense backbone whose ``matrices`` float64 item x item arrays would not fit
+    the budget, naming the size and the alternative (before any is allocated)."""
+    from moo_search.errors import SpecError
+
+    budget = _dense_budget_gb()
+    need = matrices * 8 * n_items**2 / 2**30
+    if not dense_fits(n_items, matrices):
+        raise SpecError(
+            f"{name} is a dense {n_items:,} x {n_items:,} backbone: about {need:.3g} GiB "
+            f"({matrices} float64 matrices), over the {budget:g} GiB budget "
+            "(MOO_SEARCH_DENSE_GB). Use fusion.cf: sansa (sparse EASE), itemknn (kept sparse "
+            f"from {SPARSE_FROM_ITEMS:,} items on), mf (learned, memory linear in items) or a "
+            "smaller catalog (e.g. a larger data.book_crossing.k_core)",
+            field="fusion.cf",
+        )
+
+
+def ease_weights(x: sp.spmatrix, lam: float) -> np.ndarray:
+    """EASE's closed form: P = (X^T X + lam I)^-1, B = I - P diagMat(1 / diag(P)), diag(B) = 0
+    (Steck, "Embarrassingly Shallow Autoencoders", WWW 2019, eq. 8)."""
+    check_dense("ease", x.shape[1], 3)
+    g = np.asarray((x.T @ x).toarray(), dtype=np.float64)
+    g[np.diag_indices_from(g)] += lam
+    p = np.linalg.inv(g)
+    b = p / (-np.diag(p))
+    np.fill_diagonal(b, 0.0)
+    return b.astype(np.float32)
+
+
+def itemknn_weights(x: sp.spmatrix, neighbours: int = 100) -> np.ndarray:
+    """Cosine item-item similarity on train, top-``neighbours`` per item (Sarwar et al., 2001)."""
+    check_dense("itemknn", x.shape[1], 2)
+    x = x.astype(np.float64)
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(0)).ravel())
+    sim = (x.T @ x).toarray() / np.maximum(np.outer(norms, norms), 1e-12)
+    np.fill_diagonal(sim, 0.0)
+    if neighbours < sim.shape[1]:
+        cut = np.partition(sim, -neighbours, axis=1)[:, -neighbours][:, None]
+        sim[sim < cut] = 0.0
+    return sim.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class FitContext:
+    """What a backbone is fit on: the split's train matrix (users x items), the split's
+    fingerprint (the cache key's half that names the data), features, evaluation config (for
+    tuning on validation) and the spec's ``fusion`` section (the backbone's own options)."""
+
+    split: Any
+    x: sp.csr_matrix
+    fingerprint: str
+    features: np.ndarray
+    eval_cfg: Any
+    fusion: Any
+
+    @property
+    def params(self) -> Any:
+        """The backbone's own knobs (``fusion.cf_params``, validated by its ``params``
+        model; None for a backbone without one)."""
+        model = BACKBONES.get(self.fusion.cf).params
+        return None if model is None else model.model_validate(self.fusion.cf_params or {})
+
+    def cached(
+        self,
+        name: str,
+        params: dict[str, Any],
+        compute: Callable[[], np.ndarray],
+        shape: tuple[int, ...] | None = None,
+    ) -> np.ndarray:
+        """``compute()`` once per (split, ``name``, ``params``), then from the disk cache
+        (an entry not of ``shape`` is recomputed)."""
+        return _cached(_key(self.fingerprint, name, params), compute, shape)
+
+    def cached_sparse(
+        self, name: str, params: dict[str, Any], compute: Callable[[], SparseWeights]
+    ) -> SparseWeights:
+        """:meth:`cached` for sparse weights (stored as their CSR arrays)."""
+        return _cached_sparse(_key(self.fingerprint, name, params), compute)
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A registered collaborative backbone: ``fit(ctx) -> (W, params used)``, or no ``fit``
+    for one learned with the adapter (mf). ``params`` is the model of its own knobs, set (and
+    searched) at ``fusion.cf_params.<knob>``; ``fit`` reads them as ``ctx.params``."""
+
+    name: str
+    fit: Callable[[FitContext], tuple[Weights, dict[str, Any]]] | None
+    description: str
+    params: type[BaseModel] | None = None
+
+
+def _cache_dir() -> Path:
+    from moo_search.recommender.data.movielens import cache_dir
+
+    return cache_dir() / "backbones"
+
+
+def backbone_sha256(w: Weights) -> str:
+    """SHA-256 of W's float32 bytes (C order; for sparse weights, of each factor's shape,
+    index and value arrays): what a trial record and an export pin."""
+    if isinstance(w, SparseWeights):
+        h = hashlib.sha256(b"sparse")
+        for name, a in sorted(w.arrays().items()):
+            h.update(name.encode() + np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()
+    return hashlib.sha256(np.ascontiguousarray(w, dtype=np.float32).tobytes()).hexdigest()
+
+
+def split_fingerprint(split: Any) -> str:
+    """SHA-256 of what a closed-form backbone is fit on and tuned against: the train and
+    validation interactions (user, item, rating), the relevance threshold and, under the
+    item-cold protocol, the held-out items (their evaluation is part of the tuning)."""
+    h = hashlib.sha256()
+    h.update(repr(float(split.threshold)).encode())
+    for part in ("train", "val"):
+        df = split.part(part)[["user", "item", "rating"]]
+        h.update(np.ascontiguousarray(df.to_numpy(dtype=np.float64)).tobytes())
+    if split.has_cold_items:
+        for items in (split.cold_val_items, split.cold_test_items):
+            h.update(b"cold:" + np.ascontiguousarray(items, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def _key(fingerprint: str, name: str, params: dict[str, Any]) -> str:
+    blob = json.dumps({"split": fingerprint, "backbone": name, "params": params}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _cached(
+    key: str, compute: Callable[[], np.ndarray], shape: tuple[int, ...] | None = None
+) -> np.ndarray:
+    """The array cached under ``key`` (a verified entry, :mod:`moo_search.recommender.cache`), else
+    ``compute()``'s, written for next time (a cache that cannot be written is skipped)."""
+    path = _cache_dir() / f"{key}.npy"
+
+    def check(w: np.ndarray) -> str | None:
+        if shape is not None and tuple(w.shape) != shape:
+            return f"holds shape {tuple(w.shape)}, not {shape}"
+        return None
+
+    w = read_entry(
+        path, lambda p: np.load(p, allow_pickle=False), what="backbone cache", check=check
+    )
+    if w is None:
+        w = compute()
+        write_entry(
+            path,
+            lambda f: np.save(f, w),
+            what="backbone cache",
+            shape=list(w.shape),
+            dtype=str(w.dtype),
+        )
+    return w
+
+
+def _cached_sparse(key: str, compute: Callable[[], SparseWeights]) -> SparseWeights:
+    path = _cache_dir() / f"{key}.npz"
+
+    def load(p: Path) -> SparseWeights:
+        with np.load(p, allow_pickle=False) as z:
+            return SparseWeights.from_arrays(dict(z))
+
+    w = read_entry(path, load, what="backbone cache")
+    if w is None:
+        w = compute()
+        arrays: dict[str, Any] = w.arrays()
+        write_entry(path, lambda f: np.savez(f, **arrays), what="backbone cache", nnz=w.nnz)
+    return w
+
+
+def tune_ease_lambda(
+    split: Any,
+    *,
+    features: np.ndarray,
+    eval_cfg: Any,
+    grid: tuple[float, ...] = EASE_LAMBDAS,
+    fit: Callable[[sp.csr_matrix, float], Any] = ease_weights,
+    name: str = "EASE",
+) -> tuple[float, dict[float, float]]:
+    """The L2 weight of ``grid`` with the best validation ndcg@k (k = ``eval_cfg.k``) for
+    ``fit(x, lambda)`` (EASE, or SANSA's approximation of it)."""
+    from moo_search.recommender.evaluate import evaluate_scorer
+
+    x = split.matrix("train").astype(np.float64).tocsr()
+    scores: dict[float, float] = {}
+    metric = f"ndcg@{eval_cfg.k}"
+
+    def evaluate(lam: float) -> float:
+        w = fit(x, lam)
+
+        def score(users: np.ndarray, w: Weights = w) -> np.ndarray:
+            return user_scores(x[users], w)
+
+        res = evaluate_scorer(
+            score,
+            None,
+            split,
+            eval_cfg=eval_cfg,
+            parts=("val",),
+            features=features,
+        )
+        assert isinstance(res, dict)
+        scores[float(lam)] = float(res["val"][metric])
+        return scores[float(lam)]
+
+    for lam in grid:
+        evaluate(lam)
+    best = max(scores, key=lambda k: scores[k])
+    # a best value on the grid's edge: keep going that way while validation improves
+    for edge, ratio in ((grid[0], grid[0] / grid[1]), (grid[-1], grid[-1] / grid[-2])):
+        for _ in range(EDGE_STEPS if best == edge and len(grid) > 1 else 0):
+            nxt = best * ratio
+            if evaluate(nxt) <= scores[best]:
+                break
+            best = nxt
+    logger.info("%s lambda tuned on validation %s: %s -> %g", name, metric, scores, best)
+    return best, scores
+
+
+def _fit_ease(ctx: FitContext) -> tuple[Weights, dict[str, Any]]:
+    params: dict[str, Any] = {}
+    lam = getattr(ctx.fusion, "ease_lambda", None)
+    n = ctx.split.n_items
+
+    def fit(x: Any, lam: float) -> np.ndarray:  # each lambda's W cached: tuning reuses them
+        return ctx.cached("ease", {"lambda": float(lam)}, lambda: ease_weights(x, lam), (n, n))
+
+    if lam is None:
+        k = ctx.eval_cfg.k
+        chosen = ctx.cached(
+            "ease-lambda",
+            {"grid": EASE_LAMBDAS, "k": k, "edge_steps": EDGE_STEPS},
+            lambda: np.array(
+                [
+                    tune_ease_lambda(
+                        ctx.split, features=ctx.features, eval_cfg=ctx.eval_cfg, fit=fit
+                    )[0]
+                ]
+            ),
+            shape=(1,),
+        )
+        lam = float(chosen[0])
+        params["tuned_on"] = f"val ndcg@{k} over {list(EASE_LAMBDAS)}"
+    params["lambda"] = float(lam)
+    return fit(ctx.x, float(lam)), params
+
+
+def _fit_itemknn(ctx: FitContext) -> tuple[Weights, dict[str, Any]]:
+    n = int(getattr(ctx.fusion, "knn_neighbours", 100))
+    params = {"neighbours": n}
+    n_items = ctx.split.n_items
+    if n_items >= SPARSE_FROM_ITEMS:
+        w = ctx.cached_sparse("itemknn-sparse", params, lambda: itemknn_sparse(ctx.x, n))
+        return w, {**params, "sparse": True}
+    shape = (n_items, n_items)
+    return ctx.cached("itemknn", params, lambda: itemknn_weights(ctx.x, n), shape), params
+
+
+def _fit_sansa(ctx: FitContext) -> tuple[Weights, dict[str, Any]]:
+    density = sansa_density(ctx.split.n_items, getattr(ctx.fusion, "sansa_density", None))
+    params: dict[str, Any] = {"density": density}
+    lam = getattr(ctx.fusion, "sansa_l2", None)
+
+    def fit(x: sp.csr_matrix, lam: float) -> SparseWeights:
+        return sansa_weights(x, lam, density)
+
+    if lam is None:
+        k = ctx.eval_cfg.k
+        chosen = ctx.cached(
+            "sansa-l2",
+            {"grid": SANSA_L2S, "k": k, "density": density, "edge_steps": EDGE_STEPS},
+            lambda: np.array(
+                [
+                    tune_ease_lambda(
+                        ctx.split,
+                        features=ctx.features,
+                        eval_cfg=ctx.eval_cfg,
+                        grid=SANSA_L2S,
+                        fit=fit,
+                        name="SANSA",
+                    )[0]
+                ]
+            ),
+            shape=(1,),
+        )
+        lam = float(chosen[0])
+        params["tuned_on"] = f"val ndcg@{k} over {list(SANSA_L2S)}"
+    params["l2"] = float(lam)
+    w = ctx.cached_sparse(
+        "sansa", {"l2": float(lam), "density": density}, lambda: fit(ctx.x, float(lam))
+    )
+    return w, params
+
+
+BACKBONES.register(
+    "ease", Backbone("ease", _fit_ease, "EASE, closed-form item-item ridge (Steck 2019)")
+)
+BACKBONES.register(
+    "itemknn", Backbone("itemknn", _fit_itemknn, "cosine item-item kNN (Sarwar et al. 2001)")
+)
+BACKBONES.register(
+    "sansa",
+    Backbone("sansa", _fit_sansa, "SANSA, EASE with a sparse approximate inverse (Spisak 2023)"),
+)
+BACKBONES.register("mf", Backbone("mf", None, "learned ID embeddings, trained with the adapter"))
+
+
+def backbone_weights(
+    name: str,
+    *,
+    split: Any,
+    features: np.ndarray,
+    eval_cfg: Any,
+    fusion: Any = None,
+) -> tuple[Weights | None, dict[str, Any]]:
+    """(item-item W or None for ``mf``, the parameters used), cached on disk.
+
+    The cache key is the split's content (:func:`split_fingerprint`) and the backbone's
+    parameters (for a tuned EASE: the grid and the evaluation k, then the chosen lambda).
+    ``fusion`` is the spec's fusion section (None: the backbone's defaults).
+    """
+    backbone: Backbone = BACKBONES.get(name)
+    if backbone.fit is None:
+        return None, {}
+    ctx = FitContext(
+        split=split,
+        x=split.matrix("train").astype(np.float64).tocsr(),
+        fingerprint=split_fingerprint(split),
+        features=features,
+        eval_cfg=eval_cfg,
+        fusion=fusion,
+    )
+    return backbone.fit(ctx)

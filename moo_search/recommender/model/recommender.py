@@ -1,0 +1,376 @@
+"""The language-model recommender: a text tower fused with a collaborative backbone, and a
+CTR head.
+
+Scores (DESIGN.md, "The default trial"):
+    s(u, i) = cos(enc(user text), enc(item text))                     semantic
+    r(u, i) = x_u W (EASE / ItemKNN, closed form) or <p_u, q_i> + b_i  collaborative
+    f(u, i) = a_i * z_u(s) + (1 - a_i) * z_u(r)                         fused
+    a_i = alpha for head items, min(1, alpha * tail_weight) for tail items
+    p(click | u, i) = sigmoid(w . [lr_u, lr_i, log pop_i, z_u(r)_i, z_u(s)_i] + b)   CTR
+
+z_u standardises a user's scores over the catalog (mean 0, unit variance), so alpha weighs
+the two towers on one scale whatever the backbone, and alpha = 0 ranks exactly as the
+backbone does (a per-user increasing affine map keeps every list).
+
+Under the item-cold protocol the catalog has new items that no interaction reaches: z_u takes
+its mean and deviation over the warm items only, a new item's fused score is its text score
+alone, f(u, i) = z_u(c)_i with c the user's history scored by text (:meth:`Recommender.fuse`),
+and training never sees a new item, not even as a negative. Without a text tower a new item
+cannot be scored and ranks last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from moo_search.recommender.model.layer_cache import FrozenPrefix
+from moo_search.recommender.model.tasks import TaskHeads
+from moo_search.recommender.model.tokens import TokenTable
+
+__all__ = ["CTR_FEATURES", "CTRHead", "Recommender", "standardise"]
+
+CTR_FEATURES = ("user_like_rate", "item_like_rate", "log_pop", "collaborative", "semantic")
+
+
+NO_SCORE = -1.0e4
+"""The fused score of an item the model cannot score (a new item without a text tower)."""
+
+
+def standardise(x: torch.Tensor, warm: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-row z-score over the last axis (the catalog), with the mean and deviation of the
+    ``warm`` columns where given (so a new item's score never depends on other new items);
+    constant rows become 0."""
+    ref = x if warm is None else x[..., warm]
+    mean = ref.mean(-1, keepdim=True)
+    std = ref.std(-1, keepdim=True, unbiased=False)
+    return (x - mean) / std.clamp_min(1e-6)
+
+
+class CTRHead(nn.Module):
+    """Logistic regression over :data:`CTR_FEATURES`; it starts as the like-rate baseline
+    (weights 1, 1 on the like-rate logits, bias -global logit) and only learns from there."""
+
+    def __init__(self, global_logit: float = 0.0) -> None:
+        super().__init__()
+        self.linear = nn.Linear(len(CTR_FEATURES), 1)
+        with torch.no_grad():
+            self.linear.weight.zero_()
+            self.linear.weight[0, :2] = 1.0
+            self.linear.bias.fill_(-global_logit)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear(features.to(self.linear.weight.dtype)).squeeze(-1)
+
+
+class Recommender(nn.Module):
+    def __init__(
+        self,
+        *,
+        encoder: Any,
+        n_users: int,
+        n_items: int,
+        id_dim: int,
+        alpha: float,
+        temperature: float,
+        pooling: str,
+        item_logpop: np.ndarray,
+        cf_weights: Any = None,
+        cf_scores: np.ndarray | None = None,
+        cf_train: Any = None,
+        user_like_logit: np.ndarray | None = None,
+        item_like_logit: np.ndarray | None = None,
+        global_like_logit: float = 0.0,
+        item_alpha: np.ndarray | None = None,
+        rating_offsets: Any = None,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.prefix: FrozenPrefix | None = None  # frozen lower layers, run once per text
+        self.encoded_tokens = 0  # tokens encoded without grad (catalog and user tables)
+        self.backbone_info: dict[str, Any] = {}  # name, params, sha256 (set by the trial)
+        self.alpha = alpha
+        self.pooling = pooling
+        self.user_emb = nn.Embedding(n_users, id_dim)
+        self.item_emb = nn.Embedding(n_items, id_dim)
+        self.item_bias = nn.Parameter(torch.zeros(n_items))
+        nn.init.normal_(self.user_emb.weight, std=0.05)
+        nn.init.normal_(self.item_emb.weight, std=0.05)
+        # softmax temperature over fused (standardised) scores, learned from its start value
+        self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
+        self.ctr = CTRHead(global_like_logit)  # the conversion task's output
+        # the click and satisfaction outputs (moo_search.recommender.model.tasks)
+        self.tasks = TaskHeads(rating_offsets, n_users, n_items)
+        self.register_buffer("logpop", torch.as_tensor(item_logpop, dtype=torch.float32))
+        # the fusion weight of each item (alpha, more for tail items: fusion.tail_weight)
+        a = np.full(n_items, alpha, dtype=np.float32) if item_alpha is None else item_alpha
+        self.register_buffer("item_alpha", torch.as_tensor(a, dtype=torch.float32))
+        self.register_buffer(
+            "user_like", torch.as_tensor(_or_zeros(user_like_logit, n_users), dtype=torch.float32)
+        )
+        self.register_buffer(
+            "item_like", torch.as_tensor(_or_zeros(item_like_logit, n_items), dtype=torch.float32)
+        )
+        # a user or item with no train exposure has the smoothed like-rate of the global rate
+        self.register_buffer("global_like", torch.tensor(float(global_like_logit)))
+        # items training may see (None: all); set by hold_out() under the item-cold protocol
+        self.warm: torch.Tensor | None = None
+        self.fixed_cf = cf_weights is not None
+        # a sparse closed-form W (moo_search.recommender.model.backbones.SparseWeights) and, when the
+        # users x items score table is not kept (a large catalog), the train rows it scores
+        self.cf_sparse: Any = None
+        self.cf_train: Any = None
+        if cf_weights is not None:
+            if cf_scores is None and cf_train is None:
+                raise ValueError(
+                    "a closed-form backbone needs its user scores (cf_scores) or the train "
+                    "matrix to compute them from (cf_train)"
+                )
+            # W scores new users from their history; the user scores are x_u W on train. Not
+            # in the state dict: the backbone is the study's (cached once, hashed in the trial
+            # record), not each trial's, and an export ships it once
+            if isinstance(cf_weights, np.ndarray):
+                self.register_buffer(
+                    "cf_weights",
+                    torch.as_tensor(cf_weights, dtype=torch.float32),
+                    persistent=False,
+                )
+            else:
+                self.cf_sparse = cf_weights
+            if cf_scores is not None:
+                self.register_buffer(
+                    "cf_scores", torch.as_tensor(cf_scores, dtype=torch.float32), persistent=False
+                )
+            else:
+                self.cf_train = cf_train.tocsr()
+
+    def hold_out(self, warm: np.ndarray | None) -> None:
+        """Mark the items without interaction data (``warm`` False): scored from text only,
+        never trained on. None or all-True: every item is warm."""
+        self.warm = None if warm is None or bool(np.all(warm)) else torch.as_tensor(warm)
+
+    # ---- parameters -------------------------------------------------------------------
+
+    def adapter_parameters(self) -> Iterator[nn.Parameter]:
+        return (p for p in self.encoder.parameters() if p.requires_grad)
+
+    def head_parameters(self) -> list[torch.Tensor]:
+        ids = [] if self.fixed_cf else [self.user_emb.weight, self.item_emb.weight, self.item_bias]
+        return [*ids, self.log_scale, *self.ctr.parameters()]
+
+    def head_state(self) -> dict[str, torch.Tensor]:
+        """Everything but the encoder and the backbone: ID embeddings, CTR head, like-rates,
+        popularity (the closed-form backbone is the study's and is shipped once per export)."""
+        return {
+            k: v.detach().cpu().contiguous()
+            for k, v in self.state_dict().items()
+            if not k.startswith("encoder.")
+        }
+
+    # ---- towers -----------------------------------------------------------------------
+
+    def use_prefix(self, prefix: FrozenPrefix | None) -> None:
+        """Run the frozen lower layers through ``prefix`` (always in eval mode; from its
+        cache where a table is attached)."""
+        self.prefix = prefix
+        if prefix is not None:
+            prefix.eval_()
+
+    def train(self, mode: bool = True) -> Recommender:
+        super().train(mode)
+        if self.prefix is not None:
+            self.prefix.eval_()  # frozen layers add no dropout noise, cached or not
+        return self
+
+    def encode(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Unit-norm pooled embeddings of token ids (B, L) with their mask."""
+        if self.prefix is not None:
+            out = self.prefix.top(self.prefix.bottom(ids, mask), mask)
+        else:
+            out = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        return self._pool(out, mask)
+
+    def encode_rows(self, table: TokenTable, idx: np.ndarray, device: torch.device) -> torch.Tensor:
+        """Embeddings of rows ``idx`` of ``table``; from the frozen-layer cache when the
+        table is attached to :attr:`prefix`."""
+        ids, mask = table.batch(idx)
+        mask = mask.to(device)
+        states = self.prefix.states(table) if self.prefix is not None else None
+        if states is None:
+            return self.encode(ids.to(device), mask)
+        assert self.prefix is not None
+        h = states[torch.as_tensor(idx, device=states.device), : ids.shape[1]]
+        return self._pool(self.prefix.top(h, mask), mask)
+
+    def _pool(self, out: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.pooling == "cls":
+            pooled = out[:, 0]
+        else:
+            m = mask.unsqueeze(-1).to(out.dtype)
+            pooled = (out * m).sum(1) / m.sum(1).clamp_min(1.0)
+        return nn.functional.normalize(pooled.float(), dim=-1)
+
+    @torch.no_grad()
+    def encode_table(
+        self, table: TokenTable, device: torch.device, batch_size: int = 256, autocast: Any = None
+    ) -> torch.Tensor:
+        """Embeddings of every text in ``table``: no grad, length-bucketed batches."""
+        was_training = self.training
+        self.eval()
+        out = torch.empty(len(table), self._dim(table, device), device=device)
+        for idx in table.length_buckets(batch_size):
+            with autocast() if autocast else contextlib.nullcontext():
+                out[torch.from_numpy(idx).to(device)] = self.encode_rows(table, idx, device)
+            self.encoded_tokens += table.tokens(idx)
+        self.train(was_training)
+        return out
+
+    def _dim(self, table: TokenTable, device: torch.device) -> int:
+        hidden = getattr(getattr(self.encoder, "config", None), "hidden_size", None)
+        if hidden is None:
+            ids, mask = table.batch(np.array([0]))
+            hidden = self.encode(ids.to(device), mask.to(device)).shape[-1]
+        return int(hidden)
+
+    # ---- scores -----------------------------------------------------------------------
+
+    def collaborative(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw backbone scores: full catalog rows, or one score per (user, item) pair."""
+        if self.fixed_cf:
+            if self.cf_train is not None:  # no kept table: x_u W for these users
+                rows = self._cf_rows(users)
+                return rows if items is None else rows[torch.arange(len(users)), items]
+            table: torch.Tensor = self.cf_scores  # type: ignore[assignment]  # a buffer
+            return table[users] if items is None else table[users, items]
+        pu = self.user_emb(users)
+        if items is None:
+            return pu @ self.item_emb.weight.T + self.item_bias
+        return (pu * self.item_emb(items)).sum(-1) + self.item_bias[items]
+
+    def cf_matrix(self) -> Any:
+        """The closed-form W (a numpy array or SparseWeights); None for a learned backbone."""
+        if not self.fixed_cf:
+            return None
+        if self.cf_sparse is not None:
+            return self.cf_sparse
+        return self.cf_weights.detach().cpu().numpy()  # type: ignore[operator]
+
+    def _cf_rows(self, users: torch.Tensor) -> torch.Tensor:
+        from moo_search.recommender.model.backbones import user_scores
+
+        idx = users.detach().cpu().numpy()
+        rows = user_scores(self.cf_train[idx], self.cf_matrix())
+        return torch.as_tensor(rows, device=users.device)
+
+    def collaborative_from_history(self, history: torch.Tensor) -> torch.Tensor:
+        """Backbone scores of a new user from the item indices of their history."""
+        if self.fixed_cf:
+            if self.cf_sparse is not None:
+                import scipy.sparse as sp
+
+                from moo_search.recommender.model.backbones import user_scores
+
+                h = history.cpu().numpy()
+                n = self.cf_sparse.shape[0]
+                x = sp.csr_matrix((np.ones(len(h)), (np.zeros(len(h), dtype=np.int64), h)), (1, n))
+                return torch.as_tensor(user_scores(x, self.cf_sparse)[0])
+            w: torch.Tensor = self.cf_weights  # type: ignore[assignment]  # a buffer
+            return w[history].sum(0)
+        q = self.item_emb.weight
+        pu = q[history].mean(0) if len(history) else torch.zeros(q.shape[1])
+        return pu @ q.T + self.item_bias
+
+    def fuse(
+        self,
+        semantic: torch.Tensor | None,
+        collaborative: torch.Tensor,
+        item_alpha: torch.Tensor | None = None,
+        new_item_text: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """a_i * z(s) + (1 - a_i) * z(r) over full catalog rows (z: per-user z-score; a_i the
+        item's fusion weight: alpha, or more for tail items; ``item_alpha`` overrides the
+        model's own, e.g. to serve the trained tower at other weights).
+
+        New items (not :attr:`warm`) score z(c), c = ``new_item_text`` (the user's history
+        scored by text; ``semantic`` when not given), or :data:`NO_SCORE` without text."""
+        warm = self.warm
+        if warm is not None:
+            warm = warm.to(collaborative.device)
+        r = standardise(collaborative.float(), warm)
+        if semantic is None or self.alpha <= 0:
+            return r if warm is None else r.masked_fill(~warm, NO_SCORE)
+        a: torch.Tensor = self.item_alpha if item_alpha is None else item_alpha  # type: ignore[assignment]
+        s = standardise(semantic.float(), warm)
+        fused = a * s + (1.0 - a) * r
+        if warm is None:
+            return fused
+        new = s if new_item_text is None else standardise(new_item_text.float(), warm)
+        return torch.where(warm, fused, new)
+
+    def logits(self, fused: torch.Tensor) -> torch.Tensor:
+        """Fused scores as softmax logits (a learned inverse temperature)."""
+        return fused * self.log_scale.exp()
+
+    def ctr_features(
+        self,
+        users: torch.Tensor,
+        items: torch.Tensor,
+        r_z: torch.Tensor,
+        s_z: torch.Tensor | None,
+        *,
+        user_like: torch.Tensor | None = None,
+        item_like: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The CTR head's inputs per pair; like-rates default to the full-train ones (pass
+        leave-one-out ones when fitting on train pairs)."""
+        ul: torch.Tensor = self.user_like  # type: ignore[assignment]
+        il: torch.Tensor = self.item_like  # type: ignore[assignment]
+        logpop: torch.Tensor = self.logpop  # type: ignore[assignment]
+        cols = [
+            ul[users] if user_like is None else user_like,
+            il[items] if item_like is None else item_like,
+            logpop[items],
+            r_z,
+            s_z if s_z is not None and self.alpha > 0 else torch.zeros_like(r_z),
+        ]
+        return torch.stack([c.float() for c in cols], -1)
+
+    def ctr_logit(self, features: torch.Tensor) -> torch.Tensor:
+        """The conversion output from task features (it reads the first five)."""
+        return self.ctr(features[..., : len(CTR_FEATURES)])
+
+    def task_features(
+        self,
+        users: torch.Tensor,
+        items: torch.Tensor,
+        r_z: torch.Tensor,
+        s_z: torch.Tensor | None,
+        *,
+        user_like: torch.Tensor | None = None,
+        item_like: torch.Tensor | None = None,
+        user_offset: torch.Tensor | None = None,
+        item_offset: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Every task head's inputs per pair (:data:`~moo_search.recommender.model.tasks.TASK_FEATURES`);
+        pass leave-one-out like-rates and rating offsets when fitting on train pairs."""
+        t = self.tasks
+        uo: torch.Tensor = t.user_offset  # type: ignore[assignment]
+        io: torch.Tensor = t.item_offset  # type: ignore[assignment]
+        act: torch.Tensor = t.user_activity  # type: ignore[assignment]
+        extra = [
+            uo[users] if user_offset is None else user_offset,
+            io[items] if item_offset is None else item_offset,
+            act[users],
+        ]
+        base = self.ctr_features(users, items, r_z, s_z, user_like=user_like, item_like=item_like)
+        return torch.cat([base, torch.stack([c.float() for c in extra], -1)], -1)
+
+
+def _or_zeros(x: np.ndarray | None, n: int) -> np.ndarray:
+    return np.zeros(n, dtype=np.float32) if x is None else np.asarray(x, dtype=np.float32)

@@ -1,0 +1,156 @@
+"""The default objective, ``run_trial``: the language-model recommender as the engine sees it
+(:class:`moo_search.objective.Objective`).
+
+A trial is the study's spec with the searched params applied; it fine-tunes, evaluates on
+validation and test, and is also served at the inference-only variants of :func:`variant_grid`.
+Once per study, the baselines, the reference front and the baselines' per-user test hits are
+recorded (:meth:`RecommenderObjective.setup_study`).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from moo_search.objective import Evaluation, Evaluator, Objective, ReportExtras
+from moo_search.recommender.spec import RecommenderSpec
+from moo_search.registry import OBJECTIVES
+from moo_search.spec import DEFAULT_OBJECTIVE, StudySpec
+from moo_search.study import STUDY_ATTR
+
+__all__ = ["FUSION_KNOBS", "FUSION_LEVELS", "RecommenderObjective", "variant_grid"]
+
+FUSION_KNOBS = {
+    "fusion.alpha": "fusion.serve_alpha",
+    "fusion.tail_weight": "fusion.serve_tail_weight",
+}
+"""Searched fusion weight -> the knob that serves a trained tower at another value."""
+
+FUSION_LEVELS = 4
+"""Points of a searched fusion weight's range a fine-tune is also served at."""
+
+
+def variant_grid(spec: RecommenderSpec) -> list[dict[str, float]]:
+    """Inference-only settings a fine-tune (``spec``, its params applied) is also evaluated at:
+    the reference front's re-ranking grid, when the study searches a re-ranking knob
+    (``driver.sweep_rerank``), then each searched fusion weight at :data:`FUSION_LEVELS`
+    points of its range other than the trial's own, one weight at a time
+    (``driver.sweep_fusion``; only with a text tower to serve, ``fusion.alpha > 0``)."""
+    from moo_search.recommender.reference import RERANK_KNOBS, rerank_grid
+
+    grid: list[dict[str, float]] = []
+    if spec.driver.sweep_rerank and any(k in spec.search_space for k in RERANK_KNOBS):
+        grid += rerank_grid(spec)
+    if spec.driver.sweep_fusion and spec.fusion.alpha > 0:
+        own = dict(zip(("fusion.alpha", "fusion.tail_weight"), spec.fusion.serving()))
+        for path, knob in FUSION_KNOBS.items():
+            dim = spec.search_space.get(path)
+            if dim is None or dim.kind != "float" or dim.low is None or dim.high is None:
+                continue
+            points = np.geomspace if dim.log else np.linspace
+            for v in points(float(dim.low), float(dim.high), FUSION_LEVELS):
+                if v > 0 and not np.isclose(v, own[path]):
+                    grid.append({knob: round(float(v), 6)})
+    return grid
+
+
+def _evaluate(
+    params: dict[str, Any], spec: RecommenderSpec, art: Path | None, *, on_rung: Any = None
+) -> Evaluation:
+    from moo_search.recommender.trial import run_trial
+
+    result = run_trial(spec, artifact_dir=art, sweep=variant_grid(spec), on_rung=on_rung)
+    return Evaluation(result.metrics, result.cost, result.sweep, result.backbone, result.hits)
+
+
+class RecommenderObjective(Objective):
+    """Fine-tune a PEFT adapter on a text encoder turned recommender; see the module."""
+
+    name = DEFAULT_OBJECTIVE
+    spec_class = RecommenderSpec
+    searches_spec = True
+    keeps_artifacts = True
+    has_rungs = True
+
+    def evaluator(self, spec: StudySpec) -> Evaluator:
+        return _evaluate
+
+    def base_params(self, spec: StudySpec) -> dict[str, Any]:
+        """The base config's value of every searched path (the study's anchor trial)."""
+        raw = spec.to_dict()
+        out: dict[str, Any] = {}
+        for path, dim in spec.search_space.items():
+            node: Any = raw
+            for part in path.split("."):
+                node = node[part]
+            if dim.kind == "categorical":
+                if node in (dim.choices or []):
+                    out[path] = node
+            elif dim.low is not None and dim.high is not None and dim.low <= node <= dim.high:
+                out[path] = int(node) if dim.kind == "int" else float(node)
+        return out
+
+    def steps(self, spec: StudySpec) -> int:
+        assert isinstance(spec, RecommenderSpec)
+        return spec.train.max_steps
+
+    def metric_direction(self, metric: str) -> str:
+        from moo_search.recommender.metrics import metric_direction
+
+        return metric_direction(metric)
+
+    def report_extras(self, study: Any) -> ReportExtras:
+        """Pair the front with EASE (SANSA where the catalog was too large for dense EASE),
+        compare ctr_auc with the like-rate baseline, show each trial's served fusion weights."""
+        paired = study.user_attrs.get(STUDY_ATTR.BASELINE_HITS) or {}
+        return ReportExtras(
+            paired_baseline="SANSA" if "SANSA" in paired and "EASE" not in paired else "EASE",
+            score_baseline=("LikeRate", "ctr_auc", "like-rate"),
+            served_knobs={knob: trained for trained, knob in FUSION_KNOBS.items()},
+            shows_config=True,
+        )
+
+    def study_record(self, spec: StudySpec) -> dict[str, Any]:
+        return {"data": spec.to_dict()["data"]}
+
+    def setup_study(self, spec: StudySpec, study: Any) -> None:
+        """Baselines, the reference front and the baselines' per-user test hits: each baseline
+        is fitted once for the three records."""
+        assert isinstance(spec, RecommenderSpec)
+        from moo_search.recommender.baselines.ranking import (
+            BaselineContext,
+            baseline_test_hits,
+            evaluate_baselines,
+        )
+        from moo_search.recommender.reference import reference_front
+        from moo_search.recommender.trial import prepare_data
+
+        data: Any = None
+        ctx: Any = None
+
+        def context() -> Any:
+            nonlocal data, ctx
+            if ctx is None:
+                data = prepare_data(spec)
+                ctx = BaselineContext.of(spec, data)
+            return ctx
+
+        if STUDY_ATTR.BASELINES not in study.user_attrs:
+            print("baselines, once for this study:", file=sys.stderr, flush=True)
+            res = evaluate_baselines(
+                context(), progress=lambda line: print(f"  {line}", file=sys.stderr, flush=True)
+            )
+            study.set_user_attr(STUDY_ATTR.BASELINES, res)
+        if STUDY_ATTR.REFERENCE_FRONT not in study.user_attrs:
+            print("reference front: the baselines through the re-rankers ...", file=sys.stderr)
+            c = context()
+            study.set_user_attr(STUDY_ATTR.REFERENCE_FRONT, reference_front(spec, data, c))
+        if STUDY_ATTR.BASELINE_HITS not in study.user_attrs:
+            c = context()
+            study.set_user_attr(STUDY_ATTR.BASELINE_HITS, baseline_test_hits(spec, data, ctx=c))
+
+
+OBJECTIVES.register(DEFAULT_OBJECTIVE, RecommenderObjective())

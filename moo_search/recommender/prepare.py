@@ -1,0 +1,234 @@
+"""What a trial is built from: the prepared data of a split (texts, features, popularity,
+like-rates; cached per process), the study's collaborative backbone, and the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from moo_search.errors import SpecError
+from moo_search.recommender.data import (
+    Dataset,
+    Split,
+    ensure_dataset,
+    load_split,
+    render_items,
+    render_users,
+)
+from moo_search.recommender.spec import RecommenderSpec
+
+__all__ = [
+    "Collaborative",
+    "PreparedData",
+    "build_model",
+    "collaborative_backbone",
+    "history_rows",
+    "item_neighbours",
+    "prepare_data",
+]
+
+
+@dataclass
+class PreparedData:
+    ds: Dataset
+    split: Split
+    item_texts: list[str]
+    user_texts: list[str]
+    features: np.ndarray
+    item_counts: np.ndarray
+    item_pop: np.ndarray  # share of train users per item; unseen items 1 / (n_users + 1)
+    like_rates: Any  # moo_search.recommender.model.ctr.LikeRates of the train exposures
+
+
+@lru_cache(maxsize=4)
+def _prepare(data_json: str) -> PreparedData:
+    from moo_search.recommender.config import DataConfig
+    from moo_search.recommender.model.ctr import split_like_rates
+
+    cfg = DataConfig.model_validate_json(data_json)
+    ds, split = load_split(cfg)
+    user_counts, item_counts = split.train_counts()
+    n_train_users = max(int((user_counts > 0).sum()), 1)
+    return PreparedData(
+        ds=ds,
+        split=split,
+        item_texts=render_items(ds, cfg.item_text),
+        user_texts=render_users(ds, split.train, cfg.history_len),
+        features=ds.item_features(),
+        item_counts=item_counts,
+        item_pop=np.where(item_counts > 0, item_counts / n_train_users, 1.0 / (n_train_users + 1)),
+        like_rates=split_like_rates(split),
+    )
+
+
+def prepare_data(spec: RecommenderSpec) -> PreparedData:
+    """Dataset, split and texts for ``spec.data`` (cached per process)."""
+    ensure_dataset(spec.data)
+    return _prepare(spec.data.model_dump_json())
+
+
+@dataclass
+class Collaborative:
+    """A study's collaborative backbone on its split: W (None for mf; a numpy array or
+    :class:`~moo_search.recommender.model.backbones.SparseWeights`), the users' scores x_u W (None when
+    the users x items table is over the memory budget: computed per batch from ``train``),
+    the train matrix and the parameters."""
+
+    name: str
+    weights: Any
+    scores: np.ndarray | None
+    params: dict[str, Any]
+    train: Any = None
+
+
+def collaborative_backbone(spec: RecommenderSpec, data: PreparedData) -> Collaborative:
+    """The ``fusion.cf`` backbone, from the on-disk cache after its first computation."""
+    from moo_search.recommender.memory import scores_fit
+    from moo_search.recommender.model.backbones import backbone_weights, user_scores
+
+    w, params = backbone_weights(
+        spec.fusion.cf,
+        split=data.split,
+        features=data.features,
+        eval_cfg=spec.eval,
+        fusion=spec.fusion,
+    )
+    scores = x = None
+    if w is not None:
+        x = data.split.matrix("train").astype(np.float32).tocsr()
+        n_users, n_items = x.shape
+        if scores_fit(n_users, n_items):
+            scores = user_scores(x, w)
+    return Collaborative(spec.fusion.cf, w, scores, params, x)
+
+
+_WEIGHTS_SHA256: dict[str, str] = {}
+
+
+def _weights_sha256(spec: RecommenderSpec, encoder: Any) -> str:
+    """The base encoder's weights fingerprint, hashed once per process and model config
+    (~90 MB for MiniLM: a third of a second a trial otherwise)."""
+    from moo_search.recommender.model.encoder import base_model_fingerprint
+
+    key = spec.model.model_dump_json()
+    if key not in _WEIGHTS_SHA256:
+        _WEIGHTS_SHA256[key] = base_model_fingerprint(encoder)
+    return _WEIGHTS_SHA256[key]
+
+
+def item_alpha(spec: RecommenderSpec, data: PreparedData, *, serving: bool = False) -> np.ndarray:
+    """Each item's fusion weight: ``fusion.alpha``, times ``fusion.tail_weight`` (capped at 1)
+    for items outside the popular head (the head of the ``tail/`` metric slice); with
+    ``serving``, the weights the model scores with (``fusion.serve_alpha`` /
+    ``fusion.serve_tail_weight`` where set) rather than those it is trained with."""
+    from moo_search.recommender.metrics import head_items
+
+    _, item_users = data.split.train_counts()
+    alpha, boost = (
+        spec.fusion.serving() if serving else (spec.fusion.alpha, spec.fusion.tail_weight)
+    )
+    tail = ~head_items(item_users)
+    return np.where(tail, min(1.0, alpha * boost), alpha).astype(np.float32)
+
+
+def build_model(spec: RecommenderSpec, data: PreparedData) -> tuple[Any, Any, str]:
+    """(Recommender, tokenizer, base model id); config errors surface here, before training."""
+    from moo_search.recommender.model.adapters import apply_adapter
+    from moo_search.recommender.model.backbones import backbone_sha256
+    from moo_search.recommender.model.encoder import load_encoder
+    from moo_search.recommender.model.layer_cache import FrozenPrefix, frozen_prefix_length
+    from moo_search.recommender.model.recommender import Recommender
+    from moo_search.recommender.model.tasks import split_rating_offsets
+
+    use_text = spec.fusion.alpha > 0
+    if not use_text and spec.fusion.serve_alpha:
+        raise SpecError(
+            f"is {spec.fusion.serve_alpha:g}, but fusion.alpha is 0: no text tower is trained "
+            "to serve; set fusion.alpha > 0 or leave serve_alpha unset",
+            field="fusion.serve_alpha",
+        )
+    encoder, tokenizer, base_id = load_encoder(spec.model)
+    weights = _weights_sha256(spec, encoder) if spec.train.layer_cache and use_text else ""
+    encoder = apply_adapter(encoder, spec.adapter)
+    cf = collaborative_backbone(spec, data)
+    rates = data.like_rates
+    model = Recommender(
+        encoder=encoder,
+        n_users=data.ds.n_users,
+        n_items=data.ds.n_items,
+        id_dim=spec.fusion.id_dim,
+        alpha=spec.fusion.alpha,
+        temperature=spec.loss.temperature,
+        pooling=spec.model.pooling,
+        item_logpop=np.log(data.item_pop),
+        cf_weights=cf.weights,
+        cf_scores=cf.scores,
+        cf_train=cf.train,
+        user_like_logit=rates.user_logit,
+        item_like_logit=rates.item_logit,
+        global_like_logit=rates.global_logit,
+        item_alpha=item_alpha(spec, data),
+        rating_offsets=split_rating_offsets(data.split),
+    )
+    model.hold_out(data.split.warm if data.split.has_cold_items else None)
+    n_frozen = frozen_prefix_length(encoder)
+    if n_frozen and use_text:
+        model.use_prefix(
+            FrozenPrefix(encoder, n_frozen, weights_sha256=weights, cache=spec.train.layer_cache)
+        )
+    model.backbone_info = {
+        "name": cf.name,
+        "params": cf.params,
+        "sha256": backbone_sha256(cf.weights) if cf.weights is not None else None,
+    }
+    return model, tokenizer, base_id
+
+
+def history_rows(spec: RecommenderSpec, data: PreparedData) -> Any:
+    """(U, I) sparse rows averaging each user's train items: what scores new items by text
+    (``fusion.new_items: history``); None when the split holds out no item or the spec scores
+    new items with the user tower."""
+    import scipy.sparse as sp
+
+    if not data.split.has_cold_items or spec.fusion.new_items != "history":
+        return None
+    x = data.split.matrix("train").astype(np.float64)
+    counts = np.maximum(np.asarray(x.sum(1)).ravel(), 1.0)
+    return sp.csr_matrix(sp.diags(1.0 / counts) @ x)
+
+
+def item_neighbours(spec: RecommenderSpec, data: PreparedData, model: Any) -> np.ndarray | None:
+    """(I, n) each item's ``loss.content_neighbours`` nearest warm items by the backbone's
+    item-item weights (symmetrised; co-occurrence cosine for a learned backbone): what the
+    content loss term aligns item texts with. None when that term is off."""
+    if spec.loss.weights.content <= 0 or spec.fusion.alpha <= 0:
+        return None
+    from moo_search.recommender.model.backbones import (
+        SPARSE_FROM_ITEMS,
+        itemknn_sparse,
+        itemknn_weights,
+    )
+
+    warm = data.split.warm
+    n = min(spec.loss.content_neighbours, int(warm.sum()) - 1)
+    w = model.cf_matrix()
+    if w is None:
+        x = data.split.matrix("train").astype(np.float64).tocsr()
+        w = itemknn_weights(x, 100) if len(warm) < SPARSE_FROM_ITEMS else itemknn_sparse(x, 100)
+    if isinstance(w, np.ndarray):
+        w = w.astype(np.float64)
+        sim = np.abs(w) + np.abs(w.T)
+        np.fill_diagonal(sim, -np.inf)
+        sim[:, ~warm] = -np.inf  # a held-out item is nobody's neighbour
+        return np.argpartition(-sim, n - 1, axis=1)[:, :n].astype(np.int64)
+    out = np.empty((len(warm), n), dtype=np.int64)  # sparse W: a chunk of items at a time
+    for start in range(0, len(warm), 1024):
+        idx = np.arange(start, min(start + 1024, len(warm)))
+        sim = np.abs(w.rows(idx)) + np.abs(w.columns(idx))
+        sim[np.arange(len(idx)), idx] = -np.inf
+        sim[:, ~warm] = -np.inf
+        out[idx] = np.argpartition(-sim, n - 1, axis=1)[:, :n]
+    return out

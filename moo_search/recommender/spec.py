@@ -1,0 +1,206 @@
+"""The recommender's study spec: the engine's :class:`~moo_search.spec.StudySpec` plus the trial
+config (``data``, ``model``, ``adapter``, ``fusion``, ``loss``, ``train``, ``rerank``,
+``eval``; :mod:`moo_search.recommender.config`).
+
+Search dimensions are dotted paths into the trial config, and every value a dimension can take is
+checked on its section here, so no trial fails later for a spec error. Objective, constraint and
+early-stopping metric names are checked against the metric registry.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from moo_search.recommender.config import (
+    TRIAL_SECTIONS,
+    AdapterConfig,
+    DataConfig,
+    EvalConfig,
+    FusionConfig,
+    LossConfig,
+    ModelConfig,
+    RerankConfig,
+    TrainConfig,
+)
+from moo_search.recommender.metrics import is_known_metric
+from moo_search.spec import Dimension, Objective, StudySpec
+from moo_search.spec._errors import Located, closest, model_in
+
+__all__ = ["RUNG_COSTS", "RecommenderSpec", "load_recommender_spec", "recommender_spec"]
+
+_K_RE = re.compile(r"@(\d+)$")
+RUNG_COSTS = ("cost/seconds", "cost/trainable_params")
+"""The cost metrics an early-stopping rung measures (the others exist only at the end)."""
+
+
+class RecommenderSpec(StudySpec):
+    """A study of the default objective: the study sections plus one trial config."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    adapter: AdapterConfig = Field(default_factory=AdapterConfig)
+    fusion: FusionConfig = Field(default_factory=FusionConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    rerank: RerankConfig = Field(default_factory=RerankConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    objectives: list[Objective] = Field(
+        default_factory=lambda: [
+            Objective(metric="precision@10", direction="maximize"),
+            Objective(metric="ild@10", direction="maximize"),
+        ]
+    )
+
+    def trial_dict(self) -> dict[str, Any]:
+        """The trial config part, as plain data."""
+        dumped = self.model_dump(mode="json")
+        return {k: dumped[k] for k in TRIAL_SECTIONS}
+
+    def requested_ks(self) -> tuple[int, ...]:
+        """Every K the objectives, constraints and the early-stopping metric name
+        (``precision@10`` -> 10): list metrics are computed at these besides ``eval.k``."""
+        names = [o.metric for o in self.objectives] + [c.metric for c in self.constraints]
+        names.append(self.train.early_stop_metric)
+        return tuple(sorted({int(m.group(1)) for n in names if (m := _K_RE.search(n))}))
+
+    def with_params(self, params: dict[str, Any]) -> RecommenderSpec:
+        out = super().with_params(params)
+        assert isinstance(out, RecommenderSpec)
+        return out
+
+    @model_validator(mode="after")
+    def _trial_checks(self) -> RecommenderSpec:
+        for i, obj in enumerate(self.objectives):
+            if not is_known_metric(obj.metric):
+                raise Located(
+                    ("objectives", i, "metric"),
+                    f"unknown metric {obj.metric!r}; expected e.g. precision@10, ndcg@10, "
+                    "ild@10, novelty@10, coverage@10, ctr_auc, cold/recall@10, cost/seconds",
+                )
+        for i, c in enumerate(self.constraints):
+            if not is_known_metric(c.metric):
+                raise Located(("constraints", i), f"unknown metric {c.metric!r} in {str(c)!r}")
+        if not is_known_metric(self.train.early_stop_metric):
+            raise Located(
+                ("train", "early_stop_metric"),
+                f"unknown metric {self.train.early_stop_metric!r} (e.g. 'ndcg@10', 'precision@10')",
+            )
+        for path, dim in self.search_space.items():
+            _check_dimension_path(path)
+            self._check_dimension_values(path, dim)
+        if self.driver.early_stopping.enabled:
+            unmeasured = [
+                o.metric
+                for o in self.objectives
+                if o.metric.startswith("cost/") and o.metric not in RUNG_COSTS
+            ]
+            if unmeasured:
+                raise Located(
+                    ("driver", "early_stopping"),
+                    f"a rung cannot measure the objective(s) {unmeasured} before the trial "
+                    f"ends (it measures {', '.join(RUNG_COSTS)}); turn early stopping off or "
+                    "use one of those",
+                )
+        return self
+
+    def _check_dimension_values(self, path: str, dim: Dimension) -> None:
+        """Every value the dimension can take must be valid for the field it points at."""
+        section, *rest = path.split(".")
+        current = getattr(self, section)
+        if not isinstance(current, BaseModel):
+            return  # a top-level value (seed): its type is all there is to check
+        for value in _values_to_check(dim):
+            raw = current.model_dump()
+            node = raw
+            for part in rest[:-1]:
+                node = node[part]
+            node[rest[-1]] = value
+            try:
+                type(current).model_validate(raw)
+            except ValidationError as e:
+                first = e.errors(include_url=False)[0]
+                ctx_err = (first.get("ctx") or {}).get("error")
+                why = str(ctx_err) if ctx_err is not None else first["msg"]
+                raise Located(
+                    ("search_space", path),
+                    f"value {value!r} is not valid for {path}: {why.removeprefix('Value error, ')}",
+                ) from None
+
+
+def _values_to_check(dim: Dimension) -> list[Any]:
+    if dim.kind == "categorical":
+        return list(dim.choices or [])
+    lo, hi = float(dim.low or 0), float(dim.high or 0)  # set: a numeric dimension has both
+    if dim.kind == "int":
+        return [int(lo), int(hi)]
+    return [lo, hi]  # a field's domain is an interval: the ends decide
+
+
+def _check_dimension_path(path: str) -> None:
+    parts = path.split(".")
+    model: type[BaseModel] = RecommenderSpec
+    if parts[0] not in TRIAL_SECTIONS:
+        hint = closest(parts[0], TRIAL_SECTIONS)
+        raise Located(
+            ("search_space", path),
+            f"a dimension must point into the trial config ({', '.join(TRIAL_SECTIONS)}); "
+            f"{parts[0]!r} is not one of them{hint}",
+        )
+    for i, part in enumerate(parts):
+        fields = model.model_fields
+        if part not in fields:
+            hint = closest(part, list(fields))
+            where = ".".join(parts[:i]) or "the spec"
+            raise Located(("search_space", path), f"{where} has no field {part!r}{hint}")
+        annotation = fields[part].annotation
+        if i == len(parts) - 2 and getattr(annotation, "__origin__", None) is dict:
+            return  # a knob of a dict section (fusion.cf_params.<knob>): checked by its values
+        sub = model_in(annotation)
+        if i < len(parts) - 1:
+            if sub is None:
+                raise Located(
+                    ("search_space", path), f"{'.'.join(parts[: i + 1])} is a value, not a section"
+                )
+            model = sub
+        elif sub is not None:
+            raise Located(
+                ("search_space", path), f"{path} is a section; point at one of its values"
+            )
+
+
+def recommender_spec(raw: dict[str, Any], *, source: str = "") -> RecommenderSpec:
+    """Validate plain data (a spec or a trial config) into a :class:`RecommenderSpec`.
+
+    Raises:
+        SpecError: a field is invalid, or the data names another objective.
+    """
+    from moo_search.errors import SpecError
+    from moo_search.spec import DEFAULT_OBJECTIVE, spec_from_dict
+
+    spec = spec_from_dict(raw, source=source)
+    if not isinstance(spec, RecommenderSpec):
+        raise SpecError(
+            f"{source or 'spec'}: the recommender runs the default objective "
+            f"({DEFAULT_OBJECTIVE}); this spec names {spec.objective!r}",
+            field="objective",
+        )
+    return spec
+
+
+def load_recommender_spec(
+    path: str | Path, overrides: list[str] | None = None, *, command: str = "run_trial"
+) -> RecommenderSpec:
+    """:func:`moo_search.spec.load_spec` for what only the recommender runs (``command``)."""
+    from moo_search.errors import MooSearchError
+    from moo_search.spec import load_spec
+
+    spec = load_spec(path, overrides)
+    if not isinstance(spec, RecommenderSpec):
+        raise MooSearchError(
+            f"{path}: `{command}` runs the default objective; this spec uses {spec.objective!r}"
+        )
+    return spec

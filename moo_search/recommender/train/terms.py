@@ -1,0 +1,195 @@
+"""The loss terms of L = w_rank L_rank + w_ctr L_ctr + w_click L_click + w_sat L_sat +
+w_div L_div + w_nov L_nov + w_content L_content, one
+registered function per weight of ``loss.weights`` (same keys), each computed from a
+:class:`Batch`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import torch
+
+from moo_search.recommender.model.recommender import Recommender, standardise
+from moo_search.recommender.train import losses as L
+from moo_search.registry import Registry
+
+__all__ = ["LOSS_TERMS", "Batch", "PairData", "loss_terms"]
+
+LOSS_TERMS: Registry[Callable[[Batch], torch.Tensor]] = Registry("loss term", field="loss.weights")
+"""weight name (a field of ``loss.weights``) -> ``term(batch) -> scalar loss``."""
+
+
+@dataclass
+class PairData:
+    """Every train pair on the device (what terms sample extra pairs or labels from)."""
+
+    users: torch.Tensor
+    items: torch.Tensor
+    clicks: torch.Tensor
+    features: torch.Tensor  # (I, d) unit-norm item features
+    self_information: torch.Tensor  # (I,) -log2 pop
+    like_user: torch.Tensor | None  # leave-one-out like-rate logits per pair
+    like_item: torch.Tensor | None
+    item_tokens: Any = None  # the catalog's TokenTable (terms that encode items)
+    neighbours: torch.Tensor | None = None  # (I, n) each item's nearest backbone neighbours
+    ratings: torch.Tensor | None = None  # (n,) each train pair's rating (satisfaction)
+
+
+@dataclass
+class Batch:
+    """One step's batch: scores over the full catalog for its users, and the context."""
+
+    model: Recommender
+    fused: torch.Tensor  # (B, I) fused scores
+    r_full: torch.Tensor  # (B, I) raw collaborative scores
+    s_full: torch.Tensor | None  # (B, I) semantic scores (None without a text tower)
+    u: torch.Tensor  # (B,) users
+    i: torch.Tensor  # (B,) their positive items
+    idx: np.ndarray  # (B,) indices into the train pairs
+    loss_cfg: Any
+    train_cfg: Any
+    pairs: PairData
+    gen: torch.Generator
+
+    @cached_property
+    def probs(self) -> torch.Tensor:
+        """The recommendation distribution at a fixed temperature: the diversity and novelty
+        terms must move the ranking, not flatten the softmax."""
+        return torch.softmax(self.fused * self.model.log_scale.detach().exp(), dim=-1)
+
+
+@LOSS_TERMS.register("ranking")
+def _ranking(b: Batch) -> torch.Tensor:
+    logits = b.model.logits(b.fused)
+    rank = (
+        L.softmax_loss(logits, b.i)
+        if b.loss_cfg.ranking == "softmax"
+        else L.bpr_loss(logits, b.i, b.gen)
+    )
+    if not b.model.fixed_cf:
+        # extra ID-only pairs: cheap, they keep the learned collaborative tower learning
+        p = b.pairs
+        j = torch.randint(0, len(p.users), (b.train_cfg.id_batch_size,), generator=b.gen)
+        j = j.to(p.users.device)
+        rank = 0.5 * (rank + L.softmax_loss(b.model.collaborative(p.users[j]), p.items[j]))
+    return rank
+
+
+@LOSS_TERMS.register("ctr")
+def _ctr(b: Batch) -> torch.Tensor:
+    rows = torch.arange(len(b.idx), device=b.fused.device)
+    t = torch.as_tensor(b.idx, device=b.fused.device)
+    warm = None if b.model.warm is None else b.model.warm.to(b.fused.device)
+    r_z = standardise(b.r_full.float(), warm)[rows, b.i]
+    s_z = standardise(b.s_full.float(), warm)[rows, b.i] if b.s_full is not None else None
+    p = b.pairs
+    feats = b.model.ctr_features(
+        b.u,
+        b.i,
+        r_z,
+        s_z,
+        user_like=None if p.like_user is None else p.like_user[t],
+        item_like=None if p.like_item is None else p.like_item[t],
+    )
+    return L.ctr_loss(b.model.ctr_logit(feats).float(), p.clicks[t])
+
+
+def _z_at(b: Batch, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The batch users' collaborative and semantic z-scores at ``items`` (B, n)."""
+    warm = None if b.model.warm is None else b.model.warm.to(b.fused.device)
+    r_z = standardise(b.r_full.float(), warm).gather(1, items)
+    s_z = None
+    if b.s_full is not None:
+        s_z = standardise(b.s_full.float(), warm).gather(1, items)
+    return r_z, s_z
+
+
+@LOSS_TERMS.register("click")
+def _click(b: Batch) -> torch.Tensor:
+    """The click task: each batch interaction (label 1) against items drawn uniformly from
+    the warm catalog (label 0; an interacted item drawn by chance is rare noise)."""
+    device = b.fused.device
+    n_neg = 4
+    n_items = b.fused.shape[1]
+    neg = torch.randint(0, n_items, (len(b.u), n_neg), generator=b.gen).to(device)
+    if b.model.warm is not None:
+        warm = torch.nonzero(b.model.warm.to(device)).squeeze(1)
+        neg = warm[neg % len(warm)]
+    items = torch.cat([b.i[:, None], neg], 1)
+    r_z, s_z = _z_at(b, items)
+    users = b.u[:, None].expand_as(items)
+    feats = b.model.task_features(
+        users.reshape(-1),
+        items.reshape(-1),
+        r_z.reshape(-1),
+        None if s_z is None else s_z.reshape(-1),
+    )
+    y = torch.zeros_like(r_z)
+    y[:, 0] = 1.0
+    return torch.nn.functional.binary_cross_entropy_with_logits(
+        b.model.tasks.click_logit(feats).float(), y.reshape(-1)
+    )
+
+
+@LOSS_TERMS.register("satisfaction")
+def _satisfaction(b: Batch) -> torch.Tensor:
+    """The satisfaction task: squared error of the predicted rating of each batch pair."""
+    p = b.pairs
+    if p.ratings is None:
+        return b.fused.new_zeros(())
+    t = torch.as_tensor(b.idx, device=b.fused.device)
+    r_z, s_z = _z_at(b, b.i[:, None])
+    feats = b.model.task_features(
+        b.u,
+        b.i,
+        r_z[:, 0],
+        None if s_z is None else s_z[:, 0],
+        user_like=None if p.like_user is None else p.like_user[t],
+        item_like=None if p.like_item is None else p.like_item[t],
+    )
+    return (b.model.tasks.rating(feats).float() - p.ratings[t]).pow(2).mean()
+
+
+@LOSS_TERMS.register("diversity")
+def _diversity(b: Batch) -> torch.Tensor:
+    return L.diversity_loss(b.probs, b.pairs.features)
+
+
+@LOSS_TERMS.register("novelty")
+def _novelty(b: Batch) -> torch.Tensor:
+    return L.novelty_loss(b.probs, b.pairs.self_information)
+
+
+@LOSS_TERMS.register("content")
+def _content(b: Batch) -> torch.Tensor:
+    """In-batch InfoNCE between the text embedding of each batch item and that of one of its
+    nearest backbone neighbours (van den Oord et al. 2018): the text tower learns to place an
+    item near the items users take with it, which is what ranks a new item by its text."""
+    p = b.pairs
+    if b.s_full is None or p.neighbours is None or p.item_tokens is None:
+        return b.fused.new_zeros(())  # no text tower, or no neighbours to align with
+    device = b.fused.device
+    nb = p.neighbours
+    pick = torch.randint(0, nb.shape[1], (len(b.i),), generator=b.gen).to(device)
+    anchors = b.i
+    pos = nb[anchors, pick]
+    ea = b.model.encode_rows(p.item_tokens, anchors.cpu().numpy(), device)
+    ep = b.model.encode_rows(p.item_tokens, pos.cpu().numpy(), device)
+    logits = (ea @ ep.T).float() / b.loss_cfg.content_temperature
+    # the same anchor twice in a batch: its other copies are not negatives
+    same = anchors[:, None] == anchors[None, :]
+    logits = logits.masked_fill(
+        same & ~torch.eye(len(anchors), dtype=torch.bool, device=device), -1e4
+    )
+    target = torch.arange(len(anchors), device=device)
+    ce = torch.nn.functional.cross_entropy
+    return 0.5 * (ce(logits, target) + ce(logits.T, target))
+
+
+def loss_terms(batch: Batch, weights: dict[str, float]) -> dict[str, torch.Tensor]:
+    """Every registered term whose (normalised) weight is positive, in registry order."""
+    return {name: term(batch) for name, term in LOSS_TERMS.items() if weights.get(name, 0) > 0}

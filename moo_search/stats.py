@@ -1,0 +1,37 @@
+"""Statistics the engine reports with: is a difference between two models more than noise?"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = ["finite_or_none", "paired_bootstrap"]
+
+
+def finite_or_none(v: Any) -> float | None:
+    """``v`` as a float, or None when it is not a finite number (JSON has no NaN/inf)."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def paired_bootstrap(
+    a: np.ndarray, b: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean of the per-user differences ``a - b`` (two models on the same users) and its
+    ``level`` percentile-bootstrap interval, resampling users (Efron & Tibshirani, 1993): is
+    a difference in a mean-over-users metric more than the noise of which users were drawn?"""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if x.ndim != 1 or x.shape != y.shape or len(x) == 0:
+        raise ValueError(
+            f"paired_bootstrap needs two equal-length 1-D arrays, got {x.shape} and {y.shape}"
+        )
+    d = x - y
+    idx = np.random.default_rng(seed).integers(0, len(d), (n_boot, len(d)))
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(d[idx].mean(1), [tail, 100 - tail])
+    return float(d.mean()), float(lo), float(hi)
