@@ -25,9 +25,9 @@ import numpy as np
 
 from moo_search import load_spec, run_trial
 from moo_search.pareto import pareto_mask
-from moo_search.recommender.metrics import auc
 from moo_search.recommender.baselines.ranking import BaselineContext
 from moo_search.recommender.baselines.tasks import count_task_predictions
+from moo_search.recommender.metrics import auc
 from moo_search.recommender.trial import prepare_data
 from moo_search.study import load_study
 

@@ -23,9 +23,9 @@ import numpy as np
 
 from moo_search import load_spec, run_trial
 from moo_search.errors import MooSearchError
+from moo_search.recommender.baselines.ranking import BaselineContext
 from moo_search.recommender.evaluate import cold_item_lists, evaluate_scorer
 from moo_search.recommender.metrics import EvalContext, paired_bootstrap, ranking_per_user
-from moo_search.recommender.baselines.ranking import BaselineContext
 from moo_search.recommender.trial import prepare_data
 
 BASELINES = ("TF-IDF", "Frozen encoder", "Hybrid", "EASE")

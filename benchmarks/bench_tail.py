@@ -19,8 +19,8 @@ from typing import Any
 
 from moo_search import load_spec, run_trial
 from moo_search.errors import MooSearchError
-from moo_search.recommender.metrics import EvalContext
 from moo_search.recommender.baselines.ranking import BaselineContext, evaluate_baselines
+from moo_search.recommender.metrics import EvalContext
 from moo_search.recommender.trial import prepare_data
 
 PARTS = ("val", "test")

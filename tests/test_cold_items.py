@@ -10,12 +10,12 @@ import scipy.sparse as sp
 import torch
 
 from moo_search import DataError, run_trial
+from moo_search.recommender.baselines.ranking import BaselineContext, evaluate_baselines
 from moo_search.recommender.data.split import make_split
+from moo_search.recommender.inference import CatalogScorer
 from moo_search.recommender.metrics import is_known_metric
 from moo_search.recommender.model.backbones import split_fingerprint
-from moo_search.recommender.baselines.ranking import BaselineContext, evaluate_baselines
 from moo_search.recommender.model.content import content_knn, tfidf_item_vectors
-from moo_search.recommender.inference import CatalogScorer
 from moo_search.recommender.reference import FULL_RANGE, reference_grid
 from moo_search.recommender.trial import build_model, prepare_data
 

@@ -9,13 +9,13 @@ import scipy.sparse as sp
 
 from moo_search import pareto
 from moo_search.drivers import run_study
-from moo_search.recommender.evaluate import evaluate_scorer
-from moo_search.recommender.model.backbones import backbone_weights, ease_weights
 from moo_search.recommender.baselines.ranking import (
     BaselineContext,
     evaluate_baselines,
     like_rate_ctr,
 )
+from moo_search.recommender.evaluate import evaluate_scorer
+from moo_search.recommender.model.backbones import backbone_weights, ease_weights
 from moo_search.recommender.reference import DEFAULT_GRID, reference_grid, rerank_grid
 from moo_search.recommender.trial import prepare_data, run_trial
 

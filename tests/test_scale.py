@@ -213,8 +213,8 @@ def test_a_large_catalog_without_the_scale_extra_records_no_ease_like_baseline(m
     recorded (a warning names the extra) instead of the study failing."""
     import sys
 
-    from moo_search.recommender.data import load_split
     from moo_search.recommender.baselines.ranking import baseline_names
+    from moo_search.recommender.data import load_split
 
     _, split = load_split(tiny_spec().data)
     assert "EASE" in baseline_names(split) and "SANSA" not in baseline_names(split)

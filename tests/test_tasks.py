@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 
 from moo_search import run_trial
+from moo_search.recommender.baselines.ranking import BaselineContext
+from moo_search.recommender.baselines.tasks import count_task_baselines
 from moo_search.recommender.data import Dataset
 from moo_search.recommender.data.split import make_split
 from moo_search.recommender.metrics import auc, is_known_metric, metric_direction
-from moo_search.recommender.baselines.ranking import BaselineContext
-from moo_search.recommender.baselines.tasks import count_task_baselines
 from moo_search.recommender.model.tasks import rating_offsets, task_pairs
 from moo_search.recommender.trial import prepare_data
 

@@ -294,8 +294,7 @@ class FusionConfig(Strict):
             where = ".".join(str(x) for x in first["loc"])
             raise Located(
                 ("cf_params", *first["loc"]),
-                f"{first['msg']} (backbone {self.cf!r}: {where}, got "
-                f"{first.get('input')!r})",
+                f"{first['msg']} (backbone {self.cf!r}: {where}, got {first.get('input')!r})",
             ) from None
         return self
 
