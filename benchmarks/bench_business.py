@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from moo_search import load_spec, run_trial
+from moo_search import load_spec
 from moo_search.pareto import pareto_mask
 from moo_search.recommender.baselines.ranking import BaselineContext
 from moo_search.recommender.baselines.tasks import count_task_predictions
 from moo_search.recommender.metrics import auc
-from moo_search.recommender.trial import prepare_data
+from moo_search.recommender.trial import Trial, prepare_data
 from moo_search.study import load_study
 
 TASKS = {
@@ -128,8 +128,9 @@ def main() -> int:
         pick = max if direction == "maximize" else min
         best = pick(done, key=lambda t: t.user_attrs["moo:metrics"]["val"][name])
         cfg = spec.with_params(best.params)
-        res = run_trial(cfg, keep_model=True)
-        scorer = res.history["_scorer"]
+        trial = Trial(cfg)
+        trial.run()
+        scorer = trial.scorer
         mine = head_predictions(scorer, data.split, cfg, "test")[task]
         bare = head_predictions(without_text(scorer, data, cfg), data.split, cfg, "test")
         pairs, base = counts[task]

@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from moo_search import load_spec, run_trial
+from moo_search import load_spec
 from moo_search.errors import MooSearchError
 from moo_search.recommender.baselines.ranking import BaselineContext
-from moo_search.recommender.evaluate import cold_item_lists, evaluate_scorer
+from moo_search.recommender.evaluate import cold_item_lists, evaluate_lists
 from moo_search.recommender.metrics import EvalContext, paired_bootstrap, ranking_per_user
-from moo_search.recommender.trial import prepare_data
+from moo_search.recommender.trial import Trial, prepare_data
 
 BASELINES = ("TF-IDF", "Frozen encoder", "Hybrid", "EASE")
 
@@ -37,16 +37,14 @@ def per_user(score: Any, spec: Any, data: Any, k_cold: int) -> dict[str, np.ndar
     split = data.split
     users, lists, relevant = cold_item_lists(score, split, "test", k_cold)
     cold = ranking_per_user(lists, users, relevant, k_cold)
-    res = evaluate_scorer(
+    res = evaluate_lists(
         score,
         data.ds,
         split,
         eval_cfg=spec.eval,
         parts=("test",),
         features=data.features,
-        return_lists=True,
     )
-    assert isinstance(res, tuple)
     w_users, w_lists = res[1]["test"]
     ctx = EvalContext.from_split(split, "test", data.features)
     k = spec.eval.k
@@ -75,9 +73,10 @@ def _interval(d: np.ndarray) -> str:
 def run_seed(spec: Any, k_cold: int) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
     data = prepare_data(spec)
     t0 = time.perf_counter()
-    result = run_trial(spec, keep_model=True)
+    trial = Trial(spec)
+    result = trial.run()
     t_trial = time.perf_counter() - t0
-    models = {"fine-tune": per_user(result.history["_scores"], spec, data, k_cold)}
+    models = {"fine-tune": per_user(trial.scores, spec, data, k_cold)}
     ctx = BaselineContext.of(spec, data)
     t0 = time.perf_counter()
     for name in BASELINES:

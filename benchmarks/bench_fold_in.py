@@ -55,7 +55,6 @@ def main(argv: list[str] | None = None) -> int:
                 parts=("test",),
                 features=data.features,
             )
-            assert isinstance(res, dict)
             row = res["test"]
             label = f"lambda {lam:g}: {name}"
             print(f"{label:<40}" + "".join(f"{row.get(c, 0.0):>19.4f}" for c in cols))

@@ -105,7 +105,7 @@ def variant(*a, **k):
     return out
 trial_mod._variant = variant
 t0 = time.perf_counter()
-res = trial_mod.run_trial(spec, sweep=variants)
+res = trial_mod.run_trial(spec, variants=variants)
 total = time.perf_counter() - t0
 parts["training"] = res.cost["train_seconds"]
 parts.update(timers)

@@ -187,7 +187,8 @@ class FunctionObjective(Objective):
         def evaluate(params: dict[str, Any], spec: Any, art: Path | None, **_: Any) -> Evaluation:
             out = fn(params, spec)
             if hasattr(out, "metrics") and hasattr(out, "cost"):
-                return Evaluation(out.metrics, out.cost, list(getattr(out, "sweep", [])))
+                variants = getattr(out, "variants", None) or getattr(out, "sweep", None) or []
+                return Evaluation(out.metrics, out.cost, list(variants))
             if not isinstance(out, dict):
                 raise MooSearchError(
                     f"objective {ref} must return a dict of metrics, got {type(out).__name__}"

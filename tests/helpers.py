@@ -67,3 +67,14 @@ def custom_spec(
     }
     raw.update(extra)
     return spec_from_dict(raw)
+
+
+def run_kept(spec: Any, artifact_dir: Any = None) -> Any:
+    """``run_trial``'s result with the trained model on it as ``.model`` (tests that look
+    inside the model)."""
+    from moo_search.recommender.trial import Trial
+
+    trial = Trial(spec, artifact_dir=artifact_dir)
+    result: Any = trial.run()
+    result.model = trial.model
+    return result

@@ -44,7 +44,7 @@ def test_a_rank_group_at_the_cut_survives_whole_and_small_rungs_stop_nothing():
     assert successive_halving_keeps(F[:1], 0, MAX, eta=3, min_points=2)
 
 
-def _fake_run_trial(spec, *, artifact_dir=None, sweep=None, on_rung=None):
+def _fake_run_trial(spec, *, artifact_dir=None, variants=None, on_rung=None):
     """A trial whose quality is its learning rate (no model): it reports one rung at step
     10, then finishes with the same values."""
     x = float(spec.train.lr)
@@ -54,7 +54,7 @@ def _fake_run_trial(spec, *, artifact_dir=None, sweep=None, on_rung=None):
     return SimpleNamespace(
         metrics={"val": metrics, "test": dict(metrics)},
         cost={"seconds": 0.0},
-        sweep=[],
+        variants=[],
         backbone={},
         hits={},
     )

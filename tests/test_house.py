@@ -15,6 +15,7 @@ import numpy as np
 import optuna
 import pytest
 
+from moo_search import run_trial
 from moo_search.drivers import BaseDriver, run_study
 from moo_search.errors import SpecError
 from moo_search.recommender.config import LossWeights
@@ -51,7 +52,6 @@ def registered():
 def test_a_toy_dataset_is_one_registration(registered):
     from moo_search.recommender.data.registered import DatasetSource
     from moo_search.recommender.data.synthetic import make_synthetic
-    from moo_search.recommender.trial import run_trial
 
     registered(
         DATASETS,
@@ -68,7 +68,6 @@ def test_a_toy_dataset_is_one_registration(registered):
 
 def test_a_toy_metric_is_one_registration(registered):
     from moo_search.recommender.metrics import MetricDef, is_known_metric, metric_direction
-    from moo_search.recommender.trial import run_trial
 
     def first_slot_hit(lists, users, ctx, rel):
         return float(np.mean(np.asarray(rel[users, lists[:, 0]]).ravel() > 0))
@@ -113,14 +112,15 @@ def test_a_toy_backbone_is_one_registration(registered):
 
 def test_a_toy_adapter_is_one_registration(registered):
     from moo_search.recommender.model.adapters import _lora
-    from moo_search.recommender.trial import run_trial
+    from moo_search.recommender.trial import Trial
 
     def lora_query_only(model, cfg):
         return _lora(model, cfg.model_copy(update={"target_modules": ["query"]}))
 
     registered(ADAPTERS, "lora-q", lora_query_only)
-    r = run_trial(tiny_spec(**{"adapter.type": "lora-q", "train.max_steps": 2}), keep_model=True)
-    names = [n for n, p in r.history["_model"].named_parameters() if p.requires_grad]
+    r = Trial(tiny_spec(**{"adapter.type": "lora-q", "train.max_steps": 2}))
+    r.run()
+    names = [n for n, p in r.model.named_parameters() if p.requires_grad]
     assert any("query" in n and "lora_" in n for n in names)
     assert not any("value" in n and "lora_" in n for n in names)
 
@@ -284,6 +284,7 @@ RECOMMENDER = [
     {"recommender.evaluate"},
     {"recommender.model"},
     {"recommender.train", "recommender.prepare"},
+    {"recommender.trial_eval"},
     {"recommender.trial"},
     {"recommender.baselines", "recommender.reference"},
     {"recommender.objective", "recommender.export"},

@@ -14,7 +14,7 @@ from moo_search.recommender.baselines.ranking import (
     evaluate_baselines,
     like_rate_ctr,
 )
-from moo_search.recommender.evaluate import evaluate_scorer
+from moo_search.recommender.evaluate import evaluate_lists
 from moo_search.recommender.model.backbones import backbone_weights, ease_weights
 from moo_search.recommender.reference import DEFAULT_GRID, reference_grid, rerank_grid
 from moo_search.recommender.trial import prepare_data, run_trial
@@ -54,14 +54,13 @@ def test_alpha_zero_reproduces_the_backbones_lists_exactly(cf, tail_weight, tmp_
     w, _ = backbone_weights(cf, split=data.split, features=data.features, eval_cfg=spec.eval)
     assert w is not None
     x = data.split.matrix("train").astype(np.float32).tocsr()
-    metrics, lists = evaluate_scorer(
+    metrics, lists = evaluate_lists(
         lambda users: np.asarray(x[users] @ w),
         data.ds,
         data.split,
         eval_cfg=spec.eval,
         rerank_cfg=spec.rerank,
         features=data.features,
-        return_lists=True,
     )
     saved = np.load(tmp_path / "lists.npz")
     for part in ("val", "test"):

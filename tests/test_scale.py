@@ -19,7 +19,7 @@ VARIANTS = [{"rerank.pop_penalty": 0.3}, {"rerank.mmr_lambda": 0.6}, {"fusion.se
 def _trial(monkeypatch, budget_gb: str, **over):
     monkeypatch.setenv("MOO_SEARCH_SCORES_GB", budget_gb)
     spec = tiny_spec(**{"train.max_steps": 6, **over})
-    return run_trial(spec, sweep=VARIANTS)
+    return run_trial(spec, variants=VARIANTS)
 
 
 @pytest.mark.parametrize("cf", ["ease", "itemknn"])
@@ -29,10 +29,10 @@ def test_chunked_and_unchunked_evaluation_give_identical_metrics(monkeypatch, cf
     kept = _trial(monkeypatch, "100", **{"fusion.cf": cf})
     chunked = _trial(monkeypatch, "0", **{"fusion.cf": cf})
     assert kept.metrics == chunked.metrics
-    assert [v["metrics"] for v in kept.sweep] == [v["metrics"] for v in chunked.sweep]
+    assert [v["metrics"] for v in kept.variants] == [v["metrics"] for v in chunked.variants]
     assert kept.hits == chunked.hits
     # the re-ranked variants are different lists (the comparison is not vacuous)
-    assert kept.sweep[0]["metrics"]["test"] != kept.metrics["test"]
+    assert kept.variants[0]["metrics"]["test"] != kept.metrics["test"]
 
 
 def test_keep_scores_keeps_a_matrix_under_the_budget_and_recomputes_over_it(monkeypatch):

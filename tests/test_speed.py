@@ -11,7 +11,7 @@ from moo_search import run_trial
 from moo_search.recommender.model import layer_cache
 from moo_search.recommender.train._setup import autocast_for, cpu_has_fast_bf16
 
-from .helpers import tiny_spec
+from .helpers import run_kept, tiny_spec
 
 
 def _spec(**kw):
@@ -30,11 +30,11 @@ def _spec(**kw):
 def test_cached_and_uncached_frozen_layers_give_identical_metrics(amp, tmp_path, monkeypatch):
     monkeypatch.setenv("MOO_SEARCH_CACHE", str(tmp_path))
     layer_cache._MEMORY.clear()
-    uncached = run_trial(_spec(**{"train.layer_cache": False, "train.amp": amp}), keep_model=True)
-    cached = run_trial(_spec(**{"train.layer_cache": True, "train.amp": amp}), keep_model=True)
-    model = cached.history["_model"]
+    uncached = run_kept(_spec(**{"train.layer_cache": False, "train.amp": amp}))
+    cached = run_kept(_spec(**{"train.layer_cache": True, "train.amp": amp}))
+    model = cached.model
     assert model.prefix is not None and model.prefix.n == 2
-    assert uncached.history["_model"].prefix._states == {}  # the same layer path, no cache
+    assert uncached.model.prefix._states == {}  # the same layer path, no cache
     assert list((tmp_path / "hidden").glob("*.pt")), "the prefix output was cached on disk"
     assert cached.metrics == uncached.metrics
     assert cached.history["loss"] == uncached.history["loss"]
@@ -48,16 +48,16 @@ def test_the_cache_falls_back_to_full_encoding_when_it_would_not_fit(tmp_path, m
     monkeypatch.setenv("MOO_SEARCH_CACHE", str(tmp_path))
     monkeypatch.setattr(layer_cache, "_available_bytes", lambda: 1000)
     layer_cache._MEMORY.clear()
-    r = run_trial(_spec(**{"train.layer_cache": True, "train.amp": "off"}), keep_model=True)
-    prefix = r.history["_model"].prefix
+    r = run_kept(_spec(**{"train.layer_cache": True, "train.amp": "off"}))
+    prefix = r.model.prefix
     assert prefix is not None and prefix._states == {}  # nothing attached: encoded in full
     assert not (tmp_path / "hidden").exists()
     assert r.metrics == run_trial(_spec(**{"train.layer_cache": False, "train.amp": "off"})).metrics
 
 
 def test_no_prefix_when_every_layer_is_adapted():
-    r = run_trial(tiny_spec(**{"train.max_steps": 2}), keep_model=True)
-    assert r.history["_model"].prefix is None
+    r = run_kept(tiny_spec(**{"train.max_steps": 2}))
+    assert r.model.prefix is None
 
 
 def test_bf16_autocast_on_the_cpu_only_where_it_is_fast(monkeypatch):
@@ -72,7 +72,7 @@ def test_bf16_autocast_on_the_cpu_only_where_it_is_fast(monkeypatch):
 
 
 def test_a_bf16_trial_keeps_fp32_weights_and_loss():
-    r = run_trial(tiny_spec(**{"train.max_steps": 5, "train.amp": "bf16"}), keep_model=True)
-    model = r.history["_model"]
+    r = run_kept(tiny_spec(**{"train.max_steps": 5, "train.amp": "bf16"}))
+    model = r.model
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert np.isfinite(r.history["loss"]).all() and r.value("precision@10") > 0

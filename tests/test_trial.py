@@ -13,14 +13,14 @@ from moo_search.recommender.baselines.ranking import BaselineContext, evaluate_b
 from moo_search.recommender.registries import ADAPTERS
 from moo_search.recommender.trial import prepare_data
 
-from .helpers import tiny_spec
+from .helpers import run_kept, tiny_spec
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     spec = tiny_spec(**{"eval.cold_user_max": 20})  # synthetic users have 20 train items
     art = tmp_path_factory.mktemp("art")
-    return spec, run_trial(spec, artifact_dir=art, keep_model=True)
+    return spec, run_kept(spec, art)
 
 
 def test_training_lowers_loss_and_beats_mostpop(trained):
@@ -64,7 +64,7 @@ def test_adapter_really_trains_and_loads_with_plain_peft(trained):
     from moo_search.recommender.model.encoder import load_encoder
 
     spec, result = trained
-    model = result.history["_model"]
+    model = result.model
     bs = [p for n, p in model.encoder.named_parameters() if "lora_B" in n]
     assert bs and all(float(b.detach().abs().sum()) > 0 for b in bs)
     base, _, _ = load_encoder(spec.model)  # same seed -> same random base weights
@@ -124,9 +124,9 @@ ADAPTER_PARAMS = {
 
 @pytest.mark.parametrize("adapter", sorted(ADAPTERS))
 def test_every_adapter_type_trains_its_own_weights(adapter):
-    r = run_trial(tiny_spec(**{"adapter.type": adapter, "train.max_steps": 5}), keep_model=True)
+    r = run_kept(tiny_spec(**{"adapter.type": adapter, "train.max_steps": 5}))
     assert np.isfinite(r.value("precision@10"))
-    trained = [n for n, p in r.history["_model"].encoder.named_parameters() if p.requires_grad]
+    trained = [n for n, p in r.model.encoder.named_parameters() if p.requires_grad]
     if adapter == "none":
         assert trained == []  # the encoder is frozen; only ID embeddings and heads train
         return

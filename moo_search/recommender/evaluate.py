@@ -18,10 +18,22 @@ from moo_search.recommender.metrics import (
     evaluate_topk,
 )
 
-__all__ = ["Scorer", "cold_item_eval", "cold_item_lists", "evaluate_scorer"]
+__all__ = [
+    "Lists",
+    "Metrics",
+    "Scorer",
+    "cold_item_eval",
+    "cold_item_lists",
+    "evaluate_lists",
+    "evaluate_scorer",
+]
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 """Maps user indices (n,) to scores over the full catalog (n, n_items)."""
+
+
+Metrics = dict[str, dict[str, float]]
+Lists = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 def evaluate_scorer(
@@ -33,17 +45,39 @@ def evaluate_scorer(
     rerank_cfg: RerankConfig | None = None,
     parts: tuple[str, ...] = ("val", "test"),
     features: np.ndarray | None = None,
-    return_lists: bool = False,
     ks: tuple[int, ...] = (),
     only_users: np.ndarray | None = None,
-) -> (
-    dict[str, dict[str, float]]
-    | tuple[dict[str, dict[str, float]], dict[str, tuple[np.ndarray, np.ndarray]]]
-):
-    """Metrics per split part, e.g. ``{"val": {...}, "test": {...}}``; with ``return_lists``
-    also ``{part: (evaluated users, their top-k lists)}``. ``only_users`` restricts the evaluated
-    users to those of them that have a relevant item in the part (a fixed sample: cheap
-    checkpoints)."""
+) -> Metrics:
+    """Metrics per split part, e.g. ``{"val": {...}, "test": {...}}``. ``only_users`` restricts
+    the evaluated users to those of them that have a relevant item in the part (a fixed sample:
+    cheap checkpoints)."""
+    metrics, _ = evaluate_lists(
+        score,
+        ds,
+        split,
+        eval_cfg=eval_cfg,
+        rerank_cfg=rerank_cfg,
+        parts=parts,
+        features=features,
+        ks=ks,
+        only_users=only_users,
+    )
+    return metrics
+
+
+def evaluate_lists(
+    score: Scorer,
+    ds: Dataset | None,
+    split: Split,
+    *,
+    eval_cfg: EvalConfig,
+    rerank_cfg: RerankConfig | None = None,
+    parts: tuple[str, ...] = ("val", "test"),
+    features: np.ndarray | None = None,
+    ks: tuple[int, ...] = (),
+    only_users: np.ndarray | None = None,
+) -> tuple[Metrics, Lists]:
+    """:func:`evaluate_scorer`'s metrics and ``{part: (evaluated users, their top-k lists)}``."""
     if features is None:
         if ds is None:
             raise ValueError("evaluate_scorer needs the dataset or the item features")
@@ -84,7 +118,7 @@ def evaluate_scorer(
             m_lists = _lists(score, m_users, k, mixed, rerank_cfg, features, item_counts, eval_cfg)
             for kk in all_k:
                 results[part].update(evaluate_mixed(m_lists, m_users, mixed, kk))
-    return (results, all_lists) if return_lists else results
+    return results, all_lists
 
 
 def _lists(

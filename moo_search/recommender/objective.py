@@ -62,8 +62,8 @@ def _evaluate(
 ) -> Evaluation:
     from moo_search.recommender.trial import run_trial
 
-    result = run_trial(spec, artifact_dir=art, sweep=variant_grid(spec), on_rung=on_rung)
-    return Evaluation(result.metrics, result.cost, result.sweep, result.backbone, result.hits)
+    result = run_trial(spec, artifact_dir=art, variants=variant_grid(spec), on_rung=on_rung)
+    return Evaluation(result.metrics, result.cost, result.variants, result.backbone, result.hits)
 
 
 class RecommenderObjective(Objective):

@@ -169,7 +169,6 @@ def reference_front(spec: RecommenderSpec, data: Any, ctx: Any = None) -> dict[s
             features=data.features,
             ks=ks,
         )
-        assert isinstance(res, dict)
         # each baseline predicts clicks with its own scores (a click AUC needs no calibration)
         key = (point["baseline"], part)
         if wants_click and key not in click:

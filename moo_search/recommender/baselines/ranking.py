@@ -21,7 +21,7 @@ import numpy as np
 from moo_search.recommender.baselines.factors import als, bpr
 from moo_search.recommender.config import EvalConfig
 from moo_search.recommender.data import Dataset, Split
-from moo_search.recommender.evaluate import Scorer, evaluate_scorer
+from moo_search.recommender.evaluate import Scorer, evaluate_lists, evaluate_scorer
 from moo_search.recommender.memory import PeakRSS
 from moo_search.recommender.metrics import auc, logloss
 
@@ -87,7 +87,6 @@ class BaselineContext:
             parts=("val",),
             features=self.item_features(),
         )
-        assert isinstance(res, dict)
         return float(res["val"].get(metric, float("-inf")))
 
     def item_features(self) -> np.ndarray:
@@ -334,7 +333,6 @@ def evaluate_baselines(
             res = evaluate_scorer(
                 scorer, ds, split, eval_cfg=eval_cfg, features=ctx.item_features(), ks=ctx.ks
             )
-        assert isinstance(res, dict)
         secs = time.perf_counter() - t0
         if progress is not None:
             progress(f"{name}: {secs:.1f}s, peak RSS {peak.mib / 1024:.2f} GiB")
@@ -360,7 +358,7 @@ def baseline_test_hits(
     """Per evaluated test user, the baselines' relevant items in their top ``eval.k``
     (packed, as trials record theirs), the users' count and which of them have a relevant
     tail item: ``{"n_users", "tail_users", name: {"all", "tail"}}``."""
-    from moo_search.recommender.trial import eval_context, hits_per_user
+    from moo_search.recommender.trial_eval import eval_context, hits_per_user
     from moo_search.study import pack_counts
 
     ctx = ctx if ctx is not None else BaselineContext.of(spec, data)
@@ -371,16 +369,14 @@ def baseline_test_hits(
     ectx = eval_context(spec, data, "test")
     out: dict[str, Any] = {}
     for name in names:
-        res = evaluate_scorer(
+        res = evaluate_lists(
             ctx.scorer(name),
             data.ds,
             data.split,
             eval_cfg=spec.eval,
             parts=("test",),
             features=data.features,
-            return_lists=True,
         )
-        assert isinstance(res, tuple)
         users, lists = res[1]["test"]
         out[name] = hits_per_user(spec, ectx, users, lists)
     out["n_users"] = len(ectx.users)

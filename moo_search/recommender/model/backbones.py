@@ -292,7 +292,6 @@ def tune_ease_lambda(
             parts=("val",),
             features=features,
         )
-        assert isinstance(res, dict)
         scores[float(lam)] = float(res["val"][metric])
         return scores[float(lam)]
 

@@ -1,0 +1,125 @@
+"""What a trial measures besides its main metrics: each test user's hits (what pairs it with a
+baseline user by user), the neighbour count of its new-item scores (chosen on validation), its
+inference-only variants, and the fixed user sample of its early-stopping rungs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from moo_search.recommender.evaluate import Lists, Metrics, evaluate_lists
+from moo_search.recommender.inference import CatalogScorer
+from moo_search.recommender.memory import keep_scores
+from moo_search.recommender.metrics import is_task_metric
+from moo_search.recommender.prepare import PreparedData, item_alpha
+from moo_search.recommender.spec import RecommenderSpec
+
+__all__ = [
+    "eval_context",
+    "evaluate_variant",
+    "hits_per_user",
+    "rung_users",
+    "tune_new_item_neighbours",
+]
+
+
+def hits_per_user(
+    spec: RecommenderSpec, ctx: Any, users: np.ndarray, lists: np.ndarray
+) -> dict[str, Any]:
+    """Relevant items in each evaluated test user's top ``k = eval.k`` (all and tail ones;
+    ``ctx``: the test split's :func:`eval_context`), packed: what pairs a trial with a
+    baseline user by user (``STUDY_ATTR.BASELINE_HITS``). ``{"k": k, "all": ..., "tail": ...}``."""
+    from moo_search.recommender.metrics import user_hits
+    from moo_search.study import pack_counts
+
+    hits = user_hits(lists[:, : spec.eval.k], users, ctx)
+    return {"k": spec.eval.k, **{name: pack_counts(h) for name, h in hits.items()}}
+
+
+def eval_context(spec: RecommenderSpec, data: PreparedData, part: str) -> Any:
+    """A split part's :class:`~moo_search.recommender.metrics.EvalContext` under the spec's ``eval``."""
+    from moo_search.recommender.metrics import EvalContext
+
+    return EvalContext.from_split(
+        data.split,
+        part,
+        data.features,
+        cold_user_max=spec.eval.cold_user_max,
+        head_share=spec.eval.head_share,
+    )
+
+
+def tune_new_item_neighbours(
+    spec: RecommenderSpec, data: PreparedData, scorer: CatalogScorer
+) -> CatalogScorer:
+    """The scorer with the neighbour count of its new-item scores chosen on validation
+    (cold_item/ndcg@eval.k over the grid the content baselines are tuned on, as they are).
+    Among new items the fused score is an increasing map of the text score, so ranking by
+    the text score alone decides."""
+    from dataclasses import replace
+
+    from moo_search.recommender.evaluate import cold_item_eval
+    from moo_search.recommender.model.content import KNN_NEIGHBOURS
+
+    split, k = data.split, spec.eval.k
+    items, _ = split.cold_part("val")
+    n_warm = int(split.warm.sum())
+    best: tuple[float, CatalogScorer] | None = None
+    for n in KNN_NEIGHBOURS:
+        cand = replace(scorer, new_item_neighbours=min(n or n_warm, n_warm), _neighbour_sims=None)
+
+        def score(users: np.ndarray, cand: CatalogScorer = cand) -> np.ndarray:
+            out = np.zeros((len(users), split.n_items), dtype=np.float32)
+            text = cand.new_item_text(cand.history[users], items)
+            out[:, items] = text.cpu().numpy()
+            return out
+
+        value = cold_item_eval(score, split, "val", [k], spec.eval.batch_size).get(
+            f"cold_item/ndcg@{k}", float("-inf")
+        )
+        if best is None or value > best[0]:
+            best = (value, cand)
+        cand._neighbour_sims = None  # the kept candidate recomputes it once, on use
+    assert best is not None
+    return best[1]
+
+
+def evaluate_variant(
+    spec: RecommenderSpec,
+    data: PreparedData,
+    scorer: CatalogScorer,
+    scores: Any,
+    metrics: dict[str, dict[str, float]],
+    knobs: dict[str, float],
+    ks: tuple[int, ...],
+) -> tuple[Metrics, Lists]:
+    """The trained model's metrics at other inference-only knobs: re-ranking ones on the kept
+    scores, serving fusion weights (``fusion.serve_*``) on the kept embeddings. The CTR head's
+    inputs do not depend on either, so its metrics are the fine-tune's. Also returns the
+    top-k lists per part, as :func:`~moo_search.recommender.evaluate.evaluate_lists` does."""
+    vspec = spec.with_params(knobs)
+    if any(k.startswith("fusion.") for k in knobs):
+        served = scorer.serving(item_alpha(vspec, data, serving=True))
+        scores = keep_scores(served, data.ds.n_users, data.ds.n_items)  # like the kept scores
+    out = evaluate_lists(
+        scores,
+        data.ds,
+        data.split,
+        eval_cfg=spec.eval,
+        rerank_cfg=vspec.rerank,
+        parts=("val", "test"),
+        features=data.features,
+        ks=ks,
+    )
+    res, lists = out
+    for part in res:
+        res[part].update({k: v for k, v in metrics[part].items() if is_task_metric(k)})
+    return res, lists
+
+
+def rung_users(split: Any, n: int) -> np.ndarray:
+    """A fixed sample of validation users (the same for every trial of a study, whatever its
+    seed), so that rung vectors are comparable and cheap."""
+    users = np.unique(split.part("val")["user"].to_numpy())
+    return np.sort(np.random.default_rng(0).permutation(users)[:n])
