@@ -139,8 +139,7 @@ def build_model(spec: RecommenderSpec, data: PreparedData) -> tuple[Any, Any, st
     from moo_search.recommender.model.adapters import apply_adapter
     from moo_search.recommender.model.backbones import backbone_sha256
     from moo_search.recommender.model.encoder import load_encoder
-    from moo_search.recommender.model.layer_cache import FrozenPrefix, frozen_prefix_length
-    from moo_search.recommender.model.recommender import Recommender
+    from moo_search.recommender.model.recommender import TowerParts, assemble
     from moo_search.recommender.model.tasks import split_rating_offsets
 
     use_text = spec.fusion.alpha > 0
@@ -155,30 +154,19 @@ def build_model(spec: RecommenderSpec, data: PreparedData) -> tuple[Any, Any, st
     encoder = apply_adapter(encoder, spec.adapter)
     cf = collaborative_backbone(spec, data)
     rates = data.like_rates
-    model = Recommender(
-        encoder=encoder,
+    parts = TowerParts(
         n_users=data.ds.n_users,
         n_items=data.ds.n_items,
-        id_dim=spec.fusion.id_dim,
-        alpha=spec.fusion.alpha,
-        temperature=spec.loss.temperature,
-        pooling=spec.model.pooling,
         item_logpop=np.log(data.item_pop),
         cf_weights=cf.weights,
         cf_scores=cf.scores,
         cf_train=cf.train,
-        user_like_logit=rates.user_logit,
-        item_like_logit=rates.item_logit,
-        global_like_logit=rates.global_logit,
+        like_logits=(rates.user_logit, rates.item_logit, rates.global_logit),
         item_alpha=item_alpha(spec, data),
         rating_offsets=split_rating_offsets(data.split),
+        warm=data.split.warm if data.split.has_cold_items else None,
     )
-    model.hold_out(data.split.warm if data.split.has_cold_items else None)
-    n_frozen = frozen_prefix_length(encoder)
-    if n_frozen and use_text:
-        model.use_prefix(
-            FrozenPrefix(encoder, n_frozen, weights_sha256=weights, cache=spec.train.layer_cache)
-        )
+    model = assemble(spec, encoder, parts, layer_cache=(weights, spec.train.layer_cache))
     model.backbone_info = {
         "name": cf.name,
         "params": cf.params,

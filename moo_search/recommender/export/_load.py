@@ -17,7 +17,6 @@ from moo_search.recommender.export._files import verify_manifest
 from moo_search.recommender.export._new_items import NewItems, new_item_scores
 from moo_search.recommender.inference import CatalogScorer, recommend_lists
 from moo_search.recommender.model.encoder import base_model_fingerprint
-from moo_search.recommender.model.layer_cache import FrozenPrefix, frozen_prefix_length
 from moo_search.recommender.spec import RecommenderSpec, recommender_spec
 from moo_search.recommender.train._setup import autocast_for
 
@@ -336,7 +335,7 @@ def load_exported(path: str | Path) -> ExportedRecommender:
     from safetensors.torch import load_file
 
     from moo_search.recommender.model.encoder import load_encoder
-    from moo_search.recommender.model.recommender import Recommender
+    from moo_search.recommender.model.recommender import TowerParts, assemble
 
     root = Path(path)
     manifest = verify_manifest(root)
@@ -386,22 +385,16 @@ def load_exported(path: str | Path) -> ExportedRecommender:
                 raise ValueError(f"holds a {cf_weights.shape} W; the catalog has {n_items} items")
             if scores_fit(n_users, n_items):
                 cf_scores = user_scores(train, cf_weights)
-    model = Recommender(
-        encoder=encoder,
+    parts = TowerParts(
         n_users=n_users,
         n_items=n_items,
-        id_dim=id_dim,
-        alpha=spec.fusion.alpha,
-        temperature=spec.loss.temperature,
-        pooling=spec.model.pooling,
         item_logpop=heads["logpop"].numpy(),
         cf_weights=cf_weights,
         cf_scores=cf_scores,
         cf_train=train,
     )
-    n_frozen = frozen_prefix_length(encoder)
-    if n_frozen and spec.fusion.alpha > 0:  # the same layer path the trial evaluated with
-        model.use_prefix(FrozenPrefix(encoder, n_frozen, weights_sha256="", cache=False))
+    # the same layer path the trial evaluated with, without the on-disk cache
+    model = assemble(spec, encoder, parts, id_dim=id_dim)
     if "item_alpha" not in heads:  # exported before fusion.tail_weight: one alpha for all
         heads["item_alpha"] = torch.full((n_items,), float(spec.fusion.alpha))
     with _naming(root / "heads.safetensors"):

@@ -24,17 +24,21 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from moo_search.recommender.model.layer_cache import FrozenPrefix
+from moo_search.recommender.model.layer_cache import FrozenPrefix, frozen_prefix_length
 from moo_search.recommender.model.tasks import TaskHeads
 from moo_search.recommender.model.tokens import TokenTable
 
-__all__ = ["CTR_FEATURES", "CTRHead", "Recommender", "standardise"]
+if TYPE_CHECKING:
+    from moo_search.recommender.spec import RecommenderSpec
+
+__all__ = ["CTR_FEATURES", "CTRHead", "Recommender", "TowerParts", "assemble", "standardise"]
 
 CTR_FEATURES = ("user_like_rate", "item_like_rate", "log_pop", "collaborative", "semantic")
 
@@ -69,27 +73,71 @@ class CTRHead(nn.Module):
         return self.linear(features.to(self.linear.weight.dtype)).squeeze(-1)
 
 
+@dataclass
+class TowerParts:
+    """What the towers are built from besides the encoder and the spec: the catalog's sizes and
+    popularity, the closed-form backbone (``cf_weights``: W, dense or sparse; None for a
+    backbone learned with the adapter), the users' backbone scores (``cf_scores``) or the train
+    rows that compute them per batch (``cf_train``), the like-rate logits (user, item, global),
+    each item's fusion weight, the satisfaction task's rating offsets and the warm items."""
+
+    n_users: int
+    n_items: int
+    item_logpop: np.ndarray
+    cf_weights: Any = None
+    cf_scores: np.ndarray | None = None
+    cf_train: Any = None
+    like_logits: tuple[np.ndarray | None, np.ndarray | None, float] = (None, None, 0.0)
+    item_alpha: np.ndarray | None = None
+    rating_offsets: Any = None
+    warm: np.ndarray | None = None
+
+
+def assemble(
+    spec: RecommenderSpec,
+    encoder: Any,
+    parts: TowerParts,
+    *,
+    id_dim: int | None = None,
+    layer_cache: tuple[str, bool] = ("", False),
+) -> Recommender:
+    """The recommender from its parts, as a trial trains it and an export loads it: the towers,
+    the held-out items, and the frozen lower layers run once per text (``layer_cache``: the
+    base weights' SHA-256 and whether to cache their outputs on disk)."""
+    model = Recommender(
+        encoder,
+        parts,
+        id_dim=spec.fusion.id_dim if id_dim is None else id_dim,
+        alpha=spec.fusion.alpha,
+        temperature=spec.loss.temperature,
+        pooling=spec.model.pooling,
+    )
+    model.hold_out(parts.warm)
+    n_frozen = frozen_prefix_length(encoder)
+    if n_frozen and spec.fusion.alpha > 0:
+        sha, cache = layer_cache
+        model.use_prefix(FrozenPrefix(encoder, n_frozen, weights_sha256=sha, cache=cache))
+    return model
+
+
 class Recommender(nn.Module):
+    """The text tower fused with the collaborative backbone, and the task heads (see the
+    module); built by :func:`assemble`."""
+
     def __init__(
         self,
-        *,
         encoder: Any,
-        n_users: int,
-        n_items: int,
+        parts: TowerParts,
+        *,
         id_dim: int,
         alpha: float,
         temperature: float,
         pooling: str,
-        item_logpop: np.ndarray,
-        cf_weights: Any = None,
-        cf_scores: np.ndarray | None = None,
-        cf_train: Any = None,
-        user_like_logit: np.ndarray | None = None,
-        item_like_logit: np.ndarray | None = None,
-        global_like_logit: float = 0.0,
-        item_alpha: np.ndarray | None = None,
-        rating_offsets: Any = None,
     ) -> None:
+        n_users, n_items, item_logpop = parts.n_users, parts.n_items, parts.item_logpop
+        cf_weights, cf_scores, cf_train = parts.cf_weights, parts.cf_scores, parts.cf_train
+        user_like_logit, item_like_logit, global_like_logit = parts.like_logits
+        item_alpha, rating_offsets = parts.item_alpha, parts.rating_offsets
         super().__init__()
         self.encoder = encoder
         self.prefix: FrozenPrefix | None = None  # frozen lower layers, run once per text
