@@ -1,4 +1,5 @@
-"""Loading a bundle back: verified first, then a recommender for known and new users."""
+"""Loading a bundle back: every file verified against the manifest, then the recommender
+assembled from it (:class:`~moo_search.recommender.export._exported.ExportedRecommender`)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,11 @@ import numpy as np
 import yaml
 
 from moo_search.errors import ExportError, SpecError
+from moo_search.recommender.export._exported import ExportedRecommender
 from moo_search.recommender.export._files import verify_manifest
-from moo_search.recommender.export._new_items import NewItems, new_item_scores
-from moo_search.recommender.inference import CatalogScorer, recommend_lists
+from moo_search.recommender.export._new_items import NewItems
 from moo_search.recommender.model.encoder import base_model_fingerprint
 from moo_search.recommender.spec import RecommenderSpec, recommender_spec
-from moo_search.recommender.train._setup import autocast_for
 
 __all__ = ["ExportedRecommender", "NewItems", "load_exported"]
 
@@ -53,276 +53,6 @@ def _naming(path: Path) -> Iterator[None]:
         raise ExportError(f"{path}: does not fit the bundle ({type(e).__name__}: {e})") from None
 
 
-class ExportedRecommender:
-    """A loaded bundle: ``recommend``, ``score`` and ``ctr`` for known or new users."""
-
-    def __init__(
-        self,
-        root: Path,
-        manifest: dict[str, Any],
-        spec: RecommenderSpec,
-        model: Any,
-        tokenizer: Any,
-        catalog: dict[str, Any],
-        seen: Any,
-        embeddings: dict[str, Any] | None = None,
-        train: Any = None,
-    ) -> None:
-        import torch
-
-        from moo_search.recommender.model.tokens import tokenize_cached
-
-        self.root, self.manifest, self.spec, self.model, self.tokenizer = (
-            root,
-            manifest,
-            spec,
-            model,
-            tokenizer,
-        )
-        self.item_ids: list[str] = catalog["item_ids"]
-        self.user_ids: list[str] = catalog["user_ids"]
-        self._item_index = {x: i for i, x in enumerate(self.item_ids)}
-        self._user_index = {x: i for i, x in enumerate(self.user_ids)}
-        self._titles: list[str] = catalog["item_titles"]
-        self._user_texts: list[str] = catalog["user_texts"]
-        self._features = np.asarray(catalog["item_features"], dtype=np.float32)
-        self._counts = np.asarray(catalog["item_counts"], dtype=np.int64)
-        self._genres: list[str] = list(catalog.get("genres") or [])
-        self._seen = seen
-        self._device = torch.device("cpu")
-        self._items_tok = tokenize_cached(
-            tokenizer, catalog["item_texts"], spec.model.max_item_length
-        )
-        self._users_tok = tokenize_cached(tokenizer, self._user_texts, spec.model.max_user_length)
-        # the trial's precision where this machine has it (train.amp), as evaluation used
-        self._autocast, _ = autocast_for(self._device, spec.train.amp)
-        if embeddings is not None:  # computed at export by this same code: no re-encoding
-            self._scorer = CatalogScorer(
-                model, embeddings["items"], embeddings["users"], self._device
-            )
-        else:
-            self._scorer = CatalogScorer.encode(
-                model, self._items_tok, self._users_tok, self._device, self._autocast
-            )
-        self._scorer.new_item_neighbours = spec.fusion.new_item_neighbours
-        self._train = train  # (U, I) train rows: what scores new items for known users
-        self._new = NewItems.empty(self._features.shape[1])
-
-    # ---- users
-    def _resolve(self, user: Any) -> tuple[Any, Any, np.ndarray]:
-        """(semantic vector or None, collaborative user vector, items to exclude)."""
-        import torch
-
-        from moo_search.recommender.data.text import render_user
-
-        if isinstance(user, dict):
-            unknown = [k for k in user if k not in ("attributes", "history")]
-            if unknown:
-                raise ExportError(
-                    f"a new user is {{'attributes': {{...}}, 'history': [item ids]}}; unknown keys {unknown}"
-                )
-            hist = [str(i) for i in user.get("history", [])]
-            missing = [i for i in hist if i not in self._item_index]
-            if missing:
-                raise ExportError(f"history items {missing[:5]} are not in the catalog")
-            idx = np.array([self._item_index[i] for i in hist], dtype=np.int64)
-            text = render_user(
-                dict(user.get("attributes", {})),
-                [self._titles[i] for i in idx[::-1][: self.spec.data.history_len]],
-            )
-            with torch.no_grad():
-                sem = None
-                if self.model.alpha > 0:
-                    enc = self.tokenizer(
-                        [text],
-                        truncation=True,
-                        max_length=self.spec.model.max_user_length,
-                        return_tensors="pt",
-                    )
-                    with self._autocast() if self._autocast else contextlib.nullcontext():
-                        sem = self.model.encode(enc["input_ids"], enc["attention_mask"])[0]
-                collab = self.model.collaborative_from_history(torch.as_tensor(idx))
-            return sem, collab, idx
-        key = str(user)
-        if key not in self._user_index:
-            raise ExportError(
-                f"unknown user id {user!r}; pass a known id or {{'attributes': ..., 'history': [...]}}"
-            )
-        u = self._user_index[key]
-        user_emb = self._scorer.user_emb
-        sem = user_emb[u] if user_emb is not None else None
-        seen = self._seen.indices[self._seen.indptr[u] : self._seen.indptr[u + 1]]
-        with torch.no_grad():
-            collab = self.model.collaborative(torch.as_tensor([u]))[0]
-        return sem, collab, seen
-
-    def _scores(self, sem: Any, collab: Any) -> np.ndarray:
-        """Fused scores over the catalog, exactly as the trial scored them."""
-        return self._scorer.fuse(None if sem is None else sem[None], collab[None])[0]
-
-    # ---- new items
-    @property
-    def new_item_ids(self) -> list[str]:
-        """Items added after training (:meth:`add_items`), ranked beside the catalog."""
-        return list(self._new.ids)
-
-    def embed_items(self, items: list[dict[str, Any]]) -> NewItems:
-        """New items (``{"id": ..., "title": ..., "genres": [...], ...}``: an id plus the
-        fields the trial's item texts were made of, ``data.item_text``) embedded by the text
-        tower, ready to rank beside the catalog (see :meth:`add_items`)."""
-        from moo_search.recommender.data.text import render_item_record
-        from moo_search.recommender.model.tokens import tokenize_cached
-
-        if self.model.alpha <= 0 or self._scorer.item_emb is None:
-            raise ExportError(
-                "this model has no text tower (fusion.alpha = 0): it cannot score items "
-                "without interaction data"
-            )
-        if not isinstance(items, list) or not all(isinstance(x, dict) for x in items):
-            raise ExportError("new items: expected a list of objects with an 'id' and text fields")
-        ids = [str(x.get("id", "")) for x in items]
-        bad = [i for i in ids if not i]
-        if bad:
-            raise ExportError("new items: every item needs a non-empty 'id'")
-        taken = [i for i in ids if i in self._item_index or i in self._new.index]
-        if taken or len(set(ids)) != len(ids):
-            dup = taken or sorted({i for i in ids if ids.count(i) > 1})
-            raise ExportError(f"new items: ids {dup[:5]} are already in the catalog or repeated")
-        fields = list(self.spec.data.item_text)
-        texts = [render_item_record(x, fields, fallback=f"item {i}") for i, x in zip(ids, items)]
-        genre_index = {g: j for j, g in enumerate(self._genres)}
-        feats = np.zeros((len(items), self._features.shape[1]), dtype=np.float32)
-        for row, x in enumerate(items):
-            for g in x.get("genres") or []:
-                if g in genre_index:
-                    feats[row, genre_index[g]] = 1.0
-        table = tokenize_cached(self.tokenizer, texts, self.spec.model.max_item_length)
-        import torch
-
-        with torch.no_grad():
-            emb = self.model.encode_table(table, self._device, autocast=self._autocast)
-        return NewItems(ids=ids, emb=emb, features=feats, index={})
-
-    def add_items(self, items: list[dict[str, Any]]) -> list[str]:
-        """Add items that were not in training: their text is embedded once and they are
-        ranked beside the catalog from then on, scored as the trial scored its held-out
-        items (``fusion.new_items``). The scores of catalog items do not change."""
-        self._new = self._new.plus(self.embed_items(items))
-        return self.new_item_ids
-
-    def _new_scores(self, sem: Any, history: Any, new: NewItems) -> np.ndarray:
-        return new_item_scores(self._scorer, self.spec.fusion.new_items, sem, history, new)
-
-    def _history(self, user: Any) -> np.ndarray:
-        """The user's train items as a row summing to 1 (a new user's history)."""
-        row = np.zeros(len(self.item_ids), dtype=np.float64)
-        if isinstance(user, dict):
-            idx = [self._item_index[str(i)] for i in user.get("history", [])]
-            np.add.at(row, idx, 1.0)
-        elif self._train is not None:
-            u = self._user_index[str(user)]
-            lo, hi = self._train.indptr[u], self._train.indptr[u + 1]
-            row[self._train.indices[lo:hi]] = self._train.data[lo:hi]
-        return row / max(row.sum(), 1.0)
-
-    @property
-    def known_users(self) -> dict[str, int]:
-        """Known user ids (those with a row in the trial's data) -> their index."""
-        return self._user_index
-
-    def recommend(self, user: Any, k: int = 10) -> list[str]:
-        """Top-``k`` item ids, seen items excluded, re-ranked exactly as in evaluation."""
-        return self.recommend_scored(user, k)[0]
-
-    def recommend_scored(
-        self, user: Any, k: int = 10, *, exclude: list[Any] | None = None
-    ) -> tuple[list[str], list[float]]:
-        """Top-``k`` item ids and their fused scores; seen items and ``exclude`` (ids) are
-        never recommended; re-ranked exactly as in evaluation."""
-        return self.rank(user, k, exclude=exclude)
-
-    def rank(
-        self,
-        user: Any,
-        k: int = 10,
-        *,
-        exclude: list[Any] | None = None,
-        new_items: NewItems | None = None,
-        only_new: bool = False,
-    ) -> tuple[list[str], list[float]]:
-        """:meth:`recommend_scored` over the catalog plus the added items and ``new_items``
-        (this call only; see :meth:`embed_items`); ``only_new`` ranks the new items alone."""
-        new = self._new if new_items is None else self._new.plus(new_items)
-        ids = [*self.item_ids, *new.ids]
-        index = {**self._item_index, **{x: len(self.item_ids) + j for j, x in enumerate(new.ids)}}
-        sem, collab, seen = self._resolve(user)
-        drop = np.asarray(seen, dtype=np.int64)
-        if exclude:
-            missing = [x for x in exclude if str(x) not in index]
-            if missing:
-                raise ExportError(f"exclude: items {missing[:5]} are not in the catalog")
-            drop = np.concatenate([drop, [index[str(x)] for x in exclude]])
-        if only_new:
-            drop = np.concatenate([drop, np.arange(len(self.item_ids))])
-        scores = self._scores(sem, collab)
-        if len(new.ids):
-            scores = np.concatenate([scores, self._new_scores(sem, self._history(user), new)])
-        lists = recommend_lists(
-            scores[None, :],
-            k,
-            exclude=[drop.astype(np.int64)],
-            rerank_cfg=self.spec.rerank,
-            features=np.concatenate([self._features, new.features]),
-            item_counts=np.concatenate([self._counts, np.zeros(len(new.ids), np.int64)]),
-        )
-        dropped = set(drop.tolist())  # k beyond what is left: the list is shorter, not padded
-        top = [int(i) for i in lists[0] if int(i) not in dropped]
-        return [ids[i] for i in top], [float(scores[i]) for i in top]
-
-    def score(self, user: Any, items: list[Any]) -> np.ndarray:
-        """Fused scores of ``items`` (ids) for ``user`` (before re-ranking)."""
-        sem, collab, _ = self._resolve(user)
-        idx = self._items(items)
-        return self._scores(sem, collab)[idx]
-
-    def ctr(self, user: Any, item: Any) -> float:
-        """p(click | user, item) from the CTR head (like-rates of a new user: the prior)."""
-        import torch
-
-        from moo_search.recommender.model.recommender import standardise
-
-        if str(item) in self._new.index:
-            raise ExportError(
-                f"item {item!r} was added after training: the CTR head needs its interaction "
-                "counts, which a new item does not have"
-            )
-        sem, collab, _ = self._resolve(user)
-        i = int(self._items([item])[0])
-        with torch.no_grad():
-            r_z = standardise(collab[None].float())[0, i]
-            s_z = None
-            semantic = self._scorer.semantic(None if sem is None else sem[None])
-            if semantic is not None:
-                s_z = standardise(semantic)[0, i]
-            known = not isinstance(user, dict)
-            u = self._user_index[str(user)] if known else 0
-            feats = self.model.ctr_features(
-                torch.as_tensor([u]),
-                torch.as_tensor([i]),
-                r_z[None],
-                None if s_z is None else s_z[None],
-                # a new user has no train exposures: the smoothed rate is the global one
-                user_like=None if known else self.model.global_like.reshape(1),
-            )
-            return float(torch.sigmoid(self.model.ctr_logit(feats))[0])
-
-    def _items(self, items: list[Any]) -> np.ndarray:
-        missing = [x for x in items if str(x) not in self._item_index]
-        if missing:
-            raise ExportError(f"items {missing[:5]} are not in the catalog")
-        return np.array([self._item_index[str(x)] for x in items], dtype=np.int64)
-
-
 def load_exported(path: str | Path) -> ExportedRecommender:
     """Verify ``manifest.json`` (every file present, unaltered, nothing extra), then load.
 
@@ -330,61 +60,22 @@ def load_exported(path: str | Path) -> ExportedRecommender:
         ExportError: a missing, altered or unexpected file (named), or a base model whose
             weights differ from the ones the adapter was trained on.
     """
-    import scipy.sparse as sp
-    import torch
     from safetensors.torch import load_file
 
-    from moo_search.recommender.model.encoder import load_encoder
     from moo_search.recommender.model.recommender import TowerParts, assemble
 
     root = Path(path)
     manifest = verify_manifest(root)
     spec = _read(root / "config.yaml", lambda p: recommender_spec(yaml.safe_load(p.read_text())))
-    encoder, tokenizer, _ = load_encoder(spec.model)
-    got = base_model_fingerprint(encoder)
-    if got != manifest["base_model"]["weights_sha256"]:
-        raise ExportError(
-            f"base model {manifest['base_model']['id']}: weights differ from the ones the adapter was trained on "
-            f"(sha256 {got[:12]}… != {manifest['base_model']['weights_sha256'][:12]}…)"
-        )
-    if spec.adapter.type != "none":
-        from peft import PeftModel
-
-        from moo_search.recommender.model.adapters import quiet_peft
-
-        with quiet_peft():
-            encoder = PeftModel.from_pretrained(encoder, str(root / "adapter"))
+    encoder, tokenizer = _encoder(root, spec, manifest)
     catalog = _read(root / "catalog.json", lambda p: json.loads(p.read_text()))
     heads = _read(root / "heads.safetensors", lambda p: load_file(str(p)))
     heads = {k: v for k, v in heads.items() if k not in ("cf_weights", "cf_scores")}
-    z = _read(root / "seen.npz", lambda p: dict(np.load(p, allow_pickle=False)))
     with _naming(root / "heads.safetensors"):
         n_items, id_dim = heads["item_emb.weight"].shape
         n_users = heads["user_emb.weight"].shape[0]
-    with _naming(root / "seen.npz"):
-        shape = tuple(int(v) for v in z["shape"])
-        if shape != (n_users, n_items):
-            raise ValueError(f"holds a {shape} matrix; the heads are for {(n_users, n_items)}")
-        seen = sp.csr_matrix((np.ones(len(z["indices"])), z["indices"], z["indptr"]), shape=shape)
-    cf_weights = cf_scores = None
-    with _naming(root / "seen.npz"):
-        train = sp.csr_matrix((z["train_data"], z["train_indices"], z["train_indptr"]), shape=shape)
-    if (root / "backbone.safetensors").is_file():
-        from safetensors.numpy import load_file as load_np
-
-        from moo_search.recommender.memory import scores_fit
-        from moo_search.recommender.model.backbones import SparseWeights, user_scores
-
-        arrays = _read(root / "backbone.safetensors", lambda p: load_np(str(p)))
-        with _naming(root / "backbone.safetensors"):
-            # dense: "weights"; sparse: CSR factors f0_data, f0_indices, f0_indptr, f0_shape...
-            cf_weights = (
-                arrays["weights"] if "weights" in arrays else SparseWeights.from_arrays(arrays)
-            )
-            if tuple(cf_weights.shape) != (n_items, n_items):
-                raise ValueError(f"holds a {cf_weights.shape} W; the catalog has {n_items} items")
-            if scores_fit(n_users, n_items):
-                cf_scores = user_scores(train, cf_weights)
+    seen, train = _seen_and_train(root, n_users, n_items)
+    cf_weights, cf_scores = _backbone(root, train, n_users, n_items)
     parts = TowerParts(
         n_users=n_users,
         n_items=n_items,
@@ -395,28 +86,97 @@ def load_exported(path: str | Path) -> ExportedRecommender:
     )
     # the same layer path the trial evaluated with, without the on-disk cache
     model = assemble(spec, encoder, parts, id_dim=id_dim)
-    if "item_alpha" not in heads:  # exported before fusion.tail_weight: one alpha for all
-        heads["item_alpha"] = torch.full((n_items,), float(spec.fusion.alpha))
-    with _naming(root / "heads.safetensors"):
-        missing, unexpected = model.load_state_dict(heads, strict=False)
-    # a bundle from before the click and satisfaction heads has no tasks.*: they stay at
-    # their count-baseline start
-    if unexpected or any(not k.startswith(("encoder.", "tasks.")) for k in missing):
-        raise ExportError(
-            f"{root / 'heads.safetensors'}: does not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
-    model.eval()
-    embeddings = None
-    if (root / EMBEDDINGS).is_file() and spec.fusion.alpha > 0:
-        embeddings = _read(root / EMBEDDINGS, lambda p: load_file(str(p)))
-        with _naming(root / EMBEDDINGS):
-            if tuple(embeddings["items"].shape[:1]) != (n_items,) or tuple(
-                embeddings["users"].shape[:1]
-            ) != (n_users,):
-                raise ValueError(
-                    f"holds {embeddings['items'].shape[0]} items and "
-                    f"{embeddings['users'].shape[0]} users; the heads are for {n_items} and {n_users}"
-                )
+    _load_heads(root, model, heads, float(spec.fusion.alpha))
+    embeddings = _embeddings(root, n_users, n_items) if spec.fusion.alpha > 0 else None
     return ExportedRecommender(
         root, manifest, spec, model, tokenizer, catalog, seen, embeddings=embeddings, train=train
     )
+
+
+def _encoder(root: Path, spec: RecommenderSpec, manifest: dict[str, Any]) -> tuple[Any, Any]:
+    """The base encoder (its weights checked against the manifest's) with the bundle's adapter."""
+    from moo_search.recommender.model.encoder import load_encoder
+
+    encoder, tokenizer, _ = load_encoder(spec.model)
+    got = base_model_fingerprint(encoder)
+    if got != manifest["base_model"]["weights_sha256"]:
+        raise ExportError(
+            f"base model {manifest['base_model']['id']}: weights differ from the ones the "
+            f"adapter was trained on (sha256 {got[:12]}… != "
+            f"{manifest['base_model']['weights_sha256'][:12]}…)"
+        )
+    if spec.adapter.type != "none":
+        from peft import PeftModel
+
+        from moo_search.recommender.model.adapters import quiet_peft
+
+        with quiet_peft():
+            encoder = PeftModel.from_pretrained(encoder, str(root / "adapter"))
+    return encoder, tokenizer
+
+
+def _seen_and_train(root: Path, n_users: int, n_items: int) -> tuple[Any, Any]:
+    """The items each known user interacted with, and their train rows (``seen.npz``)."""
+    import scipy.sparse as sp
+
+    z = _read(root / "seen.npz", lambda p: dict(np.load(p, allow_pickle=False)))
+    with _naming(root / "seen.npz"):
+        shape = tuple(int(v) for v in z["shape"])
+        if shape != (n_users, n_items):
+            raise ValueError(f"holds a {shape} matrix; the heads are for {(n_users, n_items)}")
+        seen = sp.csr_matrix((np.ones(len(z["indices"])), z["indices"], z["indptr"]), shape=shape)
+        train = sp.csr_matrix((z["train_data"], z["train_indices"], z["train_indptr"]), shape=shape)
+    return seen, train
+
+
+def _backbone(root: Path, train: Any, n_users: int, n_items: int) -> tuple[Any, Any]:
+    """The closed-form backbone's W (dense or sparse) and, within the memory budget, the known
+    users' scores; (None, None) for a bundle without one (mf)."""
+    if not (root / "backbone.safetensors").is_file():
+        return None, None
+    from safetensors.numpy import load_file as load_np
+
+    from moo_search.recommender.memory import scores_fit
+    from moo_search.recommender.model.backbones import SparseWeights, user_scores
+
+    arrays = _read(root / "backbone.safetensors", lambda p: load_np(str(p)))
+    with _naming(root / "backbone.safetensors"):
+        # dense: "weights"; sparse: CSR factors f0_data, f0_indices, f0_indptr, f0_shape...
+        w = arrays["weights"] if "weights" in arrays else SparseWeights.from_arrays(arrays)
+        if tuple(w.shape) != (n_items, n_items):
+            raise ValueError(f"holds a {w.shape} W; the catalog has {n_items} items")
+        return w, (user_scores(train, w) if scores_fit(n_users, n_items) else None)
+
+
+def _load_heads(root: Path, model: Any, heads: dict[str, Any], alpha: float) -> None:
+    import torch
+
+    if "item_alpha" not in heads:  # a bundle without per-item weights: one alpha for all
+        heads["item_alpha"] = torch.full((model.item_emb.num_embeddings,), alpha)
+    with _naming(root / "heads.safetensors"):
+        missing, unexpected = model.load_state_dict(heads, strict=False)
+    # a bundle without the click and satisfaction heads has no tasks.*: they stay at their
+    # count-baseline start
+    if unexpected or any(not k.startswith(("encoder.", "tasks.")) for k in missing):
+        raise ExportError(
+            f"{root / 'heads.safetensors'}: does not match the model (missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]})"
+        )
+    model.eval()
+
+
+def _embeddings(root: Path, n_users: int, n_items: int) -> dict[str, Any] | None:
+    """The text tower's item and user embeddings computed at export (None in a bundle that
+    has none: they are computed on load)."""
+    from safetensors.torch import load_file
+
+    if not (root / EMBEDDINGS).is_file():
+        return None
+    embeddings: dict[str, Any] = _read(root / EMBEDDINGS, lambda p: load_file(str(p)))
+    with _naming(root / EMBEDDINGS):
+        n_i, n_u = embeddings["items"].shape[0], embeddings["users"].shape[0]
+        if (n_i, n_u) != (n_items, n_users):
+            raise ValueError(
+                f"holds {n_i} items and {n_u} users; the heads are for {n_items} and {n_users}"
+            )
+    return embeddings

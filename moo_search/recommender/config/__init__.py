@@ -1,0 +1,42 @@
+"""The trial config: what one fine-tune is (data, model, adapter, fusion, loss, train,
+re-ranking, evaluation). Names of registered things are checked against their registries."""
+
+from moo_search.recommender.config._data import (
+    TRIAL_SECTIONS,
+    BookCrossingConfig,
+    DataConfig,
+    ItemText,
+    SplitConfig,
+    SyntheticConfig,
+)
+from moo_search.recommender.config._model import (
+    AdapterConfig,
+    FusionConfig,
+    ModelConfig,
+    TinyModelConfig,
+)
+from moo_search.recommender.config._train import (
+    EvalConfig,
+    LossConfig,
+    LossWeights,
+    RerankConfig,
+    TrainConfig,
+)
+
+__all__ = [
+    "TRIAL_SECTIONS",
+    "AdapterConfig",
+    "BookCrossingConfig",
+    "DataConfig",
+    "EvalConfig",
+    "FusionConfig",
+    "ItemText",
+    "LossConfig",
+    "LossWeights",
+    "ModelConfig",
+    "RerankConfig",
+    "SplitConfig",
+    "SyntheticConfig",
+    "TinyModelConfig",
+    "TrainConfig",
+]

@@ -1,0 +1,115 @@
+"""The data section: dataset, split, relevance, item texts."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from moo_search.recommender.registries import DATASETS
+from moo_search.spec._errors import Located, Strict
+
+ItemText = Literal["title", "genres", "overview", "tagline", "keywords", "author", "publisher"]
+
+TRIAL_SECTIONS = ("seed", "data", "model", "adapter", "fusion", "loss", "train", "rerank", "eval")
+"""The top-level spec keys that make up a trial config (search dimensions point into these)."""
+
+
+class SplitConfig(Strict):
+    method: Literal["chronological", "random", "leave_last"] = Field(
+        "chronological", description="Per-user chronological, random ratio, or leave-last-n-out."
+    )
+    ratios: tuple[float, float, float] = Field(
+        (0.8, 0.1, 0.1), description="train/val/test shares."
+    )
+    n: int = Field(
+        1, ge=1, description="Items per user held out for val and for test (leave_last)."
+    )
+    seed: int = 0
+    cold_items: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description=(
+            "Share of the items held out with all their interactions (the item-cold "
+            "protocol): half are validation's new items, half test's; 0 = none."
+        ),
+    )
+    cold_seed: int = Field(0, description="Seed of the held-out item draw.")
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios_sum_to_one(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(r < 0 for r in v) or not math.isclose(sum(v), 1.0, abs_tol=1e-6):
+            raise ValueError(f"must be three non-negative shares summing to 1, got {list(v)}")
+        return v
+
+
+class SyntheticConfig(Strict):
+    n_users: int = Field(300, ge=2)
+    n_items: int = Field(200, ge=2)
+    n_genres: int = Field(8, ge=1)
+    interactions_per_user: int = Field(30, ge=3)
+    popularity_exponent: float = Field(1.0, ge=0.0, description="Zipf exponent of item popularity.")
+    genre_affinity: float = Field(
+        4.0, ge=0.0, description="How strongly users prefer their genres."
+    )
+    seed: int = 0
+
+
+class BookCrossingConfig(Strict):
+    k_core: int = Field(
+        10,
+        ge=1,
+        description="Keep users and items with at least this many interactions (repeated "
+        "until stable).",
+    )
+    collapse_editions: bool = Field(
+        True,
+        description="One item per work: ISBNs with the same normalised title and author.",
+    )
+
+
+class DataConfig(Strict):
+    dataset: str = Field(
+        "movielens-100k",
+        description="A registered dataset (moo_search.recommender.registries.DATASETS).",
+    )
+    path: str | None = Field(None, description="Directory (recbole) or interactions file (csv).")
+    items_path: str | None = None
+    users_path: str | None = None
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Column renames for csv: {user: ..., item: ..., rating: ..., timestamp: ...}.",
+    )
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    relevance_threshold: float = Field(4.0, description="rating >= threshold counts as relevant.")
+    history_len: int = Field(10, ge=0, description="Recent items rendered into the user's text.")
+    item_text: list[ItemText] = Field(
+        default_factory=lambda: ["title", "genres"],  # type: ignore[arg-type,list-item]
+        description="What an item's text holds, in order; overview/tagline/keywords come from "
+        "the movie-overviews table (matched by title and year; unmatched items keep the rest).",
+    )
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+    book_crossing: BookCrossingConfig = Field(default_factory=BookCrossingConfig)
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, v: str) -> str:
+        return DATASETS.check(v)
+
+    @field_validator("item_text")
+    @classmethod
+    def _item_text(cls, v: list[str]) -> list[str]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError(f"must name each text field at most once, and at least one; got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _path_required(self) -> DataConfig:
+        if DATASETS.get(self.dataset).needs_path and not self.path:
+            raise Located(
+                ("path",), f"dataset {self.dataset!r} needs data.path (a file or directory)"
+            )
+        return self

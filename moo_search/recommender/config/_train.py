@@ -1,0 +1,120 @@
+"""The training and evaluation sections: loss, training loop, re-ranking, evaluation."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from moo_search.spec._errors import Located, Strict
+
+
+class LossWeights(Strict):
+    ranking: float = Field(1.0, ge=0.0)
+    ctr: float = Field(0.2, ge=0.0)
+    click: float = Field(
+        0.0,
+        ge=0.0,
+        description="The click task: the click head's log loss on each batch's interactions "
+        "against sampled non-interacted items (moo_search.recommender.model.tasks).",
+    )
+    satisfaction: float = Field(
+        0.0,
+        ge=0.0,
+        description="The satisfaction task: the satisfaction head's squared error on the "
+        "batch's ratings.",
+    )
+    diversity: float = Field(0.0, ge=0.0)
+    novelty: float = Field(0.0, ge=0.0)
+    content: float = Field(
+        0.0,
+        ge=0.0,
+        description=(
+            "Aligns item text embeddings with the backbone's item neighbours (in-batch "
+            "InfoNCE), so items without interactions are placed by their text."
+        ),
+    )
+
+
+class LossConfig(Strict):
+    weights: LossWeights = Field(default_factory=LossWeights)
+    ranking: Literal["softmax", "bpr"] = "softmax"
+    temperature: float = Field(
+        0.25,
+        gt=0.0,
+        description="Start value of the (learned) softmax temperature over fused z-scores.",
+    )
+    content_temperature: float = Field(
+        0.05, gt=0.0, description="Temperature of the content term's in-batch softmax."
+    )
+    content_neighbours: int = Field(
+        10, ge=1, description="Backbone neighbours per item the content term draws from."
+    )
+
+    @model_validator(mode="after")
+    def _weights_not_all_zero(self) -> LossConfig:
+        w = self.weights
+        if sum(w.model_dump().values()) <= 0:
+            raise Located(("weights",), "at least one loss weight must be > 0, got all zero")
+        return self
+
+
+class TrainConfig(Strict):
+    lr: float = Field(1e-3, description="Adapter learning rate (> 0).")
+    id_lr: float = Field(1e-2, gt=0, description="Learning rate of ID embeddings and heads.")
+    weight_decay: float = Field(0.0, ge=0.0)
+    batch_size: int = Field(32, ge=2)
+    id_batch_size: int = Field(1024, ge=1, description="Extra ID-only pairs per step (cheap).")
+    max_steps: int = Field(200, ge=1)
+    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0)
+    grad_clip: float = Field(1.0, gt=0.0)
+    eval_every: int = Field(100, ge=1, description="Validate every N steps (early stopping).")
+    patience: int = Field(2, ge=1)
+    early_stop_metric: str = Field("ndcg@10", description="A list metric (checked by the spec).")
+    refresh_every: int = Field(
+        50, ge=1, description="Refresh cached item embeddings every N steps."
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["auto", "off", "bf16", "fp16"] = Field(
+        "auto",
+        description="Mixed precision: auto = bf16 on CUDA and on CPUs with fast bf16 "
+        "(AMX / AVX-512 BF16), else fp32 (fp16 + scaler on older GPUs); off = fp32.",
+    )
+    layer_cache: bool = Field(
+        True,
+        description="When the adapter leaves lower layers frozen, compute their output once "
+        "per study (cached under $MOO_SEARCH_CACHE/hidden) and run only the adapted layers.",
+    )
+    progress: bool = True
+
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _amp_off(cls, v: object) -> object:
+        return "off" if v is False else v  # YAML reads a bare `off` as false
+
+    @field_validator("lr")
+    @classmethod
+    def _lr_positive(cls, v: float) -> float:
+        if not v > 0:
+            raise ValueError(f"learning rate must be > 0, got {v}")
+        return v
+
+
+class RerankConfig(Strict):
+    mmr_lambda: float = Field(1.0, ge=0.0, le=1.0, description="1 = pure relevance.")
+    pop_penalty: float = Field(0.0, ge=0.0, description="beta: subtract beta*normalised log-pop.")
+    candidates: int = Field(100, ge=1)
+
+
+class EvalConfig(Strict):
+    k: int = Field(10, ge=1)
+    cold_user_max: int = Field(10, ge=0, description="Users with <= N train items are 'cold'.")
+    head_share: float = Field(0.8, gt=0.0, le=1.0, description="Head items = top share of train.")
+    batch_size: int = Field(256, ge=1)
+    click_negatives: int = Field(
+        4,
+        ge=1,
+        le=100,
+        description="Non-interacted items drawn per interaction for the click task (seeded "
+        "by the spec's seed; the same pairs for every trial and baseline of a study).",
+    )
