@@ -1,4 +1,5 @@
-"""Statistics the engine reports with: is a difference between two models more than noise?"""
+"""Numbers the engine records and reports: finite or missing (JSON has no NaN or inf), and
+whether a difference between two models is more than noise (a paired bootstrap)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["finite_or_none", "paired_bootstrap"]
+__all__ = ["finite_or_none", "jsonable", "paired_bootstrap"]
 
 
 def finite_or_none(v: Any) -> float | None:
@@ -35,3 +36,20 @@ def paired_bootstrap(
     tail = (1 - level) / 2 * 100
     lo, hi = np.percentile(d[idx].mean(1), [tail, 100 - tail])
     return float(d.mean()), float(lo), float(hi)
+
+
+def jsonable(v: Any, digits: int | None = None) -> Any:
+    """NaN/inf -> None, numpy scalars -> Python (the page encodes missing values as null);
+    floats rounded to ``digits`` significant digits when given."""
+    if isinstance(v, dict):
+        return {str(k): jsonable(x, digits) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [jsonable(x, digits) for x in v]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float):
+        if finite_or_none(v) is None:
+            return None
+        if digits is not None and v != 0.0:
+            return float(f"{v:.{digits}g}")
+    return v

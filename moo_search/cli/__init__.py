@@ -7,16 +7,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from moo_search.cli._commands import (
-    cmd_baselines,
-    cmd_data,
-    cmd_export,
-    cmd_list,
-    cmd_report,
-    cmd_run,
-    cmd_trial,
-    cmd_worker,
-)
+from moo_search.cli._commands import cmd_export, cmd_list, cmd_report, cmd_run, cmd_worker
+from moo_search.cli._recommender import cmd_baselines, cmd_data, cmd_trial
 from moo_search.errors import MooSearchError
 from moo_search.interrupts import interrupt_on_sigterm
 

@@ -6,20 +6,16 @@ import argparse
 import json
 import logging
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from moo_search.errors import MooSearchError
 
 __all__ = [
-    "cmd_baselines",
-    "cmd_data",
     "cmd_export",
     "cmd_list",
     "cmd_report",
     "cmd_run",
-    "cmd_trial",
     "cmd_worker",
 ]
 
@@ -59,91 +55,6 @@ def _metric_columns(spec: Any) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- commands
 
 
-def cmd_data(args: argparse.Namespace) -> int:
-    from moo_search.recommender.config import DataConfig
-    from moo_search.recommender.data import fetch_dataset, load_dataset
-    from moo_search.recommender.data.sources import MOVIE_OVERVIEWS
-
-    if args.action == "fetch":
-        path = (
-            MOVIE_OVERVIEWS.fetch()
-            if args.name == MOVIE_OVERVIEWS.name
-            else fetch_dataset(args.name)
-        )
-        print(f"{args.name}: ready in {path}")
-        return 0
-    if args.name == MOVIE_OVERVIEWS.name:
-        return _overview_info(args)
-    t0 = time.perf_counter()
-    ds = load_dataset(DataConfig(dataset=args.name))
-    info = ds.info()
-    info["load_seconds"] = round(time.perf_counter() - t0, 2)
-    if ds.notes:
-        info["notes"] = list(ds.notes)
-    if MOVIE_OVERVIEWS.is_cached() and args.name.startswith("movielens"):
-        from moo_search.recommender.data import overview_table
-        from moo_search.recommender.data.overviews import coverage
-
-        info["overviews"] = coverage(ds, overview_table()).to_dict()
-    if args.json:
-        print(json.dumps(info, indent=2, sort_keys=True))
-        return 0
-    for line in ds.notes:
-        print(line)
-    print(f"dataset       {info['dataset']}")
-    print(f"users         {info['users']:,}")
-    print(f"items         {info['items']:,}")
-    print(f"interactions  {info['interactions']:,}")
-    print(f"sparsity      {info['sparsity']:.4%}")
-    print(f"genres        {info['genres']}")
-    dist = info["rating_distribution"]
-    assert isinstance(dist, dict)
-    print("ratings       " + "  ".join(f"{k}: {v:,}" for k, v in dist.items()))
-    ov = info.get("overviews")
-    if isinstance(ov, dict):
-        share = ov["matched"] / max(ov["items"], 1)
-        print(
-            f"overviews     {ov['matched']:,} of {ov['items']:,} items ({share:.1%}), "
-            f"{ov['ratings_share']:.1%} of the ratings; most-rated unmatched: "
-            + "; ".join(ov["unmatched_sample"][:5])
-        )
-    elif args.name.startswith("movielens"):
-        print("overviews     not fetched (`moo-search data fetch movie-overviews`)")
-    print(f"loaded in     {info['load_seconds']} s")
-    return 0
-
-
-def _overview_info(args: argparse.Namespace) -> int:
-    """The overview table, and how much of each cached MovieLens it covers."""
-    from moo_search.recommender.config import DataConfig
-    from moo_search.recommender.data import load_dataset, overview_table
-    from moo_search.recommender.data.overviews import coverage
-    from moo_search.recommender.registries import DATASETS
-
-    table = overview_table()
-    out: dict[str, Any] = {
-        "movies": len(table),
-        "with_overview": int((table["overview"] != "").sum()),
-    }
-    for name in ("movielens-100k", "movielens-1m"):
-        src = DATASETS.get(name)
-        if src.is_cached is not None and src.is_cached():
-            out[name] = coverage(load_dataset(DataConfig(dataset=name)), table).to_dict()
-    if args.json:
-        print(json.dumps(out, indent=2, sort_keys=True))
-        return 0
-    print(f"movies        {out['movies']:,} ({out['with_overview']:,} with an overview)")
-    for name in ("movielens-100k", "movielens-1m"):
-        if name in out:
-            c = out[name]
-            print(
-                f"{name:13s} {c['matched']:,} of {c['items']:,} items "
-                f"({c['matched'] / max(c['items'], 1):.1%}), {c['ratings_share']:.1%} of the "
-                f"ratings; most-rated unmatched: {'; '.join(c['unmatched_sample'][:5])}"
-            )
-    return 0
-
-
 def cmd_list(args: argparse.Namespace) -> int:
     """What is registered: the names a spec may use for each extension point."""
     from moo_search import registry
@@ -170,88 +81,6 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _recommender(spec: Any) -> bool:
-    """Whether the spec is a study of the default objective (the recommender)."""
-    from moo_search.recommender.spec import RecommenderSpec
-
-    return isinstance(spec, RecommenderSpec)
-
-
-def _ensure_data(spec: Any) -> None:
-    """Fetch the dataset the default trial reads (a custom objective reads none)."""
-    from moo_search.recommender.data import ensure_dataset
-
-    if _recommender(spec):
-        ensure_dataset(spec.data)
-
-
-def cmd_baselines(args: argparse.Namespace) -> int:
-    from moo_search.recommender.baselines.ranking import BaselineContext, evaluate_baselines
-    from moo_search.recommender.prepare import prepare_data
-    from moo_search.recommender.spec import load_recommender_spec
-
-    spec = load_recommender_spec(args.spec, args.set, command="baselines")
-    _ensure_data(spec)
-    data = prepare_data(spec)
-    ds = data.ds
-    ctx = BaselineContext.of(spec, data)
-    res = evaluate_baselines(ctx)
-    cols = _metric_columns(spec)
-    if args.json:
-        print(json.dumps(res, indent=2, sort_keys=True))
-        return 0
-    for part in ("val", "test"):
-        print(f"\n{ds.name} · {part} ({spec.data.split.method} split)")
-        print(_table([(n, r.get(part, {})) for n, r in res.items()], (*cols, "ctr_auc")))
-    secs = {n: r.get("val", {}).get("cost/seconds") for n, r in res.items()}
-    print("\nseconds to fit and score: " + ", ".join(f"{n} {v:.1f}" for n, v in secs.items() if v))
-    rss = {n: r.get("val", {}).get("cost/peak_rss_mb") for n, r in res.items()}
-    print("peak RSS meanwhile (MiB): " + ", ".join(f"{n} {v:.0f}" for n, v in rss.items() if v))
-    for name, chose in ctx.tuned.items():
-        shown = {k: v for k, v in chose.items() if k != "val"}
-        print(f"{name} chose on validation: {shown}")
-    return 0
-
-
-def cmd_trial(args: argparse.Namespace) -> int:
-    from moo_search.recommender.baselines.ranking import BaselineContext, evaluate_baselines
-    from moo_search.recommender.spec import load_recommender_spec
-    from moo_search.recommender.trial import prepare_data, run_trial
-
-    spec = load_recommender_spec(args.spec, args.set, command="trial")
-    _ensure_data(spec)
-    print(
-        f"trial: {spec.adapter.type} r={spec.adapter.r} on {spec.model.name_or_path}, "
-        f"{spec.data.dataset}, {spec.train.max_steps} steps",
-        file=sys.stderr,
-    )
-    result = run_trial(spec, artifact_dir=args.artifacts)
-    rows: dict[str, list[tuple[str, dict[str, float]]]] = {"val": [], "test": []}
-    if not args.no_baselines:
-        data = prepare_data(spec)  # the trial's own cached dataset and split
-        for name, res in evaluate_baselines(BaselineContext.of(spec, data)).items():
-            for part in rows:
-                rows[part].append((name, res[part]))
-    if args.json:
-        print(
-            json.dumps({"metrics": result.metrics, "cost": result.cost}, indent=2, sort_keys=True)
-        )
-        return 0
-    cols = (*_metric_columns(spec), "ctr_auc")
-    for part in ("val", "test"):
-        print(f"\n{part}")
-        print(_table([("trial", result.metrics[part]), *rows[part]], cols))
-    c = result.cost
-    print(
-        f"\ncost: {c['seconds']:.1f}s wall ({c['train_seconds']:.1f}s training), "
-        f"{int(c['train_tokens']):,} training tokens, {int(c['trainable_params']):,} trainable "
-        f"parameters, peak memory {c['peak_mem_mb']:.0f} MB"
-    )
-    if result.artifact_dir:
-        print(f"artifacts: {result.artifact_dir}")
-    return 0
-
-
 def _print_progress(prog: Any) -> None:
     print(prog.line(), file=sys.stderr, flush=True)
 
@@ -273,7 +102,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from moo_search.spec import load_spec
 
     spec = load_spec(args.spec, args.set)
-    _ensure_data(spec)
+    from moo_search.cli._recommender import ensure_data
+
+    ensure_data(spec)
     n = args.n_trials or spec.budget.n_trials
     url = args.storage or spec.storage_url
     print(
@@ -335,7 +166,9 @@ def _print_summary(study: Any, spec: Any, url: str, data: Any = None) -> None:
         print(f"Pareto front ({len(rows)} trials, validation):")
         print(_table(rows, names))
     index = study_home(spec, url, study) / "index.html"
-    if complete and _recommender(spec):
+    from moo_search.cli._recommender import is_recommender
+
+    if complete and is_recommender(spec):
         from moo_search.report import collect
 
         for line in (data or collect(study)).comparison_lines():  # the report's, if built
@@ -349,7 +182,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from moo_search.spec import load_spec
 
     spec = load_spec(args.spec, args.set)
-    _ensure_data(spec)
+    from moo_search.cli._recommender import ensure_data
+
+    ensure_data(spec)
     if args.workers is None:
         from moo_search.drivers._run import _gpu_count
 

@@ -10,6 +10,7 @@ from moo_search.drivers._context import StudyContext
 from moo_search.errors import MooSearchError
 from moo_search.objective import metric_value
 from moo_search.spec import Dimension, StudySpec, suggestion_order
+from moo_search.stats import finite_or_none
 from moo_search.study import ATTR, artifact_hashes, finite_metrics, is_derived
 from moo_search.study import violations as recorded_violations
 
@@ -200,7 +201,7 @@ class TrialRunner:
 
 
 def _finite_list(values: list[float]) -> list[float | None]:
-    return [float(v) if math.isfinite(v) else None for v in values]
+    return [finite_or_none(v) for v in values]
 
 
 def _add_variant(

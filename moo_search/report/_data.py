@@ -6,7 +6,6 @@ Everything here is read from the Optuna storage (user attributes written by the 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +14,8 @@ import pandas as pd
 
 from moo_search import pareto
 from moo_search.objective import ReportExtras, objective_for
+from moo_search.report._compare import pair_with_baseline, verdict
+from moo_search.report._decide import decide, param_importance
 from moo_search.report._reference import compare_reference
 from moo_search.spec import DEFAULT_OBJECTIVE
 from moo_search.study import ATTR, STUDY_ATTR
@@ -181,49 +182,6 @@ def _generation(t: Any) -> int | None:
     return None
 
 
-def verdict(lo: float, hi: float) -> str:
-    """What a difference's interval says: above 0, below 0, or either (noise)."""
-    return "better" if lo > 0 else "worse" if hi < 0 else "within noise"
-
-
-def _pair_with_baseline(
-    rows: pd.DataFrame, recorded: dict[str, Any] | None, baseline: str | None
-) -> dict[str, Any] | None:
-    """Pair every fine-tune and front trial with ``baseline`` on the same test users: the
-    difference in test precision@k (``"all"``) and tail/precision@k (``"tail"``) with its 95%
-    bootstrap interval over users, as ``rows["vs"]`` (``{"baseline", "all": [mean, lo, hi],
-    "tail": [...]}``). Returns that of the front's most accurate trial on validation (the
-    front's other end trades accuracy away by design: the reference front judges it)."""
-    from moo_search.stats import paired_bootstrap
-    from moo_search.study import unpack_counts
-
-    rows["vs"] = None
-    if not recorded or baseline is None or baseline not in recorded or "hits" not in rows:
-        return None
-    theirs = recorded[baseline]
-    tail_users = unpack_counts(recorded["tail_users"]).astype(bool)
-    k = theirs["k"]
-    wanted = rows["pareto"].astype(bool) | rows["derived_from"].isna()
-    for i in rows.index[wanted & (rows["state"] == "COMPLETE")]:
-        mine = rows.at[i, "hits"]
-        if not isinstance(mine, dict) or mine.get("k") != k:
-            continue
-        vs: dict[str, Any] = {"baseline": baseline}
-        for name, users in (("all", slice(None)), ("tail", tail_users)):
-            a, b = unpack_counts(mine[name]), unpack_counts(theirs[name])
-            if len(a) != len(b):
-                break  # (not the same test users: another split)
-            vs[name] = list(paired_bootstrap(a[users] / k, b[users] / k, 1000))
-        else:
-            rows.at[i, "vs"] = vs
-    col = f"val:precision@{k}"
-    paired = rows[rows["pareto"].astype(bool) & rows["vs"].notna()]
-    if col not in paired or paired[col].isna().all():
-        return None
-    top = paired.loc[paired[col].astype(float).idxmax()]
-    return {"k": k, "trial": int(top["number"]), **top["vs"]}
-
-
 def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool = True) -> StudyData:
     """Read every trial of ``study`` into a :class:`StudyData`.
 
@@ -232,8 +190,6 @@ def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool =
     exportable) and listed in ``artifact_problems``.
     """
     from optuna.trial import TrialState
-
-    from moo_search.study import artifact_status
 
     spec = study.user_attrs.get(STUDY_ATTR.SPEC)
     extras = objective_for(str((spec or {}).get("objective") or DEFAULT_OBJECTIVE)).report_extras(
@@ -246,55 +202,9 @@ def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool =
     metrics = [o["metric"] for o in objectives]
     directions = [o["direction"] for o in objectives]
     trials = study.get_trials(deepcopy=False)
-    params: dict[str, str] = {}
-    records = []
+    params = _param_kinds(trials, extras)
     checked: dict[Any, tuple[str, str]] = {}
-    for t in trials:
-        for name, dist in t.distributions.items():
-            if name not in params:
-                kind = type(dist).__name__
-                params[name] = (
-                    "categorical" if "Categorical" in kind else "int" if "Int" in kind else "float"
-                )
-        for name in t.user_attrs.get(ATTR.KNOBS) or {}:
-            if name in extras.served_knobs:  # a column: what each trial is served at
-                params.setdefault(name, "float")
-        m = t.user_attrs.get(ATTR.METRICS) or {}
-        cons = t.user_attrs.get(ATTR.CONSTRAINTS) or []
-        rec: dict[str, Any] = {
-            "number": t.number,
-            "state": t.state.name,
-            "feasible": not any(v > 0 for v in cons),
-            "violation": float(max(cons)) if cons else 0.0,
-            "reason": str(t.user_attrs.get(ATTR.FAIL, "")),
-            "anchor": str(t.user_attrs.get(ATTR.ANCHOR, "")),
-            "derived_from": t.user_attrs.get(ATTR.DERIVED_FROM),
-            "generation": _generation(t),
-            "duration": t.duration.total_seconds() if t.duration is not None else None,
-            "artifact_dir": t.user_attrs.get(ATTR.ARTIFACTS),
-            "artifacts": "",
-            "artifact_problem": "",
-            "curve": t.user_attrs.get(ATTR.CURVE),
-            "hits": t.user_attrs.get(ATTR.HITS),
-        }
-        if verify_artifacts and t.state == TrialState.COMPLETE:
-            rec["artifacts"], rec["artifact_problem"] = artifact_status(t, checked)
-        for i, name in enumerate(metrics):
-            rec[f"obj:{name}"] = (
-                t.values[i] if t.state == TrialState.COMPLETE and t.values else None
-            )
-        for name, v in t.params.items():
-            rec[f"param:{name}"] = v
-        config = t.user_attrs.get(ATTR.CONFIG) or {}
-        for knob, trained in extras.served_knobs.items():
-            served = _at(config, knob)
-            rec[f"served:{knob}"] = served if served is not None else _at(config, trained)
-        for part in ("val", "test"):
-            for k, v in (m.get(part) or {}).items():
-                rec[f"{part}:{k}"] = v
-        for k, v in (t.user_attrs.get(ATTR.COST) or {}).items():
-            rec[f"cost:{k}"] = v
-        records.append(rec)
+    records = [_record(t, metrics, extras, checked if verify_artifacts else None) for t in trials]
     rows = pd.DataFrame.from_records(records)
     if rows.empty:
         rows = pd.DataFrame(
@@ -329,7 +239,7 @@ def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool =
         rows.loc[ok, "pareto"] = pareto.pareto_mask(F, directions)
 
     paired = study.user_attrs.get(STUDY_ATTR.BASELINE_HITS)
-    vs_baseline = _pair_with_baseline(rows, paired, extras.paired_baseline)
+    vs_baseline = pair_with_baseline(rows, paired, extras.paired_baseline)
     ref = study.user_attrs.get(STUDY_ATTR.REFERENCE)
     if ref is None and len(F):
         ref = pareto.default_reference_point(F, directions).tolist()
@@ -359,10 +269,72 @@ def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool =
         extras=extras,
     )
     compare_reference(data, study.user_attrs.get(STUDY_ATTR.REFERENCE_FRONT))
-    _decide(data)
+    decide(data)
     data.importance = param_importance(data)
     data.test_metrics = [m for m in metrics if f"test:{m}" in rows.columns]
     return data
+
+
+def _param_kinds(trials: list[Any], extras: ReportExtras) -> dict[str, str]:
+    """Every searched param's kind (float, int, categorical), and the served knobs' columns."""
+    params: dict[str, str] = {}
+    for t in trials:
+        for name, dist in t.distributions.items():
+            if name not in params:
+                kind = type(dist).__name__
+                params[name] = (
+                    "categorical" if "Categorical" in kind else "int" if "Int" in kind else "float"
+                )
+        for name in t.user_attrs.get(ATTR.KNOBS) or {}:
+            if name in extras.served_knobs:  # a column: what each trial is served at
+                params.setdefault(name, "float")
+    return params
+
+
+def _record(
+    t: Any, metrics: list[str], extras: ReportExtras, checked: dict[Any, tuple[str, str]] | None
+) -> dict[str, Any]:
+    """One trial's row: state, feasibility, objective values, params, served knobs, metrics,
+    cost; its artifacts checked when ``checked`` (a cache shared by the study's trials)."""
+    from optuna.trial import TrialState
+
+    from moo_search.study import artifact_status
+
+    m = t.user_attrs.get(ATTR.METRICS) or {}
+    cons = t.user_attrs.get(ATTR.CONSTRAINTS) or []
+    rec: dict[str, Any] = {
+        "number": t.number,
+        "state": t.state.name,
+        "feasible": not any(v > 0 for v in cons),
+        "violation": float(max(cons)) if cons else 0.0,
+        "reason": str(t.user_attrs.get(ATTR.FAIL, "")),
+        "anchor": str(t.user_attrs.get(ATTR.ANCHOR, "")),
+        "derived_from": t.user_attrs.get(ATTR.DERIVED_FROM),
+        "generation": _generation(t),
+        "duration": t.duration.total_seconds() if t.duration is not None else None,
+        "artifact_dir": t.user_attrs.get(ATTR.ARTIFACTS),
+        "artifacts": "",
+        "artifact_problem": "",
+        "curve": t.user_attrs.get(ATTR.CURVE),
+        "hits": t.user_attrs.get(ATTR.HITS),
+    }
+    complete = t.state == TrialState.COMPLETE
+    if checked is not None and complete:
+        rec["artifacts"], rec["artifact_problem"] = artifact_status(t, checked)
+    for i, name in enumerate(metrics):
+        rec[f"obj:{name}"] = t.values[i] if complete and t.values else None
+    for name, v in t.params.items():
+        rec[f"param:{name}"] = v
+    config = t.user_attrs.get(ATTR.CONFIG) or {}
+    for knob, trained in extras.served_knobs.items():
+        served = _at(config, knob)
+        rec[f"served:{knob}"] = served if served is not None else _at(config, trained)
+    for part in ("val", "test"):
+        for k, v in (m.get(part) or {}).items():
+            rec[f"{part}:{k}"] = v
+    for k, v in (t.user_attrs.get(ATTR.COST) or {}).items():
+        rec[f"cost:{k}"] = v
+    return rec
 
 
 def _at(config: dict[str, Any], path: str) -> Any:
@@ -371,77 +343,3 @@ def _at(config: dict[str, Any], path: str) -> Any:
     for part in path.split("."):
         node = node.get(part) if isinstance(node, dict) else None
     return node
-
-
-def _decide(data: StudyData) -> None:
-    """Knee, compromise, pseudo-weights and neighbour trade-offs on the feasible front."""
-    front = data.front
-    if front.empty:
-        return
-    F = front[[f"obj:{m}" for m in data.metrics]].to_numpy(dtype=np.float64)
-    numbers = front["number"].to_numpy()
-    data.knee = int(numbers[pareto.knee_index(F, data.directions)])
-    data.compromise = int(numbers[pareto.compromise_index(F, data.directions)])
-    W = pareto.pseudo_weights(F, data.directions)
-    data.pseudo_weights = {int(n): [float(x) for x in w] for n, w in zip(numbers, W)}
-    for i, a in enumerate(data.metrics):
-        for j, b in enumerate(data.metrics):
-            if i == j:
-                continue
-            steps = pareto.marginal_tradeoffs(F, data.directions, i, j)
-            data.tradeoffs[f"{a}|{b}"] = [
-                {**s, "from": int(numbers[int(s["from"])]), "to": int(numbers[int(s["to"])])}
-                for s in steps
-            ]
-
-
-def param_importance(data: StudyData, bins: int = 8) -> dict[str, dict[str, float]]:
-    """Per objective, the share of its variance each parameter explains on its own: the
-    correlation ratio eta^2 over categories or ``bins`` quantile bins (Pearson, 1905),
-    normalised to sum to 1 over parameters."""
-    done = data.complete
-    out: dict[str, dict[str, float]] = {}
-    if len(done) < 3 or not data.params:
-        return out
-    for m in data.metrics:
-        y = done[f"obj:{m}"].to_numpy(dtype=np.float64)
-        total = float(np.var(y))
-        scores: dict[str, float] = {}
-        for p in data.params:
-            col = done.get(f"param:{p}")
-            if col is None:
-                continue
-            mask = col.notna().to_numpy()
-            if mask.sum() < 3 or total <= 0:
-                scores[p] = 0.0
-                continue
-            x = col[mask]
-            if data.param_kinds[p] == "categorical" or x.nunique() <= bins:
-                groups = x.astype(str).to_numpy()
-            else:
-                ranks = x.rank(method="first").to_numpy()
-                groups = np.floor((ranks - 1) / len(ranks) * bins).astype(int).astype(str)
-            yy = y[mask]
-            stats = pd.DataFrame({"g": groups, "y": yy}).groupby("g")["y"].agg(["size", "mean"])
-            between = float((stats["size"] * (stats["mean"] - yy.mean()) ** 2).sum())
-            scores[p] = between / (len(yy) * float(np.var(yy))) if np.var(yy) > 0 else 0.0
-        s = sum(scores.values())
-        out[m] = {p: (v / s if s > 0 else 0.0) for p, v in scores.items()}
-    return out
-
-
-def jsonable(v: Any, digits: int | None = None) -> Any:
-    """NaN/inf -> None, numpy scalars -> Python (the page encodes missing values as null);
-    floats rounded to ``digits`` significant digits when given."""
-    if isinstance(v, dict):
-        return {str(k): jsonable(x, digits) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [jsonable(x, digits) for x in v]
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return None
-        if digits is not None and v != 0.0:
-            return float(f"{v:.{digits}g}")
-    return v

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from moo_search.report._data import StudyData, jsonable
+from moo_search.report._data import StudyData
 from moo_search.report._payload import BestValue, Payload, Row
 from moo_search.report._registry import FIGURES, figure_sections
+from moo_search.stats import finite_or_none, jsonable
 
 __all__ = ["render_page"]
 
@@ -77,11 +78,7 @@ def _int(v: Any) -> int | None:
 
 
 def _num(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if np.isfinite(f) else None
+    return finite_or_none(v)
 
 
 def _val(v: Any) -> Any:

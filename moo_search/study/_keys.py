@@ -6,8 +6,9 @@ study written by an earlier version uses the same keys, so it opens unchanged.
 
 from __future__ import annotations
 
-import math
 from typing import Any
+
+from moo_search.stats import finite_or_none
 
 __all__ = [
     "ATTR",
@@ -87,10 +88,7 @@ def is_derived(t: Any) -> bool:
 
 def finite_metrics(metrics: Metrics) -> dict[str, dict[str, float | None]]:
     """JSON-safe: NaN/inf become None (the report shows them as missing)."""
-    return {
-        p: {k: (float(v) if math.isfinite(float(v)) else None) for k, v in m.items()}
-        for p, m in metrics.items()
-    }
+    return {p: {k: finite_or_none(v) for k, v in m.items()} for p, m in metrics.items()}
 
 
 def pack_counts(counts: Any) -> str:

@@ -4,16 +4,14 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import numpy as np
-
 from moo_search.errors import ExportError, StorageError
+from moo_search.stats import jsonable
 from moo_search.study import sha256_file
 
 __all__ = [
@@ -39,15 +37,7 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def _clean(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _clean(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_clean(x) for x in v]
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
+    return jsonable(v)
 
 
 def _is_bundle(path: Path) -> bool:
