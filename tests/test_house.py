@@ -111,11 +111,11 @@ def test_a_toy_backbone_is_one_registration(registered):
 
 
 def test_a_toy_adapter_is_one_registration(registered):
-    from moo_search.recommender.model.adapters import _lora
+    from moo_search.recommender.model.adapters import lora_config
     from moo_search.recommender.trial import Trial
 
     def lora_query_only(model, cfg):
-        return _lora(model, cfg.model_copy(update={"target_modules": ["query"]}))
+        return lora_config(model, cfg.model_copy(update={"target_modules": ["query"]}))
 
     registered(ADAPTERS, "lora-q", lora_query_only)
     r = Trial(tiny_spec(**{"adapter.type": "lora-q", "train.max_steps": 2}))
@@ -473,7 +473,8 @@ def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 def test_a_users_plugins_reach_every_worker_through_the_cli(tmp_path):
     """Registered in the user's own module, named in `plugins`, used with `--workers 2`: a
-    dataset, a metric named with digits (f1@10), a backbone with a searched knob of its own."""
+    dataset, a metric named with digits (f1@10), a backbone and an adapter type with searched
+    knobs of their own, a loss term, a baseline that joins the reference front, a figure."""
     import yaml
 
     from .helpers import TINY
@@ -484,9 +485,15 @@ def test_a_users_plugins_reach_every_worker_through_the_cli(tmp_path):
         "name": "plugged",
         "plugins": ["house_plugins"],
         "data": {"dataset": "toy-150"},
-        "fusion": {"alpha": 0.0, "cf": "pop2", "cf_params": {"gamma": 1.0}},
+        "adapter": {"type": "lora2", "params": {"rank2": 2}},
+        "fusion": {"alpha": 0.2, "cf": "pop2", "cf_params": {"gamma": 1.0}},
+        "loss": {"weights": {"ranking": 1.0, "bias2": 0.3}},
         "train": {**TINY["train"], "max_steps": 2},
-        "search_space": {"fusion.cf_params.gamma": {"float": [0.0, 2.0]}},
+        "search_space": {
+            "fusion.cf_params.gamma": {"float": [0.0, 2.0]},
+            "adapter.params.rank2": {"int": [1, 4]},
+            "loss.weights.bias2": {"float": [0.0, 1.0]},
+        },
         "objectives": [
             {"metric": "f1@10", "direction": "maximize"},
             {"metric": "novelty@10", "direction": "maximize"},
@@ -496,7 +503,7 @@ def test_a_users_plugins_reach_every_worker_through_the_cli(tmp_path):
         "out_dir": str(tmp_path / "study"),
     }
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
-    proc = _cli(["run", "s.yaml", "--workers", "2", "--no-report"], tmp_path)
+    proc = _cli(["run", "s.yaml", "--workers", "2"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     study = load_study(tmp_path / "study")
     done = [t for t in study.trials if t.state.name == "COMPLETE" and not is_derived(t)]
@@ -507,11 +514,29 @@ def test_a_users_plugins_reach_every_worker_through_the_cli(tmp_path):
         gamma = t.params["fusion.cf_params.gamma"]
         assert t.user_attrs["moo:backbone"]["params"]["gamma"] == pytest.approx(gamma)
         assert 0.0 <= t.user_attrs["moo:metrics"]["val"]["f1@10"] <= 1.0
+        config = t.user_attrs["moo:config"]
+        assert config["adapter"]["params"]["rank2"] == t.params["adapter.params.rank2"]
+        assert config["loss"]["weights"]["bias2"] == t.params["loss.weights.bias2"]
+    # the baseline is recorded and, reading the future, is on the reference front
+    assert "Oracle2" in study.user_attrs["moo:baselines"]
+    front = study.user_attrs["moo:reference_front"]["points"]
+    assert "Oracle2" in {p["baseline"] for p in front}
+    # the figure is on the page, also when the report is rebuilt by another process
+    proc = _cli(["report", str(tmp_path / "study")], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    html = (tmp_path / "study" / "index.html").read_text()
+    assert 'id="fig-states2"' in html and "Trials per state" in html
     # a bad knob of the backbone names its field
     bad = {**spec, "fusion": {**spec["fusion"], "cf_params": {"gamma": 5.0}}}
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
     proc = _cli(["trial", "bad.yaml"], tmp_path)
     assert proc.returncode == 2 and "fusion.cf_params.gamma" in proc.stderr, proc.stderr
+    # an unknown loss term is named with the closest registered one
+    bad = {**spec, "loss": {"weights": {"ranking": 1.0, "bias3": 0.3}}}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    proc = _cli(["trial", "bad.yaml"], tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "loss.weights.bias3" in proc.stderr and "did you mean 'bias2'" in proc.stderr
 
 
 def test_a_users_objective_with_its_own_config_runs_with_workers(tmp_path):

@@ -137,9 +137,9 @@ def item_alpha(spec: RecommenderSpec, data: PreparedData, *, serving: bool = Fal
 def build_model(spec: RecommenderSpec, data: PreparedData) -> tuple[Any, Any, str]:
     """(Recommender, tokenizer, base model id); config errors surface here, before training."""
     from moo_search.recommender.model.adapters import apply_adapter
+    from moo_search.recommender.model.assemble import TowerParts, assemble
     from moo_search.recommender.model.backbones import backbone_sha256
     from moo_search.recommender.model.encoder import load_encoder
-    from moo_search.recommender.model.recommender import TowerParts, assemble
     from moo_search.recommender.model.tasks import split_rating_offsets
 
     use_text = spec.fusion.alpha > 0

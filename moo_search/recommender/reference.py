@@ -1,6 +1,6 @@
 """A study's reference front: the classic baselines through the same re-rankers.
 
-Every ranking baseline (:data:`moo_search.recommender.baselines.ranking.BASELINES`) is passed through the
+Every ranking baseline (:data:`moo_search.recommender.registries.BASELINES`) is passed through the
 project's re-rankers over a grid of the re-ranking knobs spanning each knob's whole useful
 range (:data:`FULL_RANGE`, widened to the study's searched range where that is wider: a
 researcher compares with the best the classic methods can do, not with the corner the study

@@ -1,5 +1,5 @@
-"""The recommender's registries: where a dataset, adapter type, collaborative backbone or metric
-becomes known to the default objective (the mechanism is the engine's
+"""The recommender's registries: where a dataset, adapter type, collaborative backbone, metric,
+loss term or baseline becomes known to the default objective (the mechanism is the engine's
 :class:`moo_search.registry.Registry`). Built-in entries are imported on first lookup; a
 study's own come from its ``plugins`` modules.
 """
@@ -10,7 +10,7 @@ from typing import Any
 
 from moo_search.registry import Registry
 
-__all__ = ["ADAPTERS", "BACKBONES", "DATASETS", "METRICS"]
+__all__ = ["ADAPTERS", "BACKBONES", "BASELINES", "DATASETS", "LOSS_TERMS", "METRICS"]
 
 DATASETS: Registry[Any] = Registry(
     "dataset",
@@ -41,3 +41,17 @@ METRICS: Registry[Any] = Registry(
     entry="moo_search.recommender.metrics._registry:MetricDef",
 )
 """family name -> :class:`moo_search.recommender.metrics.MetricDef` (direction, compute, slices)."""
+
+LOSS_TERMS: Registry[Any] = Registry(
+    "loss term", field="loss.weights", builtins=("moo_search.recommender.train.terms",)
+)
+"""weight name (a key of ``loss.weights``) -> ``term(batch) -> scalar loss``
+(:class:`moo_search.recommender.train.terms.Batch`). A term registered by a plugin is weighted
+by ``loss.weights.<name>`` (0 when unset) like a built-in one."""
+
+BASELINES: Registry[Any] = Registry(
+    "baseline", field="baselines", builtins=("moo_search.recommender.baselines.ranking",)
+)
+"""display name -> ``fit(ctx: BaselineContext) -> Scorer`` (users -> scores over the catalog):
+a ranking baseline every study records, puts on its reference front (through the same
+re-rankers) and shows on its dashboard."""

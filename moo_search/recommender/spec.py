@@ -22,6 +22,7 @@ from moo_search.recommender.config import (
     EvalConfig,
     FusionConfig,
     LossConfig,
+    LossWeights,
     ModelConfig,
     RerankConfig,
     TrainConfig,
@@ -140,6 +141,15 @@ def _values_to_check(dim: Dimension) -> list[Any]:
     return [lo, hi]  # a field's domain is an interval: the ends decide
 
 
+def _open_key(model: type[BaseModel], key: str) -> bool:
+    """Whether ``model`` takes ``key`` besides its fields (``loss.weights``: registered terms)."""
+    if model.model_config.get("extra") != "allow":
+        return False
+    from moo_search.recommender.registries import LOSS_TERMS
+
+    return model is LossWeights and key in LOSS_TERMS
+
+
 def _check_dimension_path(path: str) -> None:
     parts = path.split(".")
     model: type[BaseModel] = RecommenderSpec
@@ -152,6 +162,8 @@ def _check_dimension_path(path: str) -> None:
         )
     for i, part in enumerate(parts):
         fields = model.model_fields
+        if part not in fields and i == len(parts) - 1 and _open_key(model, part):
+            return  # a key the section takes besides its fields (a plugin's loss term)
         if part not in fields:
             hint = closest(part, list(fields))
             where = ".".join(parts[:i]) or "the spec"

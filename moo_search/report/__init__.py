@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from moo_search.report._data import StudyData, collect, param_importance
+from moo_search.report._registry import FIGURES, Figure
 
 __all__ = [
+    "FIGURES",
+    "Figure",
     "StudyData",
     "build_report",
     "build_study_report",

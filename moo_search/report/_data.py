@@ -14,6 +14,7 @@ import pandas as pd
 
 from moo_search import pareto
 from moo_search.objective import ReportExtras, objective_for
+from moo_search.registry import load_plugins
 from moo_search.report._compare import pair_with_baseline, verdict
 from moo_search.report._decide import decide, param_importance
 from moo_search.report._reference import compare_reference
@@ -192,6 +193,7 @@ def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool =
     from optuna.trial import TrialState
 
     spec = study.user_attrs.get(STUDY_ATTR.SPEC)
+    _load_study_plugins(spec or {})
     extras = objective_for(str((spec or {}).get("objective") or DEFAULT_OBJECTIVE)).report_extras(
         study
     )
@@ -273,6 +275,19 @@ def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool =
     data.importance = param_importance(data)
     data.test_metrics = [m for m in metrics if f"test:{m}" in rows.columns]
     return data
+
+
+def _load_study_plugins(spec: dict[str, Any]) -> None:
+    """The study's ``plugins`` (its own objective, figures ...); one that cannot be imported
+    here is a warning: the page is built without what it registers."""
+    import logging
+
+    from moo_search.errors import SpecError
+
+    try:
+        load_plugins(list(spec.get("plugins") or []))
+    except SpecError as e:
+        logging.getLogger("moo_search").warning("%s; the report is built without it", e)
 
 
 def _param_kinds(trials: list[Any], extras: ReportExtras) -> dict[str, str]:

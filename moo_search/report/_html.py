@@ -135,7 +135,9 @@ def render_page(data: StudyData, figs: dict[str, dict[str, Any]], plotly_js: str
         "pseudo_weights": {str(k): v for k, v in data.pseudo_weights.items()},
         "tradeoffs": data.tradeoffs,
         "figures": figs,
-        "figure_specs": [{"id": f.id, "empty": f.empty, "eager": f.eager} for f in FIGURES],
+        "figure_specs": [
+            {"id": f.id, "empty": f.empty, "eager": f.eager} for _, f in FIGURES.items()
+        ],
         "baselines": {k: (v or {}).get("val", {}) for k, v in data.baselines.items()},
         "extra_metrics": [
             c.replace("val:", "").replace("cost:", "cost/") for c in _extra_metrics(data)
@@ -148,8 +150,8 @@ def render_page(data: StudyData, figs: dict[str, dict[str, Any]], plotly_js: str
         "PLOTLY": plotly_js.replace("</script", "<\\/script"),
         "STYLE": _asset("page.css"),
         "SCRIPT": _asset("page.js"),
-        "FRONT": figure_sections(FIGURES[:1]),
-        "FIGURES": figure_sections(FIGURES[1:]),
+        "FRONT": figure_sections([f for _, f in FIGURES.items()][:1]),
+        "FIGURES": figure_sections([f for _, f in FIGURES.items()][1:]),
     }
     # one pass over the template: text substituted in (a study named %%PLOTLY%%) is never
     # scanned again

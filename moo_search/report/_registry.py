@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from moo_search.registry import Registry
 from moo_search.report._data import StudyData
 from moo_search.report._figures import hv_history, importance, parallel, val_vs_test
 from moo_search.report._fronts import front_3d, pareto_2d, pareto_matrix
@@ -48,7 +49,13 @@ def _front(data: StudyData) -> dict[str, Any] | None:
     return pareto_matrix(data) if len(data.metrics) > 2 else None
 
 
-FIGURES: list[Figure] = [
+FIGURES: Registry[Figure] = Registry(
+    "figure", field="figures", entry="moo_search.report._registry:Figure"
+)
+"""Every figure of the dashboard by element id, in page order (the first sits above the
+workbench); a plugin's figure (``FIGURES.register("fig-mine", Figure(...))``) comes last."""
+
+for _figure in [
     Figure(
         "fig-front",
         "Pareto front",
@@ -69,13 +76,13 @@ FIGURES: list[Figure] = [
     Figure("fig-hv", "Hypervolume history", hv_history, half=True),
     Figure("fig-importance", "Parameter importance", importance, half=True),
     Figure("fig-valtest", "Validation vs test", val_vs_test),
-]
-"""Every figure of the dashboard, in page order (the first sits above the workbench)."""
+]:
+    FIGURES.register(_figure.id, _figure)
 
 
 def figures(data: StudyData) -> dict[str, dict[str, Any]]:
     """Every figure the page shows, by element id (figures with nothing to show are left out)."""
-    built = {f.id: f.build(data) for f in FIGURES}
+    built = {f.id: f.build(data) for _, f in FIGURES.items()}
     return {k: v for k, v in built.items() if v is not None}
 
 

@@ -59,11 +59,21 @@ class AdapterConfig(Strict):
         default_factory=lambda: ["output.dense"], description="IA3 feed-forward modules."
     )
     layers: list[int] | None = Field(None, description="Layer indices to adapt (None = all).")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The adapter type's own knobs, checked against its params model (a "
+        "registered builder's ``params`` attribute; search them as adapter.params.<knob>).",
+    )
 
     @field_validator("type")
     @classmethod
     def _known_type(cls, v: str) -> str:
         return ADAPTERS.check(v)
+
+    @model_validator(mode="after")
+    def _own_params(self) -> AdapterConfig:
+        check_own_params(ADAPTERS.get(self.type), self.params, "params", f"adapter {self.type!r}")
+        return self
 
     @model_validator(mode="after")
     def _rank_positive(self) -> AdapterConfig:
@@ -155,25 +165,9 @@ class FusionConfig(Strict):
 
     @model_validator(mode="after")
     def _backbone_params(self) -> FusionConfig:
-        from pydantic import ValidationError
-
-        model = getattr(BACKBONES.get(self.cf), "params", None)
-        if model is None:
-            if self.cf_params:
-                raise Located(
-                    ("cf_params",),
-                    f"backbone {self.cf!r} has no knobs of its own, got {sorted(self.cf_params)}",
-                )
-            return self
-        try:
-            model.model_validate(self.cf_params)
-        except ValidationError as e:
-            first = e.errors(include_url=False)[0]
-            where = ".".join(str(x) for x in first["loc"])
-            raise Located(
-                ("cf_params", *first["loc"]),
-                f"{first['msg']} (backbone {self.cf!r}: {where}, got {first.get('input')!r})",
-            ) from None
+        check_own_params(
+            BACKBONES.get(self.cf), self.cf_params, "cf_params", f"backbone {self.cf!r}"
+        )
         return self
 
     id_dim: int = Field(64, ge=1, description="ID embedding size (cf: mf).")
@@ -183,3 +177,22 @@ class FusionConfig(Strict):
         alpha = self.alpha if self.serve_alpha is None else self.serve_alpha
         weight = self.tail_weight if self.serve_tail_weight is None else self.serve_tail_weight
         return alpha, weight
+
+
+def check_own_params(entry: Any, params: dict[str, Any], field: str, what: str) -> None:
+    """A registered entry's own knobs (``params``, a dict in the spec) against the pydantic
+    model the entry declares as its ``params`` attribute; none declared: no knobs allowed."""
+    from pydantic import ValidationError
+
+    model = getattr(entry, "params", None)
+    if model is None:
+        if params:
+            raise Located((field,), f"{what} has no knobs of its own, got {sorted(params)}")
+        return
+    try:
+        model.model_validate(params)
+    except ValidationError as e:
+        first = e.errors(include_url=False)[0]
+        raise Located(
+            (field, *first["loc"]), f"{first['msg']} ({what}, got {first.get('input')!r})"
+        ) from None

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from moo_search.spec._errors import Located, Strict
 
 
 class LossWeights(Strict):
+    """One weight per registered loss term (normalised to sum to 1). The built-in terms are
+    fields; a term a plugin registers (``LOSS_TERMS``) is weighted by its own key."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
     ranking: float = Field(1.0, ge=0.0)
     ctr: float = Field(0.2, ge=0.0)
     click: float = Field(
@@ -34,6 +39,18 @@ class LossWeights(Strict):
             "InfoNCE), so items without interactions are placed by their text."
         ),
     )
+
+    @model_validator(mode="after")
+    def _registered_terms(self) -> LossWeights:
+        from moo_search.recommender.registries import LOSS_TERMS
+
+        for name, value in (self.model_extra or {}).items():
+            if name not in LOSS_TERMS:
+                raise Located((name,), LOSS_TERMS.unknown_message(name))
+            if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+                raise Located((name,), f"a loss weight is a number >= 0, got {value!r}")
+            (self.model_extra or {})[name] = float(value)
+        return self
 
 
 class LossConfig(Strict):

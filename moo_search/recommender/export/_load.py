@@ -62,7 +62,7 @@ def load_exported(path: str | Path) -> ExportedRecommender:
     """
     from safetensors.torch import load_file
 
-    from moo_search.recommender.model.recommender import TowerParts, assemble
+    from moo_search.recommender.model.assemble import TowerParts, assemble
 
     root = Path(path)
     manifest = verify_manifest(root)

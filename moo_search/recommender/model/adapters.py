@@ -54,7 +54,7 @@ def _match(model: Any, targets: list[str], layers: list[int] | None, field: str)
 
 
 @ADAPTERS.register("lora")
-def _lora(model: Any, cfg: AdapterConfig, *, dora: bool = False) -> Any:
+def lora_config(model: Any, cfg: AdapterConfig, *, dora: bool = False) -> Any:
     from peft import LoraConfig
 
     targets = _match(model, cfg.target_modules, cfg.layers, "adapter.target_modules")
@@ -70,7 +70,7 @@ def _lora(model: Any, cfg: AdapterConfig, *, dora: bool = False) -> Any:
 
 @ADAPTERS.register("dora")
 def _dora(model: Any, cfg: AdapterConfig) -> Any:
-    return _lora(model, cfg, dora=True)
+    return lora_config(model, cfg, dora=True)
 
 
 @ADAPTERS.register("ia3")

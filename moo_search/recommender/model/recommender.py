@@ -24,21 +24,20 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from moo_search.recommender.model.layer_cache import FrozenPrefix, frozen_prefix_length
+from moo_search.recommender.model.layer_cache import FrozenPrefix
 from moo_search.recommender.model.tasks import TaskHeads
 from moo_search.recommender.model.tokens import TokenTable
 
 if TYPE_CHECKING:
-    from moo_search.recommender.spec import RecommenderSpec
+    from moo_search.recommender.model.assemble import TowerParts
 
-__all__ = ["CTR_FEATURES", "CTRHead", "Recommender", "TowerParts", "assemble", "standardise"]
+__all__ = ["CTR_FEATURES", "CTRHead", "Recommender", "standardise"]
 
 CTR_FEATURES = ("user_like_rate", "item_like_rate", "log_pop", "collaborative", "semantic")
 
@@ -73,53 +72,6 @@ class CTRHead(nn.Module):
         return self.linear(features.to(self.linear.weight.dtype)).squeeze(-1)
 
 
-@dataclass
-class TowerParts:
-    """What the towers are built from besides the encoder and the spec: the catalog's sizes and
-    popularity, the closed-form backbone (``cf_weights``: W, dense or sparse; None for a
-    backbone learned with the adapter), the users' backbone scores (``cf_scores``) or the train
-    rows that compute them per batch (``cf_train``), the like-rate logits (user, item, global),
-    each item's fusion weight, the satisfaction task's rating offsets and the warm items."""
-
-    n_users: int
-    n_items: int
-    item_logpop: np.ndarray
-    cf_weights: Any = None
-    cf_scores: np.ndarray | None = None
-    cf_train: Any = None
-    like_logits: tuple[np.ndarray | None, np.ndarray | None, float] = (None, None, 0.0)
-    item_alpha: np.ndarray | None = None
-    rating_offsets: Any = None
-    warm: np.ndarray | None = None
-
-
-def assemble(
-    spec: RecommenderSpec,
-    encoder: Any,
-    parts: TowerParts,
-    *,
-    id_dim: int | None = None,
-    layer_cache: tuple[str, bool] = ("", False),
-) -> Recommender:
-    """The recommender from its parts, as a trial trains it and an export loads it: the towers,
-    the held-out items, and the frozen lower layers run once per text (``layer_cache``: the
-    base weights' SHA-256 and whether to cache their outputs on disk)."""
-    model = Recommender(
-        encoder,
-        parts,
-        id_dim=spec.fusion.id_dim if id_dim is None else id_dim,
-        alpha=spec.fusion.alpha,
-        temperature=spec.loss.temperature,
-        pooling=spec.model.pooling,
-    )
-    model.hold_out(parts.warm)
-    n_frozen = frozen_prefix_length(encoder)
-    if n_frozen and spec.fusion.alpha > 0:
-        sha, cache = layer_cache
-        model.use_prefix(FrozenPrefix(encoder, n_frozen, weights_sha256=sha, cache=cache))
-    return model
-
-
 class Recommender(nn.Module):
     """The text tower fused with the collaborative backbone, and the task heads (see the
     module); built by :func:`assemble`."""
@@ -134,10 +86,6 @@ class Recommender(nn.Module):
         temperature: float,
         pooling: str,
     ) -> None:
-        n_users, n_items, item_logpop = parts.n_users, parts.n_items, parts.item_logpop
-        cf_weights, cf_scores, cf_train = parts.cf_weights, parts.cf_scores, parts.cf_train
-        user_like_logit, item_like_logit, global_like_logit = parts.like_logits
-        item_alpha, rating_offsets = parts.item_alpha, parts.rating_offsets
         super().__init__()
         self.encoder = encoder
         self.prefix: FrozenPrefix | None = None  # frozen lower layers, run once per text
@@ -145,6 +93,7 @@ class Recommender(nn.Module):
         self.backbone_info: dict[str, Any] = {}  # name, params, sha256 (set by the trial)
         self.alpha = alpha
         self.pooling = pooling
+        n_users, n_items = parts.n_users, parts.n_items
         self.user_emb = nn.Embedding(n_users, id_dim)
         self.item_emb = nn.Embedding(n_items, id_dim)
         self.item_bias = nn.Parameter(torch.zeros(n_items))
@@ -152,51 +101,65 @@ class Recommender(nn.Module):
         nn.init.normal_(self.item_emb.weight, std=0.05)
         # softmax temperature over fused (standardised) scores, learned from its start value
         self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
-        self.ctr = CTRHead(global_like_logit)  # the conversion task's output
+        self.ctr = CTRHead(parts.like_logits[2])  # the conversion task's output
         # the click and satisfaction outputs (moo_search.recommender.model.tasks)
-        self.tasks = TaskHeads(rating_offsets, n_users, n_items)
-        self.register_buffer("logpop", torch.as_tensor(item_logpop, dtype=torch.float32))
-        # the fusion weight of each item (alpha, more for tail items: fusion.tail_weight)
-        a = np.full(n_items, alpha, dtype=np.float32) if item_alpha is None else item_alpha
-        self.register_buffer("item_alpha", torch.as_tensor(a, dtype=torch.float32))
-        self.register_buffer(
-            "user_like", torch.as_tensor(_or_zeros(user_like_logit, n_users), dtype=torch.float32)
-        )
-        self.register_buffer(
-            "item_like", torch.as_tensor(_or_zeros(item_like_logit, n_items), dtype=torch.float32)
-        )
-        # a user or item with no train exposure has the smoothed like-rate of the global rate
-        self.register_buffer("global_like", torch.tensor(float(global_like_logit)))
+        self.tasks = TaskHeads(parts.rating_offsets, n_users, n_items)
+        self._catalog_buffers(parts, alpha)
         # items training may see (None: all); set by hold_out() under the item-cold protocol
         self.warm: torch.Tensor | None = None
-        self.fixed_cf = cf_weights is not None
-        # a sparse closed-form W (moo_search.recommender.model.backbones.SparseWeights) and, when the
-        # users x items score table is not kept (a large catalog), the train rows it scores
+        self._backbone(parts)
+
+    def _catalog_buffers(self, parts: TowerParts, alpha: float) -> None:
+        """Popularity, each item's fusion weight, the like-rate logits."""
+        n_users, n_items = parts.n_users, parts.n_items
+        user_like, item_like, global_like = parts.like_logits
+        self.register_buffer("logpop", torch.as_tensor(parts.item_logpop, dtype=torch.float32))
+        # the fusion weight of each item (alpha, more for tail items: fusion.tail_weight)
+        a = (
+            np.full(n_items, alpha, dtype=np.float32)
+            if parts.item_alpha is None
+            else parts.item_alpha
+        )
+        self.register_buffer("item_alpha", torch.as_tensor(a, dtype=torch.float32))
+        self.register_buffer(
+            "user_like", torch.as_tensor(_or_zeros(user_like, n_users), dtype=torch.float32)
+        )
+        self.register_buffer(
+            "item_like", torch.as_tensor(_or_zeros(item_like, n_items), dtype=torch.float32)
+        )
+        # a user or item with no train exposure has the smoothed like-rate of the global rate
+        self.register_buffer("global_like", torch.tensor(float(global_like)))
+
+    def _backbone(self, parts: TowerParts) -> None:
+        """The closed-form backbone (none: MF, learned with the adapter). W scores new users
+        from their history; the user scores are x_u W on train. Not in the state dict: the
+        backbone is the study's (cached once, hashed in the trial record), not each trial's,
+        and an export ships it once."""
+        w, scores, train = parts.cf_weights, parts.cf_scores, parts.cf_train
+        self.fixed_cf = w is not None
+        # a sparse W (SparseWeights) and, when the users x items score table is not kept (a
+        # large catalog), the train rows it scores
         self.cf_sparse: Any = None
         self.cf_train: Any = None
-        if cf_weights is not None:
-            if cf_scores is None and cf_train is None:
-                raise ValueError(
-                    "a closed-form backbone needs its user scores (cf_scores) or the train "
-                    "matrix to compute them from (cf_train)"
-                )
-            # W scores new users from their history; the user scores are x_u W on train. Not
-            # in the state dict: the backbone is the study's (cached once, hashed in the trial
-            # record), not each trial's, and an export ships it once
-            if isinstance(cf_weights, np.ndarray):
-                self.register_buffer(
-                    "cf_weights",
-                    torch.as_tensor(cf_weights, dtype=torch.float32),
-                    persistent=False,
-                )
-            else:
-                self.cf_sparse = cf_weights
-            if cf_scores is not None:
-                self.register_buffer(
-                    "cf_scores", torch.as_tensor(cf_scores, dtype=torch.float32), persistent=False
-                )
-            else:
-                self.cf_train = cf_train.tocsr()
+        if w is None:
+            return
+        if scores is None and train is None:
+            raise ValueError(
+                "a closed-form backbone needs its user scores (cf_scores) or the train "
+                "matrix to compute them from (cf_train)"
+            )
+        if isinstance(w, np.ndarray):
+            self.register_buffer(
+                "cf_weights", torch.as_tensor(w, dtype=torch.float32), persistent=False
+            )
+        else:
+            self.cf_sparse = w
+        if scores is not None:
+            self.register_buffer(
+                "cf_scores", torch.as_tensor(scores, dtype=torch.float32), persistent=False
+            )
+        else:
+            self.cf_train = train.tocsr()
 
     def hold_out(self, warm: np.ndarray | None) -> None:
         """Mark the items without interaction data (``warm`` False): scored from text only,

@@ -5,7 +5,6 @@ registered function per weight of ``loss.weights`` (same keys), each computed fr
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -14,13 +13,10 @@ import numpy as np
 import torch
 
 from moo_search.recommender.model.recommender import Recommender, standardise
+from moo_search.recommender.registries import LOSS_TERMS
 from moo_search.recommender.train import losses as L
-from moo_search.registry import Registry
 
 __all__ = ["LOSS_TERMS", "Batch", "PairData", "loss_terms"]
-
-LOSS_TERMS: Registry[Callable[[Batch], torch.Tensor]] = Registry("loss term", field="loss.weights")
-"""weight name (a field of ``loss.weights``) -> ``term(batch) -> scalar loss``."""
 
 
 @dataclass

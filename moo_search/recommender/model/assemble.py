@@ -1,0 +1,62 @@
+"""The recommender built from its parts, in one place: what a trial trains and an export
+loads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from moo_search.recommender.model.layer_cache import FrozenPrefix, frozen_prefix_length
+from moo_search.recommender.model.recommender import Recommender
+from moo_search.recommender.spec import RecommenderSpec
+
+__all__ = ["TowerParts", "assemble"]
+
+
+@dataclass
+class TowerParts:
+    """What the towers are built from besides the encoder and the spec: the catalog's sizes and
+    popularity, the closed-form backbone (``cf_weights``: W, dense or sparse; None for a
+    backbone learned with the adapter), the users' backbone scores (``cf_scores``) or the train
+    rows that compute them per batch (``cf_train``), the like-rate logits (user, item, global),
+    each item's fusion weight, the satisfaction task's rating offsets and the warm items."""
+
+    n_users: int
+    n_items: int
+    item_logpop: np.ndarray
+    cf_weights: Any = None
+    cf_scores: np.ndarray | None = None
+    cf_train: Any = None
+    like_logits: tuple[np.ndarray | None, np.ndarray | None, float] = (None, None, 0.0)
+    item_alpha: np.ndarray | None = None
+    rating_offsets: Any = None
+    warm: np.ndarray | None = None
+
+
+def assemble(
+    spec: RecommenderSpec,
+    encoder: Any,
+    parts: TowerParts,
+    *,
+    id_dim: int | None = None,
+    layer_cache: tuple[str, bool] = ("", False),
+) -> Recommender:
+    """The recommender from its parts, as a trial trains it and an export loads it: the towers,
+    the held-out items, and the frozen lower layers run once per text (``layer_cache``: the
+    base weights' SHA-256 and whether to cache their outputs on disk)."""
+    model = Recommender(
+        encoder,
+        parts,
+        id_dim=spec.fusion.id_dim if id_dim is None else id_dim,
+        alpha=spec.fusion.alpha,
+        temperature=spec.loss.temperature,
+        pooling=spec.model.pooling,
+    )
+    model.hold_out(parts.warm)
+    n_frozen = frozen_prefix_length(encoder)
+    if n_frozen and spec.fusion.alpha > 0:
+        sha, cache = layer_cache
+        model.use_prefix(FrozenPrefix(encoder, n_frozen, weights_sha256=sha, cache=cache))
+    return model
