@@ -484,7 +484,7 @@ def test_a_users_plugins_reach_every_worker_through_the_cli(tmp_path):
         **{k: v for k, v in TINY.items() if k != "data"},
         "name": "plugged",
         "plugins": ["house_plugins"],
-        "data": {"dataset": "toy-150"},
+        "data": {"dataset": "toy-150", "params": {"n_items": 90}},
         "adapter": {"type": "lora2", "params": {"rank2": 2}},
         "fusion": {"alpha": 0.2, "cf": "pop2", "cf_params": {"gamma": 1.0}},
         "loss": {"weights": {"ranking": 1.0, "bias2": 0.3}},
@@ -526,11 +526,20 @@ def test_a_users_plugins_reach_every_worker_through_the_cli(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     html = (tmp_path / "study" / "index.html").read_text()
     assert 'id="fig-states2"' in html and "Trials per state" in html
-    # a bad knob of the backbone names its field
-    bad = {**spec, "fusion": {**spec["fusion"], "cf_params": {"gamma": 5.0}}}
-    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
-    proc = _cli(["trial", "bad.yaml"], tmp_path)
-    assert proc.returncode == 2 and "fusion.cf_params.gamma" in proc.stderr, proc.stderr
+    assert len(study.user_attrs["moo:baselines"]["MostPop"]["val"]) > 0
+    items = np.load(Path(done[0].user_attrs["moo:artifact_dir"]) / "lists.npz")["test_lists"]
+    assert 80 <= items.max() < 90  # the dataset's own knob (90 items, not its default 80)
+    # a bad knob of the dataset, the adapter or the backbone names its field
+    for section, field, value in [
+        ("data", "params", {"n_items": 5}),
+        ("adapter", "params", {"rank2": 99}),
+        ("fusion", "cf_params", {"gamma": 5.0}),
+    ]:
+        bad = {**spec, section: {**spec[section], field: value}}
+        (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+        proc = _cli(["trial", "bad.yaml"], tmp_path)
+        name = f"{section}.{field}.{next(iter(value))}"
+        assert proc.returncode == 2 and name in proc.stderr, proc.stderr
     # an unknown loss term is named with the closest registered one
     bad = {**spec, "loss": {"weights": {"ranking": 1.0, "bias3": 0.3}}}
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from moo_search.recommender.config._knobs import check_own_params
 from moo_search.recommender.registries import DATASETS
 from moo_search.spec._errors import Located, Strict
 
@@ -93,6 +94,11 @@ class DataConfig(Strict):
     )
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
     book_crossing: BookCrossingConfig = Field(default_factory=BookCrossingConfig)
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The dataset source's own knobs, checked against its params model (a "
+        "registered DatasetSource's; search them as data.params.<knob>).",
+    )
 
     @field_validator("dataset")
     @classmethod
@@ -108,7 +114,9 @@ class DataConfig(Strict):
 
     @model_validator(mode="after")
     def _path_required(self) -> DataConfig:
-        if DATASETS.get(self.dataset).needs_path and not self.path:
+        source = DATASETS.get(self.dataset)
+        check_own_params(source, self.params, "params", f"dataset {self.dataset!r}")
+        if source.needs_path and not self.path:
             raise Located(
                 ("path",), f"dataset {self.dataset!r} needs data.path (a file or directory)"
             )

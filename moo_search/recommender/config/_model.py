@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from moo_search.recommender.config._knobs import check_own_params
 from moo_search.recommender.registries import ADAPTERS, BACKBONES
 from moo_search.spec._errors import Located, Strict
 
@@ -177,22 +178,3 @@ class FusionConfig(Strict):
         alpha = self.alpha if self.serve_alpha is None else self.serve_alpha
         weight = self.tail_weight if self.serve_tail_weight is None else self.serve_tail_weight
         return alpha, weight
-
-
-def check_own_params(entry: Any, params: dict[str, Any], field: str, what: str) -> None:
-    """A registered entry's own knobs (``params``, a dict in the spec) against the pydantic
-    model the entry declares as its ``params`` attribute; none declared: no knobs allowed."""
-    from pydantic import ValidationError
-
-    model = getattr(entry, "params", None)
-    if model is None:
-        if params:
-            raise Located((field,), f"{what} has no knobs of its own, got {sorted(params)}")
-        return
-    try:
-        model.model_validate(params)
-    except ValidationError as e:
-        first = e.errors(include_url=False)[0]
-        raise Located(
-            (field, *first["loc"]), f"{first['msg']} ({what}, got {first.get('input')!r})"
-        ) from None

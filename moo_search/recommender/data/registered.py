@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from moo_search.errors import DataError
 from moo_search.recommender.registries import DATASETS
@@ -30,12 +30,15 @@ class DatasetSource:
         needs_path: ``data.path`` is required (local files).
         fetch: Download into the cache and return the directory (``moo-search data fetch``).
         is_cached: Whether ``fetch`` has nothing left to do.
+        params: The pydantic model of the source's own knobs (``data.params``; ``load`` reads
+            them as ``cfg.params``).
     """
 
     load: Callable[[DataConfig], Dataset]
     needs_path: bool = False
     fetch: Callable[[], Path] | None = None
     is_cached: Callable[[], bool] | None = None
+    params: Any = None
 
 
 def _synthetic(cfg: DataConfig) -> Dataset:
