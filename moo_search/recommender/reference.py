@@ -123,82 +123,29 @@ def reference_front(spec: RecommenderSpec, data: Any, ctx: Any = None) -> dict[s
     "evaluated": n, "seconds": s, "missing": [objective metrics no baseline reports]}`` for
     the study of ``spec``.
 
-    ``data`` is the trial's :class:`~moo_search.recommender.trial.PreparedData` (dataset, split, features).
+    ``data`` is the trial's :class:`~moo_search.recommender.prepare.PreparedData` (dataset,
+    split, features). Every baseline is scored once and re-ranked at every grid point;
+    validation decides the front (as the driver sees trials), and only its points are
+    evaluated on test.
     """
     from moo_search.recommender.baselines.ranking import BaselineContext, baseline_names
-    from moo_search.recommender.baselines.tasks import count_task_baselines, score_click_auc
-    from moo_search.recommender.evaluate import Scorer, evaluate_scorer
     from moo_search.recommender.memory import keep_scores
 
     t_start = time.perf_counter()
     grid = reference_grid(spec)
-    metrics = [o.metric for o in spec.objectives]
-    directions = [o.direction for o in spec.objectives]
     ctx = ctx if ctx is not None else BaselineContext.of(spec, data)  # fitted ones reused
-    counts = count_task_baselines(ctx)  # conversion and satisfaction from counts
-    wants_click = any(
-        m.startswith("click_") for m in [*metrics, *(c.metric for c in spec.constraints)]
-    )
-    click: dict[tuple[str, str], float] = {}
-    n_users = data.split.n_users
+    scorers: dict[str, tuple[Any, float]] = {}
     candidates: list[ReferencePoint] = []
-    missing: set[str] = set()
-    ks = spec.requested_ks()
-    scorers: dict[str, tuple[Scorer, float]] = {}
     for name in baseline_names(data.split):
         t0 = time.perf_counter()
-        scores = keep_scores(ctx.scorer(name), n_users, data.split.n_items)
+        scores = keep_scores(ctx.scorer(name), data.split.n_users, data.split.n_items)
         scorers[name] = (scores, time.perf_counter() - t0)
-        for knobs in grid:
-            candidates.append({"baseline": name, "knobs": knobs, "val": {}, "test": {}})
-
-    def fill(point: ReferencePoint, part: str) -> None:
-        scores, fit = scorers[point["baseline"]]
-        knobs = point["knobs"]
-        res = evaluate_scorer(
-            scores,
-            data.ds,
-            data.split,
-            eval_cfg=spec.eval,
-            rerank_cfg=RerankConfig(
-                mmr_lambda=knobs["rerank.mmr_lambda"],
-                pop_penalty=knobs["rerank.pop_penalty"],
-                candidates=spec.rerank.candidates,
-            ),
-            parts=(part,),
-            features=data.features,
-            ks=ks,
-        )
-        # each baseline predicts clicks with its own scores (a click AUC needs no calibration)
-        key = (point["baseline"], part)
-        if wants_click and key not in click:
-            click[key] = score_click_auc(scores, ctx, part)
-        own = {"click_auc": click[key]} if key in click else {}
-        tasks = {k: v for k, v in counts.get(part, {}).items() if not k.startswith("click_")}
-        full = {**res.get(part, {}), **tasks, **own, "cost/seconds": fit}
-        for m in {*metrics, *(c.metric for c in spec.constraints)}:
-            v = _metric(full, m)
-            if v is None:
-                missing.add(m)
-            else:
-                point["val" if part == "val" else "test"][m] = v
-
-    for point in candidates:  # validation decides the front (as the driver sees trials) ...
+        candidates += [{"baseline": name, "knobs": knobs, "val": {}, "test": {}} for knobs in grid]
+    fill = _PointMetrics(spec, data, ctx, scorers)
+    for point in candidates:
         fill(point, "val")
-    ok = [
-        p
-        for p in candidates
-        if all(m in p["val"] for m in metrics)
-        and all(
-            c.violation(p["val"][c.metric]) <= 0 for c in spec.constraints if c.metric in p["val"]
-        )
-    ]
-    front: list[ReferencePoint] = []
-    if ok:
-        F = np.array([[p["val"][m] for m in metrics] for p in ok])
-        mask = pareto.pareto_mask(F, directions)
-        front = [p for p, keep in zip(ok, mask) if keep]
-    for point in front:  # ... and only its points are evaluated on test
+    front = _feasible_front(spec, candidates)
+    for point in front:
         fill(point, "test")
     secs = time.perf_counter() - t_start
     logger.info(
@@ -214,5 +161,79 @@ def reference_front(spec: RecommenderSpec, data: Any, ctx: Any = None) -> dict[s
         "axes": {k: [min(v), max(v), len(v)] for k, v in axes.items()},
         "evaluated": len(candidates),
         "seconds": secs,
-        "missing": sorted(missing),
+        "missing": sorted(fill.missing),
     }
+
+
+class _PointMetrics:
+    """Fills a reference point's metrics on one split part: its baseline's kept scores
+    re-ranked at its knobs, the count baselines' task metrics, its own click AUC (from its
+    scores; a click AUC needs no calibration) and its fit seconds."""
+
+    def __init__(
+        self, spec: RecommenderSpec, data: Any, ctx: Any, scorers: dict[str, tuple[Any, float]]
+    ) -> None:
+        from moo_search.recommender.baselines.tasks import count_task_baselines
+
+        self.spec, self.data, self.ctx, self.scorers = spec, data, ctx, scorers
+        self.counts = count_task_baselines(ctx)  # conversion and satisfaction from counts
+        self.names = {*(o.metric for o in spec.objectives), *(c.metric for c in spec.constraints)}
+        self.wants_click = any(m.startswith("click_") for m in self.names)
+        self.click: dict[tuple[str, str], float] = {}
+        self.missing: set[str] = set()
+
+    def __call__(self, point: ReferencePoint, part: str) -> None:
+        from moo_search.recommender.baselines.tasks import score_click_auc
+        from moo_search.recommender.evaluate import evaluate_scorer
+
+        spec, data = self.spec, self.data
+        scores, fit = self.scorers[point["baseline"]]
+        knobs = point["knobs"]
+        res = evaluate_scorer(
+            scores,
+            data.ds,
+            data.split,
+            eval_cfg=spec.eval,
+            rerank_cfg=RerankConfig(
+                mmr_lambda=knobs["rerank.mmr_lambda"],
+                pop_penalty=knobs["rerank.pop_penalty"],
+                candidates=spec.rerank.candidates,
+            ),
+            parts=(part,),
+            features=data.features,
+            ks=spec.requested_ks(),
+        )
+        key = (point["baseline"], part)
+        if self.wants_click and key not in self.click:
+            self.click[key] = score_click_auc(scores, self.ctx, part)
+        own = {"click_auc": self.click[key]} if key in self.click else {}
+        counts = self.counts.get(part, {})
+        tasks = {k: v for k, v in counts.items() if not k.startswith("click_")}
+        full = {**res.get(part, {}), **tasks, **own, "cost/seconds": fit}
+        for m in self.names:
+            v = _metric(full, m)
+            if v is None:
+                self.missing.add(m)
+            else:
+                point["val" if part == "val" else "test"][m] = v
+
+
+def _feasible_front(
+    spec: RecommenderSpec, candidates: list[ReferencePoint]
+) -> list[ReferencePoint]:
+    """The candidates that report every objective and meet the constraints on validation,
+    and of those the non-dominated ones."""
+    metrics = [o.metric for o in spec.objectives]
+    ok = [
+        p
+        for p in candidates
+        if all(m in p["val"] for m in metrics)
+        and all(
+            c.violation(p["val"][c.metric]) <= 0 for c in spec.constraints if c.metric in p["val"]
+        )
+    ]
+    if not ok:
+        return []
+    F = np.array([[p["val"][m] for m in metrics] for p in ok])
+    mask = pareto.pareto_mask(F, [o.direction for o in spec.objectives])
+    return [p for p, keep in zip(ok, mask) if keep]

@@ -91,7 +91,6 @@ def train(
     on_checkpoint: Callable[[int], None] | None = None,
 ) -> TrainHistory:
     """Fine-tune ``model`` in place; on early stopping the best weights are restored.
-
     ``on_checkpoint(step)`` is called after each step in ``checkpoints`` (rungs of
     multi-objective early stopping; it may raise to stop the trial).
 
@@ -102,18 +101,14 @@ def train(
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
     w = L.normalised_weights(**loss_cfg.weights.model_dump())
-    autocast, needs_scaler = autocast_for(device, train_cfg.amp)
-    scaler = torch.amp.GradScaler("cuda") if needs_scaler else None
-    opt, sched = make_optimizer(model, train_cfg)
+    autocast, scaler, opt, sched = _optimisation(model, train_cfg, device)
     hist = TrainHistory()
     pairs = _pairs_on(data, device)
     if not model.fixed_cf:
         _warm_up_ids(model, pairs.users, pairs.items, train_cfg, id_warmup_epochs, gen)
     stopper = EarlyStopping(train_cfg.early_stop_metric, train_cfg.patience)
-    first_loss: float | None = None
-    item_cache: torch.Tensor | None = None
+    first_loss, item_cache, bar = None, None, _progress(train_cfg)
     model.train()
-    bar = _progress(train_cfg)
     for step in range(train_cfg.max_steps):
         if model.alpha > 0 and (item_cache is None or step % train_cfg.refresh_every == 0):
             item_cache = model.encode_table(data.item_tokens, device, autocast=autocast)
@@ -122,42 +117,71 @@ def train(
         with autocast() if autocast else contextlib.nullcontext():
             batch = _batch(model, data, pairs, idx, item_cache, hist, loss_cfg, train_cfg, gen)
             terms = loss_terms(batch, w)
-            loss = sum(w[k] * v for k, v in terms.items())
-        assert isinstance(loss, torch.Tensor)
+            loss: torch.Tensor = sum(w[k] * v for k, v in terms.items())  # type: ignore[assignment]
         value = float(loss.detach())
         first_loss = _check_loss(value, step, first_loss, train_cfg.lr)
         _optimizer_step(loss, opt, sched, scaler, train_cfg.grad_clip)
-        hist.steps.append(step)
-        hist.loss.append(value)
-        hist.terms.append({k: float(v.detach()) for k, v in terms.items()})
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{value:.4f}")
+        _record(hist, bar, step, value, terms)
         if on_checkpoint is not None and step + 1 in checkpoints:
             on_checkpoint(step + 1)
             model.train()
-        last = step == train_cfg.max_steps - 1
-        if evaluate is not None and ((step + 1) % train_cfg.eval_every == 0 and not last):
-            metrics = evaluate()
-            model.train()
-            hist.evals.append({"step": step, **metrics})
-            logger.info(
-                "step %d: %s = %.4f", step, stopper.metric, metrics.get(stopper.metric, math.nan)
-            )
-            if stopper.update(model, step, metrics):
-                hist.stopped_early = True
-                break
+        due = (step + 1) % train_cfg.eval_every == 0 and step < train_cfg.max_steps - 1
+        if evaluate is not None and due and _validate(model, evaluate, stopper, hist, step):
+            hist.stopped_early = True
+            break
     if bar is not None:
         bar.close()
+    _keep_best(model, evaluate, stopper, hist)
+    model.eval()
+    hist.seconds = time.perf_counter() - t0
+    return hist
+
+
+def _optimisation(model: Recommender, train_cfg: TrainConfig, device: torch.device) -> Any:
+    """(autocast, grad scaler or None, optimizer, schedule) for ``train.amp`` on ``device``."""
+    autocast, needs_scaler = autocast_for(device, train_cfg.amp)
+    scaler = torch.amp.GradScaler("cuda") if needs_scaler else None
+    opt, sched = make_optimizer(model, train_cfg)
+    return autocast, scaler, opt, sched
+
+
+def _record(hist: TrainHistory, bar: Any, step: int, value: float, terms: dict[str, Any]) -> None:
+    hist.steps.append(step)
+    hist.loss.append(value)
+    hist.terms.append({k: float(v.detach()) for k, v in terms.items()})
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{value:.4f}")
+
+
+def _validate(
+    model: Recommender,
+    evaluate: Callable[[], dict[str, float]],
+    stopper: EarlyStopping,
+    hist: TrainHistory,
+    step: int,
+) -> bool:
+    """Validate at ``step``; whether early stopping says stop."""
+    metrics = evaluate()
+    model.train()
+    hist.evals.append({"step": step, **metrics})
+    logger.info("step %d: %s = %.4f", step, stopper.metric, metrics.get(stopper.metric, math.nan))
+    return bool(stopper.update(model, step, metrics))
+
+
+def _keep_best(
+    model: Recommender,
+    evaluate: Callable[[], dict[str, float]] | None,
+    stopper: EarlyStopping,
+    hist: TrainHistory,
+) -> None:
+    """The last step's weights, or the best validated ones when they were better."""
     hist.best_step = hist.steps[-1] if hist.steps else 0
     if stopper.state is not None and evaluate is not None:
         final = evaluate()
         hist.evals.append({"step": hist.steps[-1], **final})
         if stopper.restore_if_better(model, final):
             hist.best_step = stopper.best_step
-    model.eval()
-    hist.seconds = time.perf_counter() - t0
-    return hist
 
 
 def _pairs_on(data: TrainData, device: torch.device) -> PairData:
