@@ -152,6 +152,52 @@ def load_book_crossing(
     """The dataset (see the module docstring) and the counts of each loading step."""
     ratings, books, users = read_csvs(root)
     stats = BookCrossingStats()
+    r, books = _ratings_of_works(ratings, books, stats, collapse_editions)
+    r = k_core(r, k_core_min, item="work")
+    stats.add(f"{k_core_min}-core", r, "work")
+    if r.empty:
+        raise DataError(
+            f"book-crossing: no user and item keep {k_core_min} interactions; lower "
+            "data.book_crossing.k_core"
+        )
+    # the work's text: its most rated edition among the kept ratings
+    face = r.groupby("work")["isbn"].agg(lambda s: s.value_counts().index[0])
+    works = sorted(face.index)
+    user_ids = sorted(r["user"].unique(), key=lambda x: (len(x), x))
+    item_index = {w: i for i, w in enumerate(works)}
+    user_index = {u: i for i, u in enumerate(user_ids)}
+    items = _work_texts(books.loc[face.loc[works].to_numpy()])
+    stats.text_coverage = {
+        c: float((items[c].astype(str).str.len() > 0).mean())
+        for c in ("title", "author", "year", "publisher")
+    }
+    inter = pd.DataFrame(
+        {
+            "user": r["user"].map(user_index).to_numpy(np.int64),
+            "item": r["work"].map(item_index).to_numpy(np.int64),
+            "rating": r["rating"].to_numpy(np.float32),
+            "timestamp": np.zeros(len(r), dtype=np.int64),  # none in the data
+        }
+    )
+    ds = Dataset(
+        name="book-crossing",
+        interactions=inter.reset_index(drop=True),
+        items=items,
+        users=_user_attributes(users, user_ids),
+        user_ids=np.array(user_ids, dtype=object),
+        item_ids=np.array([str(face[w]) for w in works], dtype=object),
+        genres=[],
+        notes=stats.lines(),
+    )
+    return ds, stats
+
+
+def _ratings_of_works(
+    ratings: pd.DataFrame, books: pd.DataFrame, stats: BookCrossingStats, collapse: bool
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ratings with book metadata, each (user, work) once at its highest rating (a work
+    is its editions collapsed by normalised title and author, or an ISBN), and the books by
+    ISBN."""
     r = pd.DataFrame(
         {
             "user": ratings["User-ID"].str.strip(),
@@ -166,7 +212,7 @@ def load_book_crossing(
     books = books.set_index("isbn")
     key = (
         work_keys(books["Book-Title"], books["Book-Author"])
-        if collapse_editions
+        if collapse
         else pd.Series(books.index, index=books.index)
     )
     per_work = key.value_counts()
@@ -179,59 +225,31 @@ def load_book_crossing(
         .sort_index()
     )
     stats.add("editions collapsed to works", r, "work")
-    r = k_core(r, k_core_min, item="work")
-    stats.add(f"{k_core_min}-core", r, "work")
-    if r.empty:
-        raise DataError(
-            f"book-crossing: no user and item keep {k_core_min} interactions; lower "
-            "data.book_crossing.k_core"
-        )
-    # the work's text: its most rated edition among the kept ratings
-    face = r.groupby("work")["isbn"].agg(lambda s: s.value_counts().index[0])
-    works = sorted(face.index)
-    user_ids = sorted(r["user"].unique(), key=lambda x: (len(x), x))
-    item_index = {w: i for i, w in enumerate(works)}
-    user_index = {u: i for i, u in enumerate(user_ids)}
-    meta = books.loc[face.loc[works].to_numpy()]
+    return r, books
+
+
+def _work_texts(meta: pd.DataFrame) -> pd.DataFrame:
+    """Title, year (plausible ones), author and publisher of each work's face edition."""
     year = pd.to_numeric(meta["Year-Of-Publication"], errors="coerce")
-    items = pd.DataFrame(
+    return pd.DataFrame(
         {
             "title": meta["Book-Title"].fillna("").str.strip().to_numpy(),
             "year": [str(int(y)) if 1000 <= y <= 2025 else "" for y in year.fillna(0)],
-            "genres": [[] for _ in works],
+            "genres": [[] for _ in range(len(meta))],
             "author": meta["Book-Author"].fillna("").str.strip().to_numpy(),
             "publisher": meta["Publisher"].fillna("").str.strip().to_numpy(),
         }
     )
-    stats.text_coverage = {
-        c: float((items[c].astype(str).str.len() > 0).mean())
-        for c in ("title", "author", "year", "publisher")
-    }
+
+
+def _user_attributes(users: pd.DataFrame, user_ids: list[str]) -> pd.DataFrame:
+    """Age (plausible ones) and location of each kept user, in id order."""
     u = users.assign(uid=users["User-ID"].str.strip()).drop_duplicates("uid").set_index("uid")
     u = u.reindex(user_ids)
     age = pd.to_numeric(u["Age"], errors="coerce")
-    user_attrs = pd.DataFrame(
+    return pd.DataFrame(
         {
             "age": [str(int(a)) if 5 <= a <= 100 else "" for a in age.fillna(0)],
             "location": u["Location"].fillna("").astype(str).to_numpy(),
         }
     )
-    inter = pd.DataFrame(
-        {
-            "user": r["user"].map(user_index).to_numpy(np.int64),
-            "item": r["work"].map(item_index).to_numpy(np.int64),
-            "rating": r["rating"].to_numpy(np.float32),
-            "timestamp": np.zeros(len(r), dtype=np.int64),  # none in the data
-        }
-    )
-    ds = Dataset(
-        name="book-crossing",
-        interactions=inter.reset_index(drop=True),
-        items=items,
-        users=user_attrs,
-        user_ids=np.array(user_ids, dtype=object),
-        item_ids=np.array([str(face[w]) for w in works], dtype=object),
-        genres=[],
-        notes=stats.lines(),
-    )
-    return ds, stats

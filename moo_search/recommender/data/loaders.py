@@ -70,6 +70,40 @@ def from_frames(
     ``items`` has ``item`` and optional ``title``, ``year``, ``genres`` (list or
     ``|``-separated string); ``users`` has ``user`` and attribute columns.
     """
+    inter = _clean_interactions(inter, source)
+    _check_ids(items, "item", f"{source} (items)")
+    _check_ids(users, "user", f"{source} (users)")
+    user_ids = np.array(sorted(inter["user"].unique(), key=_sort_key))
+    item_ids = np.array(sorted(inter["item"].unique(), key=_sort_key))
+    uidx = {u: i for i, u in enumerate(user_ids)}
+    iidx = {it: i for i, it in enumerate(item_ids)}
+    out = pd.DataFrame(
+        {
+            "user": inter["user"].map(uidx).to_numpy(np.int64),
+            "item": inter["item"].map(iidx).to_numpy(np.int64),
+            "rating": inter["rating"].to_numpy(np.float32),
+            "timestamp": inter["timestamp"].to_numpy(np.int64),
+        }
+    )
+    item_tab = _item_table(item_ids, items)
+    user_tab = pd.DataFrame({"user": user_ids})
+    if users is not None:
+        user_tab = user_tab.merge(users, on="user", how="left")
+    user_tab = user_tab.drop(columns=["user"])
+    return Dataset(
+        name=name,
+        interactions=out,
+        items=item_tab[["title", "year", "genres"]].reset_index(drop=True),
+        users=user_tab.reset_index(drop=True),
+        user_ids=user_ids,
+        item_ids=item_ids,
+        genres=sorted({g for gs in item_tab["genres"] for g in gs}),
+    )
+
+
+def _clean_interactions(inter: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Numeric ratings (or clicks) and timestamps (row order when absent), one row per
+    (user, item): the latest of repeated ones."""
     _check_columns(inter, ["user", "item"], source)
     inter = inter.copy()
     if "rating" not in inter.columns:
@@ -105,32 +139,20 @@ def from_frames(
             .drop_duplicates(["user", "item"], keep="last")
             .sort_index()
         )
+    return inter
 
-    if items is not None:
-        _check_columns(items, ["item"], f"{source} (items)")
-        if items["item"].duplicated().any():
-            d = items["item"][items["item"].duplicated()].iloc[0]
-            raise DataError(f"{source} (items): duplicate item id {d!r}")
-    if users is not None:
-        _check_columns(users, ["user"], f"{source} (users)")
-        if users["user"].duplicated().any():
-            d = users["user"][users["user"].duplicated()].iloc[0]
-            raise DataError(f"{source} (users): duplicate user id {d!r}")
 
-    user_ids = np.array(sorted(inter["user"].unique(), key=_sort_key))
-    item_pool = inter["item"].unique()
-    item_ids = np.array(sorted(item_pool, key=_sort_key))
-    uidx = {u: i for i, u in enumerate(user_ids)}
-    iidx = {it: i for i, it in enumerate(item_ids)}
-    out = pd.DataFrame(
-        {
-            "user": inter["user"].map(uidx).to_numpy(np.int64),
-            "item": inter["item"].map(iidx).to_numpy(np.int64),
-            "rating": inter["rating"].to_numpy(np.float32),
-            "timestamp": inter["timestamp"].to_numpy(np.int64),
-        }
-    )
+def _check_ids(table: pd.DataFrame | None, column: str, source: str) -> None:
+    if table is None:
+        return
+    _check_columns(table, [column], source)
+    if table[column].duplicated().any():
+        d = table[column][table[column].duplicated()].iloc[0]
+        raise DataError(f"{source}: duplicate {column} id {d!r}")
 
+
+def _item_table(item_ids: np.ndarray, items: pd.DataFrame | None) -> pd.DataFrame:
+    """Title (``item <id>`` when missing), year and genres of every item, in id order."""
     item_tab = pd.DataFrame({"item": item_ids})
     if items is not None:
         item_tab = item_tab.merge(items, on="item", how="left")
@@ -143,21 +165,7 @@ def from_frames(
     item_tab["year"] = [_year(y) for y in year]
     genres_col = item_tab["genres"] if "genres" in item_tab else pd.Series([[]] * len(item_tab))
     item_tab["genres"] = [_genres(g) for g in genres_col]
-    genres = sorted({g for gs in item_tab["genres"] for g in gs})
-
-    user_tab = pd.DataFrame({"user": user_ids})
-    if users is not None:
-        user_tab = user_tab.merge(users, on="user", how="left")
-    user_tab = user_tab.drop(columns=["user"])
-    return Dataset(
-        name=name,
-        interactions=out,
-        items=item_tab[["title", "year", "genres"]].reset_index(drop=True),
-        users=user_tab.reset_index(drop=True),
-        user_ids=user_ids,
-        item_ids=item_ids,
-        genres=genres,
-    )
+    return item_tab
 
 
 def _sort_key(v: object) -> tuple[int, object]:
