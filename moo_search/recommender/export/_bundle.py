@@ -6,6 +6,7 @@ import json
 import logging
 import shutil
 import tempfile
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -105,19 +106,7 @@ def export_trial(
     study = load_study(target, study_name)
     sel = select_trial(study, trial=trial, select=select, where=where)
     t = sel.trial
-    raw = t.user_attrs.get(ATTR.CONFIG)
-    art = Path(t.user_attrs.get(ATTR.ARTIFACTS) or "")
-    if raw is None or not art.is_dir():
-        raise ExportError(
-            f"trial {t.number} has no trial config or artifacts ({art or 'none recorded'}); only trials of "
-            "the default objective (run_trial) with their artifacts can be exported"
-        )
-    needed = ["heads.safetensors", "metrics.json"]
-    if (raw.get("adapter") or {}).get("type", "lora") != "none":
-        needed.append("adapter")
-    for name in needed:
-        if not (art / name).exists():
-            raise ExportError(f"{art / name}: missing; the trial's artifacts are incomplete")
+    raw, art = _trial_artifacts(t)
     check_not_inside(final, [art, *[Path(p) for p in study_paths(target)]])
     try:
         artifact_check = check_artifacts(t, art)
@@ -126,51 +115,86 @@ def export_trial(
     spec = _with_choices_of_the_trial(_standalone_config(raw, study.study_name, t.number), art)
     data = prepare_data(spec)
     encoder, _, base_id = load_encoder(spec.model)
-    backbone = _backbone_for_export(t, spec, data)
-
+    bundle = _Bundle(spec, art, data, t, study, sel, encoder, base_id, artifact_check)
     # everything is written to a new directory beside --out and renamed into place at the end:
     # a failure leaves --out as it was
     final.parent.mkdir(parents=True, exist_ok=True)
-    out = Path(tempfile.mkdtemp(prefix=f".{final.name}.export-", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.export-", dir=final.parent))
     try:
-        _write_bundle(
-            out, spec, art, base_id, backbone, data, t, study, sel, encoder, artifact_check
-        )
+        bundle.write(tmp)
     except BaseException:
-        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
-    swap_into_place(out, final)
+    swap_into_place(tmp, final)
     logger.info("exported trial %d of %s to %s", t.number, study.study_name, final)
     return final
 
 
-def _write_bundle(
-    out: Path,
-    spec: RecommenderSpec,
-    art: Path,
-    base_id: str,
-    backbone: Any,
-    data: Any,
-    t: Any,
-    study: Any,
-    sel: Selection,
-    encoder: Any,
-    artifact_check: dict[str, Any],
-) -> None:
-    spec.save(out / "config.yaml")
-    if spec.adapter.type != "none":
-        shutil.copytree(art / "adapter", out / "adapter")
-        acfg_path = out / "adapter" / "adapter_config.json"
-        acfg = json.loads(acfg_path.read_text())
-        acfg["base_model_name_or_path"] = base_id  # not this machine's site-packages path
-        acfg_path.write_text(json.dumps(acfg, indent=2, sort_keys=True))
-    _write_heads(art / "heads.safetensors", out / "heads.safetensors", spec, data)
-    if backbone is not None:
+def _trial_artifacts(t: Any) -> tuple[dict[str, Any], Path]:
+    """The trial's resolved config and its artifact directory, with the files a bundle needs."""
+    raw = t.user_attrs.get(ATTR.CONFIG)
+    art = Path(t.user_attrs.get(ATTR.ARTIFACTS) or "")
+    if raw is None or not art.is_dir():
+        raise ExportError(
+            f"trial {t.number} has no trial config or artifacts ({art or 'none recorded'}); "
+            "only trials of the default objective (run_trial) with their artifacts can be "
+            "exported"
+        )
+    needed = ["heads.safetensors", "metrics.json"]
+    if (raw.get("adapter") or {}).get("type", "lora") != "none":
+        needed.append("adapter")
+    for name in needed:
+        if not (art / name).exists():
+            raise ExportError(f"{art / name}: missing; the trial's artifacts are incomplete")
+    return raw, art
+
+
+@dataclass
+class _Bundle:
+    """What one bundle is written from: the trial's resolved spec, artifacts and data, the
+    study and the selection, the base encoder and the artifact check."""
+
+    spec: RecommenderSpec
+    art: Path
+    data: Any
+    trial: Any
+    study: Any
+    sel: Selection
+    encoder: Any
+    base_id: str
+    artifact_check: dict[str, Any]
+
+    def write(self, out: Path) -> None:
+        spec, art, data = self.spec, self.art, self.data
+        spec.save(out / "config.yaml")
+        if spec.adapter.type != "none":
+            shutil.copytree(art / "adapter", out / "adapter")
+            acfg_path = out / "adapter" / "adapter_config.json"
+            acfg = json.loads(acfg_path.read_text())
+            acfg["base_model_name_or_path"] = self.base_id  # not this machine's site-packages
+            acfg_path.write_text(json.dumps(acfg, indent=2, sort_keys=True))
+        _write_heads(art / "heads.safetensors", out / "heads.safetensors", spec, data)
+        self._write_backbone(out)
+        _write_catalog(out, data, _kept_items(data))
+        recorded = self._write_metrics(out)
+        manifest = self._manifest()
+        objectives = self.study.user_attrs.get(STUDY_ATTR.OBJECTIVES) or []
+        write_model_card(out, spec, manifest, recorded, self.sel, objectives)
+        write_mlflow_model(out, example_user=str(data.ds.user_ids[0]))
+        seal(out, manifest)
+        _write_embeddings(out, manifest)
+
+    def _write_backbone(self, out: Path) -> None:
+        """The closed-form W at the trial's recorded parameters (restricted to the trained
+        items under the item-cold protocol); none for a learned backbone."""
+        backbone = _backbone_for_export(self.trial, self.spec, self.data)
+        if backbone is None:
+            return
         from safetensors.numpy import save_file as save_np
 
         from moo_search.recommender.model.backbones import SparseWeights
 
-        keep = _kept_items(data)
+        keep = _kept_items(self.data)
         if isinstance(backbone, SparseWeights):  # its CSR factors, f0_data, f0_indices, ...
             if keep is not None:
                 backbone = backbone.restrict(keep)
@@ -179,53 +203,56 @@ def _write_bundle(
             if keep is not None:
                 backbone = np.ascontiguousarray(backbone[np.ix_(keep, keep)])
             save_np({"weights": backbone}, str(out / "backbone.safetensors"))
-    _write_catalog(out, data, _kept_items(data))
-    recorded = json.loads((art / "metrics.json").read_text())
-    if t.user_attrs.get(ATTR.METRICS):
-        # the trial's own record: a re-ranking variant shares its fine-tune's artifacts, not
-        # its metrics
-        recorded = {
-            **recorded,
-            "metrics": t.user_attrs[ATTR.METRICS],
-            "cost": t.user_attrs.get(ATTR.COST, recorded.get("cost", {})),
+
+    def _write_metrics(self, out: Path) -> dict[str, Any]:
+        """metrics.json: the trial's own metrics (a re-ranking variant shares its fine-tune's
+        artifacts, not its metrics), the objectives, the front and the selection."""
+        t, sel = self.trial, self.sel
+        recorded = json.loads((self.art / "metrics.json").read_text())
+        if t.user_attrs.get(ATTR.METRICS):
+            recorded = {
+                **recorded,
+                "metrics": t.user_attrs[ATTR.METRICS],
+                "cost": t.user_attrs.get(ATTR.COST, recorded.get("cost", {})),
+            }
+        write_json(
+            out / "metrics.json",
+            {
+                "metrics": recorded["metrics"],
+                "cost": recorded.get("cost", {}),
+                "objectives": self.study.user_attrs.get(STUDY_ATTR.OBJECTIVES) or [],
+                "front": sel.front,
+                "selection": {"rule": sel.rule, "where": sel.where, "trial": t.number},
+            },
+        )
+        return recorded
+
+    def _manifest(self) -> dict[str, Any]:
+        spec, data, t = self.spec, self.data, self.trial
+        keep = _kept_items(data)
+        return {
+            "format_version": FORMAT_VERSION,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "versions": _versions(),
+            "base_model": {
+                "id": self.base_id,
+                "weights_sha256": base_model_fingerprint(self.encoder),
+            },
+            "data": {
+                "dataset": data.ds.name,
+                "fingerprint": data.ds.fingerprint(),
+                "split": spec.data.split.model_dump(mode="json"),
+                "sizes": data.split.fingerprint_parts(),
+                "relevance_threshold": spec.data.relevance_threshold,
+                "item_text": list(spec.data.item_text),  # what the items' texts were made of
+                # item-cold protocol: held out of training, so not in the bundle (add_items)
+                "held_out_items": 0 if keep is None else int(data.ds.n_items - len(keep)),
+            },
+            "seed": spec.seed,
+            "study": {"name": self.study.study_name, "trial": t.number},
+            "trial_artifacts": self.artifact_check,
+            "backbone": t.user_attrs.get(ATTR.BACKBONE) or {"name": spec.fusion.cf},
         }
-    objectives = study.user_attrs.get(STUDY_ATTR.OBJECTIVES) or []
-    write_json(
-        out / "metrics.json",
-        {
-            "metrics": recorded["metrics"],
-            "cost": recorded.get("cost", {}),
-            "objectives": objectives,
-            "front": sel.front,
-            "selection": {"rule": sel.rule, "where": sel.where, "trial": t.number},
-        },
-    )
-    split = data.split
-    keep = _kept_items(data)
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "versions": _versions(),
-        "base_model": {"id": base_id, "weights_sha256": base_model_fingerprint(encoder)},
-        "data": {
-            "dataset": data.ds.name,
-            "fingerprint": data.ds.fingerprint(),
-            "split": spec.data.split.model_dump(mode="json"),
-            "sizes": split.fingerprint_parts(),
-            "relevance_threshold": spec.data.relevance_threshold,
-            "item_text": list(spec.data.item_text),  # what the items' texts were made of
-            # item-cold protocol: held out of training, so not in the bundle (add_items)
-            "held_out_items": 0 if keep is None else int(data.ds.n_items - len(keep)),
-        },
-        "seed": spec.seed,
-        "study": {"name": study.study_name, "trial": t.number},
-        "trial_artifacts": artifact_check,
-        "backbone": t.user_attrs.get(ATTR.BACKBONE) or {"name": spec.fusion.cf},
-    }
-    write_model_card(out, spec, manifest, recorded, sel, objectives)
-    write_mlflow_model(out, example_user=str(data.ds.user_ids[0]))
-    seal(out, manifest)
-    _write_embeddings(out, manifest)
 
 
 def _write_embeddings(out: Path, manifest: dict[str, Any]) -> None:
