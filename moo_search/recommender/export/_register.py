@@ -47,31 +47,7 @@ def register_bundle(bundle: Path, name: str, tracking_uri: str | None = None) ->
         mlflow.set_experiment(f"moo-search/{study.get('name', 'exports')}")
         run_name = f"{study.get('name')}-trial-{study.get('trial')}"
         with mlflow.start_run(run_name=run_name) as run:
-            params = {
-                mlflow_key(k): str(v)[:500]
-                for k, v in _flat(config).items()
-                if k not in ("name", "description")
-            }
-            mlflow.log_params(params)
-            metrics = {
-                mlflow_key(f"{part}/{k}"): float(v)
-                for part, values in (recorded.get("metrics") or {}).items()
-                if isinstance(values, dict)
-                for k, v in values.items()
-                if isinstance(v, int | float) and v == v
-            }
-            mlflow.log_metrics(metrics)
-            mlflow.set_tags(
-                {
-                    "moo_search.study": study.get("name"),
-                    "moo_search.trial": study.get("trial"),
-                    "moo_search.selection": (recorded.get("selection") or {}).get("rule"),
-                    "moo_search.base_model": manifest["base_model"]["id"],
-                    "moo_search.base_model_sha256": manifest["base_model"]["weights_sha256"],
-                    "moo_search.data_fingerprint": manifest["data"]["fingerprint"],
-                    "moo_search.files_sha256": json.dumps(manifest["files"], sort_keys=True)[:5000],
-                }
-            )
+            _log_run(mlflow, manifest, config, recorded)
             mlflow.log_artifacts(str(bundle), artifact_path="model")
         version = mlflow.register_model(f"runs:/{run.info.run_id}/model", name)
     except ExportError:
@@ -89,3 +65,36 @@ def register_bundle(bundle: Path, name: str, tracking_uri: str | None = None) ->
         run.info.run_id,
     )
     return version
+
+
+def _log_run(
+    mlflow: Any, manifest: dict[str, Any], config: dict[str, Any], recorded: dict[str, Any]
+) -> None:
+    """The run's params (the trial's config), metrics (validation and test) and tags (the
+    study, trial, selection rule, base model, data fingerprint and file hashes)."""
+    study = manifest.get("study", {})
+    params = {
+        mlflow_key(k): str(v)[:500]
+        for k, v in _flat(config).items()
+        if k not in ("name", "description")
+    }
+    mlflow.log_params(params)
+    metrics = {
+        mlflow_key(f"{part}/{k}"): float(v)
+        for part, values in (recorded.get("metrics") or {}).items()
+        if isinstance(values, dict)
+        for k, v in values.items()
+        if isinstance(v, int | float) and v == v
+    }
+    mlflow.log_metrics(metrics)
+    mlflow.set_tags(
+        {
+            "moo_search.study": study.get("name"),
+            "moo_search.trial": study.get("trial"),
+            "moo_search.selection": (recorded.get("selection") or {}).get("rule"),
+            "moo_search.base_model": manifest["base_model"]["id"],
+            "moo_search.base_model_sha256": manifest["base_model"]["weights_sha256"],
+            "moo_search.data_fingerprint": manifest["data"]["fingerprint"],
+            "moo_search.files_sha256": json.dumps(manifest["files"], sort_keys=True)[:5000],
+        }
+    )

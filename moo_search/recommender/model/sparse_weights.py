@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -155,41 +156,13 @@ def sansa_weights(
     ``factorizer``: ``icf`` (incomplete Cholesky: memory and time grow with the density; the
     default) or ``cholmod`` (exact Cholesky, then sparsified: more accurate, but on
     Book-Crossing's 13k items it took 508 s against ICF's 20 s)."""
-    try:
-        from sansa import (
-            SANSA,
-            CHOLMODGramianFactorizerConfig,
-            ICFGramianFactorizerConfig,
-            SANSAConfig,
-            UMRUnitLowerTriangleInverterConfig,
-        )
-    except ImportError as e:  # the optional extra
-        from moo_search.errors import SpecError
+    cfg = _sansa_config(l2, density, factorizer)  # (first: it names the missing extra)
+    from sansa import SANSA
 
-        raise SpecError(
-            f"is 'sansa', which needs the sansa package ({e}); install the extra with "
-            "pip install 'moo-search[scale]' (scikit-sparse compiles against SuiteSparse: "
-            "apt-get install libsuitesparse-dev)",
-            field="fusion.cf",
-        ) from None
     sansa_log = logging.getLogger("sansa")
     level = sansa_log.level
     sansa_log.setLevel(logging.ERROR)  # INFO per step, and a WARNING about dense Gramians
     try:
-        cfg = SANSAConfig(
-            l2=float(l2),
-            weight_matrix_density=float(density),
-            gramian_factorizer_config=(
-                CHOLMODGramianFactorizerConfig()
-                if factorizer == "cholmod"
-                else ICFGramianFactorizerConfig(
-                    factorization_shift_step=1e-3, factorization_shift_multiplier=2.0
-                )
-            ),
-            lower_triangle_inverter_config=UMRUnitLowerTriangleInverterConfig(
-                scans=1, finetune_steps=5
-            ),
-        )
         # items without a train interaction are left out of the fit (an empty Gramian row
         # breaks sansa's column norms) and get zero weights: they score nothing, as in EASE
         x = sp.csr_matrix(x, dtype=np.float32)
@@ -208,6 +181,40 @@ def sansa_weights(
             sp.csr_matrix(put @ sp.csr_matrix(w1, dtype=np.float32)),
             sp.csr_matrix(sp.csr_matrix(w2, dtype=np.float32) @ put.T),
         )
+    )
+
+
+def _sansa_config(l2: float, density: float, factorizer: str) -> Any:
+    """sansa's config; a SpecError naming the extra when the package is not installed."""
+    try:
+        from sansa import (
+            CHOLMODGramianFactorizerConfig,
+            ICFGramianFactorizerConfig,
+            SANSAConfig,
+            UMRUnitLowerTriangleInverterConfig,
+        )
+    except ImportError as e:  # the optional extra
+        from moo_search.errors import SpecError
+
+        raise SpecError(
+            f"is 'sansa', which needs the sansa package ({e}); install the extra with "
+            "pip install 'moo-search[scale]' (scikit-sparse compiles against SuiteSparse: "
+            "apt-get install libsuitesparse-dev)",
+            field="fusion.cf",
+        ) from None
+    return SANSAConfig(
+        l2=float(l2),
+        weight_matrix_density=float(density),
+        gramian_factorizer_config=(
+            CHOLMODGramianFactorizerConfig()
+            if factorizer == "cholmod"
+            else ICFGramianFactorizerConfig(
+                factorization_shift_step=1e-3, factorization_shift_multiplier=2.0
+            )
+        ),
+        lower_triangle_inverter_config=UMRUnitLowerTriangleInverterConfig(
+            scans=1, finetune_steps=5
+        ),
     )
 
 
