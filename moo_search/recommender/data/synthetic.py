@@ -56,31 +56,14 @@ def make_synthetic(
         _GENRE_WORDS[g % len(_GENRE_WORDS)] + ("" if g < len(_GENRE_WORDS) else f" {g}")
         for g in range(n_genres)
     ]
-    item_genres = np.zeros((n_items, n_genres), dtype=np.float32)
-    primary = rng.integers(0, n_genres, n_items)
-    item_genres[np.arange(n_items), primary] = 1
-    second = rng.random(n_items) < 0.3
-    item_genres[np.flatnonzero(second), rng.integers(0, n_genres, int(second.sum()))] = 1
+    item_genres, primary = _item_genres(rng, n_items, n_genres)
     pop = 1.0 / np.arange(1, n_items + 1) ** popularity_exponent
     pop = pop[rng.permutation(n_items)]
-
     likes = np.zeros((n_users, n_genres), dtype=np.float32)
     for u in range(n_users):
         likes[u, rng.choice(n_genres, size=min(2, n_genres), replace=False)] = 1
     overlap = (likes @ item_genres.T) > 0  # (U, I)
-
-    rows = []
-    per_user = min(interactions_per_user, n_items)
-    for u in range(n_users):
-        w = pop * np.exp(genre_affinity * overlap[u])
-        items = rng.choice(n_items, size=per_user, replace=False, p=w / w.sum())
-        liked = overlap[u, items]
-        ratings = np.where(liked, rng.integers(4, 6, per_user), rng.integers(1, 4, per_user))
-        ts = 1_000_000 + np.sort(rng.integers(0, 10_000_000, per_user))
-        rows.append(
-            pd.DataFrame({"user": u + 1, "item": items + 1, "rating": ratings, "timestamp": ts})
-        )
-    inter = pd.concat(rows, ignore_index=True)
+    inter = _interactions(rng, pop, overlap, genre_affinity, min(interactions_per_user, n_items))
     items_tab = pd.DataFrame(
         {
             "item": np.arange(1, n_items + 1),
@@ -97,3 +80,38 @@ def make_synthetic(
         }
     )
     return from_frames("synthetic", inter, items_tab, users_tab, source="synthetic")
+
+
+def _item_genres(
+    rng: np.random.Generator, n_items: int, n_genres: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each item's genres (one primary, a second for 30% of them) and its primary genre."""
+    item_genres = np.zeros((n_items, n_genres), dtype=np.float32)
+    primary = rng.integers(0, n_genres, n_items)
+    item_genres[np.arange(n_items), primary] = 1
+    second = rng.random(n_items) < 0.3
+    item_genres[np.flatnonzero(second), rng.integers(0, n_genres, int(second.sum()))] = 1
+    return item_genres, primary
+
+
+def _interactions(
+    rng: np.random.Generator,
+    pop: np.ndarray,
+    overlap: np.ndarray,
+    genre_affinity: float,
+    per_user: int,
+) -> pd.DataFrame:
+    """Each user's items (popularity times genre affinity), ratings 4-5 for liked genres and
+    1-3 otherwise, increasing timestamps; ids from 1."""
+    rows = []
+    n_items = len(pop)
+    for u in range(overlap.shape[0]):
+        w = pop * np.exp(genre_affinity * overlap[u])
+        items = rng.choice(n_items, size=per_user, replace=False, p=w / w.sum())
+        liked = overlap[u, items]
+        ratings = np.where(liked, rng.integers(4, 6, per_user), rng.integers(1, 4, per_user))
+        ts = 1_000_000 + np.sort(rng.integers(0, 10_000_000, per_user))
+        rows.append(
+            pd.DataFrame({"user": u + 1, "item": items + 1, "rating": ratings, "timestamp": ts})
+        )
+    return pd.concat(rows, ignore_index=True)

@@ -19,22 +19,10 @@ def write_model_card(
     sel: Selection,
     objectives: list[dict[str, Any]],
 ) -> None:
-    m = recorded["metrics"]
-    names = [o["metric"] for o in objectives] or ["precision@10", "ndcg@10", "ild@10", "novelty@10"]
-    extra = [
-        x
-        for x in ("precision@10", "ndcg@10", "ild@10", "novelty@10", "coverage@10", "ctr_auc")
-        if x not in names
-    ]
-    rows = "\n".join(
-        f"| {n} | {m['val'].get(n, float('nan')):.4f} | {m['test'].get(n, float('nan')):.4f} |"
-        for n in names + extra
-    )
-    a = spec.adapter
+    rows = _metric_rows(recorded["metrics"], objectives)
     card = f"""# {spec.name}
 
-A language-model recommender: {manifest["base_model"]["id"]} with a {a.type.upper()} adapter
-(r={a.r}, alpha={a.alpha:g}, targets {", ".join(a.target_modules)}{f", layers {a.layers}" if a.layers else ""}),
+A language-model recommender: {manifest["base_model"]["id"]} with {_adapter(spec)},
 the semantic score fused with the {spec.fusion.cf} collaborative backbone (alpha={spec.fusion.alpha:.3f}) and a CTR head;
 re-ranking with MMR lambda={spec.rerank.mmr_lambda:.3f} and popularity penalty beta={spec.rerank.pop_penalty:.3f}.
 
@@ -78,3 +66,30 @@ Re-run the training: `moo-search trial {out.name}/config.yaml`; check reproducti
 Versions: {", ".join(f"{k} {v}" for k, v in manifest["versions"].items())}.
 """
     (out / "MODEL_CARD.md").write_text(card, encoding="utf-8")
+
+
+def _adapter(spec: RecommenderSpec) -> str:
+    """The adapter and the knobs that act in it (a rank only where there is one)."""
+    a = spec.adapter
+    if a.type == "none":
+        return "no adapter (a frozen encoder)"
+    knobs = [f"r={a.r}", f"alpha={a.alpha:g}"] if a.type in ("lora", "dora") else []
+    knobs += [f"{k}={v}" for k, v in sorted(a.params.items())]
+    knobs.append(f"targets {', '.join(a.target_modules)}")
+    if a.layers:
+        knobs.append(f"layers {a.layers}")
+    return f"a {a.type.upper()} adapter\n({', '.join(knobs)})"
+
+
+def _metric_rows(m: dict[str, Any], objectives: list[dict[str, Any]]) -> str:
+    """The card's metric table rows: the objectives, then the usual metrics."""
+    names = [o["metric"] for o in objectives] or ["precision@10", "ndcg@10", "ild@10", "novelty@10"]
+    extra = [
+        x
+        for x in ("precision@10", "ndcg@10", "ild@10", "novelty@10", "coverage@10", "ctr_auc")
+        if x not in names
+    ]
+    return "\n".join(
+        f"| {n} | {m['val'].get(n, float('nan')):.4f} | {m['test'].get(n, float('nan')):.4f} |"
+        for n in names + extra
+    )
