@@ -29,10 +29,10 @@ class ExportedRecommender:
         model: Any,
         tokenizer: Any,
         catalog: dict[str, Any],
-        seen: Any,
+        rows: tuple[Any, Any],
         embeddings: dict[str, Any] | None = None,
-        train: Any = None,
     ) -> None:
+        """``rows``: the known users' (seen items, train rows), sparse users x items."""
         import torch
 
         from moo_search.recommender.model.tokens import tokenize_cached
@@ -53,6 +53,7 @@ class ExportedRecommender:
         self._features = np.asarray(catalog["item_features"], dtype=np.float32)
         self._counts = np.asarray(catalog["item_counts"], dtype=np.int64)
         self._genres: list[str] = list(catalog.get("genres") or [])
+        seen, train = rows
         self._seen = seen
         self._device = torch.device("cpu")
         self._items_tok = tokenize_cached(

@@ -89,7 +89,7 @@ def load_exported(path: str | Path) -> ExportedRecommender:
     _load_heads(root, model, heads, float(spec.fusion.alpha))
     embeddings = _embeddings(root, n_users, n_items) if spec.fusion.alpha > 0 else None
     return ExportedRecommender(
-        root, manifest, spec, model, tokenizer, catalog, seen, embeddings=embeddings, train=train
+        root, manifest, spec, model, tokenizer, catalog, (seen, train), embeddings=embeddings
     )
 
 
