@@ -208,7 +208,7 @@ def test_every_driver_runs_exactly_its_budget(tmp_path):
 # --------------------------------------------------------------------------- an old study
 
 
-def _restore(fixture: dict, url: str) -> optuna.Study:
+def _restore(fixture: dict, url: str, artifacts: Path | None = None) -> optuna.Study:
     """Write the stored fixture (a study dumped by moo-search before the study/ layer) into a
     fresh storage, trial by trial, as Optuna would hold it."""
     from optuna.distributions import json_to_distribution
@@ -222,6 +222,8 @@ def _restore(fixture: dict, url: str) -> optuna.Study:
     for k, v in fixture["user_attrs"].items():
         study.set_user_attr(k, v)
     for t in fixture["trials"]:
+        if artifacts is not None and "moo:artifact_dir" in t["user_attrs"]:
+            t["user_attrs"]["moo:artifact_dir"] = str(artifacts)  # this machine's copy
         study.add_trial(
             create_trial(
                 state=TrialState[t["state"]],
@@ -258,6 +260,36 @@ def test_a_study_written_before_the_study_layer_opens_reports_and_selects(tmp_pa
     old = select_trial(study, trial=None, select="knee", where=["ctr_auc>=0.5"])
     assert old.trial.number in {r["trial"] for r in old.front}
     assert "ctr_auc" in html
+
+
+def test_a_study_written_at_13f7084_opens_reports_and_exports(tmp_path):
+    """A study of the default trial written before recommender/ and the objective protocol
+    (tests/fixtures/make_study_13f7084.py), with its fine-tune's artifact files."""
+    import base64
+
+    from moo_search.recommender.export import export_trial, load_exported, verify_export
+    from moo_search.report import build_report, collect
+
+    fixture = json.loads((REPO / "tests" / "fixtures" / "study_13f7084.json").read_text())
+    art = tmp_path / "artifacts" / "trial_00000"
+    for rel, blob in fixture["artifact_files"].items():
+        (art / rel).parent.mkdir(parents=True, exist_ok=True)
+        (art / rel).write_bytes(base64.b64decode(blob))
+    db = tmp_path / "old" / "study.db"
+    db.parent.mkdir()
+    _restore(fixture, f"sqlite:///{db}", artifacts=art)
+    study = load_study(db.parent)
+    assert count_states(study)["COMPLETE"] == 1 and count_states(study)["DERIVED"] == 5
+    data = collect(study)
+    assert data.reference and data.vs_baseline and data.vs_baseline["baseline"] == "EASE"
+    assert (data.rows["artifacts"] == "verified").sum() == 6  # the files are the trial's own
+    assert "at-13f7084" in build_report(db.parent).read_text()
+    out = export_trial(db.parent, out=tmp_path / "bundle", select="knee")
+    rec = load_exported(out)
+    assert len(rec.recommend(rec.user_ids[0], k=5)) == 5
+    # today's code re-runs the trial of 13f7084 to the metrics that code recorded
+    outcome = verify_export(out)
+    assert outcome["reproduced"] and outcome["metrics_checked"] > 20, outcome["worst_metric"]
 
 
 # --------------------------------------------------------------------------- import direction
