@@ -439,7 +439,7 @@ def test_no_module_is_two_concepts():
         p.relative_to(REPO).as_posix(): len(p.read_text().splitlines())
         for p in (REPO / "moo_search").rglob("*.py")
     }
-    assert {p: n for p, n in sizes.items() if n > 450} == {}
+    assert {p: n for p, n in sizes.items() if n > 400} == {}
 
 
 @pytest.mark.skipif(
@@ -611,3 +611,29 @@ def test_a_users_objective_with_its_own_config_runs_with_workers(tmp_path):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**spec, "ring": {"radus": 2.0}}))
     proc = _cli(["run", "bad.yaml"], tmp_path)
     assert proc.returncode == 2 and "ring.radus" in proc.stderr, proc.stderr
+
+
+def test_the_map_names_every_module():
+    doc = (REPO / "docs" / "architecture.md").read_text()
+    unnamed = [
+        p.relative_to(REPO).as_posix()
+        for p in sorted((REPO / "moo_search").rglob("*.py"))
+        if p.stem not in ("__init__", "__main__") and p.stem not in doc
+    ]
+    assert unnamed == [], "modules docs/architecture.md does not name"
+
+
+def test_the_recommender_half_has_no_long_function_or_constructor():
+    """No function over 60 lines, no ``__init__`` over 8 parameters (dataclass records, whose
+    fields are named at every use, are not counted)."""
+    long, wide = [], []
+    for path in sorted((REPO / "moo_search" / "recommender").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                where = f"{path.relative_to(REPO).as_posix()}:{node.lineno} {node.name}"
+                if (node.end_lineno or node.lineno) - node.lineno + 1 > 60:
+                    long.append(where)
+                n = len(node.args.args) + len(node.args.kwonlyargs) - 1
+                if node.name == "__init__" and n > 8:
+                    wide.append(where)
+    assert long == [] and wide == [], (long, wide)
