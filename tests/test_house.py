@@ -505,8 +505,9 @@ def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 def test_a_users_plugins_reach_every_worker_through_the_cli(tmp_path):
     """Registered in the user's own module, named in `plugins`, used with `--workers 2`: a
-    dataset, a metric named with digits (f1@10), a backbone and an adapter type with searched
-    knobs of their own, a loss term, a baseline that joins the reference front, a figure."""
+    dataset, a metric named with digits (f1@10), a closed-form and a learned backbone and an
+    adapter type with searched knobs of their own, a loss term, a baseline that joins the
+    reference front, a figure."""
     import yaml
 
     from .helpers import TINY
@@ -522,10 +523,13 @@ def test_a_users_plugins_reach_every_worker_through_the_cli(tmp_path):
         "loss": {"weights": {"ranking": 1.0, "bias2": 0.3}},
         "train": {**TINY["train"], "max_steps": 2},
         "search_space": {
-            "fusion.cf_params.gamma": {"float": [0.0, 2.0]},
+            "fusion.cf": {"categorical": ["pop2", "mf2"]},
+            "fusion.cf_params.gamma": {"float": [0.0, 2.0], "when": {"fusion.cf": ["pop2"]}},
+            "fusion.cf_params.dim": {"int": [4, 16], "when": {"fusion.cf": ["mf2"]}},
             "adapter.params.rank2": {"int": [1, 4]},
             "loss.weights.bias2": {"float": [0.0, 1.0]},
         },
+        "enqueue": [{"name": "learned", "fusion.cf": "mf2", "fusion.cf_params.dim": 6}],
         "objectives": [
             {"metric": "f1@10", "direction": "maximize"},
             {"metric": "novelty@10", "direction": "maximize"},
@@ -542,9 +546,18 @@ def test_a_users_plugins_reach_every_worker_through_the_cli(tmp_path):
     assert len(done) == 4
     workers = {t.user_attrs["moo:worker"]["pid"] for t in done if "moo:worker" in t.user_attrs}
     assert len(workers) == 2, workers  # both processes saw the registrations
+    from safetensors.numpy import load_file
+
     for t in done:
-        gamma = t.params["fusion.cf_params.gamma"]
-        assert t.user_attrs["moo:backbone"]["params"]["gamma"] == pytest.approx(gamma)
+        heads = load_file(str(Path(t.user_attrs["moo:artifact_dir"]) / "heads.safetensors"))
+        if t.params["fusion.cf"] == "pop2":
+            gamma = t.params["fusion.cf_params.gamma"]
+            assert t.user_attrs["moo:backbone"]["params"]["gamma"] == pytest.approx(gamma)
+            assert "fusion.cf_params.dim" not in t.params  # a knob only where it acts
+        else:  # the learned backbone, trained with the heads at its own size
+            dim = t.params["fusion.cf_params.dim"]
+            assert heads["cf_tower.u.weight"].shape == (150, dim)
+            assert "fusion.cf_params.gamma" not in t.params
         assert 0.0 <= t.user_attrs["moo:metrics"]["val"]["f1@10"] <= 1.0
         config = t.user_attrs["moo:config"]
         assert config["adapter"]["params"]["rank2"] == t.params["adapter.params.rank2"]

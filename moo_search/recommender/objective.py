@@ -79,13 +79,20 @@ class RecommenderObjective(Objective):
         return _evaluate
 
     def base_params(self, spec: StudySpec) -> dict[str, Any]:
-        """The base config's value of every searched path (the study's anchor trial)."""
+        """The base config's value of every searched path (the study's anchor trial); a
+        conditional dimension only where the base's values make it act, a path the base
+        config does not set (an entry's knob it leaves at its default) not at all."""
+        from moo_search.spec import suggestion_order
+
         raw = spec.to_dict()
         out: dict[str, Any] = {}
-        for path, dim in spec.search_space.items():
+        for path in suggestion_order(spec.search_space):
+            dim = spec.search_space[path]
             node: Any = raw
             for part in path.split("."):
-                node = node[part]
+                node = node.get(part) if isinstance(node, dict) else None
+            if node is None or not dim.active(out):
+                continue
             if dim.kind == "categorical":
                 if node in (dim.choices or []):
                     out[path] = node

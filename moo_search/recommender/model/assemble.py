@@ -33,6 +33,7 @@ class TowerParts:
     item_alpha: np.ndarray | None = None
     rating_offsets: Any = None
     warm: np.ndarray | None = None
+    cf_tower: Any = None  # a registered learned backbone's module (set by assemble)
 
 
 def assemble(
@@ -46,6 +47,7 @@ def assemble(
     """The recommender from its parts, as a trial trains it and an export loads it: the towers,
     the held-out items, and the frozen lower layers run once per text (``layer_cache``: the
     base weights' SHA-256 and whether to cache their outputs on disk)."""
+    parts.cf_tower = learned_tower(spec, parts.n_users, parts.n_items)
     model = Recommender(
         encoder,
         parts,
@@ -60,3 +62,16 @@ def assemble(
         sha, cache = layer_cache
         model.use_prefix(FrozenPrefix(encoder, n_frozen, weights_sha256=sha, cache=cache))
     return model
+
+
+def learned_tower(spec: RecommenderSpec, n_users: int, n_items: int) -> Any:
+    """The module of a registered learned backbone (``Backbone.tower``), built with its knobs;
+    None for a closed form or the built-in ID embeddings."""
+    from moo_search.recommender.registries import BACKBONES
+
+    backbone = BACKBONES.get(spec.fusion.cf)
+    if getattr(backbone, "tower", None) is None:
+        return None
+    model = backbone.params
+    params = None if model is None else model.model_validate(spec.fusion.cf_params or {})
+    return backbone.tower(n_users, n_items, params)

@@ -175,14 +175,19 @@ class FitContext:
 
 @dataclass(frozen=True)
 class Backbone:
-    """A registered collaborative backbone: ``fit(ctx) -> (W, params used)``, or no ``fit``
-    for one learned with the adapter (mf). ``params`` is the model of its own knobs, set (and
-    searched) at ``fusion.cf_params.<knob>``; ``fit`` reads them as ``ctx.params``."""
+    """A registered collaborative backbone: ``fit(ctx) -> (W, params used)`` for a closed
+    form, or no ``fit`` for one learned with the adapter: the built-in ID embeddings (mf), or
+    ``tower(n_users, n_items, params) -> nn.Module`` with ``forward(users, items=None)`` (full
+    catalog rows, or one score per pair) and ``from_history(item indices) -> (n_items,)`` (a
+    new user). ``params`` is the model of its own knobs, set (and searched) at
+    ``fusion.cf_params.<knob>``; ``fit`` reads them as ``ctx.params``, ``tower`` as its third
+    argument."""
 
     name: str
     fit: Callable[[FitContext], tuple[Weights, dict[str, Any]]] | None
     description: str
     params: type[BaseModel] | None = None
+    tower: Callable[[int, int, Any], Any] | None = None
 
 
 def tune_ease_lambda(

@@ -108,6 +108,8 @@ class Recommender(nn.Module):
         # items training may see (None: all); set by hold_out() under the item-cold protocol
         self.warm: torch.Tensor | None = None
         self._backbone(parts)
+        # a registered learned backbone in place of the ID embeddings (trained with the heads)
+        self.cf_tower: nn.Module | None = parts.cf_tower
 
     def _catalog_buffers(self, parts: TowerParts, alpha: float) -> None:
         """Popularity, each item's fusion weight, the like-rate logits."""
@@ -171,9 +173,16 @@ class Recommender(nn.Module):
     def adapter_parameters(self) -> Iterator[nn.Parameter]:
         return (p for p in self.encoder.parameters() if p.requires_grad)
 
+    def learned_cf_parameters(self) -> list[torch.Tensor]:
+        """The learned backbone's parameters (none for a closed form)."""
+        if self.fixed_cf:
+            return []
+        if self.cf_tower is not None:
+            return list(self.cf_tower.parameters())
+        return [self.user_emb.weight, self.item_emb.weight, self.item_bias]
+
     def head_parameters(self) -> list[torch.Tensor]:
-        ids = [] if self.fixed_cf else [self.user_emb.weight, self.item_emb.weight, self.item_bias]
-        return [*ids, self.log_scale, *self.ctr.parameters()]
+        return [*self.learned_cf_parameters(), self.log_scale, *self.ctr.parameters()]
 
     def head_state(self) -> dict[str, torch.Tensor]:
         """Everything but the encoder and the backbone: ID embeddings, CTR head, like-rates,
@@ -259,6 +268,9 @@ class Recommender(nn.Module):
                 return rows if items is None else rows[torch.arange(len(users)), items]
             table: torch.Tensor = self.cf_scores  # type: ignore[assignment]  # a buffer
             return table[users] if items is None else table[users, items]
+        if self.cf_tower is not None:
+            out: torch.Tensor = self.cf_tower(users, items)
+            return out
         pu = self.user_emb(users)
         if items is None:
             return pu @ self.item_emb.weight.T + self.item_bias
@@ -293,6 +305,9 @@ class Recommender(nn.Module):
                 return torch.as_tensor(user_scores(x, self.cf_sparse)[0])
             w: torch.Tensor = self.cf_weights  # type: ignore[assignment]  # a buffer
             return w[history].sum(0)
+        if self.cf_tower is not None:
+            scores: torch.Tensor = self.cf_tower.from_history(history)  # type: ignore[operator]
+            return scores
         q = self.item_emb.weight
         pu = q[history].mean(0) if len(history) else torch.zeros(q.shape[1])
         return pu @ q.T + self.item_bias

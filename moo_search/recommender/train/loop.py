@@ -287,11 +287,10 @@ def _warm_up_ids(
     epochs: int,
     gen: torch.Generator,
 ) -> None:
-    """A few cheap epochs of full-catalog softmax on the ID embeddings alone."""
+    """A few cheap epochs of full-catalog softmax on the learned backbone alone."""
     if epochs <= 0:
         return
-    params = [model.user_emb.weight, model.item_emb.weight, model.item_bias]
-    opt = torch.optim.Adam(params, lr=cfg.id_lr)
+    opt = torch.optim.Adam(model.learned_cf_parameters(), lr=cfg.id_lr)
     n, bs = len(users), max(cfg.id_batch_size, 256)
     for _ in range(epochs):
         perm = torch.randperm(n, generator=gen).to(users.device)
