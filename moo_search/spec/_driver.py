@@ -10,7 +10,18 @@ from pydantic import Field, field_validator, model_validator
 from moo_search.registry import DRIVERS
 from moo_search.spec._errors import Located, Strict, closest
 
-__all__ = ["BudgetConfig", "DriverConfig", "EarlyStoppingConfig"]
+__all__ = [
+    "GRACE_PERIOD",
+    "HEARTBEAT_INTERVAL",
+    "BudgetConfig",
+    "DriverConfig",
+    "EarlyStoppingConfig",
+]
+
+HEARTBEAT_INTERVAL = 10
+"""Seconds between a running trial's heartbeats (RDB storages)."""
+GRACE_PERIOD = 30
+"""Seconds a RUNNING trial may be silent before it is failed (and retried)."""
 
 
 class EarlyStoppingConfig(Strict):
@@ -61,21 +72,19 @@ class DriverConfig(Strict):
     sweep_rerank: bool = Field(
         True,
         description="Also record every fine-tune at a grid of the searched re-ranking knobs "
-        "(inference only, seconds each) as trials linked to it.",
+        "(inference-only variants, seconds each) as trials linked to it.",
     )
     sweep_fusion: bool = Field(
         False,
         description="Also record every fine-tune with a text tower served at a grid of the "
         "searched fusion weights (fusion.alpha, fusion.tail_weight: as fusion.serve_alpha, "
-        "fusion.serve_tail_weight; no retraining) as trials linked to it. Off by default: on "
-        "the quickstart it raised the hypervolume by no more than two machines' numerics "
-        "move it, for 7% more wall time.",
+        "fusion.serve_tail_weight; no retraining) as inference-only variants linked to it.",
     )
     heartbeat_interval: int = Field(
-        10, ge=1, description="Seconds between a running trial's heartbeats."
+        HEARTBEAT_INTERVAL, ge=1, description="Seconds between a running trial's heartbeats."
     )
     grace_period: int = Field(
-        30, ge=2, description="A trial silent this long is failed and retried."
+        GRACE_PERIOD, ge=2, description="A trial silent this long is failed and retried."
     )
 
     @model_validator(mode="after")

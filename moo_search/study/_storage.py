@@ -12,13 +12,12 @@ from typing import Any
 
 from moo_search.errors import StorageError
 from moo_search.redact import redact_url
+from moo_search.spec._driver import GRACE_PERIOD, HEARTBEAT_INTERVAL
 
 __all__ = ["open_storage", "resolve_storage_arg"]
 
 logger = logging.getLogger("moo_search")
 
-HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats
-GRACE_PERIOD = 30  # a RUNNING trial silent for this long is failed (and retried)
 MAX_RETRY = 2
 SCHEMA_RACE_RETRIES = 5
 

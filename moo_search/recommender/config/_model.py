@@ -33,9 +33,8 @@ class ModelConfig(Strict):
     attention: Literal["auto", "eager", "sdpa"] = Field(
         "auto",
         description=(
-            "Attention kernel: 'auto' = eager where no CUDA device is visible (on a CPU, "
-            "without dropout, it trains faster than SDPA: benchmarks/bench_cpu_kernels.py), "
-            "sdpa with CUDA (or the model's own where it has no SDPA)."
+            "Attention kernel: 'auto' = eager where no CUDA device is visible, sdpa with CUDA "
+            "(or the model's own where it has no SDPA)."
         ),
     )
     dropout: float | None = Field(
