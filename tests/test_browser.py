@@ -245,3 +245,30 @@ def test_a_selected_trial_shows_its_learning_curve_and_a_stopped_one_its_reason(
     text = o.page.locator("#selected-metrics").inner_text()
     assert "stopped at rung" in text and pruned.user_attrs[ATTR.FAIL][:40] in text
     assert o.errors == []
+
+
+def test_the_weight_sliders_pick_the_trial_python_picks(browser, tmp_path):
+    """The page's sliders choose the front trial whose pseudo-weights are closest, as
+    moo_search.pareto.pseudo_weight_index does on the same front."""
+    import numpy as np
+
+    from moo_search import pareto
+    from moo_search.report import collect
+
+    study = synthetic_study(optuna.storages.InMemoryStorage(), name="w", n_trials=80)
+    data = collect(study)
+    front = data.front
+    F = front[[f"obj:{m}" for m in data.metrics]].to_numpy(dtype=np.float64)
+    o = Opened(browser, build_report(study, out=tmp_path / "w.html"))
+    for weights in ([90, 10], [10, 90], [50, 50]):
+        for i, w in enumerate(weights):
+            o.page.evaluate(
+                f"""() => {{ const s = document.querySelector('#sliders input[data-i="{i}"]');
+                s.value = "{w}"; s.dispatchEvent(new Event('input')); }}"""
+            )
+        picked = o.page.inner_text("#weight-pick")
+        expected = int(
+            front["number"].iloc[pareto.pseudo_weight_index(F, data.directions, weights)]
+        )
+        assert picked == f"closest front trial: {expected}", (weights, picked)
+    assert o.errors == []
