@@ -40,7 +40,7 @@ TASKS = {
 
 def head_predictions(scorer: Any, split: Any, spec: Any, part: str) -> dict[str, np.ndarray]:
     """Each task head's prediction on ``part``'s pairs of that task."""
-    from moo_search.recommender.train.ctr_eval import task_predictions
+    from moo_search.recommender.task_eval import task_predictions
 
     kw = {"negatives": spec.eval.click_negatives, "seed": spec.seed}
     return {
@@ -53,7 +53,7 @@ def without_text(scorer: Any, data: Any, spec: Any) -> Any:
     """The same model with the semantic feature zeroed, its heads refit."""
     import copy
 
-    from moo_search.recommender.train.ctr_eval import fit_task_heads
+    from moo_search.recommender.task_eval import fit_task_heads
 
     bare = replace(scorer, model=copy.deepcopy(scorer.model), user_emb=None)
     fit_task_heads(bare, data.split, negatives=spec.eval.click_negatives, seed=spec.seed)

@@ -316,6 +316,7 @@ RECOMMENDER = [
     {"recommender.evaluate"},
     {"recommender.model"},
     {"recommender.train", "recommender.prepare"},
+    {"recommender.task_eval"},
     {"recommender.trial_eval"},
     {"recommender.trial"},
     {"recommender.baselines", "recommender.reference"},

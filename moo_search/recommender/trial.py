@@ -36,7 +36,7 @@ from moo_search.recommender.prepare import (
     prepare_data,
 )
 from moo_search.recommender.spec import RecommenderSpec, recommender_spec
-from moo_search.recommender.train.ctr_eval import fit_task_heads, task_metrics
+from moo_search.recommender.task_eval import fit_task_heads, task_metrics
 from moo_search.recommender.trial_eval import (
     eval_context,
     evaluate_variant,
