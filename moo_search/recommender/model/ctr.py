@@ -1,4 +1,5 @@
-"""Click-through features, the count-based like-rate baseline and the CTR head's fit.
+"""The conversion (CTR) task's parts: click-through features, the count-based like-rate baseline
+and the conversion head.
 
 A "click" is an exposure (a rated item) with rating >= the relevance threshold. The like-rate
 of a user (an item) is its smoothed share of clicks among its train exposures,
@@ -12,8 +13,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
-__all__ = ["LikeRates", "like_rate_logits", "like_rates", "split_like_rates"]
+__all__ = [
+    "CTR_FEATURES",
+    "CTRHead",
+    "LikeRates",
+    "like_rate_logits",
+    "like_rates",
+    "split_like_rates",
+]
 
 PRIOR_STRENGTH = 5.0
 
@@ -95,3 +105,23 @@ def split_like_rates(split: Any) -> LikeRates:
         n_users=split.n_users,
         n_items=split.n_items,
     )
+
+
+CTR_FEATURES = ("user_like_rate", "item_like_rate", "log_pop", "collaborative", "semantic")
+"""The conversion head's inputs, in order."""
+
+
+class CTRHead(nn.Module):
+    """Logistic regression over :data:`CTR_FEATURES`; it starts as the like-rate baseline
+    (weights 1, 1 on the like-rate logits, bias -global logit) and only learns from there."""
+
+    def __init__(self, global_logit: float = 0.0) -> None:
+        super().__init__()
+        self.linear = nn.Linear(len(CTR_FEATURES), 1)
+        with torch.no_grad():
+            self.linear.weight.zero_()
+            self.linear.weight[0, :2] = 1.0
+            self.linear.bias.fill_(-global_logit)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear(features.to(self.linear.weight.dtype)).squeeze(-1)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from moo_search.recommender.model.ctr import CTR_FEATURES, CTRHead
 from moo_search.recommender.model.layer_cache import FrozenPrefix
 from moo_search.recommender.model.tasks import TaskHeads
 from moo_search.recommender.model.tokens import TokenTable
@@ -38,8 +39,6 @@ if TYPE_CHECKING:
     from moo_search.recommender.model.assemble import TowerParts
 
 __all__ = ["CTR_FEATURES", "CTRHead", "Recommender", "standardise"]
-
-CTR_FEATURES = ("user_like_rate", "item_like_rate", "log_pop", "collaborative", "semantic")
 
 
 NO_SCORE = -1.0e4
@@ -54,22 +53,6 @@ def standardise(x: torch.Tensor, warm: torch.Tensor | None = None) -> torch.Tens
     mean = ref.mean(-1, keepdim=True)
     std = ref.std(-1, keepdim=True, unbiased=False)
     return (x - mean) / std.clamp_min(1e-6)
-
-
-class CTRHead(nn.Module):
-    """Logistic regression over :data:`CTR_FEATURES`; it starts as the like-rate baseline
-    (weights 1, 1 on the like-rate logits, bias -global logit) and only learns from there."""
-
-    def __init__(self, global_logit: float = 0.0) -> None:
-        super().__init__()
-        self.linear = nn.Linear(len(CTR_FEATURES), 1)
-        with torch.no_grad():
-            self.linear.weight.zero_()
-            self.linear.weight[0, :2] = 1.0
-            self.linear.bias.fill_(-global_logit)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.linear(features.to(self.linear.weight.dtype)).squeeze(-1)
 
 
 class Recommender(nn.Module):

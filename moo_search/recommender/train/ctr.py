@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from moo_search.recommender.model.recommender import CTRHead
+from moo_search.recommender.model.ctr import CTRHead
 
 __all__ = ["fit_ctr_head", "fit_logistic", "fit_ridge"]
 
