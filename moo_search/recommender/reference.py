@@ -181,6 +181,7 @@ class _PointMetrics:
         self.wants_click = any(m.startswith("click_") for m in self.names)
         self.click: dict[tuple[str, str], float] = {}
         self.missing: set[str] = set()
+        self.ks = spec.requested_ks()
 
     def __call__(self, point: ReferencePoint, part: str) -> None:
         from moo_search.recommender.baselines.tasks import score_click_auc
@@ -201,7 +202,7 @@ class _PointMetrics:
             ),
             parts=(part,),
             features=data.features,
-            ks=spec.requested_ks(),
+            ks=self.ks,
         )
         key = (point["baseline"], part)
         if self.wants_click and key not in self.click:

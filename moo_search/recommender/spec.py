@@ -22,7 +22,6 @@ from moo_search.recommender.config import (
     EvalConfig,
     FusionConfig,
     LossConfig,
-    LossWeights,
     ModelConfig,
     RerankConfig,
     TrainConfig,
@@ -142,12 +141,9 @@ def _values_to_check(dim: Dimension) -> list[Any]:
 
 
 def _open_key(model: type[BaseModel], key: str) -> bool:
-    """Whether ``model`` takes ``key`` besides its fields (``loss.weights``: registered terms)."""
-    if model.model_config.get("extra") != "allow":
-        return False
-    from moo_search.recommender.registries import LOSS_TERMS
-
-    return model is LossWeights and key in LOSS_TERMS
+    """Whether ``model`` takes keys besides its fields (``loss.weights``: a registered term's);
+    its own validator checks which, when the dimension's values are checked."""
+    return model.model_config.get("extra") == "allow"
 
 
 def _check_dimension_path(path: str) -> None:

@@ -58,11 +58,11 @@ def _rows(data: StudyData) -> list[Row]:
                 "feasible": bool(r["feasible"]),
                 "pareto": bool(r["pareto"]),
                 "reason": r.get("reason") or "",
-                "obj": [_num(r.get(c)) for c in obj_cols],
-                "test": [_num(r.get(c)) for c in test_cols],
+                "obj": [finite_or_none(r.get(c)) for c in obj_cols],
+                "test": [finite_or_none(r.get(c)) for c in test_cols],
                 "params": {p: _val(r.get(f"param:{p}")) for p in data.params},
-                "m": [_num(r.get(c)) for c in extra],
-                "secs": _num(r.get("duration")),
+                "m": [finite_or_none(r.get(c)) for c in extra],
+                "secs": finite_or_none(r.get("duration")),
                 "gen": _int(r.get("generation")),
                 "artifacts": str(r.get("artifacts") or ""),
                 "artifact_problem": str(r.get("artifact_problem") or ""),
@@ -75,10 +75,6 @@ def _rows(data: StudyData) -> list[Row]:
 
 def _int(v: Any) -> int | None:
     return None if v is None or pd.isna(v) else int(v)
-
-
-def _num(v: Any) -> float | None:
-    return finite_or_none(v)
 
 
 def _val(v: Any) -> Any:

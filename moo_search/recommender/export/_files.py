@@ -33,11 +33,7 @@ FORMAT_VERSION = 1
 
 
 def write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(_clean(obj), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def _clean(v: Any) -> Any:
-    return jsonable(v)
+    path.write_text(json.dumps(jsonable(obj), indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _is_bundle(path: Path) -> bool:

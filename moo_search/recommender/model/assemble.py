@@ -67,11 +67,10 @@ def assemble(
 def learned_tower(spec: RecommenderSpec, n_users: int, n_items: int) -> Any:
     """The module of a registered learned backbone (``Backbone.tower``), built with its knobs;
     None for a closed form or the built-in ID embeddings."""
+    from moo_search.recommender.model.backbones import backbone_params
     from moo_search.recommender.registries import BACKBONES
 
     backbone = BACKBONES.get(spec.fusion.cf)
-    if getattr(backbone, "tower", None) is None:
+    if backbone.tower is None:
         return None
-    model = backbone.params
-    params = None if model is None else model.model_validate(spec.fusion.cf_params or {})
-    return backbone.tower(n_users, n_items, params)
+    return backbone.tower(n_users, n_items, backbone_params(spec.fusion))

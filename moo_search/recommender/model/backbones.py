@@ -135,6 +135,13 @@ def itemknn_weights(x: sp.spmatrix, neighbours: int = 100) -> np.ndarray:
     return sim.astype(np.float32)
 
 
+def backbone_params(fusion: Any) -> Any:
+    """The ``fusion.cf`` backbone's own knobs: ``fusion.cf_params`` validated by its ``params``
+    model (None for a backbone without one)."""
+    model = BACKBONES.get(fusion.cf).params
+    return None if model is None else model.model_validate(fusion.cf_params or {})
+
+
 @dataclass(frozen=True)
 class FitContext:
     """What a backbone is fit on: the split's train matrix (users x items), the split's
@@ -152,8 +159,7 @@ class FitContext:
     def params(self) -> Any:
         """The backbone's own knobs (``fusion.cf_params``, validated by its ``params``
         model; None for a backbone without one)."""
-        model = BACKBONES.get(self.fusion.cf).params
-        return None if model is None else model.model_validate(self.fusion.cf_params or {})
+        return backbone_params(self.fusion)
 
     def cached(
         self,
