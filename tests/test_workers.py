@@ -78,10 +78,20 @@ def _alive(pid: int) -> bool:
     return stat.exists() and stat.read_text().split()[2] != "Z"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_a_stopped_parent_leaves_no_worker_running(tmp_path, sig):
+WORKERS_GONE_WITHIN = 10.0  # the promise: seconds from the parent's death to its workers' exit
+
+
+def _start_two_workers(tmp_path: Path) -> tuple[subprocess.Popen, list[int]]:
     path = _spec(tmp_path, "slow", 200)
-    proc = _run(["run", str(path), "--workers", "2"], tmp_path, MOO_TEST_SLEEP="0.5")
+    # output to files, not pipes: what is waited on is the processes, not who holds a pipe
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moo_search.cli", "run", str(path), "--workers", "2"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "MOO_TEST_SLEEP": "0.5"},
+        stdout=(tmp_path / "out.txt").open("w"),
+        stderr=(tmp_path / "err.txt").open("w"),
+        start_new_session=True,
+    )
     end = time.time() + 90
     workers: list[int] = []
     while time.time() < end and len(workers) < 2:
@@ -90,20 +100,69 @@ def test_a_stopped_parent_leaves_no_worker_running(tmp_path, sig):
         workers = [p for p in workers if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
     assert len(workers) == 2, "the workers never started"
     time.sleep(2)  # let them take trials
+    return proc, workers
+
+
+def _stacks_of(pids: list[int], err: Path) -> str:
+    """What still-running processes are doing (``kill -USR1``: faulthandler's dump)."""
+    for p in pids:
+        if _alive(p):
+            os.kill(p, signal.SIGUSR1)
+    time.sleep(1.0)
+    return err.read_text()[-6000:]
+
+
+def _tail(tmp_path: Path) -> str:
+    return (tmp_path / "err.txt").read_text()[-6000:]
+
+
+def _seconds_until_gone(pids: list[int], bound: float) -> float:
+    """Seconds until every pid has exited (polled), or ``inf`` past ``bound``."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < bound:
+        if not any(_alive(p) for p in pids):
+            return time.monotonic() - t0
+        time.sleep(0.05)
+    return float("inf")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_stopped_parent_leaves_no_worker_running(tmp_path, sig):
+    proc, workers = _start_two_workers(tmp_path)
     os.kill(proc.pid, sig)
-    _, err = proc.communicate(timeout=60)
+    # SIGTERM: the parent stops its workers; SIGKILL: they see it is gone and stop themselves
+    took = _seconds_until_gone(workers, WORKERS_GONE_WITHIN)
+    stacks = _stacks_of(workers, tmp_path / "err.txt") if took > WORKERS_GONE_WITHIN else ""
+    for p in workers:
+        if _alive(p):  # leave nothing behind for the next test, then fail
+            os.kill(p, signal.SIGKILL)
+    assert took <= WORKERS_GONE_WITHIN, (
+        f"a worker outlived its parent's {signal.Signals(sig).name} by more than "
+        f"{WORKERS_GONE_WITHIN:g} s:\n{stacks}"
+    )
+    print(f"workers gone {took:.2f} s after the parent's {signal.Signals(sig).name}")
     if sig == signal.SIGTERM:
-        assert proc.returncode == 130, err
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            stacks = _stacks_of([proc.pid], tmp_path / "err.txt")
+            proc.kill()
+            raise AssertionError(f"the parent outlived its workers by 30 s:\n{stacks}") from None
+        err = (tmp_path / "err.txt").read_text()
+        assert code == 130, err
         assert "Traceback" not in err, err
-    end = time.time() + 30
-    while time.time() < end and any(_alive(p) for p in workers):
-        time.sleep(0.5)
-    assert not any(_alive(p) for p in workers), "a worker outlived its parent"
+    else:
+        proc.wait(timeout=30)  # (killed: it is a zombie until reaped)
     url = f"sqlite:///{tmp_path}/study/study.db"
     study = optuna.load_study(study_name="w", storage=url)
-    # the trials they were running are failed (or, after SIGKILL of the parent, the workers
-    # stopped as Ctrl-C does): none is left RUNNING
-    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    # the trials they were running are failed with the reason: none is left RUNNING
+    running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    assert not running, ([(t.number, t.user_attrs) for t in running], _tail(tmp_path))
+    # (stopped between two trials, a worker fails none)
+    failed = study.get_trials(states=(optuna.trial.TrialState.FAIL,))
+    assert all(t.user_attrs.get(ATTR.FAIL, "").startswith("interrupted") for t in failed), [
+        (t.number, t.user_attrs) for t in failed
+    ]
     assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) < 200
 
 

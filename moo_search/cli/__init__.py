@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from moo_search.cli._commands import cmd_export, cmd_list, cmd_report, cmd_run, cmd_worker
 from moo_search.cli._recommender import cmd_baselines, cmd_data, cmd_trial
 from moo_search.errors import MooSearchError
-from moo_search.interrupts import interrupt_on_sigterm
+from moo_search.interrupts import dump_stacks_on_sigusr1, interrupt_on_sigterm
 
 __all__ = ["build_parser", "main"]
 
@@ -270,6 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     interrupt_on_sigterm()  # SIGTERM stops a run as Ctrl-C does
+    dump_stacks_on_sigusr1()  # kill -USR1 shows where a run is
     try:
         return int(args.func(args) or 0)
     except MooSearchError as e:

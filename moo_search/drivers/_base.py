@@ -13,6 +13,7 @@ from moo_search.drivers._context import StudyContext, report_progress
 from moo_search.drivers._runner import TrialRunner
 from moo_search.drivers._workers import fail_gone_workers, reap
 from moo_search.errors import MooSearchError
+from moo_search.interrupts import pause
 from moo_search.registry import Registry
 from moo_search.study import ATTR, count_states
 
@@ -84,7 +85,7 @@ class BaseDriver(ABC):
         end = time.monotonic() + driver.grace_period + 2 * driver.heartbeat_interval
         while count_states(ctx.study)["RUNNING"] and time.monotonic() < end:
             reap(ctx.study, driver.grace_period)
-            time.sleep(FINISH_POLL_SECONDS)
+            pause(FINISH_POLL_SECONDS)
         for t in ctx.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             if not t.user_attrs.get(ATTR.ANCHOR):
                 storage.set_trial_user_attr(
@@ -98,6 +99,14 @@ class BaseDriver(ABC):
 
     def _run_one(self, ctx: StudyContext) -> None:
         """Run one trial through Optuna (the next WAITING one, else a sampled one)."""
+        from moo_search.interrupts import interrupts_deferred
+
+        # held but in the evaluation itself (the runner's interruptible block): never inside
+        # a storage call, nor between taking a trial and recording who runs it
+        with interrupts_deferred():
+            self._optimize_one(ctx)
+
+    def _optimize_one(self, ctx: StudyContext) -> None:
         ctx.study.optimize(
             self.runner,
             n_trials=1,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import warnings
 from typing import Any
 
@@ -11,6 +10,7 @@ from moo_search.drivers._context import StudyContext
 from moo_search.drivers._runner import constraints_func
 from moo_search.drivers._workers import reap
 from moo_search.errors import SpecError
+from moo_search.interrupts import pause
 from moo_search.registry import DRIVERS, Registry
 from moo_search.spec import DriverConfig
 
@@ -120,7 +120,7 @@ class OptunaDriver(BaseDriver):
     def _step(self, ctx: StudyContext, counts: dict[str, int]) -> None:
         if counts["COMPLETE"] + counts["RUNNING"] >= ctx.n_trials and counts["WAITING"] == 0:
             reap(ctx.study, ctx.spec.driver.grace_period)
-            time.sleep(POLL_SECONDS)
+            pause(POLL_SECONDS)
             return
         # dead workers' trials, with the reason (optimize() would fail the stale ones next,
         # without one)

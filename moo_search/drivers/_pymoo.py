@@ -19,7 +19,6 @@ and run again; a slot whose evaluation failed counts as infeasible.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +28,7 @@ from moo_search.drivers._base import BaseDriver
 from moo_search.drivers._context import StudyContext, report_progress
 from moo_search.drivers._workers import INTERRUPTED, claim, reap
 from moo_search.errors import MooSearchError, StorageError
+from moo_search.interrupts import interrupts_deferred, pause
 from moo_search.registry import DRIVERS, Registry
 from moo_search.spec import Dimension, suggestion_order
 from moo_search.study import ATTR, count_states, is_derived, study_lock, violations
@@ -180,7 +180,7 @@ class PymooDriver(BaseDriver):
         if all(s.state in ("done", "failed") for s in slots):
             self._tell(slots)
         elif not self._run_waiting(ctx, trials) and not self._publish(ctx):
-            time.sleep(POLL_SECONDS)  # the rest of this generation runs on other workers
+            pause(POLL_SECONDS)  # the rest of this generation runs on other workers
 
     # -- the storage's view of the generation in hand ---------------------------------------
 
@@ -236,12 +236,13 @@ class PymooDriver(BaseDriver):
         for t in trials:
             if t.state != TrialState.WAITING or not self._runnable(t):
                 continue
-            try:
-                if not storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
-                    continue  # another worker took it
-            except UpdateFinishedTrialError:
-                continue
-            claim(ctx.study, t._trial_id, t.number)  # at once: a death from here on is seen
+            with interrupts_deferred():  # taken and claimed, or neither
+                try:
+                    if not storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
+                        continue  # another worker took it
+                except UpdateFinishedTrialError:
+                    continue
+                claim(ctx.study, t._trial_id, t.number)  # at once: a death from here on is seen
             self._run_popped(ctx, t._trial_id)
             return True
         return False

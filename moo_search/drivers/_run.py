@@ -14,6 +14,7 @@ from typing import Any
 
 from moo_search.drivers._context import StudyContext, StudyProgress, report_progress
 from moo_search.errors import MooSearchError, SpecError
+from moo_search.interrupts import defer_interrupts, pause, resume_interrupts
 from moo_search.objective import objective_for
 from moo_search.registry import DRIVERS
 from moo_search.spec import StudySpec, spec_from_dict
@@ -97,13 +98,15 @@ def _worker_entry(
     failures_before: int | None = None,
 ) -> None:
     """A spawned local worker process."""
-    from moo_search.interrupts import interrupt_on_sigterm
+    from moo_search.interrupts import dump_stacks_on_sigusr1, interrupt_on_sigterm, interrupted
 
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     _log_like_the_cli()
-    interrupt_on_sigterm()  # stop as Ctrl-C does
-    _die_with_parent()
+    interrupt_on_sigterm(once=True)  # stop as Ctrl-C does, once
+    defer_interrupts()  # ... in a trial's evaluation or a wait, never inside a storage call
+    dump_stacks_on_sigusr1()
+    _die_with_parent(url, study_name)
     try:
         spec = spec_from_dict(spec_dict)
         run_worker(
@@ -115,10 +118,28 @@ def _worker_entry(
             failures_before=failures_before,
         )
     except KeyboardInterrupt:  # the trial is marked failed; the parent reports
-        sys.exit(130)
+        _stopped(url, study_name)
     except MooSearchError as e:  # a message, not a traceback; the parent's exit says it failed
         print(f"moo-search: worker {os.getpid()}: error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
+    except Exception as e:
+        if not interrupted():
+            raise  # a bug: the traceback is the report
+        # stopping, closing its trial failed in the storage (locked, gone) or in Optuna
+        print(
+            f"moo-search: worker {os.getpid()}: stopped; closing its trial failed: "
+            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+            file=sys.stderr,
+        )
+        _stopped(url, study_name)
+
+
+def _stopped(url: str, study_name: str) -> None:
+    """Exit as an interrupted worker, its RUNNING trials failed (again, if the interrupt cut
+    that short)."""
+    with contextlib.suppress(Exception):
+        _fail_own_trials(url, study_name, "interrupted (Ctrl-C)")
+    sys.exit(130)
 
 
 def _log_like_the_cli() -> None:
@@ -137,20 +158,50 @@ def _log_like_the_cli() -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
-def _die_with_parent(poll: float = 1.0) -> None:
-    """Stop this worker (as Ctrl-C would: its trial is marked failed) when the process that
-    started it is gone, so a killed ``run`` leaves no orphan working on."""
-    import signal
+def _die_with_parent(url: str, study_name: str, poll: float = 0.5) -> None:
+    """Stop this worker when the process that started it is gone, so a killed ``run`` leaves
+    no orphan working on: interrupted as Ctrl-C would (its trial is marked failed), and if that
+    did not stop it within ``ORPHAN_GRACE`` seconds, ended at once with its trials marked
+    failed here (:func:`moo_search.interrupts.stop_for_certain`). Workers are gone within
+    ``poll + ORPHAN_GRACE + LAST_WORDS_SECONDS`` seconds of their parent's death."""
     import threading
+
+    from moo_search.interrupts import stop_for_certain
 
     parent = os.getppid()
 
     def watch() -> None:
+        study = _study_handle(url, study_name)  # opened now: dying is no time to connect
         while os.getppid() == parent:
             time.sleep(poll)
-        os.kill(os.getpid(), signal.SIGINT)
+        stop_for_certain(
+            grace=ORPHAN_GRACE,
+            last_words=lambda: _fail_own_trials(url, study_name, "its parent process died", study),
+            last_words_timeout=LAST_WORDS_SECONDS,
+        )
 
     threading.Thread(target=watch, name="moo-search-parent-watch", daemon=True).start()
+
+
+def _study_handle(url: str, study_name: str) -> Any:
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=study_name, storage=url)
+    except Exception:  # (the last words open one themselves)
+        return None
+
+
+ORPHAN_GRACE = 4.0  # seconds an orphaned worker has to stop as Ctrl-C does before it exits
+LAST_WORDS_SECONDS = 4.0  # then at most this long to mark its trials failed
+
+
+def _fail_own_trials(url: str, study_name: str, why: str, study: Any = None) -> None:
+    """Mark this process's RUNNING trials failed, through a connection of its own (the main
+    thread's may be the one that is stuck)."""
+    from moo_search.drivers._workers import fail_own_trials
+
+    fail_own_trials(study or _study_handle(url, study_name), why)
 
 
 def _gpu_count() -> int:
@@ -273,9 +324,10 @@ def _run_local_workers(
     for p in procs:
         p.start()
     last = None
+    defer_interrupts()  # Ctrl-C lands in the wait, never inside a storage call
     try:
         while any(p.is_alive() for p in procs):
-            time.sleep(2.0)
+            pause(2.0)
             counts = count_states(ctx.study)
             key = (counts["COMPLETE"], counts["FAIL"], counts["RUNNING"])
             if key != last:
@@ -288,7 +340,8 @@ def _run_local_workers(
                     "stopped. See the reasons in the report or the trial table."
                 )
     finally:
-        _stop_workers(procs)
+        _stop_workers(procs, ctx.study)
+        resume_interrupts()
     report_progress(ctx, force=True)
     codes = [p.exitcode for p in procs]
     bad = [c for c in codes if c not in (0, None)]
@@ -299,21 +352,28 @@ def _run_local_workers(
         )
 
 
-def _stop_workers(procs: list[Any], grace: float = 30.0) -> None:
-    """Ask running workers to stop as Ctrl-C does (their trials are marked failed), then end
-    any that has not within ``grace`` seconds."""
+def _stop_workers(procs: list[Any], study: Any, grace: float = 5.0) -> None:
+    """Ask running workers to stop as Ctrl-C does (their trials are marked failed); kill any
+    still running after ``grace`` seconds (an interrupt can be swallowed:
+    :func:`moo_search.interrupts.stop_for_certain`), then fail the trials a gone worker left
+    RUNNING."""
     import signal
 
-    for p in procs:
-        if p.is_alive() and p.pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p.pid, signal.SIGINT)
+    from moo_search.drivers._workers import fail_gone_workers
+
+    alive = [p for p in procs if p.is_alive() and p.pid is not None]
+    for p in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p.pid, signal.SIGINT)
     end = time.monotonic() + grace
-    for p in procs:
-        p.join(timeout=max(0.0, end - time.monotonic()))
+    while time.monotonic() < end and any(p.is_alive() for p in alive):
+        time.sleep(0.05)
+    for p in alive:
         if p.is_alive():
-            p.terminate()
+            p.kill()
             p.join(timeout=5)
+    with contextlib.suppress(Exception):  # the storage may be what stopped the run
+        fail_gone_workers(study)  # a worker killed, or interrupted while it closed its trial
 
 
 def run_worker(

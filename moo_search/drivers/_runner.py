@@ -127,6 +127,7 @@ class TrialRunner:
         import optuna
 
         from moo_search.drivers._workers import worker_record
+        from moo_search.interrupts import interruptible
 
         ctx = self.ctx
         self.last_values = None
@@ -151,12 +152,13 @@ class TrialRunner:
             if objective.searches_spec:
                 trial.set_user_attr(ATTR.CONFIG, spec.to_dict())
             art = ctx.study_dir / "artifacts" / f"trial_{trial.number:05d}"
-            ev = ctx.evaluate(
-                params,
-                spec,
-                art if objective.keeps_artifacts else None,
-                on_rung=self._rung_hook(trial) if objective.has_rungs else None,
-            )
+            with interruptible():  # (interrupts are held around it: BaseDriver._run_one)
+                ev = ctx.evaluate(
+                    params,
+                    spec,
+                    art if objective.keeps_artifacts else None,
+                    on_rung=self._rung_hook(trial) if objective.has_rungs else None,
+                )
             metrics, cost = ev.metrics, ev.cost
             if objective.keeps_artifacts:
                 trial.set_user_attr(ATTR.ARTIFACTS, str(art.resolve()))

@@ -23,7 +23,15 @@ from typing import Any
 
 from moo_search.study import ATTR, STUDY_ATTR
 
-__all__ = ["INTERRUPTED", "claim", "fail_gone_workers", "fail_stale", "reap", "worker_record"]
+__all__ = [
+    "INTERRUPTED",
+    "claim",
+    "fail_gone_workers",
+    "fail_own_trials",
+    "fail_stale",
+    "reap",
+    "worker_record",
+]
 
 INTERRUPTED = "interrupted"  # how every reason of a trial stopped from outside begins
 
@@ -148,6 +156,20 @@ def fail_gone_workers(study: Any, grace_period: float | None = None) -> int:
         else:
             continue
         n += _fail(study, t._trial_id, why)
+    return n
+
+
+def fail_own_trials(study: Any, why: str) -> int:
+    """Fail the RUNNING trials this process recorded itself as running (a worker stopping
+    for certain: :func:`moo_search.interrupts.stop_for_certain`); returns how many."""
+    from optuna.trial import TrialState
+
+    me = worker_record(0)
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        rec = t.user_attrs.get(ATTR.WORKER)
+        if isinstance(rec, dict) and (rec.get("node"), rec.get("pid")) == (me["node"], me["pid"]):
+            n += _fail(study, t._trial_id, f"{INTERRUPTED}: {why}")
     return n
 
 
