@@ -1,9 +1,11 @@
-"""GPU tier (``-m gpu``): a trial on CUDA under bf16 autocast against the CPU's fp32 one, two
-workers on one GPU, the peak GPU memory in the trial cost. Skipped, with the reason, on a
+"""GPU tier (``-m gpu``): a trial on CUDA under bf16 autocast against the CPU's fp32 one, a
+decoder with bf16 weights against the CPU's fp32, a 4-bit QLoRA trial against a bf16 one in
+peak GPU memory, two workers on one GPU, the peak GPU memory in the trial cost. Skipped, with the reason, on a
 machine without CUDA (like our dev and CI machines): these run on a user's GPU host."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -62,3 +64,57 @@ def test_two_workers_share_one_gpu(tmp_path, monkeypatch):
     study = run_study(spec, storage=f"sqlite:///{tmp_path}/s.db", workers=2)
     assert count_states(study)["COMPLETE"] == 4
     assert all(t.user_attrs["moo:cost"]["peak_mem_mb"] > 0 for t in study.best_trials)
+
+
+def _llama(device: str, **kw):
+    return tiny_spec(
+        **{
+            "model.tiny.family": "llama",
+            "train.device": device,
+            "train.max_steps": 30,
+            "data.synthetic": {"n_users": 400, "n_items": 200, "interactions_per_user": 30},
+            **kw,
+        }
+    )
+
+
+def test_a_decoder_with_bf16_weights_on_cuda_matches_the_cpu_fp32_metrics():
+    cpu = run_trial(_llama("cpu", **{"model.dtype": "float32", "train.amp": "off"}))
+    gpu = run_trial(_llama("cuda", **{"model.dtype": "bfloat16", "train.amp": "bf16"}))
+    for metric, tol in TOLERANCE.items():
+        a, b = cpu.metrics["test"][metric], gpu.metrics["test"][metric]
+        assert abs(a - b) <= tol, (metric, a, b)
+
+
+def test_a_4bit_qlora_trial_trains_in_less_gpu_memory_than_bf16(tmp_path):
+    """A random Llama of about 100M parameters saved as a local checkpoint: QLoRA (4-bit
+    NF4 base) against bf16 weights, same trial otherwise."""
+    pytest.importorskip("bitsandbytes", reason="QLoRA needs bitsandbytes")
+    from transformers import AutoTokenizer, LlamaConfig, LlamaModel
+
+    from moo_search.recommender.model.encoder import _packaged_path
+
+    tok = AutoTokenizer.from_pretrained(str(_packaged_path()))
+    cfg = LlamaConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=1024,
+        intermediate_size=2816,
+        num_hidden_layers=8,
+        num_attention_heads=16,
+        num_key_value_heads=4,
+        max_position_embeddings=256,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(0)
+    LlamaModel(cfg).save_pretrained(tmp_path / "llama")
+    tok.save_pretrained(tmp_path / "llama")
+    base = {
+        "model.tiny": None,
+        "model.name_or_path": str(tmp_path / "llama"),
+        "train.layer_cache": False,
+    }
+    bf16 = run_trial(_llama("cuda", **base, **{"model.dtype": "bfloat16"}))
+    torch.cuda.empty_cache()
+    q4 = run_trial(_llama("cuda", **base, **{"model.quantization": {"bits": 4}}))
+    assert np.mean(q4.history["loss"][-5:]) < np.mean(q4.history["loss"][:5])
+    assert q4.cost["peak_mem_mb"] < bf16.cost["peak_mem_mb"], (q4.cost, bf16.cost)

@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
             "problems",
             "objectives",
             "metrics",
+            "families",
         ],
     )
     ls.set_defaults(func=cmd_list)

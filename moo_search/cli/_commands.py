@@ -68,9 +68,13 @@ def cmd_list(args: argparse.Namespace) -> int:
         "problems": registry.PROBLEMS,
         "objectives": registry.OBJECTIVES,
         "metrics": registries.METRICS,
+        "families": registries.FAMILIES,
     }
     for kind, reg in kinds.items():
         if args.kind and kind != args.kind:
+            continue
+        if kind == "families":
+            _list_families(reg, detail=args.kind == "families")
             continue
         names = reg.names()
         if kind == "drivers":
@@ -79,6 +83,23 @@ def cmd_list(args: argparse.Namespace) -> int:
             names = [f"{n}@K" if reg.get(n).at_k else n for n in names]
         print(f"{kind:10s} {reg.field:18s} {', '.join(names)}")
     return 0
+
+
+def _list_families(reg: Any, *, detail: bool) -> None:
+    """Model families: by name (the model types each owns); with ``list families``, a row
+    each: pooling, default LoRA targets, whether the frozen-layer cache runs."""
+    names = [f"{n} ({'/'.join(f.model_types)})" for n, f in reg.items()]
+    print(f"{'families':10s} {'model_type':18s} {', '.join(names)}")
+    if not detail:
+        return
+    for name, fam in reg.items():
+        first = fam.model_types[0]
+        cache = fam.cache_support(first) or "yes"
+        print(f"  {name}: {fam.description}")
+        print(
+            f"    pooling {fam.pooling}, padding {fam.padding_side}, LoRA targets "
+            f"{', '.join(fam.targets(first))}; layer cache: {cache}"
+        )
 
 
 def _print_progress(prog: Any) -> None:
@@ -186,9 +207,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     ensure_data(spec)
     if args.workers is None:
-        from moo_search.drivers._run import _gpu_count
+        from moo_search.drivers._local import gpu_count
 
-        args.workers = max(1, _gpu_count())
+        args.workers = max(1, gpu_count())
     if args.workers > 1:
         from moo_search.drivers import run_workers
 

@@ -152,6 +152,10 @@ def build_model(spec: RecommenderSpec, data: PreparedData) -> tuple[Any, Any, st
     encoder, tokenizer, base_id = load_encoder(spec.model)
     weights = _weights_sha256(spec, encoder) if spec.train.layer_cache and use_text else ""
     encoder = apply_adapter(encoder, spec.adapter)
+    if spec.train.gradient_checkpointing and use_text:
+        base = encoder.get_base_model() if hasattr(encoder, "get_base_model") else encoder
+        # (non-reentrant: the frozen inputs need no requires_grad for the adapters to learn)
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     cf = collaborative_backbone(spec, data)
     rates = data.like_rates
     parts = TowerParts(

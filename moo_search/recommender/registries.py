@@ -10,7 +10,15 @@ from typing import Any
 
 from moo_search.registry import Registry
 
-__all__ = ["ADAPTERS", "BACKBONES", "BASELINES", "DATASETS", "LOSS_TERMS", "METRICS"]
+__all__ = [
+    "ADAPTERS",
+    "BACKBONES",
+    "BASELINES",
+    "DATASETS",
+    "FAMILIES",
+    "LOSS_TERMS",
+    "METRICS",
+]
 
 DATASETS: Registry[Any] = Registry(
     "dataset",
@@ -20,6 +28,15 @@ DATASETS: Registry[Any] = Registry(
 )
 """name -> :class:`moo_search.recommender.data.registered.DatasetSource` (``load(cfg) -> Dataset``,
 optional ``fetch``/``is_cached``)."""
+
+FAMILIES: Registry[Any] = Registry(
+    "model family",
+    field="model.tiny.family",
+    builtins=("moo_search.recommender.model.families",),
+    entry="moo_search.recommender.model.family:ModelFamily",
+)
+"""name -> :class:`moo_search.recommender.model.family.ModelFamily`: how the models of one
+architecture (``config.json``'s ``model_type``) load, pool, are adapted and cached."""
 
 ADAPTERS: Registry[Any] = Registry(
     "adapter type", field="adapter.type", builtins=("moo_search.recommender.model.adapters",)

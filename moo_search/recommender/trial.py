@@ -194,15 +194,15 @@ class Trial:
 
     def build(self) -> None:
         """The model on its device, its token tables, the frozen-layer cache."""
-        from moo_search.recommender.model.tokens import tokenize_cached
+        from moo_search.recommender.model.tokens import text_table
         from moo_search.recommender.train.loop import autocast_for
 
         spec, data = self.spec, self.data
         self.model, tokenizer, self.base_id = build_model(spec, data)
         self.model.to(self.device)
         self.trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-        self.item_tokens = tokenize_cached(tokenizer, data.item_texts, spec.model.max_item_length)
-        self.user_tokens = tokenize_cached(tokenizer, data.user_texts, spec.model.max_user_length)
+        self.item_tokens = text_table(tokenizer, data.item_texts, spec.model, "item")
+        self.user_tokens = text_table(tokenizer, data.user_texts, spec.model, "user")
         self.autocast, _ = autocast_for(self.device, spec.train.amp)
         if self.model.prefix is not None:  # the frozen lower layers, once per study
             for table in (self.item_tokens, self.user_tokens):

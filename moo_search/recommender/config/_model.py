@@ -7,29 +7,80 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from moo_search.recommender.config._knobs import check_own_params
-from moo_search.recommender.registries import ADAPTERS, BACKBONES
+from moo_search.recommender.registries import ADAPTERS, BACKBONES, FAMILIES
 from moo_search.spec._errors import Located, Strict
 
 
 class TinyModelConfig(Strict):
+    family: str = Field(
+        "bert",
+        description="The model family to build a tiny random model of (`moo-search list "
+        "families`); its tokenizer is the packaged MiniLM's.",
+    )
     hidden_size: int = Field(32, ge=4)
     num_hidden_layers: int = Field(2, ge=1)
     num_attention_heads: int = Field(2, ge=1)
     intermediate_size: int = Field(64, ge=4)
     seed: int = 0
 
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, v: str) -> str:
+        return FAMILIES.check(v)
+
+
+class QuantizationConfig(Strict):
+    """QLoRA: the frozen base loaded in 4 or 8 bits by bitsandbytes (CUDA only)."""
+
+    bits: Literal[4, 8] = Field(4, description="4 (QLoRA's NF4) or 8 (LLM.int8()).")
+    quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type.")
+    double_quant: bool = Field(True, description="Quantise the 4-bit quantisation constants too.")
+    compute_dtype: Literal["bfloat16", "float16", "float32"] = Field(
+        "bfloat16", description="The dtype 4-bit layers compute in."
+    )
+
 
 class ModelConfig(Strict):
     name_or_path: str = Field(
         "minilm",
-        description="Hugging Face model id or local path; 'minilm' = the packaged all-MiniLM-L6-v2.",
+        description="Hugging Face model id or local path; 'minilm' = the packaged all-MiniLM-L6-v2. "
+        "Its family (`moo-search list families`) is found from config.json's model_type.",
     )
     tiny: TinyModelConfig | None = Field(
-        None, description="Build a tiny randomly initialised BERT instead (tests)."
+        None, description="Build a tiny randomly initialised model of a family instead (tests)."
     )
     max_item_length: int = Field(32, ge=4)
     max_user_length: int = Field(96, ge=4)
-    pooling: Literal["mean", "cls"] = "mean"
+    pooling: Literal["mean", "cls", "last", "eos", "weighted_mean"] | None = Field(
+        None,
+        description="How token states become one embedding: mean, cls (first token), last (the "
+        "last real token, on left or right padding), eos (an EOS token appended, then last), "
+        "weighted_mean (position-weighted, SGPT); None = the family's (mean for encoders, "
+        "last for decoders).",
+    )
+    user_prefix: str = Field(
+        "",
+        description="Text put before every user text (an instruction, e.g. E5's 'query: ' or "
+        "an embedder's task instruction).",
+    )
+    item_prefix: str = Field(
+        "", description="Text put before every item text (e.g. E5's 'passage: ')."
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="The frozen base's weight dtype: 'auto' = bfloat16 on a CUDA device that "
+        "supports it, float32 otherwise (the CPU default). Adapters and heads train in float32.",
+    )
+    quantization: QuantizationConfig | None = Field(
+        None,
+        description="QLoRA: load the frozen base in 4 or 8 bits with bitsandbytes (CUDA only; "
+        "refused on a CPU before any weight loads).",
+    )
+    trust_remote_code: bool = Field(
+        False,
+        description="Let transformers run the checkpoint's own modelling code (recorded in the "
+        "manifest of an export).",
+    )
     attention: Literal["auto", "eager", "sdpa"] = Field(
         "auto",
         description=(
@@ -54,9 +105,14 @@ class AdapterConfig(Strict):
     r: int = Field(8, description="LoRA/DoRA rank (>= 1).")
     alpha: float = Field(16.0, gt=0)
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    target_modules: list[str] = Field(default_factory=lambda: ["query", "value"])
-    feedforward_modules: list[str] = Field(
-        default_factory=lambda: ["output.dense"], description="IA3 feed-forward modules."
+    target_modules: list[str] | Literal["default", "attention", "mlp", "all-linear"] = Field(
+        "default",
+        description="The modules to adapt: a named set of the model family's ('default' = "
+        "PEFT's per-architecture choice, e.g. query/value for BERT, q_proj/v_proj for Llama; "
+        "'attention'; 'mlp'; 'all-linear') or module name suffixes.",
+    )
+    feedforward_modules: list[str] | None = Field(
+        None, description="IA3 feed-forward modules (None = the model family's)."
     )
     layers: list[int] | None = Field(None, description="Layer indices to adapt (None = all).")
     params: dict[str, Any] = Field(

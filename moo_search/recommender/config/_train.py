@@ -92,6 +92,11 @@ class TrainConfig(Strict):
         50, ge=1, description="Refresh cached item embeddings every N steps."
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    gradient_checkpointing: bool = Field(
+        False,
+        description="Recompute the adapted layers' activations in the backward pass instead of "
+        "keeping them (less memory for long texts and large models, about a third more time).",
+    )
     amp: Literal["auto", "off", "bf16", "fp16"] = Field(
         "auto",
         description="Mixed precision: auto = bf16 on CUDA and on CPUs with fast bf16 "

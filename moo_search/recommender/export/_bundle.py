@@ -26,7 +26,7 @@ from moo_search.recommender.export._files import (
     write_json,
 )
 from moo_search.recommender.export.pyfunc import write_mlflow_model
-from moo_search.recommender.model.encoder import base_model_fingerprint
+from moo_search.recommender.model.encoder import base_model_fingerprint, base_model_loading
 from moo_search.recommender.spec import RecommenderSpec, recommender_spec
 from moo_search.study import ATTR, STUDY_ATTR, ArtifactMismatch, check_artifacts
 
@@ -237,6 +237,7 @@ class _Bundle:
             "base_model": {
                 "id": self.base_id,
                 "weights_sha256": base_model_fingerprint(self.encoder),
+                **base_model_loading(spec.model),
             },
             "data": {
                 "dataset": data.ds.name,

@@ -52,12 +52,10 @@ rec.recommend("196", k=10)                    # a known user id
 rec.recommend({{"attributes": {{"age": 30}}, "history": ["1", "50"]}}, k=10)  # a new user
 ```
 
-The adapter alone loads with plain PEFT:
+The adapter alone loads with plain PEFT{_base_note(manifest)}:
 
 ```python
-from peft import PeftModel
-from transformers import AutoModel
-model = PeftModel.from_pretrained(AutoModel.from_pretrained("{manifest["base_model"]["id"]}"), "{out.name}/adapter")
+{_plain_peft(manifest, out.name)}
 ```
 
 Re-run the training: `moo-search trial {out.name}/config.yaml`; check reproduction:
@@ -68,6 +66,46 @@ Versions: {", ".join(f"{k} {v}" for k, v in manifest["versions"].items())}.
     (out / "MODEL_CARD.md").write_text(card, encoding="utf-8")
 
 
+def _base_note(manifest: dict[str, Any]) -> str:
+    base = manifest["base_model"]
+    q = base.get("quantization")
+    parts = (
+        [f"the {base['family']} family, {base.get('pooling', 'mean')} pooling"]
+        if base.get("family")
+        else []
+    )
+    if q:
+        parts.append(f"trained over a {q['bits']}-bit base (QLoRA): load the base as below")
+    if base.get("trust_remote_code"):
+        parts.append("the base runs its own code (trust_remote_code)")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def _plain_peft(manifest: dict[str, Any], name: str) -> str:
+    """The lines that load the adapter onto its base with plain transformers and PEFT."""
+    base = manifest["base_model"]
+    cls = base.get("model_class", "AutoModel")
+    q = base.get("quantization")
+    args = [f'"{base["id"]}"']
+    lines = ["from peft import PeftModel", f"from transformers import {cls}"]
+    if q:
+        lines[1] += ", BitsAndBytesConfig"
+        quant = (
+            "BitsAndBytesConfig(load_in_8bit=True)"
+            if q["bits"] == 8
+            else f'BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="{q["quant_type"]}", '
+            f"bnb_4bit_use_double_quant={q['double_quant']}, "
+            f'bnb_4bit_compute_dtype="{q["compute_dtype"]}")'
+        )
+        args.append(f"quantization_config={quant}")
+    if base.get("trust_remote_code"):
+        args.append("trust_remote_code=True")
+    lines.append(
+        f'model = PeftModel.from_pretrained({cls}.from_pretrained({", ".join(args)}), "{name}/adapter")'
+    )
+    return "\n".join(lines)
+
+
 def _adapter(spec: RecommenderSpec) -> str:
     """The adapter and the knobs that act in it (a rank only where there is one)."""
     a = spec.adapter
@@ -75,7 +113,9 @@ def _adapter(spec: RecommenderSpec) -> str:
         return "no adapter (a frozen encoder)"
     knobs = [f"r={a.r}", f"alpha={a.alpha:g}"] if a.type in ("lora", "dora") else []
     knobs += [f"{k}={v}" for k, v in sorted(a.params.items())]
-    knobs.append(f"targets {', '.join(a.target_modules)}")
+    targets = a.target_modules
+    named = f"the model family's {targets!r} set" if isinstance(targets, str) else None
+    knobs.append(f"targets {named or ', '.join(targets)}")
     if a.layers:
         knobs.append(f"layers {a.layers}")
     return f"a {a.type.upper()} adapter\n({', '.join(knobs)})"

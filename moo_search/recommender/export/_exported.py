@@ -35,7 +35,7 @@ class ExportedRecommender:
         """``rows``: the known users' (seen items, train rows), sparse users x items."""
         import torch
 
-        from moo_search.recommender.model.tokens import tokenize_cached
+        from moo_search.recommender.model.tokens import text_table
 
         self.root, self.manifest, self.spec, self.model, self.tokenizer = (
             root,
@@ -56,10 +56,8 @@ class ExportedRecommender:
         seen, train = rows
         self._seen = seen
         self._device = torch.device("cpu")
-        self._items_tok = tokenize_cached(
-            tokenizer, catalog["item_texts"], spec.model.max_item_length
-        )
-        self._users_tok = tokenize_cached(tokenizer, self._user_texts, spec.model.max_user_length)
+        self._items_tok = text_table(tokenizer, catalog["item_texts"], spec.model, "item")
+        self._users_tok = text_table(tokenizer, self._user_texts, spec.model, "user")
         # the trial's precision where this machine has it (train.amp), as evaluation used
         self._autocast, _ = autocast_for(self._device, spec.train.amp)
         if embeddings is not None:  # computed at export by this same code: no re-encoding
@@ -80,6 +78,7 @@ class ExportedRecommender:
         import torch
 
         from moo_search.recommender.data.text import render_user
+        from moo_search.recommender.model.tokens import text_table
 
         if isinstance(user, dict):
             unknown = [k for k in user if k not in ("attributes", "history")]
@@ -99,14 +98,11 @@ class ExportedRecommender:
             with torch.no_grad():
                 sem = None
                 if self.model.alpha > 0:
-                    enc = self.tokenizer(
-                        [text],
-                        truncation=True,
-                        max_length=self.spec.model.max_user_length,
-                        return_tensors="pt",
+                    table = text_table(
+                        self.tokenizer, [text], self.spec.model, "user", cached=False
                     )
                     with self._autocast() if self._autocast else contextlib.nullcontext():
-                        sem = self.model.encode(enc["input_ids"], enc["attention_mask"])[0]
+                        sem = self.model.encode_rows(table, np.arange(1), self._device)[0]
                 collab = self.model.collaborative_from_history(torch.as_tensor(idx))
             return sem, collab, idx
         key = str(user)
@@ -137,7 +133,7 @@ class ExportedRecommender:
         fields the trial's item texts were made of, ``data.item_text``) embedded by the text
         tower, ready to rank beside the catalog (see :meth:`add_items`)."""
         from moo_search.recommender.data.text import render_item_record
-        from moo_search.recommender.model.tokens import tokenize_cached
+        from moo_search.recommender.model.tokens import text_table
 
         if self.model.alpha <= 0 or self._scorer.item_emb is None:
             raise ExportError(
@@ -162,7 +158,7 @@ class ExportedRecommender:
             for g in x.get("genres") or []:
                 if g in genre_index:
                     feats[row, genre_index[g]] = 1.0
-        table = tokenize_cached(self.tokenizer, texts, self.spec.model.max_item_length)
+        table = text_table(self.tokenizer, texts, self.spec.model, "item", cached=False)
         import torch
 
         with torch.no_grad():

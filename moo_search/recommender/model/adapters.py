@@ -6,58 +6,109 @@ A builder maps ``(model, AdapterConfig)`` to a PEFT config; ``none`` (no adapter
 from __future__ import annotations
 
 import contextlib
-import re
 import warnings
 from collections.abc import Iterator
 from typing import Any
 
 from moo_search.errors import SpecError
 from moo_search.recommender.config import AdapterConfig
+from moo_search.recommender.model.encoder import family_of_model, model_type_of
 from moo_search.recommender.registries import ADAPTERS
 
-__all__ = ["apply_adapter", "linear_module_names", "quiet_peft"]
-
-_LAYER_RE = re.compile(r"\.layers?\.(\d+)\.")
+__all__ = ["adapted_targets", "apply_adapter", "linear_module_names", "quiet_peft"]
 
 
 def linear_module_names(model: Any) -> list[str]:
+    """Names of the modules an adapter can wrap: ``nn.Linear`` and GPT-2's ``Conv1D``."""
     import torch
+    from transformers.pytorch_utils import Conv1D
 
-    return [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    return [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear | Conv1D)]
 
 
-def _match(model: Any, targets: list[str], layers: list[int] | None, field: str) -> list[str]:
-    """Full names of the Linear modules whose name ends with a target, in ``layers``."""
+def _conv1d_names(model: Any) -> set[str]:
+    from transformers.pytorch_utils import Conv1D
+
+    return {n for n, m in model.named_modules() if isinstance(m, Conv1D)}
+
+
+def _suffixes(names: list[str]) -> list[str]:
+    return sorted({".".join(n.split(".")[-2:]) for n in names} | {n.split(".")[-1] for n in names})
+
+
+def _match_named(model: Any, targets: tuple[str, ...], set_name: str, field: str) -> list[str]:
+    """Names matching any of a family's named set (a set may list alternatives: T5 v1's
+    ``wi`` and v1.1's ``wi_0``/``wi_1``)."""
+    names = linear_module_names(model)
+    if set_name == "all-linear":  # PEFT's shorthand: every linear layer but an output head
+        out = [n for n in names if "pooler" not in n.split(".") and "lm_head" not in n]
+    else:
+        out = [n for n in names if any(n == t or n.endswith("." + t) for t in targets)]
+    if not out:
+        raise SpecError(
+            f"the model family's target set {set_name!r} ({', '.join(targets)}) matches no "
+            f"linear layer of the model; available: {', '.join(_suffixes(names))}",
+            field=field,
+        )
+    return out
+
+
+def _match_listed(model: Any, targets: list[str], field: str) -> list[str]:
     names = linear_module_names(model)
     out: list[str] = []
     for t in targets:
         hits = [n for n in names if n == t or n.endswith("." + t)]
         if not hits:
-            suffixes = sorted(
-                {".".join(n.split(".")[-2:]) for n in names} | {n.split(".")[-1] for n in names}
-            )
             raise SpecError(
                 f"target module {t!r} matches no linear layer of the model; "
-                f"available: {', '.join(suffixes)}",
+                f"available: {', '.join(_suffixes(names))}",
                 field=field,
             )
         out.extend(hits)
-    if layers is not None:
-        present = sorted({int(m.group(1)) for n in out if (m := _LAYER_RE.search(n))})
-        bad = [i for i in layers if i not in present]
-        if bad:
-            raise SpecError(
-                f"layers {bad} do not exist; the model has layers {present}", field="adapter.layers"
+    return out
+
+
+def _in_layers(model: Any, names: list[str], layers: list[int] | None) -> list[str]:
+    if layers is None or not names:
+        return sorted(set(names))
+    family = family_of_model(model)
+    index = {n: family.layer_index(n) for n in names}
+    present = sorted({i for i in index.values() if i is not None})
+    bad = [i for i in layers if i not in present]
+    if bad:
+        raise SpecError(
+            f"layers {bad} do not exist; the model has layers {present}", field="adapter.layers"
+        )
+    return sorted({n for n, i in index.items() if i is not None and i in layers})
+
+
+def adapted_targets(model: Any, cfg: AdapterConfig) -> tuple[list[str], list[str]]:
+    """(target modules, IA3 feed-forward modules): full module names, from the spec's list or
+    the model family's named set, in ``adapter.layers``."""
+    family, model_type = family_of_model(model), model_type_of(model)
+    field = "adapter.target_modules"
+    tm = cfg.target_modules
+    if isinstance(tm, str):
+        named = () if tm == "all-linear" else family.targets(model_type, tm)
+        targets = _match_named(model, named, tm, field)
+    else:
+        targets = _match_listed(model, tm, field)
+    ff: list[str] = []
+    if cfg.type == "ia3":
+        if cfg.feedforward_modules is None:
+            ff = _match_named(
+                model, family.feedforward(model_type), "feed-forward", "adapter.feedforward_modules"
             )
-        out = [n for n in out if (m := _LAYER_RE.search(n)) and int(m.group(1)) in layers]
-    return sorted(set(out))
+        else:
+            ff = _match_listed(model, cfg.feedforward_modules, "adapter.feedforward_modules")
+    return _in_layers(model, targets, cfg.layers), _in_layers(model, ff, cfg.layers)
 
 
 @ADAPTERS.register("lora")
 def lora_config(model: Any, cfg: AdapterConfig, *, dora: bool = False) -> Any:
     from peft import LoraConfig
 
-    targets = _match(model, cfg.target_modules, cfg.layers, "adapter.target_modules")
+    targets, _ = adapted_targets(model, cfg)
     return LoraConfig(
         r=cfg.r,
         lora_alpha=cfg.alpha,  # type: ignore[arg-type]  # PEFT annotates int; scaling is alpha / r
@@ -65,6 +116,8 @@ def lora_config(model: Any, cfg: AdapterConfig, *, dora: bool = False) -> Any:
         target_modules=targets,
         use_dora=dora,
         bias="none",
+        # GPT-2's Conv1D stores its weight transposed (PEFT would set this with a warning)
+        fan_in_fan_out=bool(set(targets) & _conv1d_names(model)),
     )
 
 
@@ -77,9 +130,12 @@ def _dora(model: Any, cfg: AdapterConfig) -> Any:
 def _ia3(model: Any, cfg: AdapterConfig) -> Any:
     from peft import IA3Config
 
-    targets = _match(model, cfg.target_modules, cfg.layers, "adapter.target_modules")
-    ff = _match(model, cfg.feedforward_modules, cfg.layers, "adapter.feedforward_modules")
-    return IA3Config(target_modules=sorted(set(targets) | set(ff)), feedforward_modules=ff)
+    targets, ff = adapted_targets(model, cfg)
+    return IA3Config(
+        target_modules=sorted(set(targets) | set(ff)),
+        feedforward_modules=ff,
+        fan_in_fan_out=bool(set(targets) & _conv1d_names(model)),
+    )
 
 
 ADAPTERS.register("none", None)

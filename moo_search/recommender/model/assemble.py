@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from moo_search.recommender.model.encoder import family_of, pooling_of
 from moo_search.recommender.model.layer_cache import FrozenPrefix, frozen_prefix_length
 from moo_search.recommender.model.recommender import Recommender
 from moo_search.recommender.spec import RecommenderSpec
@@ -54,10 +55,11 @@ def assemble(
         id_dim=spec.fusion.id_dim if id_dim is None else id_dim,
         alpha=spec.fusion.alpha,
         temperature=spec.loss.temperature,
-        pooling=spec.model.pooling,
+        pooling=pooling_of(spec.model),
     )
+    model.left_padded = family_of(spec.model).padding_side == "left"
     model.hold_out(parts.warm)
-    n_frozen = frozen_prefix_length(encoder)
+    n_frozen = 0 if model.left_padded else frozen_prefix_length(encoder)
     if n_frozen and spec.fusion.alpha > 0:
         sha, cache = layer_cache
         model.use_prefix(FrozenPrefix(encoder, n_frozen, weights_sha256=sha, cache=cache))

@@ -41,23 +41,22 @@ def frozen_item_vectors(model_cfg: Any, texts: list[str], *, batch_size: int = 1
     adapter and no fine-tuning (fp32, eval mode)."""
     import torch
 
-    from moo_search.recommender.model.encoder import load_encoder
-    from moo_search.recommender.model.tokens import tokenize_cached
+    from moo_search.recommender.model.encoder import family_of, load_encoder, pooling_of
+    from moo_search.recommender.model.pooling import pool
+    from moo_search.recommender.model.tokens import text_table
 
     encoder, tokenizer, _ = load_encoder(model_cfg)
     encoder.eval()
-    table = tokenize_cached(tokenizer, texts, model_cfg.max_item_length)
+    how, left = pooling_of(model_cfg), family_of(model_cfg).padding_side == "left"
+    table = text_table(tokenizer, texts, model_cfg, "item")
     out = np.zeros((len(texts), encoder.config.hidden_size), dtype=np.float32)
     with torch.no_grad():
         for idx in table.length_buckets(batch_size):
-            ids, mask = table.batch(idx)
+            ids, mask = table.batch(idx, left=left)
+            ids, mask = ids.to(encoder.device), mask.to(encoder.device)
             h = encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-            if model_cfg.pooling == "cls":
-                pooled = h[:, 0]
-            else:
-                m = mask.unsqueeze(-1).to(h.dtype)
-                pooled = (h * m).sum(1) / m.sum(1).clamp_min(1.0)
-            out[idx] = torch.nn.functional.normalize(pooled.float(), dim=-1).numpy()
+            pooled = pool(h, mask, how)
+            out[idx] = torch.nn.functional.normalize(pooled.float(), dim=-1).cpu().numpy()
     return out
 
 

@@ -5,8 +5,9 @@ disk, keyed by the base weights, the token ids, ``n``, the dtype and the attenti
 and the rest of the encoder from there.
 
 The prefix always runs in eval mode (no dropout), cached or not, so a cached trial computes
-exactly what an uncached one does. Supported for BERT-style encoders (``embeddings`` +
-``encoder.layer``, e.g. MiniLM); others run the whole encoder.
+exactly what an uncached one does. Each model family says how its layers run apart (its
+:class:`~moo_search.recommender.model.family.LayerStack`: BERT-like encoders, Llama-like
+decoders, GPT-2) or why the cache steps aside for it (ModernBERT, T5: the whole encoder runs).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from moo_search.recommender.cache import read_entry, write_entry
+from moo_search.recommender.model.family import LayerStack
 from moo_search.recommender.model.tokens import TokenTable
 
 __all__ = ["FrozenPrefix", "frozen_prefix_length"]
@@ -51,15 +53,35 @@ def _adapted(module: torch.nn.Module) -> bool:
     )
 
 
+def layer_stack(encoder: Any) -> LayerStack | None:
+    """The family's layer stack of ``encoder``, or None where the cache steps aside for it
+    (the reason is logged once per model type)."""
+    from moo_search.recommender.model.encoder import family_of_model, model_type_of
+
+    family, model_type = family_of_model(encoder), model_type_of(encoder)
+    why = family.cache_support(model_type)
+    if why:
+        if model_type not in _TOLD:
+            _TOLD.add(model_type)
+            logger.info("frozen-layer cache off for %s: %s", model_type, why)
+        return None
+    assert family.stack is not None
+    return family.stack(_base(encoder))
+
+
+_TOLD: set[str] = set()
+
+
 def frozen_prefix_length(encoder: Any) -> int:
     """How many lower transformer layers hold neither an adapter nor a trainable parameter
-    (0 when the encoder is not BERT-style, or its first layer is adapted)."""
-    base = _base(encoder)
-    layers = getattr(getattr(base, "encoder", None), "layer", None)
-    if getattr(base.config, "model_type", "") != "bert" or layers is None:
+    (0 when the family has no layer stack, the encoder is quantized, or its first layer or
+    its embeddings are adapted)."""
+    if getattr(_base(encoder), "is_quantized", False):
+        return 0  # (QLoRA: 4/8-bit layers are not cached)
+    stack = layer_stack(encoder)
+    if stack is None or any(_adapted(m) for m in stack.embedding_modules()):
         return 0
-    if _adapted(base.embeddings):
-        return 0
+    layers = stack.layers()
     n = 0
     for layer in layers:
         if _adapted(layer):
@@ -97,6 +119,9 @@ class FrozenPrefix:
 
     def __init__(self, encoder: Any, n: int, *, weights_sha256: str, cache: bool) -> None:
         self.base = _base(encoder)
+        stack = layer_stack(encoder)
+        assert stack is not None, "a frozen prefix needs the family's layer stack"
+        self.stack = stack
         self.n = n
         self.weights_sha256 = weights_sha256
         self.cache = cache
@@ -104,7 +129,7 @@ class FrozenPrefix:
 
     @property
     def modules(self) -> list[torch.nn.Module]:
-        return [self.base.embeddings, *self.base.encoder.layer[: self.n]]
+        return [*self.stack.embedding_modules(), *self.stack.layers()[: self.n]]
 
     def eval_(self) -> None:
         """Keep the prefix in eval mode (no dropout), whatever mode the model is in."""
@@ -113,25 +138,13 @@ class FrozenPrefix:
 
     # ---- running layers
 
-    @staticmethod
-    def _mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """The additive (B, 1, 1, L) attention mask BERT layers take."""
-        return (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
-
-    def _layers(self, h: torch.Tensor, mask: torch.Tensor, layers: Any) -> torch.Tensor:
-        ext = self._mask(mask, h.dtype if h.dtype.is_floating_point else torch.float32)
-        for layer in layers:
-            out = layer(h, attention_mask=ext)
-            h = out[0] if isinstance(out, tuple) else out  # transformers 4.x returns a tuple
-        return h
-
     def bottom(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = self.base.embeddings(input_ids=ids)
-        return self._layers(h, mask, self.base.encoder.layer[: self.n])
+        layers = self.stack.layers()[: self.n]
+        return self.stack.run(layers, self.stack.embed(ids, mask), mask)
 
     def top(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The last hidden state from the prefix's output."""
-        return self._layers(hidden, mask, self.base.encoder.layer[self.n :])
+        return self.stack.finish(self.stack.run(self.stack.layers()[self.n :], hidden, mask))
 
     # ---- the cache
 

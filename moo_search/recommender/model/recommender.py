@@ -32,6 +32,7 @@ from torch import nn
 
 from moo_search.recommender.model.ctr import CTR_FEATURES, CTRHead
 from moo_search.recommender.model.layer_cache import FrozenPrefix
+from moo_search.recommender.model.pooling import pool
 from moo_search.recommender.model.tasks import TaskHeads
 from moo_search.recommender.model.tokens import TokenTable
 
@@ -76,6 +77,7 @@ class Recommender(nn.Module):
         self.backbone_info: dict[str, Any] = {}  # name, params, sha256 (set by the trial)
         self.alpha = alpha
         self.pooling = pooling
+        self.left_padded = False  # the family pads its batches on the left (set by assemble)
         n_users, n_items = parts.n_users, parts.n_items
         self.user_emb = nn.Embedding(n_users, id_dim)
         self.item_emb = nn.Embedding(n_items, id_dim)
@@ -196,13 +198,16 @@ class Recommender(nn.Module):
         if self.prefix is not None:
             out = self.prefix.top(self.prefix.bottom(ids, mask), mask)
         else:
-            out = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+            kwargs = {}
+            if self.left_padded:  # real tokens keep the positions they have unpadded
+                kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp_min(0)
+            out = self.encoder(input_ids=ids, attention_mask=mask, **kwargs).last_hidden_state
         return self._pool(out, mask)
 
     def encode_rows(self, table: TokenTable, idx: np.ndarray, device: torch.device) -> torch.Tensor:
         """Embeddings of rows ``idx`` of ``table``; from the frozen-layer cache when the
         table is attached to :attr:`prefix`."""
-        ids, mask = table.batch(idx)
+        ids, mask = table.batch(idx, left=self.left_padded)
         mask = mask.to(device)
         states = self.prefix.states(table) if self.prefix is not None else None
         if states is None:
@@ -212,12 +217,7 @@ class Recommender(nn.Module):
         return self._pool(self.prefix.top(h, mask), mask)
 
     def _pool(self, out: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if self.pooling == "cls":
-            pooled = out[:, 0]
-        else:
-            m = mask.unsqueeze(-1).to(out.dtype)
-            pooled = (out * m).sum(1) / m.sum(1).clamp_min(1.0)
-        return nn.functional.normalize(pooled.float(), dim=-1)
+        return nn.functional.normalize(pool(out, mask, self.pooling).float(), dim=-1)
 
     @torch.no_grad()
     def encode_table(
