@@ -60,6 +60,8 @@ def _model(family: str, args: argparse.Namespace) -> Any:
     else:
         model = getattr(transformers, fam.model_class)(config)
     setattr(model, FAMILY_ATTR, family)
+    with contextlib.suppress(ValueError, ImportError):
+        model.set_attn_implementation(args.attention)  # (a trial's: eager on a CPU)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -141,6 +143,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3, help="training steps per timing")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--families", nargs="*", default=None)
+    ap.add_argument("--attention", default="eager", help="eager (a trial's on a CPU) or sdpa")
     args = ap.parse_args()
     torch.set_num_threads(torch.get_num_threads())
     cpuinfo = Path("/proc/cpuinfo")
@@ -157,15 +160,18 @@ def main() -> None:
     names = args.families or [n for n in FAMILIES.names() if FAMILIES.get(n).tiny is not None]
     models = {n: _model(n, args) for n in names}
     cells: dict[tuple[str, bool, bool], dict[str, list[float]]] = {}
-    for _ in range(args.repeats):  # interleaved: every cell sees the same machine noise
+    for rep in range(args.repeats + 1):  # interleaved: every cell sees the same noise
         for n, model in models.items():
             how = FAMILIES.get(n).pooling
             can_cache = layer_stack(model) is not None
             for bf16 in (False, True):
                 for cached in (False, True) if can_cache else (False,):
                     c = cells.setdefault((n, bf16, cached), {"train": [], "encode": []})
-                    c["train"].append(train_seconds(model, how, cached, bf16, args))
-                    c["encode"].append(encode_seconds(model, how, cached, bf16))
+                    step = train_seconds(model, how, cached, bf16, args)
+                    enc = encode_seconds(model, how, cached, bf16)
+                    if rep:  # the first round warms every kernel up and is not counted
+                        c["train"].append(step)
+                        c["encode"].append(enc)
     print(f"{'family':12s} {'mode':14s} {'s/step':>8s} {'x':>6s} {'s/1k texts':>11s} {'x':>6s}")
     for n, model in models.items():
         base = cells[(n, False, False)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -119,7 +120,13 @@ def pooling_of(cfg: ModelConfig) -> str:
 
 
 def _read_model_type(cfg: ModelConfig) -> str:
-    path = resolve_model_path(cfg)
+    return _model_type_at(resolve_model_path(cfg), cfg.name_or_path, cfg.trust_remote_code)
+
+
+@functools.lru_cache(maxsize=64)
+def _model_type_at(path: str, name: str, trust_remote_code: bool) -> str:
+    """``model_type`` of the checkpoint at ``path`` (read once per process: a served request
+    asks for its family's pooling)."""
     local = Path(path) / "config.json"
     if local.is_file():
         import json
@@ -131,10 +138,10 @@ def _read_model_type(cfg: ModelConfig) -> str:
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise SpecError(
-            f"cannot load model {cfg.name_or_path!r} ({path}): {str(e).splitlines()[0]}",
+            f"cannot load model {name!r} ({path}): {str(e).splitlines()[0]}",
             field="model.name_or_path",
         ) from None
     return str(config.model_type)
