@@ -382,7 +382,7 @@ def test_list_shows_the_families_and_a_plugin_family_runs_with_two_workers(tmp_p
 
 
 @pytest.mark.parametrize("family", ["llama", "t5"])
-def test_a_decoder_or_t5_fine_tune_exports_loads_and_reproduces(family, tmp_path):
+def test_a_decoder_or_t5_fine_tune_exports_loads_serves_and_reproduces(family, tmp_path):
     from moo_search import export_trial, load_exported
     from moo_search.drivers import run_study
     from moo_search.recommender.export import verify_export
@@ -411,3 +411,17 @@ def test_a_decoder_or_t5_fine_tune_exports_loads_and_reproduces(family, tmp_path
     rec = load_exported(out)
     assert len(rec.recommend(rec.user_ids[0], k=5)) == 5
     assert verify_export(out)["reproduced"]
+    # served as an MLflow model: the lists of load_exported; a new user's history and a new
+    # item are encoded through the family's pooling
+    import mlflow
+    import pandas as pd
+
+    users = rec.user_ids[:4]
+    served = mlflow.pyfunc.load_model(str(out)).predict(
+        pd.DataFrame({"user": users, "k": [5] * len(users)})
+    )
+    assert [list(x) for x in served["items"]] == [rec.recommend(u, 5) for u in users]
+    new_user = {"attributes": {}, "history": rec.item_ids[:2]}
+    assert not set(rec.item_ids[:2]) & set(rec.recommend(new_user, k=5))
+    emb = rec.embed_items([{"id": "new-1", "title": "A new film", "genres": ["Drama"]}])
+    assert rec.rank(rec.user_ids[0], 3, new_items=emb, only_new=True)[0] == ["new-1"]
