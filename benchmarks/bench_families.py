@@ -154,8 +154,8 @@ def main() -> None:
     )
     print(
         f"matched size: hidden {args.hidden}, {args.layers} layers, {args.heads} heads, "
-        f"LoRA r=8 on the top 2 layers; batch {args.batch} x 64 tokens; medians of "
-        f"{args.repeats} interleaved repeats\n"
+        f"LoRA r=8 on the top 2 layers; {args.attention} attention; batch {args.batch} x 64 "
+        f"tokens; after a warm-up round, medians of {args.repeats} interleaved repeats\n"
     )
     names = args.families or [n for n in FAMILIES.names() if FAMILIES.get(n).tiny is not None]
     models = {n: _model(n, args) for n in names}
