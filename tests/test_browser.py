@@ -237,10 +237,24 @@ def test_a_selected_trial_shows_its_learning_curve_and_a_stopped_one_its_reason(
     pruned = next(
         t for t in study.trials if t.state.name == "PRUNED" and "moo:pruned_at" in t.user_attrs
     )
+    # an inference-only variant of that fine-tune: no curve of its own, and the page says so
+    attrs = {k: v for k, v in done.user_attrs.items() if k != ATTR.CURVE}
+    study.add_trial(
+        optuna.trial.create_trial(
+            values=done.values,
+            params=done.params,
+            distributions=done.distributions,
+            user_attrs={**attrs, ATTR.DERIVED_FROM: done.number, ATTR.KNOBS: {}},
+        )
+    )
+    variant = study.trials[-1].number
     o = Opened(browser, build_report(study, out=tmp_path / "es.html"))
     o.page.evaluate(f"() => window.mooSelect({done.number})")
     o.page.wait_for_selector("#curve[data-rendered='1'] .main-svg", timeout=30_000)
     assert o.page.locator("#curve .scatterlayer .trace").count() == 2  # one line per objective
+    o.page.evaluate(f"() => window.mooSelect({variant})")
+    note = o.page.locator("#curve").inner_text()
+    assert f"reuses the fine-tune of trial {done.number}" in note, note
     o.page.evaluate(f"() => window.mooSelect({pruned.number})")
     text = o.page.locator("#selected-metrics").inner_text()
     assert "stopped at rung" in text and pruned.user_attrs[ATTR.FAIL][:40] in text

@@ -49,7 +49,12 @@ function draw_curve(r) {
   if (div.dataset.rendered) Plotly.purge(div);
   div.textContent = ""; delete div.dataset.rendered;
   if (!r.curve || !r.curve.length) {
-    div.append(el("div", {class: "note"}, "No learning curve: the study runs without early stopping (driver.early_stopping)."));
+    const why = r.derived_from !== null
+      ? "No learning curve of its own: a variant reuses the fine-tune of trial " + r.derived_from + " (select that trial for its curve)."
+      : P.rows.some(x => x.curve && x.curve.length)
+        ? "No learning curve: this trial recorded no checkpoint."
+        : "No learning curve: the study runs without early stopping (driver.early_stopping).";
+    div.append(el("div", {class: "note"}, why));
     return;
   }
   const n = P.metrics.length, steps = r.curve.map(p => p.step);
