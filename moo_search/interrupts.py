@@ -42,6 +42,11 @@ def _raise_interrupt(signum: int, frame: object) -> None:
     if _Deferral.depth:
         _Deferral.pending = True
         return
+    _raise_now()
+
+
+def _raise_now() -> None:
+    _Deferral.pending = False
     _Deferral.raised = True
     raise KeyboardInterrupt
 
@@ -74,9 +79,7 @@ def resume_interrupts() -> None:
     """End one :func:`defer_interrupts`; at the outermost, raise the interrupt held meanwhile."""
     _Deferral.depth = max(0, _Deferral.depth - 1)
     if not _Deferral.depth and _Deferral.pending:
-        _Deferral.pending = False
-        _Deferral.raised = True
-        raise KeyboardInterrupt
+        _raise_now()
 
 
 @contextlib.contextmanager
@@ -87,9 +90,7 @@ def interruptible() -> Iterator[None]:
     _Deferral.depth = 0
     try:
         if _Deferral.pending:
-            _Deferral.pending = False
-            _Deferral.raised = True
-            raise KeyboardInterrupt
+            _raise_now()
         yield
     finally:
         _Deferral.depth = saved

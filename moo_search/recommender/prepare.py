@@ -139,7 +139,7 @@ def build_model(spec: RecommenderSpec, data: PreparedData) -> tuple[Any, Any, st
     from moo_search.recommender.model.adapters import apply_adapter
     from moo_search.recommender.model.assemble import TowerParts, assemble
     from moo_search.recommender.model.backbones import backbone_sha256
-    from moo_search.recommender.model.encoder import load_encoder
+    from moo_search.recommender.model.encoder import load_encoder, unwrapped
     from moo_search.recommender.model.tasks import split_rating_offsets
 
     use_text = spec.fusion.alpha > 0
@@ -153,7 +153,7 @@ def build_model(spec: RecommenderSpec, data: PreparedData) -> tuple[Any, Any, st
     weights = _weights_sha256(spec, encoder) if spec.train.layer_cache and use_text else ""
     encoder = apply_adapter(encoder, spec.adapter)
     if spec.train.gradient_checkpointing and use_text:
-        base = encoder.get_base_model() if hasattr(encoder, "get_base_model") else encoder
+        base = unwrapped(encoder)
         # (non-reentrant: the frozen inputs need no requires_grad for the adapters to learn)
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     cf = collaborative_backbone(spec, data)

@@ -24,6 +24,7 @@ __all__ = [
     "model_type_of",
     "pooling_of",
     "resolve_model_path",
+    "unwrapped",
     "weight_dtype",
 ]
 
@@ -65,14 +66,15 @@ def resolve_model_path(cfg: ModelConfig) -> str:
     return name  # a hub id: transformers resolves it (from its cache when offline)
 
 
-def _unwrapped(model: Any) -> Any:
+def unwrapped(model: Any) -> Any:
+    """The transformer under a PEFT wrapper (the model itself when there is none)."""
     get = getattr(model, "get_base_model", None)
     return get() if callable(get) else model
 
 
 def model_type_of(model: Any) -> str:
     """``config.model_type`` of a (PEFT-wrapped) model."""
-    return str(getattr(_unwrapped(model).config, "model_type", ""))
+    return str(getattr(unwrapped(model).config, "model_type", ""))
 
 
 def family_for(model_type: str, field: str = "model.name_or_path") -> ModelFamily:
@@ -97,7 +99,7 @@ def family_of_model(model: Any) -> ModelFamily:
     owning its model type."""
     from moo_search.recommender.registries import FAMILIES
 
-    name = getattr(_unwrapped(model), FAMILY_ATTR, None)
+    name = getattr(unwrapped(model), FAMILY_ATTR, None)
     return FAMILIES.get(name) if name else family_for(model_type_of(model))
 
 

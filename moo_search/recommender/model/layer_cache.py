@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from moo_search.recommender.cache import read_entry, write_entry
+from moo_search.recommender.model.encoder import unwrapped
 from moo_search.recommender.model.family import LayerStack
 from moo_search.recommender.model.tokens import TokenTable
 
@@ -34,12 +35,6 @@ logger = logging.getLogger("moo_search")
 MEMORY_SHARE = 0.25  # at most this share of the available memory for one study's cache
 _MEMORY: OrderedDict[str, torch.Tensor] = OrderedDict()
 _MEMORY_ITEMS = 4
-
-
-def _base(encoder: Any) -> Any:
-    """The transformer under a PEFT wrapper."""
-    get = getattr(encoder, "get_base_model", None)
-    return get() if callable(get) else encoder
 
 
 _ADAPTER_MARKERS = ("lora_", "ia3_")
@@ -66,7 +61,7 @@ def layer_stack(encoder: Any) -> LayerStack | None:
             logger.info("frozen-layer cache off for %s: %s", model_type, why)
         return None
     assert family.stack is not None
-    return family.stack(_base(encoder))
+    return family.stack(unwrapped(encoder))
 
 
 _TOLD: set[str] = set()
@@ -76,7 +71,7 @@ def frozen_prefix_length(encoder: Any) -> int:
     """How many lower transformer layers hold neither an adapter nor a trainable parameter
     (0 when the family has no layer stack, the encoder is quantized, or its first layer or
     its embeddings are adapted)."""
-    if getattr(_base(encoder), "is_quantized", False):
+    if getattr(unwrapped(encoder), "is_quantized", False):
         return 0  # (QLoRA: 4/8-bit layers are not cached)
     stack = layer_stack(encoder)
     if stack is None or any(_adapted(m) for m in stack.embedding_modules()):
@@ -118,7 +113,7 @@ class FrozenPrefix:
     """
 
     def __init__(self, encoder: Any, n: int, *, weights_sha256: str, cache: bool) -> None:
-        self.base = _base(encoder)
+        self.base = unwrapped(encoder)
         stack = layer_stack(encoder)
         assert stack is not None, "a frozen prefix needs the family's layer stack"
         self.stack = stack
