@@ -411,3 +411,214 @@ def test_an_unreachable_mlflow_server_is_a_warning_not_a_failed_study(tmp_path, 
     finally:
         del os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
     assert "could not log study 'tiny'" in caplog.text
+
+
+# ---- every value checked all the way down, the API and the served model alike (#37)
+@pytest.mark.parametrize("k", [-3, 0, True, 2.7, "5", None])
+def test_recommend_refuses_a_k_that_is_not_a_positive_integer(bundle, k):
+    from moo_search.errors import ExportError
+
+    rec = load_exported(bundle)
+    with pytest.raises(ExportError, match="k must be a positive integer"):
+        rec.recommend(rec.user_ids[0], k)
+    assert len(rec.recommend(rec.user_ids[0], np.int64(3))) == 3
+
+
+@pytest.mark.parametrize(
+    ("item", "names"),
+    [
+        ({"id": None, "title": "x"}, "'id'"),
+        ({"id": True, "title": "x"}, "'id'"),
+        ({"id": "", "title": "x"}, "'id'"),
+        ({"id": ["n"], "title": "x"}, "'id'"),
+        ({"id": "n1", "genres": 5}, "'genres'"),
+        ({"id": "n1", "genres": [["Drama"]]}, "'genres'"),
+        ({"id": "n1", "title": {"a": 1}}, "'title'"),
+        ({"id": "n1", "title": float("nan")}, "'title'"),
+    ],
+)
+def test_a_bad_new_item_is_refused_naming_its_field(bundle, item, names):
+    from moo_search.errors import ExportError
+
+    rec = load_exported(bundle)
+    with pytest.raises(ExportError, match=names):
+        rec.embed_items([item])
+    with pytest.raises(ExportError, match=names):
+        rec.add_items([item])
+    assert rec.new_item_ids == []
+
+
+def test_no_new_items_is_nothing_added_and_an_id_is_never_ranked_twice(bundle):
+    from moo_search.errors import ExportError
+
+    rec = load_exported(bundle)
+    assert rec.add_items([]) == [] and len(rec.embed_items([]).ids) == 0
+    embedded = rec.embed_items([{"id": "n1", "title": "A film"}])
+    rec.add_items([{"id": "n1", "title": "A film"}])
+    with pytest.raises(ExportError, match=r"new_items: ids \['n1'\] are already"):
+        rec.rank(rec.user_ids[0], 50, new_items=embedded)
+    items, _ = rec.rank(rec.user_ids[0], len(rec.item_ids) + 5)
+    assert len(items) == len(set(items))
+
+
+@pytest.mark.parametrize(
+    ("user", "names"),
+    [
+        ({"history": "1"}, "history"),
+        ({"history": [None]}, "history item 0"),
+        ({"history": ["1"], "attributes": {"age": {"x": 1}}}, "'age'"),
+        ({"history": ["1"], "attributes": [1]}, "attributes"),
+    ],
+)
+def test_a_bad_new_user_is_refused_naming_its_field(bundle, user, names):
+    from moo_search.errors import ExportError
+
+    rec = load_exported(bundle)
+    with pytest.raises(ExportError, match=names):
+        rec.recommend(user, 5)
+
+
+def _deep(n: int) -> str:
+    return "[" * n + "]" * n
+
+
+@pytest.mark.parametrize(
+    ("row", "names"),
+    [
+        ({"user": "1", "k": 5.5}, "'k'"),
+        ({"user": "1", "k": True}, "'k'"),
+        ({"user": "1", "k": float("inf")}, "'k'"),
+        ({"user": ["1"]}, "'user'"),
+        ({"user": "1", "item": ["1"]}, "'item'"),
+        ({"user": "1", "exclude": [["1"]]}, "'exclude'"),
+        ({"user": "1", "exclude": "1"}, "'exclude'"),
+        ({"history": ["1"], "attributes": '{"a": ' * 5000 + "1" + "}" * 5000}, "'attributes'"),
+        ({"user": "1", "new_items": _deep(5000)}, "'new_items'"),
+        ({"user": "1", "new_items": '[{"id": "n1", "genres": 5}]'}, "'genres'"),
+        ({"user": "1", "new_items": '[{"id": null}]'}, "'id'"),
+    ],
+)
+def test_pyfunc_refuses_a_bad_value_naming_its_column(bundle, row, names):
+    from mlflow.exceptions import MlflowException
+
+    model = mlflow.pyfunc.load_model(str(bundle))
+    with pytest.raises(MlflowException, match=names) as e:
+        model.predict(pd.DataFrame([row]))
+    assert e.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert "Traceback" not in e.value.message
+
+
+def test_pyfunc_takes_a_batch_whose_rows_use_different_columns(bundle):
+    rec = load_exported(bundle)
+    model = mlflow.pyfunc.load_model(str(bundle))
+    u, hist = rec.user_ids[0], [rec.item_ids[0], rec.item_ids[1]]
+    got = model.predict(
+        pd.DataFrame([{"user": u, "k": 5}, {"user": rec.user_ids[1]}, {"history": hist}])
+    )
+    assert [len(x) for x in got["items"]] == [5, 10, 10]
+    assert list(got["items"][0]) == rec.recommend(u, 5)
+    with pytest.raises(Exception, match=r"unknown columns \['exlcude'\]"):
+        model.predict(pd.DataFrame([{"user": u, "exlcude": [hist[0]]}]))
+
+
+def _post_as(url: str, body: bytes, content_type: str) -> tuple[int, str]:
+    req = urllib.request.Request(
+        url, data=body, headers={"Content-Type": content_type}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+@pytest.mark.parametrize(
+    ("records", "names"),
+    [
+        ([{"user": "1", "k": 5.5}], "'k'"),
+        ([{"user": "1", "k": True}], "'k'"),
+        ([{"user": "1", "exlcude": ["1"]}], "exlcude"),
+        ([{"user": "1", "new_items": _deep(5000)}], "'new_items'"),
+    ],
+)
+def test_served_values_are_not_changed_before_they_are_checked(server, records, names):
+    status, got = _post(
+        f"{server}/invocations", json.dumps({"dataframe_records": records}).encode()
+    )
+    assert status == 400, got
+    assert names in got["message"] and "Traceback" not in json.dumps(got)
+
+
+def test_served_batches_with_different_columns_and_csv_requests(bundle, server):
+    rec = load_exported(bundle)
+    u, hist = rec.user_ids[0], [rec.item_ids[0], rec.item_ids[1]]
+    records = [{"user": u, "k": 5}, {"user": rec.user_ids[1]}, {"history": hist}]
+    status, got = _post(
+        f"{server}/invocations", json.dumps({"dataframe_records": records}).encode()
+    )
+    assert status == 200, got
+    assert [len(p["items"]) for p in got["predictions"]] == [5, 10, 10]
+    status, text = _post_as(f"{server}/invocations", f"user,k\n{u},3\n".encode(), "text/csv")
+    assert status == 200 and json.loads(text)["predictions"][0]["items"] == rec.recommend(u, 3)
+    status, text = _post_as(f"{server}/invocations", b"user,history\n1,a|b\n", "text/csv")
+    assert status == 400 and "'history'" in text and "Traceback" not in text
+
+
+def test_serving_under_load_answers_every_bad_row_400_and_never_5xx(bundle, server):
+    """8 clients x 50 requests, good and bad rows mixed: no 5xx, every bad row a 400 naming
+    its column, every good one the lists of load_exported."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rec = load_exported(bundle)
+    users = _test_users(rec)
+    bad = [
+        ({"user": users[0], "k": 2.5}, "'k'"),
+        ({"user": users[0], "exclude": [["x"]]}, "'exclude'"),
+        ({"history": ["no-such-item"]}, "history"),
+        ({"user": users[0], "new_items": "[{"}, "'new_items'"),
+        ({"user": users[0], "colour": 1}, "colour"),
+    ]
+
+    def client(c: int) -> list[str]:
+        wrong = []
+        for n in range(50):
+            if (c + n) % 3 == 0:
+                record, names = bad[(c * 50 + n) % len(bad)]
+                status, got = _post(
+                    f"{server}/invocations", json.dumps({"dataframe_records": [record]}).encode()
+                )
+                if status != 400 or names not in got.get("message", ""):
+                    wrong.append(f"{record} -> {status} {str(got)[:200]}")
+            else:
+                u = users[(c * 50 + n) % len(users)]
+                body = json.dumps({"dataframe_records": [{"user": u, "k": 7}]}).encode()
+                status, got = _post(f"{server}/invocations", body)
+                if status != 200 or got["predictions"][0]["items"] != rec.recommend(u, 7):
+                    wrong.append(f"{u} -> {status} {str(got)[:200]}")
+        return wrong
+
+    with ThreadPoolExecutor(8) as pool:
+        wrong = [w for ws in pool.map(client, range(8)) for w in ws]
+    assert wrong == []
+
+
+def test_register_checks_its_name_and_uri_and_never_prints_a_password(
+    bundle, tmp_path, capsys, monkeypatch
+):
+    for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    argv = ["export", str(bundle.parent), "--select", "knee", "--force"]
+    rc = main([*argv, "--out", str(tmp_path / "a"), "--register", " "])
+    assert rc != 0 and "--register: expected a model name" in capsys.readouterr().err
+    rc = main(
+        [*argv, "--out", str(tmp_path / "b"), "--register", "m", "--tracking-uri", "bogus://x"]
+    )
+    err = capsys.readouterr().err
+    assert rc != 0 and "--tracking-uri 'bogus://x'" in err and not (tmp_path / "b").exists()
+    secret = "dave-S3CRET"
+    uri = f"http://dave:{secret}@127.0.0.1:9/"
+    rc = main([*argv, "--out", str(tmp_path / "c"), "--register", "m", "--tracking-uri", uri])
+    out = capsys.readouterr()
+    assert rc != 0 and "refused it" in out.err
+    assert secret not in out.out + out.err

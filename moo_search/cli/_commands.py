@@ -106,15 +106,18 @@ def _print_progress(prog: Any) -> None:
     print(prog.line(), file=sys.stderr, flush=True)
 
 
-def _mlflow_mirror(uri: str | None, study_name: str, storage: str) -> Any:
-    """The study's mirror in MLflow (``run --mlflow URI`` or the spec's ``mlflow``), or None."""
+def _mlflow_mirror(args: argparse.Namespace, spec: Any, storage: str) -> Any:
+    """The study's mirror in MLflow (``run --mlflow URI`` or the spec's ``mlflow``), or None;
+    a URI MLflow cannot use is a SpecError naming where it came from."""
+    uri, flag = (args.mlflow, "--mlflow") if args.mlflow else (spec.mlflow, "mlflow (the spec's)")
     if not uri:
         return None
-    from moo_search.redact import redact_url
     from moo_search.study._mlflow import MlflowMirror
+    from moo_search.study._tracking import scrub
 
-    print(f"logging trials to MLflow at {redact_url(uri)}", file=sys.stderr)
-    return MlflowMirror(uri, study_name, storage)
+    mirror = MlflowMirror(uri, args.study_name or spec.name, storage, flag=flag)
+    print(f"logging trials to MLflow at {scrub(mirror.uri)}", file=sys.stderr)
+    return mirror
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -133,13 +136,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{n} trials, storage {redact_url(url)}",
         file=sys.stderr,
     )
-    mirror = _mlflow_mirror(args.mlflow or spec.mlflow, args.study_name or spec.name, url)
+    mirror = _mlflow_mirror(args, spec, url)
 
     def progress(prog: Any) -> None:
         _print_progress(prog)
         if mirror is not None:
             mirror.maybe_sync()
 
+    interrupted = True
     try:
         study = run_study(
             spec,
@@ -149,9 +153,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             workers=args.workers,
             on_progress=progress,
         )
+        interrupted = False
     finally:
         if mirror is not None:  # what finished is logged, also after Ctrl-C or a failure
-            mirror.close()
+            mirror.close(interrupted=interrupted)
     data = _build_report(spec, url, study) if not args.no_report else None
     _print_summary(study, spec, url, data)
     return 0
@@ -242,6 +247,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _register_target(args: argparse.Namespace) -> str | None:
+    """``export --register NAME [--tracking-uri URI]`` checked before anything is exported:
+    the name is not blank, the URI (or ``MLFLOW_TRACKING_URI``) is one MLflow can use."""
+    import os
+
+    from moo_search.errors import ExportError
+
+    if args.register is None:
+        if args.tracking_uri is not None:
+            raise ExportError(
+                "--tracking-uri is where --register NAME logs to; pass --register too"
+            )
+        return None
+    if not args.register.strip():
+        raise ExportError("--register: expected a model name (such as 'movies-ranker'), got ''")
+    from moo_search.study._tracking import tracking_uri
+
+    if args.tracking_uri is not None:
+        return tracking_uri(args.tracking_uri, flag="--tracking-uri")
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    return tracking_uri(env, flag="MLFLOW_TRACKING_URI") if env else None
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from moo_search.errors import ExportError
     from moo_search.recommender.export import export_trial, verify_export
@@ -250,8 +278,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ExportError(
             "choose exactly one of --trial N and --select knee|compromise|best:METRIC"
         )
-    if args.tracking_uri and not args.register:
-        raise ExportError("--tracking-uri is where --register NAME logs to; pass --register too")
+    tracking = _register_target(args)
     out = export_trial(
         args.target,
         out=args.out,
@@ -279,6 +306,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.register:
         from moo_search.recommender.export import register_bundle
 
-        v = register_bundle(out, args.register, args.tracking_uri)
+        v = register_bundle(out, args.register.strip(), tracking)
         print(f"  registered as models:/{v.name}/{v.version}")
     return 0

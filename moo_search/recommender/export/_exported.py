@@ -10,6 +10,13 @@ from typing import Any
 import numpy as np
 
 from moo_search.errors import ExportError
+from moo_search.recommender.export._checks import (
+    check_id,
+    check_k,
+    check_new_items,
+    check_new_user,
+    shown,
+)
 from moo_search.recommender.export._new_items import NewItems, new_item_scores
 from moo_search.recommender.inference import CatalogScorer, recommend_lists
 from moo_search.recommender.spec import RecommenderSpec
@@ -81,18 +88,14 @@ class ExportedRecommender:
         from moo_search.recommender.model.tokens import text_table
 
         if isinstance(user, dict):
-            unknown = [k for k in user if k not in ("attributes", "history")]
-            if unknown:
-                raise ExportError(
-                    f"a new user is {{'attributes': {{...}}, 'history': [item ids]}}; unknown keys {unknown}"
-                )
-            hist = [str(i) for i in user.get("history", [])]
+            user = check_new_user(user)
+            hist = user["history"]
             missing = [i for i in hist if i not in self._item_index]
             if missing:
                 raise ExportError(f"history items {missing[:5]} are not in the catalog")
             idx = np.array([self._item_index[i] for i in hist], dtype=np.int64)
             text = render_user(
-                dict(user.get("attributes", {})),
+                user["attributes"],
                 [self._titles[i] for i in idx[::-1][: self.spec.data.history_len]],
             )
             with torch.no_grad():
@@ -140,17 +143,15 @@ class ExportedRecommender:
                 "this model has no text tower (fusion.alpha = 0): it cannot score items "
                 "without interaction data"
             )
-        if not isinstance(items, list) or not all(isinstance(x, dict) for x in items):
-            raise ExportError("new items: expected a list of objects with an 'id' and text fields")
-        ids = [str(x.get("id", "")) for x in items]
-        bad = [i for i in ids if not i]
-        if bad:
-            raise ExportError("new items: every item needs a non-empty 'id'")
+        fields = list(self.spec.data.item_text)
+        items = check_new_items(items)
+        if not items:
+            return NewItems.empty(self._features.shape[1])
+        ids = [x["id"] for x in items]
         taken = [i for i in ids if i in self._item_index or i in self._new.index]
         if taken or len(set(ids)) != len(ids):
             dup = taken or sorted({i for i in ids if ids.count(i) > 1})
             raise ExportError(f"new items: ids {dup[:5]} are already in the catalog or repeated")
-        fields = list(self.spec.data.item_text)
         texts = [render_item_record(x, fields, fallback=f"item {i}") for i, x in zip(ids, items)]
         genre_index = {g: j for j, g in enumerate(self._genres)}
         feats = np.zeros((len(items), self._features.shape[1]), dtype=np.float32)
@@ -214,11 +215,22 @@ class ExportedRecommender:
     ) -> tuple[list[str], list[float]]:
         """:meth:`recommend_scored` over the catalog plus the added items and ``new_items``
         (this call only; see :meth:`embed_items`); ``only_new`` ranks the new items alone."""
+        k = check_k(k)
+        if new_items is not None:
+            taken = [x for x in new_items.ids if x in self._item_index or x in self._new.index]
+            if taken:
+                raise ExportError(
+                    f"new_items: ids {taken[:5]} are already in the catalog (or added with "
+                    "add_items); a request's new items need ids of their own"
+                )
         new = self._new if new_items is None else self._new.plus(new_items)
         ids = [*self.item_ids, *new.ids]
         index = {**self._item_index, **{x: len(self.item_ids) + j for j, x in enumerate(new.ids)}}
         sem, collab, seen = self._resolve(user)
         drop = np.asarray(seen, dtype=np.int64)
+        if exclude is not None and not isinstance(exclude, list | tuple):
+            raise ExportError(f"exclude must be a list of item ids, got {shown(exclude)}")
+        exclude = [check_id(x, f"exclude item {n}") for n, x in enumerate(exclude or [])]
         if exclude:
             missing = [x for x in exclude if str(x) not in index]
             if missing:

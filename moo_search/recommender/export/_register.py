@@ -9,6 +9,7 @@ from typing import Any
 
 from moo_search.errors import ExportError
 from moo_search.study._mlflow import mlflow_key
+from moo_search.study._tracking import scrub, tracking_uri
 
 __all__ = ["mlflow_key", "register_bundle"]
 
@@ -25,7 +26,7 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def register_bundle(bundle: Path, name: str, tracking_uri: str | None = None) -> Any:
+def register_bundle(bundle: Path, name: str, uri: str | None = None) -> Any:
     """Log the bundle at ``bundle`` unchanged as a run's ``model`` artifact (its manifest
     still verifies) with the trial's config as params, its validation and test metrics and
     the manifest's hashes as tags, and register it as a new version of model ``name``.
@@ -41,8 +42,8 @@ def register_bundle(bundle: Path, name: str, tracking_uri: str | None = None) ->
     config = yaml.safe_load((bundle / "config.yaml").read_text())
     recorded = json.loads((bundle / "metrics.json").read_text())
     study = manifest.get("study", {})
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
+    if uri:
+        mlflow.set_tracking_uri(tracking_uri(uri, flag="--tracking-uri"))
     try:
         mlflow.set_experiment(f"moo-search/{study.get('name', 'exports')}")
         run_name = f"{study.get('name')}-trial-{study.get('trial')}"
@@ -53,9 +54,12 @@ def register_bundle(bundle: Path, name: str, tracking_uri: str | None = None) ->
     except ExportError:
         raise
     except Exception as e:  # MLflow raises its own and its store's errors
+        first = str(e).splitlines()[0] if str(e) else ""
         raise ExportError(
-            f"--register {name}: MLflow at {mlflow.get_tracking_uri()} refused it "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+            scrub(
+                f"--register {name}: MLflow at {mlflow.get_tracking_uri()} refused it "
+                f"({type(e).__name__}: {first})"
+            )
         ) from None
     logger.info(
         "registered %s as model %r version %s (run %s)",

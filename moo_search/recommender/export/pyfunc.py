@@ -27,21 +27,33 @@ new_items    string (JSON)      items added after training, ranked beside the ca
 ===========  =================  ========================================================
 
 The answer has ``items`` (top-k ids, re-ranked as the trial was), ``scores`` (their fused
-scores) and ``ctr`` (None without ``item``). MLflow checks the signature first (a wrong type
-is refused, a column outside it dropped); then a bad row is refused with a message naming the
-column; the scoring server answers it with HTTP 400. Loading runs the manifest check, as
+scores) and ``ctr`` (None without ``item``). The signature declares the outputs only: MLflow's
+input schema enforcement would run before our checks and change what was sent (``k: 5.5``
+cast to 5, ``true`` to 1, a misspelt column dropped, a batch whose rows use different optional
+columns refused for a float nobody sent), so the request's table (documented above, and in
+the MLmodel's ``metadata.moo_search_request``) reaches :meth:`PyfuncRecommender.predict`
+as sent, where every value is checked down to its elements; a bad row is refused naming its
+column, and the scoring server answers it with HTTP 400. Loading runs the manifest check, as
 :func:`load_exported` does.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
+import numbers
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from moo_search.errors import ExportError
+from moo_search.recommender.export._checks import check_id, check_new_user, shown
+
+logger = logging.getLogger("moo_search")
 
 __all__ = ["MAX_K", "MLFLOW_FILES", "PyfuncRecommender", "serve_command", "write_mlflow_model"]
 
@@ -60,23 +72,25 @@ MLFLOW_FILES = (
 )
 
 
+REQUEST = {
+    "user": "string: a known user id (or absent for a new user)",
+    "history": "list of strings: a new user's item ids, oldest first",
+    "attributes": 'string (JSON object): a new user\'s attributes, e.g. {"age": 30}',
+    "k": f"integer: list length, 1 to {MAX_K} (default {DEFAULT_K})",
+    "exclude": "list of strings: item ids never to recommend to this user",
+    "item": "string: also return p(like | user, item) from the CTR head",
+    "new_items": "string (JSON list of objects): items ranked beside the catalog for this row",
+}
+"""The request's columns (the MLmodel's ``metadata.moo_search_request``)."""
+
+
 def _signature() -> Any:
     from mlflow.models import ModelSignature
     from mlflow.types.schema import Array, ColSpec, Schema
 
     strings = Array("string")
     return ModelSignature(
-        inputs=Schema(
-            [
-                ColSpec("string", "user", required=False),
-                ColSpec(strings, "history", required=False),
-                ColSpec("string", "attributes", required=False),
-                ColSpec("long", "k", required=False),
-                ColSpec(strings, "exclude", required=False),
-                ColSpec("string", "item", required=False),
-                ColSpec("string", "new_items", required=False),
-            ]
-        ),
+        inputs=None,  # checked by predict, as sent (see the module docstring)
         outputs=Schema(
             [
                 ColSpec(strings, "items"),
@@ -107,6 +121,7 @@ def write_mlflow_model(out: Path, example_user: str) -> None:
             loader_module=__name__,
             signature=_signature(),
             input_example=example,
+            metadata={"moo_search_request": REQUEST},
             pip_requirements=[f"moo-search=={__version__}"],
         )
         for p in sorted((tmp / "model").iterdir()):
@@ -167,21 +182,30 @@ def _present(v: Any) -> bool:
 def _strings(row: int, name: str, v: Any) -> list[str]:
     if not _present(v):
         return []
-    if isinstance(v, str) or not hasattr(v, "__iter__"):
-        raise _bad(f"row {row}: '{name}' must be a list of item ids, got {type(v).__name__}")
-    return [str(x) for x in v]
+    if isinstance(v, str | bytes | dict) or not hasattr(v, "__iter__"):
+        raise _bad(f"row {row}: '{name}' must be a list of item ids, got {shown(v)}")
+    try:
+        return [check_id(x, f"row {row}: '{name}' item {n}") for n, x in enumerate(v)]
+    except ExportError as e:
+        raise _bad(str(e)) from None
 
 
 def _k(row: int, v: Any) -> int:
     if not _present(v):
         return DEFAULT_K
-    try:
-        ok = not isinstance(v, bool) and float(v).is_integer() and 1 <= int(v) <= MAX_K
-    except (TypeError, ValueError):
-        ok = False
+    ok = isinstance(v, numbers.Real) and not isinstance(v, bool | np.bool_)
+    ok = ok and math.isfinite(float(v)) and float(v).is_integer() and 1 <= int(v) <= MAX_K
     if not ok:
-        raise _bad(f"row {row}: 'k' must be an integer from 1 to {MAX_K}, got {v!r}")
+        raise _bad(f"row {row}: 'k' must be an integer from 1 to {MAX_K}, got {shown(v)}")
     return int(v)
+
+
+def _json(row: int, name: str, v: Any, example: str) -> Any:
+    """A JSON cell parsed, or a 400 naming the column (a body nested too deep included)."""
+    try:
+        return json.loads(v) if isinstance(v, str) else None
+    except (ValueError, RecursionError):
+        raise _bad(f"row {row}: '{name}' must be JSON such as {example}, got {shown(v)}") from None
 
 
 class PyfuncRecommender:
@@ -194,24 +218,49 @@ class PyfuncRecommender:
     def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> Any:
         import pandas as pd
 
-        df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        unknown = [c for c in df.columns if c not in COLUMNS]
+        if isinstance(model_input, dict):
+            model_input = [model_input]
+        try:
+            df = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        except (ValueError, TypeError) as e:
+            raise _bad(f"a request is a table, one row per user: {e}") from None
+        unknown = [str(c) for c in df.columns if c not in COLUMNS]
         if unknown:
             raise _bad(f"unknown columns {unknown}; a request has {list(COLUMNS)}")
-        rows = [self._answer(i, r) for i, r in enumerate(df.to_dict("records"))]
+        rows = [self._answer_row(i, r) for i, r in enumerate(df.to_dict("records"))]
         return pd.DataFrame(rows, columns=["items", "scores", "ctr"])
+
+    def _answer_row(self, i: int, row: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`_answer`; an error we did not foresee is logged here and answered as an
+        internal error (no traceback or server path in the answer)."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
+
+        try:
+            return self._answer(i, row)
+        except MlflowException:
+            raise
+        except RecursionError:
+            raise _bad(f"row {i}: a value is nested too deep") from None
+        except Exception:
+            logger.exception("row %d: unexpected error", i)
+            raise MlflowException(
+                f"row {i}: internal error answering it (logged by the server)",
+                error_code=INTERNAL_ERROR,
+            ) from None
 
     def _answer(self, i: int, row: dict[str, Any]) -> dict[str, Any]:
         user = self._user(i, row)
         k = _k(i, row.get("k"))
         exclude = _strings(i, "exclude", row.get("exclude"))
         new = self._new_items(i, row.get("new_items"))
+        item = row.get("item")
         try:
+            item = check_id(item, f"row {i}: 'item'") if _present(item) else None
             items, scores = self.rec.rank(user, k, exclude=exclude, new_items=new)
-            item = row.get("item")
-            ctr = self.rec.ctr(user, str(item)) if _present(item) else None
+            ctr = self.rec.ctr(user, item) if item is not None else None
         except ExportError as e:
-            raise _bad(f"row {i}: {e}") from None
+            raise _bad(f"row {i}: {e}" if not str(e).startswith("row ") else str(e)) from None
         return {"items": items, "scores": [float(s) for s in scores], "ctr": ctr}
 
     def add_items(self, items: list[dict[str, Any]]) -> list[str]:
@@ -221,10 +270,7 @@ class PyfuncRecommender:
     def _new_items(self, i: int, v: Any) -> Any:
         if not _present(v):
             return None
-        try:
-            items = json.loads(v) if isinstance(v, str) else None
-        except ValueError:
-            items = None
+        items = _json(i, "new_items", v, '[{"id": "n1", "title": "..."}]')
         if not isinstance(items, list) or not all(isinstance(x, dict) for x in items):
             raise _bad(
                 f"row {i}: 'new_items' must be a JSON list of objects such as "
@@ -246,6 +292,13 @@ class PyfuncRecommender:
         history = _strings(i, "history", row.get("history"))
         attrs = row.get("attributes")
         user = row.get("user")
+        if isinstance(user, float) and math.isfinite(user) and user.is_integer():
+            user = int(user)  # a JSON number in a batch where another row has no user
+        if _present(user):
+            try:
+                user = check_id(user, f"row {i}: 'user'")
+            except ExportError as e:
+                raise _bad(str(e)) from None
         if _present(user) and str(user) in self.rec.known_users:
             if history or _present(attrs):
                 raise _bad(
@@ -258,13 +311,15 @@ class PyfuncRecommender:
             raise _bad(f"row {i}: {what}; a new user needs a 'history' of item ids")
         parsed: Any = {}
         if _present(attrs):
-            try:
-                parsed = json.loads(attrs) if isinstance(attrs, str) else attrs
-            except ValueError:
-                parsed = None
+            parsed = (
+                _json(i, "attributes", attrs, '{"age": 30}') if isinstance(attrs, str) else attrs
+            )
             if not isinstance(parsed, dict):
                 raise _bad(
                     f"row {i}: 'attributes' must be a JSON object such as "
                     f'{{"age": 30}}, got {str(attrs)[:80]!r}'
                 )
-        return {"attributes": parsed, "history": history}
+        try:
+            return check_new_user({"attributes": parsed, "history": history})
+        except ExportError as e:
+            raise _bad(f"row {i}: {e}") from None
