@@ -40,7 +40,10 @@ def test_parquet_and_column_mapping(tmp_path):
 @pytest.mark.parametrize(
     ("files", "phrase"),
     [
-        ({"i.csv": "user,item,rating\n1,2,x\n"}, "column 'rating' must be numeric"),
+        ({"i.csv": "user,item,rating\n1,2,x\n"}, "column 'rating' must hold finite numbers"),
+        ({"i.csv": "user,item,rating\n1,2,inf\n"}, "column 'rating' must hold finite numbers"),
+        ({"i.csv": "user,item,rating\n1,2,5\n,3,4\n"}, "line 3 has no 'user' id"),
+        ({"i.csv": "user,item,rating\n1,,5\n"}, "line 2 has no 'item' id"),
         ({"i.csv": "user,rating\n1,5\n"}, "missing column(s) ['item']"),
         ({"i.csv": "user,item\n1,2\n"}, "needs a 'rating' or 'click' column"),
         ({"i.csv": "user,item,rating,timestamp\n1,2,5,yesterday\n"}, "'timestamp' must be numeric"),
@@ -56,7 +59,48 @@ def test_bad_table_files_are_named(write, files, phrase):
         )
     msg = str(info.value)
     assert phrase in msg
-    assert any(str(p) in msg for p in paths.values())
+    culprit = (
+        "users.csv" if "users.csv" in files else "items.csv" if "items.csv" in files else "i.csv"
+    )
+    assert str(paths[culprit]) in msg  # the file that holds the problem, not another
+
+
+@pytest.mark.parametrize(
+    ("table", "phrase"),
+    [
+        ("items.csv", "line 3 has no 'item' id"),
+        ("users.csv", "line 3 has no 'user' id"),
+    ],
+)
+def test_a_missing_id_in_a_side_table_names_that_file(write, table, phrase):
+    inter = write("i.csv", INTER)
+    column = "item" if table == "items.csv" else "user"
+    side = write(table, f"{column},title\n10,A\n,B\n")
+    with pytest.raises(DataError, match=phrase) as info:
+        load_table_dataset(inter, **{f"{column}s_path": side})
+    assert str(side) in str(info.value)
+
+
+def test_ids_are_strings_as_written(write, caplog):
+    # "01" is not "1"; an id that is not a number; an empty attribute cell changes no id
+    inter = write("i.csv", "user,item,rating\n01,10,5\n1,10,4\n1,x11,3\nNA,10,2\n")
+    items = write("items.csv", "item,title\n10,Heat\nx11,Babe\n")
+    users = write("users.csv", "user,age\n01,30\n1,\n")
+    ds = load_table_dataset(inter, items_path=items, users_path=users)
+    assert sorted(ds.user_ids.tolist()) == ["01", "1", "NA"]
+    assert len(ds.interactions) == 4 and "repeated" not in caplog.text
+    assert dict(zip(ds.item_ids, ds.items["title"])) == {"10": "Heat", "x11": "Babe"}
+    ages = dict(zip(ds.user_ids, ds.users["age"]))
+    assert ages["01"] == 30 and np.isnan(ages["1"])
+
+
+def test_parquet_ids_as_written_and_a_missing_one_named(tmp_path):
+    p = tmp_path / "x.parquet"
+    pd.DataFrame({"user": [1.0, 2.0], "item": [10, 11], "rating": [5, 4]}).to_parquet(p)
+    assert sorted(load_table_dataset(p).user_ids.tolist()) == ["1", "2"]
+    pd.DataFrame({"user": [1.0, None], "item": [10, 11], "rating": [5, 4]}).to_parquet(p)
+    with pytest.raises(DataError, match="row 1 has no 'user' id"):
+        load_table_dataset(p)
 
 
 def test_missing_file_is_named(tmp_path):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pandas._libs.parsers import STR_NA_VALUES
 
 from moo_search.errors import DataError
 from moo_search.recommender.data._dataset import Dataset
@@ -113,10 +114,12 @@ def _clean_interactions(inter: pd.DataFrame, source: str) -> pd.DataFrame:
             )
         inter["rating"] = inter["click"]
     ratings = pd.to_numeric(inter["rating"], errors="coerce")
-    if ratings.isna().any():
-        row = int(np.flatnonzero(ratings.isna().to_numpy())[0])
+    bad = ~np.isfinite(ratings.to_numpy(np.float64, na_value=np.nan))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
         raise DataError(
-            f"{source}: column 'rating' must be numeric; row {row} holds {inter['rating'].iloc[row]!r}"
+            f"{source}: column 'rating' must hold finite numbers; row {row} holds "
+            f"{inter['rating'].iloc[row]!r} ({int(bad.sum())} such rows)"
         )
     inter["rating"] = ratings.astype(np.float32)
     if "timestamp" in inter.columns:
@@ -281,18 +284,55 @@ def load_movielens_1m(root: Path) -> Dataset:
     return from_frames("movielens-1m", inter, items, users, source=str(inter_path))
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def _read_table(path: Path, ids: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A CSV/TSV/Parquet table whose id columns (``ids``, the file's own names) are strings
+    as written: ``01`` is not ``1``, and an empty cell elsewhere does not turn them into
+    floats. Other columns are read as pandas reads them."""
     _need(path)
     try:
         if path.suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        if path.suffix in (".tsv", ".tab"):
-            return pd.read_csv(path, sep="\t")
-        return pd.read_csv(path)
+            table = pd.read_parquet(path)
+            for c in ids:
+                if c in table.columns:
+                    table[c] = _ids_as_written(table[c])
+            return table
+        sep = "\t" if path.suffix in (".tsv", ".tab") else ","
+        header = pd.read_csv(path, sep=sep, nrows=0).columns
+        return pd.read_csv(
+            path,
+            sep=sep,
+            dtype={c: str for c in ids if c in header},
+            keep_default_na=False,  # an id "NA" is an id; other columns keep pandas' NA
+            na_values={c: sorted(STR_NA_VALUES) for c in header if c not in ids},
+        )
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty (expected a header and rows)") from None
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as e:
         raise DataError(f"{path}: cannot read it as a table: {str(e).splitlines()[0]}") from None
+
+
+def _ids_as_written(col: pd.Series) -> pd.Series:
+    """A Parquet id column as strings: integers as digits, integral floats without ``.0``
+    (what a column with a missing value becomes), a missing value left missing."""
+    if pd.api.types.is_float_dtype(col):
+        return col.map(lambda v: str(int(v)) if v == v and float(v).is_integer() else v)
+    return col.map(lambda v: v if v is None or (isinstance(v, float) and v != v) else str(v))
+
+
+def _check_present_ids(table: pd.DataFrame, column: str, path: Path) -> None:
+    """Every row of ``table`` has an id in ``column``; else a DataError naming the file and
+    the row (the line of a CSV, counting its header as line 1)."""
+    if column not in table.columns:
+        return
+    col = table[column]
+    missing = col.isna().to_numpy() | (col.astype(str).str.strip() == "").to_numpy()
+    if missing.any():
+        row = int(np.flatnonzero(missing)[0])
+        where = f"row {row}" if path.suffix in (".parquet", ".pq") else f"line {row + 2}"
+        raise DataError(
+            f"{path}: {where} has no {column!r} id ({int(missing.sum())} rows without one); "
+            "every row needs one"
+        )
 
 
 def load_table_dataset(
@@ -305,10 +345,23 @@ def load_table_dataset(
     """Generic CSV/TSV/Parquet: interactions (+ optional item and user tables).
 
     ``columns`` maps the canonical names (user, item, rating, click, timestamp, title,
-    year, genres) to the file's own column names.
+    year, genres) to the file's own column names. Ids are strings as written; a missing id
+    or a file's own problem is a DataError naming that file.
     """
-    rename = {v: k for k, v in (columns or {}).items()}
-    inter = _read_table(path).rename(columns=rename)
-    items = _read_table(items_path).rename(columns=rename) if items_path else None
-    users = _read_table(users_path).rename(columns=rename) if users_path else None
+    columns = columns or {}
+    rename = {v: k for k, v in columns.items()}
+    ids = (columns.get("user", "user"), columns.get("item", "item"))
+    tables = []
+    for file, id_column in ((path, None), (items_path, "item"), (users_path, "user")):
+        if file is None:
+            tables.append(None)
+            continue
+        table = _read_table(file, ids).rename(columns=rename)
+        for c in ("user", "item") if id_column is None else (id_column,):
+            _check_present_ids(table, c, file)
+        if id_column is not None:
+            _check_ids(table, id_column, str(file))
+        tables.append(table)
+    inter, items, users = tables
+    assert inter is not None
     return from_frames(path.stem, inter, items, users, source=str(path))
