@@ -132,16 +132,17 @@ class RecommenderObjective(Objective):
             baseline_test_hits,
             evaluate_baselines,
         )
+        from moo_search.recommender.prepare import check_metric_needs
         from moo_search.recommender.reference import reference_front
         from moo_search.recommender.trial import prepare_data
 
-        data: Any = None
+        data: Any = prepare_data(spec)
+        check_metric_needs(spec, data)  # before any trial: metrics the data cannot define
         ctx: Any = None
 
         def context() -> Any:
-            nonlocal data, ctx
+            nonlocal ctx
             if ctx is None:
-                data = prepare_data(spec)
                 ctx = BaselineContext.of(spec, data)
             return ctx
 

@@ -3,6 +3,7 @@ like-rates; cached per process), the study's collaborative backbone, and the mod
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -19,6 +20,8 @@ from moo_search.recommender.data import (
     render_users,
 )
 from moo_search.recommender.spec import RecommenderSpec
+
+logger = logging.getLogger("moo_search")
 
 __all__ = [
     "Collaborative",
@@ -224,3 +227,47 @@ def item_neighbours(spec: RecommenderSpec, data: PreparedData, model: Any) -> np
         sim[:, ~warm] = -np.inf
         out[idx] = np.argpartition(-sim, n - 1, axis=1)[:, :n]
     return out
+
+
+def missing_needs(data: PreparedData) -> dict[str, str]:
+    """What the data lacks of :data:`~moo_search.recommender.metrics.NEEDS` (held-out items
+    are the spec's and checked there): {need: what was found}."""
+    out = {}
+    ratings = np.unique(data.ds.interactions["rating"].to_numpy())
+    if len(ratings) < 2:
+        out["ratings"] = f"every interaction has rating {ratings[0]:g} (click-only data)"
+    if data.features.shape[1] == 0 or not data.features.any():
+        out["item_features"] = "no item has a genre"
+    return out
+
+
+def check_metric_needs(spec: Any, data: PreparedData) -> None:
+    """Before any trial: an objective or constraint whose metric the data cannot define is a
+    SpecError naming it; a recorded metric the data cannot define is one warning."""
+    from moo_search.recommender.metrics import NEEDS, metric_needs
+
+    lacking = missing_needs(data)
+    if not lacking:
+        return
+    used = [("objectives", i, o.metric) for i, o in enumerate(spec.objectives)]
+    used += [("constraints", i, c.metric) for i, c in enumerate(spec.constraints)]
+    for section, i, metric in used:
+        gap = [n for n in metric_needs(metric) if n in lacking]
+        if gap:
+            raise SpecError(
+                f"{metric} needs {NEEDS[gap[0]]}, and the data "
+                f"({spec.data.dataset}) has none: {lacking[gap[0]]}; choose another metric",
+                field=f"{section}.{i}",
+            )
+    recorded = {
+        "ratings": "satisfaction_rmse, conversion_auc and conversion_logloss",
+        "item_features": "ild@K",
+    }
+    for need, found in lacking.items():
+        logger.warning(
+            "the data (%s) has no %s (%s): %s recorded for each trial mean nothing here",
+            spec.data.dataset,
+            NEEDS[need],
+            found,
+            recorded[need],
+        )

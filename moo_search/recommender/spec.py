@@ -26,7 +26,7 @@ from moo_search.recommender.config import (
     RerankConfig,
     TrainConfig,
 )
-from moo_search.recommender.metrics import is_known_metric
+from moo_search.recommender.metrics import is_known_metric, metric_direction, metric_needs
 from moo_search.spec import Dimension, Objective, StudySpec
 from moo_search.spec._errors import Located, closest, model_in
 
@@ -81,14 +81,17 @@ class RecommenderSpec(StudySpec):
                     f"unknown metric {obj.metric!r}; expected e.g. precision@10, ndcg@10, "
                     "ild@10, novelty@10, coverage@10, ctr_auc, cold/recall@10, cost/seconds",
                 )
+            self._check_objective_meaning(i, obj)
         for i, c in enumerate(self.constraints):
             if not is_known_metric(c.metric):
                 raise Located(("constraints", i), f"unknown metric {c.metric!r} in {str(c)!r}")
+            self._check_held_out(("constraints", i), c.metric)
         if not is_known_metric(self.train.early_stop_metric):
             raise Located(
                 ("train", "early_stop_metric"),
                 f"unknown metric {self.train.early_stop_metric!r} (e.g. 'ndcg@10', 'precision@10')",
             )
+        self._check_held_out(("train", "early_stop_metric"), self.train.early_stop_metric)
         for path, dim in self.search_space.items():
             _check_dimension_path(path)
             self._check_dimension_values(path, dim)
@@ -106,6 +109,28 @@ class RecommenderSpec(StudySpec):
                     "use one of those",
                 )
         return self
+
+    def _check_objective_meaning(self, i: int, obj: Objective) -> None:
+        """An objective that its data protocol can define, in its metric's direction (or
+        against it with ``direction_override``)."""
+        self._check_held_out(("objectives", i, "metric"), obj.metric)
+        registered = metric_direction(obj.metric)
+        if obj.direction != registered and not obj.direction_override:
+            raise Located(
+                ("objectives", i, "direction"),
+                f"{obj.metric} is better {'lower' if registered == 'minimize' else 'higher'} "
+                f"(registered direction {registered!r}), got {obj.direction!r}; set "
+                f"direction_override: true on this objective to {obj.direction} it on purpose",
+            )
+
+    def _check_held_out(self, where: tuple[str | int, ...], metric: str) -> None:
+        if "held_out_items" in metric_needs(metric) and not self.data.split.cold_items:
+            raise Located(
+                where,
+                f"{metric} is measured on held-out new items, and this study holds none out; "
+                "set data.split.cold_items (e.g. 0.2) or choose a metric without "
+                "cold_item/ or mixed/",
+            )
 
     def _check_dimension_values(self, path: str, dim: Dimension) -> None:
         """Every value the dimension can take must be valid for the field it points at."""

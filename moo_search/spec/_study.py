@@ -117,6 +117,11 @@ class Objective(Strict):
     metric: str
     direction: Literal["minimize", "maximize"]
     split: Literal["val"] = Field("val", description="The driver optimises validation metrics.")
+    direction_override: bool = Field(
+        False,
+        description="Optimise the metric against its registered direction on purpose (e.g. "
+        "maximise an error); without it such an objective is refused as a likely slip.",
+    )
 
     @field_validator("direction", mode="before")
     @classmethod

@@ -23,6 +23,7 @@ from moo_search.recommender.metrics._functions import (
 )
 from moo_search.recommender.metrics._registry import (
     COLD_ITEM_FAMILIES,
+    NEEDS,
     SLICES,
     MetricDef,
     evaluate_mixed,
@@ -30,11 +31,13 @@ from moo_search.recommender.metrics._registry import (
     is_known_metric,
     is_task_metric,
     metric_direction,
+    metric_needs,
 )
 from moo_search.stats import paired_bootstrap
 
 __all__ = [
     "COLD_ITEM_FAMILIES",
+    "NEEDS",
     "SLICES",
     "EvalContext",
     "MetricDef",
@@ -50,6 +53,7 @@ __all__ = [
     "is_task_metric",
     "logloss",
     "metric_direction",
+    "metric_needs",
     "novelty",
     "paired_bootstrap",
     "ranking_metrics",

@@ -24,6 +24,13 @@ from moo_search.recommender.registries import METRICS
 
 _FAMILY_RE = re.compile(r"^[a-z][a-z0-9_/]*$")
 
+NEEDS = {
+    "ratings": "graded ratings (at least two distinct values; click-only data has one)",
+    "item_features": "item features (genres) to compare items by",
+    "held_out_items": "held-out new items (data.split.cold_items)",
+}
+"""What a metric can need from the data (``MetricDef.needs``)."""
+
 ListCompute = Callable[[np.ndarray, np.ndarray, "EvalContext", sp.csr_matrix], float]
 """(top-k lists, their users, context, relevance matrix of the slice) -> mean over users."""
 
@@ -38,6 +45,9 @@ class MetricDef:
         compute: For list metrics; None for metrics the trial reports itself (CTR, cost).
         slices: Slices it is also reported on: ``cold`` (users with few train items) and
             ``tail`` (relevance restricted to items outside the popular head).
+        needs: What the data must hold for the metric to mean something (:data:`NEEDS`):
+            a study refuses it as an objective or constraint on data without it, and warns
+            once where it is only recorded.
     """
 
     name: str
@@ -47,8 +57,14 @@ class MetricDef:
     slices: tuple[str, ...] = field(default=())
     description: str = ""
     sliced_only: bool = False  # reported only in its slices (e.g. mixed/new_share@K)
+    needs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        unknown = [n for n in self.needs if n not in NEEDS]
+        if unknown:
+            raise ValueError(
+                f"metric {self.name!r}: needs {unknown}; expected some of {list(NEEDS)}"
+            )
         if self.direction not in ("maximize", "minimize"):
             raise ValueError(
                 f"metric {self.name!r}: direction must be 'maximize' or 'minimize', got "
@@ -79,8 +95,11 @@ def _list_metric(
     slices: tuple[str, ...] = (),
     *,
     sliced_only: bool = False,
+    needs: tuple[str, ...] = (),
 ) -> None:
-    METRICS.register(name, MetricDef(name, direction, True, compute, slices, text, sliced_only))
+    METRICS.register(
+        name, MetricDef(name, direction, True, compute, slices, text, sliced_only, needs)
+    )
 
 
 def _new_share(lists: np.ndarray, ctx: EvalContext) -> float:
@@ -109,6 +128,7 @@ _list_metric(
     lambda lists, users, ctx, rel: ild(lists, ctx.features),
     "intra-list diversity over item features",
     ("cold",),
+    needs=("item_features",),
 )
 _list_metric(
     "novelty",
@@ -144,6 +164,7 @@ _list_metric(
     "share of slots given to new (held-out) items",
     ("mixed",),
     sliced_only=True,
+    needs=("held_out_items",),
 )
 _list_metric(
     "new_precision",
@@ -152,6 +173,7 @@ _list_metric(
     "relevant new items in L / K",
     ("mixed",),
     sliced_only=True,
+    needs=("held_out_items",),
 )
 TASK_METRICS = (
     ("click_auc", "maximize", "click head ROC AUC: interactions against sampled other items"),
@@ -164,7 +186,8 @@ TASK_METRICS = (
 )
 """The business tasks' metrics (defined in :mod:`moo_search.recommender.model.tasks`)."""
 for _name, _dir, _text in TASK_METRICS:
-    METRICS.register(_name, MetricDef(_name, _dir, at_k=False, description=_text))
+    _needs = () if _name.startswith("click") else ("ratings",)  # liked / the rating itself
+    METRICS.register(_name, MetricDef(_name, _dir, at_k=False, description=_text, needs=_needs))
 
 
 def is_task_metric(name: str) -> bool:
@@ -206,6 +229,16 @@ def _lookup(name: str) -> MetricDef | None:
     if mdef.sliced_only and not m["slice"]:
         return None
     return mdef
+
+
+def metric_needs(name: str) -> tuple[str, ...]:
+    """What a known metric needs from the data (:data:`NEEDS`), its slice's needs included:
+    ``cold_item/`` and ``mixed/`` need held-out items."""
+    mdef = _lookup(name)
+    if mdef is None:
+        return ()
+    held_out = ("held_out_items",) if name.startswith(("cold_item/", "mixed/")) else ()
+    return tuple(dict.fromkeys([*mdef.needs, *held_out]))
 
 
 def is_known_metric(name: str) -> bool:
