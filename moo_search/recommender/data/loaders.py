@@ -351,7 +351,7 @@ def load_table_dataset(
     columns = columns or {}
     rename = {v: k for k, v in columns.items()}
     ids = (columns.get("user", "user"), columns.get("item", "item"))
-    tables = []
+    tables: list[pd.DataFrame | None] = []
     for file, id_column in ((path, None), (items_path, "item"), (users_path, "user")):
         if file is None:
             tables.append(None)
