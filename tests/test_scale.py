@@ -225,3 +225,32 @@ def test_a_large_catalog_without_the_scale_extra_records_no_ease_like_baseline(m
     monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None)
     names = baseline_names(split)
     assert "SANSA" not in names and "EASE" not in names and "ItemKNN" in names
+
+
+@pytest.mark.parametrize("variable", ["MOO_SEARCH_SCORES_GB", "MOO_SEARCH_DENSE_GB"])
+@pytest.mark.parametrize("value", ["abc", "-1", "nan", "inf"])
+def test_a_memory_knob_that_is_not_a_size_is_named_before_any_trial(
+    monkeypatch, tmp_path, variable, value
+):
+    import optuna
+
+    from moo_search import SpecError
+    from moo_search.drivers import run_study
+
+    monkeypatch.setenv(variable, value)
+    spec = tiny_spec(
+        **{"storage": f"sqlite:///{tmp_path}/s.db", "out_dir": str(tmp_path), "budget.n_trials": 1}
+    )
+    with pytest.raises(SpecError, match=f"{variable}='{value}': expected a number of GiB"):
+        run_study(spec)
+    assert optuna.load_study(study_name="tiny", storage=spec.storage).trials == []
+
+
+def test_the_dense_budget_holds_for_a_cached_backbone_too(monkeypatch):
+    from moo_search import SpecError
+
+    spec = tiny_spec(**{"train.max_steps": 2, "fusion.cf": "ease"})
+    run_trial(spec)  # fitted and cached within the default budget
+    monkeypatch.setenv("MOO_SEARCH_DENSE_GB", "1e-6")  # under one 120 x 120 float64 matrix
+    with pytest.raises(SpecError, match="MOO_SEARCH_DENSE_GB"):
+        run_trial(spec)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SCORES_BUDGET_GB", "PeakRSS", "keep_scores", "scores_fit"]
+__all__ = ["SCORES_BUDGET_GB", "PeakRSS", "budget_gb", "keep_scores", "scores_fit"]
 
 logger = logging.getLogger("moo_search")
 
@@ -25,10 +25,31 @@ SCORES_BUDGET_GB = 1.0
 """The largest users x items float32 matrix kept in memory (``MOO_SEARCH_SCORES_GB``)."""
 
 
+def budget_gb(variable: str, default: float) -> float:
+    """A memory budget in GiB from the environment ``variable`` (``default`` when unset); a
+    value that is not a number >= 0 is a SpecError naming the variable and the value."""
+    import math
+
+    from moo_search.errors import SpecError
+
+    raw = os.environ.get(variable)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise SpecError(
+            f"{variable}={raw!r}: expected a number of GiB (0 or more), such as {default:g} "
+            "(the default); unset it to use the default"
+        )
+    return value
+
+
 def scores_fit(n_rows: int, n_cols: int) -> bool:
     """Whether an (n_rows, n_cols) float32 matrix fits the budget."""
-    budget = float(os.environ.get("MOO_SEARCH_SCORES_GB", SCORES_BUDGET_GB))
-    return 4 * n_rows * n_cols <= budget * 2**30
+    return 4 * n_rows * n_cols <= budget_gb("MOO_SEARCH_SCORES_GB", SCORES_BUDGET_GB) * 2**30
 
 
 def keep_scores(
@@ -42,7 +63,7 @@ def keep_scores(
             "scores of %d users x %d items are over the %s GiB budget: scored per chunk",
             n_users,
             n_items,
-            os.environ.get("MOO_SEARCH_SCORES_GB", SCORES_BUDGET_GB),
+            budget_gb("MOO_SEARCH_SCORES_GB", SCORES_BUDGET_GB),
         )
         return lambda users: np.asarray(score(users), dtype=np.float32)
     table = np.asarray(score(np.arange(n_users)), dtype=np.float32)

@@ -132,10 +132,15 @@ class RecommenderObjective(Objective):
             baseline_test_hits,
             evaluate_baselines,
         )
+        from moo_search.recommender.memory import SCORES_BUDGET_GB, budget_gb
+        from moo_search.recommender.model.backbones import DENSE_BUDGET_GB
         from moo_search.recommender.prepare import check_metric_needs
         from moo_search.recommender.reference import reference_front
         from moo_search.recommender.trial import prepare_data
 
+        # a bad MOO_SEARCH_*_GB is one error here, not a failure in every trial
+        budget_gb("MOO_SEARCH_SCORES_GB", SCORES_BUDGET_GB)
+        budget_gb("MOO_SEARCH_DENSE_GB", DENSE_BUDGET_GB)
         data: Any = prepare_data(spec)
         check_metric_needs(spec, data)  # before any trial: metrics the data cannot define
         ctx: Any = None

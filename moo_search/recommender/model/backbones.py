@@ -82,9 +82,9 @@ DENSE_BUDGET_GB = 8.0
 
 
 def _dense_budget_gb() -> float:
-    import os
+    from moo_search.recommender.memory import budget_gb
 
-    return float(os.environ.get("MOO_SEARCH_DENSE_GB", DENSE_BUDGET_GB))
+    return budget_gb("MOO_SEARCH_DENSE_GB", DENSE_BUDGET_GB)
 
 
 def dense_fits(n_items: int, matrices: int) -> bool:
@@ -248,6 +248,7 @@ def _fit_ease(ctx: FitContext) -> tuple[Weights, dict[str, Any]]:
     params: dict[str, Any] = {}
     lam = getattr(ctx.fusion, "ease_lambda", None)
     n = ctx.split.n_items
+    check_dense("ease", n, 1)  # a cached W is loaded whole: the budget holds for it too
 
     def fit(x: Any, lam: float) -> np.ndarray:  # each lambda's W cached: tuning reuses them
         return ctx.cached("ease", {"lambda": float(lam)}, lambda: ease_weights(x, lam), (n, n))
@@ -280,6 +281,7 @@ def _fit_itemknn(ctx: FitContext) -> tuple[Weights, dict[str, Any]]:
         w = ctx.cached_sparse("itemknn-sparse", params, lambda: itemknn_sparse(ctx.x, n))
         return w, {**params, "sparse": True}
     shape = (n_items, n_items)
+    check_dense("itemknn", n_items, 1)  # a cached W is loaded whole: the budget holds for it
     return ctx.cached("itemknn", params, lambda: itemknn_weights(ctx.x, n), shape), params
 
 
