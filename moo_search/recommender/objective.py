@@ -127,9 +127,9 @@ class RecommenderObjective(Objective):
         """Baselines, the reference front and the baselines' per-user test hits: each baseline
         is fitted once for the three records."""
         assert isinstance(spec, RecommenderSpec)
+        from moo_search.recommender.baselines.paired import baseline_test_hits
         from moo_search.recommender.baselines.ranking import (
             BaselineContext,
-            baseline_test_hits,
             evaluate_baselines,
         )
         from moo_search.recommender.memory import SCORES_BUDGET_GB, budget_gb

@@ -138,7 +138,11 @@ def reference_front(spec: RecommenderSpec, data: Any, ctx: Any = None) -> dict[s
     candidates: list[ReferencePoint] = []
     for name in baseline_names(data.split):
         t0 = time.perf_counter()
-        scores = keep_scores(ctx.scorer(name), data.split.n_users, data.split.n_items)
+        try:
+            scores = keep_scores(ctx.scorer(name), data.split.n_users, data.split.n_items)
+        except Exception as e:  # a baseline that fails is left out (one warning names it)
+            ctx.fail(name, e)
+            continue
         scorers[name] = (scores, time.perf_counter() - t0)
         candidates += [{"baseline": name, "knobs": knobs, "val": {}, "test": {}} for knobs in grid]
     fill = _PointMetrics(spec, data, ctx, scorers)

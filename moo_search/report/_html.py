@@ -18,7 +18,7 @@ import pandas as pd
 
 from moo_search.report._data import StudyData
 from moo_search.report._payload import BestValue, Payload, Row
-from moo_search.report._registry import FIGURES, figure_sections
+from moo_search.report._registry import FAILED, FIGURES, figure_sections
 from moo_search.stats import finite_or_none, jsonable
 
 __all__ = ["render_page"]
@@ -132,7 +132,8 @@ def render_page(data: StudyData, figs: dict[str, dict[str, Any]], plotly_js: str
         "tradeoffs": data.tradeoffs,
         "figures": figs,
         "figure_specs": [
-            {"id": f.id, "empty": f.empty, "eager": f.eager} for _, f in FIGURES.items()
+            {"id": f.id, "empty": FAILED.get(f.id, f.empty), "eager": f.eager}
+            for _, f in FIGURES.items()
         ],
         "baselines": {k: (v or {}).get("val", {}) for k, v in data.baselines.items()},
         "extra_metrics": [

@@ -4,6 +4,7 @@ build and the page (its section, title and empty state)."""
 from __future__ import annotations
 
 import html
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,9 @@ from moo_search.report._data import StudyData
 from moo_search.report._figures import hv_history, importance, parallel, val_vs_test
 from moo_search.report._fronts import front_3d, pareto_2d, pareto_matrix
 
-__all__ = ["FIGURES", "Figure", "figure_sections", "figures"]
+__all__ = ["FAILED", "FIGURES", "Figure", "figure_sections", "figures"]
+
+logger = logging.getLogger("moo_search")
 
 
 @dataclass(frozen=True)
@@ -81,9 +84,34 @@ for _figure in [
 
 
 def figures(data: StudyData) -> dict[str, dict[str, Any]]:
-    """Every figure the page shows, by element id (figures with nothing to show are left out)."""
-    built = {f.id: f.build(data) for _, f in FIGURES.items()}
-    return {k: v for k, v in built.items() if v is not None}
+    """Every figure the page shows, by element id (figures with nothing to show are left out).
+    A figure that raises, or builds something other than a plotly figure dict, costs that
+    figure, not the page: it is left out, with why in :data:`FAILED` (the page says it) and
+    one warning naming it."""
+    FAILED.clear()
+    out: dict[str, dict[str, Any]] = {}
+    for _, f in FIGURES.items():
+        try:
+            built = f.build(data)
+            if built is not None and hasattr(built, "to_plotly_json"):
+                built = built.to_plotly_json()  # a plotly.graph_objects.Figure
+            if built is not None and not isinstance(built, dict):
+                raise TypeError(f"built a {type(built).__name__}, not a plotly figure dict")
+        except Exception as e:
+            first = str(e).splitlines()[0] if str(e) else ""
+            FAILED[f.id] = f"This figure failed to build ({type(e).__name__}: {first})."
+            logger.warning(
+                "report: figure %r failed (%s: %s); the page goes on", f.id, type(e).__name__, first
+            )
+            continue
+        if built is not None:
+            out[f.id] = built
+    return out
+
+
+FAILED: dict[str, str] = {}
+"""The figures of the last :func:`figures` call that failed: element id -> what the page
+shows in their place."""
 
 
 def figure_sections(figs: list[Figure]) -> str:

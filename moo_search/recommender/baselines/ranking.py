@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from moo_search.errors import MooSearchError
 from moo_search.recommender.baselines.factors import als, bpr
 from moo_search.recommender.config import EvalConfig
 from moo_search.recommender.data import Dataset, Split
-from moo_search.recommender.evaluate import Scorer, evaluate_lists, evaluate_scorer
+from moo_search.recommender.evaluate import Scorer, evaluate_scorer
 from moo_search.recommender.memory import PeakRSS
 from moo_search.recommender.metrics import auc, logloss
 from moo_search.recommender.registries import BASELINES
@@ -30,9 +31,9 @@ __all__ = [
     "COLD_ONLY_BASELINES",
     "CTR_BASELINE",
     "BaselineContext",
+    "BaselineFailed",
     "als",
     "baseline_names",
-    "baseline_test_hits",
     "bpr",
     "ease",
     "evaluate_baselines",
@@ -55,6 +56,10 @@ for conversion, mean ratings for satisfaction)."""
 """The name of the count-based CTR baseline's row (it has CTR metrics only)."""
 
 
+class BaselineFailed(MooSearchError):
+    """A baseline (a plugin's, or a solver under it) raised: it is left out, the study goes on."""
+
+
 @dataclass
 class BaselineContext:
     """What a baseline may read: the split, the dataset (fingerprint, features), eval, and
@@ -69,13 +74,28 @@ class BaselineContext:
     model_cfg: Any = None
     ks: tuple[int, ...] = ()  # list-metric cut-offs besides eval.k (the study's objectives)
     tuned: dict[str, Any] = field(default_factory=dict)  # what each baseline chose on val
+    failed: dict[str, str] = field(default_factory=dict)  # baseline -> why it is left out
     _scorers: dict[str, Scorer] = field(default_factory=dict, repr=False)
 
     def scorer(self, name: str) -> Scorer:
-        """Baseline ``name`` fit on this context (once; the hybrid reuses its parts)."""
+        """Baseline ``name`` fit on this context (once; the hybrid reuses its parts); one
+        that fails is left out of every comparison (:meth:`fail`)."""
+        if name in self.failed:
+            raise BaselineFailed(f"baseline {name!r} failed: {self.failed[name]}")
         if name not in self._scorers:
-            self._scorers[name] = BASELINES.get(name)(self)
+            try:
+                self._scorers[name] = BASELINES.get(name)(self)
+            except Exception as e:
+                raise self.fail(name, e) from e
         return self._scorers[name]
+
+    def fail(self, name: str, e: BaseException) -> BaselineFailed:
+        """Record that baseline ``name`` failed (one warning naming it and the error)."""
+        if name not in self.failed:
+            first = str(e).splitlines()[0] if str(e) else ""
+            self.failed[name] = f"{type(e).__name__}: {first}"
+            logger.warning("baseline %r failed (%s); left out of the comparison", name, first)
+        return BaselineFailed(f"baseline {name!r} failed: {self.failed[name]}")
 
     def val_metric(self, scorer: Scorer, metric: str) -> float:
         """``scorer``'s validation ``metric`` (what a baseline is tuned on; -inf if absent)."""
@@ -329,11 +349,15 @@ def evaluate_baselines(
     out: dict[str, dict[str, dict[str, float]]] = {}
     for name in names if names is not None else baseline_names(split):
         t0 = time.perf_counter()
-        with PeakRSS() as peak:
-            scorer = ctx.scorer(name)
-            res = evaluate_scorer(
-                scorer, ds, split, eval_cfg=eval_cfg, features=ctx.item_features(), ks=ctx.ks
-            )
+        try:
+            with PeakRSS() as peak:
+                scorer = ctx.scorer(name)
+                res = evaluate_scorer(
+                    scorer, ds, split, eval_cfg=eval_cfg, features=ctx.item_features(), ks=ctx.ks
+                )
+        except Exception as e:  # its fit, its scores or a metric on its lists
+            ctx.fail(name, e)
+            continue
         secs = time.perf_counter() - t0
         if progress is not None:
             progress(f"{name}: {secs:.1f}s, peak RSS {peak.mib / 1024:.2f} GiB")
@@ -346,40 +370,4 @@ def evaluate_baselines(
     if ctr:
         out[CTR_BASELINE] = like_rate_ctr(split)
         out[COUNT_BASELINE] = count_task_baselines(ctx)
-    return out
-
-
-PAIRED_BASELINES = ("EASE",)
-"""Baselines whose per-user test hits every study records, to pair trials with."""
-
-
-def baseline_test_hits(
-    spec: Any, data: Any, names: tuple[str, ...] = PAIRED_BASELINES, ctx: Any = None
-) -> dict[str, Any]:
-    """Per evaluated test user, the baselines' relevant items in their top ``eval.k``
-    (packed, as trials record theirs), the users' count and which of them have a relevant
-    tail item: ``{"n_users", "tail_users", name: {"all", "tail"}}``."""
-    from moo_search.recommender.trial_eval import eval_context, hits_per_user
-    from moo_search.study import pack_counts
-
-    ctx = ctx if ctx is not None else BaselineContext.of(spec, data)
-    if not ease_fits(data.split.n_items):  # SANSA stands in for EASE, under its own name
-        names = tuple("SANSA" if n == "EASE" else n for n in names)
-        if not sansa_installed():
-            names = tuple(n for n in names if n != "SANSA")
-    ectx = eval_context(spec, data, "test")
-    out: dict[str, Any] = {}
-    for name in names:
-        res = evaluate_lists(
-            ctx.scorer(name),
-            data.ds,
-            data.split,
-            eval_cfg=spec.eval,
-            parts=("test",),
-            features=data.features,
-        )
-        users, lists = res[1]["test"]
-        out[name] = hits_per_user(spec, ectx, users, lists)
-    out["n_users"] = len(ectx.users)
-    out["tail_users"] = pack_counts(ectx.has_tail(ectx.users))
     return out

@@ -262,7 +262,13 @@ def _list_metrics(
         if mdef.compute is None or (mdef.sliced_only and not where):
             continue
         if not where or where in mdef.slices:
-            out[f"{where + '/' if where else ''}{name}@{k}"] = mdef.compute(lists, users, ctx, rel)
+            key = f"{where + '/' if where else ''}{name}@{k}"
+            try:
+                out[key] = float(mdef.compute(lists, users, ctx, rel))
+            except Exception as e:  # a plugin's metric: name it, not a traceback
+                from moo_search.errors import TrialFailed
+
+                raise TrialFailed(f"metric {key!r} raised {type(e).__name__}: {e}") from e
     return out
 
 

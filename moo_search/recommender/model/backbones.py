@@ -30,6 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import BaseModel
 
+from moo_search.errors import MooSearchError
 from moo_search.recommender.model.backbone_cache import (
     _cached,
     _cached_sparse,
@@ -359,4 +360,16 @@ def backbone_weights(
         eval_cfg=eval_cfg,
         fusion=fusion,
     )
-    return backbone.fit(ctx)
+    try:
+        return backbone.fit(ctx)
+    except (MooSearchError, MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # a third-party solver (sansa, scipy, a plugin's fit)
+        from moo_search.errors import TrialFailed
+
+        knobs = {k: v for k, v in (fusion.model_dump() if fusion is not None else {}).items()}
+        own = {k: knobs[k] for k in knobs if k.startswith(name) or k == "cf_params"}
+        raise TrialFailed(
+            f"backbone {name!r} (fusion.cf) failed to fit with {own or 'its defaults'}: "
+            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        ) from e

@@ -119,7 +119,7 @@ def train(
             terms = loss_terms(batch, w)
             loss: torch.Tensor = sum(w[k] * v for k, v in terms.items())  # type: ignore[assignment]
         value = float(loss.detach())
-        first_loss = _check_loss(value, step, first_loss, train_cfg.lr)
+        first_loss = _check_loss(value, step, first_loss, train_cfg.lr, terms)
         _optimizer_step(loss, opt, sched, scaler, train_cfg.grad_clip)
         _record(hist, bar, step, value, terms)
         if on_checkpoint is not None and step + 1 in checkpoints:
@@ -248,10 +248,20 @@ def _batch(
     )
 
 
-def _check_loss(value: float, step: int, first: float | None, lr: float) -> float:
-    """The NaN / explosion guard; returns the first loss (the explosion yardstick)."""
+def _check_loss(
+    value: float, step: int, first: float | None, lr: float, terms: dict[str, Any]
+) -> float:
+    """The NaN / explosion guard; returns the first loss (the explosion yardstick). A term
+    that is not finite at the first step is that term's fault (no update has run yet)."""
     if not math.isfinite(value):
-        raise TrialFailed(f"loss became {value} at step {step}; lower train.lr (now {lr:g})")
+        bad = [k for k, v in terms.items() if not math.isfinite(float(v.detach()))]
+        named = f" (term(s) {bad})" if bad else ""
+        if step == 0 and bad:
+            raise TrialFailed(
+                f"loss term(s) {bad} gave {value} at the first step, before any update: the "
+                f"term itself fails on this data (loss.weights.{bad[0]}), not train.lr"
+            )
+        raise TrialFailed(f"loss became {value} at step {step}{named}; lower train.lr (now {lr:g})")
     first = first if first is not None else abs(value) + 1e-8
     if abs(value) > 50 * first + 10:
         raise TrialFailed(

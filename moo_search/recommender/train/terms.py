@@ -187,5 +187,26 @@ def _content(b: Batch) -> torch.Tensor:
 
 
 def loss_terms(batch: Batch, weights: dict[str, float]) -> dict[str, torch.Tensor]:
-    """Every registered term whose (normalised) weight is positive, in registry order."""
-    return {name: term(batch) for name, term in LOSS_TERMS.items() if weights.get(name, 0) > 0}
+    """Every registered term whose (normalised) weight is positive, in registry order; a term
+    that raises or gives no scalar tensor fails the trial naming it."""
+    from moo_search.errors import TrialFailed
+
+    out = {}
+    for name, term in LOSS_TERMS.items():
+        if weights.get(name, 0) <= 0:
+            continue
+        try:
+            value = term(batch)
+        except TrialFailed:
+            raise
+        except Exception as e:
+            raise TrialFailed(
+                f"loss term {name!r} (loss.weights.{name}) raised {type(e).__name__}: {e}"
+            ) from e
+        if not isinstance(value, torch.Tensor) or value.numel() != 1:
+            raise TrialFailed(
+                f"loss term {name!r} (loss.weights.{name}) must return a scalar tensor, got "
+                f"{type(value).__name__}{tuple(value.shape) if hasattr(value, 'shape') else ''}"
+            )
+        out[name] = value.reshape(())
+    return out
