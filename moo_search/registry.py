@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar, overload
 
@@ -168,7 +169,33 @@ OBJECTIVES: Registry[Any] = Registry(
 """name -> :class:`moo_search.objective.Objective` (the default, ``run_trial``, is the
 language-model recommender; its module is named here, not imported, like any plugin's)."""
 
+logger = logging.getLogger("moo_search")
+
 _PLUGINS_LOADED: set[str] = set()
+
+
+def _check_not_shadowed(name: str, field: str) -> None:
+    """A plugin file in the working directory that another module of the same name (the
+    standard library's, an installed one) would hide is refused, naming both files."""
+    import importlib.util
+    import os
+
+    top = name.split(".", 1)[0]
+    local = [p for p in (f"{top}.py", os.path.join(top, "__init__.py")) if os.path.isfile(p)]
+    if not local:
+        return
+    try:
+        found = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return
+    origin = getattr(found, "origin", None)
+    here = os.path.realpath(local[0])
+    if origin and os.path.realpath(origin) != here:
+        raise SpecError(
+            f"{name!r} names both {here} and {origin} ({'a built-in module' if origin in ('built-in', 'frozen') else 'found first on sys.path'}), "
+            "so your file would not be imported; rename your plugin module",
+            field=field,
+        )
 
 
 def load_plugins(modules: list[str] | tuple[str, ...]) -> None:
@@ -188,11 +215,14 @@ def load_plugins(modules: list[str] | tuple[str, ...]) -> None:
     for i, name in enumerate(modules):
         if name in _PLUGINS_LOADED:
             continue
+        _check_not_shadowed(name, f"plugins.{i}")
         try:
-            importlib.import_module(name)
-        except Exception as e:  # a plugin's own error: shown, not a traceback
+            module = importlib.import_module(name)
+        except (Exception, SystemExit) as e:  # a plugin's own error (or exit): shown, not run past
+            what = f"it called sys.exit({e.code!r})" if isinstance(e, SystemExit) else f"{e}"
             raise SpecError(
-                f"cannot import plugin module {name!r}: {type(e).__name__}: {e}",
+                f"cannot import plugin module {name!r}: {type(e).__name__}: {what}",
                 field=f"plugins.{i}",
             ) from None
+        logger.info("plugins.%d: %r from %s", i, name, getattr(module, "__file__", "?"))
         _PLUGINS_LOADED.add(name)
