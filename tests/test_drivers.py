@@ -184,6 +184,41 @@ def test_default_objective_study_enqueues_the_base_config_first(tmp_path):
     assert "MostPop" in study.user_attrs[STUDY_ATTR.BASELINES]
 
 
+@pytest.mark.parametrize(
+    ("over", "field"),
+    [
+        ({"train.lr": 3e-2}, "search_space.train.lr"),  # the base config outside the range
+        ({"fusion.alpha": 1.0}, "search_space.fusion.alpha"),
+        ({"adapter.type": "dora"}, "search_space.adapter.type"),
+        ({"enqueue": [{"train.lr": 3e-4}, {"fusion.alpha": 0.9}]}, "enqueue.1.fusion.alpha"),
+        ({"enqueue": [{"adapter.type": "dora"}]}, "enqueue.0.adapter.type"),
+    ],
+)
+def test_an_anchor_outside_the_search_space_is_refused_never_run_as_something_else(
+    tmp_path, over, field
+):
+    from moo_search import SpecError
+
+    spec = tiny_spec(
+        **{
+            "out_dir": str(tmp_path),
+            "storage": f"sqlite:///{tmp_path}/t.db",
+            "search_space": {
+                "train.lr": {"float": [3e-5, 1e-2], "log": True},
+                "fusion.alpha": {"float": [0.0, 0.5]},
+                "adapter.type": {"categorical": ["lora", "ia3"]},
+            },
+            "fusion.alpha": 0.3,
+            "budget": {"n_trials": 2},
+            **over,
+        }
+    )
+    with pytest.raises(SpecError, match="outside") as e:
+        run_study(spec)
+    assert e.value.field == field
+    assert optuna.load_study(study_name="tiny", storage=spec.storage).trials == []
+
+
 @pytest.mark.parametrize("algorithm", ["nsga2", "nsga3", "tpe", "random", "gp"])
 def test_every_optuna_algorithm_runs_a_constrained_study(algorithm, tmp_path):
     spec = custom_spec(

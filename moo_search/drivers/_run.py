@@ -63,6 +63,14 @@ def _enqueue_anchors(spec: StudySpec, study: Any) -> None:
         unknown = [k for k in params if k not in spec.search_space]
         if unknown:
             raise SpecError(f"params {unknown} are not search dimensions", field=f"enqueue.{i}")
+        for path, value in params.items():
+            dim = spec.search_space[path]
+            if not dim.contains(value):  # Optuna would draw another value in its place
+                raise SpecError(
+                    f"{value!r} lies outside the search space of {path} ({dim.shown()}); an "
+                    "enqueued trial runs only values the space can hold",
+                    field=f"enqueue.{i}.{path}",
+                )
         # a variant of the base config: what it does not set keeps the base's value
         anchors.append((str(named.get("name", f"enqueued-{i}")), {**base, **params}))
     for name, params in anchors:

@@ -81,7 +81,9 @@ class RecommenderObjective(Objective):
     def base_params(self, spec: StudySpec) -> dict[str, Any]:
         """The base config's value of every searched path (the study's anchor trial); a
         conditional dimension only where the base's values make it act, a path the base
-        config does not set (an entry's knob it leaves at its default) not at all."""
+        config does not set (an entry's knob it leaves at its default) not at all. A value
+        outside its dimension is a SpecError naming it (never run as something else)."""
+        from moo_search.errors import SpecError
         from moo_search.spec import suggestion_order
 
         raw = spec.to_dict()
@@ -93,10 +95,17 @@ class RecommenderObjective(Objective):
                 node = node.get(part) if isinstance(node, dict) else None
             if node is None or not dim.active(out):
                 continue
+            if not dim.contains(node):  # Optuna would draw another value in its place
+                raise SpecError(
+                    f"the base config sets {path} = {node!r}, outside its search space "
+                    f"{dim.shown()}: the anchor trial (and every enqueued variant of it) would "
+                    "run a sampled value instead. Move the base value into the range or widen "
+                    "the range",
+                    field=f"search_space.{path}",
+                )
             if dim.kind == "categorical":
-                if node in (dim.choices or []):
-                    out[path] = node
-            elif dim.low is not None and dim.high is not None and dim.low <= node <= dim.high:
+                out[path] = node
+            else:
                 out[path] = int(node) if dim.kind == "int" else float(node)
         return out
 

@@ -96,6 +96,23 @@ class Dimension(Strict):
             out["when"] = {k: list(v) for k, v in self.when.items()}
         return out
 
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` is one this dimension can propose (a choice, or within
+        [low, high]; an int dimension's value an integer)."""
+        if self.kind == "categorical":
+            return value in (self.choices or [])
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if self.kind == "int" and float(value) != int(value):
+            return False
+        return self.low is not None and self.high is not None and self.low <= value <= self.high
+
+    def shown(self) -> str:
+        """The dimension as a reader wrote it: ``[3e-05, 0.001]`` or ``one of [...]``."""
+        if self.kind == "categorical":
+            return f"one of {self.choices}"
+        return f"[{self.low:g}, {self.high:g}]"
+
     def active(self, params: dict[str, Any]) -> bool:
         """Whether this dimension acts, given the values suggested before it."""
         return not self.when or all(params.get(p) in vals for p, vals in self.when.items())
