@@ -36,6 +36,7 @@ from moo_search.spec import Dimension, StudySpec
 __all__ = [
     "Evaluation",
     "Evaluator",
+    "MissingMetric",
     "Objective",
     "ReportExtras",
     "metric_value",
@@ -62,14 +63,29 @@ Evaluator = Callable[..., Evaluation]
 early-stopping hook (only objectives with ``has_rungs`` call it)."""
 
 
+class MissingMetric(KeyError):
+    """A metric the spec names that the objective did not report (its message, unquoted)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def metric_value(
     metrics: Metrics, cost: dict[str, float], metric: str, split: str = "val"
 ) -> float:
     """One named value of a trial: ``cost/<name>`` from its cost, else ``metrics[split]``."""
     if metric.startswith("cost/"):
         return float(cost[metric.removeprefix("cost/")])
-    if metric not in metrics[split]:
-        raise KeyError(f"metric {metric!r} was not computed (a slice with no users?)")
+    if metric not in metrics.get(split, {}):
+        got = sorted(metrics.get(split, {}))
+        shown = ", ".join(got[:12]) + (f", ... ({len(got)} in all)" if len(got) > 12 else "")
+        hint = (
+            "; a sliced metric is absent when no user falls in its slice" if "/" in metric else ""
+        )
+        raise MissingMetric(
+            f"the objective reported no {metric!r} on {split} (it reported: {shown or 'none'})"
+            f"{hint}; the spec's objectives and constraints name what it must report"
+        )
     return float(metrics[split][metric])
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from typing import Any
@@ -11,6 +12,22 @@ from typing import Any
 from moo_search.cli._commands import _metric_columns, _table
 
 __all__ = ["cmd_baselines", "cmd_data", "cmd_trial", "ensure_data", "is_recommender"]
+
+
+def _json(obj: Any, **kw: Any) -> str:
+    """JSON that any parser reads: a NaN or infinite number (a metric a slice could not
+    define) is written as null, not as the bare NaN json.dumps writes."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(obj), allow_nan=False, **kw)
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -40,7 +57,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
         info["overviews"] = coverage(ds, overview_table()).to_dict()
     if args.json:
-        print(json.dumps(info, indent=2, sort_keys=True))
+        print(_json(info, indent=2, sort_keys=True))
         return 0
     for line in ds.notes:
         print(line)
@@ -84,7 +101,7 @@ def _overview_info(args: argparse.Namespace) -> int:
         if src.is_cached is not None and src.is_cached():
             out[name] = coverage(load_dataset(DataConfig(dataset=name)), table).to_dict()
     if args.json:
-        print(json.dumps(out, indent=2, sort_keys=True))
+        print(_json(out, indent=2, sort_keys=True))
         return 0
     print(f"movies        {out['movies']:,} ({out['with_overview']:,} with an overview)")
     for name in ("movielens-100k", "movielens-1m"):
@@ -126,7 +143,7 @@ def cmd_baselines(args: argparse.Namespace) -> int:
     res = evaluate_baselines(ctx)
     cols = _metric_columns(spec)
     if args.json:
-        print(json.dumps(res, indent=2, sort_keys=True))
+        print(_json(res, indent=2, sort_keys=True))
         return 0
     for part in ("val", "test"):
         print(f"\n{ds.name} · {part} ({spec.data.split.method} split)")
@@ -161,9 +178,7 @@ def cmd_trial(args: argparse.Namespace) -> int:
             for part in rows:
                 rows[part].append((name, res[part]))
     if args.json:
-        print(
-            json.dumps({"metrics": result.metrics, "cost": result.cost}, indent=2, sort_keys=True)
-        )
+        print(_json({"metrics": result.metrics, "cost": result.cost}, indent=2, sort_keys=True))
         return 0
     cols = (*_metric_columns(spec), "ctr_auc")
     for part in ("val", "test"):

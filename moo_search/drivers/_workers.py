@@ -89,7 +89,10 @@ def fail_stale(study: Any) -> int:
     storage = study._storage
     if not is_heartbeat_enabled(storage) or not isinstance(storage, BaseHeartbeat):
         return 0
-    grace = getattr(storage, "grace_period", None)
+    backend = getattr(storage, "_backend", storage)  # under Optuna's cache layer
+    grace = getattr(backend, "grace_period", None)
+    if grace is None:  # Optuna's default: twice the heartbeat interval
+        grace = 2 * (storage.get_heartbeat_interval() or 60)
     why = (
         f"{INTERRUPTED}: no heartbeat for more than {grace} s (its worker stopped, hung or "
         "lost the storage)"
