@@ -622,3 +622,5 @@ def test_register_checks_its_name_and_uri_and_never_prints_a_password(
     out = capsys.readouterr()
     assert rc != 0 and "refused it" in out.err
     assert secret not in out.out + out.err
+    bundle_bytes = b"".join(f.read_bytes() for f in (tmp_path / "c").rglob("*") if f.is_file())
+    assert bundle_bytes and secret.encode() not in bundle_bytes  # nor in the bundle

@@ -66,6 +66,7 @@ def test_a_password_in_the_url_is_never_printed_nor_sent_in_a_body(tmp_path, ser
     assert "View run" not in p.stdout  # MLflow's own URL lines are off
     sent = " ".join(r["path"] + r["body"] for r in fake.requests)
     assert SECRET not in sent
+    assert SECRET.encode() not in (tmp_path / "study.db").read_bytes()  # nor in the record
     if server == "answering":
         children = [r for r in fake.runs.values() if "moo_search.trial" in r["tags"]]
         assert len(children) == 40
