@@ -10,7 +10,7 @@ PY     := $(VENV)/bin/python
 # (CUDA) build from PyPI on a user's GPU machine. Pinned so pip never picks a newer build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: venv demo test test-fast lint bench browser-deps sparse-deps clean
+.PHONY: venv demo test test-fast lint docs bench browser-deps sparse-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(MAKE) --no-print-directory sparse-deps
@@ -41,7 +41,11 @@ lint: venv
 	$(VENV)/bin/ruff format --check moo_search tests benchmarks
 	$(VENV)/bin/mypy moo_search
 
-test: venv browser-deps lint
+# the docs site (docs/ -> site/); the reference pages are generated from the code first
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
+test: venv browser-deps lint docs
 	$(VENV)/bin/pytest -q
 
 test-fast: venv

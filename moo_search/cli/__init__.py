@@ -55,18 +55,24 @@ def build_parser() -> argparse.ArgumentParser:
     from moo_search.recommender.registries import DATASETS
 
     d = sub.add_parser("data", help="Fetch datasets into the cache, or describe one.")
-    d.add_argument("action", choices=["fetch", "info"])
+    d.add_argument(
+        "action",
+        choices=["fetch", "info"],
+        help="fetch: download and verify into the cache; info: sizes and sparsity.",
+    )
     d.add_argument(
         "name",
+        help="The dataset (or movie-overviews, the TMDB texts for MovieLens).",
         choices=[n for n, src in DATASETS.items() if not src.needs_path] + ["movie-overviews"],
     )
-    d.add_argument("--json", action="store_true")
+    d.add_argument("--json", action="store_true", help="Print info as JSON.")
     d.set_defaults(func=cmd_data)
 
     ls = sub.add_parser("list", help="What the spec may name: datasets, adapters, drivers, ...")
     ls.add_argument(
         "kind",
         nargs="?",
+        help="Only this kind (families: a row per model family).",
         choices=[
             "datasets",
             "adapters",
@@ -86,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and the count baselines on the spec's data: metrics, fit seconds, peak memory.",
     )
     with_spec(b)
-    b.add_argument("--json", action="store_true")
+    b.add_argument("--json", action="store_true", help="Print the metrics as JSON.")
     b.set_defaults(func=cmd_baselines)
 
     r = sub.add_parser("run", help="Create or resume a study and run it to its budget.")
@@ -123,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument(
         "--storage", required=True, help="The study's storage URL (e.g. postgresql://...)."
     )
-    w.add_argument("--study-name", default=None)
+    w.add_argument("--study-name", default=None, help="Study name (default: the spec's name).")
     w.add_argument(
         "--workers",
         type=_positive_int,
@@ -140,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="(Re)build the HTML dashboard of a study.")
     rp.add_argument("target", help="Study directory (reports/<study>), .db file or storage URL.")
-    rp.add_argument("--study-name", default=None)
+    rp.add_argument(
+        "--study-name", default=None, help="Which study, where the storage holds several."
+    )
     rp.add_argument(
         "--out", default=None, help="Output HTML file (default: <study dir>/index.html)."
     )
@@ -150,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
         "export", help="Export a trial (adapter, config, metrics, manifest) for production."
     )
     e.add_argument("target", help="Study directory (reports/<study>), .db file or storage URL.")
-    e.add_argument("--study-name", default=None)
+    e.add_argument(
+        "--study-name", default=None, help="Which study, where the storage holds several."
+    )
     e.add_argument("--trial", type=int, default=None, help="Export this trial number.")
     e.add_argument(
         "--select",
@@ -192,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--artifacts", default=None, metavar="DIR", help="Write adapter, heads, metrics here."
     )
     t.add_argument("--no-baselines", action="store_true", help="Skip the baseline rows.")
-    t.add_argument("--json", action="store_true")
+    t.add_argument("--json", action="store_true", help="Print metrics and cost as JSON.")
     t.set_defaults(func=cmd_trial)
     return p
 

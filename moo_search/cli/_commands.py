@@ -80,9 +80,33 @@ def cmd_list(args: argparse.Namespace) -> int:
         if kind == "drivers":
             names = [f"{n} ({', '.join(reg.get(n).algorithms.names())})" for n in names]
         if kind == "metrics":
-            names = [f"{n}@K" if reg.get(n).at_k else n for n in names]
+            names = [  # a slice-only metric (mixed/new_share@K) is listed with its slice
+                f"{n}@K" if reg.get(n).at_k else n for n in names if not reg.get(n).sliced_only
+            ]
         print(f"{kind:10s} {reg.field:18s} {', '.join(names)}")
+        if kind == "metrics":
+            _list_slices(reg)
     return 0
+
+
+def _list_slices(reg: Any) -> None:
+    """The metric slices (``cold_item/``, ``mixed/``, ``tail/``, ``cold/``): what each means
+    and which metrics it applies to."""
+    from moo_search.recommender.metrics import COLD_ITEM_FAMILIES, SLICES
+
+    meaning = {
+        "cold": "users with few train items",
+        "tail": "relevance outside the popular head",
+        "cold_item": "a part's held-out items ranked among themselves (data.split.cold_items)",
+        "mixed": "the warm catalog plus the part's held-out items (data.split.cold_items)",
+    }
+    for where in SLICES:
+        if where == "cold_item":
+            applies = list(COLD_ITEM_FAMILIES)
+        else:
+            applies = [n for n, m in reg.items() if where in m.slices]
+        shown = ", ".join(f"{where}/{n}@K" for n in applies)
+        print(f"{'slices':10s} {where + '/':18s} {meaning[where]}: {shown}")
 
 
 def _list_families(reg: Any, *, detail: bool) -> None:

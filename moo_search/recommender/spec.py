@@ -40,19 +40,43 @@ RUNG_COSTS = ("cost/seconds", "cost/trainable_params")
 class RecommenderSpec(StudySpec):
     """A study of the default objective: the study sections plus one trial config."""
 
-    data: DataConfig = Field(default_factory=DataConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    adapter: AdapterConfig = Field(default_factory=AdapterConfig)
-    fusion: FusionConfig = Field(default_factory=FusionConfig)
-    loss: LossConfig = Field(default_factory=LossConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    rerank: RerankConfig = Field(default_factory=RerankConfig)
-    eval: EvalConfig = Field(default_factory=EvalConfig)
+    data: DataConfig = Field(
+        default_factory=DataConfig,
+        description="Where the interactions come from and how they are split.",
+    )
+    model: ModelConfig = Field(
+        default_factory=ModelConfig,
+        description="The language model turned tower: which, how texts are cut, precision.",
+    )
+    adapter: AdapterConfig = Field(
+        default_factory=AdapterConfig,
+        description="The PEFT adapter fine-tuned on the model (type and its knobs).",
+    )
+    fusion: FusionConfig = Field(
+        default_factory=FusionConfig,
+        description="How the text tower and the collaborative backbone are fused.",
+    )
+    loss: LossConfig = Field(
+        default_factory=LossConfig,
+        description="The training loss: the weight of each term and their settings.",
+    )
+    train: TrainConfig = Field(
+        default_factory=TrainConfig,
+        description="The training loop: learning rates, batch, steps, device.",
+    )
+    rerank: RerankConfig = Field(
+        default_factory=RerankConfig,
+        description="Inference-time re-ranking of each list (MMR, popularity penalty).",
+    )
+    eval: EvalConfig = Field(
+        default_factory=EvalConfig, description="How lists are evaluated: K and batch size."
+    )
     objectives: list[Objective] = Field(
+        description="What the driver optimises, on validation (one entry per objective).",
         default_factory=lambda: [
             Objective(metric="precision@10", direction="maximize"),
             Objective(metric="ild@10", direction="maximize"),
-        ]
+        ],
     )
 
     def trial_dict(self) -> dict[str, Any]:

@@ -28,7 +28,7 @@ class EarlyStoppingConfig(Strict):
     """Multi-objective successive halving: at each rung, trials whose validation objective
     vector (on a fixed sample of users) ranks in the worst (1 - 1/eta) share stop, PRUNED."""
 
-    enabled: bool = False
+    enabled: bool = Field(False, description="Stop weak trials at rungs (successive halving).")
     rungs: list[float] = Field(
         default_factory=lambda: [0.34],
         description="Checkpoints as fractions of train.max_steps (each in (0, 1)).",
@@ -60,11 +60,19 @@ class DriverConfig(Strict):
         "nsga2",
         description="One of the backend's algorithms (optuna: nsga2, nsga3, tpe, random, gp).",
     )
-    population: int = Field(8, ge=2)
-    seed: int = 0
-    crossover: Literal["uniform", "sbx", "blxalpha", "spx", "undx", "vsbx"] = "uniform"
-    crossover_prob: float = Field(0.9, ge=0.0, le=1.0)
-    mutation_prob: float | None = Field(None, ge=0.0, le=1.0)
+    population: int = Field(
+        8, ge=2, description="Trials per generation (NSGA-II/III population size)."
+    )
+    seed: int = Field(0, description="Seed of the sampler's proposals.")
+    crossover: Literal["uniform", "sbx", "blxalpha", "spx", "undx", "vsbx"] = Field(
+        "uniform", description="The genetic algorithms' crossover operator."
+    )
+    crossover_prob: float = Field(
+        0.9, ge=0.0, le=1.0, description="Probability that two parents cross over."
+    )
+    mutation_prob: float | None = Field(
+        None, ge=0.0, le=1.0, description="Per-parameter mutation probability (None: 1 / dims)."
+    )
     reference_point: list[float] | None = Field(
         None, description="Hypervolume reference point in objective units (default: derived)."
     )
@@ -103,7 +111,7 @@ class DriverConfig(Strict):
 
 
 class BudgetConfig(Strict):
-    n_trials: int = Field(12, ge=1)
+    n_trials: int = Field(12, ge=1, description="Complete trials the study runs to.")
     timeout: float | None = Field(
         None, gt=0, description="Seconds; stop launching new trials after."
     )

@@ -35,12 +35,17 @@ with room for the suffixes written beside it."""
 
 
 class Dimension(Strict):
-    kind: Literal["float", "int", "categorical"]
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    step: float | None = None
-    choices: list[Any] | None = None
+    """One searched knob: ``{float: [low, high]}``, ``{int: [low, high]}`` or
+    ``{categorical: [a, b, ...]}``, optionally ``log``, ``step`` and ``when``."""
+
+    kind: Literal["float", "int", "categorical"] = Field(
+        description="What the knob takes: a float or an int in [low, high], or one of choices."
+    )
+    low: float | None = Field(None, description="Lowest value (float and int dimensions).")
+    high: float | None = Field(None, description="Highest value (float and int dimensions).")
+    log: bool = Field(False, description="Sample on a log scale (needs low > 0).")
+    step: float | None = Field(None, description="Grid step between low and high.")
+    choices: list[Any] | None = Field(None, description="The values a categorical knob takes.")
     when: dict[str, list[Any]] | None = Field(
         None,
         description=(
@@ -131,8 +136,10 @@ class Dimension(Strict):
 
 
 class Objective(Strict):
-    metric: str
-    direction: Literal["minimize", "maximize"]
+    """One objective the driver optimises, on validation."""
+
+    metric: str = Field(description="A metric name, e.g. precision@10 or cold_item/recall@20.")
+    direction: Literal["minimize", "maximize"] = Field(description="Which way is better.")
     split: Literal["val"] = Field("val", description="The driver optimises validation metrics.")
     direction_override: bool = Field(
         False,
@@ -149,9 +156,11 @@ class Objective(Strict):
 
 
 class Constraint(Strict):
-    metric: str
-    op: Literal[">=", "<="]
-    value: float
+    """A feasibility bound, written ``"precision@10 >= 0.02"``."""
+
+    metric: str = Field(description="The metric bounded (validation).")
+    op: Literal[">=", "<="] = Field(description="The bound's direction.")
+    value: float = Field(description="The bound.")
 
     @classmethod
     def parse(cls, text: str) -> Constraint:
@@ -177,9 +186,11 @@ class Constraint(Strict):
 
 
 class StudySpec(Strict):
-    name: str = Field("study", min_length=1)
-    description: str = ""
-    seed: int = 0
+    name: str = Field(
+        "study", min_length=1, description="The study's name (its storage key and report folder)."
+    )
+    description: str = Field("", description="Free text shown on the dashboard.")
+    seed: int = Field(0, description="Seed of the trials' own randomness (data split, training).")
     plugins: list[str] = Field(
         default_factory=list,
         description="Python modules imported before the spec is validated, in every process "
@@ -194,13 +205,22 @@ class StudySpec(Strict):
     problem: dict[str, int] = Field(
         default_factory=dict, description="Built-in problem options, e.g. {n_var: 10, n_obj: 3}."
     )
-    search_space: dict[str, Dimension] = Field(default_factory=dict)
+    search_space: dict[str, Dimension] = Field(
+        default_factory=dict,
+        description="Dotted paths into the trial config -> the dimension searched there.",
+    )
     objectives: list[Objective] = Field(
         default_factory=list, description="What the driver optimises (at least one)."
     )
-    constraints: list[Constraint] = Field(default_factory=list)
-    driver: DriverConfig = Field(default_factory=DriverConfig)
-    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    constraints: list[Constraint] = Field(
+        default_factory=list, description="Bounds a feasible trial meets on validation."
+    )
+    driver: DriverConfig = Field(
+        default_factory=DriverConfig, description="The optimiser: library, algorithm, seed."
+    )
+    budget: BudgetConfig = Field(
+        default_factory=BudgetConfig, description="How many trials, how long, how many failures."
+    )
     storage: str | None = Field(
         None, description="Optuna storage URL (default: SQLite in out_dir)."
     )

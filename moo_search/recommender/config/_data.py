@@ -27,7 +27,7 @@ class SplitConfig(Strict):
     n: int = Field(
         1, ge=1, description="Items per user held out for val and for test (leave_last)."
     )
-    seed: int = 0
+    seed: int = Field(0, description="Seed of the random split methods.")
     cold_items: float = Field(
         0.0,
         ge=0.0,
@@ -48,15 +48,15 @@ class SplitConfig(Strict):
 
 
 class SyntheticConfig(Strict):
-    n_users: int = Field(300, ge=2)
-    n_items: int = Field(200, ge=2)
-    n_genres: int = Field(8, ge=1)
-    interactions_per_user: int = Field(30, ge=3)
+    n_users: int = Field(300, ge=2, description="Users generated.")
+    n_items: int = Field(200, ge=2, description="Items generated.")
+    n_genres: int = Field(8, ge=1, description="Genres the items are drawn from.")
+    interactions_per_user: int = Field(30, ge=3, description="Interactions of each user.")
     popularity_exponent: float = Field(1.0, ge=0.0, description="Zipf exponent of item popularity.")
     genre_affinity: float = Field(
         4.0, ge=0.0, description="How strongly users prefer their genres."
     )
-    seed: int = 0
+    seed: int = Field(0, description="Seed of the generator.")
 
 
 class BookCrossingConfig(Strict):
@@ -78,13 +78,18 @@ class DataConfig(Strict):
         description="A registered dataset (moo_search.recommender.registries.DATASETS).",
     )
     path: str | None = Field(None, description="Directory (recbole) or interactions file (csv).")
-    items_path: str | None = None
-    users_path: str | None = None
+    items_path: str | None = Field(
+        None, description="csv: the item table (item, title, year, genres, ...)."
+    )
+    users_path: str | None = Field(None, description="csv: the user table (user, attributes).")
     columns: dict[str, str] = Field(
         default_factory=dict,
         description="Column renames for csv: {user: ..., item: ..., rating: ..., timestamp: ...}.",
     )
-    split: SplitConfig = Field(default_factory=SplitConfig)
+    split: SplitConfig = Field(
+        default_factory=SplitConfig,
+        description="How interactions become train, validation and test (and new items).",
+    )
     relevance_threshold: float = Field(4.0, description="rating >= threshold counts as relevant.")
     history_len: int = Field(10, ge=0, description="Recent items rendered into the user's text.")
     item_text: list[ItemText] = Field(
@@ -92,8 +97,13 @@ class DataConfig(Strict):
         description="What an item's text holds, in order; overview/tagline/keywords come from "
         "the movie-overviews table (matched by title and year; unmatched items keep the rest).",
     )
-    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
-    book_crossing: BookCrossingConfig = Field(default_factory=BookCrossingConfig)
+    synthetic: SyntheticConfig = Field(
+        default_factory=SyntheticConfig, description="dataset synthetic: the planted data's size."
+    )
+    book_crossing: BookCrossingConfig = Field(
+        default_factory=BookCrossingConfig,
+        description="dataset book-crossing: which ratings count and the k-core.",
+    )
     params: dict[str, Any] = Field(
         default_factory=dict,
         description="The dataset source's own knobs, checked against its params model (a "

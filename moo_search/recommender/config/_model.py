@@ -17,11 +17,11 @@ class TinyModelConfig(Strict):
         description="The model family to build a tiny random model of (`moo-search list "
         "families`); its tokenizer is the packaged MiniLM's.",
     )
-    hidden_size: int = Field(32, ge=4)
-    num_hidden_layers: int = Field(2, ge=1)
-    num_attention_heads: int = Field(2, ge=1)
-    intermediate_size: int = Field(64, ge=4)
-    seed: int = 0
+    hidden_size: int = Field(32, ge=4, description="Width of the random tiny model.")
+    num_hidden_layers: int = Field(2, ge=1, description="Its layers.")
+    num_attention_heads: int = Field(2, ge=1, description="Its attention heads.")
+    intermediate_size: int = Field(64, ge=4, description="Its feed-forward width.")
+    seed: int = Field(0, description="Seed of its random weights.")
 
     @field_validator("family")
     @classmethod
@@ -49,8 +49,8 @@ class ModelConfig(Strict):
     tiny: TinyModelConfig | None = Field(
         None, description="Build a tiny randomly initialised model of a family instead (tests)."
     )
-    max_item_length: int = Field(32, ge=4)
-    max_user_length: int = Field(96, ge=4)
+    max_item_length: int = Field(32, ge=4, description="Tokens kept of an item's text.")
+    max_user_length: int = Field(96, ge=4, description="Tokens kept of a user's text.")
     pooling: Literal["mean", "cls", "last", "eos", "weighted_mean"] | None = Field(
         None,
         description="How token states become one embedding: mean, cls (first token), last (the "
@@ -103,8 +103,8 @@ class ModelConfig(Strict):
 class AdapterConfig(Strict):
     type: str = Field("lora", description="lora, dora, ia3 or none.")
     r: int = Field(8, description="LoRA/DoRA rank (>= 1).")
-    alpha: float = Field(16.0, gt=0)
-    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    alpha: float = Field(16.0, gt=0, description="LoRA/DoRA scaling (alpha / r scales the update).")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="LoRA/DoRA dropout on the input.")
     target_modules: list[str] | Literal["default", "attention", "mlp", "all-linear"] = Field(
         "default",
         description="The modules to adapt: a named set of the model family's ('default' = "

@@ -15,8 +15,12 @@ class LossWeights(Strict):
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 
-    ranking: float = Field(1.0, ge=0.0)
-    ctr: float = Field(0.2, ge=0.0)
+    ranking: float = Field(
+        1.0, ge=0.0, description="The ranking term (loss.ranking: softmax or BPR over the catalog)."
+    )
+    ctr: float = Field(
+        0.2, ge=0.0, description="The conversion task: the like head's log loss on interactions."
+    )
     click: float = Field(
         0.0,
         ge=0.0,
@@ -29,8 +33,10 @@ class LossWeights(Strict):
         description="The satisfaction task: the satisfaction head's squared error on the "
         "batch's ratings.",
     )
-    diversity: float = Field(0.0, ge=0.0)
-    novelty: float = Field(0.0, ge=0.0)
+    diversity: float = Field(
+        0.0, ge=0.0, description="Penalises genre overlap in the predicted item distribution."
+    )
+    novelty: float = Field(0.0, ge=0.0, description="Rewards probability mass on unpopular items.")
     content: float = Field(
         0.0,
         ge=0.0,
@@ -55,7 +61,9 @@ class LossWeights(Strict):
 
 class LossConfig(Strict):
     weights: LossWeights = Field(default_factory=LossWeights)
-    ranking: Literal["softmax", "bpr"] = "softmax"
+    ranking: Literal["softmax", "bpr"] = Field(
+        "softmax", description="The ranking term: full softmax over the catalog, or BPR."
+    )
     temperature: float = Field(
         0.25,
         gt=0.0,
@@ -79,19 +87,25 @@ class LossConfig(Strict):
 class TrainConfig(Strict):
     lr: float = Field(1e-3, description="Adapter learning rate (> 0).")
     id_lr: float = Field(1e-2, gt=0, description="Learning rate of ID embeddings and heads.")
-    weight_decay: float = Field(0.0, ge=0.0)
-    batch_size: int = Field(32, ge=2)
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
+    batch_size: int = Field(32, ge=2, description="Users per training step.")
     id_batch_size: int = Field(1024, ge=1, description="Extra ID-only pairs per step (cheap).")
-    max_steps: int = Field(200, ge=1)
-    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0)
-    grad_clip: float = Field(1.0, gt=0.0)
+    max_steps: int = Field(200, ge=1, description="Training steps (the trial's budget).")
+    warmup_ratio: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Share of the steps with a linear learning-rate warm-up."
+    )
+    grad_clip: float = Field(1.0, gt=0.0, description="Gradient norm clip.")
     eval_every: int = Field(100, ge=1, description="Validate every N steps (early stopping).")
-    patience: int = Field(2, ge=1)
+    patience: int = Field(
+        2, ge=1, description="Validations without improvement before training stops early."
+    )
     early_stop_metric: str = Field("ndcg@10", description="A list metric (checked by the spec).")
     refresh_every: int = Field(
         50, ge=1, description="Refresh cached item embeddings every N steps."
     )
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where to train: auto takes a GPU when there is one."
+    )
     gradient_checkpointing: bool = Field(
         False,
         description="Recompute the adapted layers' activations in the backward pass instead of "
@@ -107,7 +121,7 @@ class TrainConfig(Strict):
         description="When the adapter leaves lower layers frozen, compute their output once "
         "per study (cached under $MOO_SEARCH_CACHE/hidden) and run only the adapted layers.",
     )
-    progress: bool = True
+    progress: bool = Field(True, description="Show a progress bar while training.")
 
     @field_validator("amp", mode="before")
     @classmethod
@@ -125,14 +139,14 @@ class TrainConfig(Strict):
 class RerankConfig(Strict):
     mmr_lambda: float = Field(1.0, ge=0.0, le=1.0, description="1 = pure relevance.")
     pop_penalty: float = Field(0.0, ge=0.0, description="beta: subtract beta*normalised log-pop.")
-    candidates: int = Field(100, ge=1)
+    candidates: int = Field(100, ge=1, description="Top items per user the re-rankers choose from.")
 
 
 class EvalConfig(Strict):
-    k: int = Field(10, ge=1)
+    k: int = Field(10, ge=1, description="List length of the default metrics (@K).")
     cold_user_max: int = Field(10, ge=0, description="Users with <= N train items are 'cold'.")
     head_share: float = Field(0.8, gt=0.0, le=1.0, description="Head items = top share of train.")
-    batch_size: int = Field(256, ge=1)
+    batch_size: int = Field(256, ge=1, description="Users scored at a time in evaluation.")
     click_negatives: int = Field(
         4,
         ge=1,
