@@ -96,7 +96,7 @@ def test_the_generated_reference_names_every_field_and_command(tmp_path):
 
 
 _PATH = re.compile(
-    r"(?<![\w./~-])((?:studies|benchmarks|moo_search|tests|docs|\.ci)/[\w./-]*[\w/])"
+    r"(?<![\w./~-])((?:studies|benchmarks|moo_search|tests|docs|examples|\.ci)/[\w./-]*[\w/])"
     r"|(?<![\w./~-])((?:getting-started|how-to|explanations|reference)/[\w.-]+\.md)"
 )
 

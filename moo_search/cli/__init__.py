@@ -7,7 +7,14 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from moo_search.cli._commands import cmd_export, cmd_list, cmd_report, cmd_run, cmd_worker
+from moo_search.cli._commands import (
+    cmd_export,
+    cmd_list,
+    cmd_report,
+    cmd_run,
+    cmd_storage_proxy,
+    cmd_worker,
+)
 from moo_search.cli._recommender import cmd_baselines, cmd_data, cmd_trial
 from moo_search.errors import MooSearchError
 from moo_search.interrupts import dump_stacks_on_sigusr1, interrupt_on_sigterm
@@ -142,7 +149,27 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Complete trials to work to (default: the budget of the run it joins).",
     )
+    w.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="Wait up to SECONDS for the study to be created (a cluster's workers may start "
+        "before the run that creates it).",
+    )
     w.set_defaults(func=cmd_worker)
+
+    sp = sub.add_parser(
+        "storage-proxy",
+        help="Serve a study database over gRPC, so many workers share one connection pool "
+        "(workers then pass --storage grpc://HOST:PORT).",
+    )
+    sp.add_argument("url", help="The database the studies live in (sqlite:///, postgresql://).")
+    sp.add_argument("--port", type=_positive_int, default=13000, help="Port to serve on.")
+    sp.add_argument(
+        "--host", default="127.0.0.1", help="Address to bind (0.0.0.0: every interface)."
+    )
+    sp.set_defaults(func=cmd_storage_proxy)
 
     rp = sub.add_parser("report", help="(Re)build the HTML dashboard of a study.")
     rp.add_argument("target", help="Study directory (reports/<study>), .db file or storage URL.")

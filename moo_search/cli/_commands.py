@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -227,6 +228,26 @@ def _print_summary(study: Any, spec: Any, url: str, data: Any = None) -> None:
         print(f"report: {index}")
 
 
+def _wait_for_study(storage: str, name: str, seconds: float) -> None:
+    """Block until study ``name`` exists in ``storage`` (a cluster's workers may start before
+    the run that creates it), at most ``seconds``; then joining goes on as usual (and says
+    so if the study is still missing)."""
+    import optuna
+
+    from moo_search.study._storage import open_storage
+
+    deadline = time.monotonic() + seconds
+    said = False
+    while time.monotonic() < deadline:
+        store = open_storage(storage, heartbeat_interval=None, grace_period=None)
+        if name in optuna.study.get_all_study_names(storage=store):
+            return
+        if not said:
+            print(f"waiting up to {seconds:g} s for study {name!r} to be created", file=sys.stderr)
+            said = True
+        time.sleep(2.0)
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from moo_search.drivers import run_worker
     from moo_search.spec import load_spec
@@ -235,6 +256,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from moo_search.cli._recommender import ensure_data
 
     ensure_data(spec)
+    if args.wait:
+        _wait_for_study(args.storage, args.study_name or spec.name, args.wait)
     if args.workers is None:
         from moo_search.drivers._local import gpu_count
 
@@ -332,4 +355,22 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         v = register_bundle(out, args.register.strip(), tracking)
         print(f"  registered as models:/{v.name}/{v.version}")
+    return 0
+
+
+def cmd_storage_proxy(args: argparse.Namespace) -> int:
+    """Serve ``args.url`` over gRPC until Ctrl-C or SIGTERM."""
+    from moo_search.redact import redact_url
+    from moo_search.study._storage import serve_storage_proxy
+
+    print(
+        f"storage proxy for {redact_url(args.url)} on {args.host}:{args.port}; workers pass "
+        f"--storage grpc://{args.host}:{args.port} (Ctrl-C stops it)",
+        file=sys.stderr,
+        flush=True,
+    )
+    import contextlib
+
+    with contextlib.suppress(KeyboardInterrupt):
+        serve_storage_proxy(args.url, host=args.host, port=args.port)
     return 0

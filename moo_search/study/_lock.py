@@ -6,7 +6,8 @@ same generation never enqueue a slot twice. The lock lives where the study lives
 - PostgreSQL: a session-level advisory lock (``pg_advisory_lock``);
 - MySQL / MariaDB: a named lock (``GET_LOCK``);
 - SQLite: an ``flock`` on ``<database>.lock`` beside the file (SQLite is one host's);
-- in-memory storage: a lock of this process (no other process can reach it).
+- in-memory storage: a lock of this process (no other process can reach it);
+- a gRPC storage proxy (``grpc://``): refused, naming the alternatives (it passes no lock on).
 
 Each is released when its holder's connection or process ends, so a worker killed inside
 the section (SIGKILL) never leaves the study locked.
@@ -43,6 +44,14 @@ def _key(study_name: str) -> int:
 def study_lock(study: Any) -> Iterator[None]:
     """Hold the study's lock for the ``with`` block (blocks while another process holds it)."""
     rdb = _rdb(study._storage)
+    if type(study._storage).__name__ == "GrpcStorageProxy":
+        from moo_search.errors import StorageError
+
+        raise StorageError(
+            "the pymoo driver publishes each generation under a lock of the study's database, "
+            "which a gRPC storage proxy does not pass on; use driver.backend: optuna with "
+            "--storage grpc://..., or give the pymoo workers the database URL itself"
+        )
     if rdb is None:
         with _LOCAL:
             yield

@@ -14,7 +14,7 @@ from moo_search.errors import StorageError
 from moo_search.redact import redact_url
 from moo_search.spec._driver import GRACE_PERIOD, HEARTBEAT_INTERVAL
 
-__all__ = ["open_storage", "resolve_storage_arg"]
+__all__ = ["open_storage", "resolve_storage_arg", "serve_storage_proxy"]
 
 logger = logging.getLogger("moo_search")
 
@@ -102,6 +102,8 @@ def open_storage(
 
     if url in ("memory", "memory://", ":memory:"):
         return optuna.storages.InMemoryStorage()
+    if url.startswith("grpc://"):
+        return _grpc_proxy(url)
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:"):
         _check_sqlite(url, read_only=read_only)
@@ -144,6 +146,58 @@ def open_storage(
         raise StorageError(
             f"cannot open storage {redact_url(url)}: {str(e).splitlines()[0]}"
         ) from None
+
+
+def _grpc_proxy(url: str) -> Any:
+    """``grpc://host:port``: Optuna's ``GrpcStorageProxy`` to a ``moo-search storage-proxy``
+    (one database connection pool serving many workers). Heartbeats do not pass through the
+    proxy: a worker that dies mid-trial leaves that trial RUNNING (the budget counts complete
+    trials, so the study still ends), and ``moo-search run --workers N`` fails a dead local
+    worker's trials itself."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if not parts.hostname or not parts.port:
+        raise StorageError(f"storage {url}: expected grpc://HOST:PORT (a moo-search storage-proxy)")
+    try:
+        from optuna.storages import GrpcStorageProxy
+    except ImportError as e:
+        raise StorageError(
+            f"storage {url}: the gRPC client is missing ({e}); install moo-search[grpc]"
+        ) from None
+    try:
+        import grpc  # noqa: F401
+    except ImportError:
+        raise StorageError(f"storage {url}: grpcio is missing; install moo-search[grpc]") from None
+    import socket
+
+    try:  # a clear error now rather than a gRPC timeout inside the first request
+        socket.create_connection((parts.hostname, parts.port), timeout=5).close()
+    except OSError as e:
+        raise StorageError(
+            f"storage {url}: no storage proxy answers there ({e}); start one with "
+            f"`moo-search storage-proxy DATABASE_URL --port {parts.port}`"
+        ) from None
+    return GrpcStorageProxy(host=parts.hostname, port=parts.port)
+
+
+def serve_storage_proxy(url: str, *, host: str, port: int) -> None:
+    """``moo-search storage-proxy``: serve the study storage at ``url`` over gRPC on
+    ``host:port`` until interrupted (Optuna's ``run_grpc_proxy_server``)."""
+    import warnings
+
+    import optuna
+    from optuna.storages import run_grpc_proxy_server
+
+    if url.startswith(("grpc://", "memory")):
+        raise StorageError(
+            f"storage-proxy {url}: expected a database URL (sqlite:///, postgresql://)"
+        )
+    storage = open_storage(url, heartbeat_interval=None, grace_period=None)
+    logger.info("storage proxy for %s on %s:%d", redact_url(url), host, port)
+    with warnings.catch_warnings():  # marked experimental in Optuna; used deliberately
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        run_grpc_proxy_server(storage, host=host, port=port)
 
 
 def _retry_callback(rdb: Any, heartbeat_interval: int | None) -> dict[str, Any]:
