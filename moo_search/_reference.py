@@ -104,11 +104,15 @@ def spec_reference() -> str:
         " another objective has the study sections only.",
         "",
     ]
-    sections: dict[str, list[FieldDoc]] = {}
+    nested = {f.path.split(".")[0] for f in rows if "." in f.path}
+    trial = {"data", "model", "adapter", "fusion", "loss", "train", "rerank", "eval"}
+    sections: dict[str, list[FieldDoc]] = {"the study": []}
     for f in rows:
-        sections.setdefault(f.path.split(".")[0], []).append(f)
+        top = f.path.split(".")[0]
+        key = f"`{top}`" if top in nested and top in trial else "the study"
+        sections.setdefault(key, []).append(f)
     for name, fields in sections.items():
-        lines += [f"## `{name}`", "", "| field | type | default | meaning |", "|---|---|---|---|"]
+        lines += [f"## {name}", "", "| field | type | default | meaning |", "|---|---|---|---|"]
         lines += [
             f"| `{f.path}` | `{_cell(f.type)}` | `{_cell(f.default)}` | {_cell(f.help)} |"
             for f in fields
