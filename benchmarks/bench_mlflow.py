@@ -32,6 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks._docs_figures import write_figure  # noqa: E402
 from tests.mlflow_fake import FakeMlflow  # noqa: E402
 
 ZDT1 = str(REPO / "studies" / "zdt1.yaml")
@@ -99,14 +100,19 @@ def main() -> None:
                 walls[name].append(_once(tmp, args.trials, uri))
         term = _sigterm_seconds(tmp, servers["never answers"])
     base = statistics.median(walls["no --mlflow"])
-    print(f"zdt1, {args.trials} trials, median of {args.rounds} alternating runs")
-    print(f"{'MLflow server':<18} {'wall s':>8} {'x no --mlflow':>14}")
+    lines = [
+        f"zdt1, {args.trials} trials, median of {args.rounds} alternating runs",
+        f"{'MLflow server':<18} {'wall s':>8} {'x no --mlflow':>14}",
+    ]
     for name, w in walls.items():
         m = statistics.median(w)
-        print(f"{name:<18} {m:8.1f} {m / base:14.2f}")
+        lines.append(f"{name:<18} {m:8.1f} {m / base:14.2f}")
     logged = sum("moo_search.trial" in r["tags"] for r in answering.runs.values())
-    print(f"runs logged by the answering server: {logged} child runs")
-    print(f"SIGTERM answered in {term:.2f} s while the server never answers")
+    lines.append(f"runs logged by the answering server: {logged} child runs")
+    lines.append(f"SIGTERM answered in {term:.2f} s while the server never answers")
+    print("\n".join(lines))
+    command = f"python benchmarks/bench_mlflow.py --trials {args.trials} --rounds {args.rounds}"
+    print(f"written to {write_figure('mlflow-stall', command, lines)}")
     refusing.close()
     answering.close()
     silent.close()

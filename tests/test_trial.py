@@ -225,9 +225,22 @@ def test_an_attention_kernel_the_model_lacks_is_a_spec_error_only_when_named(mon
 def test_nan_loss_stops_the_trial_with_a_reason(monkeypatch):
     import moo_search.recommender.train.losses as losses
 
+    # NaN at the first step, before any update: the term is named, not the learning rate
     monkeypatch.setattr(losses, "ctr_loss", lambda logit, click: logit.sum() * float("nan"))
-    with pytest.raises(TrialFailed, match="loss became nan at step 0"):
+    with pytest.raises(TrialFailed, match=r"loss term\(s\) \['ctr'\] gave nan at the first step"):
         run_trial(tiny_spec(**{"train.max_steps": 3}))
+    # NaN after updates have run: the learning rate is the likely cause, and the term is named
+    calls = {"n": 0}
+
+    def later_nan(logit, click):
+        calls["n"] += 1
+        return logit.sum() * (float("nan") if calls["n"] > 2 else 0.0)
+
+    monkeypatch.setattr(losses, "ctr_loss", later_nan)
+    with pytest.raises(
+        TrialFailed, match=r"loss became nan at step 2 \(term\(s\) \['ctr'\]\); lower train.lr"
+    ):
+        run_trial(tiny_spec(**{"train.max_steps": 5}))
 
 
 def test_early_stopping_restores_best_and_records_evals():
