@@ -73,8 +73,6 @@ class MlflowMirror:
         self._last = -math.inf
         self._last_error: str | None = None
         self._wanted = threading.Event()
-        self._idle = threading.Event()
-        self._idle.set()
         self._closing = False
         self._thread = threading.Thread(target=self._loop, name="moo-search-mlflow", daemon=True)
         self._thread.start()
@@ -83,11 +81,7 @@ class MlflowMirror:
         while True:
             self._wanted.wait()
             self._wanted.clear()
-            try:
-                self.sync()
-            finally:
-                if not self._wanted.is_set():
-                    self._idle.set()
+            self.sync()  # never raises: a failure is a warning
             if self._closing and not self._wanted.is_set():
                 return
 
@@ -149,7 +143,6 @@ class MlflowMirror:
 
     def request_sync(self) -> None:
         """Ask the mirror's thread for a sync (coalesced with one already asked for)."""
-        self._idle.clear()
         self._wanted.set()
 
     def sync(self) -> int:
