@@ -191,3 +191,18 @@ def test_a_pages_runnable_examples_run(page, tmp_path):
                 argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
             )
             assert p.returncode == 0, f"{block}:\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}"
+
+
+def test_quoted_study_figures_come_from_the_files_the_benchmarks_write():
+    """The comparison lines `run` and `report` print are quoted from docs/figures/ (written by
+    benchmarks/bench_quickstart.py, its command and machine on the first line), never typed."""
+    typed = [str(p.relative_to(REPO)) for p in PAGES if "hypervolume: study " in p.read_text()]
+    assert typed == []
+    figures = sorted((REPO / "docs" / "figures").glob("*.txt"))
+    assert figures
+    for f in figures:
+        first = f.read_text().split("\n", 1)[0]
+        assert first.startswith("# ") and "cores" in first, f"{f.name}: no command/machine line"
+        assert any(f'--8<-- "{f.name}"' in p.read_text() for p in PAGES), (
+            f"{f.name}: quoted nowhere"
+        )
