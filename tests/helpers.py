@@ -78,3 +78,17 @@ def run_kept(spec: Any, artifact_dir: Any = None) -> Any:
     result: Any = trial.run()
     result.model = trial.model
     return result
+
+
+def sphere_spec_yaml(name: str, *, n_trials: int, backend: str = "optuna") -> str:
+    """A spec file's text for ``tests.objectives:sphere2`` (seconds a trial: for tests of
+    processes, storages and CLI recipes rather than of trials)."""
+    return f"""name: {name}
+objective: tests.objectives:sphere2
+search_space: {{x: {{float: [0, 1]}}, y: {{float: [0, 1]}}}}
+objectives:
+  - {{metric: a, direction: minimize}}
+  - {{metric: b, direction: minimize}}
+driver: {{backend: {backend}, algorithm: nsga2, population: 8}}
+budget: {{n_trials: {n_trials}}}
+"""

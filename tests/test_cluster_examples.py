@@ -15,20 +15,13 @@ import optuna
 import pytest
 import yaml
 
+from .helpers import sphere_spec_yaml
 from .test_postgres import pg_url  # noqa: F401  (the fixture: a fresh database)
 
 pytestmark = pytest.mark.pg
 
+
 REPO = Path(__file__).resolve().parents[1]
-SPEC = """name: cluster
-objective: tests.objectives:sphere2
-search_space: {x: {float: [0, 1]}, y: {float: [0, 1]}}
-objectives:
-  - {metric: a, direction: minimize}
-  - {metric: b, direction: minimize}
-driver: {backend: optuna, algorithm: nsga2, population: 8}
-budget: {n_trials: 24}
-"""
 
 
 def _k8s_script() -> str:
@@ -41,7 +34,7 @@ def _k8s_script() -> str:
 
 @pytest.mark.parametrize("recipe", ["slurm", "k8s"])
 def test_a_cluster_recipes_tasks_meet_the_budget_on_one_study(tmp_path, pg_url, recipe):  # noqa: F811
-    (tmp_path / "s.yaml").write_text(SPEC)
+    (tmp_path / "s.yaml").write_text(sphere_spec_yaml("cluster", n_trials=24))
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),

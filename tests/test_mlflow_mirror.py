@@ -126,10 +126,11 @@ def test_a_tracking_uri_mlflow_cannot_use_is_refused_before_any_trial(tmp_path, 
     )
 
 
-def test_the_specs_mlflow_is_named_when_it_is_bad(tmp_path):
+def test_the_specs_mlflow_is_named_when_it_is_bad(tmp_path, capsys):
     spec = tmp_path / "s.yaml"
     spec.write_text(Path(ZDT1).read_text() + "mlflow: bogus://x\n")
     assert main(["run", str(spec), "--n-trials", "2", "--no-report"]) == 2
+    assert "mlflow (the spec's) 'bogus://x'" in capsys.readouterr().err
 
 
 def test_a_server_that_never_answers_holds_up_no_trial(tmp_path, blackhole):

@@ -16,17 +16,10 @@ import pytest
 
 pytest.importorskip("grpc")
 
+from .helpers import sphere_spec_yaml
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent / "moo-search"
-SPEC = """name: sph
-objective: tests.objectives:sphere2
-search_space: {x: {float: [0, 1]}, y: {float: [0, 1]}}
-objectives:
-  - {metric: a, direction: minimize}
-  - {metric: b, direction: minimize}
-driver: {backend: BACKEND, algorithm: nsga2, population: 8}
-budget: {n_trials: 30}
-"""
 
 
 def _free_port() -> int:
@@ -57,7 +50,7 @@ def proxy(tmp_path):
 
 
 def _run(tmp_path: Path, backend: str, storage: str, *extra: str) -> subprocess.CompletedProcess:
-    (tmp_path / "s.yaml").write_text(SPEC.replace("BACKEND", backend))
+    (tmp_path / "s.yaml").write_text(sphere_spec_yaml("sph", n_trials=30, backend=backend))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     argv = [str(BIN), "run", "s.yaml", "--storage", storage, "--no-report", *extra]
     return subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)

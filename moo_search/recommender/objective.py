@@ -150,6 +150,9 @@ class RecommenderObjective(Objective):
         # a bad MOO_SEARCH_*_GB is one error here, not a failure in every trial
         budget_gb("MOO_SEARCH_SCORES_GB", SCORES_BUDGET_GB)
         budget_gb("MOO_SEARCH_DENSE_GB", DENSE_BUDGET_GB)
+        recorded = (STUDY_ATTR.BASELINES, STUDY_ATTR.REFERENCE_FRONT, STUDY_ATTR.BASELINE_HITS)
+        if all(key in study.user_attrs for key in recorded):
+            return  # a resume: the data and its metrics were checked when the study began
         data: Any = prepare_data(spec)
         check_metric_needs(spec, data)  # before any trial: metrics the data cannot define
         ctx: Any = None

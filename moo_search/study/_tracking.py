@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 from moo_search.errors import SpecError
 from moo_search.redact import redact_url
@@ -102,11 +102,8 @@ def _check_sqlite(flag: str, uri: str) -> None:
         raise _refuse(flag, uri, f"{target if target.exists() else folder} is not writable")
 
 
-def _without_credentials(parts: object) -> str:
+def _without_credentials(parts: SplitResult) -> str:
     """``http://u:pw@host/x`` -> ``http://host/x``; u and pw go to MLflow's environment."""
-    from urllib.parse import SplitResult
-
-    assert isinstance(parts, SplitResult)
     if parts.username is not None or parts.password is not None:
         user, pw = unquote(parts.username or ""), unquote(parts.password or "")
         if pw:

@@ -367,8 +367,8 @@ def backbone_weights(
     except Exception as e:  # a third-party solver (sansa, scipy, a plugin's fit)
         from moo_search.errors import TrialFailed
 
-        knobs = {k: v for k, v in (fusion.model_dump() if fusion is not None else {}).items()}
-        own = {k: knobs[k] for k in knobs if k.startswith(name) or k == "cf_params"}
+        knobs = fusion.model_dump() if fusion is not None else {}
+        own = {k: v for k, v in knobs.items() if k.startswith(name) or k == "cf_params"}
         raise TrialFailed(
             f"backbone {name!r} (fusion.cf) failed to fit with {own or 'its defaults'}: "
             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
