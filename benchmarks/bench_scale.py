@@ -169,9 +169,9 @@ def _overrides(name: str) -> dict:
     over = dict(CATALOGS[name])
     if name == "bx-5":
         over["fusion.cf"] = "sansa"  # dense EASE would need ~29 GiB here
-        over["fusion.sansa_l2"] = 20.0
+        over["fusion.cf_params.l2"] = 20.0
     else:
-        over["fusion.ease_lambda"] = 200.0
+        over["fusion.cf_params.lambda"] = 200.0
     # the ML-1M spec's trial (bookcrossing.yaml shares its training section)
     return over
 

@@ -196,9 +196,22 @@ def registries_reference() -> str:
                 if isinstance(entry, types.FunctionType)
                 else ""
             )
-            lines.append(f"- `{name}`" + (f": {doc}" if doc else ""))
+            lines.append(f"- `{name}`" + (f": {doc}" if doc else "") + _knobs(entry))
         lines.append("")
     return "\n".join(lines)
+
+
+def _knobs(entry: Any) -> str:
+    """An entry's own knobs, from the models it declares (``knobs``, ``params``), with their
+    defaults: `` — knobs: `r` = 8, `alpha` = 16.0``."""
+    fields = {}
+    for attr in ("knobs", "params"):
+        model = getattr(entry, attr, None)
+        if isinstance(model, type) and hasattr(model, "model_fields"):
+            fields.update({f.alias or n: f.default for n, f in model.model_fields.items()})
+    if not fields:
+        return ""
+    return " — knobs: " + ", ".join(f"`{k}` = {v!r}" for k, v in fields.items())
 
 
 def write_reference(out: Path) -> list[Path]:

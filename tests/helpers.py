@@ -20,13 +20,16 @@ TINY: dict[str, Any] = {
         "max_item_length": 16,
     },
     "adapter": {"type": "lora", "r": 4, "alpha": 8},
-    "fusion": {"alpha": 0.5, "id_dim": 32},
+    "fusion": {"alpha": 0.5},
     "train": {"max_steps": 40, "progress": False, "eval_every": 1000, "lr": 3e-3},
 }
 
 
 def tiny_spec(**overrides: Any) -> StudySpec:
-    """TINY with dotted-path overrides: ``tiny_spec(**{"train.lr": 1e-3})``."""
+    """TINY with dotted-path overrides, as ``--set`` applies them: ``tiny_spec(**{"train.lr":
+    1e-3})``; switching ``adapter.type`` or ``fusion.cf`` leaves the old one's knobs behind."""
+    from moo_search.recommender.spec import RecommenderSpec
+
     raw = copy.deepcopy(TINY)
     for path, value in overrides.items():
         node = raw
@@ -34,6 +37,7 @@ def tiny_spec(**overrides: Any) -> StudySpec:
         for p in parents:
             node = node.setdefault(p, {})
         node[last] = value
+    RecommenderSpec.reconcile(TINY, raw, set(overrides))  # as --set does: a switched type
     return spec_from_dict(raw)
 
 

@@ -85,7 +85,7 @@ def test_a_damaged_backbone_entry_is_discarded_and_recomputed(
     damage, tmp_path, monkeypatch, caplog
 ):
     _fresh(tmp_path, monkeypatch)
-    spec = _spec(**{"fusion.cf": "ease", "fusion.ease_lambda": 50.0})
+    spec = _spec(**{"fusion.cf": "ease", "fusion.cf_params": {"lambda": 50.0}})
     clean = run_trial(spec)
     entries = [p for p in (tmp_path / "backbones").glob("*.npy")]
     assert entries
@@ -125,7 +125,7 @@ def test_a_read_only_cache_mount_is_skipped_with_a_warning(tmp_path, monkeypatch
     try:
         _fresh(cache, monkeypatch)
         with caplog.at_level(logging.WARNING, logger="moo_search"):
-            result = run_trial(_spec(**{"fusion.cf": "ease", "fusion.ease_lambda": 50.0}))
+            result = run_trial(_spec(**{"fusion.cf": "ease", "fusion.cf_params": {"lambda": 50.0}}))
         assert result.metrics["val"]
         warned = [r.getMessage() for r in caplog.records if "could not write" in r.getMessage()]
         assert any("backbone cache" in m for m in warned), warned

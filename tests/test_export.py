@@ -245,7 +245,7 @@ def test_a_resealed_file_of_the_wrong_shape_is_an_export_error_naming_it(
     p = out / victim
     if victim == "heads.safetensors":
         heads = load_file(str(p))
-        heads["item_bias"] = heads["item_bias"][:-3].clone()
+        heads["item_like"] = heads["item_like"][:-3].clone()
         save_file(heads, str(p))
     else:
         z = dict(np.load(p))

@@ -93,7 +93,9 @@ def test_a_loss_term_that_fails_is_named_not_the_learning_rate(term, says):
 
 def test_a_solver_that_breaks_at_an_extreme_knob_names_the_backbone():
     pytest.importorskip("sansa")
-    spec = tiny_spec(**{"train.max_steps": 2, "fusion.cf": "sansa", "fusion.sansa_l2": 1e12})
+    spec = tiny_spec(
+        **{"train.max_steps": 2, "fusion.cf": "sansa", "fusion.cf_params": {"l2": 1e12}}
+    )
     with pytest.raises(TrialFailed, match=r"backbone 'sansa' \(fusion.cf\) failed to fit"):
         run_trial(spec)
 

@@ -17,7 +17,7 @@ BAD_SPECS = [
     ("trian: {lr: 0.1}", "trian", "did you mean 'train'"),
     ("train: {lrr: 0.1}", "train.lrr", "did you mean 'lr'"),
     ("adapter: {type: lorra}", "adapter.type", "did you mean 'lora'"),
-    ("adapter: {type: lora, r: 0}", "adapter.r", "rank must be >= 1"),
+    ("adapter: {type: lora, r: 0}", "adapter.r", "greater than or equal to 1"),
     ("train: {lr: 0}", "train.lr", "must be > 0"),
     ("train: {lr: -0.001}", "train.lr", "must be > 0"),
     (

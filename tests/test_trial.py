@@ -97,10 +97,14 @@ def test_seeded_trial_is_deterministic_on_cpu():
 def test_novelty_weight_raises_novelty():
     # the learned (mf) backbone: the loss reaches every score; with a closed-form backbone only
     # the text tower moves, and the re-rankers carry the novelty trade-off
-    base = run_trial(tiny_spec(**{"fusion.cf": "mf"}))
+    base = run_trial(tiny_spec(**{"fusion.cf": "mf", "fusion.cf_params": {"dim": 32}}))
     novel = run_trial(
         tiny_spec(
-            **{"fusion.cf": "mf", "loss.weights": {"ranking": 1.0, "ctr": 0.2, "novelty": 3.0}}
+            **{
+                "fusion.cf": "mf",
+                "fusion.cf_params": {"dim": 32},
+                "loss.weights": {"ranking": 1.0, "ctr": 0.2, "novelty": 3.0},
+            }
         )
     )
     assert novel.value("novelty@10") > base.value("novelty@10") + 0.05

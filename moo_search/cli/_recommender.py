@@ -166,7 +166,8 @@ def cmd_trial(args: argparse.Namespace) -> int:
     spec = load_recommender_spec(args.spec, args.set, command="trial")
     ensure_data(spec)
     print(
-        f"trial: {spec.adapter.type} r={spec.adapter.r} on {spec.model.name_or_path}, "
+        f"trial: {spec.adapter.type}{f' r={spec.adapter.r}' if spec.adapter.r else ''} on "
+        f"{spec.model.name_or_path}, "
         f"{spec.data.dataset}, {spec.train.max_steps} steps",
         file=sys.stderr,
     )

@@ -97,7 +97,7 @@ def collaborative_backbone(spec: RecommenderSpec, data: PreparedData) -> Collabo
         split=data.split,
         features=data.features,
         eval_cfg=spec.eval,
-        fusion=spec.fusion,
+        params=spec.fusion.cf_params,
     )
     scores = x = None
     if w is not None:

@@ -41,7 +41,9 @@ architecture (``config.json``'s ``model_type``) load, pool, are adapted and cach
 ADAPTERS: Registry[Any] = Registry(
     "adapter type", field="adapter.type", builtins=("moo_search.recommender.model.adapters",)
 )
-"""name -> ``build(model, cfg: AdapterConfig) -> peft config`` (None: no adapter)."""
+"""name -> :class:`moo_search.recommender.config.AdapterType` (its PEFT builder, the knobs it
+owns, its own params model); a bare ``build(model, cfg) -> peft config`` function still
+registers, read as owning every knob."""
 
 BACKBONES: Registry[Any] = Registry(
     "collaborative backbone",

@@ -9,6 +9,7 @@ early-stopping metric names are checked against the metric registry.
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,11 @@ from moo_search.recommender.config import (
     RerankConfig,
     TrainConfig,
 )
+from moo_search.recommender.config._compat import drop_switched_knobs, move_old_spec_keys
 from moo_search.recommender.metrics import is_known_metric, metric_direction, metric_needs
 from moo_search.spec import Dimension, Objective, StudySpec
 from moo_search.spec._errors import Located, closest, model_in
+from moo_search.spec._paths import set_path
 
 __all__ = ["RUNG_COSTS", "RecommenderSpec", "load_recommender_spec", "recommender_spec"]
 
@@ -96,6 +99,22 @@ class RecommenderSpec(StudySpec):
         assert isinstance(out, RecommenderSpec)
         return out
 
+    @model_validator(mode="before")
+    @classmethod
+    def _old_keys(cls, data: Any) -> Any:
+        return move_old_spec_keys(data)
+
+    @classmethod
+    def reconcile(cls, before: dict[str, Any], after: dict[str, Any], given: set[str]) -> None:
+        """A switched backbone (``fusion.cf``) or adapter type (``adapter.type``) leaves the
+        knobs of the one it replaced behind (:func:`drop_switched_knobs`)."""
+        drop_switched_knobs(
+            move_old_spec_keys(before),
+            after,
+            given,
+            {"fusion.cf": _backbone_knobs, "adapter.type": _adapter_knobs},
+        )
+
     @model_validator(mode="after")
     def _trial_checks(self) -> RecommenderSpec:
         for i, obj in enumerate(self.objectives):
@@ -158,16 +177,22 @@ class RecommenderSpec(StudySpec):
 
     def _check_dimension_values(self, path: str, dim: Dimension) -> None:
         """Every value the dimension can take must be valid for the field it points at."""
-        section, *rest = path.split(".")
+        section, *_rest = path.split(".")
         current = getattr(self, section)
         if not isinstance(current, BaseModel):
             return  # a top-level value (seed): its type is all there is to check
+        # the values a trial with this dimension has: its `when` conditions hold (the first
+        # allowed value of each), and a switched entry left its knobs behind
+        when = {p: v[0] for p, v in (dim.when or {}).items() if p.startswith(section + ".") and v}
         for value in _values_to_check(dim):
-            raw = current.model_dump()
-            node = raw
-            for part in rest[:-1]:
-                node = node[part]
-            node[rest[-1]] = value
+            before = {section: current.model_dump(by_alias=True)}
+            after = copy.deepcopy(before)
+            given = {path, *when}
+            for cond, first in when.items():
+                set_path(after, cond.split("."), first, full=cond)
+            set_path(after, path.split("."), value, full=path)
+            type(self).reconcile(before, after, given)
+            raw = after[section]
             try:
                 type(current).model_validate(raw)
             except ValidationError as e:
@@ -178,6 +203,24 @@ class RecommenderSpec(StudySpec):
                     ("search_space", path),
                     f"value {value!r} is not valid for {path}: {why.removeprefix('Value error, ')}",
                 ) from None
+
+
+def _knob_names(model: Any) -> set[str]:
+    fields = getattr(model, "model_fields", {}) if model is not None else {}
+    return set(fields) | {f.alias for f in fields.values() if f.alias}
+
+
+def _backbone_knobs(name: Any) -> tuple[str, set[str]]:
+    from moo_search.recommender.registries import BACKBONES
+
+    entry = BACKBONES.get(name) if isinstance(name, str) and name in BACKBONES else None
+    return "fusion.cf_params", _knob_names(getattr(entry, "params", None))
+
+
+def _adapter_knobs(name: Any) -> tuple[str, set[str]]:
+    from moo_search.recommender.config._adapter import switch_keeps
+
+    return "adapter", switch_keeps(name)
 
 
 def _values_to_check(dim: Dimension) -> list[Any]:
@@ -229,8 +272,12 @@ def _check_dimension_path(path: str) -> None:
             )
 
 
-def recommender_spec(raw: dict[str, Any], *, source: str = "") -> RecommenderSpec:
-    """Validate plain data (a spec or a trial config) into a :class:`RecommenderSpec`.
+def recommender_spec(
+    raw: dict[str, Any], *, source: str = "", stored: bool = False
+) -> RecommenderSpec:
+    """Validate plain data (a spec or a trial config) into a :class:`RecommenderSpec`;
+    ``stored``: a config a study or a bundle recorded (an adapter knob its type does not own,
+    written there before each type owned its knobs, is dropped rather than refused).
 
     Raises:
         SpecError: a field is invalid, or the data names another objective.
@@ -238,6 +285,10 @@ def recommender_spec(raw: dict[str, Any], *, source: str = "") -> RecommenderSpe
     from moo_search.errors import SpecError
     from moo_search.spec import DEFAULT_OBJECTIVE, spec_from_dict
 
+    if stored and isinstance(raw, dict) and isinstance(raw.get("adapter"), dict):
+        from moo_search.recommender.config._adapter import foreign_knobs_dropped
+
+        raw = {**raw, "adapter": foreign_knobs_dropped(raw["adapter"])}
     spec = spec_from_dict(raw, source=source)
     if not isinstance(spec, RecommenderSpec):
         raise SpecError(

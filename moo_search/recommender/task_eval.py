@@ -37,7 +37,7 @@ def pair_features(
     # pairs are taken a group of users at a time, each user's catalog row scored once (the
     # rows are what the z-scores need); a group's rows stay near 2^26 entries on a large
     # catalog. Per-pair values depend on neither the grouping nor the order.
-    n_items = int(model.item_emb.num_embeddings)
+    n_items = int(model.logpop.shape[0])
     per_group = max(1, min(chunk, 2**26 // max(n_items, 1)))
     order = np.argsort(users, kind="stable")
     _, starts = np.unique(users[order], return_index=True)

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from moo_search.errors import SpecError
 from moo_search.registry import OBJECTIVES, PROBLEMS, load_plugins
 from moo_search.spec._errors import format_validation_error
-from moo_search.spec._paths import apply_overrides
+from moo_search.spec._paths import apply_overrides, parse_override
 from moo_search.spec._study import DEFAULT_OBJECTIVE, StudySpec
 
 __all__ = ["load_spec", "spec_class", "spec_from_dict"]
@@ -30,12 +30,17 @@ def spec_class(objective: object) -> type[StudySpec]:
     return StudySpec
 
 
-def spec_from_dict(raw: dict[str, Any], *, source: str = "") -> StudySpec:
-    """Validate plain data into a :class:`StudySpec` (raises :class:`SpecError`)."""
+def spec_from_dict(
+    raw: dict[str, Any], *, source: str = "", overrides: list[str] | None = None
+) -> StudySpec:
+    """Validate plain data, with ``overrides`` (``["train.lr=3e-4", ...]``) applied, into a
+    :class:`StudySpec` (raises :class:`SpecError`)."""
     if not isinstance(raw, dict):
         raise SpecError(
             f"{source or 'spec'}: expected a mapping at the top level, got {type(raw).__name__}"
         )
+    given = {parse_override(text)[0] for text in overrides or []}
+    before, raw = raw, apply_overrides(raw, overrides)
     plugins = raw.get("plugins") or []
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
         raise SpecError(
@@ -45,6 +50,7 @@ def spec_from_dict(raw: dict[str, Any], *, source: str = "") -> StudySpec:
         )
     load_plugins(plugins)
     cls = spec_class(raw.get("objective", DEFAULT_OBJECTIVE))
+    cls.reconcile(before, raw, given)
     try:
         return cls.model_validate(raw)
     except ValidationError as e:
@@ -81,5 +87,4 @@ def load_spec(path: str | Path, overrides: list[str] | None = None) -> StudySpec
         )
     if not isinstance(raw, dict):
         raise SpecError(f"{p}: expected a mapping at the top level, got {type(raw).__name__}")
-    raw = apply_overrides(raw, overrides)
-    return spec_from_dict(raw, source=str(p))
+    return spec_from_dict(raw, source=str(p), overrides=overrides)

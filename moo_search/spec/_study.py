@@ -282,12 +282,23 @@ class StudySpec(Strict):
 
     def with_params(self, params: dict[str, Any]) -> StudySpec:
         """A copy with the dotted-path ``params`` applied and re-validated."""
-        raw = self.to_dict(redact=False)
+        import copy
+
+        before = self.to_dict(redact=False)
+        raw = copy.deepcopy(before)
         for path, value in params.items():
             set_path(raw, path.split("."), value, full=path)
+        type(self).reconcile(before, raw, set(params))
         from moo_search.spec._load import spec_from_dict
 
         return spec_from_dict(raw)
+
+    @classmethod
+    def reconcile(cls, before: dict[str, Any], after: dict[str, Any], given: set[str]) -> None:
+        """Adjust ``after`` (plain data, in place), which is ``before`` with the ``given``
+        dotted paths set (by ``--set`` or a trial's parameters), before it is validated: an
+        objective whose spec switches between entries with knobs of their own drops the knobs
+        of the entry it left. The engine's spec has nothing to adjust."""
 
     def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
         """Plain data (what spec.yaml, the study and every trial record hold); a password in

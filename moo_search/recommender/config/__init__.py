@@ -1,6 +1,7 @@
 """The trial config: what one fine-tune is (data, model, adapter, fusion, loss, train,
 re-ranking, evaluation). Names of registered things are checked against their registries."""
 
+from moo_search.recommender.config._adapter import AdapterConfig, AdapterType
 from moo_search.recommender.config._data import (
     TRIAL_SECTIONS,
     BookCrossingConfig,
@@ -10,7 +11,6 @@ from moo_search.recommender.config._data import (
     SyntheticConfig,
 )
 from moo_search.recommender.config._model import (
-    AdapterConfig,
     FusionConfig,
     ModelConfig,
     TinyModelConfig,
@@ -26,6 +26,7 @@ from moo_search.recommender.config._train import (
 __all__ = [
     "TRIAL_SECTIONS",
     "AdapterConfig",
+    "AdapterType",
     "BookCrossingConfig",
     "DataConfig",
     "EvalConfig",

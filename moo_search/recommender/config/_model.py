@@ -6,9 +6,10 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from moo_search.recommender.config._compat import move_old_fusion_keys
 from moo_search.recommender.config._knobs import check_own_params
-from moo_search.recommender.registries import ADAPTERS, BACKBONES, FAMILIES
-from moo_search.spec._errors import Located, Strict
+from moo_search.recommender.registries import BACKBONES, FAMILIES
+from moo_search.spec._errors import Strict
 
 
 class TinyModelConfig(Strict):
@@ -100,44 +101,6 @@ class ModelConfig(Strict):
     )
 
 
-class AdapterConfig(Strict):
-    type: str = Field("lora", description="lora, dora, ia3 or none.")
-    r: int = Field(8, description="LoRA/DoRA rank (>= 1).")
-    alpha: float = Field(16.0, gt=0, description="LoRA/DoRA scaling (alpha / r scales the update).")
-    dropout: float = Field(0.05, ge=0.0, lt=1.0, description="LoRA/DoRA dropout on the input.")
-    target_modules: list[str] | Literal["default", "attention", "mlp", "all-linear"] = Field(
-        "default",
-        description="The modules to adapt: a named set of the model family's ('default' = "
-        "PEFT's per-architecture choice, e.g. query/value for BERT, q_proj/v_proj for Llama; "
-        "'attention'; 'mlp'; 'all-linear') or module name suffixes.",
-    )
-    feedforward_modules: list[str] | None = Field(
-        None, description="IA3 feed-forward modules (None = the model family's)."
-    )
-    layers: list[int] | None = Field(None, description="Layer indices to adapt (None = all).")
-    params: dict[str, Any] = Field(
-        default_factory=dict,
-        description="The adapter type's own knobs, checked against its params model (a "
-        "registered builder's ``params`` attribute; search them as adapter.params.<knob>).",
-    )
-
-    @field_validator("type")
-    @classmethod
-    def _known_type(cls, v: str) -> str:
-        return ADAPTERS.check(v)
-
-    @model_validator(mode="after")
-    def _own_params(self) -> AdapterConfig:
-        check_own_params(ADAPTERS.get(self.type), self.params, "params", f"adapter {self.type!r}")
-        return self
-
-    @model_validator(mode="after")
-    def _rank_positive(self) -> AdapterConfig:
-        if self.type in ("lora", "dora") and self.r < 1:
-            raise Located(("r",), f"rank must be >= 1 for {self.type}, got {self.r}")
-        return self
-
-
 class FusionConfig(Strict):
     alpha: float = Field(
         0.5, ge=0.0, le=1.0, description="f = alpha*z(semantic) + (1-alpha)*z(collaborative)."
@@ -146,21 +109,9 @@ class FusionConfig(Strict):
         "ease",
         description=(
             "Collaborative backbone: ease, itemknn, sansa (closed form, cached; sansa is "
-            "EASE kept sparse, for large catalogs) or mf (learned)."
+            "EASE kept sparse, for large catalogs), mf (learned) or a plugin's; its own knobs "
+            "are cf_params."
         ),
-    )
-    ease_lambda: float | None = Field(
-        None, gt=0, description="EASE L2 weight (default: tuned on validation)."
-    )
-    knn_neighbours: int = Field(100, ge=1, description="ItemKNN neighbours per item.")
-    sansa_l2: float | None = Field(
-        None, gt=0, description="SANSA L2 weight (default: tuned on validation)."
-    )
-    sansa_density: float | None = Field(
-        None,
-        gt=0,
-        le=1,
-        description="SANSA weight density per factor (default: 100 weights per item).",
     )
     tail_weight: float = Field(
         1.0,
@@ -210,9 +161,24 @@ class FusionConfig(Strict):
 
     cf_params: dict[str, Any] = Field(
         default_factory=dict,
-        description="The chosen backbone's own knobs, checked against its params model (a "
-        "registered backbone's; search them as fusion.cf_params.<knob>).",
+        description="The chosen backbone's own knobs, checked against its params model "
+        "(ease: lambda; itemknn: neighbours; sansa: l2, density; mf: dim; `moo-search list "
+        "backbones`); search them as fusion.cf_params.<knob>. Empty: its defaults.",
     )
+
+    legacy_id_dim: int | None = Field(
+        None,
+        ge=1,
+        description="Set by the compatibility module only, for a config written with "
+        "fusion.id_dim and a backbone other than mf: the size of the ID embeddings every "
+        "backbone then drew, drawn still (and discarded) so its trials re-run to the numbers "
+        "they recorded. Leave unset.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_keys(cls, data: Any) -> Any:
+        return move_old_fusion_keys(data)
 
     @field_validator("cf")
     @classmethod
@@ -225,8 +191,6 @@ class FusionConfig(Strict):
             BACKBONES.get(self.cf), self.cf_params, "cf_params", f"backbone {self.cf!r}"
         )
         return self
-
-    id_dim: int = Field(64, ge=1, description="ID embedding size (cf: mf).")
 
     def serving(self) -> tuple[float, float]:
         """(alpha, tail_weight) when scoring: the serve_ values where set, else the trained."""

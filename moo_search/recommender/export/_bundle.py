@@ -34,7 +34,14 @@ __all__ = ["PER_ITEM", "export_trial"]
 
 # the heads with one row per item (sliced to the served items)
 PER_ITEM = frozenset(
-    {"item_alpha", "item_bias", "item_emb.weight", "item_like", "logpop", "tasks.item_offset"}
+    {
+        "item_alpha",
+        "cf_tower.item_bias",
+        "cf_tower.item_emb.weight",
+        "item_like",
+        "logpop",
+        "tasks.item_offset",
+    }
 )
 
 logger = logging.getLogger("moo_search")
@@ -48,7 +55,7 @@ def _standalone_config(raw: dict[str, Any], study_name: str, number: int) -> Rec
     }
     cfg["name"] = f"{study_name}-trial-{number}"
     cfg["description"] = f"Exported from study {study_name!r}, trial {number}."
-    return recommender_spec(cfg)
+    return recommender_spec(cfg, stored=True)
 
 
 def _with_choices_of_the_trial(spec: RecommenderSpec, art: Path) -> RecommenderSpec:
@@ -312,10 +319,8 @@ def _backbone_for_export(t: Any, spec: RecommenderSpec, data: Any) -> Any:
 
     recorded = t.user_attrs.get(ATTR.BACKBONE) or {}
     params = recorded.get("params") or {}
-    # the L2 weight the trial's backbone was fit with, not one tuned again by this code
-    for field, key in (("ease_lambda", "lambda"), ("sansa_l2", "l2")):
-        if getattr(spec.fusion, field) is None and key in params:
-            spec = spec.with_params({f"fusion.{field}": float(params[key])})
+    # the knobs the trial's backbone was fit with (a tuned L2 weight), not tuned again here
+    spec = spec.with_params(pinned_knobs(spec.fusion, params))
     cf = collaborative_backbone(spec, data)
     if cf.weights is None:
         return None
@@ -327,6 +332,21 @@ def _backbone_for_export(t: Any, spec: RecommenderSpec, data: Any) -> Any:
             f"it was trained with (SHA-256 recorded {want}, rebuilt {got}); nothing was exported"
         )
     return cf.weights
+
+
+def pinned_knobs(fusion: Any, used: dict[str, Any]) -> dict[str, Any]:
+    """``fusion.cf_params.<knob>`` for each knob of the backbone's params model that its fit
+    recorded (``used``) and the spec leaves unset."""
+    from moo_search.recommender.registries import BACKBONES
+
+    model = BACKBONES.get(fusion.cf).params
+    fields = getattr(model, "model_fields", {}) if model is not None else {}
+    names = {f.alias or n for n, f in fields.items()}
+    return {
+        f"fusion.cf_params.{k}": v
+        for k, v in used.items()
+        if k in names and (fusion.cf_params or {}).get(k) is None
+    }
 
 
 def _write_catalog(out: Path, data: Any, keep: np.ndarray | None) -> None:

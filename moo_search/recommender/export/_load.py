@@ -66,14 +66,15 @@ def load_exported(path: str | Path) -> ExportedRecommender:
 
     root = Path(path)
     manifest = verify_manifest(root)
-    spec = _read(root / "config.yaml", lambda p: recommender_spec(yaml.safe_load(p.read_text())))
+    spec = _read(
+        root / "config.yaml", lambda p: recommender_spec(yaml.safe_load(p.read_text()), stored=True)
+    )
     encoder, tokenizer = _encoder(root, spec, manifest)
     catalog = _read(root / "catalog.json", lambda p: json.loads(p.read_text()))
     heads = _read(root / "heads.safetensors", lambda p: load_file(str(p)))
-    heads = {k: v for k, v in heads.items() if k not in ("cf_weights", "cf_scores")}
+    heads = legacy_heads(heads, spec.fusion.cf)
     with _naming(root / "heads.safetensors"):
-        n_items, id_dim = heads["item_emb.weight"].shape
-        n_users = heads["user_emb.weight"].shape[0]
+        n_items, n_users = heads["logpop"].shape[0], heads["user_like"].shape[0]
     seen, train = _seen_and_train(root, n_users, n_items)
     cf_weights, cf_scores = _backbone(root, train, n_users, n_items)
     parts = TowerParts(
@@ -85,12 +86,27 @@ def load_exported(path: str | Path) -> ExportedRecommender:
         cf_train=train,
     )
     # the same layer path the trial evaluated with, without the on-disk cache
-    model = assemble(spec, encoder, parts, id_dim=id_dim)
+    model = assemble(spec, encoder, parts)
     _load_heads(root, model, heads, float(spec.fusion.alpha))
     embeddings = _embeddings(root, n_users, n_items) if spec.fusion.alpha > 0 else None
     return ExportedRecommender(
         root, manifest, spec, model, tokenizer, catalog, (seen, train), embeddings=embeddings
     )
+
+
+_LEGACY_MF = ("user_emb.weight", "item_emb.weight", "item_bias")
+"""The ID embeddings' keys in a bundle written before the collaborative tower was one
+module: every backbone shipped them (unused but by mf); now they are mf's, under cf_tower."""
+
+
+def legacy_heads(heads: dict[str, Any], cf: str) -> dict[str, Any]:
+    """A bundle's heads as the current recommender names them: the old top-level ID
+    embeddings moved under ``cf_tower`` (mf) or dropped (every other backbone); the
+    closed-form buffers an old bundle may hold dropped (the backbone file has W)."""
+    out = {k: v for k, v in heads.items() if k not in ("cf_weights", "cf_scores", *_LEGACY_MF)}
+    if cf == "mf":
+        out.update({f"cf_tower.{k}": heads[k] for k in _LEGACY_MF if k in heads})
+    return out
 
 
 def _encoder(root: Path, spec: RecommenderSpec, manifest: dict[str, Any]) -> tuple[Any, Any]:
@@ -152,7 +168,7 @@ def _load_heads(root: Path, model: Any, heads: dict[str, Any], alpha: float) -> 
     import torch
 
     if "item_alpha" not in heads:  # a bundle without per-item weights: one alpha for all
-        heads["item_alpha"] = torch.full((model.item_emb.num_embeddings,), alpha)
+        heads["item_alpha"] = torch.full((model.logpop.shape[0],), alpha)
     with _naming(root / "heads.safetensors"):
         missing, unexpected = model.load_state_dict(heads, strict=False)
     # a bundle without the click and satisfaction heads has no tasks.*: they stay at their

@@ -25,7 +25,7 @@ def verify_export(path: str | Path, *, atol: float = 1e-4) -> dict[str, Any]:
 
     root = Path(path)
     verify_manifest(root)
-    spec = recommender_spec(yaml.safe_load((root / "config.yaml").read_text()))
+    spec = recommender_spec(yaml.safe_load((root / "config.yaml").read_text()), stored=True)
     recorded = json.loads((root / "metrics.json").read_text())
     result = run_trial(spec)
     diffs: dict[str, float] = {}

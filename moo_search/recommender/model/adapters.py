@@ -1,6 +1,9 @@
 """PEFT adapters: one builder per adapter type, registered in :data:`moo_search.recommender.registries.ADAPTERS`.
 
-A builder maps ``(model, AdapterConfig)`` to a PEFT config; ``none`` (no adapter) maps to None.
+Each type is an :class:`~moo_search.recommender.config.AdapterType`: a builder mapping
+``(model, AdapterConfig)`` to a PEFT config (``none``: no builder), and the model of the knobs
+it owns. A plugin registers its type the same way (a bare builder function still works: it
+is read as owning every knob).
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from moo_search.errors import SpecError
-from moo_search.recommender.config import AdapterConfig
+from moo_search.recommender.config import AdapterConfig, AdapterType
+from moo_search.recommender.config._adapter import IA3Knobs, LoraKnobs, NoKnobs
 from moo_search.recommender.model.encoder import family_of_model, model_type_of
 from moo_search.recommender.registries import ADAPTERS
 
@@ -104,15 +108,15 @@ def adapted_targets(model: Any, cfg: AdapterConfig) -> tuple[list[str], list[str
     return _in_layers(model, targets, cfg.layers), _in_layers(model, ff, cfg.layers)
 
 
-@ADAPTERS.register("lora")
 def lora_config(model: Any, cfg: AdapterConfig, *, dora: bool = False) -> Any:
     from peft import LoraConfig
 
     targets, _ = adapted_targets(model, cfg)
+    knobs = cfg.own(LoraKnobs)
     return LoraConfig(
-        r=cfg.r,
-        lora_alpha=cfg.alpha,  # type: ignore[arg-type]  # PEFT annotates int; scaling is alpha / r
-        lora_dropout=cfg.dropout,
+        r=knobs.r,
+        lora_alpha=knobs.alpha,  # type: ignore[arg-type]  # PEFT annotates int; scaling is alpha / r
+        lora_dropout=knobs.dropout,
         target_modules=targets,
         use_dora=dora,
         bias="none",
@@ -121,12 +125,10 @@ def lora_config(model: Any, cfg: AdapterConfig, *, dora: bool = False) -> Any:
     )
 
 
-@ADAPTERS.register("dora")
 def _dora(model: Any, cfg: AdapterConfig) -> Any:
     return lora_config(model, cfg, dora=True)
 
 
-@ADAPTERS.register("ia3")
 def _ia3(model: Any, cfg: AdapterConfig) -> Any:
     from peft import IA3Config
 
@@ -138,12 +140,30 @@ def _ia3(model: Any, cfg: AdapterConfig) -> Any:
     )
 
 
-ADAPTERS.register("none", None)
+ADAPTERS.register(
+    "lora", AdapterType(build=lora_config, knobs=LoraKnobs, description="LoRA (Hu et al. 2021)")
+)
+ADAPTERS.register(
+    "dora",
+    AdapterType(
+        build=_dora, knobs=LoraKnobs, description="DoRA, weight-decomposed LoRA (Liu et al. 2024)"
+    ),
+)
+ADAPTERS.register(
+    "ia3",
+    AdapterType(
+        build=_ia3, knobs=IA3Knobs, description="IA3, learned activation scalings (Liu et al. 2022)"
+    ),
+)
+ADAPTERS.register(
+    "none", AdapterType(build=None, knobs=NoKnobs, description="no adapter: the frozen model")
+)
 
 
 def apply_adapter(model: Any, cfg: AdapterConfig) -> Any:
     """Wrap ``model`` with the configured PEFT adapter (only adapter weights train)."""
-    build = ADAPTERS.get(cfg.type)
+    entry = ADAPTERS.get(cfg.type)
+    build = entry.build if isinstance(entry, AdapterType) else entry
     if build is None:
         return model
     from peft import get_peft_model

@@ -34,7 +34,7 @@ class TowerParts:
     item_alpha: np.ndarray | None = None
     rating_offsets: Any = None
     warm: np.ndarray | None = None
-    cf_tower: Any = None  # a registered learned backbone's module (set by assemble)
+    cf_tower: Any = None  # the collaborative tower (set by assemble)
 
 
 def assemble(
@@ -42,17 +42,15 @@ def assemble(
     encoder: Any,
     parts: TowerParts,
     *,
-    id_dim: int | None = None,
     layer_cache: tuple[str, bool] = ("", False),
 ) -> Recommender:
     """The recommender from its parts, as a trial trains it and an export loads it: the towers,
     the held-out items, and the frozen lower layers run once per text (``layer_cache``: the
     base weights' SHA-256 and whether to cache their outputs on disk)."""
-    parts.cf_tower = learned_tower(spec, parts.n_users, parts.n_items)
+    parts.cf_tower = collaborative_tower(spec, parts)
     model = Recommender(
         encoder,
         parts,
-        id_dim=spec.fusion.id_dim if id_dim is None else id_dim,
         alpha=spec.fusion.alpha,
         temperature=spec.loss.temperature,
         pooling=pooling_of(spec.model),
@@ -66,13 +64,19 @@ def assemble(
     return model
 
 
-def learned_tower(spec: RecommenderSpec, n_users: int, n_items: int) -> Any:
-    """The module of a registered learned backbone (``Backbone.tower``), built with its knobs;
-    None for a closed form or the built-in ID embeddings."""
-    from moo_search.recommender.model.backbones import backbone_params
+def collaborative_tower(spec: RecommenderSpec, parts: TowerParts) -> Any:
+    """The ``fusion.cf`` backbone's tower: a fitted backbone's W as a
+    :class:`~moo_search.recommender.model.cf_towers.ClosedFormTower`, or a learned backbone's
+    module (``Backbone.tower``: mf's ID embeddings, a plugin's) built with its knobs."""
+    from moo_search.recommender.model.backbone_params import backbone_params
+    from moo_search.recommender.model.cf_towers import ClosedFormTower, IDEmbeddings, MFParams
     from moo_search.recommender.registries import BACKBONES
 
+    if spec.fusion.legacy_id_dim:  # an old config: the draws its trials made (compat)
+        IDEmbeddings(parts.n_users, parts.n_items, MFParams(dim=spec.fusion.legacy_id_dim))
+    if parts.cf_weights is not None:
+        return ClosedFormTower(parts.cf_weights, parts.cf_scores, parts.cf_train)
     backbone = BACKBONES.get(spec.fusion.cf)
     if backbone.tower is None:
-        return None
-    return backbone.tower(n_users, n_items, backbone_params(spec.fusion))
+        raise ValueError(f"backbone {spec.fusion.cf!r} has neither a fitted W nor a tower to learn")
+    return backbone.tower(parts.n_users, parts.n_items, backbone_params(spec.fusion))

@@ -3,15 +3,19 @@
 ``fusion.cf`` picks one by name from :data:`moo_search.recommender.registries.BACKBONES`:
 
 - ``ease``: EASE (Steck, WWW 2019), closed-form item-item ridge regression on the train
-  matrix; lambda tuned on validation over :data:`EASE_LAMBDAS` unless ``fusion.ease_lambda``.
-- ``itemknn``: cosine item-item similarity, top-``fusion.knn_neighbours`` per item
-  (Sarwar et al., WWW 2001).
+  matrix; lambda tuned on validation over :data:`EASE_LAMBDAS` unless
+  ``fusion.cf_params.lambda``.
+- ``itemknn``: cosine item-item similarity, top-``fusion.cf_params.neighbours`` per item
   (Sarwar et al., WWW 2001); dense up to :data:`SPARSE_FROM_ITEMS` items, sparse beyond.
 - ``sansa``: SANSA (Spisak et al., RecSys 2023), EASE's inverse approximated sparse, for
   catalogs where a dense item x item matrix does not fit; L2 tuned on validation over
-  :data:`~moo_search.recommender.model.sparse_weights.SANSA_L2S` unless ``fusion.sansa_l2``. Needs the
-  ``scale`` extra.
-- ``mf``: learned ID embeddings trained with the adapter (no closed form, nothing cached).
+  :data:`~moo_search.recommender.model.sparse_weights.SANSA_L2S` unless
+  ``fusion.cf_params.l2``. Needs the ``scale`` extra.
+- ``mf``: learned ID embeddings trained with the adapter (no closed form, nothing cached;
+  ``fusion.cf_params.dim``).
+
+Built-ins register as a plugin does: a :class:`Backbone` with its ``params`` model, and a
+``fit`` (closed form) or a ``tower`` (learned).
 
 A closed-form backbone is an item-item matrix W, dense (an array) or kept sparse
 (:class:`SparseWeights`, possibly as a product of sparse factors); user scores are
@@ -38,6 +42,13 @@ from moo_search.recommender.model.backbone_cache import (
     backbone_sha256,
     split_fingerprint,
 )
+from moo_search.recommender.model.backbone_params import (
+    EaseParams,
+    ItemKNNParams,
+    SansaParams,
+    own_params,
+)
+from moo_search.recommender.model.cf_towers import IDEmbeddings, MFParams
 from moo_search.recommender.model.sparse_weights import (
     SANSA_L2S,
     SPARSE_FROM_ITEMS,
@@ -71,7 +82,7 @@ __all__ = [
 logger = logging.getLogger("moo_search")
 
 EASE_LAMBDAS = (50.0, 100.0, 200.0, 500.0, 1000.0)
-"""The validation grid for EASE's L2 weight when ``fusion.ease_lambda`` is not set."""
+"""The validation grid for EASE's L2 weight when ``fusion.cf_params.lambda`` is not set."""
 
 
 EDGE_STEPS = 2
@@ -136,31 +147,19 @@ def itemknn_weights(x: sp.spmatrix, neighbours: int = 100) -> np.ndarray:
     return sim.astype(np.float32)
 
 
-def backbone_params(fusion: Any) -> Any:
-    """The ``fusion.cf`` backbone's own knobs: ``fusion.cf_params`` validated by its ``params``
-    model (None for a backbone without one)."""
-    model = BACKBONES.get(fusion.cf).params
-    return None if model is None else model.model_validate(fusion.cf_params or {})
-
-
 @dataclass(frozen=True)
 class FitContext:
     """What a backbone is fit on: the split's train matrix (users x items), the split's
     fingerprint (the cache key's half that names the data), features, evaluation config (for
-    tuning on validation) and the spec's ``fusion`` section (the backbone's own options)."""
+    tuning on validation) and the backbone's own knobs (``params``: ``fusion.cf_params``
+    validated by its params model; None for a backbone without one)."""
 
     split: Any
     x: sp.csr_matrix
     fingerprint: str
     features: np.ndarray
     eval_cfg: Any
-    fusion: Any
-
-    @property
-    def params(self) -> Any:
-        """The backbone's own knobs (``fusion.cf_params``, validated by its ``params``
-        model; None for a backbone without one)."""
-        return backbone_params(self.fusion)
+    params: Any
 
     def cached(
         self,
@@ -247,7 +246,7 @@ def tune_ease_lambda(
 
 def _fit_ease(ctx: FitContext) -> tuple[Weights, dict[str, Any]]:
     params: dict[str, Any] = {}
-    lam = getattr(ctx.fusion, "ease_lambda", None)
+    lam = ctx.params.lambda_
     n = ctx.split.n_items
     check_dense("ease", n, 1)  # a cached W is loaded whole: the budget holds for it too
 
@@ -275,7 +274,7 @@ def _fit_ease(ctx: FitContext) -> tuple[Weights, dict[str, Any]]:
 
 
 def _fit_itemknn(ctx: FitContext) -> tuple[Weights, dict[str, Any]]:
-    n = int(getattr(ctx.fusion, "knn_neighbours", 100))
+    n = int(ctx.params.neighbours)
     params = {"neighbours": n}
     n_items = ctx.split.n_items
     if n_items >= SPARSE_FROM_ITEMS:
@@ -287,9 +286,10 @@ def _fit_itemknn(ctx: FitContext) -> tuple[Weights, dict[str, Any]]:
 
 
 def _fit_sansa(ctx: FitContext) -> tuple[Weights, dict[str, Any]]:
-    density = sansa_density(ctx.split.n_items, getattr(ctx.fusion, "sansa_density", None))
+    own: SansaParams = ctx.params
+    density = sansa_density(ctx.split.n_items, own.density)
     params: dict[str, Any] = {"density": density}
-    lam = getattr(ctx.fusion, "sansa_l2", None)
+    lam = own.l2
 
     def fit(x: sp.csr_matrix, lam: float) -> SparseWeights:
         return sansa_weights(x, lam, density)
@@ -323,16 +323,36 @@ def _fit_sansa(ctx: FitContext) -> tuple[Weights, dict[str, Any]]:
 
 
 BACKBONES.register(
-    "ease", Backbone("ease", _fit_ease, "EASE, closed-form item-item ridge (Steck 2019)")
+    "ease",
+    Backbone(
+        "ease", _fit_ease, "EASE, closed-form item-item ridge (Steck 2019)", params=EaseParams
+    ),
 )
 BACKBONES.register(
-    "itemknn", Backbone("itemknn", _fit_itemknn, "cosine item-item kNN (Sarwar et al. 2001)")
+    "itemknn",
+    Backbone(
+        "itemknn", _fit_itemknn, "cosine item-item kNN (Sarwar et al. 2001)", params=ItemKNNParams
+    ),
 )
 BACKBONES.register(
     "sansa",
-    Backbone("sansa", _fit_sansa, "SANSA, EASE with a sparse approximate inverse (Spisak 2023)"),
+    Backbone(
+        "sansa",
+        _fit_sansa,
+        "SANSA, EASE with a sparse approximate inverse (Spisak 2023)",
+        params=SansaParams,
+    ),
 )
-BACKBONES.register("mf", Backbone("mf", None, "learned ID embeddings, trained with the adapter"))
+BACKBONES.register(
+    "mf",
+    Backbone(
+        "mf",
+        None,
+        "learned ID embeddings, trained with the adapter",
+        params=MFParams,
+        tower=IDEmbeddings,
+    ),
+)
 
 
 def backbone_weights(
@@ -341,13 +361,13 @@ def backbone_weights(
     split: Any,
     features: np.ndarray,
     eval_cfg: Any,
-    fusion: Any = None,
+    params: dict[str, Any] | None = None,
 ) -> tuple[Weights | None, dict[str, Any]]:
-    """(item-item W or None for ``mf``, the parameters used), cached on disk.
+    """(item-item W or None for a learned backbone, the parameters used), cached on disk.
 
     The cache key is the split's content (:func:`split_fingerprint`) and the backbone's
     parameters (for a tuned EASE: the grid and the evaluation k, then the chosen lambda).
-    ``fusion`` is the spec's fusion section (None: the backbone's defaults).
+    ``params`` are its own knobs (``fusion.cf_params``; None: its defaults).
     """
     backbone: Backbone = BACKBONES.get(name)
     if backbone.fit is None:
@@ -358,7 +378,7 @@ def backbone_weights(
         fingerprint=split_fingerprint(split),
         features=features,
         eval_cfg=eval_cfg,
-        fusion=fusion,
+        params=own_params(name, params),
     )
     try:
         return backbone.fit(ctx)
@@ -367,9 +387,8 @@ def backbone_weights(
     except Exception as e:  # a third-party solver (sansa, scipy, a plugin's fit)
         from moo_search.errors import TrialFailed
 
-        knobs = fusion.model_dump() if fusion is not None else {}
-        own = {k: v for k, v in knobs.items() if k.startswith(name) or k == "cf_params"}
         raise TrialFailed(
-            f"backbone {name!r} (fusion.cf) failed to fit with {own or 'its defaults'}: "
+            f"backbone {name!r} (fusion.cf) failed to fit with "
+            f"{f'fusion.cf_params {params}' if params else 'its defaults'}: "
             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         ) from e

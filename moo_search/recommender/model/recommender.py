@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from moo_search.recommender.model.cf_towers import is_learned, tower_matrix
 from moo_search.recommender.model.ctr import CTR_FEATURES, CTRHead
 from moo_search.recommender.model.layer_cache import FrozenPrefix
 from moo_search.recommender.model.pooling import pool
@@ -65,7 +66,6 @@ class Recommender(nn.Module):
         encoder: Any,
         parts: TowerParts,
         *,
-        id_dim: int,
         alpha: float,
         temperature: float,
         pooling: str,
@@ -79,11 +79,6 @@ class Recommender(nn.Module):
         self.pooling = pooling
         self.left_padded = False  # the family pads its batches on the left (set by assemble)
         n_users, n_items = parts.n_users, parts.n_items
-        self.user_emb = nn.Embedding(n_users, id_dim)
-        self.item_emb = nn.Embedding(n_items, id_dim)
-        self.item_bias = nn.Parameter(torch.zeros(n_items))
-        nn.init.normal_(self.user_emb.weight, std=0.05)
-        nn.init.normal_(self.item_emb.weight, std=0.05)
         # softmax temperature over fused (standardised) scores, learned from its start value
         self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
         self.ctr = CTRHead(parts.like_logits[2])  # the conversion task's output
@@ -92,9 +87,11 @@ class Recommender(nn.Module):
         self._catalog_buffers(parts, alpha)
         # items training may see (None: all); set by hold_out() under the item-cold protocol
         self.warm: torch.Tensor | None = None
-        self._backbone(parts)
-        # a registered learned backbone in place of the ID embeddings (trained with the heads)
-        self.cf_tower: nn.Module | None = parts.cf_tower
+        if parts.cf_tower is None:
+            raise ValueError("the recommender needs its collaborative tower (set by assemble)")
+        # the collaborative backbone, closed form or learned (moo_search.recommender.model.cf_towers)
+        self.cf_tower: nn.Module = parts.cf_tower
+        self.fixed_cf = not is_learned(self.cf_tower)
 
     def _catalog_buffers(self, parts: TowerParts, alpha: float) -> None:
         """Popularity, each item's fusion weight, the like-rate logits."""
@@ -117,37 +114,6 @@ class Recommender(nn.Module):
         # a user or item with no train exposure has the smoothed like-rate of the global rate
         self.register_buffer("global_like", torch.tensor(float(global_like)))
 
-    def _backbone(self, parts: TowerParts) -> None:
-        """The closed-form backbone (none: MF, learned with the adapter). W scores new users
-        from their history; the user scores are x_u W on train. Not in the state dict: the
-        backbone is the study's (cached once, hashed in the trial record), not each trial's,
-        and an export ships it once."""
-        w, scores, train = parts.cf_weights, parts.cf_scores, parts.cf_train
-        self.fixed_cf = w is not None
-        # a sparse W (SparseWeights) and, when the users x items score table is not kept (a
-        # large catalog), the train rows it scores
-        self.cf_sparse: Any = None
-        self.cf_train: Any = None
-        if w is None:
-            return
-        if scores is None and train is None:
-            raise ValueError(
-                "a closed-form backbone needs its user scores (cf_scores) or the train "
-                "matrix to compute them from (cf_train)"
-            )
-        if isinstance(w, np.ndarray):
-            self.register_buffer(
-                "cf_weights", torch.as_tensor(w, dtype=torch.float32), persistent=False
-            )
-        else:
-            self.cf_sparse = w
-        if scores is not None:
-            self.register_buffer(
-                "cf_scores", torch.as_tensor(scores, dtype=torch.float32), persistent=False
-            )
-        else:
-            self.cf_train = train.tocsr()
-
     def hold_out(self, warm: np.ndarray | None) -> None:
         """Mark the items without interaction data (``warm`` False): scored from text only,
         never trained on. None or all-True: every item is warm."""
@@ -160,18 +126,15 @@ class Recommender(nn.Module):
 
     def learned_cf_parameters(self) -> list[torch.Tensor]:
         """The learned backbone's parameters (none for a closed form)."""
-        if self.fixed_cf:
-            return []
-        if self.cf_tower is not None:
-            return list(self.cf_tower.parameters())
-        return [self.user_emb.weight, self.item_emb.weight, self.item_bias]
+        return [] if self.fixed_cf else list(self.cf_tower.parameters())
 
     def head_parameters(self) -> list[torch.Tensor]:
         return [*self.learned_cf_parameters(), self.log_scale, *self.ctr.parameters()]
 
     def head_state(self) -> dict[str, torch.Tensor]:
-        """Everything but the encoder and the backbone: ID embeddings, CTR head, like-rates,
-        popularity (the closed-form backbone is the study's and is shipped once per export)."""
+        """Everything but the encoder and a closed-form backbone: a learned backbone, the task
+        heads, like-rates, popularity (a closed-form backbone is the study's and is shipped
+        once per export)."""
         return {
             k: v.detach().cpu().contiguous()
             for k, v in self.state_dict().items()
@@ -245,55 +208,17 @@ class Recommender(nn.Module):
 
     def collaborative(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         """Raw backbone scores: full catalog rows, or one score per (user, item) pair."""
-        if self.fixed_cf:
-            if self.cf_train is not None:  # no kept table: x_u W for these users
-                rows = self._cf_rows(users)
-                return rows if items is None else rows[torch.arange(len(users)), items]
-            table: torch.Tensor = self.cf_scores  # type: ignore[assignment]  # a buffer
-            return table[users] if items is None else table[users, items]
-        if self.cf_tower is not None:
-            out: torch.Tensor = self.cf_tower(users, items)
-            return out
-        pu = self.user_emb(users)
-        if items is None:
-            return pu @ self.item_emb.weight.T + self.item_bias
-        return (pu * self.item_emb(items)).sum(-1) + self.item_bias[items]
+        out: torch.Tensor = self.cf_tower(users, items)
+        return out
 
     def cf_matrix(self) -> Any:
         """The closed-form W (a numpy array or SparseWeights); None for a learned backbone."""
-        if not self.fixed_cf:
-            return None
-        if self.cf_sparse is not None:
-            return self.cf_sparse
-        return self.cf_weights.detach().cpu().numpy()  # type: ignore[operator]
-
-    def _cf_rows(self, users: torch.Tensor) -> torch.Tensor:
-        from moo_search.recommender.model.backbones import user_scores
-
-        idx = users.detach().cpu().numpy()
-        rows = user_scores(self.cf_train[idx], self.cf_matrix())
-        return torch.as_tensor(rows, device=users.device)
+        return tower_matrix(self.cf_tower)
 
     def collaborative_from_history(self, history: torch.Tensor) -> torch.Tensor:
         """Backbone scores of a new user from the item indices of their history."""
-        if self.fixed_cf:
-            if self.cf_sparse is not None:
-                import scipy.sparse as sp
-
-                from moo_search.recommender.model.backbones import user_scores
-
-                h = history.cpu().numpy()
-                n = self.cf_sparse.shape[0]
-                x = sp.csr_matrix((np.ones(len(h)), (np.zeros(len(h), dtype=np.int64), h)), (1, n))
-                return torch.as_tensor(user_scores(x, self.cf_sparse)[0])
-            w: torch.Tensor = self.cf_weights  # type: ignore[assignment]  # a buffer
-            return w[history].sum(0)
-        if self.cf_tower is not None:
-            scores: torch.Tensor = self.cf_tower.from_history(history)  # type: ignore[operator]
-            return scores
-        q = self.item_emb.weight
-        pu = q[history].mean(0) if len(history) else torch.zeros(q.shape[1])
-        return pu @ q.T + self.item_bias
+        scores: torch.Tensor = self.cf_tower.from_history(history)  # type: ignore[operator]
+        return scores
 
     def fuse(
         self,

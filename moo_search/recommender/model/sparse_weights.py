@@ -29,12 +29,12 @@ SPARSE_FROM_ITEMS = 8192
 values as the dense matrix, without its n_items^2 floats)."""
 
 SANSA_WEIGHTS_PER_ITEM = 100
-"""SANSA's density when ``fusion.sansa_density`` is not set: this many weights per item
+"""SANSA's density when ``fusion.cf_params.density`` is not set: this many weights per item
 (per factor), capped at dense. On Book-Crossing's 10-core, 300 took 2.4x the fit time for a
 lower validation ndcg@10 (0.0635 vs 0.0660 at l2 = 5)."""
 
 SANSA_L2S = (0.5, 2.0, 5.0, 20.0, 100.0)
-"""The validation grid for SANSA's L2 weight when ``fusion.sansa_l2`` is not set (on the
+"""The validation grid for SANSA's L2 weight when ``fusion.cf_params.l2`` is not set (on the
 Gramian of the column-normalised matrix that SANSA's incomplete factorization works on, so
 smaller than EASE's)."""
 
@@ -219,7 +219,7 @@ def _sansa_config(l2: float, density: float, factorizer: str) -> Any:
 
 
 def sansa_density(n_items: int, density: float | None) -> float:
-    """``fusion.sansa_density`` or :data:`SANSA_WEIGHTS_PER_ITEM` weights per item."""
+    """``fusion.cf_params.density`` or :data:`SANSA_WEIGHTS_PER_ITEM` weights per item."""
     if density is not None:
         return float(density)
     return min(1.0, SANSA_WEIGHTS_PER_ITEM / max(n_items, 1))

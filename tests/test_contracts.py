@@ -1,0 +1,188 @@
+"""Contract suites: every registered entry of a kind, built-ins and a plugin's alike, passes the
+same checks (scikit-learn's ``parametrize_with_checks``). The entries are read from the
+registries at collection, after the test plugin (tests/house_plugin.txt, a user's module) has
+registered its own, so a new entry joins its suite with no test edit.
+
+- backbones: fit, score full rows and pairs alike, score a new user from a history (a closed
+  form exactly as it scores the known user with that history), and an exported trial loads
+  to the same lists;
+- adapter types: the loss falls, the adapter's own weights move and are saved in PEFT's format,
+  and plain PEFT loads them to the same embeddings; a knob the type does not own is refused,
+  naming it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from moo_search.errors import SpecError
+from moo_search.recommender.registries import ADAPTERS, BACKBONES
+
+from .helpers import run_kept, tiny_spec
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load_test_plugin() -> None:
+    """tests/house_plugin.txt imported as the module ``house_plugins`` (once per process, as
+    ``plugins: [house_plugins]`` would)."""
+    if "house_plugins" in sys.modules:
+        return
+    path = REPO / "tests" / "house_plugin.txt"
+    loader = importlib.machinery.SourceFileLoader("house_plugins", str(path))
+    spec = importlib.util.spec_from_loader("house_plugins", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["house_plugins"] = module
+    loader.exec_module(module)
+    from moo_search.registry import _PLUGINS_LOADED
+
+    _PLUGINS_LOADED.add("house_plugins")
+
+
+_load_test_plugin()
+
+PLUGIN_BACKBONES = {"pop2", "mf2"}
+PLUGIN_ADAPTERS = {"lora2"}
+
+
+def _needs(name: str) -> None:
+    if name == "sansa":
+        pytest.importorskip("sansa")
+
+
+# --------------------------------------------------------------------------- backbones
+
+
+@pytest.mark.parametrize("name", BACKBONES.names())
+def test_backbone_fits_and_scores_rows_pairs_and_a_new_user(name):
+    _needs(name)
+    spec = tiny_spec(**{"fusion.cf": name, "fusion.alpha": 0.2, "train.max_steps": 3})
+    r = run_kept(spec)
+    tower = r.model.cf_tower
+    users = torch.arange(6)
+    rows = tower(users).detach()
+    n_items = r.model.logpop.shape[0]
+    assert rows.shape == (6, n_items) and torch.isfinite(rows).all()
+    items = torch.tensor([0, 5, 7, 1, 2, 3])
+    pairs = tower(users, items).detach()
+    assert torch.allclose(pairs, rows[torch.arange(6), items], atol=1e-5)
+    from moo_search.recommender.trial import prepare_data
+
+    x = prepare_data(spec).split.matrix("train").tocsr()
+    history = torch.as_tensor(x[3].indices, dtype=torch.long)
+    new_user = tower.from_history(history).detach()
+    assert new_user.shape == (n_items,) and torch.isfinite(new_user).all()
+    if not getattr(tower, "learned", True) and set(np.unique(x[3].data)) <= {1.0}:
+        # a closed form scores x_u W: a new user with u's history is scored as u
+        assert torch.allclose(new_user.float(), rows[3].float(), atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def one_trial_per_backbone(tmp_path_factory):
+    """A study with one fine-tune per registered backbone (enqueued), no variants."""
+    from moo_search.drivers import run_study
+
+    names = [n for n in BACKBONES.names() if n != "sansa" or importlib.util.find_spec("sansa")]
+    d = tmp_path_factory.mktemp("backbones")
+    spec = tiny_spec(
+        **{
+            "train.max_steps": 3,
+            "fusion.alpha": 0.2,
+            "out_dir": str(d),
+            "storage": f"sqlite:///{d}/study.db",
+            "search_space": {"fusion.cf": {"categorical": names}},
+            "enqueue": [{"fusion.cf": n} for n in names],
+            "objectives": [{"metric": "precision@10", "direction": "maximize"}],
+            "budget": {"n_trials": len(names) + 1},  # the base anchor runs first
+        }
+    )
+    study = run_study(spec)
+    done = [t for t in study.trials if "moo:derived_from" not in t.user_attrs]
+    assert all(t.state.name == "COMPLETE" for t in done), [
+        (t.number, t.state.name, t.params, t.user_attrs.get("moo:fail_reason")) for t in done
+    ]
+    return d, {t.params["fusion.cf"]: t.number for t in done}
+
+
+@pytest.mark.parametrize("name", BACKBONES.names())
+def test_backbone_saves_and_loads_to_the_same_lists(name, one_trial_per_backbone, tmp_path):
+    _needs(name)
+    from moo_search.recommender.export import export_trial, load_exported
+
+    d, numbers = one_trial_per_backbone
+    number = numbers[name]
+    rec = load_exported(export_trial(d, out=tmp_path / name, trial=number))
+    z = np.load(d / "artifacts" / f"trial_{number:05d}" / "lists.npz")
+    for u, expected in list(zip(z["test_users"], z["test_lists"]))[:20]:
+        assert rec.recommend(rec.user_ids[u], k=10) == [rec.item_ids[i] for i in expected]
+
+
+def test_the_backbone_suite_runs_the_plugins_backbones():
+    assert set(BACKBONES.names()) >= PLUGIN_BACKBONES
+    assert {"ease", "itemknn", "sansa", "mf"} <= set(BACKBONES.names())
+
+
+# --------------------------------------------------------------------------- adapter types
+
+
+@pytest.mark.parametrize("name", ADAPTERS.names())
+def test_adapter_trains_saves_in_peft_format_and_loads_with_plain_peft(name, tmp_path):
+    from moo_search.recommender.model.adapters import apply_adapter
+    from moo_search.recommender.model.encoder import load_encoder
+
+    spec = tiny_spec(**{"adapter.type": name, "train.max_steps": 30})
+    torch.manual_seed(spec.seed)  # the trial's seed: the adapter starts where the trial's did
+    base, tokenizer, _ = load_encoder(spec.model)
+    fresh = apply_adapter(base, spec.adapter)
+    start = {n: p.detach().clone() for n, p in fresh.named_parameters() if p.requires_grad}
+    base, _, _ = load_encoder(spec.model)
+    r = run_kept(spec, artifact_dir=tmp_path / "a")
+    loss = r.history["loss"]
+    assert np.mean(loss[-5:]) < np.mean(loss[:5])  # the trial learns with this adapter
+    trained = {n: p for n, p in r.model.encoder.named_parameters() if p.requires_grad}
+    if name == "none":
+        assert trained == {} and not (tmp_path / "a" / "adapter").exists()
+        return
+    assert trained, "the adapter type adds no trainable weight"
+    assert set(trained) == set(start)
+    moved = [n for n, p in trained.items() if not torch.allclose(p.detach(), start[n])]
+    assert moved and (tmp_path / "a" / "adapter" / "adapter_config.json").is_file()
+    from peft import PeftModel
+
+    loaded = PeftModel.from_pretrained(base, str(tmp_path / "a" / "adapter")).eval()
+    ours = r.model.encoder.eval()
+    batch = tokenizer(["a b c d e f", "g h"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        a = loaded(**batch).last_hidden_state
+        b = ours(**batch).last_hidden_state
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ADAPTERS.names())
+def test_adapter_type_refuses_a_knob_it_does_not_own_naming_it(name):
+    from moo_search.recommender.config._adapter import OWNED_KNOBS, knobs_of
+
+    model = knobs_of(ADAPTERS.get(name))
+    if model is None:  # a bare builder function owns every knob (registered the old way)
+        assert tiny_spec(**{"adapter.type": name}).adapter.r is not None
+        return
+    foreign = {"r": 16, "alpha": 3.0, "dropout": 0.2, "feedforward_modules": ["output.dense"]}
+    for knob in OWNED_KNOBS:
+        if knob in model.model_fields:
+            spec = tiny_spec(**{"adapter.type": name, f"adapter.{knob}": foreign[knob]})
+            assert getattr(spec.adapter, knob) == foreign[knob]
+        else:
+            with pytest.raises(SpecError, match=rf"adapter\.{knob}: adapter type '{name}'"):
+                tiny_spec(**{"adapter.type": name, f"adapter.{knob}": foreign[knob]})
+
+
+def test_the_adapter_suite_runs_the_plugins_types():
+    assert set(ADAPTERS.names()) >= PLUGIN_ADAPTERS
+    assert {"lora", "dora", "ia3", "none"} <= set(ADAPTERS.names())
