@@ -1,7 +1,8 @@
 """Contract suites: every registered entry of a kind, built-ins and a plugin's alike, passes the
 same checks (scikit-learn's ``parametrize_with_checks``). The entries are read from the
-registries at collection, after the test plugin (tests/house_plugin.txt, a user's module) has
-registered its own, so a new entry joins its suite with no test edit.
+registries at collection, with the entries the test plugin (tests/house_plugin.txt, a user's
+module) registers (present while this module's tests run), so a new entry joins its suite with
+no test edit.
 
 - backbones: fit, score full rows and pairs alike, score a new user from a history (a closed
   form exactly as it scores the known user with that history), and an exported trial loads
@@ -14,7 +15,6 @@ registered its own, so a new entry joins its suite with no test edit.
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,24 +29,51 @@ from .helpers import run_kept, tiny_spec
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load_test_plugin() -> None:
-    """tests/house_plugin.txt imported as the module ``house_plugins`` (once per process, as
-    ``plugins: [house_plugins]`` would)."""
-    if "house_plugins" in sys.modules:
-        return
+def _registries() -> list:
+    from moo_search import registry
+    from moo_search.recommender import registries
+    from moo_search.report import FIGURES
+
+    regs = [getattr(registries, n) for n in registries.__all__]
+    return [*regs, registry.DRIVERS, registry.OBJECTIVES, registry.PROBLEMS, FIGURES]
+
+
+def _plugin_entries() -> list[tuple[object, str, object]]:
+    """The entries tests/house_plugin.txt (a user's module) registers: imported once to read
+    them, then taken out again, so that only this module's tests see them (the rest of the
+    session's studies must not gain its Oracle2 baseline or its figure)."""
+    before = {id(r): dict(r.items()) for r in _registries()}
     path = REPO / "tests" / "house_plugin.txt"
-    loader = importlib.machinery.SourceFileLoader("house_plugins", str(path))
-    spec = importlib.util.spec_from_loader("house_plugins", loader)
+    loader = importlib.machinery.SourceFileLoader("house_plugins_contracts", str(path))
+    spec = importlib.util.spec_from_loader("house_plugins_contracts", loader)
     assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["house_plugins"] = module
-    loader.exec_module(module)
-    from moo_search.registry import _PLUGINS_LOADED
+    loader.exec_module(importlib.util.module_from_spec(spec))
+    added = [
+        (r, name, entry)
+        for r in _registries()
+        for name, entry in r.items()
+        if name not in before[id(r)]
+    ]
+    for r, name, _ in added:
+        r.unregister(name)
+    return added
 
-    _PLUGINS_LOADED.add("house_plugins")
+
+PLUGIN_ENTRIES = _plugin_entries()
 
 
-_load_test_plugin()
+def _with_plugin(names: list[str], registry: object) -> list[str]:
+    return names + [n for r, n, _ in PLUGIN_ENTRIES if r is registry and n not in names]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def plugin_registered():
+    for r, name, entry in PLUGIN_ENTRIES:
+        r.register(name, entry)
+    yield
+    for r, name, _ in PLUGIN_ENTRIES:
+        r.unregister(name)
+
 
 PLUGIN_BACKBONES = {"pop2", "mf2"}
 PLUGIN_ADAPTERS = {"lora2"}
@@ -60,7 +87,7 @@ def _needs(name: str) -> None:
 # --------------------------------------------------------------------------- backbones
 
 
-@pytest.mark.parametrize("name", BACKBONES.names())
+@pytest.mark.parametrize("name", _with_plugin(BACKBONES.names(), BACKBONES))
 def test_backbone_fits_and_scores_rows_pairs_and_a_new_user(name):
     _needs(name)
     spec = tiny_spec(**{"fusion.cf": name, "fusion.alpha": 0.2, "train.max_steps": 3})
@@ -111,7 +138,7 @@ def one_trial_per_backbone(tmp_path_factory):
     return d, {t.params["fusion.cf"]: t.number for t in done}
 
 
-@pytest.mark.parametrize("name", BACKBONES.names())
+@pytest.mark.parametrize("name", _with_plugin(BACKBONES.names(), BACKBONES))
 def test_backbone_saves_and_loads_to_the_same_lists(name, one_trial_per_backbone, tmp_path):
     _needs(name)
     from moo_search.recommender.export import export_trial, load_exported
@@ -132,7 +159,7 @@ def test_the_backbone_suite_runs_the_plugins_backbones():
 # --------------------------------------------------------------------------- adapter types
 
 
-@pytest.mark.parametrize("name", ADAPTERS.names())
+@pytest.mark.parametrize("name", _with_plugin(ADAPTERS.names(), ADAPTERS))
 def test_adapter_trains_saves_in_peft_format_and_loads_with_plain_peft(name, tmp_path):
     from moo_search.recommender.model.adapters import apply_adapter
     from moo_search.recommender.model.encoder import load_encoder
@@ -165,7 +192,7 @@ def test_adapter_trains_saves_in_peft_format_and_loads_with_plain_peft(name, tmp
     assert torch.allclose(a, b, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ADAPTERS.names())
+@pytest.mark.parametrize("name", _with_plugin(ADAPTERS.names(), ADAPTERS))
 def test_adapter_type_refuses_a_knob_it_does_not_own_naming_it(name):
     from moo_search.recommender.config._adapter import OWNED_KNOBS, knobs_of
 
