@@ -10,7 +10,7 @@ PY     := $(VENV)/bin/python
 # (CUDA) build from PyPI on a user's GPU machine. Pinned so pip never picks a newer build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: venv demo test test-fast lint docs bench browser-deps sparse-deps clean
+.PHONY: venv demo test test-fast test-bare lint docs bench browser-deps sparse-deps clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(MAKE) --no-print-directory sparse-deps
@@ -45,8 +45,13 @@ lint: venv
 docs: venv
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
-test: venv browser-deps lint docs
+test: venv browser-deps lint docs test-bare
 	$(VENV)/bin/pytest -q
+
+# the engine alone (pip install moo-search, no torch/transformers/PEFT/implicit/MLflow) in a
+# fresh virtual environment: a zdt1 study, its report and export
+test-bare:
+	PYTHON=$(PYTHON) bash .ci/bare-install
 
 test-fast: venv
 	$(VENV)/bin/pytest -q -m "not slow and not pg and not browser"

@@ -28,7 +28,8 @@ from moo_search.pareto import pareto_mask
 from moo_search.recommender.baselines.ranking import BaselineContext
 from moo_search.recommender.baselines.tasks import count_task_predictions
 from moo_search.recommender.metrics import auc
-from moo_search.recommender.trial import Trial, prepare_data
+from moo_search.recommender.prepare import prepare_data
+from moo_search.recommender.trial import Trial
 from moo_search.study import load_study
 
 TASKS = {

@@ -26,7 +26,8 @@ from moo_search.errors import MooSearchError
 from moo_search.recommender.baselines.ranking import BaselineContext
 from moo_search.recommender.evaluate import cold_item_lists, evaluate_lists
 from moo_search.recommender.metrics import EvalContext, paired_bootstrap, ranking_per_user
-from moo_search.recommender.trial import Trial, prepare_data
+from moo_search.recommender.prepare import prepare_data
+from moo_search.recommender.trial import Trial
 
 BASELINES = ("TF-IDF", "Frozen encoder", "Hybrid", "EASE")
 

@@ -21,7 +21,7 @@ from moo_search import load_spec
 from moo_search.errors import MooSearchError
 from moo_search.recommender.evaluate import evaluate_scorer
 from moo_search.recommender.model.backbones import EASE_LAMBDAS, ease_weights
-from moo_search.recommender.trial import prepare_data
+from moo_search.recommender.prepare import prepare_data
 
 
 def main(argv: list[str] | None = None) -> int:

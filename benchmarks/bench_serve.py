@@ -65,7 +65,7 @@ def cold_check(spec_path: Path, work: Path) -> None:
     from moo_search import export_trial, load_exported, load_spec
     from moo_search.drivers import run_study
     from moo_search.recommender.metrics._context import cold_item_metrics
-    from moo_search.recommender.trial import prepare_data
+    from moo_search.recommender.prepare import prepare_data
 
     spec = load_spec(spec_path)
     spec = spec.with_params(
@@ -120,7 +120,7 @@ def load_seconds(bundle: Path) -> float:
 
 
 def without_embeddings(bundle: Path, work: Path) -> Path:
-    from moo_search.recommender.export._files import MANIFEST, seal
+    from moo_search.export._files import MANIFEST, seal
     from moo_search.recommender.export._load import EMBEDDINGS
 
     copy = work / "no-embeddings"

@@ -21,7 +21,7 @@ from moo_search import load_spec, run_trial
 from moo_search.errors import MooSearchError
 from moo_search.recommender.baselines.ranking import BaselineContext, evaluate_baselines
 from moo_search.recommender.metrics import EvalContext
-from moo_search.recommender.trial import prepare_data
+from moo_search.recommender.prepare import prepare_data
 
 PARTS = ("val", "test")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "DataError",
     "ExportError",
+    "MissingLibraries",
     "MooSearchError",
     "SpecError",
     "StorageError",
@@ -46,5 +47,12 @@ class StorageError(MooSearchError):
 
 class ExportError(MooSearchError):
     """An export bundle cannot be written, verified or loaded."""
+
+    exit_code = 2
+
+
+class MissingLibraries(MooSearchError):
+    """What was asked for needs libraries that are not installed (an extra, such as the
+    recommender's: ``pip install 'moo-search[recommender]'``)."""
 
     exit_code = 2

@@ -10,8 +10,13 @@ objective says:
 - how one trial is evaluated (``evaluator(spec) -> Evaluator``: params -> :class:`Evaluation`:
   objective values and metrics on validation and test, cost, inference-only variants,
   per-user hits), with the early-stopping rung hook when ``has_rungs``;
+- what it fetches before any worker starts (``prepare``: e.g. a dataset);
 - what it computes once per study (``setup_study``: e.g. baselines and a reference front);
-- what it adds to the dashboard (``report_extras``).
+- what it adds to the dashboard (``report_extras``);
+- where it exports a model (``exports_model``), how a chosen trial's bundle is written,
+  verified, registered and served (``export``, ``verify_export``, ``register_export``,
+  ``load_pyfunc``); every other objective's trial exports as a sealed selection bundle of its
+  params and values (:func:`moo_search.export.export_selection`).
 
 Objectives are found by name in :data:`moo_search.registry.OBJECTIVES` (the default
 ``run_trial`` is the language-model recommender, :mod:`moo_search.recommender.objective`);
@@ -123,6 +128,9 @@ class Objective:
     """Each trial writes an artifact directory (hashed, for report and export to check)."""
     has_rungs = False
     """Evaluation calls ``on_rung(step, metrics, cost)`` (multi-objective early stopping)."""
+    exports_model = False
+    """``export`` writes a model that ``verify_export`` re-trains, ``register_export`` logs
+    and ``load_pyfunc`` serves; without it a trial exports as a selection bundle."""
 
     def evaluator(self, spec: StudySpec) -> Evaluator:
         raise NotImplementedError
@@ -137,6 +145,9 @@ class Objective:
     def steps(self, spec: StudySpec) -> int:
         """A trial's length in rung steps (for ``has_rungs``)."""
         return 1
+
+    def prepare(self, spec: StudySpec) -> None:
+        """Fetched once before a run or a worker starts its trials (a dataset into a cache)."""
 
     def setup_study(self, spec: StudySpec, study: Any) -> None:
         """Computed once per study, on its first run (baselines, a reference front ...)."""
@@ -154,6 +165,29 @@ class Objective:
     def report_extras(self, study: Any) -> ReportExtras:
         """What the dashboard adds for this objective's studies (see :class:`ReportExtras`)."""
         return ReportExtras()
+
+    def export(self, request: Any) -> Path:
+        """Write the model bundle of the trial a :class:`moo_search.export.ExportRequest`
+        chooses (``moo-search export``; only where ``exports_model``: every other objective's
+        trial exports as the engine's selection bundle, :func:`moo_search.export.
+        export_selection`)."""
+        raise NotImplementedError
+
+    def verify_export(self, out: Path) -> dict[str, Any]:
+        """Re-run an exported model's trial and compare (``export --verify``, only where
+        ``exports_model``): ``{"reproduced", "max_abs_diff", "metrics_checked",
+        "tolerance_abs", "worst_metric"}``."""
+        raise NotImplementedError
+
+    def register_export(self, out: Path, name: str, tracking_uri: str | None) -> Any:
+        """Register an exported model as a new version of ``name`` (``export --register``,
+        only where ``exports_model``); returns the version (``.name``, ``.version``)."""
+        raise NotImplementedError
+
+    def load_pyfunc(self, path: str) -> Any:
+        """An exported model as MLflow's pyfunc loads it (only where ``exports_model``; the
+        old ``loader_module`` path of bundles logged before a move reaches it this way)."""
+        raise NotImplementedError
 
 
 class ProblemObjective(Objective):

@@ -17,6 +17,12 @@ Adding one is one module that registers it plus its test; name the module in the
 A registry whose entries have a type (``DatasetSource``, ``Backbone``, ``MetricDef``) refuses
 anything else at registration, naming the type it expects.
 
+An installed package registers an objective without a ``plugins`` line: an entry point in the
+group ``moo_search.objectives`` whose name is the objective's and whose value is the module that
+registers it, imported on the name's first use. The recommender itself (the default objective,
+``run_trial``) is such a plugin of the engine; where its libraries are not installed (``pip
+install moo-search`` installs the engine alone), using it says what to install.
+
 The spec validates names against the registries and ``moo-search list`` lists them, so an unknown name
 gets the same did-you-mean message everywhere. Built-in entries live in the modules named by
 ``builtins`` and are imported on first lookup (the registries themselves import nothing heavy).
@@ -30,7 +36,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar, overload
 
-from moo_search.errors import SpecError
+from moo_search.errors import MissingLibraries, SpecError
 
 __all__ = [
     "DRIVERS",
@@ -54,7 +60,13 @@ class Registry(Generic[T]):
     """
 
     def __init__(
-        self, kind: str, *, field: str, builtins: tuple[str, ...] = (), entry: str = ""
+        self,
+        kind: str,
+        *,
+        field: str,
+        builtins: tuple[str, ...] = (),
+        entry: str = "",
+        entry_points: str = "",
     ) -> None:
         self.kind = kind
         self.field = field
@@ -62,6 +74,37 @@ class Registry(Generic[T]):
         self._loaded = not builtins
         self._entries: dict[str, T] = {}
         self._entry = entry  # "module:Class" every entry must be an instance of ("": any)
+        self._group = entry_points  # installed packages' entries: name -> registering module
+        self._installed: dict[str, Any] | None = None  # name -> EntryPoint, not yet imported
+
+    def _entry_points(self) -> dict[str, Any]:
+        """The group's entry points not imported yet, by name (read once, from metadata)."""
+        if self._installed is None:
+            from importlib.metadata import entry_points
+
+            found = entry_points(group=self._group) if self._group else ()
+            self._installed = {ep.name: ep for ep in found}
+        return {n: ep for n, ep in self._installed.items() if n not in self._entries}
+
+    def _import_installed(self, name: str) -> None:
+        """Import the module an installed package's entry point names for ``name``; its
+        missing libraries are a :class:`MissingLibraries` naming them and the extra to install."""
+        ep = self._entry_points().get(name)
+        if ep is None:
+            return
+        dist = ep.dist.name if ep.dist is not None else "an installed package"
+        try:
+            importlib.import_module(ep.value.partition(":")[0])
+        except ImportError as e:  # its message says what is missing (and what to install)
+            raise MissingLibraries(
+                f"{self.kind} {name!r} (from {dist}) cannot be loaded: {e}"
+            ) from None
+        if name not in self._entries:
+            raise SpecError(
+                f"{self.kind} {name!r}: {dist}'s entry point imported {ep.value} but it "
+                f"registered no {self.kind} of that name",
+                field=self.field,
+            )
 
     def _check_entry(self, name: str, obj: Any) -> None:
         if not self._entry:
@@ -111,18 +154,26 @@ class Registry(Generic[T]):
                 importlib.import_module(mod)
 
     def names(self) -> list[str]:
+        """Registered names, and installed packages' names not imported yet."""
         self._load()
-        return list(self._entries)
+        return [*self._entries, *self._entry_points()]
 
     def __contains__(self, name: object) -> bool:
         self._load()
-        return name in self._entries
+        return name in self._entries or name in self._entry_points()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def items(self) -> list[tuple[str, T]]:
+        """Every entry (importing installed packages' entry points; one whose libraries are
+        missing is left out: :meth:`get` names them)."""
         self._load()
+        for name in self._entry_points():
+            try:
+                self._import_installed(name)
+            except MissingLibraries as e:
+                logger.debug("%s", e)
         return list(self._entries.items())
 
     def unknown_message(self, name: object) -> str:
@@ -143,6 +194,7 @@ class Registry(Generic[T]):
         """The entry for ``name``; ``SpecError`` on ``self.field`` if there is none."""
         if name not in self:
             raise SpecError(self.unknown_message(name), field=self.field)
+        self._import_installed(name)
         return self._entries[name]
 
     def __repr__(self) -> str:
@@ -163,11 +215,12 @@ PROBLEMS: Registry[Any] = Registry("problem", field="objective", builtins=("moo_
 OBJECTIVES: Registry[Any] = Registry(
     "objective",
     field="objective",
-    builtins=("moo_search.recommender.objective",),
     entry="moo_search.objective:Objective",
+    entry_points="moo_search.objectives",
 )
-"""name -> :class:`moo_search.objective.Objective` (the default, ``run_trial``, is the
-language-model recommender; its module is named here, not imported, like any plugin's)."""
+"""name -> :class:`moo_search.objective.Objective`. The default, ``run_trial``, is the
+language-model recommender, found as any installed package's objective is: by its entry point
+(``[project.entry-points."moo_search.objectives"]``)."""
 
 logger = logging.getLogger("moo_search")
 

@@ -175,7 +175,7 @@ CASES = [
         "unknown-data-name",
         ["data", "info", "movielens-1k"],
         2,
-        ["invalid choice", "movielens-100k"],
+        ["not a dataset the cache fetches", "did you mean 'movielens-100k'"],
     ),
     # ---- storages
     (
@@ -280,10 +280,10 @@ CASES = [
         ["not an export bundle", "Nothing was deleted"],
     ),
     (
-        "export-custom-objective",
-        ["export", "{d}/zdt", "--trial", "0", "--out", "{d}/x"],
+        "export-custom-objective-verify",
+        ["export", "{d}/zdt", "--trial", "0", "--out", "{d}/x", "--verify"],
         2,
-        ["trial 0", "run_trial"],
+        ["--verify", "exports a selection", "not a model"],
     ),
     # ---- data files
     ("csv-empty", ["trial", "{d}/csv-empty.yaml", "--no-baselines"], 2, ["empty.csv"]),

@@ -14,10 +14,10 @@ from moo_search.recommender.baselines.ranking import BaselineContext, evaluate_b
 from moo_search.recommender.data.split import make_split
 from moo_search.recommender.inference import CatalogScorer
 from moo_search.recommender.metrics import is_known_metric
-from moo_search.recommender.model.backbones import split_fingerprint
+from moo_search.recommender.model.backbone_cache import split_fingerprint
 from moo_search.recommender.model.content import content_knn, tfidf_item_vectors
+from moo_search.recommender.prepare import build_model, prepare_data
 from moo_search.recommender.reference import FULL_RANGE, reference_grid
-from moo_search.recommender.trial import build_model, prepare_data
 
 from .helpers import tiny_spec
 

@@ -100,7 +100,7 @@ def test_backbone_fits_and_scores_rows_pairs_and_a_new_user(name):
     items = torch.tensor([0, 5, 7, 1, 2, 3])
     pairs = tower(users, items).detach()
     assert torch.allclose(pairs, rows[torch.arange(6), items], atol=1e-5)
-    from moo_search.recommender.trial import prepare_data
+    from moo_search.recommender.prepare import prepare_data
 
     x = prepare_data(spec).split.matrix("train").tocsr()
     history = torch.as_tensor(x[3].indices, dtype=torch.long)

@@ -166,6 +166,10 @@ def test_every_example_is_at_least_checked(block):
         _check_shell(block)
     elif block.lang == "yaml":
         assert isinstance(yaml.safe_load(block.code), dict)
+    elif block.lang == "toml":
+        import tomllib
+
+        assert isinstance(tomllib.loads(block.code), dict)
 
 
 RUN_PAGES = sorted({b.page for b in BLOCKS if b.mark == "run"})

@@ -198,7 +198,7 @@ def test_a_resealed_unreadable_file_is_an_export_error_naming_it(
 ):
     """Even with a manifest that matches (re-sealed by hand), a file that does not parse is an
     ExportError naming it, never a raw YAML / JSON / zip error."""
-    from moo_search.recommender.export._files import MANIFEST, seal
+    from moo_search.export._files import MANIFEST, seal
 
     out = export_trial(study_dir, out=tmp_path / "r", trial=1)
     (out / victim).write_bytes(content)
@@ -221,7 +221,7 @@ def test_missing_and_extra_files_are_refused(study_dir, tmp_path):
 @pytest.mark.parametrize("entry", ["../../outside.txt", "/etc/hostname", "adapter/../x", ""])
 def test_a_manifest_entry_outside_the_bundle_is_refused(study_dir, tmp_path, entry):
     """No entry may make verification read a host file: relative, normalised and inside."""
-    from moo_search.recommender.export._files import MANIFEST
+    from moo_search.export._files import MANIFEST
 
     out = export_trial(study_dir, out=tmp_path / "o", trial=1)
     (tmp_path / "outside.txt").write_text("host file")
@@ -239,7 +239,7 @@ def test_a_resealed_file_of_the_wrong_shape_is_an_export_error_naming_it(
     """Parses, matches a re-sealed manifest, but does not fit the rest of the bundle."""
     from safetensors.torch import load_file, save_file
 
-    from moo_search.recommender.export._files import MANIFEST, seal
+    from moo_search.export._files import MANIFEST, seal
 
     out = export_trial(study_dir, out=tmp_path / "w", trial=1)
     p = out / victim
@@ -257,7 +257,7 @@ def test_a_resealed_file_of_the_wrong_shape_is_an_export_error_naming_it(
 
 
 def test_symlinks_and_a_malformed_manifest_are_refused(study_dir, tmp_path):
-    from moo_search.recommender.export._files import MANIFEST
+    from moo_search.export._files import MANIFEST
 
     out = export_trial(study_dir, out=tmp_path / "s", trial=1)
     real = tmp_path / "real_adapter"

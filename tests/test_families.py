@@ -22,8 +22,8 @@ from moo_search.recommender.model.encoder import _packaged_path, load_encoder
 from moo_search.recommender.model.layer_cache import frozen_prefix_length, layer_stack
 from moo_search.recommender.model.pooling import pool
 from moo_search.recommender.model.tokens import TokenTable, text_table
+from moo_search.recommender.prepare import prepare_data
 from moo_search.recommender.registries import FAMILIES
-from moo_search.recommender.trial import prepare_data
 
 from . import family_plugin  # noqa: F401 - a user's family: the suite runs it too
 from .helpers import TINY, run_kept, tiny_spec

@@ -89,7 +89,8 @@ def test_a_toy_metric_is_one_registration(registered):
 def test_a_toy_backbone_is_one_registration(registered):
     from moo_search.recommender.evaluate import evaluate_scorer
     from moo_search.recommender.model.backbones import Backbone
-    from moo_search.recommender.trial import prepare_data, run_trial
+    from moo_search.recommender.prepare import prepare_data
+    from moo_search.recommender.trial import run_trial
 
     def fit_popularity(ctx):
         pop = np.asarray(ctx.x.sum(0)).ravel()  # x_u @ W ranks by popularity for any user
@@ -194,7 +195,7 @@ def test_a_name_is_registered_once():
 
 
 def test_loss_terms_are_keyed_like_the_spec_loss_weights():
-    from moo_search.recommender.train.terms import LOSS_TERMS
+    from moo_search.recommender.registries import LOSS_TERMS
 
     assert LOSS_TERMS.names() == list(LossWeights.model_fields)
 

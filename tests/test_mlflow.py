@@ -78,6 +78,25 @@ def test_pyfunc_gives_the_lists_of_load_exported_for_every_user(bundle):
     assert 0.0 < new["ctr"][0] < 1.0
 
 
+def test_a_bundle_logged_before_the_move_loads_by_its_old_loader_module(bundle, tmp_path):
+    """Models logged before the recommender moved into moo_search/recommender/ name
+    ``moo_search.export.pyfunc`` in their MLmodel; they still load, to the same lists."""
+    from moo_search.export._files import MANIFEST, seal
+
+    old = tmp_path / "old"
+    shutil.copytree(bundle, old)
+    mlmodel = (old / "MLmodel").read_text()
+    assert "loader_module: moo_search.recommender.export.pyfunc" in mlmodel
+    (old / "MLmodel").write_text(
+        mlmodel.replace("moo_search.recommender.export.pyfunc", "moo_search.export.pyfunc")
+    )
+    seal(old, json.loads((old / MANIFEST).read_text()))
+    request = pd.DataFrame({"user": list(load_exported(bundle).user_ids)[:20], "k": [10] * 20})
+    then = mlflow.pyfunc.load_model(str(old)).predict(request)
+    now = mlflow.pyfunc.load_model(str(bundle)).predict(request)
+    assert [list(x) for x in then["items"]] == [list(x) for x in now["items"]]
+
+
 def test_a_tampered_bundle_is_refused_when_mlflow_loads_it(bundle, tmp_path):
     copy = tmp_path / "b"
     shutil.copytree(bundle, copy)
@@ -268,7 +287,7 @@ def _item_records(ds, items) -> list[dict]:
 
 def test_held_out_items_added_at_serve_time_reproduce_the_offline_cold_item_metrics(cold_bundle):
     from moo_search.recommender.metrics._context import cold_item_metrics
-    from moo_search.recommender.trial import prepare_data
+    from moo_search.recommender.prepare import prepare_data
 
     spec, bundle = cold_bundle
     data = prepare_data(spec)
@@ -319,7 +338,7 @@ def test_new_items_in_a_request_and_their_errors(cold_bundle):
     spec, bundle = cold_bundle
     rec = load_exported(bundle)
     model = mlflow.pyfunc.load_model(str(bundle))
-    from moo_search.recommender.trial import prepare_data
+    from moo_search.recommender.prepare import prepare_data
 
     data = prepare_data(spec)
     items, _ = data.split.cold_part("test")

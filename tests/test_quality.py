@@ -16,8 +16,9 @@ from moo_search.recommender.baselines.ranking import (
 )
 from moo_search.recommender.evaluate import evaluate_lists
 from moo_search.recommender.model.backbones import backbone_weights, ease_weights
+from moo_search.recommender.prepare import prepare_data
 from moo_search.recommender.reference import DEFAULT_GRID, reference_grid, rerank_grid
-from moo_search.recommender.trial import prepare_data, run_trial
+from moo_search.recommender.trial import run_trial
 
 from .helpers import tiny_spec
 

@@ -143,10 +143,12 @@ def test_a_sparse_backbone_trial_exports_and_serves_its_lists(monkeypatch, tmp_p
     import optuna
 
     import moo_search.recommender.model.backbones as bb
+    import moo_search.recommender.model.sparse_weights as sw
     from moo_search import export_trial, load_exported
     from moo_search.drivers import run_study
 
-    monkeypatch.setattr(bb, "SPARSE_FROM_ITEMS", 1)
+    for module in (bb, sw):  # the backbone's fit, and the cold items' neighbours in prepare
+        monkeypatch.setattr(module, "SPARSE_FROM_ITEMS", 1)
     monkeypatch.setenv("MOO_SEARCH_SCORES_GB", "0")
     spec = tiny_spec(
         **{

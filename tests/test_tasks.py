@@ -14,7 +14,7 @@ from moo_search.recommender.data import Dataset
 from moo_search.recommender.data.split import make_split
 from moo_search.recommender.metrics import auc, is_known_metric, metric_direction
 from moo_search.recommender.model.tasks import rating_offsets, task_pairs
-from moo_search.recommender.trial import prepare_data
+from moo_search.recommender.prepare import prepare_data
 
 from .helpers import tiny_spec
 

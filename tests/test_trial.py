@@ -10,8 +10,8 @@ import torch
 
 from moo_search import DataError, SpecError, TrialFailed, run_trial
 from moo_search.recommender.baselines.ranking import BaselineContext, evaluate_baselines
+from moo_search.recommender.prepare import prepare_data
 from moo_search.recommender.registries import ADAPTERS
-from moo_search.recommender.trial import prepare_data
 
 from .helpers import run_kept, tiny_spec
 

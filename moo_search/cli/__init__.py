@@ -9,12 +9,12 @@ from collections.abc import Sequence
 
 from moo_search.cli._commands import (
     cmd_export,
-    cmd_list,
     cmd_report,
     cmd_run,
     cmd_storage_proxy,
     cmd_worker,
 )
+from moo_search.cli._list import cmd_list
 from moo_search.cli._recommender import cmd_baselines, cmd_data, cmd_trial
 from moo_search.errors import MooSearchError
 from moo_search.interrupts import dump_stacks_on_sigusr1, interrupt_on_sigterm
@@ -59,18 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
             help="Override a spec value by dotted path, typed like YAML (repeatable).",
         )
 
-    from moo_search.recommender.registries import DATASETS
-
     d = sub.add_parser("data", help="Fetch datasets into the cache, or describe one.")
     d.add_argument(
         "action",
         choices=["fetch", "info"],
         help="fetch: download and verify into the cache; info: sizes and sparsity.",
     )
-    d.add_argument(
+    d.add_argument(  # the names are checked by the command: the parser imports no recommender
         "name",
-        help="The dataset (or movie-overviews, the TMDB texts for MovieLens).",
-        choices=[n for n, src in DATASETS.items() if not src.needs_path] + ["movie-overviews"],
+        help="The dataset (`moo-search list datasets`; or movie-overviews, the TMDB texts for "
+        "MovieLens).",
     )
     d.add_argument("--json", action="store_true", help="Print info as JSON.")
     d.set_defaults(func=cmd_data)

@@ -8,13 +8,13 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from moo_search.errors import MooSearchError
 
 __all__ = [
     "cmd_export",
-    "cmd_list",
     "cmd_report",
     "cmd_run",
     "cmd_worker",
@@ -56,77 +56,6 @@ def _metric_columns(spec: Any) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- commands
 
 
-def cmd_list(args: argparse.Namespace) -> int:
-    """What is registered: the names a spec may use for each extension point."""
-    from moo_search import registry
-    from moo_search.recommender import registries
-
-    kinds = {
-        "datasets": registries.DATASETS,
-        "adapters": registries.ADAPTERS,
-        "backbones": registries.BACKBONES,
-        "drivers": registry.DRIVERS,
-        "problems": registry.PROBLEMS,
-        "objectives": registry.OBJECTIVES,
-        "metrics": registries.METRICS,
-        "families": registries.FAMILIES,
-    }
-    for kind, reg in kinds.items():
-        if args.kind and kind != args.kind:
-            continue
-        if kind == "families":
-            _list_families(reg, detail=args.kind == "families")
-            continue
-        names = reg.names()
-        if kind == "drivers":
-            names = [f"{n} ({', '.join(reg.get(n).algorithms.names())})" for n in names]
-        if kind == "metrics":
-            names = [  # a slice-only metric (mixed/new_share@K) is listed with its slice
-                f"{n}@K" if reg.get(n).at_k else n for n in names if not reg.get(n).sliced_only
-            ]
-        print(f"{kind:10s} {reg.field:18s} {', '.join(names)}")
-        if kind == "metrics":
-            _list_slices(reg)
-    return 0
-
-
-def _list_slices(reg: Any) -> None:
-    """The metric slices (``cold_item/``, ``mixed/``, ``tail/``, ``cold/``): what each means
-    and which metrics it applies to."""
-    from moo_search.recommender.metrics import COLD_ITEM_FAMILIES, SLICES
-
-    meaning = {
-        "cold": "users with few train items",
-        "tail": "relevance outside the popular head",
-        "cold_item": "a part's held-out items ranked among themselves (data.split.cold_items)",
-        "mixed": "the warm catalog plus the part's held-out items (data.split.cold_items)",
-    }
-    for where in SLICES:
-        if where == "cold_item":
-            applies = list(COLD_ITEM_FAMILIES)
-        else:
-            applies = [n for n, m in reg.items() if where in m.slices]
-        shown = ", ".join(f"{where}/{n}@K" for n in applies)
-        print(f"{'slices':10s} {where + '/':18s} {meaning[where]}: {shown}")
-
-
-def _list_families(reg: Any, *, detail: bool) -> None:
-    """Model families: by name (the model types each owns); with ``list families``, a row
-    each: pooling, default LoRA targets, whether the frozen-layer cache runs."""
-    names = [f"{n} ({'/'.join(f.model_types)})" for n, f in reg.items()]
-    print(f"{'families':10s} {'model_type':18s} {', '.join(names)}")
-    if not detail:
-        return
-    for name, fam in reg.items():
-        first = fam.model_types[0]
-        cache = fam.cache_support(first) or "yes"
-        print(f"  {name}: {fam.description}")
-        print(
-            f"    pooling {fam.pooling}, padding {fam.padding_side}, LoRA targets "
-            f"{', '.join(fam.targets(first))}; layer cache: {cache}"
-        )
-
-
 def _print_progress(prog: Any) -> None:
     print(prog.line(), file=sys.stderr, flush=True)
 
@@ -145,15 +74,20 @@ def _mlflow_mirror(args: argparse.Namespace, spec: Any, storage: str) -> Any:
     return mirror
 
 
+def _prepare(spec: Any) -> None:
+    """What the study's objective fetches before any trial (the recommender: its dataset)."""
+    from moo_search.objective import objective_for
+
+    objective_for(spec.objective).prepare(spec)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from moo_search.drivers import run_study
     from moo_search.redact import redact_url
     from moo_search.spec import load_spec
 
     spec = load_spec(args.spec, args.set)
-    from moo_search.cli._recommender import ensure_data
-
-    ensure_data(spec)
+    _prepare(spec)
     n = args.n_trials or spec.budget.n_trials
     url = args.storage or spec.storage_url
     print(
@@ -217,9 +151,7 @@ def _print_summary(study: Any, spec: Any, url: str, data: Any = None) -> None:
         print(f"Pareto front ({len(rows)} trials, validation):")
         print(_table(rows, names))
     index = study_home(spec, url, study) / "index.html"
-    from moo_search.cli._recommender import is_recommender
-
-    if complete and is_recommender(spec):
+    if complete:
         from moo_search.report import collect
 
         for line in (data or collect(study)).comparison_lines():  # the report's, if built
@@ -253,9 +185,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from moo_search.spec import load_spec
 
     spec = load_spec(args.spec, args.set)
-    from moo_search.cli._recommender import ensure_data
-
-    ensure_data(spec)
+    _prepare(spec)
     if args.wait:
         _wait_for_study(args.storage, args.study_name or spec.name, args.wait)
     if args.workers is None:
@@ -318,31 +248,44 @@ def _register_target(args: argparse.Namespace) -> str | None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """Write the chosen trial's bundle: what the study's objective exports (the recommender:
+    a sealed model bundle; any other: a sealed selection of params and values)."""
     from moo_search.errors import ExportError
-    from moo_search.recommender.export import export_trial, verify_export
+    from moo_search.export import ExportRequest, export_selection, study_objective
+    from moo_search.study import load_study
 
     if (args.trial is None) == (args.select is None):
         raise ExportError(
             "choose exactly one of --trial N and --select knee|compromise|best:METRIC"
         )
     tracking = _register_target(args)
-    out = export_trial(
-        args.target,
-        out=args.out,
+    objective = study_objective(load_study(args.target, args.study_name))
+    request = ExportRequest(
+        target=args.target,
+        out=Path(args.out),
         trial=args.trial,
         select=args.select,
         where=args.where,
         study_name=args.study_name,
         force=args.force,
     )
+    if (args.verify or args.register) and not objective.exports_model:  # before any writing
+        flag = "--verify" if args.verify else "--register"
+        raise ExportError(
+            f"{flag}: this study's objective exports a selection (its trial's params and "
+            "values), not a model to re-train or register; drop the flag"
+        )
+    out = objective.export(request) if objective.exports_model else export_selection(request)
     manifest = json.loads((out / "manifest.json").read_text())
     print(
         f"exported trial {manifest['study']['trial']} of study {manifest['study']['name']!r} to {out}"
     )
-    print(f"  {len(manifest['files'])} files, base model {manifest['base_model']['id']}")
+    base = (manifest.get("base_model") or {}).get("id")
+    n = len(manifest["files"])
+    print(f"  {n} file{'s' if n != 1 else ''}" + (f", base model {base}" if base else ""))
     if args.verify:
         print("verifying: re-training the exported config with its seed ...", file=sys.stderr)
-        res = verify_export(out)
+        res = objective.verify_export(out)
         verdict = "reproduced" if res["reproduced"] else "NOT reproduced"
         print(
             f"  {verdict}: max |difference| {res['max_abs_diff']:.2e} over {res['metrics_checked']} metrics "
@@ -351,9 +294,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         if not res["reproduced"]:
             return 1
     if args.register:
-        from moo_search.recommender.export import register_bundle
-
-        v = register_bundle(out, args.register.strip(), tracking)
+        v = objective.register_export(out, args.register.strip(), tracking)
         print(f"  registered as models:/{v.name}/{v.version}")
     return 0
 

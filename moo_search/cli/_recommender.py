@@ -11,7 +11,7 @@ from typing import Any
 
 from moo_search.cli._commands import _metric_columns, _table
 
-__all__ = ["cmd_baselines", "cmd_data", "cmd_trial", "ensure_data", "is_recommender"]
+__all__ = ["cmd_baselines", "cmd_data", "cmd_trial", "require_recommender"]
 
 
 def _json(obj: Any, **kw: Any) -> str:
@@ -31,6 +31,8 @@ def _json(obj: Any, **kw: Any) -> str:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
+    require_recommender("data")
+    _check_data_name(args.name)
     from moo_search.recommender.config import DataConfig
     from moo_search.recommender.data import fetch_dataset, load_dataset
     from moo_search.recommender.data.sources import MOVIE_OVERVIEWS
@@ -115,28 +117,48 @@ def _overview_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def is_recommender(spec: Any) -> bool:
-    """Whether ``spec`` is a study of the default objective (the recommender)."""
-    from moo_search.recommender.spec import RecommenderSpec
+def require_recommender(command: str) -> None:
+    """Refuse a recommender command where the recommender is not installed (the engine alone:
+    ``pip install moo-search``), naming what is missing and what to install."""
+    from moo_search.errors import MissingLibraries, SpecError
+    from moo_search.registry import OBJECTIVES
+    from moo_search.spec import DEFAULT_OBJECTIVE
 
-    return isinstance(spec, RecommenderSpec)
+    try:
+        OBJECTIVES.get(DEFAULT_OBJECTIVE)
+    except (MissingLibraries, SpecError) as e:
+        raise MissingLibraries(
+            f"`moo-search {command}` runs the language-model recommender: {e}"
+        ) from None
 
 
-def ensure_data(spec: Any) -> None:
-    """Fetch the dataset the default trial reads (a custom objective reads none)."""
-    from moo_search.recommender.data import ensure_dataset
+def _check_data_name(name: str) -> None:
+    """``data fetch|info NAME``: a dataset the cache can fetch, or movie-overviews."""
+    import difflib
 
-    if is_recommender(spec):
-        ensure_dataset(spec.data)
+    from moo_search.errors import SpecError
+    from moo_search.recommender.data.sources import MOVIE_OVERVIEWS
+    from moo_search.recommender.registries import DATASETS
+
+    names = [n for n, src in DATASETS.items() if not src.needs_path] + [MOVIE_OVERVIEWS.name]
+    if name not in names:
+        hint = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+        raise SpecError(
+            f"data: {name!r} is not a dataset the cache fetches"
+            + (f"; did you mean {hint[0]!r}?" if hint else "")
+            + f" (choices: {', '.join(names)})"
+        )
 
 
 def cmd_baselines(args: argparse.Namespace) -> int:
+    require_recommender("baselines")
     from moo_search.recommender.baselines.ranking import BaselineContext, evaluate_baselines
+    from moo_search.recommender.data import ensure_dataset
     from moo_search.recommender.prepare import prepare_data
     from moo_search.recommender.spec import load_recommender_spec
 
     spec = load_recommender_spec(args.spec, args.set, command="baselines")
-    ensure_data(spec)
+    ensure_dataset(spec.data)
     data = prepare_data(spec)
     ds = data.ds
     ctx = BaselineContext.of(spec, data)
@@ -159,12 +181,15 @@ def cmd_baselines(args: argparse.Namespace) -> int:
 
 
 def cmd_trial(args: argparse.Namespace) -> int:
+    require_recommender("trial")
     from moo_search.recommender.baselines.ranking import BaselineContext, evaluate_baselines
+    from moo_search.recommender.data import ensure_dataset
+    from moo_search.recommender.prepare import prepare_data
     from moo_search.recommender.spec import load_recommender_spec
-    from moo_search.recommender.trial import prepare_data, run_trial
+    from moo_search.recommender.trial import run_trial
 
     spec = load_recommender_spec(args.spec, args.set, command="trial")
-    ensure_data(spec)
+    ensure_dataset(spec.data)
     print(
         f"trial: {spec.adapter.type}{f' r={spec.adapter.r}' if spec.adapter.r else ''} on "
         f"{spec.model.name_or_path}, "

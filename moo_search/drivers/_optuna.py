@@ -81,9 +81,13 @@ def _gp(cfg: DriverConfig, cons: dict[str, Any]) -> Any:
             f"the installed Optuna {optuna.__version__} has no GPSampler", field="driver.algorithm"
         )
     try:
-        import torch  # noqa: F401  # GPSampler needs torch (a dependency) and scipy
-    except ImportError as e:  # pragma: no cover
-        raise SpecError("driver.algorithm gp needs torch", field="driver.algorithm") from e
+        import torch  # noqa: F401  # GPSampler needs torch and scipy
+    except ImportError:
+        raise SpecError(
+            "gp needs torch, not installed here (the engine alone does not bring it): "
+            "pip install torch, or pip install 'moo-search[recommender]'",
+            field="driver.algorithm",
+        ) from None
     return optuna.samplers.GPSampler(seed=cfg.seed, **cons)
 
 

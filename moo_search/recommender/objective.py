@@ -5,23 +5,53 @@ A trial is the study's spec with the searched params applied; it fine-tunes, eva
 validation and test, and is also served at the inference-only variants of :func:`variant_grid`.
 Once per study, the baselines, the reference front and the baselines' per-user test hits are
 recorded (:meth:`RecommenderObjective.setup_study`).
+
+This module is the recommender's entry point (``moo_search.plugins`` in ``pyproject.toml``):
+the engine imports it as it imports any installed plugin, and where the recommender's
+libraries are not installed (``pip install moo-search``, the engine alone) it refuses to load,
+naming them, so ``run_trial`` is reported unknown with what to install.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from moo_search.export import ExportRequest
 from moo_search.objective import Evaluation, Evaluator, Objective, ReportExtras
 from moo_search.recommender.spec import RecommenderSpec
 from moo_search.registry import OBJECTIVES
 from moo_search.spec import DEFAULT_OBJECTIVE, StudySpec
 from moo_search.study import STUDY_ATTR
 
-__all__ = ["FUSION_KNOBS", "FUSION_LEVELS", "RecommenderObjective", "variant_grid"]
+REQUIRES = ("torch", "transformers", "peft", "safetensors", "sklearn", "pyarrow", "implicit")
+"""The libraries of the ``recommender`` extra a trial imports (MLflow only where a bundle is
+registered or served)."""
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a finder refused it, or a stand-in with no spec
+        return False
+
+
+def _require_libraries() -> None:
+    """Refuse to register where a library of :data:`REQUIRES` is missing; checked without
+    importing them, so the engine's commands stay light."""
+    missing = [m for m in REQUIRES if not _installed(m)]
+    if missing:
+        raise ModuleNotFoundError(
+            f"missing {', '.join(missing)}; pip install 'moo-search[recommender]'",
+            name=missing[0],
+        )
+
+
+__all__ = ["FUSION_KNOBS", "FUSION_LEVELS", "REQUIRES", "RecommenderObjective", "variant_grid"]
 
 FUSION_KNOBS = {
     "fusion.alpha": "fusion.serve_alpha",
@@ -74,6 +104,7 @@ class RecommenderObjective(Objective):
     searches_spec = True
     keeps_artifacts = True
     has_rungs = True
+    exports_model = True
 
     def evaluator(self, spec: StudySpec) -> Evaluator:
         return _evaluate
@@ -132,6 +163,42 @@ class RecommenderObjective(Objective):
     def study_record(self, spec: StudySpec) -> dict[str, Any]:
         return {"data": spec.to_dict()["data"]}
 
+    def prepare(self, spec: StudySpec) -> None:
+        """The dataset into the cache (fetched and verified once, before any worker)."""
+        from moo_search.recommender.data import ensure_dataset
+
+        assert isinstance(spec, RecommenderSpec)
+        ensure_dataset(spec.data)
+
+    def export(self, request: ExportRequest) -> Path:
+        """The sealed bundle of the chosen fine-tune (:mod:`moo_search.recommender.export`)."""
+        from moo_search.recommender.export import export_trial
+
+        return export_trial(
+            request.target,
+            out=request.out,
+            trial=request.trial,
+            select=request.select,
+            where=request.where,
+            study_name=request.study_name,
+            force=request.force,
+        )
+
+    def verify_export(self, out: Path) -> dict[str, Any]:
+        from moo_search.recommender.export import verify_export
+
+        return verify_export(out)
+
+    def register_export(self, out: Path, name: str, tracking_uri: str | None) -> Any:
+        from moo_search.recommender.export import register_bundle
+
+        return register_bundle(out, name, tracking_uri)
+
+    def load_pyfunc(self, path: str) -> Any:
+        from moo_search.recommender.export.pyfunc import _load_pyfunc
+
+        return _load_pyfunc(path)
+
     def setup_study(self, spec: StudySpec, study: Any) -> None:
         """Baselines, the reference front and the baselines' per-user test hits: each baseline
         is fitted once for the three records."""
@@ -143,9 +210,8 @@ class RecommenderObjective(Objective):
         )
         from moo_search.recommender.memory import SCORES_BUDGET_GB, budget_gb
         from moo_search.recommender.model.backbones import DENSE_BUDGET_GB
-        from moo_search.recommender.prepare import check_metric_needs
+        from moo_search.recommender.prepare import check_metric_needs, prepare_data
         from moo_search.recommender.reference import reference_front
-        from moo_search.recommender.trial import prepare_data
 
         # a bad MOO_SEARCH_*_GB is one error here, not a failure in every trial
         budget_gb("MOO_SEARCH_SCORES_GB", SCORES_BUDGET_GB)
@@ -178,4 +244,5 @@ class RecommenderObjective(Objective):
             study.set_user_attr(STUDY_ATTR.BASELINE_HITS, baseline_test_hits(spec, data, ctx=c))
 
 
+_require_libraries()
 OBJECTIVES.register(DEFAULT_OBJECTIVE, RecommenderObjective())

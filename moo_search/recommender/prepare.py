@@ -76,7 +76,7 @@ def prepare_data(spec: RecommenderSpec) -> PreparedData:
 @dataclass
 class Collaborative:
     """A study's collaborative backbone on its split: W (None for mf; a numpy array or
-    :class:`~moo_search.recommender.model.backbones.SparseWeights`), the users' scores x_u W (None when
+    :class:`~moo_search.recommender.model.sparse_weights.SparseWeights`), the users' scores x_u W (None when
     the users x items table is over the memory budget: computed per batch from ``train``),
     the train matrix and the parameters."""
 
@@ -90,7 +90,8 @@ class Collaborative:
 def collaborative_backbone(spec: RecommenderSpec, data: PreparedData) -> Collaborative:
     """The ``fusion.cf`` backbone, from the on-disk cache after its first computation."""
     from moo_search.recommender.memory import scores_fit
-    from moo_search.recommender.model.backbones import backbone_weights, user_scores
+    from moo_search.recommender.model.backbones import backbone_weights
+    from moo_search.recommender.model.sparse_weights import user_scores
 
     w, params = backbone_weights(
         spec.fusion.cf,
@@ -141,7 +142,7 @@ def build_model(spec: RecommenderSpec, data: PreparedData) -> tuple[Any, Any, st
     """(Recommender, tokenizer, base model id); config errors surface here, before training."""
     from moo_search.recommender.model.adapters import apply_adapter
     from moo_search.recommender.model.assemble import TowerParts, assemble
-    from moo_search.recommender.model.backbones import backbone_sha256
+    from moo_search.recommender.model.backbone_cache import backbone_sha256
     from moo_search.recommender.model.encoder import load_encoder, unwrapped
     from moo_search.recommender.model.tasks import split_rating_offsets
 
@@ -201,11 +202,8 @@ def item_neighbours(spec: RecommenderSpec, data: PreparedData, model: Any) -> np
     content loss term aligns item texts with. None when that term is off."""
     if spec.loss.weights.content <= 0 or spec.fusion.alpha <= 0:
         return None
-    from moo_search.recommender.model.backbones import (
-        SPARSE_FROM_ITEMS,
-        itemknn_sparse,
-        itemknn_weights,
-    )
+    from moo_search.recommender.model.backbones import itemknn_weights
+    from moo_search.recommender.model.sparse_weights import SPARSE_FROM_ITEMS, itemknn_sparse
 
     warm = data.split.warm
     n = min(spec.loss.content_neighbours, int(warm.sum()) - 1)

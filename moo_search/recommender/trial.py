@@ -26,10 +26,7 @@ from moo_search.recommender.inference import CatalogScorer
 from moo_search.recommender.memory import keep_scores
 from moo_search.recommender.metrics import is_task_metric
 from moo_search.recommender.prepare import (
-    Collaborative,
-    PreparedData,
     build_model,
-    collaborative_backbone,
     history_rows,
     item_alpha,
     item_neighbours,
@@ -45,17 +42,7 @@ from moo_search.recommender.trial_eval import (
     tune_new_item_neighbours,
 )
 
-__all__ = [
-    "Collaborative",
-    "PreparedData",
-    "Trial",
-    "TrialResult",
-    "build_model",
-    "collaborative_backbone",
-    "metric_value",
-    "prepare_data",
-    "run_trial",
-]
+__all__ = ["Trial", "TrialResult", "run_trial"]
 
 logger = logging.getLogger("moo_search")
 
@@ -170,7 +157,7 @@ class Trial:
         self.ks = self.spec.requested_ks()
 
     def run(self) -> TrialResult:
-        from moo_search.recommender.train.loop import pick_device
+        from moo_search.recommender.train._setup import pick_device
 
         self.t0 = time.perf_counter()
         _seed_all(self.spec.seed)
@@ -195,7 +182,7 @@ class Trial:
     def build(self) -> None:
         """The model on its device, its token tables, the frozen-layer cache."""
         from moo_search.recommender.model.tokens import text_table
-        from moo_search.recommender.train.loop import autocast_for
+        from moo_search.recommender.train._setup import autocast_for
 
         spec, data = self.spec, self.data
         self.model, tokenizer, self.base_id = build_model(spec, data)

@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from moo_search.report._data import StudyData, collect, param_importance
+from moo_search.report._data import StudyData, collect
+from moo_search.report._decide import param_importance
 from moo_search.report._registry import FIGURES, Figure
 
 __all__ = [

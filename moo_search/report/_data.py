@@ -21,7 +21,7 @@ from moo_search.report._reference import compare_reference
 from moo_search.spec import DEFAULT_OBJECTIVE
 from moo_search.study import ATTR, STUDY_ATTR
 
-__all__ = ["StudyData", "collect", "param_importance"]
+__all__ = ["StudyData", "collect"]
 
 
 @dataclass
@@ -111,8 +111,8 @@ class StudyData:
         }
 
     def _reference_lines(self) -> list[str]:
-        if not self.reference:
-            return ["reference front: none recorded (a study of the default trial records one)"]
+        if not self.reference:  # said only where baselines were recorded without their front
+            return ["reference front: none recorded"] if self.baselines else []
         fmt = lambda v: "-" if v is None else f"{v:.4g}"  # noqa: E731
         n_front = int(self.rows["pareto"].sum()) if "pareto" in self.rows else 0
         grid = ", ".join(

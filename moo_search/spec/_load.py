@@ -30,6 +30,23 @@ def spec_class(objective: object) -> type[StudySpec]:
     return StudySpec
 
 
+def _check_objective(objective: object, source: str) -> None:
+    """An objective name nothing registers is refused on its own (its sections would
+    otherwise each be reported as unknown keys), with why where a plugin failed to load."""
+    import re
+
+    if not isinstance(objective, str) or re.match(r"^[\w.]+:[\w.]+$", objective):
+        return
+    if objective not in PROBLEMS and objective not in OBJECTIVES:
+        e = SpecError(
+            f"{source or 'spec'}: invalid spec\n  objective: "
+            f"{OBJECTIVES.unknown_message(objective)}; an objective is also one of the "
+            f"problems ({', '.join(PROBLEMS.names())}) or 'package.module:function'"
+        )
+        e.field = "objective"
+        raise e
+
+
 def spec_from_dict(
     raw: dict[str, Any], *, source: str = "", overrides: list[str] | None = None
 ) -> StudySpec:
@@ -49,6 +66,7 @@ def spec_from_dict(
             field="plugins",
         )
     load_plugins(plugins)
+    _check_objective(raw.get("objective", DEFAULT_OBJECTIVE), source)
     cls = spec_class(raw.get("objective", DEFAULT_OBJECTIVE))
     cls.reconcile(before, raw, given)
     try:

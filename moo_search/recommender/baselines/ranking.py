@@ -32,9 +32,7 @@ __all__ = [
     "CTR_BASELINE",
     "BaselineContext",
     "BaselineFailed",
-    "als",
     "baseline_names",
-    "bpr",
     "ease",
     "evaluate_baselines",
     "frozen_encoder",
@@ -150,7 +148,8 @@ def most_pop(ctx: BaselineContext) -> Scorer:
 
 
 def _item_item(ctx: BaselineContext, name: str) -> Scorer:
-    from moo_search.recommender.model.backbones import backbone_weights, user_scores
+    from moo_search.recommender.model.backbones import backbone_weights
+    from moo_search.recommender.model.sparse_weights import user_scores
 
     w, _ = backbone_weights(
         name,

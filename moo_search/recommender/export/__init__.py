@@ -19,7 +19,8 @@ Bundle layout (``DIR``)::
 
 from moo_search.export._select import Selection, select_row, select_trial
 from moo_search.recommender.export._bundle import export_trial
-from moo_search.recommender.export._load import ExportedRecommender, load_exported
+from moo_search.recommender.export._exported import ExportedRecommender
+from moo_search.recommender.export._load import load_exported
 from moo_search.recommender.export._register import register_bundle
 from moo_search.recommender.export._verify import verify_export
 from moo_search.recommender.model.encoder import base_model_fingerprint

@@ -14,9 +14,7 @@ from typing import Any
 import numpy as np
 
 from moo_search.errors import ExportError
-from moo_search.export._select import Selection, select_trial
-from moo_search.recommender.export._card import write_model_card
-from moo_search.recommender.export._files import (
+from moo_search.export._files import (
     FORMAT_VERSION,
     check_not_inside,
     check_out,
@@ -25,6 +23,8 @@ from moo_search.recommender.export._files import (
     swap_into_place,
     write_json,
 )
+from moo_search.export._select import Selection, select_trial
+from moo_search.recommender.export._card import write_model_card
 from moo_search.recommender.export.pyfunc import write_mlflow_model
 from moo_search.recommender.model.encoder import base_model_fingerprint, base_model_loading
 from moo_search.recommender.spec import RecommenderSpec, recommender_spec
@@ -104,7 +104,7 @@ def export_trial(
             ``out`` without ``force``, or missing artifacts.
     """
     from moo_search.recommender.model.encoder import load_encoder
-    from moo_search.recommender.trial import prepare_data
+    from moo_search.recommender.prepare import prepare_data
     from moo_search.study import load_study
 
     where = list(where or [])
@@ -199,7 +199,7 @@ class _Bundle:
             return
         from safetensors.numpy import save_file as save_np
 
-        from moo_search.recommender.model.backbones import SparseWeights
+        from moo_search.recommender.model.sparse_weights import SparseWeights
 
         keep = _kept_items(self.data)
         if isinstance(backbone, SparseWeights):  # its CSR factors, f0_data, f0_indices, ...
@@ -314,8 +314,8 @@ def _kept_items(data: Any) -> np.ndarray | None:
 
 def _backbone_for_export(t: Any, spec: RecommenderSpec, data: Any) -> Any:
     """The closed-form backbone W the trial used (None for mf), checked against its record."""
-    from moo_search.recommender.model.backbones import backbone_sha256
-    from moo_search.recommender.trial import collaborative_backbone
+    from moo_search.recommender.model.backbone_cache import backbone_sha256
+    from moo_search.recommender.prepare import collaborative_backbone
 
     recorded = t.user_attrs.get(ATTR.BACKBONE) or {}
     params = recorded.get("params") or {}

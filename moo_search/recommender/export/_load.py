@@ -14,13 +14,12 @@ import numpy as np
 import yaml
 
 from moo_search.errors import ExportError, SpecError
+from moo_search.export._files import verify_manifest
 from moo_search.recommender.export._exported import ExportedRecommender
-from moo_search.recommender.export._files import verify_manifest
-from moo_search.recommender.export._new_items import NewItems
 from moo_search.recommender.model.encoder import base_model_fingerprint
 from moo_search.recommender.spec import RecommenderSpec, recommender_spec
 
-__all__ = ["ExportedRecommender", "NewItems", "load_exported"]
+__all__ = ["load_exported"]
 
 T = TypeVar("T")
 
@@ -153,7 +152,7 @@ def _backbone(root: Path, train: Any, n_users: int, n_items: int) -> tuple[Any, 
     from safetensors.numpy import load_file as load_np
 
     from moo_search.recommender.memory import scores_fit
-    from moo_search.recommender.model.backbones import SparseWeights, user_scores
+    from moo_search.recommender.model.sparse_weights import SparseWeights, user_scores
 
     arrays = _read(root / "backbone.safetensors", lambda p: load_np(str(p)))
     with _naming(root / "backbone.safetensors"):

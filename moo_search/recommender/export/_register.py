@@ -11,7 +11,7 @@ from moo_search.errors import ExportError
 from moo_search.study._mlflow import mlflow_key
 from moo_search.study._tracking import scrub, tracking_uri
 
-__all__ = ["mlflow_key", "register_bundle"]
+__all__ = ["register_bundle"]
 
 logger = logging.getLogger("moo_search")
 
@@ -36,7 +36,7 @@ def register_bundle(bundle: Path, name: str, uri: str | None = None) -> Any:
     import mlflow
     import yaml
 
-    from moo_search.recommender.export._files import verify_manifest
+    from moo_search.export._files import verify_manifest
 
     manifest = verify_manifest(bundle)
     config = yaml.safe_load((bundle / "config.yaml").read_text())

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from moo_search.recommender.export._files import MANIFEST, seal, verify_manifest, write_json
+from moo_search.export._files import MANIFEST, seal, verify_manifest, write_json
 from moo_search.recommender.spec import recommender_spec
 
 __all__ = ["verify_export"]

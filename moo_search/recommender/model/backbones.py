@@ -39,7 +39,6 @@ from moo_search.recommender.model.backbone_cache import (
     _cached,
     _cached_sparse,
     _key,
-    backbone_sha256,
     split_fingerprint,
 )
 from moo_search.recommender.model.backbone_params import (
@@ -63,20 +62,12 @@ from moo_search.recommender.registries import BACKBONES
 
 __all__ = [
     "EASE_LAMBDAS",
-    "SPARSE_FROM_ITEMS",
     "Backbone",
     "FitContext",
-    "SparseWeights",
-    "Weights",
-    "backbone_sha256",
     "backbone_weights",
     "ease_weights",
-    "itemknn_sparse",
     "itemknn_weights",
-    "sansa_weights",
-    "split_fingerprint",
     "tune_ease_lambda",
-    "user_scores",
 ]
 
 logger = logging.getLogger("moo_search")

@@ -40,7 +40,7 @@ from moo_search.recommender.model.tokens import TokenTable
 if TYPE_CHECKING:
     from moo_search.recommender.model.assemble import TowerParts
 
-__all__ = ["CTR_FEATURES", "CTRHead", "Recommender", "standardise"]
+__all__ = ["Recommender", "standardise"]
 
 
 NO_SCORE = -1.0e4

@@ -23,11 +23,10 @@ from moo_search.recommender.train._setup import (
     EarlyStopping,
     autocast_for,
     make_optimizer,
-    pick_device,
 )
 from moo_search.recommender.train.terms import Batch, PairData, loss_terms
 
-__all__ = ["TrainData", "TrainHistory", "autocast_for", "pick_device", "train"]
+__all__ = ["TrainData", "TrainHistory", "train"]
 
 logger = logging.getLogger("moo_search")
 

@@ -16,7 +16,7 @@ from moo_search.recommender.model.recommender import Recommender, standardise
 from moo_search.recommender.registries import LOSS_TERMS
 from moo_search.recommender.train import losses as L
 
-__all__ = ["LOSS_TERMS", "Batch", "PairData", "loss_terms"]
+__all__ = ["Batch", "PairData", "loss_terms"]
 
 
 @dataclass
