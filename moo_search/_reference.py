@@ -68,7 +68,10 @@ def _default(field: Any) -> str:
 def spec_fields(model: type[BaseModel], prefix: str = "") -> list[FieldDoc]:
     """Every field of ``model`` and of the models it holds, depth first, by dotted path. A
     field that holds a model takes that model's docstring as help where it has none."""
-    out: list[FieldDoc] = []
+    out: list[FieldDoc] = [  # keys a registry defines (loss.weights: one per loss term)
+        FieldDoc(f"{prefix}{name}", kind, default, text)
+        for name, kind, default, text in getattr(model, "registered_fields", list)()
+    ]
     for name, field in model.model_fields.items():
         path = f"{prefix}{name}"
         nested = _models_in(field.annotation)

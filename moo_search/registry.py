@@ -67,6 +67,7 @@ class Registry(Generic[T]):
         builtins: tuple[str, ...] = (),
         entry: str = "",
         entry_points: str = "",
+        adapt: str = "",
     ) -> None:
         self.kind = kind
         self.field = field
@@ -75,6 +76,7 @@ class Registry(Generic[T]):
         self._entries: dict[str, T] = {}
         self._entry = entry  # "module:Class" every entry must be an instance of ("": any)
         self._group = entry_points  # installed packages' entries: name -> registering module
+        self._adapt = adapt  # "module:callable" that wraps an older kind of entry into one
         self._installed: dict[str, Any] | None = None  # name -> EntryPoint, not yet imported
 
     def _entry_points(self) -> dict[str, Any]:
@@ -106,16 +108,21 @@ class Registry(Generic[T]):
                 field=self.field,
             )
 
-    def _check_entry(self, name: str, obj: Any) -> None:
+    def _entry_of(self, name: str, obj: Any) -> Any:
+        """``obj`` as this registry's entry type: as it is, or wrapped by ``adapt`` (an older
+        kind of entry, such as a bare function, still registers); else a ``TypeError``."""
         if not self._entry:
-            return
-        module, _, cls_name = self._entry.partition(":")
-        cls = getattr(importlib.import_module(module), cls_name)
+            return obj
+        cls = _resolve(self._entry)
+        if not isinstance(obj, cls) and self._adapt:
+            obj = _resolve(self._adapt)(obj)
         if not isinstance(obj, cls):
+            module, _, cls_name = self._entry.partition(":")
             raise TypeError(
                 f"{self.kind} {name!r}: a registered {self.kind} is a {module}.{cls_name}, got "
                 f"{type(obj).__name__} {obj!r}; wrap it, e.g. {cls_name}(...)"
             )
+        return obj
 
     # ---- registering
 
@@ -130,13 +137,15 @@ class Registry(Generic[T]):
         a second registration raises ``ValueError`` naming both."""
 
         def add(o: T) -> T:
-            self._check_entry(name, o)
-            if name in self._entries and self._entries[name] is not o:
+            entry = self._entry_of(name, o)
+            old = self._entries.get(name)
+            if old is not None and o not in (old, getattr(old, "adapted_from", None)):
                 raise ValueError(
-                    f"{self.kind} {name!r} is already registered ({self._entries[name]!r}); "
+                    f"{self.kind} {name!r} is already registered ({old!r}); "
                     "choose another name or unregister it first"
                 )
-            self._entries[name] = o
+            if old is None:
+                self._entries[name] = entry
             return o
 
         return add if obj is _DECORATE else add(obj)
@@ -223,6 +232,16 @@ language-model recommender, found as any installed package's objective is: by it
 (``[project.entry-points."moo_search.objectives"]``)."""
 
 logger = logging.getLogger("moo_search")
+
+
+def _resolve(ref: str) -> Any:
+    """``"package.module:Name.attr"`` -> that object."""
+    module, _, attrs = ref.partition(":")
+    obj: Any = importlib.import_module(module)
+    for attr in attrs.split("."):
+        obj = getattr(obj, attr)
+    return obj
+
 
 _PLUGINS_LOADED: set[str] = set()
 

@@ -197,7 +197,8 @@ def test_a_name_is_registered_once():
 def test_loss_terms_are_keyed_like_the_spec_loss_weights():
     from moo_search.recommender.registries import LOSS_TERMS
 
-    assert LOSS_TERMS.names() == list(LossWeights.model_fields)
+    assert LOSS_TERMS.names() == list(LossWeights().model_dump())
+    assert LossWeights().of("ranking") == 1.0 and LossWeights().of("ctr") == 0.2
 
 
 def test_every_driver_runs_exactly_its_budget(tmp_path):
@@ -434,6 +435,44 @@ print("LOADED", loaded)
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "LOADED []" in proc.stdout, proc.stdout
+
+
+def _top_level(path: Path) -> tuple[set[str], dict[str, str]]:
+    """A module's own top-level names, and the names it imports: name -> from module."""
+    own: set[str] = set()
+    imported: dict[str, str] = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            own.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            own |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            imported |= {a.asname or a.name: node.module for a in node.names}
+    return own, imported
+
+
+def test_no_module_re_exports_a_siblings_names():
+    """A name is imported from the module that defines it (a package's ``__init__`` is its
+    public face and may gather its own submodules' names), anywhere in the repository."""
+    modules = {}
+    for path in (REPO / "moo_search").rglob("*.py"):
+        if path.stem != "__init__":
+            name = ".".join(path.relative_to(REPO).with_suffix("").parts)
+            modules[name] = _top_level(path)
+    bad = set()
+    for root in ("moo_search", "tests", "benchmarks"):
+        for path in (REPO / root).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module in modules:
+                    own, imported = modules[node.module]
+                    bad |= {
+                        f"{path.relative_to(REPO)}: {a.name} from {node.module} "
+                        f"(defined in {imported[a.name]})"
+                        for a in node.names
+                        if a.name not in own and a.name in imported
+                    }
+    assert sorted(bad) == []
 
 
 def test_no_module_is_two_concepts():

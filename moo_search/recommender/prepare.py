@@ -200,7 +200,7 @@ def item_neighbours(spec: RecommenderSpec, data: PreparedData, model: Any) -> np
     """(I, n) each item's ``loss.content_neighbours`` nearest warm items by the backbone's
     item-item weights (symmetrised; co-occurrence cosine for a learned backbone): what the
     content loss term aligns item texts with. None when that term is off."""
-    if spec.loss.weights.content <= 0 or spec.fusion.alpha <= 0:
+    if spec.loss.weights.of("content") <= 0 or spec.fusion.alpha <= 0:
         return None
     from moo_search.recommender.model.backbones import itemknn_weights
     from moo_search.recommender.model.sparse_weights import SPARSE_FROM_ITEMS, itemknn_sparse

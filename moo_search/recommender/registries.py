@@ -62,15 +62,25 @@ METRICS: Registry[Any] = Registry(
 """family name -> :class:`moo_search.recommender.metrics.MetricDef` (direction, compute, slices)."""
 
 LOSS_TERMS: Registry[Any] = Registry(
-    "loss term", field="loss.weights", builtins=("moo_search.recommender.train.terms",)
+    "loss term",
+    field="loss.weights",
+    builtins=("moo_search.recommender.train.terms",),
+    entry="moo_search.recommender.train.terms:LossTerm",
+    adapt="moo_search.recommender.train.terms:LossTerm.of",
 )
-"""weight name (a key of ``loss.weights``) -> ``term(batch) -> scalar loss``
-(:class:`moo_search.recommender.train.terms.Batch`). A term registered by a plugin is weighted
-by ``loss.weights.<name>`` (0 when unset) like a built-in one."""
+"""weight name (a key of ``loss.weights``) -> :class:`moo_search.recommender.train.terms.
+LossTerm` (``fn(batch) -> scalar loss``, its default weight, its description). A plugin's term
+is weighted by ``loss.weights.<name>`` like a built-in one; a bare ``fn`` still registers,
+with weight 0 unless the spec sets one."""
 
 BASELINES: Registry[Any] = Registry(
-    "baseline", field="baselines", builtins=("moo_search.recommender.baselines.ranking",)
+    "baseline",
+    field="baselines",
+    builtins=("moo_search.recommender.baselines.ranking",),
+    entry="moo_search.recommender.baselines.entry:Baseline",
+    adapt="moo_search.recommender.baselines.entry:Baseline.of",
 )
-"""display name -> ``fit(ctx: BaselineContext) -> Scorer`` (users -> scores over the catalog):
-a ranking baseline every study records, puts on its reference front (through the same
-re-rankers) and shows on its dashboard."""
+"""display name -> :class:`moo_search.recommender.baselines.entry.Baseline`
+(``fit(ctx: BaselineContext) -> Scorer``, users -> scores over the catalog, and the flags that
+say which studies record it): a ranking baseline a study records, puts on its reference front
+(through the same re-rankers) and shows on its dashboard. A bare ``fit`` still registers."""

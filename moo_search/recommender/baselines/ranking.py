@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from moo_search.errors import MooSearchError
+from moo_search.recommender.baselines.entry import Baseline
 from moo_search.recommender.baselines.factors import als, bpr
 from moo_search.recommender.config import EvalConfig
 from moo_search.recommender.data import Dataset, Split
@@ -28,7 +29,6 @@ from moo_search.recommender.metrics import auc, logloss
 from moo_search.recommender.registries import BASELINES
 
 __all__ = [
-    "COLD_ONLY_BASELINES",
     "CTR_BASELINE",
     "BaselineContext",
     "BaselineFailed",
@@ -82,7 +82,7 @@ class BaselineContext:
             raise BaselineFailed(f"baseline {name!r} failed: {self.failed[name]}")
         if name not in self._scorers:
             try:
-                self._scorers[name] = BASELINES.get(name)(self)
+                self._scorers[name] = BASELINES.get(name).fit(self)
             except Exception as e:
                 raise self.fail(name, e) from e
         return self._scorers[name]
@@ -267,45 +267,57 @@ def hybrid(ctx: BaselineContext) -> Scorer:
     return score
 
 
-for _name, _fit in (
-    ("Random", random_scores),
-    ("MostPop", most_pop),
-    ("ItemKNN", item_knn),
-    ("BPR", bpr),
-    ("ALS", als),
-    ("EASE", ease),
-    ("SANSA", sansa),
-    ("TF-IDF", tfidf_knn),
-    ("Frozen encoder", frozen_encoder),
-    ("Hybrid", hybrid),
+for _name, _baseline in (
+    ("Random", Baseline(fit=random_scores, description="Uniform random scores.")),
+    ("MostPop", Baseline(fit=most_pop, description="Train popularity.")),
+    ("ItemKNN", Baseline(fit=item_knn, description="Item-kNN, neighbours tuned on validation.")),
+    ("BPR", Baseline(fit=bpr, description="BPR-MF (implicit), factors tuned on validation.")),
+    ("ALS", Baseline(fit=als, description="iALS (implicit), factors tuned on validation.")),
+    (
+        "EASE",
+        Baseline(fit=ease, description="EASE, lambda tuned on validation.", catalog="dense"),
+    ),
+    (
+        "SANSA",
+        Baseline(
+            fit=sansa,
+            description="SANSA: EASE with a sparse approximate inverse, where dense EASE "
+            "does not fit.",
+            catalog="large",
+            requires=("sansa",),
+        ),
+    ),
+    ("TF-IDF", Baseline(fit=tfidf_knn, description="TF-IDF item-kNN over the item texts.")),
+    (
+        "Frozen encoder",
+        Baseline(fit=frozen_encoder, description="Item-kNN over the base encoder's embeddings."),
+    ),
+    (
+        "Hybrid",
+        Baseline(
+            fit=hybrid,
+            description="EASE for warm items, the better content baseline for new ones.",
+            cold_only=True,
+        ),
+    ),
 ):  # in this order: the tables and the dashboard list them so
-    BASELINES.register(_name, _fit)
-
-
-COLD_ONLY_BASELINES = ("Hybrid",)
-"""Baselines that differ from another one only under the item-cold protocol (the hybrid is
-EASE when every item is warm): recorded only when the split holds out items."""
-
-
-LARGE_CATALOG_ONLY = ("SANSA",)
-"""Baselines recorded only where dense EASE does not fit (SANSA approximates it)."""
+    BASELINES.register(_name, _baseline)
 
 
 def baseline_names(split: Split) -> tuple[str, ...]:
-    """The ranking baselines a study on ``split`` records: EASE where it fits, else SANSA
-    in its place; the hybrid under the item-cold protocol."""
-    skip: tuple[str, ...] = LARGE_CATALOG_ONLY if ease_fits(split.n_items) else ("EASE",)
-    if not ease_fits(split.n_items) and not sansa_installed():
+    """The ranking baselines a study on ``split`` records, by each one's flags: EASE where
+    it fits, else SANSA in its place; the hybrid under the item-cold protocol."""
+    dense = ease_fits(split.n_items)
+    if not dense and not sansa_installed():
         logger.warning(
             "no EASE-like baseline: dense EASE does not fit %d items and SANSA needs the "
             "'scale' extra (pip install 'moo-search[scale]')",
             split.n_items,
         )
-        skip = ("EASE", "SANSA")
     return tuple(
-        n
-        for n in BASELINES.names()
-        if n not in skip and (split.has_cold_items or n not in COLD_ONLY_BASELINES)
+        name
+        for name, b in BASELINES.items()
+        if b.applies(cold_items=split.has_cold_items, dense_fits=dense)
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -10,41 +10,24 @@ from moo_search.spec._errors import Located, Strict
 
 
 class LossWeights(Strict):
-    """One weight per registered loss term (normalised to sum to 1). The built-in terms are
-    fields; a term a plugin registers (``LOSS_TERMS``) is weighted by its own key."""
+    """One weight per registered loss term (``LOSS_TERMS``), normalised to sum to 1: each
+    term's own ``default_weight`` where the spec sets none. The built-in terms and a plugin's
+    are keyed alike, ``loss.weights.<term>``; the spec reference lists them."""
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 
-    ranking: float = Field(
-        1.0, ge=0.0, description="The ranking term (loss.ranking: softmax or BPR over the catalog)."
-    )
-    ctr: float = Field(
-        0.2, ge=0.0, description="The conversion task: the like head's log loss on interactions."
-    )
-    click: float = Field(
-        0.0,
-        ge=0.0,
-        description="The click task: the click head's log loss on each batch's interactions "
-        "against sampled non-interacted items (moo_search.recommender.model.tasks).",
-    )
-    satisfaction: float = Field(
-        0.0,
-        ge=0.0,
-        description="The satisfaction task: the satisfaction head's squared error on the "
-        "batch's ratings.",
-    )
-    diversity: float = Field(
-        0.0, ge=0.0, description="Penalises genre overlap in the predicted item distribution."
-    )
-    novelty: float = Field(0.0, ge=0.0, description="Rewards probability mass on unpopular items.")
-    content: float = Field(
-        0.0,
-        ge=0.0,
-        description=(
-            "Aligns item text embeddings with the backbone's item neighbours (in-batch "
-            "InfoNCE), so items without interactions are placed by their text."
-        ),
-    )
+    @model_validator(mode="before")
+    @classmethod
+    def _every_term(cls, data: Any) -> Any:
+        """Every registered term's weight, in registry order (what a spec leaves out takes the
+        term's default); a key no term registers is kept, for the check below to name."""
+        if not isinstance(data, dict):
+            return data
+        from moo_search.recommender.registries import LOSS_TERMS
+
+        terms = dict(LOSS_TERMS.items())
+        given = {n: data.get(n, t.default_weight) for n, t in terms.items()}
+        return {**given, **{k: v for k, v in data.items() if k not in terms}}
 
     @model_validator(mode="after")
     def _registered_terms(self) -> LossWeights:
@@ -57,6 +40,20 @@ class LossWeights(Strict):
                 raise Located((name,), f"a loss weight is a number >= 0, got {value!r}")
             (self.model_extra or {})[name] = float(value)
         return self
+
+    def of(self, term: str) -> float:
+        """The weight of ``term`` (0 for a term no longer registered)."""
+        return float((self.model_extra or {}).get(term, 0.0))
+
+    @classmethod
+    def registered_fields(cls) -> list[tuple[str, str, str, str]]:
+        """``(name, type, default, help)`` of every registered term, for the spec reference
+        (the weights are the registry's, not fields of this model)."""
+        from moo_search.recommender.registries import LOSS_TERMS
+
+        return [
+            (name, "float", repr(t.default_weight), t.description) for name, t in LOSS_TERMS.items()
+        ]
 
 
 class LossConfig(Strict):

@@ -129,7 +129,12 @@ class Recommender(nn.Module):
         return [] if self.fixed_cf else list(self.cf_tower.parameters())
 
     def head_parameters(self) -> list[torch.Tensor]:
-        return [*self.learned_cf_parameters(), self.log_scale, *self.ctr.parameters()]
+        return [
+            *self.learned_cf_parameters(),
+            self.log_scale,
+            *self.ctr.parameters(),
+            *self.tasks.parameters(),  # the click and satisfaction terms train their heads
+        ]
 
     def head_state(self) -> dict[str, torch.Tensor]:
         """Everything but the encoder and a closed-form backbone: a learned backbone, the task

@@ -1,10 +1,14 @@
 """The loss terms of L = w_rank L_rank + w_ctr L_ctr + w_click L_click + w_sat L_sat +
-w_div L_div + w_nov L_nov + w_content L_content, one
-registered function per weight of ``loss.weights`` (same keys), each computed from a
-:class:`Batch`."""
+w_div L_div + w_nov L_nov + w_content L_content: one :class:`LossTerm` registered per weight
+of ``loss.weights`` (same keys), each computed from a :class:`Batch`. The built-in terms
+register exactly as a plugin's::
+
+    LOSS_TERMS.register("mine", LossTerm(fn=my_term, default_weight=0.0, description="..."))
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -16,7 +20,7 @@ from moo_search.recommender.model.recommender import Recommender, standardise
 from moo_search.recommender.registries import LOSS_TERMS
 from moo_search.recommender.train import losses as L
 
-__all__ = ["Batch", "PairData", "loss_terms"]
+__all__ = ["Batch", "LossTerm", "PairData", "loss_terms"]
 
 
 @dataclass
@@ -33,6 +37,24 @@ class PairData:
     item_tokens: Any = None  # the catalog's TokenTable (terms that encode items)
     neighbours: torch.Tensor | None = None  # (I, n) each item's nearest backbone neighbours
     ratings: torch.Tensor | None = None  # (n,) each train pair's rating (satisfaction)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LossTerm:
+    """A loss term: ``fn(batch) -> scalar tensor``, its weight where the spec sets none
+    (``loss.weights.<name>``; weights are normalised to sum to 1), what it does (shown in the
+    spec reference)."""
+
+    fn: Callable[[Batch], torch.Tensor]
+    default_weight: float = 0.0
+    description: str = ""
+    adapted_from: Any = None  # the bare function a plugin registered, wrapped (compat)
+
+    @classmethod
+    def of(cls, fn: Any) -> LossTerm:
+        """A bare ``fn(batch)`` registered as before loss terms were records: weight 0 unless
+        the spec sets one."""
+        return cls(fn=fn, description=(fn.__doc__ or "").strip(), adapted_from=fn)
 
 
 @dataclass
@@ -58,7 +80,6 @@ class Batch:
         return torch.softmax(self.fused * self.model.log_scale.detach().exp(), dim=-1)
 
 
-@LOSS_TERMS.register("ranking")
 def _ranking(b: Batch) -> torch.Tensor:
     logits = b.model.logits(b.fused)
     rank = (
@@ -75,7 +96,6 @@ def _ranking(b: Batch) -> torch.Tensor:
     return rank
 
 
-@LOSS_TERMS.register("ctr")
 def _ctr(b: Batch) -> torch.Tensor:
     rows = torch.arange(len(b.idx), device=b.fused.device)
     t = torch.as_tensor(b.idx, device=b.fused.device)
@@ -104,7 +124,6 @@ def _z_at(b: Batch, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | N
     return r_z, s_z
 
 
-@LOSS_TERMS.register("click")
 def _click(b: Batch) -> torch.Tensor:
     """The click task: each batch interaction (label 1) against items drawn uniformly from
     the warm catalog (label 0; an interacted item drawn by chance is rare noise)."""
@@ -131,7 +150,6 @@ def _click(b: Batch) -> torch.Tensor:
     )
 
 
-@LOSS_TERMS.register("satisfaction")
 def _satisfaction(b: Batch) -> torch.Tensor:
     """The satisfaction task: squared error of the predicted rating of each batch pair."""
     p = b.pairs
@@ -150,17 +168,14 @@ def _satisfaction(b: Batch) -> torch.Tensor:
     return (b.model.tasks.rating(feats).float() - p.ratings[t]).pow(2).mean()
 
 
-@LOSS_TERMS.register("diversity")
 def _diversity(b: Batch) -> torch.Tensor:
     return L.diversity_loss(b.probs, b.pairs.features)
 
 
-@LOSS_TERMS.register("novelty")
 def _novelty(b: Batch) -> torch.Tensor:
     return L.novelty_loss(b.probs, b.pairs.self_information)
 
 
-@LOSS_TERMS.register("content")
 def _content(b: Batch) -> torch.Tensor:
     """In-batch InfoNCE between the text embedding of each batch item and that of one of its
     nearest backbone neighbours (van den Oord et al. 2018): the text tower learns to place an
@@ -186,6 +201,64 @@ def _content(b: Batch) -> torch.Tensor:
     return 0.5 * (ce(logits, target) + ce(logits.T, target))
 
 
+LOSS_TERMS.register(
+    "ranking",
+    LossTerm(
+        fn=_ranking,
+        default_weight=1.0,
+        description="The ranking term (loss.ranking: softmax or BPR over the catalog).",
+    ),
+)
+LOSS_TERMS.register(
+    "ctr",
+    LossTerm(
+        fn=_ctr,
+        default_weight=0.2,
+        description="The conversion task: the like head's log loss on interactions.",
+    ),
+)
+LOSS_TERMS.register(
+    "click",
+    LossTerm(
+        fn=_click,
+        default_weight=0.0,
+        description="The click task: the click head's log loss on each batch's interactions against sampled non-interacted items (moo_search.recommender.model.tasks).",
+    ),
+)
+LOSS_TERMS.register(
+    "satisfaction",
+    LossTerm(
+        fn=_satisfaction,
+        default_weight=0.0,
+        description="The satisfaction task: the satisfaction head's squared error on the batch's ratings.",
+    ),
+)
+LOSS_TERMS.register(
+    "diversity",
+    LossTerm(
+        fn=_diversity,
+        default_weight=0.0,
+        description="Penalises genre overlap in the predicted item distribution.",
+    ),
+)
+LOSS_TERMS.register(
+    "novelty",
+    LossTerm(
+        fn=_novelty,
+        default_weight=0.0,
+        description="Rewards probability mass on unpopular items.",
+    ),
+)
+LOSS_TERMS.register(
+    "content",
+    LossTerm(
+        fn=_content,
+        default_weight=0.0,
+        description="Aligns item text embeddings with the backbone's item neighbours (in-batch InfoNCE), so items without interactions are placed by their text.",
+    ),
+)
+
+
 def loss_terms(batch: Batch, weights: dict[str, float]) -> dict[str, torch.Tensor]:
     """Every registered term whose (normalised) weight is positive, in registry order; a term
     that raises or gives no scalar tensor fails the trial naming it."""
@@ -196,7 +269,7 @@ def loss_terms(batch: Batch, weights: dict[str, float]) -> dict[str, torch.Tenso
         if weights.get(name, 0) <= 0:
             continue
         try:
-            value = term(batch)
+            value = term.fn(batch)
         except TrialFailed:
             raise
         except Exception as e:
