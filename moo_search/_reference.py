@@ -178,7 +178,7 @@ def registries_reference() -> str:
     from moo_search import registry
     from moo_search.recommender import registries
 
-    kinds = {
+    kinds: dict[str, registry.Registry[Any]] = {
         "datasets (data.dataset)": registries.DATASETS,
         "adapters (adapter.type)": registries.ADAPTERS,
         "backbones (fusion.cf)": registries.BACKBONES,

@@ -34,9 +34,13 @@ import difflib
 import importlib
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from moo_search.errors import MissingLibraries, SpecError
+
+if TYPE_CHECKING:  # the entry types (the registries import nothing at run time)
+    from moo_search.drivers import BaseDriver
+    from moo_search.objective import Objective
 
 __all__ = [
     "DRIVERS",
@@ -210,7 +214,7 @@ class Registry(Generic[T]):
         return f"Registry({self.kind!r}, {sorted(self._entries)})"
 
 
-DRIVERS: Registry[Any] = Registry(
+DRIVERS: Registry[type[BaseDriver]] = Registry(
     "driver backend",
     field="driver.backend",
     builtins=("moo_search.drivers._optuna", "moo_search.drivers._pymoo"),
@@ -218,10 +222,12 @@ DRIVERS: Registry[Any] = Registry(
 """name -> driver class (a :class:`moo_search.drivers.BaseDriver`); each driver class keeps the
 registry of its algorithms as ``algorithms``."""
 
-PROBLEMS: Registry[Any] = Registry("problem", field="objective", builtins=("moo_search.problems",))
+PROBLEMS: Registry[Callable[..., Any]] = Registry(
+    "problem", field="objective", builtins=("moo_search.problems",)
+)
 """name -> ``factory(**spec.problem) -> Problem`` with a known front."""
 
-OBJECTIVES: Registry[Any] = Registry(
+OBJECTIVES: Registry[Objective] = Registry(
     "objective",
     field="objective",
     entry="moo_search.objective:Objective",

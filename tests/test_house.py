@@ -338,13 +338,23 @@ def _unit(module: str) -> str:
 
 def _package_imports() -> dict[str, dict[str, set[str]]]:
     """unit -> imported unit -> the files that import it (every import statement, inside
-    functions too, relative ones resolved)."""
+    functions too, relative ones resolved; not the type-only ones under ``TYPE_CHECKING``)."""
     edges: dict[str, dict[str, set[str]]] = {}
     for path in sorted((REPO / "moo_search").rglob("*.py")):
         parts = list(path.relative_to(REPO).with_suffix("").parts)
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         src = _unit(name) if "." in name else ""
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        typing_only = {  # `if TYPE_CHECKING:` imports name types; nothing is imported at run time
+            id(n)
+            for block in ast.walk(tree)
+            if isinstance(block, ast.If) and ast.unparse(block.test).endswith("TYPE_CHECKING")
+            for stmt in block.body
+            for n in ast.walk(stmt)
+        }
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
             mods: list[str] = []
             if isinstance(node, ast.ImportFrom):
                 if node.level:

@@ -21,6 +21,8 @@ from moo_search.interrupts import dump_stacks_on_sigusr1, interrupt_on_sigterm
 
 __all__ = ["build_parser", "main"]
 
+Subparsers = argparse._SubParsersAction  # what add_subparsers returns: a command per call
+
 
 # --------------------------------------------------------------------------- parser
 
@@ -35,30 +37,18 @@ def _positive_int(text: str) -> int:
     return n
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="moo-search",
-        description="Multi-objective Pareto search over PEFT fine-tunes of LM recommenders.",
+def _with_spec(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("spec", help="Study spec (YAML).")
+    sp.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="Override a spec value by dotted path, typed like YAML (repeatable).",
     )
-    p.add_argument(
-        "-v",
-        "--verbose",
-        action="count",
-        default=0,
-        help="More logging: -v adds warnings and failed trials' tracebacks, -vv debug.",
-    )
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def with_spec(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("spec", help="Study spec (YAML).")
-        sp.add_argument(
-            "--set",
-            action="append",
-            default=[],
-            metavar="PATH=VALUE",
-            help="Override a spec value by dotted path, typed like YAML (repeatable).",
-        )
 
+def _add_data(sub: Subparsers) -> None:
     d = sub.add_parser("data", help="Fetch datasets into the cache, or describe one.")
     d.add_argument(
         "action",
@@ -73,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="Print info as JSON.")
     d.set_defaults(func=cmd_data)
 
+
+def _add_list(sub: Subparsers) -> None:
     ls = sub.add_parser("list", help="What the spec may name: datasets, adapters, drivers, ...")
     ls.add_argument(
         "kind",
@@ -91,17 +83,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ls.set_defaults(func=cmd_list)
 
+
+def _add_baselines(sub: Subparsers) -> None:
     b = sub.add_parser(
         "baselines",
         help="Random, MostPop, ItemKNN, BPR, ALS, EASE (SANSA on large catalogs), the content "
         "and the count baselines on the spec's data: metrics, fit seconds, peak memory.",
     )
-    with_spec(b)
+    _with_spec(b)
     b.add_argument("--json", action="store_true", help="Print the metrics as JSON.")
     b.set_defaults(func=cmd_baselines)
 
+
+def _add_run(sub: Subparsers) -> None:
     r = sub.add_parser("run", help="Create or resume a study and run it to its budget.")
-    with_spec(r)
+    _with_spec(r)
     r.add_argument(
         "--n-trials",
         type=_positive_int,
@@ -129,8 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.set_defaults(func=cmd_run)
 
+
+def _add_worker(sub: Subparsers) -> None:
     w = sub.add_parser("worker", help="Join a running study from this host.")
-    with_spec(w)
+    _with_spec(w)
     w.add_argument(
         "--storage", required=True, help="The study's storage URL (e.g. postgresql://...)."
     )
@@ -157,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     w.set_defaults(func=cmd_worker)
 
+
+def _add_storage_proxy(sub: Subparsers) -> None:
     sp = sub.add_parser(
         "storage-proxy",
         help="Serve a study database over gRPC, so many workers share one connection pool "
@@ -169,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.set_defaults(func=cmd_storage_proxy)
 
+
+def _add_report(sub: Subparsers) -> None:
     rp = sub.add_parser("report", help="(Re)build the HTML dashboard of a study.")
     rp.add_argument("target", help="Study directory (reports/<study>), .db file or storage URL.")
     rp.add_argument(
@@ -179,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.set_defaults(func=cmd_report)
 
+
+def _add_export(sub: Subparsers) -> None:
     e = sub.add_parser(
         "export", help="Export a trial (adapter, config, metrics, manifest) for production."
     )
@@ -221,14 +225,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.set_defaults(func=cmd_export)
 
+
+def _add_trial(sub: Subparsers) -> None:
     t = sub.add_parser("trial", help="Run the spec's base config once and print its metrics.")
-    with_spec(t)
+    _with_spec(t)
     t.add_argument(
         "--artifacts", default=None, metavar="DIR", help="Write adapter, heads, metrics here."
     )
     t.add_argument("--no-baselines", action="store_true", help="Skip the baseline rows.")
     t.add_argument("--json", action="store_true", help="Print metrics and cost as JSON.")
     t.set_defaults(func=cmd_trial)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="moo-search",
+        description="Multi-objective Pareto search over PEFT fine-tunes of LM recommenders.",
+    )
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="More logging: -v adds warnings and failed trials' tracebacks, -vv debug.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_data(sub)
+    _add_list(sub)
+    _add_baselines(sub)
+    _add_run(sub)
+    _add_worker(sub)
+    _add_storage_proxy(sub)
+    _add_report(sub)
+    _add_export(sub)
+    _add_trial(sub)
     return p
 
 

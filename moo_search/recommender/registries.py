@@ -6,9 +6,18 @@ study's own come from its ``plugins`` modules.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from moo_search.registry import Registry
+
+if TYPE_CHECKING:  # the entry types (this module imports nothing heavy at run time)
+    from moo_search.recommender.baselines.entry import Baseline
+    from moo_search.recommender.config import AdapterType
+    from moo_search.recommender.data.registered import DatasetSource
+    from moo_search.recommender.metrics import MetricDef
+    from moo_search.recommender.model.backbones import Backbone
+    from moo_search.recommender.model.family import ModelFamily
+    from moo_search.recommender.train.terms import LossTerm
 
 __all__ = [
     "ADAPTERS",
@@ -20,7 +29,7 @@ __all__ = [
     "METRICS",
 ]
 
-DATASETS: Registry[Any] = Registry(
+DATASETS: Registry[DatasetSource] = Registry(
     "dataset",
     field="data.dataset",
     builtins=("moo_search.recommender.data.registered",),
@@ -29,7 +38,7 @@ DATASETS: Registry[Any] = Registry(
 """name -> :class:`moo_search.recommender.data.registered.DatasetSource` (``load(cfg) -> Dataset``,
 optional ``fetch``/``is_cached``)."""
 
-FAMILIES: Registry[Any] = Registry(
+FAMILIES: Registry[ModelFamily] = Registry(
     "model family",
     field="model.tiny.family",
     builtins=("moo_search.recommender.model.families",),
@@ -38,14 +47,18 @@ FAMILIES: Registry[Any] = Registry(
 """name -> :class:`moo_search.recommender.model.family.ModelFamily`: how the models of one
 architecture (``config.json``'s ``model_type``) load, pool, are adapted and cached."""
 
-ADAPTERS: Registry[Any] = Registry(
-    "adapter type", field="adapter.type", builtins=("moo_search.recommender.model.adapters",)
+ADAPTERS: Registry[AdapterType] = Registry(
+    "adapter type",
+    field="adapter.type",
+    builtins=("moo_search.recommender.model.adapters",),
+    entry="moo_search.recommender.config:AdapterType",
+    adapt="moo_search.recommender.config:AdapterType.of",
 )
 """name -> :class:`moo_search.recommender.config.AdapterType` (its PEFT builder, the knobs it
 owns, its own params model); a bare ``build(model, cfg) -> peft config`` function still
-registers, read as owning every knob."""
+registers (``AdapterType.of``), read as owning every knob."""
 
-BACKBONES: Registry[Any] = Registry(
+BACKBONES: Registry[Backbone] = Registry(
     "collaborative backbone",
     field="fusion.cf",
     builtins=("moo_search.recommender.model.backbones",),
@@ -53,7 +66,7 @@ BACKBONES: Registry[Any] = Registry(
 )
 """name -> :class:`moo_search.recommender.model.backbones.Backbone`."""
 
-METRICS: Registry[Any] = Registry(
+METRICS: Registry[MetricDef] = Registry(
     "metric",
     field="objectives",
     builtins=("moo_search.recommender.metrics",),
@@ -61,7 +74,7 @@ METRICS: Registry[Any] = Registry(
 )
 """family name -> :class:`moo_search.recommender.metrics.MetricDef` (direction, compute, slices)."""
 
-LOSS_TERMS: Registry[Any] = Registry(
+LOSS_TERMS: Registry[LossTerm] = Registry(
     "loss term",
     field="loss.weights",
     builtins=("moo_search.recommender.train.terms",),
@@ -73,7 +86,7 @@ LossTerm` (``fn(batch) -> scalar loss``, its default weight, its description). A
 is weighted by ``loss.weights.<name>`` like a built-in one; a bare ``fn`` still registers,
 with weight 0 unless the spec sets one."""
 
-BASELINES: Registry[Any] = Registry(
+BASELINES: Registry[Baseline] = Registry(
     "baseline",
     field="baselines",
     builtins=("moo_search.recommender.baselines.ranking",),

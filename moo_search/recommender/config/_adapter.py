@@ -73,11 +73,24 @@ class AdapterType:
     knobs: type[BaseModel] | None = None
     params: type[BaseModel] | None = None
     description: str = ""
+    adapted_from: Any = None  # the bare builder a plugin registered, wrapped (compat)
+
+    @classmethod
+    def of(cls, build: Any) -> AdapterType:
+        """A bare ``build(model, cfg)`` registered as before adapter types were records: it
+        owns every knob of the section, and its ``knobs`` / ``params`` attributes if set."""
+        return cls(
+            build=build,
+            knobs=getattr(build, "knobs", None),
+            params=getattr(build, "params", None),
+            description=(build.__doc__ or "").strip(),
+            adapted_from=build,
+        )
 
 
-def knobs_of(entry: Any) -> type[BaseModel] | None:
+def knobs_of(entry: AdapterType) -> type[BaseModel] | None:
     """The model of the section's knobs an adapter entry owns (None: all, the old way)."""
-    return entry.knobs if isinstance(entry, AdapterType) else getattr(entry, "knobs", None)
+    return entry.knobs
 
 
 class AdapterConfig(Strict):
@@ -156,7 +169,7 @@ def switch_keeps(name: Any) -> set[str]:
     from: the targets every type has and the knobs ``name`` owns."""
     shared = {"type", "target_modules", "layers"}
     entry = ADAPTERS.get(name) if isinstance(name, str) and name in ADAPTERS else None
-    model = knobs_of(entry)
+    model = knobs_of(entry) if entry is not None else None
     if model is None:
         return shared | set(OWNED_KNOBS) | {"params"}
     return shared | set(model.model_fields)

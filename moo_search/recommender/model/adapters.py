@@ -162,8 +162,7 @@ ADAPTERS.register(
 
 def apply_adapter(model: Any, cfg: AdapterConfig) -> Any:
     """Wrap ``model`` with the configured PEFT adapter (only adapter weights train)."""
-    entry = ADAPTERS.get(cfg.type)
-    build = entry.build if isinstance(entry, AdapterType) else entry
+    build = ADAPTERS.get(cfg.type).build
     if build is None:
         return model
     from peft import get_peft_model
