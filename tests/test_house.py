@@ -319,7 +319,7 @@ RECOMMENDER = [
     {"recommender.model"},
     {"recommender.train", "recommender.prepare"},
     {"recommender.task_eval"},
-    {"recommender.trial_eval"},
+    {"recommender.trial_eval", "recommender.trial_artifacts"},
     {"recommender.trial"},
     {"recommender.baselines", "recommender.reference"},
     {"recommender.objective", "recommender.export"},

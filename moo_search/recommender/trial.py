@@ -8,14 +8,13 @@ trial's state on the instance (``trial.model``, ``trial.scorer``, ``trial.scores
 
 from __future__ import annotations
 
-import json
 import logging
 import resource
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -41,6 +40,13 @@ from moo_search.recommender.trial_eval import (
     rung_users,
     tune_new_item_neighbours,
 )
+
+if TYPE_CHECKING:
+    from moo_search.recommender.metrics._context import EvalContext
+    from moo_search.recommender.model.recommender import Recommender
+    from moo_search.recommender.model.tokens import TokenTable
+    from moo_search.recommender.prepare import PreparedData
+    from moo_search.recommender.train.loop import TrainHistory
 
 __all__ = ["Trial", "TrialResult", "run_trial"]
 
@@ -141,6 +147,27 @@ class Trial:
 
     STAGES = ("prepare", "build", "fit", "score", "evaluate", "variants", "save")
 
+    # The state the stages share, by the stage that sets it (a stage that replaces one sets
+    # what it set; :meth:`run` sets ``t0`` and ``device`` first).
+    t0: float
+    device: torch.device
+    data: PreparedData  # prepare
+    model: Recommender  # build: the model on its device and what it reads
+    base_id: str
+    trainable: int
+    item_tokens: TokenTable
+    user_tokens: TokenTable
+    autocast: Callable[[], Any] | None
+    user_items: Any
+    history: TrainHistory  # fit
+    scorer: CatalogScorer  # score: served, and its scores (kept, or computed per chunk)
+    scores: Callable[[np.ndarray], np.ndarray]
+    metrics: dict[str, dict[str, float]]  # evaluate: per part, with its lists and test context
+    lists: dict[str, tuple[np.ndarray, np.ndarray]]
+    test_ctx: EvalContext
+    variant_results: list[dict[str, Any]]  # variants
+    result: TrialResult  # save
+
     def __init__(
         self,
         config: RecommenderSpec | dict[str, Any] | str | Path,
@@ -155,6 +182,7 @@ class Trial:
         self.on_rung = on_rung
         self.task_kw = {"negatives": self.spec.eval.click_negatives, "seed": self.spec.seed}
         self.ks = self.spec.requested_ks()
+        self._rung_sample: np.ndarray | None = None  # the early-stopping rungs' users
 
     def run(self) -> TrialResult:
         from moo_search.recommender.train._setup import pick_device
@@ -221,7 +249,8 @@ class Trial:
         """The served scorer (fusion.serve_*), its new-item neighbours chosen on validation,
         the task heads fitted, the scores kept for re-ranking (or recomputed per chunk)."""
         spec, data = self.spec, self.data
-        self.model.item_alpha.copy_(torch.as_tensor(item_alpha(spec, data, serving=True)))
+        alpha: torch.Tensor = self.model.item_alpha  # type: ignore[assignment]
+        alpha.copy_(torch.as_tensor(item_alpha(spec, data, serving=True)))
         scorer = self.catalog_scorer()
         if scorer.history is not None and spec.fusion.new_item_neighbours is None:
             scorer = tune_new_item_neighbours(spec, data, scorer)
@@ -272,6 +301,8 @@ class Trial:
             hits=hits_per_user(self.spec, self.test_ctx, *self.lists["test"]),
         )
         if self.artifact_dir is not None:
+            from moo_search.recommender.trial_artifacts import write_artifacts
+
             self.result.artifact_dir = str(write_artifacts(self.artifact_dir, self))
 
     # ---- helpers of the stages
@@ -332,7 +363,7 @@ class Trial:
     def _checkpoint(self, step: int) -> None:
         assert self.on_rung is not None
         spec = self.spec
-        if not hasattr(self, "_rung_sample"):
+        if self._rung_sample is None:
             self._rung_sample = rung_users(self.data.split, spec.driver.early_stopping.sample_users)
         scorer = self.catalog_scorer()
         metrics = self._val_metrics(scorer, self._rung_sample)  # a fixed sample: comparable
@@ -355,30 +386,3 @@ class Trial:
             "trainable_params": float(self.trainable),
             "peak_mem_mb": float(peak),
         }
-
-
-def write_artifacts(root: Path, trial: Trial) -> Path:
-    """The trial's resolved config, adapter (PEFT format), heads, top-k lists, metrics and
-    loss curve under ``root``."""
-    from safetensors.torch import save_file
-
-    spec, model, result, lists = trial.spec, trial.model, trial.result, trial.lists
-
-    root.mkdir(parents=True, exist_ok=True)
-    spec.save(root / "config.yaml")
-    if spec.adapter.type != "none":
-        model.encoder.save_pretrained(str(root / "adapter"))
-    save_file(model.head_state(), str(root / "heads.safetensors"))
-    arrays: dict[str, Any] = {f"{p}_users": users for p, (users, _) in lists.items()}
-    arrays.update({f"{p}_lists": top for p, (_, top) in lists.items()})
-    np.savez_compressed(root / "lists.npz", **arrays)
-    (root / "metrics.json").write_text(
-        json.dumps(
-            {"metrics": result.metrics, "cost": result.cost, "base_model": result.base_model},
-            indent=2,
-            sort_keys=True,
-        )
-    )
-    curve = {k: result.history[k] for k in ("steps", "loss", "terms", "evals", "best_step")}
-    (root / "loss_curve.json").write_text(json.dumps(curve, sort_keys=True))
-    return root
