@@ -8,7 +8,7 @@ from typing import Any
 
 from moo_search.drivers._context import StudyContext
 from moo_search.errors import MooSearchError
-from moo_search.objective import metric_value
+from moo_search.objective import Evaluation, metric_value
 from moo_search.spec import Dimension, StudySpec, suggestion_order
 from moo_search.stats import finite_or_none
 from moo_search.study import ATTR, artifact_hashes, finite_metrics, is_derived
@@ -127,7 +127,6 @@ class TrialRunner:
         import optuna
 
         from moo_search.drivers._workers import worker_record
-        from moo_search.interrupts import interruptible
 
         ctx = self.ctx
         self.last_values = None
@@ -137,55 +136,9 @@ class TrialRunner:
             raise optuna.TrialPruned("budget already reached by other workers")
         t0 = time.monotonic()
         try:
-            params = suggest(trial, ctx.space)
-            trial.set_user_attr(ATTR.PARAMS, params)
-            same = self._repeat_of(trial, params)
-            if same is not None:  # not run again; a pruned trial leaves the budget as it was
-                self.repeats += 1
-                reason = f"the sampler proposed trial {same}'s parameters again: not re-run"
-                trial.set_user_attr(ATTR.FAIL, reason)
-                raise optuna.TrialPruned(reason)
-            self.repeats = 0
-            objective = ctx.objective
-            assert objective is not None
-            spec = ctx.spec.with_params(params) if objective.searches_spec else ctx.spec
-            if objective.searches_spec:
-                trial.set_user_attr(ATTR.CONFIG, spec.to_dict())
-            art = ctx.study_dir / "artifacts" / f"trial_{trial.number:05d}"
-            with interruptible():  # (interrupts are held around it: BaseDriver._run_one)
-                ev = ctx.evaluate(
-                    params,
-                    spec,
-                    art if objective.keeps_artifacts else None,
-                    on_rung=self._rung_hook(trial) if objective.has_rungs else None,
-                )
-            metrics, cost = ev.metrics, ev.cost
-            if objective.keeps_artifacts:
-                trial.set_user_attr(ATTR.ARTIFACTS, str(art.resolve()))
-                # what export and report check: the files are this trial's, not a later run's
-                trial.set_user_attr(ATTR.ARTIFACT_SHA256, artifact_hashes(art))
-            if ev.backbone:
-                trial.set_user_attr(ATTR.BACKBONE, ev.backbone)
-            if ev.hits:
-                trial.set_user_attr(ATTR.HITS, ev.hits)
-            trial.set_user_attr(ATTR.METRICS, finite_metrics(metrics))
-            trial.set_user_attr(ATTR.COST, finite_metrics({"val": cost})["val"])
-            values = [metric_value(metrics, cost, m) for m in ctx.metric_names]
-            bad = [m for m, v in zip(ctx.metric_names, values) if not math.isfinite(v)]
-            if bad:
-                raise MooSearchError(f"objective(s) {bad} are not finite: {values}")
-            if ctx.spec.driver.early_stopping.enabled and objective.has_rungs:
-                final = {"step": objective.steps(spec), "values": _finite_list(values)}
-                self._curve.append(final)
-                trial.set_user_attr(ATTR.CURVE, self._curve)
-            violations = [
-                c.violation(metric_value(metrics, cost, c.metric)) for c in spec.constraints
-            ]
-            trial.set_user_attr(ATTR.CONSTRAINTS, violations)
-            self.last_violations = violations
-            _set_constraints(trial, spec, violations)
-            for v in ev.variants:
-                _add_variant(ctx, trial, spec, params, cost, v)
+            params = self._params(trial)
+            spec, ev = self._evaluate(trial, params)
+            values = self._record(trial, spec, params, ev)
         except optuna.TrialPruned:
             raise
         except BaseException as e:
@@ -199,6 +152,75 @@ class TrialRunner:
             raise
         ctx.durations.append(time.monotonic() - t0)
         self.last_values = values
+        return values
+
+    def _params(self, trial: Any) -> dict[str, Any]:
+        """The trial's suggested params; a repeat of an earlier trial's is pruned, not run."""
+        import optuna
+
+        params = suggest(trial, self.ctx.space)
+        trial.set_user_attr(ATTR.PARAMS, params)
+        same = self._repeat_of(trial, params)
+        if same is not None:  # not run again; a pruned trial leaves the budget as it was
+            self.repeats += 1
+            reason = f"the sampler proposed trial {same}'s parameters again: not re-run"
+            trial.set_user_attr(ATTR.FAIL, reason)
+            raise optuna.TrialPruned(reason)
+        self.repeats = 0
+        return params
+
+    def _evaluate(self, trial: Any, params: dict[str, Any]) -> tuple[Any, Evaluation]:
+        """(the trial's spec, the objective's evaluation), with its config and artifacts
+        recorded."""
+        from moo_search.interrupts import interruptible
+
+        ctx = self.ctx
+        objective = ctx.objective
+        assert objective is not None
+        spec = ctx.spec.with_params(params) if objective.searches_spec else ctx.spec
+        if objective.searches_spec:
+            trial.set_user_attr(ATTR.CONFIG, spec.to_dict())
+        art = ctx.study_dir / "artifacts" / f"trial_{trial.number:05d}"
+        with interruptible():  # (interrupts are held around it: BaseDriver._run_one)
+            ev = ctx.evaluate(
+                params,
+                spec,
+                art if objective.keeps_artifacts else None,
+                on_rung=self._rung_hook(trial) if objective.has_rungs else None,
+            )
+        if objective.keeps_artifacts:
+            trial.set_user_attr(ATTR.ARTIFACTS, str(art.resolve()))
+            # what export and report check: the files are this trial's, not a later run's
+            trial.set_user_attr(ATTR.ARTIFACT_SHA256, artifact_hashes(art))
+        return spec, ev
+
+    def _record(self, trial: Any, spec: Any, params: dict[str, Any], ev: Evaluation) -> list[float]:
+        """Record what the evaluation gave (metrics, cost, constraints, the curve's last
+        point, the variants); the objective values, refused where one is not finite."""
+        ctx = self.ctx
+        objective = ctx.objective
+        assert objective is not None
+        metrics, cost = ev.metrics, ev.cost
+        if ev.backbone:
+            trial.set_user_attr(ATTR.BACKBONE, ev.backbone)
+        if ev.hits:
+            trial.set_user_attr(ATTR.HITS, ev.hits)
+        trial.set_user_attr(ATTR.METRICS, finite_metrics(metrics))
+        trial.set_user_attr(ATTR.COST, finite_metrics({"val": cost})["val"])
+        values = [metric_value(metrics, cost, m) for m in ctx.metric_names]
+        bad = [m for m, v in zip(ctx.metric_names, values) if not math.isfinite(v)]
+        if bad:
+            raise MooSearchError(f"objective(s) {bad} are not finite: {values}")
+        if ctx.spec.driver.early_stopping.enabled and objective.has_rungs:
+            final = {"step": objective.steps(spec), "values": _finite_list(values)}
+            self._curve.append(final)
+            trial.set_user_attr(ATTR.CURVE, self._curve)
+        violations = [c.violation(metric_value(metrics, cost, c.metric)) for c in spec.constraints]
+        trial.set_user_attr(ATTR.CONSTRAINTS, violations)
+        self.last_violations = violations
+        _set_constraints(trial, spec, violations)
+        for v in ev.variants:
+            _add_variant(ctx, trial, spec, params, cost, v)
         return values
 
 

@@ -207,50 +207,18 @@ def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool =
     params = _param_kinds(trials, extras)
     checked: dict[Any, tuple[str, str]] = {}
     records = [_record(t, metrics, extras, checked if verify_artifacts else None) for t in trials]
-    rows = pd.DataFrame.from_records(records)
-    if rows.empty:
-        rows = pd.DataFrame(
-            columns=[
-                "number",
-                "state",
-                "feasible",
-                "violation",
-                "reason",
-                "anchor",
-                "derived_from",
-                "generation",
-                "duration",
-                "artifact_dir",
-                "artifacts",
-                "artifact_problem",
-                "curve",
-            ]
-        )
+    rows = pd.DataFrame.from_records(records) if records else pd.DataFrame(columns=_COLUMNS)
     for name in params:  # a served-weight column: every trial's, as trained where not swept
         if f"served:{name}" in rows:
             rows[f"param:{name}"] = rows[f"served:{name}"]
     counts = {s.name: int((rows["state"] == s.name).sum()) for s in TrialState}
-    obj_cols = [f"obj:{m}" for m in metrics]
-    for c in obj_cols:
-        if c not in rows:
-            rows[c] = np.nan
-    ok = (rows["state"] == "COMPLETE") & rows["feasible"].astype(bool)
-    F = rows.loc[ok, obj_cols].to_numpy(dtype=np.float64)
-    rows["pareto"] = False
-    if len(F):
-        rows.loc[ok, "pareto"] = pareto.pareto_mask(F, directions)
+    ok, F = _mark_front(rows, metrics, directions)
 
     paired = study.user_attrs.get(STUDY_ATTR.BASELINE_HITS)
     vs_baseline = pair_with_baseline(rows, paired, extras.paired_baseline)
-    ref = study.user_attrs.get(STUDY_ATTR.REFERENCE)
-    if ref is None and len(F):
-        ref = pareto.default_reference_point(F, directions).tolist()
-    hv = pareto.hypervolume(F, ref, directions) if ref is not None and len(F) else None
-    hv_hist: tuple[list[int], list[float]] = ([], [])
-    if ref is not None and len(F):
-        pos, vals = pareto.hypervolume_history(F, ref, directions, max_points=300)
-        numbers = rows.loc[ok, "number"].to_numpy()
-        hv_hist = ([int(numbers[p]) for p in pos], [float(v) for v in vals])
+    ref, hv, hv_hist = _hypervolumes(
+        F, directions, study.user_attrs.get(STUDY_ATTR.REFERENCE), rows.loc[ok, "number"]
+    )
     if not extras.shows_config:
         spec = None  # the config means nothing to this objective: show params only
     data = StudyData(
@@ -275,6 +243,56 @@ def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool =
     data.importance = param_importance(data)
     data.test_metrics = [m for m in metrics if f"test:{m}" in rows.columns]
     return data
+
+
+_COLUMNS = [
+    "number",
+    "state",
+    "feasible",
+    "violation",
+    "reason",
+    "anchor",
+    "derived_from",
+    "generation",
+    "duration",
+    "artifact_dir",
+    "artifacts",
+    "artifact_problem",
+    "curve",
+]
+"""The rows' columns when the study has no trial yet."""
+
+
+def _mark_front(
+    rows: pd.DataFrame, metrics: list[str], directions: list[str]
+) -> tuple[pd.Series, np.ndarray]:
+    """Mark the Pareto front of the feasible complete trials (column ``pareto``); (their
+    mask, their objective values)."""
+    obj_cols = [f"obj:{m}" for m in metrics]
+    for c in obj_cols:
+        if c not in rows:
+            rows[c] = np.nan
+    ok = (rows["state"] == "COMPLETE") & rows["feasible"].astype(bool)
+    F = rows.loc[ok, obj_cols].to_numpy(dtype=np.float64)
+    rows["pareto"] = False
+    if len(F):
+        rows.loc[ok, "pareto"] = pareto.pareto_mask(F, directions)
+    return ok, F
+
+
+def _hypervolumes(
+    F: np.ndarray, directions: list[str], ref: list[float] | None, numbers: pd.Series
+) -> tuple[list[float] | None, float | None, tuple[list[int], list[float]]]:
+    """(reference point, hypervolume, its history by trial number) of the feasible complete
+    trials' objective values ``F``; the reference point is the study's, else derived."""
+    if not len(F):
+        return ref, None, ([], [])
+    if ref is None:
+        ref = pareto.default_reference_point(F, directions).tolist()
+    hv = pareto.hypervolume(F, ref, directions)
+    pos, vals = pareto.hypervolume_history(F, ref, directions, max_points=300)
+    nums = numbers.to_numpy()
+    return ref, hv, ([int(nums[p]) for p in pos], [float(v) for v in vals])
 
 
 def _load_study_plugins(spec: dict[str, Any]) -> None:

@@ -46,6 +46,26 @@ def pareto_matrix(data: StudyData) -> dict[str, Any]:
         if hover:
             tr["text"], tr["hoverinfo"] = hover, "text"
         traces.append(tr)
+    traces += _baseline_and_reference_matrix(data, dims)
+    size = max(360, 260 * (m - 1))
+    layout = {
+        **BASE_LAYOUT,
+        "height": size,
+        "dragmode": "select",
+        "hovermode": "closest",
+        "title": {"text": "Pareto fronts (validation), every pair of objectives"},
+    }
+    for i in range(1, m + 1):
+        layout[f"xaxis{i}" if i > 1 else "xaxis"] = {"gridcolor": "#e5e8ec"}
+        layout[f"yaxis{i}" if i > 1 else "yaxis"] = {"gridcolor": "#e5e8ec"}
+    return {"data": traces, "layout": layout}
+
+
+def _baseline_and_reference_matrix(
+    data: StudyData, dims: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The baselines as stars, and the reference front, in every pair of objectives."""
+    traces = []
     base = _baseline_points(data)
     if base:
         traces.append(
@@ -54,7 +74,9 @@ def pareto_matrix(data: StudyData) -> dict[str, Any]:
                 "name": "baselines",
                 "showupperhalf": False,
                 "diagonal": {"visible": False},
-                "dimensions": [{**dims[i], "values": [b[1][i] for b in base]} for i in range(m)],
+                "dimensions": [
+                    {**dims[i], "values": [b[1][i] for b in base]} for i in range(len(dims))
+                ],
                 "text": [_esc(b[0]) for b in base],
                 "hoverinfo": "text",
                 "customdata": [-1] * len(base),
@@ -83,18 +105,7 @@ def pareto_matrix(data: StudyData) -> dict[str, Any]:
                 "marker": REFERENCE_MARKER,
             }
         )
-    size = max(360, 260 * (m - 1))
-    layout = {
-        **BASE_LAYOUT,
-        "height": size,
-        "dragmode": "select",
-        "hovermode": "closest",
-        "title": {"text": "Pareto fronts (validation), every pair of objectives"},
-    }
-    for i in range(1, m + 1):
-        layout[f"xaxis{i}" if i > 1 else "xaxis"] = {"gridcolor": "#e5e8ec"}
-        layout[f"yaxis{i}" if i > 1 else "yaxis"] = {"gridcolor": "#e5e8ec"}
-    return {"data": traces, "layout": layout}
+    return traces
 
 
 def pareto_2d(data: StudyData) -> dict[str, Any]:
@@ -115,6 +126,22 @@ def pareto_2d(data: StudyData) -> dict[str, Any]:
         if hover:
             tr["text"], tr["hoverinfo"] = hover, "text"
         traces.append(tr)
+    traces += _baseline_and_reference_2d(data, a, b)
+    layout = {
+        **BASE_LAYOUT,
+        "height": 460,
+        "hovermode": "closest",
+        "title": {"text": "Pareto front (validation)"},
+        "xaxis": {"title": {"text": _label(a, data.directions[0])}, "gridcolor": "#e5e8ec"},
+        "yaxis": {"title": {"text": _label(b, data.directions[1])}, "gridcolor": "#e5e8ec"},
+    }
+    return {"data": traces, "layout": layout}
+
+
+def _baseline_and_reference_2d(data: StudyData, a: str, b: str) -> list[dict[str, Any]]:
+    """The baselines as stars, and the reference front as a dotted staircase, on the
+    ``a`` x ``b`` plane."""
+    traces = []
     base = _baseline_points(data)
     if base:
         traces.append(
@@ -151,15 +178,7 @@ def pareto_2d(data: StudyData) -> dict[str, Any]:
                 "line": {"color": REFERENCE, "dash": "dot", "width": 1, "shape": "hv"},
             }
         )
-    layout = {
-        **BASE_LAYOUT,
-        "height": 460,
-        "hovermode": "closest",
-        "title": {"text": "Pareto front (validation)"},
-        "xaxis": {"title": {"text": _label(a, data.directions[0])}, "gridcolor": "#e5e8ec"},
-        "yaxis": {"title": {"text": _label(b, data.directions[1])}, "gridcolor": "#e5e8ec"},
-    }
-    return {"data": traces, "layout": layout}
+    return traces
 
 
 def front_3d(data: StudyData) -> dict[str, Any] | None:

@@ -95,10 +95,8 @@ def open_storage(
     ``read_only`` (reports, exports) opens only an existing SQLite database and creates
     nothing.
     """
-    import warnings
 
     import optuna
-    from optuna.storages import RDBStorage
 
     if url in ("memory", "memory://", ":memory:"):
         return optuna.storages.InMemoryStorage()
@@ -112,31 +110,8 @@ def open_storage(
         engine_kwargs = {"connect_args": {"timeout": 120}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
-    retry: dict[str, Any] = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = _retry_callback(RDBStorage, heartbeat_interval)
     try:
-        for attempt in range(SCHEMA_RACE_RETRIES + 1):
-            try:
-                with _creating(url), warnings.catch_warnings():
-                    # heartbeats are marked experimental in Optuna; we rely on them deliberately
-                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                    return RDBStorage(
-                        url,
-                        engine_kwargs=engine_kwargs,
-                        heartbeat_interval=heartbeat_interval,
-                        grace_period=grace_period,
-                        **retry,
-                    )
-            except Exception as e:
-                # two processes opening a new database together both create its tables;
-                # the loser sees them half made ("already exists") and simply opens again
-                if attempt == SCHEMA_RACE_RETRIES or not _schema_race(e):
-                    raise
-                logger.debug("storage schema created concurrently (%s); opening again", e)
-                time.sleep(0.2 * (attempt + 1))
-        raise AssertionError("unreachable")
+        return _rdb_storage(url, engine_kwargs, heartbeat_interval, grace_period)
     except ImportError as e:
         raise StorageError(
             f"storage {redact_url(url)}: the database driver is missing ({e}); "
@@ -146,6 +121,44 @@ def open_storage(
         raise StorageError(
             f"cannot open storage {redact_url(url)}: {str(e).splitlines()[0]}"
         ) from None
+
+
+def _rdb_storage(
+    url: str,
+    engine_kwargs: dict[str, Any],
+    heartbeat_interval: int | None,
+    grace_period: int | None,
+) -> Any:
+    """Optuna's RDBStorage for ``url``, with heartbeats and retries; opened again when two
+    processes creating a new database together race on its tables."""
+    import warnings
+
+    import optuna
+    from optuna.storages import RDBStorage
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = _retry_callback(RDBStorage, heartbeat_interval)
+    for attempt in range(SCHEMA_RACE_RETRIES + 1):
+        try:
+            with _creating(url), warnings.catch_warnings():
+                # heartbeats are marked experimental in Optuna; we rely on them deliberately
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    **retry,
+                )
+        except Exception as e:
+            # two processes opening a new database together both create its tables;
+            # the loser sees them half made ("already exists") and simply opens again
+            if attempt == SCHEMA_RACE_RETRIES or not _schema_race(e):
+                raise
+            logger.debug("storage schema created concurrently (%s); opening again", e)
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _grpc_proxy(url: str) -> Any:
