@@ -9,7 +9,12 @@ no test edit.
   to the same lists;
 - adapter types: the loss falls, the adapter's own weights move and are saved in PEFT's format,
   and plain PEFT loads them to the same embeddings; a knob the type does not own is refused,
-  naming it.
+  naming it;
+- loss terms: trained alone, a term falls below the same model held still on the same batches;
+- baselines: each beats Random on planted data, and says which studies record it;
+- metrics: a list metric gives the values of its hand-computed example on the planted world
+  (``metrics/_example.py``), the better lists better in its declared direction;
+- dataset sources: loaded twice to one fingerprint, split twice to the same non-empty parts.
 """
 
 from __future__ import annotations
@@ -22,7 +27,14 @@ import pytest
 import torch
 
 from moo_search.errors import SpecError
-from moo_search.recommender.registries import ADAPTERS, BACKBONES, BASELINES, LOSS_TERMS
+from moo_search.recommender.registries import (
+    ADAPTERS,
+    BACKBONES,
+    BASELINES,
+    DATASETS,
+    LOSS_TERMS,
+    METRICS,
+)
 
 from .helpers import run_kept, tiny_spec
 
@@ -309,3 +321,90 @@ def test_baselines_say_where_a_study_records_them():
 
 def test_the_baseline_suite_runs_the_plugins_baselines():
     assert set(BASELINES.names()) >= PLUGIN_BASELINES
+
+
+# --------------------------------------------------------------------------- metrics
+
+PLUGIN_METRICS = {"f1"}
+
+
+@pytest.mark.parametrize("name", _with_plugin(METRICS.names(), METRICS))
+def test_metric_matches_its_hand_computed_example_in_its_direction(name):
+    """A list metric computes the values its example states on the planted world, and the
+    better lists score better in its declared direction; a metric the trial reports itself
+    (a task's AUC, a cost) declares a direction and says what it is."""
+    from moo_search.recommender.metrics import EXAMPLE_LISTS, example_context
+
+    m = METRICS.get(name)
+    assert m.direction in ("maximize", "minimize")
+    if m.compute is None:
+        assert m.description, name
+        return
+    assert m.example is not None, f"list metric {name!r} has no hand-computed example"
+    ctx = example_context()
+    users = np.array([0, 1])
+    got = {
+        which: m.compute(lists, users, ctx, ctx.relevant) for which, lists in EXAMPLE_LISTS.items()
+    }
+    assert got["better"] == pytest.approx(m.example.better, abs=1e-9), name
+    assert got["worse"] == pytest.approx(m.example.worse, abs=1e-9), name
+    better = (
+        got["better"] > got["worse"] if m.direction == "maximize" else got["better"] < got["worse"]
+    )
+    assert better, (name, m.direction, got)
+
+
+def test_the_metric_suite_runs_the_plugins_metrics():
+    assert set(METRICS.names()) >= PLUGIN_METRICS
+
+
+# --------------------------------------------------------------------------- dataset sources
+
+PLUGIN_DATASETS = {"toy-150"}
+
+
+def _dataset_params() -> list:
+    """Every registered source; one fetched from the network is in the slow tier (it loads
+    the real data, where it is cached)."""
+    plugin = {n: e for r, n, e in PLUGIN_ENTRIES if r is DATASETS}
+    return [
+        pytest.param(n, marks=pytest.mark.slow)
+        if (plugin.get(n) or DATASETS.get(n)).fetch is not None
+        else n
+        for n in _with_plugin(DATASETS.names(), DATASETS)
+    ]
+
+
+@pytest.mark.parametrize("name", _dataset_params())
+def test_dataset_source_loads_splits_and_keeps_its_fingerprint(name, tmp_path):
+    """Loaded twice, the same interactions (fingerprint); split twice, the same parts, none
+    empty, within the dataset's users and items."""
+    from moo_search.recommender.config import DataConfig
+    from moo_search.recommender.data import load_dataset, load_split
+
+    src = DATASETS.get(name)
+    if src.example is not None:
+        raw = src.example(tmp_path)
+    elif src.fetch is not None:
+        if src.is_cached is None or not src.is_cached():
+            pytest.skip(f"{name} is fetched from the network and is not cached here")
+        raw = {"dataset": name}
+    else:
+        assert not src.needs_path, f"{name} reads files: give its DatasetSource an example"
+        raw = {"dataset": name}
+    cfg = DataConfig.model_validate(raw)
+    first, again = load_dataset(cfg), load_dataset(cfg)
+    assert first.n_users > 1 and first.n_items > 1 and len(first.interactions) > 0
+    assert first.fingerprint() == again.fingerprint()
+    (ds, split), (_, split2) = load_split(cfg), load_split(cfg)
+    parts = split.fingerprint_parts()
+    assert parts == split2.fingerprint_parts()
+    assert min(parts["train"], parts["val"], parts["test"]) > 0, parts
+    assert sum(parts[p] for p in ("train", "val", "test")) <= len(ds.interactions)
+    for part in ("train", "val", "test"):
+        m = split.matrix(part)
+        assert m.shape == (ds.n_users, ds.n_items)
+
+
+def test_the_dataset_suite_runs_the_plugins_sources():
+    assert set(DATASETS.names()) >= PLUGIN_DATASETS

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from moo_search.recommender.config import DataConfig
     from moo_search.recommender.data._dataset import Dataset
 
-__all__ = ["DatasetSource"]
+__all__ = ["DatasetSource", "planted_interactions"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,11 @@ class DatasetSource:
         is_cached: Whether ``fetch`` has nothing left to do.
         params: The pydantic model of the source's own knobs (``data.params``; ``load`` reads
             them as ``cfg.params``).
+        example: ``scratch_dir -> data section`` of a small planted dataset of this source
+            that loads offline in seconds (writing its files into ``scratch_dir``): what the
+            dataset contract suite loads and splits. None: the suite loads the fetched data
+            where it is cached (a network source), and a source needing its own files fails
+            the suite until it gives one.
     """
 
     load: Callable[[DataConfig], Dataset]
@@ -39,6 +44,45 @@ class DatasetSource:
     fetch: Callable[[], Path] | None = None
     is_cached: Callable[[], bool] | None = None
     params: Any = None
+    example: Callable[[Path], dict[str, Any]] | None = None
+
+
+def planted_interactions(n_users: int = 60, n_items: int = 40, seed: int = 0) -> Any:
+    """Interactions with a planted structure (four user groups, each taking mostly its own
+    quarter of the items; ratings 1..5, later timestamps) as a DataFrame of user, item, rating,
+    timestamp (ids as strings): what the file sources' examples write."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        group = u % 4
+        own = np.arange(n_items)[np.arange(n_items) % 4 == group]
+        picks = rng.choice(own, size=min(10, len(own)), replace=False)
+        picks = np.concatenate([picks, rng.choice(n_items, size=2, replace=False)])
+        for t, i in enumerate(dict.fromkeys(picks.tolist())):
+            rows.append((f"u{u}", f"i{i}", float(rng.integers(1, 6)), float(t)))
+    return pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"])
+
+
+def _csv_example(scratch: Path) -> dict[str, Any]:
+    path = scratch / "interactions.csv"
+    planted_interactions().to_csv(path, index=False)
+    return {"dataset": "csv", "path": str(path)}
+
+
+def _recbole_example(scratch: Path) -> dict[str, Any]:
+    root = scratch / "planted"
+    root.mkdir(parents=True, exist_ok=True)
+    frame = planted_interactions()
+    frame.columns = ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
+    frame.to_csv(root / "planted.inter", sep="\t", index=False)
+    return {"dataset": "recbole", "path": str(root)}
+
+
+def _synthetic_example(scratch: Path) -> dict[str, Any]:
+    return {"dataset": "synthetic", "synthetic": {"n_users": 80, "n_items": 50}}
 
 
 def _synthetic(cfg: DataConfig) -> Dataset:
@@ -113,9 +157,9 @@ def _ml1m_cached() -> bool:
 
 
 DATASETS.register("movielens-1m", DatasetSource(_ml1m, fetch=_ml1m_fetch, is_cached=_ml1m_cached))
-DATASETS.register("synthetic", DatasetSource(_synthetic))
-DATASETS.register("recbole", DatasetSource(_recbole, needs_path=True))
-DATASETS.register("csv", DatasetSource(_csv, needs_path=True))
+DATASETS.register("synthetic", DatasetSource(_synthetic, example=_synthetic_example))
+DATASETS.register("recbole", DatasetSource(_recbole, needs_path=True, example=_recbole_example))
+DATASETS.register("csv", DatasetSource(_csv, needs_path=True, example=_csv_example))
 
 
 def _book_crossing(cfg: DataConfig) -> Dataset:

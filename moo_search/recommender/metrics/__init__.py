@@ -8,6 +8,7 @@ Items seen before the evaluated split are excluded before the top-K is taken.
 from __future__ import annotations
 
 from moo_search.recommender.metrics._context import EvalContext, cold_item_metrics, user_hits
+from moo_search.recommender.metrics._example import EXAMPLE_LISTS, MetricExample, example_context
 from moo_search.recommender.metrics._functions import (
     auc,
     coverage,
@@ -37,15 +38,18 @@ from moo_search.stats import paired_bootstrap
 
 __all__ = [
     "COLD_ITEM_FAMILIES",
+    "EXAMPLE_LISTS",
     "NEEDS",
     "SLICES",
     "EvalContext",
     "MetricDef",
+    "MetricExample",
     "auc",
     "cold_item_metrics",
     "coverage",
     "evaluate_mixed",
     "evaluate_topk",
+    "example_context",
     "gini",
     "head_items",
     "ild",

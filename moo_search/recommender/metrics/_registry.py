@@ -11,6 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from moo_search.recommender.metrics._context import EvalContext
+from moo_search.recommender.metrics._example import MetricExample
 from moo_search.recommender.metrics._functions import (
     _hits,
     coverage,
@@ -48,6 +49,7 @@ class MetricDef:
         needs: What the data must hold for the metric to mean something (:data:`NEEDS`):
             a study refuses it as an objective or constraint on data without it, and warns
             once where it is only recorded.
+        example: For a list metric, its hand-computed values on the planted example.
     """
 
     name: str
@@ -58,6 +60,9 @@ class MetricDef:
     description: str = ""
     sliced_only: bool = False  # reported only in its slices (e.g. mixed/new_share@K)
     needs: tuple[str, ...] = ()
+    example: MetricExample | None = None
+    """A list metric's value on the planted example, worked out by hand
+    (:mod:`moo_search.recommender.metrics._example`); the contract suite checks it."""
 
     def __post_init__(self) -> None:
         unknown = [n for n in self.needs if n not in NEEDS]
@@ -96,9 +101,20 @@ def _list_metric(
     *,
     sliced_only: bool = False,
     needs: tuple[str, ...] = (),
+    example: MetricExample,
 ) -> None:
     METRICS.register(
-        name, MetricDef(name, direction, True, compute, slices, text, sliced_only, needs)
+        name,
+        MetricDef(
+            name,
+            direction,
+            compute=compute,
+            slices=slices,
+            description=text,
+            sliced_only=sliced_only,
+            needs=needs,
+            example=example,
+        ),
     )
 
 
@@ -114,14 +130,26 @@ def _new_precision(lists: np.ndarray, users: np.ndarray, ctx: EvalContext) -> fl
     )
 
 
-for _name, _text in (
-    ("precision", "|L ∩ R| / K"),
-    ("recall", "|L ∩ R| / |R|"),
-    ("ndcg", "binary gains, log2 discount"),
-    ("hit", "at least one relevant item in L"),
-    ("mrr", "1 / rank of the first relevant item"),
+for _name, _text, _better in (
+    ("precision", "|L ∩ R| / K", (2 / 3 + 1 / 3) / 2),
+    ("recall", "|L ∩ R| / |R|", 1.0),
+    # user 0: hits at ranks 2 and 3 of 2 relevant: (1/log2 3 + 1/log2 4) / (1 + 1/log2 3)
+    (
+        "ndcg",
+        "binary gains, log2 discount",
+        ((1 / np.log2(3) + 0.5) / (1 + 1 / np.log2(3)) + 1) / 2,
+    ),
+    ("hit", "at least one relevant item in L", 1.0),
+    ("mrr", "1 / rank of the first relevant item", (1 / 2 + 1) / 2),
 ):
-    _list_metric(_name, "maximize", _ranking_entry(_name), _text, ("cold", "tail", "mixed"))
+    _list_metric(
+        _name,
+        "maximize",
+        _ranking_entry(_name),
+        _text,
+        ("cold", "tail", "mixed"),
+        example=MetricExample(better=float(_better), worse=0.0),
+    )
 _list_metric(
     "ild",
     "maximize",
@@ -129,6 +157,8 @@ _list_metric(
     "intra-list diversity over item features",
     ("cold",),
     needs=("item_features",),
+    # pairs across genres count 1: better 2/3 and 2/3; worse 2/3 and 0
+    example=MetricExample(better=2 / 3, worse=1 / 3),
 )
 _list_metric(
     "novelty",
@@ -136,18 +166,25 @@ _list_metric(
     lambda lists, users, ctx, rel: novelty(lists, ctx.item_users, ctx.n_train_users),
     "mean self-information -log2(pop)",
     ("cold",),
+    # -log2 of 4/4, 3/4, 2/4, 1/4, 1/4 and 1/5 (never seen), averaged over the six slots
+    example=MetricExample(
+        better=(0 - np.log2(3 / 4) + np.log2(5) + 2 + 1 + 2) / 6,
+        worse=(0 + 1 + 2 + 0 - np.log2(3 / 4) + 1) / 6,
+    ),
 )
 _list_metric(
     "coverage",
     "maximize",
     lambda lists, users, ctx, rel: coverage(lists, ctx.n_catalog),
     "share of the catalog recommended",
+    example=MetricExample(better=6 / 6, worse=4 / 6),
 )
 _list_metric(
     "tail_share",
     "maximize",
     lambda lists, users, ctx, rel: tail_share(lists, ctx.head),
     "share of slots outside the popular head",
+    example=MetricExample(better=4 / 6, worse=3 / 6),
 )
 _list_metric(
     "gini",
@@ -156,6 +193,8 @@ _list_metric(
         lists if ctx.catalog is None else np.cumsum(ctx.catalog)[lists] - 1, ctx.n_catalog
     ),
     "Gini coefficient of exposure",
+    # better: every item once (0); worse: exposure sorted [0,0,1,1,2,2], sum (2i-n-1)x / (n sum x)
+    example=MetricExample(better=0.0, worse=16 / 36),
 )
 _list_metric(
     "new_share",
@@ -165,6 +204,7 @@ _list_metric(
     ("mixed",),
     sliced_only=True,
     needs=("held_out_items",),
+    example=MetricExample(better=2 / 6, worse=1 / 6),
 )
 _list_metric(
     "new_precision",
@@ -174,6 +214,7 @@ _list_metric(
     ("mixed",),
     sliced_only=True,
     needs=("held_out_items",),
+    example=MetricExample(better=(1 / 3 + 0) / 2, worse=0.0),
 )
 TASK_METRICS = (
     ("click_auc", "maximize", "click head ROC AUC: interactions against sampled other items"),
@@ -195,15 +236,17 @@ def is_task_metric(name: str) -> bool:
     return any(name == n for n, _, _ in TASK_METRICS)
 
 
-for _name in (
-    "seconds",
-    "train_seconds",
-    "train_tokens",
-    "encoded_tokens",
-    "trainable_params",
-    "peak_mem_mb",
+for _name, _text in (
+    ("seconds", "wall seconds of the whole trial"),
+    ("train_seconds", "wall seconds of its training loop"),
+    ("train_tokens", "tokens through the text tower in training"),
+    ("encoded_tokens", "tokens the text tower encoded in all (training, scoring, evaluation)"),
+    ("trainable_params", "parameters the trial trains (adapter, heads, a learned backbone)"),
+    ("peak_mem_mb", "peak memory in MiB (GPU allocated, else the process's resident set)"),
 ):
-    METRICS.register(f"cost/{_name}", MetricDef(f"cost/{_name}", "minimize", at_k=False))
+    METRICS.register(
+        f"cost/{_name}", MetricDef(f"cost/{_name}", "minimize", at_k=False, description=_text)
+    )
 
 SLICES = ("cold", "tail", "cold_item", "mixed")
 """Metric name prefixes: ``cold/`` users with few train items, ``tail/`` relevance outside the
