@@ -294,6 +294,38 @@ def test_a_study_written_at_13f7084_opens_reports_and_exports(tmp_path):
     assert outcome["reproduced"] and outcome["metrics_checked"] > 20, outcome["worst_metric"]
 
 
+def test_a_study_written_before_the_one_door_opens_reports_and_exports(tmp_path):
+    """A study written at c2efbbc (tests/fixtures/make_study_c2efbbc.py), before issue 31 moved
+    the backbones' and adapters' knobs (it searched fusion.ease_lambda and adapter.r): it opens,
+    reports and exports, and today's code re-runs its trial to the metrics it recorded."""
+    import base64
+
+    from moo_search.recommender.export import export_trial, load_exported, verify_export
+    from moo_search.report import build_report, collect
+
+    fixture = json.loads((REPO / "tests" / "fixtures" / "study_c2efbbc.json").read_text())
+    art = tmp_path / "artifacts" / "trial_00000"
+    for rel, blob in fixture["artifact_files"].items():
+        (art / rel).parent.mkdir(parents=True, exist_ok=True)
+        (art / rel).write_bytes(base64.b64decode(blob))
+    db = tmp_path / "old" / "study.db"
+    db.parent.mkdir()
+    _restore(fixture, f"sqlite:///{db}", artifacts=art)
+    study = load_study(db.parent)
+    assert count_states(study)["COMPLETE"] == 1 and count_states(study)["DERIVED"] == 5
+    data = collect(study)
+    assert data.reference and data.vs_baseline and data.vs_baseline["baseline"] == "EASE"
+    assert (data.rows["artifacts"] == "verified").sum() == 6
+    assert "at-c2efbbc" in build_report(db.parent).read_text()
+    out = export_trial(db.parent, out=tmp_path / "bundle", select="knee")
+    rec = load_exported(out)
+    assert len(rec.recommend(rec.user_ids[0], k=5)) == 5
+    config = (out / "config.yaml").read_text()
+    assert "ease_lambda" not in config and "lambda: 176.92" in config  # moved, same value
+    outcome = verify_export(out)
+    assert outcome["reproduced"] and outcome["metrics_checked"] > 20, outcome["worst_metric"]
+
+
 # --------------------------------------------------------------------------- import direction
 
 # Units: each top-level module or package of moo_search, and each module or package of
