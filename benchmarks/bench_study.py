@@ -30,8 +30,8 @@ from moo_search.study import ATTR, STUDY_ATTR, is_derived, is_feasible
 ROUND1 = [
     "train.amp=off",
     "train.layer_cache=false",
-    "driver.sweep_rerank=false",
-    "driver.sweep_fusion=false",
+    "rerank.sweep=false",
+    "fusion.sweep=false",
     "driver.early_stopping.enabled=false",
 ]
 

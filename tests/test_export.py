@@ -36,7 +36,7 @@ def study_dir(tmp_path_factory):
                 {"metric": "ild@10", "direction": "maximize"},
             ],
             "budget": {"n_trials": 5},
-            "driver.sweep_fusion": True,  # fine-tunes also served at other alphas
+            "fusion.sweep": True,  # fine-tunes also served at other alphas
         }
     )
     run_study(spec)

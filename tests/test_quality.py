@@ -135,7 +135,7 @@ def test_fine_tunes_are_also_served_at_the_searched_fusion_weights():
             "search_space": space,
             "fusion.alpha": 0.1,
             "fusion.tail_weight": 2.0,
-            "driver.sweep_fusion": True,
+            "fusion.sweep": True,
         }
     )
     grid = variant_grid(spec)
@@ -150,7 +150,7 @@ def test_fine_tunes_are_also_served_at_the_searched_fusion_weights():
     ]
     assert all(len(g) == 1 for g in grid)
     assert variant_grid(spec.with_params({"fusion.alpha": 0.0})) == []  # nothing to serve
-    assert variant_grid(spec.with_params({"driver.sweep_fusion": False})) == []
+    assert variant_grid(spec.with_params({"fusion.sweep": False})) == []
 
 
 def test_a_study_without_rerank_knobs_stores_a_nondominated_reference_front(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import yaml
 
@@ -10,6 +12,7 @@ from moo_search.cli import main
 from moo_search.spec import parse_override, spec_from_dict
 
 from .conftest import REPO
+from .helpers import TINY
 
 BAD_SPECS = [
     # (yaml text, the field the message must name, a phrase it must contain)
@@ -177,3 +180,52 @@ def test_overrides_index_into_lists(write):
     assert spec.objectives[0].metric == "recall@10"
     with pytest.raises(SpecError, match=r"objectives is a list of 1; '3' is not an index"):
         load_spec(path, ["objectives.3.metric=recall@10"])
+
+
+# --------------------------------------------------------------------------- old keys
+
+
+def test_old_keys_are_read_in_their_new_places_with_one_deprecation_line(caplog):
+    """Keys written before issue 31 (a built-in backbone's knob on the fusion section, the
+    driver's variant flags) load into their new places, with one warning line per process."""
+    import logging
+
+    from moo_search.recommender.config import _compat
+
+    _compat._WARNED.clear()
+    raw = copy.deepcopy(TINY)
+    raw["fusion"] = {**raw["fusion"], "ease_lambda": 321.0}
+    raw["driver"] = {"sweep_rerank": False, "sweep_fusion": True}
+    raw["search_space"] = {"fusion.ease_lambda": {"float": [100.0, 900.0], "log": True}}
+    with caplog.at_level(logging.WARNING, logger="moo_search"):
+        spec = spec_from_dict(copy.deepcopy(raw))
+        again = spec_from_dict(copy.deepcopy(raw))
+    for s in (spec, again):
+        assert s.fusion.cf_params == {"lambda": 321.0}
+        assert s.rerank.sweep is False and s.fusion.sweep is True
+        assert "fusion.cf_params.lambda" in s.search_space
+        assert "sweep_rerank" not in s.to_dict()["driver"]
+    lines = [r.getMessage() for r in caplog.records if "deprecated spec keys" in r.getMessage()]
+    assert len(lines) == 2, lines  # one for the fusion keys, one for the driver's flags
+    assert any("driver.sweep_rerank -> rerank.sweep" in line for line in lines)
+
+
+def test_a_new_sweep_key_wins_over_the_old_one():
+    raw = copy.deepcopy(TINY)
+    raw["driver"] = {"sweep_rerank": False}
+    raw["rerank"] = {"sweep": True}
+    assert spec_from_dict(raw).rerank.sweep is True
+
+
+def test_the_engine_spec_has_no_variant_flags():
+    """A problem's study has no inference-only variants: the driver section refuses the old
+    flags there, naming the key."""
+    with pytest.raises(SpecError, match="sweep_rerank"):
+        spec_from_dict(
+            {
+                "name": "z",
+                "objective": "zdt1",
+                "objectives": [{"metric": "f1"}, {"metric": "f2"}],
+                "driver": {"sweep_rerank": True},
+            }
+        )

@@ -66,15 +66,15 @@ FUSION_LEVELS = 4
 def variant_grid(spec: RecommenderSpec) -> list[dict[str, float]]:
     """Inference-only settings a fine-tune (``spec``, its params applied) is also evaluated at:
     the reference front's re-ranking grid, when the study searches a re-ranking knob
-    (``driver.sweep_rerank``), then each searched fusion weight at :data:`FUSION_LEVELS`
+    (``rerank.sweep``), then each searched fusion weight at :data:`FUSION_LEVELS`
     points of its range other than the trial's own, one weight at a time
-    (``driver.sweep_fusion``; only with a text tower to serve, ``fusion.alpha > 0``)."""
+    (``fusion.sweep``; only with a text tower to serve, ``fusion.alpha > 0``)."""
     from moo_search.recommender.reference import RERANK_KNOBS, rerank_grid
 
     grid: list[dict[str, float]] = []
-    if spec.driver.sweep_rerank and any(k in spec.search_space for k in RERANK_KNOBS):
+    if spec.rerank.sweep and any(k in spec.search_space for k in RERANK_KNOBS):
         grid += rerank_grid(spec)
-    if spec.driver.sweep_fusion and spec.fusion.alpha > 0:
+    if spec.fusion.sweep and spec.fusion.alpha > 0:
         own = dict(zip(("fusion.alpha", "fusion.tail_weight"), spec.fusion.serving()))
         for path, knob in FUSION_KNOBS.items():
             dim = spec.search_space.get(path)

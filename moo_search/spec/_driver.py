@@ -77,17 +77,6 @@ class DriverConfig(Strict):
         None, description="Hypervolume reference point in objective units (default: derived)."
     )
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
-    sweep_rerank: bool = Field(
-        True,
-        description="Also record every fine-tune at a grid of the searched re-ranking knobs "
-        "(inference-only variants, seconds each) as trials linked to it.",
-    )
-    sweep_fusion: bool = Field(
-        False,
-        description="Also record every fine-tune with a text tower served at a grid of the "
-        "searched fusion weights (fusion.alpha, fusion.tail_weight: as fusion.serve_alpha, "
-        "fusion.serve_tail_weight; no retraining) as inference-only variants linked to it.",
-    )
     heartbeat_interval: int = Field(
         HEARTBEAT_INTERVAL, ge=1, description="Seconds between a running trial's heartbeats."
     )

@@ -19,7 +19,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-__all__ = ["OLD_FUSION_KEYS", "drop_switched_knobs", "move_old_fusion_keys", "move_old_spec_keys"]
+__all__ = [
+    "OLD_FUSION_KEYS",
+    "OLD_SWEEP_KEYS",
+    "drop_switched_knobs",
+    "move_old_fusion_keys",
+    "move_old_spec_keys",
+]
 
 logger = logging.getLogger("moo_search")
 
@@ -79,13 +85,43 @@ def move_old_fusion_keys(fusion: Any) -> Any:
     return out
 
 
+OLD_SWEEP_KEYS = {"sweep_rerank": "rerank", "sweep_fusion": "fusion"}
+"""old ``driver.<key>`` -> the recommender section whose ``sweep`` it now is."""
+
+
+def _move_sweep_flags(out: dict[str, Any]) -> None:
+    """``driver.sweep_rerank`` / ``driver.sweep_fusion`` (the engine's driver section held
+    them before the variants became the recommender's own) -> ``rerank.sweep`` /
+    ``fusion.sweep``, unless the spec also sets the new key."""
+    driver = out.get("driver")
+    if not isinstance(driver, dict) or not any(k in driver for k in OLD_SWEEP_KEYS):
+        return
+    driver = dict(driver)
+    moved = []
+    for key, section in OLD_SWEEP_KEYS.items():
+        if key in driver:
+            value = driver.pop(key)
+            if isinstance(out.get(section, {}), dict):
+                out[section] = {"sweep": value, **(out.get(section) or {})}
+            moved.append(f"driver.{key} -> {section}.sweep")
+    out["driver"] = driver
+    if not set(moved) <= _WARNED:
+        _WARNED.update(moved)
+        logger.warning(
+            "deprecated spec keys, read in their new places (write them there): %s",
+            ", ".join(moved),
+        )
+
+
 def move_old_spec_keys(raw: Any) -> Any:
     """A whole spec's old keys: the search space's and the enqueued trials' paths renamed
-    (a knob searched under ``fusion.cf`` gets ``when`` its backbone), and an old knob of a
-    backbone the search may switch to kept as that backbone's one value."""
+    (a knob searched under ``fusion.cf`` gets ``when`` its backbone), an old knob of a
+    backbone the search may switch to kept as that backbone's one value, and the driver's
+    old variant flags moved into the recommender's sections."""
     if not isinstance(raw, dict):
         return raw
     out = dict(raw)
+    _move_sweep_flags(out)
     space = out.get("search_space")
     cf_dim = space.get("fusion.cf") if isinstance(space, dict) else None
     choices = cf_dim.get("categorical") if isinstance(cf_dim, dict) else None

@@ -139,6 +139,13 @@ class FusionConfig(Strict):
         le=100.0,
         description="tail_weight when scoring, if not the one trained with (default: the same).",
     )
+    sweep: bool = Field(
+        False,
+        description="Also record every fine-tune with a text tower served at a grid of the "
+        "searched fusion weights (fusion.alpha, fusion.tail_weight: as fusion.serve_alpha, "
+        "fusion.serve_tail_weight; no retraining) as inference-only variants linked to it "
+        "(was driver.sweep_fusion).",
+    )
 
     new_items: Literal["history", "user"] = Field(
         "history",

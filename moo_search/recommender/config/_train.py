@@ -137,6 +137,12 @@ class RerankConfig(Strict):
     mmr_lambda: float = Field(1.0, ge=0.0, le=1.0, description="1 = pure relevance.")
     pop_penalty: float = Field(0.0, ge=0.0, description="beta: subtract beta*normalised log-pop.")
     candidates: int = Field(100, ge=1, description="Top items per user the re-rankers choose from.")
+    sweep: bool = Field(
+        True,
+        description="Also record every fine-tune at a grid of the searched re-ranking knobs "
+        "(inference-only variants, seconds each) as trials linked to it (was "
+        "driver.sweep_rerank).",
+    )
 
 
 class EvalConfig(Strict):
