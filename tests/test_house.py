@@ -264,15 +264,26 @@ def test_a_study_written_before_the_study_layer_opens_reports_and_selects(tmp_pa
     assert "ctr_auc" in html
 
 
-def test_a_study_written_at_13f7084_opens_reports_and_exports(tmp_path):
-    """A study of the default trial written before recommender/ and the objective protocol
-    (tests/fixtures/make_study_13f7084.py), with its fine-tune's artifact files."""
+@pytest.mark.parametrize(
+    ("commit", "config_check"),
+    [
+        # before recommender/ and the objective protocol
+        ("13f7084", None),
+        # before issue 31 moved the backbones' and adapters' knobs (it searched
+        # fusion.ease_lambda and adapter.r): its bundle carries cf_params.lambda, same value
+        ("c2efbbc", ("ease_lambda", "lambda: 176.92")),
+    ],
+)
+def test_a_study_written_by_older_code_opens_reports_and_exports(tmp_path, commit, config_check):
+    """A study of the default trial written by an older commit
+    (tests/fixtures/make_study_<commit>.py), with its fine-tune's artifact files: it opens,
+    reports and exports, and today's code re-runs its trial to the metrics it recorded."""
     import base64
 
     from moo_search.recommender.export import export_trial, load_exported, verify_export
     from moo_search.report import build_report, collect
 
-    fixture = json.loads((REPO / "tests" / "fixtures" / "study_13f7084.json").read_text())
+    fixture = json.loads((REPO / "tests" / "fixtures" / f"study_{commit}.json").read_text())
     art = tmp_path / "artifacts" / "trial_00000"
     for rel, blob in fixture["artifact_files"].items():
         (art / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -285,43 +296,15 @@ def test_a_study_written_at_13f7084_opens_reports_and_exports(tmp_path):
     data = collect(study)
     assert data.reference and data.vs_baseline and data.vs_baseline["baseline"] == "EASE"
     assert (data.rows["artifacts"] == "verified").sum() == 6  # the files are the trial's own
-    assert "at-13f7084" in build_report(db.parent).read_text()
+    assert f"at-{commit}" in build_report(db.parent).read_text()
     out = export_trial(db.parent, out=tmp_path / "bundle", select="knee")
     rec = load_exported(out)
     assert len(rec.recommend(rec.user_ids[0], k=5)) == 5
-    # today's code re-runs the trial of 13f7084 to the metrics that code recorded
-    outcome = verify_export(out)
-    assert outcome["reproduced"] and outcome["metrics_checked"] > 20, outcome["worst_metric"]
-
-
-def test_a_study_written_before_the_one_door_opens_reports_and_exports(tmp_path):
-    """A study written at c2efbbc (tests/fixtures/make_study_c2efbbc.py), before issue 31 moved
-    the backbones' and adapters' knobs (it searched fusion.ease_lambda and adapter.r): it opens,
-    reports and exports, and today's code re-runs its trial to the metrics it recorded."""
-    import base64
-
-    from moo_search.recommender.export import export_trial, load_exported, verify_export
-    from moo_search.report import build_report, collect
-
-    fixture = json.loads((REPO / "tests" / "fixtures" / "study_c2efbbc.json").read_text())
-    art = tmp_path / "artifacts" / "trial_00000"
-    for rel, blob in fixture["artifact_files"].items():
-        (art / rel).parent.mkdir(parents=True, exist_ok=True)
-        (art / rel).write_bytes(base64.b64decode(blob))
-    db = tmp_path / "old" / "study.db"
-    db.parent.mkdir()
-    _restore(fixture, f"sqlite:///{db}", artifacts=art)
-    study = load_study(db.parent)
-    assert count_states(study)["COMPLETE"] == 1 and count_states(study)["DERIVED"] == 5
-    data = collect(study)
-    assert data.reference and data.vs_baseline and data.vs_baseline["baseline"] == "EASE"
-    assert (data.rows["artifacts"] == "verified").sum() == 6
-    assert "at-c2efbbc" in build_report(db.parent).read_text()
-    out = export_trial(db.parent, out=tmp_path / "bundle", select="knee")
-    rec = load_exported(out)
-    assert len(rec.recommend(rec.user_ids[0], k=5)) == 5
-    config = (out / "config.yaml").read_text()
-    assert "ease_lambda" not in config and "lambda: 176.92" in config  # moved, same value
+    if config_check is not None:
+        gone, there = config_check
+        config = (out / "config.yaml").read_text()
+        assert gone not in config and there in config
+    # today's code re-runs the trial to the metrics that code recorded
     outcome = verify_export(out)
     assert outcome["reproduced"] and outcome["metrics_checked"] > 20, outcome["worst_metric"]
 
