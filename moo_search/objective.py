@@ -8,8 +8,9 @@ objective says:
   with sections of its own; search-space paths point into them when ``searches_spec``);
 - its search space and its anchor (``search_space``, ``base_params``);
 - how one trial is evaluated (``evaluator(spec) -> Evaluator``: params -> :class:`Evaluation`:
-  objective values and metrics on validation and test, cost, inference-only variants,
-  per-user hits), with the early-stopping rung hook when ``has_rungs``;
+  objective values and metrics on validation and test, cost, inference-only variants, and
+  what else it records on the trial by name), with the early-stopping rung hook when
+  ``has_rungs``;
 - what it fetches before any worker starts (``prepare``: e.g. a dataset);
 - what it computes once per study (``setup_study``: e.g. baselines and a reference front);
 - what it adds to the dashboard (``report_extras``);
@@ -57,10 +58,13 @@ class Evaluation:
 
     metrics: Metrics  # {"val": {...}, "test": {...}}
     cost: dict[str, float] = field(default_factory=dict)
-    # inference-only variants: [{"knobs": {path: value}, "metrics": Metrics}]
+    # inference-only variants: [{"knobs": {path: value}, "metrics": Metrics, "records": {...}}]
     variants: list[dict[str, Any]] = field(default_factory=list)
-    backbone: dict[str, Any] = field(default_factory=dict)  # what the objective fitted once
-    hits: dict[str, Any] = field(default_factory=dict)  # per-user test hits, for paired CIs
+    records: dict[str, Any] = field(default_factory=dict)
+    """What else the objective records on the trial, by name, each stored as the trial's
+    ``moo:<name>`` attribute (plain data); a variant inherits its fine-tune's unless it gives
+    its own (``test_hits`` excepted: they are of the fine-tune's own lists). One name is read by the engine: ``test_hits`` (:data:`~moo_search.study.ATTR.
+    HITS`), per-user test outcomes the dashboard pairs with a baseline's, user by user."""
 
 
 Evaluator = Callable[..., Evaluation]
@@ -238,7 +242,8 @@ class FunctionObjective(Objective):
             out = fn(params, spec)
             if hasattr(out, "metrics") and hasattr(out, "cost"):
                 variants = getattr(out, "variants", None) or getattr(out, "sweep", None) or []
-                return Evaluation(out.metrics, out.cost, list(variants))
+                records = dict(getattr(out, "records", None) or {})
+                return Evaluation(out.metrics, out.cost, list(variants), records)
             if not isinstance(out, dict):
                 raise MooSearchError(
                     f"objective {ref} must return a dict of metrics, got {type(out).__name__}"

@@ -14,6 +14,30 @@ def sphere2(params: dict[str, Any], spec: Any) -> dict[str, float]:
     return {"a": x * x + y * y, "b": (1 - x) ** 2 + (1 - y) ** 2}
 
 
+def recorded(params: dict[str, Any], spec: Any) -> Any:
+    """sphere2 with records (one its variant replaces) and one inference-only variant."""
+    from types import SimpleNamespace
+
+    m = sphere2(params, spec)
+    half = {k: v / 2 for k, v in m.items()}
+    return SimpleNamespace(
+        metrics={"val": m, "test": dict(m)},
+        cost={"seconds": 0.0},
+        variants=[
+            {
+                "knobs": {"y": 0.5},
+                "metrics": {"val": half, "test": dict(half)},
+                "records": {"note": "the variant's own"},
+            }
+        ],
+        records={"note": f"x={params['x']:.3f}", "fitted": {"name": "toy"}, **EXTRA_RECORDS},
+    )
+
+
+EXTRA_RECORDS: dict[str, Any] = {}
+"""Records :func:`recorded` adds (a test sets one that collides with the engine's)."""
+
+
 def flaky(params: dict[str, Any], spec: Any) -> dict[str, float]:
     """Fails for x > 0.7 with a clear reason."""
     if float(params["x"]) > 0.7:

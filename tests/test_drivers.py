@@ -8,6 +8,7 @@ from optuna.trial import TrialState
 
 from moo_search.drivers import run_study
 from moo_search.drivers._pymoo import decode, encode_bounds
+from moo_search.errors import MooSearchError
 from moo_search.spec import Dimension
 from moo_search.study import ATTR, STUDY_ATTR, load_study
 
@@ -462,3 +463,29 @@ def test_pymoo_worker_killed_between_taking_a_slot_and_recording_itself(tmp_path
     assert dead.number == taken.number
     assert dead.user_attrs[ATTR.FAIL].startswith("interrupted: its worker stopped before")
     assert _slot_params(study)[dead.user_attrs[ATTR.SLOT]] == dead.system_attrs["fixed_params"]
+
+
+def test_an_objectives_records_are_stored_by_name_and_variants_inherit_them(monkeypatch, tmp_path):
+    """What an objective records beyond its values lands on the trial as ``moo:<name>``; its
+    variant inherits the fine-tune's records unless it gives its own; a record that would
+    overwrite the engine's own attribute fails the trial, naming it."""
+    from tests import objectives
+
+    study = run_study(custom_spec("recorded", n_trials=3, backend="optuna"))
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    parents = [t for t in done if ATTR.DERIVED_FROM not in t.user_attrs]
+    variants = [t for t in done if ATTR.DERIVED_FROM in t.user_attrs]
+    assert len(parents) == 3 and len(variants) == 3
+    for t in parents:
+        assert t.user_attrs["moo:note"] == f"x={t.params['x']:.3f}"
+        assert t.user_attrs["moo:fitted"] == {"name": "toy"}
+    for v in variants:
+        assert v.user_attrs["moo:note"] == "the variant's own"
+        assert v.user_attrs["moo:fitted"] == {"name": "toy"}  # inherited
+    monkeypatch.setitem(objectives.EXTRA_RECORDS, "metrics", {"val": {}})
+    url = f"sqlite:///{tmp_path}/clash.db"
+    spec = custom_spec("recorded", n_trials=1, storage=url, out_dir=str(tmp_path))
+    with pytest.raises(MooSearchError, match="trials failed"):  # every trial fails, named
+        run_study(spec)
+    reasons = {t.user_attrs.get(ATTR.FAIL, "") for t in load_study(url, "custom").trials}
+    assert any("record 'metrics' would overwrite the engine's moo:metrics" in r for r in reasons)

@@ -57,7 +57,7 @@ def _fake_run_trial(spec, *, artifact_dir=None, variants=None, on_rung=None):
         variants=[],
         backbone={},
         hits={},
-    )
+    )  # what run_trial's result carries
 
 
 @pytest.fixture

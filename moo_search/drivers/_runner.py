@@ -11,7 +11,7 @@ from moo_search.errors import MooSearchError
 from moo_search.objective import Evaluation, metric_value
 from moo_search.spec import Dimension, StudySpec, suggestion_order
 from moo_search.stats import finite_or_none
-from moo_search.study import ATTR, artifact_hashes, finite_metrics, is_derived
+from moo_search.study import ATTR, artifact_hashes, finite_metrics, is_derived, record_key
 from moo_search.study import violations as recorded_violations
 
 __all__ = ["TrialRunner", "constraints_func", "suggest"]
@@ -201,10 +201,9 @@ class TrialRunner:
         objective = ctx.objective
         assert objective is not None
         metrics, cost = ev.metrics, ev.cost
-        if ev.backbone:
-            trial.set_user_attr(ATTR.BACKBONE, ev.backbone)
-        if ev.hits:
-            trial.set_user_attr(ATTR.HITS, ev.hits)
+        records = _records(ev.records)
+        for key, value in records.items():
+            trial.set_user_attr(key, value)
         trial.set_user_attr(ATTR.METRICS, finite_metrics(metrics))
         trial.set_user_attr(ATTR.COST, finite_metrics({"val": cost})["val"])
         values = [metric_value(metrics, cost, m) for m in ctx.metric_names]
@@ -220,8 +219,27 @@ class TrialRunner:
         self.last_violations = violations
         _set_constraints(trial, spec, violations)
         for v in ev.variants:
-            _add_variant(ctx, trial, spec, params, cost, v)
+            _add_variant(ctx, trial, spec, params, cost, v, records)
         return values
+
+
+_ENGINE_KEYS = {v for k, v in vars(ATTR).items() if k.isupper()} - {ATTR.HITS}
+
+
+def _records(records: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation's records as trial attributes (``moo:<name>``); a name that would
+    overwrite what the engine records (``metrics``, ``config`` ...) is refused, naming it."""
+    out = {}
+    for name, value in records.items():
+        key = record_key(name)
+        if key in _ENGINE_KEYS:
+            raise MooSearchError(
+                f"the objective's record {name!r} would overwrite the engine's {key}; "
+                "record it under another name"
+            )
+        if value is not None and value != {}:
+            out[key] = value
+    return out
 
 
 def _finite_list(values: list[float]) -> list[float | None]:
@@ -235,10 +253,13 @@ def _add_variant(
     params: dict[str, Any],
     cost: dict[str, float],
     variant: dict[str, Any],
+    inherited: dict[str, Any],
 ) -> None:
     """Record an inference-only variant of the fine-tune ``parent`` as its own COMPLETE trial
     (same adapter artifact, its own config and metrics), linked by ``ATTR.DERIVED_FROM``; its
-    settings are in ``ATTR.KNOBS`` (and in its params where searched)."""
+    settings are in ``ATTR.KNOBS`` (and in its params where searched); it carries the
+    fine-tune's records (``inherited``; not its per-user test hits, which are of the
+    fine-tune's own lists) where it gives none of its own."""
     import inspect
 
     from optuna.trial import TrialState, create_trial
@@ -248,23 +269,28 @@ def _add_variant(
     values = [metric_value(metrics, cost, m) for m in ctx.metric_names]
     if not all(math.isfinite(v) for v in values):
         return
-    vspec = spec.with_params(knobs)
+    searches_spec = ctx.objective is not None and ctx.objective.searches_spec
+    vspec = spec.with_params(knobs) if searches_spec else spec  # (else its knobs are its own)
     violations = [c.violation(metric_value(metrics, cost, c.metric)) for c in spec.constraints]
     vparams = {**params, **{k: v for k, v in knobs.items() if k in parent.distributions}}
     attrs = {
         ATTR.DERIVED_FROM: parent.number,
         ATTR.KNOBS: knobs,
         ATTR.PARAMS: vparams,
-        ATTR.CONFIG: vspec.to_dict(),
         ATTR.METRICS: finite_metrics(metrics),
         ATTR.COST: finite_metrics({"val": cost})["val"],
         ATTR.CONSTRAINTS: violations,
     }
-    if variant.get("hits"):
-        attrs[ATTR.HITS] = variant["hits"]
-    for key in (ATTR.ARTIFACTS, ATTR.ARTIFACT_SHA256, ATTR.BACKBONE):
+    if searches_spec:
+        attrs[ATTR.CONFIG] = vspec.to_dict()
+    for key in (ATTR.ARTIFACTS, ATTR.ARTIFACT_SHA256):
         if key in parent.user_attrs:
             attrs[key] = parent.user_attrs[key]
+    attrs.update({k: v for k, v in inherited.items() if k != ATTR.HITS})  # its own lists
+    own = dict(variant.get("records") or {})
+    if variant.get("hits"):  # a variant's hits before objectives recorded by name
+        own.setdefault("test_hits", variant["hits"])
+    attrs.update(_records(own))
     kwargs: dict[str, Any] = {}
     if violations and "constraints" in inspect.signature(create_trial).parameters:
         kwargs["constraints"] = {str(c): float(v) for c, v in zip(spec.constraints, violations)}

@@ -93,7 +93,10 @@ def _evaluate(
     from moo_search.recommender.trial import run_trial
 
     result = run_trial(spec, artifact_dir=art, variants=variant_grid(spec), on_rung=on_rung)
-    return Evaluation(result.metrics, result.cost, result.variants, result.backbone, result.hits)
+    from moo_search.recommender.trial import BACKBONE_RECORD
+
+    records = {BACKBONE_RECORD: result.backbone, "test_hits": result.hits}
+    return Evaluation(result.metrics, result.cost, result.variants, records)
 
 
 class RecommenderObjective(Objective):

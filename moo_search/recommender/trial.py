@@ -48,7 +48,11 @@ if TYPE_CHECKING:
     from moo_search.recommender.prepare import PreparedData
     from moo_search.recommender.train.loop import TrainHistory
 
-__all__ = ["Trial", "TrialResult", "run_trial"]
+__all__ = ["BACKBONE_RECORD", "Trial", "TrialResult", "run_trial"]
+
+BACKBONE_RECORD = "backbone"
+"""The record of the collaborative backbone a trial fitted (name, params, SHA-256 of W;
+stored as the trial's ``moo:backbone``): what an export pins its backbone to."""
 
 logger = logging.getLogger("moo_search")
 
@@ -63,7 +67,7 @@ class TrialResult:
     history: dict[str, Any] = field(default_factory=dict)
     base_model: str = ""
     # inference-only variants of this fine-tune:
-    # [{"knobs": {path: value}, "metrics": {...}, "hits": {...}}]
+    # [{"knobs": {path: value}, "metrics": {...}, "records": {"test_hits": {...}}}]
     variants: list[dict[str, Any]] = field(default_factory=list)
     # relevant items in each test user's top k, packed: {"k", "all", "tail"} (hits_per_user)
     hits: dict[str, Any] = field(default_factory=dict)
@@ -287,7 +291,9 @@ class Trial:
                 self.spec, self.data, self.scorer, self.scores, self.metrics, knobs, self.ks
             )
             vhits = hits_per_user(self.spec, self.test_ctx, *vlists["test"])
-            self.variant_results.append({"knobs": knobs, "metrics": vmetrics, "hits": vhits})
+            self.variant_results.append(
+                {"knobs": knobs, "metrics": vmetrics, "records": {"test_hits": vhits}}
+            )
 
     def save(self) -> None:
         """The result, and the artifacts when an artifact directory is given."""

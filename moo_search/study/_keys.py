@@ -17,6 +17,7 @@ __all__ = [
     "is_derived",
     "is_feasible",
     "pack_counts",
+    "record_key",
     "trial_metrics",
     "unpack_counts",
     "violations",
@@ -32,14 +33,13 @@ class ATTR:
     PARAMS = "moo:params"  # the searched dotted-path params
     ARTIFACTS = "moo:artifact_dir"
     ARTIFACT_SHA256 = "moo:artifact_sha256"  # {relative path: SHA-256} of every artifact file
-    BACKBONE = "moo:backbone"  # the collaborative backbone: name, params, SHA-256 of W
     FAIL = "moo:fail_reason"
     CONSTRAINTS = "moo:constraints"  # violations, <= 0 is feasible
     GENERATION = "moo:generation"
     ANCHOR = "moo:anchor"  # "base" or a named enqueued config
     DERIVED_FROM = "moo:derived_from"  # an inference-only variant of this fine-tune (number)
     KNOBS = "moo:knobs"  # a variant's inference-only settings {path: value}
-    HITS = "moo:test_hits"  # {"k", "all", "tail"}: relevant items in each test user's top k
+    HITS = "moo:test_hits"  # an objective's test_hits record: per-user outcomes, paired by user
     SLOT = "moo:pymoo_slot"
     RUNGS = "moo:rungs"  # {step: validation objective vector on the rung's user sample}
     CURVE = "moo:curve"  # [{"step", "values"}]: the objective vector at each checkpoint
@@ -65,6 +65,12 @@ class STUDY_ATTR:
 
 
 Metrics = dict[str, dict[str, float]]
+
+
+def record_key(name: str) -> str:
+    """The trial attribute an objective's record ``name`` is stored under
+    (:attr:`moo_search.objective.Evaluation.records`): ``moo:<name>``."""
+    return f"moo:{name}"
 
 
 def trial_metrics(t: Any) -> dict[str, dict[str, float | None]]:

@@ -28,7 +28,8 @@ from moo_search.recommender.export._card import write_model_card
 from moo_search.recommender.export.pyfunc import write_mlflow_model
 from moo_search.recommender.model.encoder import base_model_fingerprint, base_model_loading
 from moo_search.recommender.spec import RecommenderSpec, recommender_spec
-from moo_search.study import ATTR, STUDY_ATTR, ArtifactMismatch, check_artifacts
+from moo_search.recommender.trial import BACKBONE_RECORD
+from moo_search.study import ATTR, STUDY_ATTR, ArtifactMismatch, check_artifacts, record_key
 
 __all__ = ["PER_ITEM", "export_trial"]
 
@@ -259,7 +260,7 @@ class _Bundle:
             "seed": spec.seed,
             "study": {"name": self.study.study_name, "trial": t.number},
             "trial_artifacts": self.artifact_check,
-            "backbone": t.user_attrs.get(ATTR.BACKBONE) or {"name": spec.fusion.cf},
+            "backbone": t.user_attrs.get(record_key(BACKBONE_RECORD)) or {"name": spec.fusion.cf},
         }
 
 
@@ -317,7 +318,7 @@ def _backbone_for_export(t: Any, spec: RecommenderSpec, data: Any) -> Any:
     from moo_search.recommender.model.backbone_cache import backbone_sha256
     from moo_search.recommender.prepare import collaborative_backbone
 
-    recorded = t.user_attrs.get(ATTR.BACKBONE) or {}
+    recorded = t.user_attrs.get(record_key(BACKBONE_RECORD)) or {}
     params = recorded.get("params") or {}
     # the knobs the trial's backbone was fit with (a tuned L2 weight), not tuned again here
     spec = spec.with_params(pinned_knobs(spec.fusion, params))
