@@ -74,8 +74,10 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] != "Z"
+    try:  # (reaped between the signal and the read: gone)
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 WORKERS_GONE_WITHIN = 10.0  # the promise: seconds from the parent's death to its workers' exit
