@@ -12,7 +12,7 @@ from moo_search.errors import SpecError
 from moo_search.registry import OBJECTIVES, PROBLEMS, load_plugins
 from moo_search.spec._errors import format_validation_error
 from moo_search.spec._paths import apply_overrides, parse_override
-from moo_search.spec._study import DEFAULT_OBJECTIVE, StudySpec
+from moo_search.spec._study import DEFAULT_OBJECTIVE, StudySpec, objective_problem
 
 __all__ = ["load_spec", "spec_class", "spec_from_dict"]
 
@@ -31,19 +31,12 @@ def spec_class(objective: object) -> type[StudySpec]:
 
 
 def _check_objective(objective: object, source: str) -> None:
-    """An objective name nothing registers is refused on its own (its sections would
-    otherwise each be reported as unknown keys), with why where a plugin failed to load."""
-    import re
-
-    if not isinstance(objective, str) or re.match(r"^[\w.]+:[\w.]+$", objective):
-        return
-    if objective not in PROBLEMS and objective not in OBJECTIVES:
-        e = SpecError(
-            f"{source or 'spec'}: invalid spec\n  objective: "
-            f"{OBJECTIVES.unknown_message(objective)}; an objective is also one of the "
-            f"problems ({', '.join(PROBLEMS.names())}) or 'package.module:function'"
-        )
-        e.field = "objective"
+    """An objective name nothing registers is refused on its own, before its spec class is
+    chosen (its sections would otherwise each be reported as unknown keys)."""
+    problem = objective_problem(objective) if isinstance(objective, str) else ""
+    if problem:
+        e = SpecError(f"{source or 'spec'}: invalid spec\n  objective: {problem}")
+        e.field = "objective"  # (the message names the file first, as a validation error's)
         raise e
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "Dimension",
     "Objective",
     "StudySpec",
+    "objective_problem",
     "suggestion_order",
 ]
 
@@ -185,6 +186,17 @@ class Constraint(Strict):
         return f"{self.metric} {self.op} {self.value:g}"
 
 
+def objective_problem(name: str) -> str:
+    """What is wrong with ``name`` as a spec's ``objective`` ("" when nothing: a registered
+    objective, a problem, or ``package.module:function``)."""
+    if re.match(r"^[\w.]+:[\w.]+$", name) or name in PROBLEMS or name in OBJECTIVES:
+        return ""
+    return (
+        f"{OBJECTIVES.unknown_message(name)}; an objective is also one of the problems "
+        f"({', '.join(PROBLEMS.names())}) or 'package.module:function'"
+    )
+
+
 class StudySpec(Strict):
     name: str = Field(
         "study", min_length=1, description="The study's name (its storage key and report folder)."
@@ -261,12 +273,10 @@ class StudySpec(Strict):
     @field_validator("objective")
     @classmethod
     def _objective_ref(cls, v: str) -> str:
-        if re.match(r"^[\w.]+:[\w.]+$", v) or v in PROBLEMS or v in OBJECTIVES:
-            return v
-        raise ValueError(
-            f"must be a registered objective ({', '.join(OBJECTIVES.names())}), one of "
-            f"{PROBLEMS.names()} or 'package.module:function', got {v!r}"
-        )
+        problem = objective_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
 
     # ---- derived views -------------------------------------------------------------
 
