@@ -43,14 +43,17 @@ def _row(name: str, m: dict[str, Any]) -> str:
     return f"{name:<34}" + "".join(f"{_fmt(m.get(c)):>19}" for c in COLS)
 
 
-def paired_with_ease(study: Any, picks: list[tuple[str, Any]]) -> list[str]:
+def paired_with_ease(study: Any, data: Any, picks: list[tuple[str, Any]]) -> list[str]:
     """Each pick against EASE on the same test users, from the per-user hits the study
     recorded (every trial's and EASE's): the difference in precision@10 and
     tail/precision@10 with the report's 95% paired-bootstrap interval over users, and the
     hit counts behind it."""
-    from moo_search.study import STUDY_ATTR, unpack_counts
+    from moo_search.recommender.records import BASELINE_HITS, HITS_RECORD
+    from moo_search.study import record_key, unpack_counts
 
-    recorded = study.user_attrs.get(STUDY_ATTR.BASELINE_HITS) or {}
+    recorded = study.user_attrs.get(BASELINE_HITS) or {}
+    paired = data.panel.facts.get("vs_trials") or {}
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     if "EASE" not in recorded:
         return ["paired with EASE: the study recorded no per-user test hits (an older study)"]
     tail_users = unpack_counts(recorded["tail_users"]).astype(bool)
@@ -60,7 +63,9 @@ def paired_with_ease(study: Any, picks: list[tuple[str, Any]]) -> list[str]:
         "with a relevant tail item), 95% bootstrap interval over users:"
     ]
     for name, row in picks:
-        vs, hits = row.get("vs"), row.get("hits")
+        n = int(row["number"])
+        vs = paired.get(n)
+        hits = trials[n].user_attrs.get(record_key(HITS_RECORD)) if n in trials else None
         if not isinstance(vs, dict) or not isinstance(hits, dict):
             lines.append(f"  {name}: no per-user test hits recorded; skipped")
             continue
@@ -166,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         picks.append((f"{row['anchor']} anchor, trial {int(row['number'])}", row))
     if picks:
         print()
-        for line in paired_with_ease(study, picks):
+        for line in paired_with_ease(study, data, picks):
             print(line)
     print()
     for line in data.comparison_lines():

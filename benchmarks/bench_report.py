@@ -16,8 +16,8 @@ from pathlib import Path
 
 import optuna
 
+from moo_search.recommender.testing import synthetic_study
 from moo_search.report import build_report, collect
-from moo_search.testing import synthetic_study
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 

@@ -13,7 +13,8 @@ objective says:
   ``has_rungs``;
 - what it fetches before any worker starts (``prepare``: e.g. a dataset);
 - what it computes once per study (``setup_study``: e.g. baselines and a reference front);
-- what it adds to the dashboard (``report_extras``);
+- what it adds to the dashboard: its columns and settings (``report_extras``) and a panel it
+  draws itself, cards, lines and per-trial tables in its own words (``report_panel``);
 - where it exports a model (``exports_model``), how a chosen trial's bundle is written,
   verified, registered and served (``export``, ``verify_export``, ``register_export``,
   ``load_pyfunc``); every other objective's trial exports as a sealed selection bundle of its
@@ -31,7 +32,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,12 +40,18 @@ from moo_search.errors import MooSearchError, SpecError
 from moo_search.registry import OBJECTIVES, PROBLEMS
 from moo_search.spec import Dimension, StudySpec
 
+if TYPE_CHECKING:
+    from moo_search.report import StudyData
+
 __all__ = [
+    "Card",
     "Evaluation",
     "Evaluator",
     "MissingMetric",
     "Objective",
+    "Panel",
     "ReportExtras",
+    "TrialTable",
     "metric_value",
     "objective_for",
 ]
@@ -62,9 +69,10 @@ class Evaluation:
     variants: list[dict[str, Any]] = field(default_factory=list)
     records: dict[str, Any] = field(default_factory=dict)
     """What else the objective records on the trial, by name, each stored as the trial's
-    ``moo:<name>`` attribute (plain data); a variant inherits its fine-tune's unless it gives
-    its own (``test_hits`` excepted: they are of the fine-tune's own lists). One name is read by the engine: ``test_hits`` (:data:`~moo_search.study.ATTR.
-    HITS`), per-user test outcomes the dashboard pairs with a baseline's, user by user."""
+    ``moo:<name>`` attribute (plain data, :func:`moo_search.study.record_key`); a variant
+    inherits its trained trial's records unless it gives its own, except those the objective
+    names in :attr:`Objective.own_records`. The engine reads none of them: an objective's
+    :meth:`~Objective.report_panel` does."""
 
 
 Evaluator = Callable[..., Evaluation]
@@ -102,17 +110,47 @@ def metric_value(
 class ReportExtras:
     """What the dashboard shows beyond the generic page, for one objective's studies."""
 
-    paired_baseline: str | None = None
-    """A baseline whose per-user test hits are recorded (``STUDY_ATTR.BASELINE_HITS``): the
-    front's trials are paired with it, user by user, with a bootstrap interval."""
-    score_baseline: tuple[str, str, str] | None = None
-    """``(baseline, metric, label)``: the trials' test ``metric`` against that recorded
-    baseline's (e.g. the like-rate's ctr_auc)."""
     served_knobs: dict[str, str] = field(default_factory=dict)
     """An inference-only knob -> the trained field it serves at another value (a column of
     the trial table: each trial's served value, as trained where no variant changed it)."""
     shows_config: bool = False
     """The study's base config is shown (it means something only when dimensions point into it)."""
+    reference_knobs: str = "inference knobs"
+    """What the reference front's baselines are swept over, in the objective's words."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Card:
+    """A figure in the dashboard's header: a title, its value, one line of detail."""
+
+    title: str
+    value: str
+    detail: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrialTable:
+    """A table shown under a selected trial's objectives: a header, then rows of cells."""
+
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Panel:
+    """What an objective draws on its study's dashboard, and adds to the comparison lines that
+    ``run`` and ``report`` print, in its own words (:meth:`Objective.report_panel`)."""
+
+    reference_lines: tuple[str, ...] = ()
+    """Printed within the reference-front comparison (after the validation lines)."""
+    lines: tuple[str, ...] = ()
+    """Printed after the reference-front comparison."""
+    cards: tuple[Card, ...] = ()
+    """Shown in the header, after the reference front's."""
+    trial_tables: dict[int, TrialTable] = field(default_factory=dict)
+    """Shown under a selected trial's objectives, by trial number."""
+    facts: dict[str, Any] = field(default_factory=dict)
+    """The figures behind the lines, by name, for scripts and tests (plain data)."""
 
 
 class Objective:
@@ -132,6 +170,9 @@ class Objective:
     """Each trial writes an artifact directory (hashed, for report and export to check)."""
     has_rungs = False
     """Evaluation calls ``on_rung(step, metrics, cost)`` (multi-objective early stopping)."""
+    own_records: frozenset[str] = frozenset()
+    """Records (:attr:`Evaluation.records`) a variant never inherits from its trained trial:
+    they describe that trial's own outputs (e.g. its per-user test outcomes)."""
     exports_model = False
     """``export`` writes a model that ``verify_export`` re-trains, ``register_export`` logs
     and ``load_pyfunc`` serves; without it a trial exports as a selection bundle."""
@@ -169,6 +210,11 @@ class Objective:
     def report_extras(self, study: Any) -> ReportExtras:
         """What the dashboard adds for this objective's studies (see :class:`ReportExtras`)."""
         return ReportExtras()
+
+    def report_panel(self, study: Any, data: StudyData) -> Panel:
+        """What this objective draws on its study's dashboard beyond the generic page: cards,
+        comparison lines and per-trial tables (``data`` is the report's view of ``study``)."""
+        return Panel()
 
     def export(self, request: Any) -> Path:
         """Write the model bundle of the trial a :class:`moo_search.export.ExportRequest`

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["finite_or_none", "jsonable", "paired_bootstrap"]
+__all__ = ["finite_or_none", "jsonable", "paired_bootstrap", "verdict"]
 
 
 def finite_or_none(v: Any) -> float | None:
@@ -18,6 +18,11 @@ def finite_or_none(v: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return f if math.isfinite(f) else None
+
+
+def verdict(lo: float, hi: float) -> str:
+    """What a difference's interval says: above 0, below 0, or either (noise)."""
+    return "better" if lo > 0 else "worse" if hi < 0 else "within noise"
 
 
 def paired_bootstrap(

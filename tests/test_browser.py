@@ -8,8 +8,8 @@ import shutil
 import optuna
 import pytest
 
+from moo_search.recommender.testing import synthetic_study
 from moo_search.report import build_report
-from moo_search.testing import synthetic_study
 
 pytestmark = pytest.mark.browser
 optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -254,7 +254,7 @@ def test_a_selected_trial_shows_its_learning_curve_and_a_stopped_one_its_reason(
     assert o.page.locator("#curve .scatterlayer .trace").count() == 2  # one line per objective
     o.page.evaluate(f"() => window.mooSelect({variant})")
     note = o.page.locator("#curve").inner_text()
-    assert f"reuses the fine-tune of trial {done.number}" in note, note
+    assert f"reuses the trained model of trial {done.number}" in note, note
     o.page.evaluate(f"() => window.mooSelect({pruned.number})")
     text = o.page.locator("#selected-metrics").inner_text()
     assert "stopped at rung" in text and pruned.user_attrs[ATTR.FAIL][:40] in text

@@ -294,7 +294,8 @@ def test_a_study_written_by_older_code_opens_reports_and_exports(tmp_path, commi
     study = load_study(db.parent)
     assert count_states(study)["COMPLETE"] == 1 and count_states(study)["DERIVED"] == 5
     data = collect(study)
-    assert data.reference and data.vs_baseline and data.vs_baseline["baseline"] == "EASE"
+    top = data.panel.facts["vs_baseline"]
+    assert data.reference and top and top["baseline"] == "EASE"
     assert (data.rows["artifacts"] == "verified").sum() == 6  # the files are the trial's own
     assert f"at-{commit}" in build_report(db.parent).read_text()
     out = export_trial(db.parent, out=tmp_path / "bundle", select="knee")
@@ -304,9 +305,12 @@ def test_a_study_written_by_older_code_opens_reports_and_exports(tmp_path, commi
         gone, there = config_check
         config = (out / "config.yaml").read_text()
         assert gone not in config and there in config
-    # today's code re-runs the trial to the metrics that code recorded
-    outcome = verify_export(out)
-    assert outcome["reproduced"] and outcome["metrics_checked"] > 20, outcome["worst_metric"]
+    # today's code re-runs the trial to the metrics that code recorded: the fixture was
+    # written on another CPU, whose fp32 kernels (AVX-512 or not) round differently, so the
+    # check is at 1e-3, not export --verify's same-machine 1e-4 (an AVX2-only EPYC differed
+    # from the recording by 1.6e-4 in val/gini@10)
+    outcome = verify_export(out, atol=1e-3)
+    assert outcome["reproduced"] and outcome["metrics_checked"] > 20, outcome
 
 
 # --------------------------------------------------------------------------- import direction
@@ -321,7 +325,7 @@ ENGINE = [
     {"objective", "problems"},
     {"study"},
     {"report", "export"},
-    {"drivers", "testing"},
+    {"drivers"},
 ]
 RECOMMENDER = [
     {"recommender", "recommender.registries"},
@@ -329,6 +333,7 @@ RECOMMENDER = [
     {"recommender.data"},
     {"recommender.metrics"},
     {"recommender.spec", "recommender.memory", "recommender.cache", "recommender.rerank"},
+    {"recommender.records"},
     {"recommender.inference"},
     {"recommender.evaluate"},
     {"recommender.model"},
@@ -337,7 +342,7 @@ RECOMMENDER = [
     {"recommender.trial_eval", "recommender.trial_artifacts"},
     {"recommender.trial"},
     {"recommender.baselines", "recommender.reference"},
-    {"recommender.objective", "recommender.export"},
+    {"recommender.objective", "recommender.export", "recommender.testing"},
 ]
 APP = [{"cli", "", "_reference"}]  # the command, the docs generator and the package root ("")
 LAYERS = [*ENGINE, *RECOMMENDER, *APP]
@@ -686,6 +691,11 @@ def test_a_users_objective_with_its_own_config_runs_with_workers(tmp_path):
     for t in done:  # the objective read its own config: radius 2, the searched angle
         a = t.params["ring.angle"]
         assert t.values == pytest.approx([2 * np.cos(a), 2 * np.sin(a)])
+    # the panel it draws: its line printed, its card and every trial's table on the page
+    far = max(t.values[0] for t in done)
+    assert f"ring: the farthest x2 is {far:.3f} of radius 2.0" in proc.stdout, proc.stdout
+    page = (tmp_path / "study" / "index.html").read_text()
+    assert '"title":"ring radius"' in page and page.count('"header":["on the ring"') == 8
     # a typo in the objective's own section is named like any spec error
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**spec, "ring": {"radus": 2.0}}))
     proc = _cli(["run", "bad.yaml"], tmp_path)

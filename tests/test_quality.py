@@ -237,18 +237,19 @@ def test_trials_and_ease_record_per_user_test_hits_that_pair_up(tmp_path):
         )
     data = collect(study)
     front = data.rows[data.rows["pareto"]]
-    assert front["vs"].map(lambda v: isinstance(v, dict)).all()
-    for vs, p in zip(front["vs"], front["test:precision@10"]):
-        mean, lo, hi = vs["all"]
+    paired = data.panel.facts["vs_trials"]  # the recommender's panel: every front trial
+    for n, p in zip(front["number"], front["test:precision@10"]):
+        mean, lo, hi = paired[int(n)]["all"]
         assert lo <= mean <= hi and mean == pytest.approx(p - ease["precision@10"])
-    top = data.vs_baseline  # the front's accuracy end, as the header and the CLI show it
+        assert data.panel.trial_tables[int(n)].header[0] == "test, minus EASE (same users)"
+    top = data.panel.facts["vs_baseline"]  # the front's accuracy end, as header and CLI show
     assert top["trial"] == int(front.loc[front["val:precision@10"].idxmax(), "number"])
     assert "minus EASE on test, paired by user" in data.comparison_lines()[2]
     # every fine-tune's (not variant's) test ctr_auc against the like-rate baseline's
     like = study.user_attrs["moo:baselines"]["LikeRate"]["test"]["ctr_auc"]
     aucs = [t.user_attrs["moo:metrics"]["test"]["ctr_auc"] for t in done]
     aucs = [a for t, a in zip(done, aucs) if "moo:derived_from" not in t.user_attrs]
-    ctr = data.ctr_vs_baseline
+    ctr = data.panel.facts["ctr_vs_baseline"]
     assert ctr["n"] == len(aucs) == 2 and ctr["baseline"] == like
     assert (ctr["min"], ctr["max"]) == (min(aucs), max(aucs))
     assert ctr["above"] == sum(a > like for a in aucs)

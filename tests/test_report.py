@@ -8,8 +8,8 @@ import re
 import optuna
 import pytest
 
+from moo_search.recommender.testing import synthetic_study
 from moo_search.report import build_report, collect
-from moo_search.testing import synthetic_study
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 

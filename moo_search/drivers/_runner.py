@@ -223,7 +223,7 @@ class TrialRunner:
         return values
 
 
-_ENGINE_KEYS = {v for k, v in vars(ATTR).items() if k.isupper()} - {ATTR.HITS}
+_ENGINE_KEYS = {v for k, v in vars(ATTR).items() if k.isupper()}
 
 
 def _records(records: dict[str, Any]) -> dict[str, Any]:
@@ -258,8 +258,8 @@ def _add_variant(
     """Record an inference-only variant of the fine-tune ``parent`` as its own COMPLETE trial
     (same adapter artifact, its own config and metrics), linked by ``ATTR.DERIVED_FROM``; its
     settings are in ``ATTR.KNOBS`` (and in its params where searched); it carries the
-    fine-tune's records (``inherited``; not its per-user test hits, which are of the
-    fine-tune's own lists) where it gives none of its own."""
+    fine-tune's records (``inherited``; not those the objective names as a trial's own,
+    ``Objective.own_records``) where it gives none of its own."""
     import inspect
 
     from optuna.trial import TrialState, create_trial
@@ -286,11 +286,9 @@ def _add_variant(
     for key in (ATTR.ARTIFACTS, ATTR.ARTIFACT_SHA256):
         if key in parent.user_attrs:
             attrs[key] = parent.user_attrs[key]
-    attrs.update({k: v for k, v in inherited.items() if k != ATTR.HITS})  # its own lists
-    own = dict(variant.get("records") or {})
-    if variant.get("hits"):  # a variant's hits before objectives recorded by name
-        own.setdefault("test_hits", variant["hits"])
-    attrs.update(_records(own))
+    own_records = {record_key(n) for n in (ctx.objective.own_records if ctx.objective else ())}
+    attrs.update({k: v for k, v in inherited.items() if k not in own_records})
+    attrs.update(_records(dict(variant.get("records") or {})))
     kwargs: dict[str, Any] = {}
     if violations and "constraints" in inspect.signature(create_trial).parameters:
         kwargs["constraints"] = {str(c): float(v) for c, v in zip(spec.constraints, violations)}

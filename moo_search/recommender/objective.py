@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 
 from moo_search.export import ExportRequest
-from moo_search.objective import Evaluation, Evaluator, Objective, ReportExtras
+from moo_search.objective import Evaluation, Evaluator, Objective, Panel, ReportExtras
+from moo_search.recommender.records import (
+    BACKBONE_RECORD,
+    BASELINE_HITS,
+    HITS_RECORD,
+    draw_panel,
+)
 from moo_search.recommender.spec import RecommenderSpec
 from moo_search.registry import OBJECTIVES
 from moo_search.spec import DEFAULT_OBJECTIVE, StudySpec
@@ -93,9 +99,7 @@ def _evaluate(
     from moo_search.recommender.trial import run_trial
 
     result = run_trial(spec, artifact_dir=art, variants=variant_grid(spec), on_rung=on_rung)
-    from moo_search.recommender.trial import BACKBONE_RECORD
-
-    records = {BACKBONE_RECORD: result.backbone, "test_hits": result.hits}
+    records = {BACKBONE_RECORD: result.backbone, HITS_RECORD: result.hits}
     return Evaluation(result.metrics, result.cost, result.variants, records)
 
 
@@ -108,6 +112,7 @@ class RecommenderObjective(Objective):
     keeps_artifacts = True
     has_rungs = True
     exports_model = True
+    own_records = frozenset({HITS_RECORD})  # a variant's lists are its own
 
     def evaluator(self, spec: StudySpec) -> Evaluator:
         return _evaluate
@@ -153,15 +158,18 @@ class RecommenderObjective(Objective):
         return metric_direction(metric)
 
     def report_extras(self, study: Any) -> ReportExtras:
-        """Pair the front with EASE (SANSA where the catalog was too large for dense EASE),
-        compare ctr_auc with the like-rate baseline, show each trial's served fusion weights."""
-        paired = study.user_attrs.get(STUDY_ATTR.BASELINE_HITS) or {}
+        """Each trial's served fusion weights as columns; the config shown; the reference
+        front's baselines swept over the re-rankers."""
         return ReportExtras(
-            paired_baseline="SANSA" if "SANSA" in paired and "EASE" not in paired else "EASE",
-            score_baseline=("LikeRate", "ctr_auc", "like-rate"),
             served_knobs={knob: trained for trained, knob in FUSION_KNOBS.items()},
             shows_config=True,
+            reference_knobs="re-ranking",
         )
+
+    def report_panel(self, study: Any, data: Any) -> Panel:
+        """The front paired with EASE user by user, and ctr_auc against the like-rate
+        baseline (:mod:`moo_search.recommender.records`)."""
+        return draw_panel(study, data)
 
     def study_record(self, spec: StudySpec) -> dict[str, Any]:
         return {"data": spec.to_dict()["data"]}
@@ -219,7 +227,7 @@ class RecommenderObjective(Objective):
         # a bad MOO_SEARCH_*_GB is one error here, not a failure in every trial
         budget_gb("MOO_SEARCH_SCORES_GB", SCORES_BUDGET_GB)
         budget_gb("MOO_SEARCH_DENSE_GB", DENSE_BUDGET_GB)
-        recorded = (STUDY_ATTR.BASELINES, STUDY_ATTR.REFERENCE_FRONT, STUDY_ATTR.BASELINE_HITS)
+        recorded = (STUDY_ATTR.BASELINES, STUDY_ATTR.REFERENCE_FRONT, BASELINE_HITS)
         if all(key in study.user_attrs for key in recorded):
             return  # a resume: the data and its metrics were checked when the study began
         data: Any = prepare_data(spec)
@@ -242,9 +250,9 @@ class RecommenderObjective(Objective):
             print("reference front: the baselines through the re-rankers ...", file=sys.stderr)
             c = context()
             study.set_user_attr(STUDY_ATTR.REFERENCE_FRONT, reference_front(spec, data, c))
-        if STUDY_ATTR.BASELINE_HITS not in study.user_attrs:
+        if BASELINE_HITS not in study.user_attrs:
             c = context()
-            study.set_user_attr(STUDY_ATTR.BASELINE_HITS, baseline_test_hits(spec, data, ctx=c))
+            study.set_user_attr(BASELINE_HITS, baseline_test_hits(spec, data, ctx=c))
 
 
 _require_libraries()

@@ -31,6 +31,7 @@ from moo_search.recommender.prepare import (
     item_neighbours,
     prepare_data,
 )
+from moo_search.recommender.records import HITS_RECORD
 from moo_search.recommender.spec import RecommenderSpec, recommender_spec
 from moo_search.recommender.task_eval import fit_task_heads, task_metrics
 from moo_search.recommender.trial_eval import (
@@ -48,9 +49,7 @@ if TYPE_CHECKING:
     from moo_search.recommender.prepare import PreparedData
     from moo_search.recommender.train.loop import TrainHistory
 
-__all__ = ["BACKBONE_RECORD", "Trial", "TrialResult", "run_trial"]
-
-BACKBONE_RECORD = "backbone"
+__all__ = ["Trial", "TrialResult", "run_trial"]
 """The record of the collaborative backbone a trial fitted (name, params, SHA-256 of W;
 stored as the trial's ``moo:backbone``): what an export pins its backbone to."""
 
@@ -292,7 +291,7 @@ class Trial:
             )
             vhits = hits_per_user(self.spec, self.test_ctx, *vlists["test"])
             self.variant_results.append(
-                {"knobs": knobs, "metrics": vmetrics, "records": {"test_hits": vhits}}
+                {"knobs": knobs, "metrics": vmetrics, "records": {HITS_RECORD: vhits}}
             )
 
     def save(self) -> None:

@@ -29,7 +29,7 @@ def hits_per_user(
 ) -> dict[str, Any]:
     """Relevant items in each evaluated test user's top ``k = eval.k`` (all and tail ones;
     ``ctx``: the test split's :func:`eval_context`), packed: what pairs a trial with a
-    baseline user by user (``STUDY_ATTR.BASELINE_HITS``). ``{"k": k, "all": ..., "tail": ...}``."""
+    baseline user by user (``records.BASELINE_HITS``). ``{"k": k, "all": ..., "tail": ...}``."""
     from moo_search.recommender.metrics import user_hits
     from moo_search.study import pack_counts
 

@@ -13,9 +13,8 @@ import numpy as np
 import pandas as pd
 
 from moo_search import pareto
-from moo_search.objective import ReportExtras, objective_for
+from moo_search.objective import Panel, ReportExtras, objective_for
 from moo_search.registry import load_plugins
-from moo_search.report._compare import pair_with_baseline, verdict
 from moo_search.report._decide import decide, param_importance
 from moo_search.report._reference import compare_reference
 from moo_search.spec import DEFAULT_OBJECTIVE
@@ -52,11 +51,8 @@ class StudyData:
     # "undominated", "n_front"}; None when a front lacks test values
     reference_test: dict[str, Any] | None = None
     reference_axes: dict[str, list[float]] = field(default_factory=dict)  # knob: [lo, hi, n]
-    # the accuracy end of the front (its best validation precision@k) paired with a baseline
-    # on test, user by user: {"baseline", "k", "trial", "all": [difference, 95% low, high],
-    # "tail": [...]}; None without recorded per-user hits
-    vs_baseline: dict[str, Any] | None = None
     extras: ReportExtras = field(default_factory=ReportExtras)  # what the objective adds
+    panel: Panel = field(default_factory=Panel)  # what the objective draws (its own words)
 
     @property
     def artifact_problems(self) -> list[str]:
@@ -67,48 +63,11 @@ class StudyData:
         return sorted(set(bad["artifact_problem"]))
 
     def comparison_lines(self) -> list[str]:
-        """The lines that say whether the fine-tunes add anything over the baselines (and a
-        warning per altered artifact)."""
+        """The lines that say whether the study adds anything over its baselines (the
+        objective's own among them, :class:`~moo_search.objective.Panel`), and a warning per
+        altered artifact."""
         warn = [f"warning: {p}" for p in self.artifact_problems]
-        ctr = self.ctr_vs_baseline
-        score = self.extras.score_baseline
-        ctr_line = (
-            [
-                f"{score[1]} (test) of the {ctr['n']} fine-tunes: {ctr['min']:.4f} to "
-                f"{ctr['max']:.4f}; {score[2]} baseline {ctr['baseline']:.4f}; above it: "
-                f"{ctr['above']}/{ctr['n']}; below 0.5: {ctr['below_half']}"
-            ]
-            if ctr and score
-            else []
-        )
-        return self._reference_lines() + ctr_line + warn
-
-    @property
-    def ctr_vs_baseline(self) -> dict[str, Any] | None:
-        """The completed trials' test score (ctr_auc) against the objective's score baseline's
-        (the like-rate's): ``{"n", "min", "max", "baseline", "above", "below_half"}``; None
-        without either."""
-        if self.extras.score_baseline is None:
-            return None
-        name, metric, _ = self.extras.score_baseline
-        base = ((self.baselines.get(name) or {}).get("test") or {}).get(metric)
-        rows = self.rows
-        if base is None or f"test:{metric}" not in rows or "state" not in rows:
-            return None
-        done = rows[rows["state"] == "COMPLETE"]
-        if "derived_from" in done:
-            done = done[done["derived_from"].isna()]  # variants share their fine-tune's head
-        aucs = done[f"test:{metric}"].dropna().astype(float)
-        if aucs.empty:
-            return None
-        return {
-            "n": len(aucs),
-            "min": float(aucs.min()),
-            "max": float(aucs.max()),
-            "baseline": float(base),
-            "above": int((aucs > base).sum()),
-            "below_half": int((aucs < 0.5).sum()),
-        }
+        return self._reference_lines() + list(self.panel.lines) + warn
 
     def _reference_lines(self) -> list[str]:
         if not self.reference:  # said only where baselines were recorded without their front
@@ -121,21 +80,12 @@ class StudyData:
         lines = [
             f"hypervolume: study {fmt(self.hypervolume)} vs reference front "
             f"{fmt(self.reference_hv)} ({len(self.reference)} baseline points, same reference point"
-            + (f"; re-ranking over {grid}" if grid else "")
+            + (f"; {self.extras.reference_knobs} over {grid}" if grid else "")
             + ")",
             f"front trials not dominated by any reference point: "
             f"{self.front_undominated or 0} of {n_front}",
         ]
-        vs = self.vs_baseline
-        if vs:
-            d, lo, hi = vs["all"]
-            td, tlo, thi = vs["tail"]
-            lines.append(
-                f"the front's most accurate trial (validation) {vs['trial']} minus "
-                f"{vs['baseline']} on test, paired by user (95% interval): precision@{vs['k']} "
-                f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}] ({verdict(lo, hi)}), tail/precision@{vs['k']} "
-                f"{td:+.4f} [{tlo:+.4f}, {thi:+.4f}] ({verdict(tlo, thi)})"
-            )
+        lines += self.panel.reference_lines
         t = self.reference_test
         if t:
             lines.append(
@@ -194,9 +144,8 @@ def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool =
 
     spec = study.user_attrs.get(STUDY_ATTR.SPEC)
     _load_study_plugins(spec or {})
-    extras = objective_for(str((spec or {}).get("objective") or DEFAULT_OBJECTIVE)).report_extras(
-        study
-    )
+    objective = objective_for(str((spec or {}).get("objective") or DEFAULT_OBJECTIVE))
+    extras = objective.report_extras(study)
     objectives = study.user_attrs.get(STUDY_ATTR.OBJECTIVES) or [
         {"metric": f"objective {i}", "direction": d.name.lower()}
         for i, d in enumerate(study.directions)
@@ -213,9 +162,6 @@ def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool =
             rows[f"param:{name}"] = rows[f"served:{name}"]
     counts = {s.name: int((rows["state"] == s.name).sum()) for s in TrialState}
     ok, F = _mark_front(rows, metrics, directions)
-
-    paired = study.user_attrs.get(STUDY_ATTR.BASELINE_HITS)
-    vs_baseline = pair_with_baseline(rows, paired, extras.paired_baseline)
     ref, hv, hv_hist = _hypervolumes(
         F, directions, study.user_attrs.get(STUDY_ATTR.REFERENCE), rows.loc[ok, "number"]
     )
@@ -235,13 +181,13 @@ def collect(study: Any, *, study_target: str = "STUDY", verify_artifacts: bool =
         base_config=spec,
         study_target=study_target,
         counts=counts,
-        vs_baseline=vs_baseline,
         extras=extras,
     )
     compare_reference(data, study.user_attrs.get(STUDY_ATTR.REFERENCE_FRONT))
     decide(data)
     data.importance = param_importance(data)
     data.test_metrics = [m for m in metrics if f"test:{m}" in rows.columns]
+    data.panel = objective.report_panel(study, data)
     return data
 
 
@@ -349,7 +295,6 @@ def _record(
         "artifacts": "",
         "artifact_problem": "",
         "curve": t.user_attrs.get(ATTR.CURVE),
-        "hits": t.user_attrs.get(ATTR.HITS),
     }
     complete = t.state == TrialState.COMPLETE
     if checked is not None and complete:

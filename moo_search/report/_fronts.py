@@ -92,7 +92,7 @@ def _baseline_and_reference_matrix(
         traces.append(
             {
                 "type": "splom",
-                "name": "reference front (baselines × re-ranking)",
+                "name": f"reference front (baselines × {data.extras.reference_knobs})",
                 "showupperhalf": False,
                 "diagonal": {"visible": False},
                 "dimensions": [
@@ -168,7 +168,7 @@ def _baseline_and_reference_2d(data: StudyData, a: str, b: str) -> list[dict[str
             {
                 "type": "scatter",
                 "mode": "lines+markers",
-                "name": "reference front (baselines × re-ranking)",
+                "name": f"reference front (baselines × {data.extras.reference_knobs})",
                 "x": [_reference_values(data, a)[j] for j in order],
                 "y": [_reference_values(data, b)[j] for j in order],
                 "text": [_reference_text(data)[j] for j in order],

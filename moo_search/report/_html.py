@@ -6,6 +6,7 @@ at build time with the typed payload (:class:`~moo_search.report._payload.Payloa
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import re
@@ -67,7 +68,6 @@ def _rows(data: StudyData) -> list[Row]:
                 "artifacts": str(r.get("artifacts") or ""),
                 "artifact_problem": str(r.get("artifact_problem") or ""),
                 "curve": r.get("curve") if isinstance(r.get("curve"), list) else None,
-                "vs": r.get("vs") if isinstance(r.get("vs"), dict) else None,
             }
         )
     return out
@@ -117,8 +117,13 @@ def render_page(data: StudyData, figs: dict[str, dict[str, Any]], plotly_js: str
         "reference_test": data.reference_test,
         "reference_axes": data.reference_axes,
         "reference_verdict": data.reference_verdict,
-        "vs_baseline": data.vs_baseline,
-        "ctr_vs_baseline": data.ctr_vs_baseline,
+        "reference_knobs": data.extras.reference_knobs,
+        "panel": {
+            "cards": [dataclasses.asdict(c) for c in data.panel.cards],
+            "trial_tables": {
+                str(n): dataclasses.asdict(t) for n, t in data.panel.trial_tables.items()
+            },
+        },
         "ref": data.reference_point,
         "best": _best(data),
         "params": data.params,

@@ -16,7 +16,7 @@ class Row(TypedDict):
     n: int  # trial number
     state: str  # COMPLETE, FAIL, PRUNED, RUNNING, WAITING
     anchor: str  # "base", a named enqueued config, or ""
-    derived_from: int | None  # the fine-tune an inference-only variant reuses
+    derived_from: int | None  # the trained trial an inference-only variant reuses
     feasible: bool
     pareto: bool
     reason: str  # why a trial failed or was pruned
@@ -29,9 +29,6 @@ class Row(TypedDict):
     artifacts: str  # verified, unverified, none, missing (not on this machine), altered, ""
     artifact_problem: str  # for altered / missing: the trial, the file and both hashes
     curve: list[dict[str, Any]] | None  # [{"step", "values"}] per checkpoint (early stopping)
-    # paired with a baseline on the same test users: {"baseline", "all": [mean difference in
-    # precision@k, 95% low, high], "tail": [... tail/precision@k]}; fine-tunes and front only
-    vs: dict[str, Any] | None
 
 
 class BestValue(TypedDict):
@@ -59,13 +56,12 @@ class Payload(TypedDict):
     front_undominated: int | None
     # both fronts judged on test: {"hv", "reference_hv", "undominated", "n_front"} (or None)
     reference_test: dict[str, Any] | None
-    reference_axes: dict[str, list[float]]  # re-ranking knob -> [low, high, points]
+    reference_axes: dict[str, list[float]]  # inference knob -> [low, high, points]
     reference_verdict: str  # which front has the larger hypervolume, validation and test
-    # the front's most accurate trial (validation) against a baseline on test, paired by user:
-    # {"baseline", "k", "trial", "all": [difference, low, high], "tail": [...]} (or None)
-    vs_baseline: dict[str, Any] | None
-    # fine-tunes' test ctr_auc against the like-rate baseline's (StudyData.ctr_vs_baseline)
-    ctr_vs_baseline: dict[str, Any] | None
+    reference_knobs: str  # what the reference front's baselines are swept over (its words)
+    # what the objective draws (objective.Panel): {"cards": [{"title", "value", "detail"}],
+    # "trial_tables": {trial number: {"header": [...], "rows": [[...]]}}}
+    panel: dict[str, Any]
     ref: list[float] | None  # the hypervolume reference point
     best: dict[str, BestValue]
     params: list[str]

@@ -1,4 +1,4 @@
-"""The study's front against its reference front (the baselines through the re-rankers): the
+"""The study's front against its reference front (the baselines through the inference knobs the study searches): the
 hypervolumes at the same reference point and the points no baseline dominates, on validation
 (as the driver chose) and on test."""
 

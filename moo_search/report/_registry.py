@@ -65,7 +65,7 @@ for _figure in [
         _front,
         note="Blue: non-dominated feasible trials · grey: dominated · red ×: infeasible "
         "(violates a constraint) · green ★: baselines · orange ◇: reference front (every "
-        "baseline through the same re-rankers). Click a point to inspect it.",
+        "baseline through the same inference knobs). Click a point to inspect it.",
         eager=True,
     ),
     Figure(

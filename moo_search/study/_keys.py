@@ -39,7 +39,6 @@ class ATTR:
     ANCHOR = "moo:anchor"  # "base" or a named enqueued config
     DERIVED_FROM = "moo:derived_from"  # an inference-only variant of this fine-tune (number)
     KNOBS = "moo:knobs"  # a variant's inference-only settings {path: value}
-    HITS = "moo:test_hits"  # an objective's test_hits record: per-user outcomes, paired by user
     SLOT = "moo:pymoo_slot"
     RUNGS = "moo:rungs"  # {step: validation objective vector on the rung's user sample}
     CURVE = "moo:curve"  # [{"step", "values"}]: the objective vector at each checkpoint
@@ -54,8 +53,7 @@ class STUDY_ATTR:
     OBJECTIVES = "moo:objectives"
     REFERENCE = "moo:reference_point"
     BASELINES = "moo:baselines"
-    REFERENCE_FRONT = "moo:reference_front"  # baselines x re-ranking grid, non-dominated
-    BASELINE_HITS = "moo:baseline_test_hits"  # {baseline: ATTR.HITS-like}, the same test users
+    REFERENCE_FRONT = "moo:reference_front"  # baselines x inference-knob grid, non-dominated
     ENQUEUED = "moo:enqueued"
     VERSION = "moo:version"
     STUDY_ID = "moo:study_id"  # a random id given at creation; names the study's home

@@ -27,8 +27,8 @@ from moo_search.export._select import Selection, select_trial
 from moo_search.recommender.export._card import write_model_card
 from moo_search.recommender.export.pyfunc import write_mlflow_model
 from moo_search.recommender.model.encoder import base_model_fingerprint, base_model_loading
+from moo_search.recommender.records import BACKBONE_RECORD
 from moo_search.recommender.spec import RecommenderSpec, recommender_spec
-from moo_search.recommender.trial import BACKBONE_RECORD
 from moo_search.study import ATTR, STUDY_ATTR, ArtifactMismatch, check_artifacts, record_key
 
 __all__ = ["PER_ITEM", "export_trial"]

@@ -14,7 +14,7 @@ document.getElementById("subtitle").textContent =
 const cards = document.getElementById("cards");
 function card(k, v, s) { const d = el("div", {class: "card"}); d.append(el("div", {class: "k"}, k), el("div", {class: "v"}, v)); if (s) d.append(el("div", {class: "s"}, s)); cards.append(d); }
 const variants = P.rows.filter(r => r.derived_from !== null).length;
-const complete = variants ? `${(c.COMPLETE || 0) - variants} fine-tunes + ${variants} variants` : `${c.COMPLETE || 0} complete`;
+const complete = variants ? `${(c.COMPLETE || 0) - variants} trained + ${variants} variants` : `${c.COMPLETE || 0} complete`;
 card("trials", String(P.rows.length), `${complete} · ${c.FAIL || 0} failed · ${c.RUNNING || 0} running · ${c.PRUNED || 0} pruned`);
 card("hypervolume", fmt(P.hv), P.ref ? "reference point (" + P.ref.map(fmt).join(", ") + ")" : "no complete trial yet");
 card("Pareto front", String(P.rows.filter(r => r.pareto).length), "feasible non-dominated trials");
@@ -22,23 +22,13 @@ if (P.reference_points) {
   const nf = P.rows.filter(r => r.pareto).length;
   card("vs reference front", fmt(P.hv) + " / " + fmt(P.reference_hv),
        "study / baselines HV (same point) · " + (P.front_undominated || 0) + " of " + nf + " front trials not dominated by any of " + P.reference_points + " baseline points"
-       + " · baselines re-ranked over " + Object.entries(P.reference_axes || {}).map(([k, v]) => k.split(".").pop() + " " + fmt(v[0]) + "–" + fmt(v[1])).join(", ") + " (whatever the study searches)");
+       + " · baselines × " + P.reference_knobs + " over " + Object.entries(P.reference_axes || {}).map(([k, v]) => k.split(".").pop() + " " + fmt(v[0]) + "–" + fmt(v[1])).join(", ") + " (whatever the study searches)");
   const rt = P.reference_test;
   if (rt) card("vs reference front, on test", fmt(rt.hv) + " / " + fmt(rt.reference_hv),
        "both fronts chosen on validation, judged on test · " + rt.undominated + " of " + rt.n_front + " front trials not dominated");
   card("who wins", P.reference_verdict.replace(/^larger hypervolume: /, ""), "larger hypervolume at the same reference point, study vs baselines");
-  const vb = P.vs_baseline;
-  if (vb) {
-    const f4 = v => (v < 0 ? "−" : "+") + Math.abs(v).toFixed(4);
-    const says = (lo, hi) => lo > 0 ? "better" : hi < 0 ? "worse" : "within noise";
-    card("most accurate front trial vs " + vb.baseline, f4(vb.all[0]),
-         "test precision@" + vb.k + " of trial " + vb.trial + " (best on validation) minus " + vb.baseline + "'s, paired by user: 95% [" + f4(vb.all[1]) + ", " + f4(vb.all[2]) + "], " + says(vb.all[1], vb.all[2])
-         + " · tail/precision@" + vb.k + " " + f4(vb.tail[0]) + " [" + f4(vb.tail[1]) + ", " + f4(vb.tail[2]) + "], " + says(vb.tail[1], vb.tail[2]));
-  }
 }
-const cb = P.ctr_vs_baseline;
-if (cb) card("ctr_auc vs like-rate", cb.above + " of " + cb.n,
-     "fine-tunes whose test ctr_auc (" + cb.min.toFixed(4) + " to " + cb.max.toFixed(4) + ") beats the like-rate baseline's " + cb.baseline.toFixed(4) + " · below 0.5: " + cb.below_half);
+for (const pc of P.panel.cards) card(pc.title, pc.value, pc.detail);
 const altered = P.rows.filter(r => r.artifacts === "altered").length;
 if (altered) card("artifacts altered", String(altered), "trials whose files are not the ones they wrote: not exportable (see the table)");
 P.metrics.forEach((m, i) => { const b = P.best[m]; card("best " + m + " " + arrow(P.directions[i]), b ? fmt(b.value) : "–", b ? "trial " + b.trial : ""); });
@@ -50,7 +40,7 @@ function draw_curve(r) {
   div.textContent = ""; delete div.dataset.rendered;
   if (!r.curve || !r.curve.length) {
     const why = r.derived_from !== null
-      ? "No learning curve of its own: a variant reuses the fine-tune of trial " + r.derived_from + " (select that trial for its curve)."
+      ? "No learning curve of its own: a variant reuses the trained model of trial " + r.derived_from + " (select that trial for its curve)."
       : P.rows.some(x => x.curve && x.curve.length)
         ? "No learning curve: this trial recorded no checkpoint."
         : "No learning curve: the study runs without early stopping (driver.early_stopping).";
@@ -123,18 +113,15 @@ function yaml(v, ind) {
   if (typeof v === "string") return /^[\w@.\/+-]+$/.test(v) ? v : JSON.stringify(v);
   return String(v);
 }
-// a trial against a baseline on the same test users: the difference and its 95% interval
-function vsTable(vs) {
-  const k = P.vs_baseline ? P.vs_baseline.k : 10;
+// what the objective shows under a selected trial (objective.TrialTable): a header, then rows
+function panelTable(tt) {
   const t = el("table", {class: "vs"}); const head = el("tr");
-  head.append(el("th", {class: "l"}, "test, minus " + vs.baseline + " (same users)"), el("th", null, "difference"), el("th", null, "95% interval"), el("th", {class: "l"}, ""));
+  tt.header.forEach((h, i) => head.append(el("th", i === 0 || i === tt.header.length - 1 ? {class: "l"} : null, h)));
   t.append(head);
-  for (const [key, label] of [["all", "precision@" + k], ["tail", "tail/precision@" + k]]) {
-    if (!vs[key]) continue;
-    const [d, lo, hi] = vs[key];
-    const verdict = lo > 0 ? "better" : hi < 0 ? "worse" : "within noise";
-    const f4 = v => (v < 0 ? "−" : "+") + Math.abs(v).toFixed(4);
-    const tr = el("tr"); tr.append(el("td", {class: "l"}, label), el("td", null, f4(d)), el("td", null, "[" + f4(lo) + ", " + f4(hi) + "]"), el("td", {class: "l"}, verdict)); t.append(tr);
+  for (const row of tt.rows) {
+    const tr = el("tr");
+    row.forEach((cell, i) => tr.append(el("td", i === 0 || i === row.length - 1 ? {class: "l"} : null, cell)));
+    t.append(tr);
   }
   return t;
 }
@@ -142,12 +129,13 @@ let selected = null;
 function select(n) {
   const r = byNumber.get(n); if (!r) return;
   selected = n;
-  document.getElementById("selected-title").textContent = "Trial " + n + (r.anchor ? " (" + r.anchor + ")" : "") + (r.derived_from !== null ? " (variant of trial " + r.derived_from + ": its adapter, other inference settings)" : "") + " · " + r.state + (r.pareto ? " · on the Pareto front" : "") + (!r.feasible ? " · infeasible" : "");
+  document.getElementById("selected-title").textContent = "Trial " + n + (r.anchor ? " (" + r.anchor + ")" : "") + (r.derived_from !== null ? " (variant of trial " + r.derived_from + ": its trained model, other inference settings)" : "") + " · " + r.state + (r.pareto ? " · on the Pareto front" : "") + (!r.feasible ? " · infeasible" : "");
   const box = document.getElementById("selected-metrics"); box.textContent = "";
   const t = el("table"); const head = el("tr"); head.append(el("th", {class: "l"}, "objective"), el("th", null, "validation"), el("th", null, "test")); t.append(head);
   P.metrics.forEach((m, i) => { const tr = el("tr"); tr.append(el("td", {class: "l"}, m + " " + arrow(P.directions[i])), el("td", null, fmt(r.obj[i])), el("td", null, fmt(r.test[i]))); t.append(tr); });
   box.append(t);
-  if (r.vs) box.append(vsTable(r.vs));
+  const tt = P.panel.trial_tables[String(n)];
+  if (tt) box.append(panelTable(tt));
   if (r.reason) box.append(el("div", {class: "note"}, "reason: " + r.reason));
   draw_curve(r);
   const cmd = P.export_base + " --trial " + n + " --out exports/" + P.slug + "-trial-" + n;
@@ -246,7 +234,7 @@ function draw() {
         if (r.state === "FAIL") td.append(el("span", {class: "tag fail"}, "failed"));
         if (r.anchor) td.append(el("span", {class: "tag anchor"}, r.anchor));
         if (r.artifacts === "altered") td.append(el("span", {class: "tag fail", title: r.artifact_problem}, "artifacts altered"));
-        if (r.derived_from !== null) td.append(el("span", {class: "tag", title: "variant: the adapter of trial " + r.derived_from + " at other re-ranking or serving weights"}, "variant of #" + r.derived_from));
+        if (r.derived_from !== null) td.append(el("span", {class: "tag", title: "variant: the trained model of trial " + r.derived_from + " at other inference settings"}, "variant of #" + r.derived_from));
       } else td.textContent = fmt(get(r, col));
       tr.append(td);
     }

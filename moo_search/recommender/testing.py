@@ -1,5 +1,5 @@
-"""Synthetic studies for tests and benchmarks: trials recorded exactly as the drivers record
-them, without running any model."""
+"""Synthetic recommender studies for tests and benchmarks: trials recorded exactly as the
+drivers record them, without running any model."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from moo_search.study import ATTR, STUDY_ATTR, pack_counts
+from moo_search.recommender.records import BASELINE_HITS, HITS_RECORD
+from moo_search.study import ATTR, STUDY_ATTR, pack_counts, record_key
 
 __all__ = ["synthetic_study"]
 
@@ -97,7 +98,7 @@ def _record_study(study: Any, metrics: list[str], draws: _Draws) -> None:
         STUDY_ATTR.REFERENCE_FRONT, {"points": _reference_front(metrics), "grid": []}
     )
     study.set_user_attr(
-        STUDY_ATTR.BASELINE_HITS,
+        BASELINE_HITS,
         {
             "EASE": draws.hits(0.06, 0.01),
             "n_users": draws.n_users,
@@ -138,7 +139,7 @@ def _complete_trial(
             ATTR.COST: {"seconds": 60.0},
             ATTR.CONSTRAINTS: cons,
             ATTR.PARAMS: x,
-            ATTR.HITS: draws.hits(m["test"].get("precision@10", 0.06), 0.02 * w),
+            record_key(HITS_RECORD): draws.hits(m["test"].get("precision@10", 0.06), 0.02 * w),
         },
         system_attrs={"nsga2:generation": i // 20},
         intermediate_values={},
