@@ -49,8 +49,8 @@ CATALOGS = {
         "data.relevance_threshold": 4,
         "data.item_text": ["title", "genres"],
     },
-    "bx-10": {"data.book_crossing.k_core": 10},
-    "bx-5": {"data.book_crossing.k_core": 5},
+    "bx-10": {"data.params.k_core": 10},
+    "bx-5": {"data.params.k_core": 5},
 }
 """Each catalog: overrides of ``studies/bookcrossing.yaml``'s data section."""
 

@@ -202,6 +202,11 @@ class Objective:
         resume with other inputs is refused."""
         return {}
 
+    def read_study_record(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A study record stored by older code (:meth:`study_record`), in today's shape, so
+        that a resume compares like with like (default: as stored)."""
+        return record
+
     def metric_direction(self, metric: str) -> str:
         """``maximize`` or ``minimize`` for a metric that is not one of the study's objectives
         (``export --select best:METRIC``)."""

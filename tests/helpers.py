@@ -12,7 +12,7 @@ TINY: dict[str, Any] = {
     "seed": 0,
     "data": {
         "dataset": "synthetic",
-        "synthetic": {"n_users": 200, "n_items": 120, "interactions_per_user": 25},
+        "params": {"n_users": 200, "n_items": 120, "interactions_per_user": 25},
     },
     "model": {
         "tiny": {"hidden_size": 32, "num_hidden_layers": 2},

@@ -98,7 +98,7 @@ def test_work_keys_ignore_case_punctuation_and_a_trailing_note():
 
 def test_too_high_a_k_core_names_the_field(tmp_path):
     _write(tmp_path / "bx")
-    with pytest.raises(DataError, match=r"data\.book_crossing\.k_core"):
+    with pytest.raises(DataError, match=r"data\.params\.k_core"):
         load_book_crossing(tmp_path / "bx", k_core_min=50)
 
 

@@ -187,3 +187,15 @@ def test_list_names_what_a_spec_may_use(capsys):
     ]:
         line = next(ln for ln in out.splitlines() if ln.startswith(line_start))
         assert all(n in line for n in names), line
+
+
+def test_listing_one_kind_names_each_entrys_own_knobs(capsys):
+    """``list datasets`` (backbones, adapters): every entry's own knobs, where they go in the
+    spec and their defaults, read from the params model the entry registered."""
+    assert main(["list", "datasets"]) == 0
+    rows = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()[1:]}
+    assert "data.params.k_core=10" in rows["book-crossing"]
+    assert "data.params.n_users=300" in rows["synthetic"]
+    assert "no knobs of its own" in rows["movielens-100k"]
+    assert main(["list", "backbones"]) == 0
+    assert "fusion.cf_params.lambda=None" in capsys.readouterr().out  # by its spec name

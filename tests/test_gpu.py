@@ -28,7 +28,7 @@ def _spec(device: str, amp: str):
             "train.device": device,
             "train.amp": amp,
             "train.max_steps": 30,
-            "data.synthetic": {"n_users": 400, "n_items": 200, "interactions_per_user": 30},
+            "data.params": {"n_users": 400, "n_items": 200, "interactions_per_user": 30},
         }
     )
 
@@ -72,7 +72,7 @@ def _llama(device: str, **kw):
             "model.tiny.family": "llama",
             "train.device": device,
             "train.max_steps": 30,
-            "data.synthetic": {"n_users": 400, "n_items": 200, "interactions_per_user": 30},
+            "data.params": {"n_users": 400, "n_items": 200, "interactions_per_user": 30},
             **kw,
         }
     )

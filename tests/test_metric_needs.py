@@ -80,7 +80,7 @@ def _csv_study(tmp_path, ratings, genres, objectives):
             "data": {
                 "dataset": "csv",
                 "path": str(tmp_path / "i.csv"),
-                "items_path": str(tmp_path / "items.csv"),
+                "params": {"items_path": str(tmp_path / "items.csv")},
                 "relevance_threshold": 1,  # click-only data: a click is relevant
             },
             "objectives": objectives,

@@ -229,3 +229,77 @@ def test_the_engine_spec_has_no_variant_flags():
                 "driver": {"sweep_rerank": True},
             }
         )
+
+
+def test_old_data_keys_move_into_the_sources_params(caplog):
+    """A data section written before the dataset sources owned their knobs: the synthetic
+    section, book-crossing's and csv's fields move into ``data.params`` where the dataset is
+    theirs (one deprecation line), and are dropped where it is not."""
+    import logging
+
+    from moo_search.recommender.config import _compat
+
+    _compat._WARNED.clear()
+    raw = copy.deepcopy(TINY)
+    raw["data"] = {
+        "dataset": "synthetic",
+        "synthetic": {"n_users": 90, "n_items": 40},
+        "book_crossing": {"k_core": 5},
+        "columns": {},
+    }
+    raw["search_space"] = {"data.synthetic.n_items": {"int": [30, 60]}}
+    with caplog.at_level(logging.WARNING, logger="moo_search"):
+        spec = spec_from_dict(copy.deepcopy(raw))
+    assert spec.data.params == {"n_users": 90, "n_items": 40}  # not book-crossing's k_core
+    assert spec.data.source_params().n_users == 90 and "data.params.n_items" in spec.search_space
+    assert "synthetic" not in spec.to_dict()["data"]
+    lines = [r.getMessage() for r in caplog.records if "deprecated spec keys" in r.getMessage()]
+    assert any("data.synthetic -> data.params (synthetic)" in line for line in lines), lines
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "phrase"),
+    [
+        ({"dataset": "synthetic", "params": {"n_user": 9}}, "data.params.n_user", "n_user"),
+        (
+            {"dataset": "synthetic", "params": {"n_items": 1}},
+            "data.params.n_items",
+            "greater than or equal to 2",
+        ),
+        ({"dataset": "movielens-100k", "params": {"k_core": 5}}, "data.params", "no knobs"),
+        (
+            {"dataset": "csv", "path": "x.csv", "params": {"item_path": "i"}},
+            "data.params.item_path",
+            "got",
+        ),
+    ],
+)
+def test_a_sources_knob_is_checked_by_its_params_model(data, field, phrase):
+    raw = copy.deepcopy(TINY)
+    raw["data"] = data
+    with pytest.raises(SpecError) as e:
+        spec_from_dict(raw)
+    assert field in str(e.value) and phrase in str(e.value), str(e.value)
+
+
+def test_a_study_whose_stored_data_is_of_the_old_shape_resumes(tmp_path):
+    """The data a study was created with, stored before the sources owned their knobs (the
+    synthetic section, defaults written out), is the same data as today's ``data.params``: a
+    resume is accepted; other data is refused, naming it."""
+    import optuna
+
+    from moo_search.errors import StorageError
+    from moo_search.study import STUDY_ATTR, check_fingerprint, study_fingerprint
+
+    spec = spec_from_dict(copy.deepcopy(TINY))
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", study_name="s")
+    old = study_fingerprint(spec)
+    params = old["data"].pop("params")
+    old["data"].update({"synthetic": params, "book_crossing": {"k_core": 10}, "columns": {}})
+    old["data"].update({"items_path": None, "users_path": None})
+    study.set_user_attr(STUDY_ATTR.FINGERPRINT, old)
+    check_fingerprint(study, spec)  # the same data
+    other = copy.deepcopy(TINY)
+    other["data"]["params"] = {**other["data"]["params"], "n_users": 201}
+    with pytest.raises(StorageError, match="different data"):
+        check_fingerprint(study, spec_from_dict(other))

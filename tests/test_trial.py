@@ -260,7 +260,7 @@ def test_early_stopping_restores_best_and_records_evals():
 
 def test_a_split_with_no_relevant_item_fails_the_trial_with_a_message():
     spec = tiny_spec(
-        **{"data.synthetic": {"n_users": 30, "n_items": 20}, "data.relevance_threshold": 6}
+        **{"data.params": {"n_users": 30, "n_items": 20}, "data.relevance_threshold": 6}
     )
     with pytest.raises(DataError, match=r"data: the val split has no user with a relevant item"):
         run_trial(spec)

@@ -71,7 +71,34 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{kind:10s} {reg.field:18s} {', '.join(names)}")
         if kind == "metrics":
             _list_slices(reg)
+        if args.kind == kind and kind in _KNOBS_AT:
+            _list_knobs(reg, _KNOBS_AT[kind])
     return 0
+
+
+_KNOBS_AT = {
+    "datasets": ("data.params", ("params",)),
+    "backbones": ("fusion.cf_params", ("params",)),
+    "adapters": ("adapter", ("knobs", "params")),
+}
+"""A kind listed alone -> where its entries' own knobs go, and the entry's knob models."""
+
+
+def _list_knobs(reg: Any, where: tuple[str, tuple[str, ...]]) -> None:
+    """Each entry's own knobs with their defaults (``moo-search list datasets``)."""
+    section, attrs = where
+    for name in reg.names():
+        entry = reg.get(name)
+        knobs = []
+        for attr in attrs:
+            model = getattr(entry, attr, None)
+            fields = getattr(model, "model_fields", {}) if isinstance(model, type) else {}
+            at = section if attr != "params" or section != "adapter" else "adapter.params"
+            knobs += [
+                f"{at}.{f.alias or k}={f.get_default(call_default_factory=True)!r}"
+                for k, f in fields.items()
+            ]
+        print(f"  {name:16s} {', '.join(knobs) if knobs else '(no knobs of its own)'}")
 
 
 def _list_slices(reg: Any) -> None:

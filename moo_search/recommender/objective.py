@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from moo_search.errors import MooSearchError
 from moo_search.export import ExportRequest
 from moo_search.objective import Evaluation, Evaluator, Objective, Panel, ReportExtras
 from moo_search.recommender.records import (
@@ -172,7 +173,21 @@ class RecommenderObjective(Objective):
         return draw_panel(study, data)
 
     def study_record(self, spec: StudySpec) -> dict[str, Any]:
-        return {"data": spec.to_dict()["data"]}
+        """The data section, the source's knobs filled in."""
+        assert isinstance(spec, RecommenderSpec)
+        return {"data": spec.data.record()}
+
+    def read_study_record(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A stored data section in today's shape (old keys moved, the source's knobs filled
+        in); one that no longer validates is compared as stored."""
+        from pydantic import ValidationError
+
+        from moo_search.recommender.config import DataConfig
+
+        try:
+            return {**record, "data": DataConfig.model_validate(record.get("data")).record()}
+        except (ValidationError, MooSearchError, TypeError, ValueError):
+            return record
 
     def prepare(self, spec: StudySpec) -> None:
         """The dataset into the cache (fetched and verified once, before any worker)."""

@@ -106,13 +106,18 @@ class RecommenderSpec(StudySpec):
 
     @classmethod
     def reconcile(cls, before: dict[str, Any], after: dict[str, Any], given: set[str]) -> None:
-        """A switched backbone (``fusion.cf``) or adapter type (``adapter.type``) leaves the
-        knobs of the one it replaced behind (:func:`drop_switched_knobs`)."""
+        """A switched backbone (``fusion.cf``), adapter type (``adapter.type``) or dataset
+        (``data.dataset``) leaves the knobs of the one it replaced behind
+        (:func:`drop_switched_knobs`)."""
         drop_switched_knobs(
             move_old_spec_keys(before),
             after,
             given,
-            {"fusion.cf": _backbone_knobs, "adapter.type": _adapter_knobs},
+            {
+                "fusion.cf": _backbone_knobs,
+                "adapter.type": _adapter_knobs,
+                "data.dataset": _dataset_knobs,
+            },
         )
 
     @model_validator(mode="after")
@@ -215,6 +220,13 @@ def _backbone_knobs(name: Any) -> tuple[str, set[str]]:
 
     entry = BACKBONES.get(name) if isinstance(name, str) and name in BACKBONES else None
     return "fusion.cf_params", _knob_names(getattr(entry, "params", None))
+
+
+def _dataset_knobs(name: Any) -> tuple[str, set[str]]:
+    from moo_search.recommender.registries import DATASETS
+
+    entry = DATASETS.get(name) if isinstance(name, str) and name in DATASETS else None
+    return "data.params", _knob_names(getattr(entry, "params", None))
 
 
 def _adapter_knobs(name: Any) -> tuple[str, set[str]]:

@@ -85,9 +85,14 @@ def check_fingerprint(study: Any, spec: StudySpec) -> None:
     Raises:
         StorageError: naming each part that differs, with both values; nothing is written.
     """
+    from moo_search.objective import objective_for
+
     stored = _stored_fingerprint(study)
     if stored is None:
         return
+    if stored.get("data") is not None:  # in today's shape (old keys moved by the objective)
+        read = objective_for(spec.objective).read_study_record({"data": stored["data"]})
+        stored["data"] = read.get("data")
     mine = study_fingerprint(spec)
     diff = [k for k in mine if k in stored and stored[k] != mine[k]]
     if diff:

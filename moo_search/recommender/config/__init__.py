@@ -4,11 +4,12 @@ re-ranking, evaluation). Names of registered things are checked against their re
 from moo_search.recommender.config._adapter import AdapterConfig, AdapterType
 from moo_search.recommender.config._data import (
     TRIAL_SECTIONS,
-    BookCrossingConfig,
+    BookCrossingParams,
+    CsvParams,
     DataConfig,
     ItemText,
     SplitConfig,
-    SyntheticConfig,
+    SyntheticParams,
 )
 from moo_search.recommender.config._model import (
     FusionConfig,
@@ -27,7 +28,8 @@ __all__ = [
     "TRIAL_SECTIONS",
     "AdapterConfig",
     "AdapterType",
-    "BookCrossingConfig",
+    "BookCrossingParams",
+    "CsvParams",
     "DataConfig",
     "EvalConfig",
     "FusionConfig",
@@ -37,7 +39,7 @@ __all__ = [
     "ModelConfig",
     "RerankConfig",
     "SplitConfig",
-    "SyntheticConfig",
+    "SyntheticParams",
     "TinyModelConfig",
     "TrainConfig",
 ]

@@ -8,6 +8,11 @@ with a backbone other than mf keeps ``fusion.legacy_id_dim``: every backbone the
 ID embeddings, and their random draws moved the generator the trial's dropout masks come
 from, so its trials draw them still and re-run to the numbers they recorded.
 
+A data section written before the dataset sources owned their knobs loads the same way:
+``data.synthetic``'s and ``data.book_crossing``'s keys and csv's ``data.items_path``,
+``users_path`` and ``columns`` move into ``data.params`` where the dataset is theirs, and are
+dropped where it is not (they never acted there) (:data:`OLD_DATA_KEYS`).
+
 Switching an entry (``fusion.cf``, ``adapter.type``) by an override or a search drops the
 knobs of the entry it replaces that the new one does not have (:func:`drop_switched_knobs`):
 a study searching ``fusion.cf: [ease, mf]`` over a base ``cf_params: {lambda: 200}`` gives
@@ -20,9 +25,11 @@ import logging
 from typing import Any
 
 __all__ = [
+    "OLD_DATA_KEYS",
     "OLD_FUSION_KEYS",
     "OLD_SWEEP_KEYS",
     "drop_switched_knobs",
+    "move_old_data_keys",
     "move_old_fusion_keys",
     "move_old_spec_keys",
 ]
@@ -83,6 +90,63 @@ def move_old_fusion_keys(fusion: Any) -> Any:
     out["cf_params"] = params
     _deprecated(found)
     return out
+
+
+OLD_DATA_KEYS: dict[str, tuple[str, str | None]] = {
+    "synthetic": ("synthetic", None),
+    "book_crossing": ("book-crossing", None),
+    "items_path": ("csv", "items_path"),
+    "users_path": ("csv", "users_path"),
+    "columns": ("csv", "columns"),
+}
+"""old ``data.<key>`` -> (the dataset source that owns it, its name in ``data.params``; None:
+a section whose keys are the source's knobs)."""
+
+
+def move_old_data_keys(data: Any) -> Any:
+    """``data`` (plain data) with its old keys moved into ``params`` where they belong to the
+    chosen dataset source, dropped where they do not (they never acted there)."""
+    if not isinstance(data, dict) or not any(k in data for k in OLD_DATA_KEYS):
+        return data
+    out = dict(data)
+    dataset = out.get("dataset", "movielens-100k")
+    params = dict(out.get("params") or {})
+    found = [k for k in OLD_DATA_KEYS if k in out]
+    for key in found:
+        owner, knob = OLD_DATA_KEYS[key]
+        value = out.pop(key)
+        if owner != dataset or value is None:
+            continue
+        if knob is not None:
+            params.setdefault(knob, value)
+        elif isinstance(value, dict):
+            params = {**value, **params}
+        else:
+            out[key] = value  # not a section: refused, naming data.<key>
+    out["params"] = params
+    _warn_once(
+        [
+            f"data.{k} -> data.params"
+            + (f".{OLD_DATA_KEYS[k][1]}" if OLD_DATA_KEYS[k][1] else "")
+            + f" ({OLD_DATA_KEYS[k][0]})"
+            for k in found
+        ],
+        "; a key of a dataset the study does not use is dropped",
+    )
+    return out
+
+
+def _warn_once(moved: list[str], note: str = "") -> None:
+    """One deprecation line per process for the keys in ``moved`` not yet warned about."""
+    new = [m for m in moved if m not in _WARNED]
+    if not new:
+        return
+    _WARNED.update(new)
+    logger.warning(
+        "deprecated spec keys, read in their new places (write them there): %s%s",
+        ", ".join(new),
+        note,
+    )
 
 
 OLD_SWEEP_KEYS = {"sweep_rerank": "rerank", "sweep_fusion": "fusion"}
@@ -149,6 +213,12 @@ def move_old_spec_keys(raw: Any) -> Any:
 
 def _new_path(path: str) -> str:
     head, _, key = path.rpartition(".")
+    parts = path.split(".")
+    if parts[0] == "data" and len(parts) > 1 and parts[1] in OLD_DATA_KEYS:
+        owner, knob = OLD_DATA_KEYS[parts[1]]
+        new = ".".join(["data", "params", *([knob] if knob else []), *parts[2:]])
+        _warn_once([f"{path} -> {new} ({owner})"])
+        return new
     if head == "fusion" and key in OLD_FUSION_KEYS:
         _deprecated([key])
         return f"fusion.cf_params.{OLD_FUSION_KEYS[key][1]}"

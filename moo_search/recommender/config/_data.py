@@ -1,4 +1,6 @@
-"""The data section: dataset, split, relevance, item texts."""
+"""The data section: dataset, split, relevance, item texts, and the dataset source's own knobs
+(``data.params``, checked against the source's params model: :class:`SyntheticParams`,
+:class:`BookCrossingParams`, :class:`CsvParams` for the built-ins)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from moo_search.recommender.config._compat import move_old_data_keys
 from moo_search.recommender.config._knobs import check_own_params
 from moo_search.recommender.registries import DATASETS
 from moo_search.spec._errors import Located, Strict
@@ -47,7 +50,9 @@ class SplitConfig(Strict):
         return v
 
 
-class SyntheticConfig(Strict):
+class SyntheticParams(Strict):
+    """The synthetic source's knobs: the planted data's size and structure."""
+
     n_users: int = Field(300, ge=2, description="Users generated.")
     n_items: int = Field(200, ge=2, description="Items generated.")
     n_genres: int = Field(8, ge=1, description="Genres the items are drawn from.")
@@ -59,7 +64,9 @@ class SyntheticConfig(Strict):
     seed: int = Field(0, description="Seed of the generator.")
 
 
-class BookCrossingConfig(Strict):
+class BookCrossingParams(Strict):
+    """The book-crossing source's knobs: which items count as one, and the k-core."""
+
     k_core: int = Field(
         10,
         ge=1,
@@ -72,20 +79,25 @@ class BookCrossingConfig(Strict):
     )
 
 
+class CsvParams(Strict):
+    """The csv source's knobs: the optional item and user tables, and column renames."""
+
+    items_path: str | None = Field(
+        None, description="The item table (item, title, year, genres, ...)."
+    )
+    users_path: str | None = Field(None, description="The user table (user, attributes).")
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Column renames: {user: ..., item: ..., rating: ..., timestamp: ...}.",
+    )
+
+
 class DataConfig(Strict):
     dataset: str = Field(
         "movielens-100k",
         description="A registered dataset (moo_search.recommender.registries.DATASETS).",
     )
     path: str | None = Field(None, description="Directory (recbole) or interactions file (csv).")
-    items_path: str | None = Field(
-        None, description="csv: the item table (item, title, year, genres, ...)."
-    )
-    users_path: str | None = Field(None, description="csv: the user table (user, attributes).")
-    columns: dict[str, str] = Field(
-        default_factory=dict,
-        description="Column renames for csv: {user: ..., item: ..., rating: ..., timestamp: ...}.",
-    )
     split: SplitConfig = Field(
         default_factory=SplitConfig,
         description="How interactions become train, validation and test (and new items).",
@@ -97,18 +109,32 @@ class DataConfig(Strict):
         description="What an item's text holds, in order; overview/tagline/keywords come from "
         "the movie-overviews table (matched by title and year; unmatched items keep the rest).",
     )
-    synthetic: SyntheticConfig = Field(
-        default_factory=SyntheticConfig, description="dataset synthetic: the planted data's size."
-    )
-    book_crossing: BookCrossingConfig = Field(
-        default_factory=BookCrossingConfig,
-        description="dataset book-crossing: which ratings count and the k-core.",
-    )
     params: dict[str, Any] = Field(
         default_factory=dict,
-        description="The dataset source's own knobs, checked against its params model (a "
-        "registered DatasetSource's; search them as data.params.<knob>).",
+        description="The dataset source's own knobs, checked against its params model "
+        "(synthetic: n_users, n_items ...; book-crossing: k_core, collapse_editions; csv: "
+        "items_path, users_path, columns; a plugin source's own); search them as "
+        "data.params.<knob>. Empty: its defaults.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_keys(cls, data: Any) -> Any:
+        return move_old_data_keys(data)
+
+    def source_params(self) -> Any:
+        """The dataset source's knobs: ``params`` validated by its params model (None for a
+        source without one)."""
+        model = DATASETS.get(self.dataset).params
+        return None if model is None else model.model_validate(self.params)
+
+    def record(self) -> dict[str, Any]:
+        """This section as plain data with the source's knobs filled in (what identifies a
+        study's data: ``{}`` and the defaults written out are the same data)."""
+        out = self.model_dump(mode="json")
+        own = self.source_params()
+        out["params"] = own.model_dump(mode="json") if own is not None else dict(self.params)
+        return out
 
     @field_validator("dataset")
     @classmethod

@@ -8,12 +8,12 @@ under their owners' research terms: fetched into the cache, never committed.
 Loading, in order:
 
 1. ratings whose ISBN (normalised: upper case, letters and digits only) has book metadata;
-2. **editions collapsed to one work** (``book_crossing.collapse_editions``): ISBNs whose
+2. **editions collapsed to one work** (``data.params.collapse_editions``): ISBNs whose
    normalised title (lower case, a trailing bracketed note such as "(Paperback)" dropped,
    letters and digits only) and normalised author are equal are one item, so a "new" item is
    not a re-issue of a known one; a user's ratings of several editions become one, the highest;
    the work's text is that of its most rated edition;
-3. the **k-core** (``book_crossing.k_core``): users and items with fewer interactions are
+3. the **k-core** (``data.params.k_core``): users and items with fewer interactions are
    dropped, repeatedly, until none is left.
 
 Ratings are 1-10 (explicit) or 0 (implicit: the user interacted without rating). Relevance is
@@ -158,7 +158,7 @@ def load_book_crossing(
     if r.empty:
         raise DataError(
             f"book-crossing: no user and item keep {k_core_min} interactions; lower "
-            "data.book_crossing.k_core"
+            "data.params.k_core"
         )
     # the work's text: its most rated edition among the kept ratings
     face = r.groupby("work")["isbn"].agg(lambda s: s.value_counts().index[0])

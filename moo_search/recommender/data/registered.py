@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from moo_search.errors import DataError
+from moo_search.recommender.config import BookCrossingParams, CsvParams, SyntheticParams
 from moo_search.recommender.registries import DATASETS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,7 +32,7 @@ class DatasetSource:
         fetch: Download into the cache and return the directory (``moo-search data fetch``).
         is_cached: Whether ``fetch`` has nothing left to do.
         params: The pydantic model of the source's own knobs (``data.params``; ``load`` reads
-            them as ``cfg.params``).
+            them validated as ``cfg.source_params()``, or as the plain ``cfg.params``).
         example: ``scratch_dir -> data section`` of a small planted dataset of this source
             that loads offline in seconds (writing its files into ``scratch_dir``): what the
             dataset contract suite loads and splits. None: the suite loads the fetched data
@@ -82,13 +83,13 @@ def _recbole_example(scratch: Path) -> dict[str, Any]:
 
 
 def _synthetic_example(scratch: Path) -> dict[str, Any]:
-    return {"dataset": "synthetic", "synthetic": {"n_users": 80, "n_items": 50}}
+    return {"dataset": "synthetic", "params": {"n_users": 80, "n_items": 50}}
 
 
 def _synthetic(cfg: DataConfig) -> Dataset:
     from moo_search.recommender.data.synthetic import make_synthetic
 
-    return make_synthetic(**cfg.synthetic.model_dump())
+    return make_synthetic(**cfg.source_params().model_dump())
 
 
 def _ml100k(cfg: DataConfig) -> Dataset:
@@ -123,11 +124,12 @@ def _csv(cfg: DataConfig) -> Dataset:
     from moo_search.recommender.data.loaders import load_table_dataset
 
     assert cfg.path is not None
+    own = cfg.source_params()
     return load_table_dataset(
         Path(cfg.path),
-        items_path=Path(cfg.items_path) if cfg.items_path else None,
-        users_path=Path(cfg.users_path) if cfg.users_path else None,
-        columns=cfg.columns,
+        items_path=Path(own.items_path) if own.items_path else None,
+        users_path=Path(own.users_path) if own.users_path else None,
+        columns=own.columns,
     )
 
 
@@ -157,16 +159,20 @@ def _ml1m_cached() -> bool:
 
 
 DATASETS.register("movielens-1m", DatasetSource(_ml1m, fetch=_ml1m_fetch, is_cached=_ml1m_cached))
-DATASETS.register("synthetic", DatasetSource(_synthetic, example=_synthetic_example))
+DATASETS.register(
+    "synthetic", DatasetSource(_synthetic, params=SyntheticParams, example=_synthetic_example)
+)
 DATASETS.register("recbole", DatasetSource(_recbole, needs_path=True, example=_recbole_example))
-DATASETS.register("csv", DatasetSource(_csv, needs_path=True, example=_csv_example))
+DATASETS.register(
+    "csv", DatasetSource(_csv, needs_path=True, params=CsvParams, example=_csv_example)
+)
 
 
 def _book_crossing(cfg: DataConfig) -> Dataset:
     from moo_search.recommender.data.bookcrossing import BOOK_CROSSING, load_book_crossing
 
     root = Path(cfg.path) if cfg.path else BOOK_CROSSING.verify_cached()
-    bx = cfg.book_crossing
+    bx = cfg.source_params()
     return load_book_crossing(root, k_core_min=bx.k_core, collapse_editions=bx.collapse_editions)[0]
 
 
@@ -184,5 +190,10 @@ def _book_crossing_cached() -> bool:
 
 DATASETS.register(
     "book-crossing",
-    DatasetSource(_book_crossing, fetch=_book_crossing_fetch, is_cached=_book_crossing_cached),
+    DatasetSource(
+        _book_crossing,
+        fetch=_book_crossing_fetch,
+        is_cached=_book_crossing_cached,
+        params=BookCrossingParams,
+    ),
 )

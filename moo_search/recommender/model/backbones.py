@@ -108,7 +108,7 @@ def check_dense(name: str, n_items: int, matrices: int) -> None:
             f"({matrices} float64 matrices), over the {budget:g} GiB budget "
             "(MOO_SEARCH_DENSE_GB). Use fusion.cf: sansa (sparse EASE), itemknn (kept sparse "
             f"from {SPARSE_FROM_ITEMS:,} items on), mf (learned, memory linear in items) or a "
-            "smaller catalog (e.g. a larger data.book_crossing.k_core)",
+            "smaller catalog (e.g. a larger data.params.k_core)",
             field="fusion.cf",
         )
 
