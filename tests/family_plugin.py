@@ -1,5 +1,5 @@
 """A user's model family, registered the way docs/explanations/architecture.md says (imported by
-tests/test_families.py, so the family contract suite runs it, and named in a spec's `plugins`
+tests/recommender/test_families.py, so the family contract suite runs it, and named in a spec's `plugins`
 by the CLI test): a Qwen2-shaped decoder of its own name with position-weighted pooling."""
 
 from __future__ import annotations

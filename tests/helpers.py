@@ -73,6 +73,30 @@ def custom_spec(
     return spec_from_dict(raw)
 
 
+def stepped_spec(*, n_trials: int, backend: str = "optuna", **extra: Any) -> StudySpec:
+    """A study of the light objective with rungs and artifacts (``tests.objectives``'s
+    ``stepped``): both objectives are ``x``, maximized; early stopping as ``extra`` says."""
+    raw: dict[str, Any] = {
+        "name": "stepped",
+        "plugins": ["tests.objectives"],
+        "objective": "stepped",
+        "search_space": {"x": {"float": [1e-3, 1.0]}},
+        "objectives": [
+            {"metric": "a", "direction": "maximize"},
+            {"metric": "b", "direction": "maximize"},
+        ],
+        "driver": {"backend": backend, "population": 4, "seed": 1},
+        "budget": {"n_trials": n_trials},
+        "storage": "memory://",
+    }
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = value
+    return spec_from_dict(raw)
+
+
 def run_kept(spec: Any, artifact_dir: Any = None) -> Any:
     """``run_trial``'s result with the trained model on it as ``.model`` (tests that look
     inside the model)."""

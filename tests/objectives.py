@@ -1,4 +1,6 @@
-"""Custom objectives (``objective: tests.objectives:NAME``) for driver tests."""
+"""Custom objectives for the engine's tests: functions (``objective: tests.objectives:NAME``),
+and ``stepped``, a light objective class with rungs and artifacts registered when this module
+is imported (``plugins: [tests.objectives]``, ``objective: stepped``)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,9 @@ import os
 import time
 from pathlib import Path
 from typing import Any
+
+from moo_search.objective import Evaluation, Objective
+from moo_search.registry import OBJECTIVES
 
 
 def sphere2(params: dict[str, Any], spec: Any) -> dict[str, float]:
@@ -84,3 +89,33 @@ def conditional(params: dict[str, Any], spec: Any) -> dict[str, float]:
         assert "y" not in params, f"y was suggested for kind {params['kind']!r}: {params}"
         y = 0.5
     return {"a": x * x + y * y, "b": (1 - x) ** 2 + (1 - y) ** 2}
+
+
+class Stepped(Objective):
+    """A light objective with rungs and artifacts, for the driver tests (no model, no data):
+    its quality is its ``x`` on both objectives, reported at every rung of its 40 steps and
+    at the end; each trial writes one artifact file."""
+
+    keeps_artifacts = True
+    has_rungs = True
+
+    def steps(self, spec: Any) -> int:
+        return 40
+
+    def evaluator(self, spec: Any) -> Any:
+        def evaluate(params: dict[str, Any], spec: Any, art: Any, *, on_rung: Any = None) -> Any:
+            x = float(params["x"])
+            m = {"a": x, "b": x}
+            if on_rung is not None:
+                for frac in spec.driver.early_stopping.rungs:
+                    on_rung(int(frac * 40), {"val": dict(m)}, {"seconds": 0.0})
+            if art is not None:
+                Path(art).mkdir(parents=True, exist_ok=True)
+                (Path(art) / "model.txt").write_text(f"x={x}\n")
+            return Evaluation({"val": m, "test": dict(m)}, {"seconds": 0.0})
+
+        return evaluate
+
+
+if "stepped" not in OBJECTIVES:
+    OBJECTIVES.register("stepped", Stepped())

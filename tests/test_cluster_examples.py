@@ -15,8 +15,8 @@ import optuna
 import pytest
 import yaml
 
+from .engine.test_postgres import pg_url  # noqa: F401  (the fixture: a fresh database)
 from .helpers import sphere_spec_yaml
-from .test_postgres import pg_url  # noqa: F401  (the fixture: a fresh database)
 
 pytestmark = pytest.mark.pg
 

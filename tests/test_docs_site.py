@@ -15,7 +15,7 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 
 import pytest
 
-from .test_browser import browser  # noqa: F401  (the fixture: headless Chromium)
+from .engine.test_browser import browser  # noqa: F401  (the fixture: headless Chromium)
 
 pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[1]

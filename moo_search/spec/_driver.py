@@ -31,7 +31,8 @@ class EarlyStoppingConfig(Strict):
     enabled: bool = Field(False, description="Stop weak trials at rungs (successive halving).")
     rungs: list[float] = Field(
         default_factory=lambda: [0.34],
-        description="Checkpoints as fractions of train.max_steps (each in (0, 1)).",
+        description="Checkpoints as fractions of a trial's length, its objective's steps "
+        "(the recommender's: train.max_steps), each in (0, 1).",
     )
     eta: float = Field(3.0, gt=1.0, description="Keep the best 1/eta at each rung.")
     min_trials: int = Field(
@@ -50,7 +51,7 @@ class EarlyStoppingConfig(Strict):
     @classmethod
     def _fractions(cls, v: list[float]) -> list[float]:
         if not v or any(not 0.0 < r < 1.0 for r in v):
-            raise ValueError(f"rungs are fractions of train.max_steps in (0, 1), got {v}")
+            raise ValueError(f"rungs are fractions of a trial's length in (0, 1), got {v}")
         return sorted(set(v))
 
 
