@@ -25,7 +25,7 @@ FINISH_POLL_SECONDS = 0.5
 
 
 class BaseDriver(ABC):
-    """Runs trials of ``ctx.study`` until ``ctx.n_trials`` fine-tunes are complete.
+    """Runs trials of ``ctx.study`` until ``ctx.n_trials`` trials are complete (variants not counted).
 
     Subclasses set ``name`` and ``algorithms`` (a registry of the algorithms they offer) and
     implement :meth:`_step`; they may override :meth:`_setup`.

@@ -34,7 +34,7 @@ class StudyProgress:
     last_trial: int | None = None
     last_state: str = ""
     last_reason: str = ""
-    variants: int = 0  # re-ranking variants recorded beside the fine-tunes
+    variants: int = 0  # inference-only variants recorded beside the trials
 
     def line(self) -> str:
         hv = f"HV {self.hypervolume:.4g}" if self.hypervolume is not None else "HV -"

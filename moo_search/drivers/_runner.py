@@ -55,7 +55,7 @@ class TrialRunner:
         self.repeats = 0  # proposals in a row that repeated a finished trial (skipped)
 
     def _repeat_of(self, trial: Any, params: dict[str, Any]) -> int | None:
-        """The number of a finished (or running) fine-tune with exactly these parameters, if
+        """The number of a finished (or running) trial with exactly these parameters, if
         a sampler proposed them again: on resume, or in another process seeded alike
         (enqueued parameters, anchors and pymoo's slots, always run)."""
         from optuna.trial import TrialState
@@ -255,10 +255,10 @@ def _add_variant(
     variant: dict[str, Any],
     inherited: dict[str, Any],
 ) -> None:
-    """Record an inference-only variant of the fine-tune ``parent`` as its own COMPLETE trial
-    (same adapter artifact, its own config and metrics), linked by ``ATTR.DERIVED_FROM``; its
+    """Record an inference-only variant of the trial ``parent`` as its own COMPLETE trial
+    (same artifacts, its own config and metrics), linked by ``ATTR.DERIVED_FROM``; its
     settings are in ``ATTR.KNOBS`` (and in its params where searched); it carries the
-    fine-tune's records (``inherited``; not those the objective names as a trial's own,
+    parent's records (``inherited``; not those the objective names as a trial's own,
     ``Objective.own_records``) where it gives none of its own."""
     import inspect
 

@@ -51,8 +51,8 @@ class Dimension(Strict):
         None,
         description=(
             "Suggested only when each named (earlier) search dimension took one of the listed "
-            "values, e.g. adapter.r when adapter.type is lora or dora: a trial carries no "
-            "value for a knob that does not act in it."
+            "values (e.g. the recommender's adapter.r when adapter.type is lora or dora): a "
+            "trial carries no value for a knob that does not act in it."
         ),
     )
 
@@ -139,7 +139,10 @@ class Dimension(Strict):
 class Objective(Strict):
     """One objective the driver optimises, on validation."""
 
-    metric: str = Field(description="A metric name, e.g. precision@10 or cold_item/recall@20.")
+    metric: str = Field(
+        description="A metric the objective reports, e.g. f1 (zdt1) or precision@10 (the "
+        "recommender)."
+    )
     direction: Literal["minimize", "maximize"] = Field(description="Which way is better.")
     split: Literal["val"] = Field("val", description="The driver optimises validation metrics.")
     direction_override: bool = Field(

@@ -75,7 +75,7 @@ def artifact_status(t: Any, cache: dict[Any, tuple[str, str]] | None = None) -> 
     machine) or ``altered`` (the message names the file and both hashes).
 
     ``cache`` (keyed by directory and recorded hashes) lets inference-only variants, which share
-    their fine-tune's files, be checked once.
+    their trained trial's files, be checked once.
     """
     recorded = t.user_attrs.get(ATTR.ARTIFACT_SHA256)
     art = t.user_attrs.get(ATTR.ARTIFACTS)

@@ -37,7 +37,7 @@ class ATTR:
     CONSTRAINTS = "moo:constraints"  # violations, <= 0 is feasible
     GENERATION = "moo:generation"
     ANCHOR = "moo:anchor"  # "base" or a named enqueued config
-    DERIVED_FROM = "moo:derived_from"  # an inference-only variant of this fine-tune (number)
+    DERIVED_FROM = "moo:derived_from"  # an inference-only variant of this trial (number)
     KNOBS = "moo:knobs"  # a variant's inference-only settings {path: value}
     SLOT = "moo:pymoo_slot"
     RUNGS = "moo:rungs"  # {step: validation objective vector on the rung's user sample}
@@ -86,7 +86,7 @@ def is_feasible(t: Any) -> bool:
 
 
 def is_derived(t: Any) -> bool:
-    """A re-ranking variant of another trial's fine-tune (not counted by the budget)."""
+    """An inference-only variant of another trial (not counted by the budget)."""
     return ATTR.DERIVED_FROM in t.user_attrs
 
 

@@ -201,7 +201,7 @@ class MlflowMirror:
                 TAG_STUDY: self.study_name,
                 TAG_TRIAL: str(t.number),
                 "moo_search.state": t.state.name,
-                # an inference-only variant (re-ranked, or fused at other weights) of a fine-tune
+                # an inference-only variant of a trial that ran (e.g. re-ranked)
                 **(
                     {"moo_search.variant_of": str(t.user_attrs[ATTR.DERIVED_FROM])}
                     if t.user_attrs.get(ATTR.DERIVED_FROM) is not None

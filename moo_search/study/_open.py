@@ -197,8 +197,8 @@ def study_home(spec: StudySpec, url: str, study: Any) -> Path:
 
 
 def count_states(study: Any) -> dict[str, int]:
-    """Trials per state; re-ranking variants (``DERIVED``) are not counted as COMPLETE: the
-    budget counts fine-tunes."""
+    """Trials per state; inference-only variants (``DERIVED``) are not counted as COMPLETE:
+    the budget counts the trials that ran."""
     from optuna.trial import TrialState
 
     counts = {s.name: 0 for s in TrialState}
