@@ -66,6 +66,67 @@ def nearest_only(sim: Any, n: int | None, warm: Any = None) -> Any:
     return torch.zeros_like(sim).scatter_(1, keep, sim.gather(1, keep))
 
 
+NEIGHBOUR_BLOCK_BYTES = 1 << 27
+"""The float64 similarity rows one block of :func:`text_neighbours` holds (128 MiB)."""
+
+
+@dataclass(frozen=True)
+class TextNeighbours:
+    """Each item's text similarity to its nearest warm items (itself excluded), without an
+    items x items matrix: a sparse (I, I) matrix of at most n entries a row (``sparse``), or,
+    where every warm item counts, the item embeddings themselves (``emb``: c = (h E) E^T less
+    each item's own term, h a user's warm history)."""
+
+    sparse: Any  # scipy CSR (I, I) float64, or None
+    emb: Any  # (I, d) float64 numpy when ``sparse`` is None
+    warm: Any  # (I,) bool numpy, or None (every item warm)
+
+    def of_history(self, rows: Any, items: Any = None) -> np.ndarray:
+        """c(u, i) = sum over i's neighbours j of rows[u, j] * sim(i, j), float64 (n, I) or
+        (n, len(items)); ``rows``: (n, I) scipy sparse or dense."""
+        rows = sp.csr_matrix(np.atleast_2d(rows) if not sp.issparse(rows) else rows)
+        rows = rows.astype(np.float64)
+        if self.sparse is not None:
+            s = self.sparse if items is None else self.sparse[np.asarray(items)]
+            return np.asarray((rows @ s.T).todense())
+        if self.warm is not None:
+            rows = rows.multiply(self.warm[None, :]).tocsr()
+        emb = self.emb if items is None else self.emb[np.asarray(items)]
+        own = (rows if items is None else rows[:, np.asarray(items)]).toarray()
+        c: np.ndarray = np.asarray(rows @ self.emb) @ emb.T - own * np.einsum("id,id->i", emb, emb)
+        return c
+
+
+def text_neighbours(item_emb: Any, n: int | None, warm: Any = None) -> TextNeighbours:
+    """Each item's ``n`` nearest warm items by text (every warm item when ``n`` is None or at
+    least their count), found a block of rows at a time: the same entries
+    :func:`nearest_only` keeps of the dense items x items similarity, in bounded memory."""
+    import torch
+
+    emb = item_emb.double()
+    n_items = emb.shape[0]
+    n_warm = n_items if warm is None else int(warm.sum())
+    warm_np = None if warm is None else warm.cpu().numpy().astype(bool)
+    if n is None or n >= n_warm:
+        return TextNeighbours(None, emb.cpu().numpy(), warm_np)
+    cold = None if warm is None else ~warm.to(emb.device)
+    step = max(1, NEIGHBOUR_BLOCK_BYTES // (8 * n_items))
+    cols, vals = [], []
+    for start in range(0, n_items, step):
+        sim = emb[start : start + step] @ emb.T
+        own = torch.arange(start, start + sim.shape[0], device=emb.device)
+        sim[own - start, own] = 0.0
+        if cold is not None:
+            sim[:, cold] = 0.0  # only warm items have users to borrow
+        ranked = sim if cold is None else sim.masked_fill(cold, -torch.inf)
+        keep = torch.topk(ranked, n, dim=1).indices
+        cols.append(keep.cpu().numpy().ravel())
+        vals.append(sim.gather(1, keep).cpu().numpy().ravel())
+    indptr = np.arange(0, n_items * n + 1, n)
+    matrix = sp.csr_matrix((np.concatenate(vals), np.concatenate(cols), indptr), (n_items,) * 2)
+    return TextNeighbours(matrix, None, warm_np)
+
+
 @dataclass
 class CatalogScorer:
     """A trained :class:`~moo_search.recommender.model.recommender.Recommender` with its item and user
@@ -121,18 +182,13 @@ class CatalogScorer:
                 )
         return cls(model, None, None, device)
 
-    def neighbour_sims(self) -> Any:
-        """(I, I) text similarities of each item to its ``new_item_neighbours`` nearest warm
-        items (zero elsewhere; every warm item when None), float64, computed once."""
-
+    def neighbour_sims(self) -> TextNeighbours:
+        """The text similarities of each item to its ``new_item_neighbours`` nearest warm
+        items (every warm item when None), computed once, without an items x items matrix."""
         if self._neighbour_sims is None:
-            items = self.item_emb.double()
-            sim = items @ items.T
-            sim.fill_diagonal_(0.0)
-            warm = self.model.warm
-            if warm is not None:
-                sim[:, ~warm.to(sim.device)] = 0.0  # only warm items have users to borrow
-            self._neighbour_sims = nearest_only(sim, self.new_item_neighbours, warm)
+            self._neighbour_sims = text_neighbours(
+                self.item_emb, self.new_item_neighbours, self.model.warm
+            )
         return self._neighbour_sims
 
     def new_item_text(self, history_rows: Any, items: Any = None) -> Any:
@@ -144,11 +200,8 @@ class CatalogScorer:
 
         if self.item_emb is None or history_rows is None:
             return None
-        rows = torch.as_tensor(history_rows.toarray(), dtype=torch.float64, device=self.device)
-        sims = self.neighbour_sims()
-        if items is not None:
-            sims = sims[torch.as_tensor(items, device=sims.device)]
-        return (rows @ sims.T).float()
+        c = self.neighbour_sims().of_history(history_rows, items)
+        return torch.as_tensor(c, device=self.device).float()
 
     def semantic(self, user_vectors: Any) -> Any:
         """s(u, ·) for user text embeddings (n, d), or None without a text tower.

@@ -217,3 +217,33 @@ def test_cold_item_ties_are_not_broken_by_item_id():
     _, lists, _ = cold_item_lists(constant, split, "test", 3)
     firsts = pd.Series(lists[:, 0]).value_counts()
     assert len(firsts) > 1  # not the same lowest-id item first for everyone
+
+
+@pytest.mark.parametrize("n", [3, 10, None])
+def test_blockwise_new_item_neighbours_equal_the_dense_ones(monkeypatch, n):
+    """The text neighbours found a block of rows at a time (and, with every warm item, from
+    the embeddings alone) score a history exactly as the dense items x items matrix did."""
+    import scipy.sparse as sp
+
+    from moo_search.recommender import inference
+    from moo_search.recommender.inference import nearest_only, text_neighbours
+
+    torch.manual_seed(0)
+    emb = torch.nn.functional.normalize(torch.randn(57, 8), dim=-1)
+    warm = torch.ones(57, dtype=torch.bool)
+    warm[::5] = False
+    sim = emb.double() @ emb.double().T  # the dense path: own and new-item columns zeroed
+    sim.fill_diagonal_(0.0)
+    sim[:, ~warm] = 0.0
+    dense = nearest_only(sim, n, warm).numpy()
+    rows = sp.random(9, 57, density=0.2, random_state=0, format="csr")
+    monkeypatch.setattr(inference, "NEIGHBOUR_BLOCK_BYTES", 8 * 57 * 4)  # blocks of 4 rows
+    got = text_neighbours(emb, n, warm)
+    want = rows.toarray() @ dense.T
+    np.testing.assert_allclose(got.of_history(rows), want, atol=1e-12)
+    items = np.array([0, 5, 7, 56])
+    np.testing.assert_allclose(got.of_history(rows, items), want[:, items], atol=1e-12)
+    if n is not None:  # memory: n entries a row, not one per item pair
+        assert got.sparse.nnz <= 57 * n
+    else:
+        assert got.sparse is None

@@ -56,7 +56,7 @@ def new_item_scores(scorer: Any, mode: str, sem: Any, history: Any, new: NewItem
     with torch.no_grad():
         if mode == "history":
             rows = torch.as_tensor(history, dtype=torch.float64)[None]
-            warm = (rows @ scorer.neighbour_sims().T).float()
+            warm = torch.as_tensor(scorer.neighbour_sims().of_history(rows.numpy())).float()
             sims = nearest_only(new.emb.double() @ items.T, scorer.new_item_neighbours)
             c = (rows @ sims.T).float()
         else:
