@@ -77,23 +77,21 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 _KNOBS_AT = {
-    "datasets": ("data.params", ("params",)),
-    "backbones": ("fusion.cf_params", ("params",)),
-    "adapters": ("adapter", ("knobs", "params")),
+    "datasets": {"params": "data.params"},
+    "backbones": {"params": "fusion.cf_params"},
+    "adapters": {"knobs": "adapter", "params": "adapter.params"},
 }
-"""A kind listed alone -> where its entries' own knobs go, and the entry's knob models."""
+"""A kind listed alone -> its entries' knob models (attribute) and where their knobs go."""
 
 
-def _list_knobs(reg: Any, where: tuple[str, tuple[str, ...]]) -> None:
+def _list_knobs(reg: Any, where: dict[str, str]) -> None:
     """Each entry's own knobs with their defaults (``moo-search list datasets``)."""
-    section, attrs = where
     for name in reg.names():
         entry = reg.get(name)
         knobs = []
-        for attr in attrs:
+        for attr, at in where.items():
             model = getattr(entry, attr, None)
             fields = getattr(model, "model_fields", {}) if isinstance(model, type) else {}
-            at = section if attr != "params" or section != "adapter" else "adapter.params"
             knobs += [
                 f"{at}.{f.alias or k}={f.get_default(call_default_factory=True)!r}"
                 for k, f in fields.items()

@@ -50,18 +50,13 @@ _WARNED: set[str] = set()
 
 
 def _deprecated(keys: list[str]) -> None:
-    new = [k for k in keys if k not in _WARNED]
-    if not new:
-        return
-    _WARNED.update(new)
-    moved = ", ".join(
-        f"fusion.{k} -> fusion.cf_params.{OLD_FUSION_KEYS[k][1]} ({OLD_FUSION_KEYS[k][0]})"
-        for k in new
-    )
-    logger.warning(
-        "deprecated spec keys, read in their new places (write them there): %s; a key of "
-        "a backbone the trial does not use is dropped",
-        moved,
+    """One deprecation line for old ``fusion.<key>`` keys (see :func:`_warn_once`)."""
+    _warn_once(
+        [
+            f"fusion.{k} -> fusion.cf_params.{OLD_FUSION_KEYS[k][1]} ({OLD_FUSION_KEYS[k][0]})"
+            for k in keys
+        ],
+        "; a key of a backbone the trial does not use is dropped",
     )
 
 
@@ -169,12 +164,7 @@ def _move_sweep_flags(out: dict[str, Any]) -> None:
                 out[section] = {"sweep": value, **(out.get(section) or {})}
             moved.append(f"driver.{key} -> {section}.sweep")
     out["driver"] = driver
-    if not set(moved) <= _WARNED:
-        _WARNED.update(moved)
-        logger.warning(
-            "deprecated spec keys, read in their new places (write them there): %s",
-            ", ".join(moved),
-        )
+    _warn_once(moved)
 
 
 def move_old_spec_keys(raw: Any) -> Any:
