@@ -50,8 +50,6 @@ if TYPE_CHECKING:
     from moo_search.recommender.train.loop import TrainHistory
 
 __all__ = ["Trial", "TrialResult", "run_trial"]
-"""The record of the collaborative backbone a trial fitted (name, params, SHA-256 of W;
-stored as the trial's ``moo:backbone``): what an export pins its backbone to."""
 
 logger = logging.getLogger("moo_search")
 
@@ -150,8 +148,7 @@ class Trial:
 
     STAGES = ("prepare", "build", "fit", "score", "evaluate", "variants", "save")
 
-    # The state the stages share, by the stage that sets it (a stage that replaces one sets
-    # what it set; :meth:`run` sets ``t0`` and ``device`` first).
+    # The state the stages share, by the stage that sets it (:meth:`begin`: t0, device)
     t0: float
     device: torch.device
     data: PreparedData  # prepare
@@ -188,6 +185,14 @@ class Trial:
         self._rung_sample: np.ndarray | None = None  # the early-stopping rungs' users
 
     def run(self) -> TrialResult:
+        self.begin()
+        for stage in self.STAGES:
+            getattr(self, stage)()
+        self.done()
+        return self.result
+
+    def begin(self) -> None:
+        """The clock, the seeds, the device (before the first stage)."""
         from moo_search.recommender.train._setup import pick_device
 
         self.t0 = time.perf_counter()
@@ -195,14 +200,13 @@ class Trial:
         self.device = pick_device(self.spec.train.device)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        for stage in self.STAGES:
-            getattr(self, stage)()
+
+    def done(self) -> None:  # after the last stage
         logger.info(
             "trial done in %.1fs: %s",
             self.result.cost["seconds"],
             {k: round(v, 4) for k, v in self.metrics["val"].items() if "/" not in k},
         )
-        return self.result
 
     # ---- stages
 
@@ -231,22 +235,25 @@ class Trial:
         """Train, validating and calling the rung hook at the early-stopping checkpoints."""
         from moo_search.recommender.train.loop import train
 
+        self.history = train(self.model, self.train_data(), **self.train_options())
+
+    def train_options(self) -> dict[str, Any]:
+        """``train``'s (and ``Trainer``'s) keywords after the model and data: the spec's
+        sections, the seed, validation, the rung hook at the early-stopping checkpoints."""
         spec = self.spec
         rungs = sorted(
             {max(1, round(f * spec.train.max_steps)) for f in spec.driver.early_stopping.rungs}
         )
         hook = self.on_rung is not None
-        self.history = train(
-            self.model,
-            self._train_data(),
-            train_cfg=spec.train,
-            loss_cfg=spec.loss,
-            seed=spec.seed,
-            device=self.device,
-            evaluate=lambda: self._val_metrics(self.catalog_scorer()),
-            checkpoints=rungs if hook else (),
-            on_checkpoint=self._checkpoint if hook else None,
-        )
+        return {
+            "train_cfg": spec.train,
+            "loss_cfg": spec.loss,
+            "seed": spec.seed,
+            "device": self.device,
+            "evaluate": lambda: self._val_metrics(self.catalog_scorer()),
+            "checkpoints": rungs if hook else (),
+            "on_checkpoint": self._checkpoint if hook else None,
+        }
 
     def score(self) -> None:
         """The served scorer (fusion.serve_*), its new-item neighbours chosen on validation,
@@ -324,7 +331,7 @@ class Trial:
             new_item_neighbours=self.spec.fusion.new_item_neighbours,
         )
 
-    def _train_data(self) -> Any:
+    def train_data(self) -> Any:
         from moo_search.recommender.train.loop import TrainData
 
         spec, data, split = self.spec, self.data, self.data.split

@@ -45,6 +45,7 @@ RECOMMENDER = [
     {"recommender.task_eval"},
     {"recommender.trial_eval", "recommender.trial_artifacts"},
     {"recommender.trial"},
+    {"recommender.trial_fused"},
     {"recommender.baselines", "recommender.reference"},
     {"recommender.objective", "recommender.export", "recommender.testing"},
 ]

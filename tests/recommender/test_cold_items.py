@@ -109,7 +109,9 @@ def test_a_new_items_score_does_not_depend_on_the_other_new_items(cold_model):
 
 def test_training_never_sees_a_new_item_not_even_as_a_negative(cold_model):
     from moo_search.recommender.model.tokens import tokenize_cached
-    from moo_search.recommender.train.loop import TrainData, TrainHistory, _batch, _pairs_on
+    from moo_search.recommender.train._steps import batch_scores as _batch
+    from moo_search.recommender.train._steps import pairs_on as _pairs_on
+    from moo_search.recommender.train.loop import TrainData, TrainHistory
 
     spec, data, model, tok = cold_model
     items = tokenize_cached(tok, data.item_texts, spec.model.max_item_length)

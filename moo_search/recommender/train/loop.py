@@ -1,4 +1,4 @@
-"""The training loop: batches scored over the catalog, the registered loss terms, AdamW with
+"""The training loop (:class:`Trainer`, a step at a time; :func:`train` runs one): batches scored over the catalog, the registered loss terms, AdamW with
 warm-up + cosine decay, clipping, early stopping, the NaN guard."""
 
 from __future__ import annotations
@@ -14,19 +14,26 @@ from typing import Any
 import numpy as np
 import torch
 
-from moo_search.errors import TrialFailed
 from moo_search.recommender.config import LossConfig, TrainConfig
-from moo_search.recommender.model.recommender import NO_SCORE, Recommender
+from moo_search.recommender.model.recommender import Recommender
 from moo_search.recommender.model.tokens import TokenTable
 from moo_search.recommender.train import losses as L
-from moo_search.recommender.train._setup import (
-    EarlyStopping,
-    autocast_for,
-    make_optimizer,
+from moo_search.recommender.train._setup import EarlyStopping
+from moo_search.recommender.train._steps import (
+    batch_scores,
+    check_loss,
+    keep_best,
+    optimisation,
+    optimizer_step,
+    pairs_on,
+    progress_bar,
+    record_step,
+    validate_at,
+    warm_up_ids,
 )
-from moo_search.recommender.train.terms import Batch, PairData, loss_terms
+from moo_search.recommender.train.terms import loss_terms
 
-__all__ = ["TrainData", "TrainHistory", "train"]
+__all__ = ["TrainData", "TrainHistory", "TrainOptions", "Trainer", "train"]
 
 logger = logging.getLogger("moo_search")
 
@@ -96,232 +103,158 @@ def train(
     Raises:
         TrialFailed: the loss became NaN/inf or exploded (> 50x its first value).
     """
-    t0 = time.perf_counter()
-    gen = torch.Generator().manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    w = L.normalised_weights(**loss_cfg.weights.model_dump())
-    autocast, scaler, opt, sched = _optimisation(model, train_cfg, device)
-    hist = TrainHistory()
-    pairs = _pairs_on(data, device)
-    if not model.fixed_cf:
-        _warm_up_ids(model, pairs.users, pairs.items, train_cfg, id_warmup_epochs, gen)
-    stopper = EarlyStopping(train_cfg.early_stop_metric, train_cfg.patience)
-    first_loss, item_cache, bar = None, None, _progress(train_cfg)
-    model.train()
-    for step in range(train_cfg.max_steps):
-        if model.alpha > 0 and (item_cache is None or step % train_cfg.refresh_every == 0):
-            item_cache = model.encode_table(data.item_tokens, device, autocast=autocast)
-            model.train()
-        idx = rng.integers(0, len(data.users), train_cfg.batch_size)
-        with autocast() if autocast else contextlib.nullcontext():
-            batch = _batch(model, data, pairs, idx, item_cache, hist, loss_cfg, train_cfg, gen)
-            terms = loss_terms(batch, w)
-            loss: torch.Tensor = sum(w[k] * v for k, v in terms.items())  # type: ignore[assignment]
-        value = float(loss.detach())
-        first_loss = _check_loss(value, step, first_loss, train_cfg.lr, terms)
-        _optimizer_step(loss, opt, sched, scaler, train_cfg.grad_clip)
-        _record(hist, bar, step, value, terms)
-        if on_checkpoint is not None and step + 1 in checkpoints:
-            on_checkpoint(step + 1)
-            model.train()
-        due = (step + 1) % train_cfg.eval_every == 0 and step < train_cfg.max_steps - 1
-        if evaluate is not None and due and _validate(model, evaluate, stopper, hist, step):
-            hist.stopped_early = True
-            break
-    if bar is not None:
-        bar.close()
-    _keep_best(model, evaluate, stopper, hist)
-    model.eval()
-    hist.seconds = time.perf_counter() - t0
-    return hist
-
-
-def _optimisation(model: Recommender, train_cfg: TrainConfig, device: torch.device) -> Any:
-    """(autocast, grad scaler or None, optimizer, schedule) for ``train.amp`` on ``device``."""
-    autocast, needs_scaler = autocast_for(device, train_cfg.amp)
-    scaler = torch.amp.GradScaler("cuda") if needs_scaler else None
-    opt, sched = make_optimizer(model, train_cfg)
-    return autocast, scaler, opt, sched
-
-
-def _record(hist: TrainHistory, bar: Any, step: int, value: float, terms: dict[str, Any]) -> None:
-    hist.steps.append(step)
-    hist.loss.append(value)
-    hist.terms.append({k: float(v.detach()) for k, v in terms.items()})
-    if bar is not None:
-        bar.update(1)
-        bar.set_postfix(loss=f"{value:.4f}")
-
-
-def _validate(
-    model: Recommender,
-    evaluate: Callable[[], dict[str, float]],
-    stopper: EarlyStopping,
-    hist: TrainHistory,
-    step: int,
-) -> bool:
-    """Validate at ``step``; whether early stopping says stop."""
-    metrics = evaluate()
-    model.train()
-    hist.evals.append({"step": step, **metrics})
-    logger.info("step %d: %s = %.4f", step, stopper.metric, metrics.get(stopper.metric, math.nan))
-    return bool(stopper.update(model, step, metrics))
-
-
-def _keep_best(
-    model: Recommender,
-    evaluate: Callable[[], dict[str, float]] | None,
-    stopper: EarlyStopping,
-    hist: TrainHistory,
-) -> None:
-    """The last step's weights, or the best validated ones when they were better."""
-    hist.best_step = hist.steps[-1] if hist.steps else 0
-    if stopper.state is not None and evaluate is not None:
-        final = evaluate()
-        hist.evals.append({"step": hist.steps[-1], **final})
-        if stopper.restore_if_better(model, final):
-            hist.best_step = stopper.best_step
-
-
-def _pairs_on(data: TrainData, device: torch.device) -> PairData:
-    def t(x: np.ndarray | None, dtype: Any = None) -> torch.Tensor | None:
-        return None if x is None else torch.as_tensor(np.array(x), dtype=dtype, device=device)
-
-    users, items, clicks = t(data.users), t(data.items), t(data.clicks, torch.float32)
-    assert users is not None and items is not None and clicks is not None
-    return PairData(
-        users=users,
-        items=items,
-        clicks=clicks,
-        features=data.features.to(device),
-        self_information=data.self_information.to(device),
-        like_user=t(data.like_user),
-        like_item=t(data.like_item),
-        item_tokens=data.item_tokens,
-        neighbours=t(data.neighbours),
-        ratings=t(data.ratings),
-    )
-
-
-def _batch(
-    model: Recommender,
-    data: TrainData,
-    pairs: PairData,
-    idx: np.ndarray,
-    item_cache: torch.Tensor | None,
-    hist: TrainHistory,
-    loss_cfg: LossConfig,
-    train_cfg: TrainConfig,
-    gen: torch.Generator,
-) -> Batch:
-    """Scores of the batch's users over the catalog: collaborative rows, and semantic rows
-    from the cached item embeddings with fresh, grad-carrying in-batch columns."""
-    device = pairs.users.device
-    u, i = pairs.users[idx], pairs.items[idx]
-    r_full = model.collaborative(u)
-    s_full: torch.Tensor | None = None
-    if model.alpha > 0:
-        assert item_cache is not None
-        users, items = data.users[idx], data.items[idx]
-        hist.train_tokens += data.user_tokens.tokens(users) + data.item_tokens.tokens(items)
-        eu = model.encode_rows(data.user_tokens, users, device)
-        ei = model.encode_rows(data.item_tokens, items, device)
-        s_full = (eu @ item_cache.T).index_put(
-            (torch.arange(len(idx), device=device)[:, None], i[None, :]), eu @ ei.T
-        )
-    fused = model.fuse(s_full, r_full).float()
-    if model.warm is not None:  # new items are not in the training catalog, not even as negatives
-        fused = fused.masked_fill(~model.warm.to(device), NO_SCORE)
-    return Batch(
-        model=model,
-        fused=fused,
-        r_full=r_full,
-        s_full=s_full,
-        u=u,
-        i=i,
-        idx=idx,
-        loss_cfg=loss_cfg,
+    options = TrainOptions(
         train_cfg=train_cfg,
-        pairs=pairs,
-        gen=gen,
+        loss_cfg=loss_cfg,
+        seed=seed,
+        device=device,
+        evaluate=evaluate,
+        id_warmup_epochs=id_warmup_epochs,
+        checkpoints=checkpoints,
+        on_checkpoint=on_checkpoint,
     )
+    trainer = Trainer(model, data, options)
+    while not trainer.done:
+        trainer.draw()
+        loss = trainer.loss()
+        trainer.scaled(loss).backward()
+        trainer.update()
+    return trainer.finish()
 
 
-def _check_loss(
-    value: float, step: int, first: float | None, lr: float, terms: dict[str, Any]
-) -> float:
-    """The NaN / explosion guard; returns the first loss (the explosion yardstick). A term
-    that is not finite at the first step is that term's fault (no update has run yet)."""
-    if not math.isfinite(value):
-        bad = [k for k, v in terms.items() if not math.isfinite(float(v.detach()))]
-        named = f" (term(s) {bad})" if bad else ""
-        if step == 0 and bad:
-            raise TrialFailed(
-                f"loss term(s) {bad} gave {value} at the first step, before any update: the "
-                f"term itself fails on this data (loss.weights.{bad[0]}), not train.lr"
-            )
-        raise TrialFailed(f"loss became {value} at step {step}{named}; lower train.lr (now {lr:g})")
-    first = first if first is not None else abs(value) + 1e-8
-    if abs(value) > 50 * first + 10:
-        raise TrialFailed(
-            f"loss exploded to {value:.4g} at step {step} (first {first:.4g}); "
-            f"lower train.lr (now {lr:g})"
+@dataclass(kw_only=True)
+class TrainOptions:
+    """How a :class:`Trainer` trains (:func:`train`'s keywords)."""
+
+    train_cfg: TrainConfig
+    loss_cfg: LossConfig
+    seed: int
+    device: torch.device
+    evaluate: Callable[[], dict[str, float]] | None = None
+    id_warmup_epochs: int = 3
+    checkpoints: Sequence[int] = ()
+    on_checkpoint: Callable[[int], None] | None = None
+
+
+class Trainer:
+    """One fine-tune's training, a step at a time: :meth:`draw` the batch's rows, compute its
+    :meth:`loss` (from text embeddings given by the caller, or encoded here), backward, then
+    :meth:`update`. :func:`train` runs one; :mod:`.fused` runs several in lock-step, their
+    texts through one pass of the shared frozen base. Everything else is the trial's own:
+    its generators, optimizer and schedule, loss weights, early stopping and rungs."""
+
+    def __init__(self, model: Recommender, data: TrainData, options: TrainOptions) -> None:
+        self.t0 = time.perf_counter()
+        self.model, self.data, self.options = model, data, options
+        train_cfg, loss_cfg, seed, device = (
+            options.train_cfg,
+            options.loss_cfg,
+            options.seed,
+            options.device,
         )
-    return first
+        self.device, self.train_cfg, self.loss_cfg = device, train_cfg, loss_cfg
+        self.evaluate = options.evaluate
+        self.checkpoints, self.on_checkpoint = options.checkpoints, options.on_checkpoint
+        self.gen = torch.Generator().manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
+        self.w = L.normalised_weights(**loss_cfg.weights.model_dump())
+        self.autocast, self.scaler, self.opt, self.sched = optimisation(model, train_cfg, device)
+        self.hist = TrainHistory()
+        self.pairs = pairs_on(data, device)
+        if not model.fixed_cf:
+            warm_up_ids(
+                model,
+                self.pairs.users,
+                self.pairs.items,
+                train_cfg,
+                options.id_warmup_epochs,
+                self.gen,
+            )
+        self.stopper = EarlyStopping(train_cfg.early_stop_metric, train_cfg.patience)
+        self.first_loss: float | None = None
+        self.item_cache: torch.Tensor | None = None
+        self.bar = progress_bar(train_cfg)
+        self.step, self.done = 0, train_cfg.max_steps <= 0
+        self.idx = np.zeros(0, dtype=np.int64)
+        self._terms: dict[str, torch.Tensor] = {}
+        self._value = math.nan
+        model.train()
 
+    @property
+    def reads_text(self) -> bool:
+        """Whether its batches encode texts (a text tower in the fusion)."""
+        return self.model.alpha > 0
 
-def _optimizer_step(
-    loss: torch.Tensor, opt: Any, sched: Any, scaler: Any | None, grad_clip: float
-) -> None:
-    opt.zero_grad(set_to_none=True)
-    if scaler is not None:
-        scaler.scale(loss).backward()
-        scaler.unscale_(opt)
-    else:
-        loss.backward()
-    torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], grad_clip)
-    if scaler is not None:
-        scaler.step(opt)
-        scaler.update()
-    else:
-        opt.step()
-    sched.step()
+    def draw(self) -> np.ndarray:
+        """The step's train-pair rows (the catalog's embeddings refreshed when due)."""
+        step, cfg = self.step, self.train_cfg
+        if self.reads_text and (self.item_cache is None or step % cfg.refresh_every == 0):
+            self.item_cache = self.model.encode_table(
+                self.data.item_tokens, self.device, autocast=self.autocast
+            )
+            self.model.train()
+        self.idx = self.rng.integers(0, len(self.data.users), cfg.batch_size)
+        self.opt.zero_grad(set_to_none=True)
+        return self.idx
 
+    def text_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """(user rows, item rows) of the drawn batch in the token tables."""
+        return self.data.users[self.idx], self.data.items[self.idx]
 
-def _warm_up_ids(
-    model: Recommender,
-    users: torch.Tensor,
-    items: torch.Tensor,
-    cfg: TrainConfig,
-    epochs: int,
-    gen: torch.Generator,
-) -> None:
-    """A few cheap epochs of full-catalog softmax on the learned backbone alone."""
-    if epochs <= 0:
-        return
-    opt = torch.optim.Adam(model.learned_cf_parameters(), lr=cfg.id_lr)
-    n, bs = len(users), max(cfg.id_batch_size, 256)
-    for _ in range(epochs):
-        perm = torch.randperm(n, generator=gen).to(users.device)
-        for s in range(0, n, bs):
-            b = perm[s : s + bs]
-            loss = L.softmax_loss(model.collaborative(users[b]), items[b])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+    def loss(self, encoded: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """The drawn batch's loss; ``encoded`` the (users, items) text embeddings when the
+        caller encoded them. Raises :class:`TrialFailed` on a NaN or exploding loss."""
+        with self.autocast() if self.autocast else contextlib.nullcontext():
+            batch = batch_scores(
+                self.model,
+                self.data,
+                self.pairs,
+                self.idx,
+                self.item_cache,
+                self.hist,
+                self.loss_cfg,
+                self.train_cfg,
+                self.gen,
+                encoded=encoded,
+            )
+            terms = loss_terms(batch, self.w)
+            loss: torch.Tensor = sum(self.w[k] * v for k, v in terms.items())  # type: ignore[assignment]
+        self._value = float(loss.detach())
+        self._terms = terms
+        self.first_loss = check_loss(
+            self._value, self.step, self.first_loss, self.train_cfg.lr, terms
+        )
+        return loss
 
+    def scaled(self, loss: torch.Tensor) -> torch.Tensor:
+        """What to call backward on (the loss, scaled under fp16)."""
+        return self.scaler.scale(loss) if self.scaler is not None else loss
 
-def _progress(cfg: TrainConfig) -> Any:
-    if not cfg.progress:
-        return None
-    from tqdm.auto import tqdm
+    def update(self) -> None:
+        """Clip, step the optimizer and schedule, record; the rung hook and validation when
+        due (both may end training: a raise from the hook, or early stopping)."""
+        optimizer_step(self.opt, self.sched, self.scaler, self.train_cfg.grad_clip)
+        step, cfg = self.step, self.train_cfg
+        record_step(self.hist, self.bar, step, self._value, self._terms)
+        self.step += 1
+        self.done = self.step >= cfg.max_steps
+        if self.on_checkpoint is not None and step + 1 in self.checkpoints:
+            self.on_checkpoint(step + 1)
+            self.model.train()
+        due = (step + 1) % cfg.eval_every == 0 and step < cfg.max_steps - 1
+        stop = (
+            self.evaluate is not None
+            and due
+            and validate_at(self.model, self.evaluate, self.stopper, self.hist, step)
+        )
+        if stop:
+            self.hist.stopped_early = self.done = True
 
-    # disable=None: no bar when stderr is not a terminal (logs, CI, background workers)
-    return tqdm(
-        total=cfg.max_steps,
-        desc="train",
-        unit="step",
-        leave=False,
-        dynamic_ncols=True,
-        disable=None,
-    )
+    def finish(self) -> TrainHistory:
+        """The best weights kept, the model in eval mode; its history."""
+        if self.bar is not None:
+            self.bar.close()
+        keep_best(self.model, self.evaluate, self.stopper, self.hist)
+        self.model.eval()
+        self.hist.seconds = time.perf_counter() - self.t0  # (a fused run apportions it)
+        return self.hist

@@ -1,0 +1,168 @@
+"""Several trials fine-tuned together over one frozen base (``driver.fuse``).
+
+:func:`run_trials_together` runs each trial's stages as :meth:`Trial.run` does, except
+``fit``: the trials are grouped by what a shared pass needs (:func:`group_key`: the model
+section, the data and its texts, precision and device, the frozen-layer depth, then equal
+base weights), and each group trains in lock-step (:mod:`.train.fused`). Each trial keeps
+its own seed (set before its own ``prepare`` and ``build``, as alone), its artifacts,
+metrics, curve and rungs; its ``cost.seconds`` is its own stages' time plus its share of
+the group's shared training time (by its rows in the shared passes), and
+``cost.fused_trials`` says how many trials it trained with. A trial that fails or is stopped
+is returned as its exception; the others go on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from moo_search.recommender.trial import RungHook, Trial, TrialResult
+
+__all__ = ["TrialRequest", "group_key", "run_trials_together"]
+
+logger = logging.getLogger("moo_search")
+
+AFTER_FIT = ("score", "evaluate", "variants", "save")
+
+
+@dataclass
+class TrialRequest:
+    """One trial of a fused run: what :func:`~.trial.run_trial` takes."""
+
+    config: Any
+    artifact_dir: str | Path | None = None
+    variants: list[dict[str, float]] | None = None
+    on_rung: RungHook | None = None
+
+
+class _Member(Trial):
+    """A trial of a fused run: its cost says how many trials it trained with."""
+
+    fused_with = 1
+
+    def start(self) -> None:
+        self.begin()
+        self.prepare()
+        self.build()
+
+    def _cost(self) -> dict[str, float]:
+        cost = super()._cost()
+        if self.fused_with > 1:
+            cost["fused_trials"] = float(self.fused_with)
+        return cost
+
+
+def group_key(trial: Trial) -> str:
+    """What trials must share to train in one pass (equal base weights are checked after)."""
+    spec, prefix = trial.spec, trial.model.prefix
+    return json.dumps(
+        {
+            "model": spec.model.model_dump(mode="json"),
+            "data": spec.data.model_dump(mode="json"),
+            "amp": spec.train.amp,
+            "device": str(trial.device),
+            "prefix": None if prefix is None else prefix.n,
+            "left": trial.model.left_padded,
+        },
+        sort_keys=True,
+        default=str,
+    )
+
+
+def run_trials_together(requests: list[TrialRequest]) -> list[TrialResult | BaseException]:
+    """Each request's :class:`TrialResult`, or the exception that ended it (a config error,
+    a failed or stopped fine-tune); in the requests' order."""
+    trials = [
+        _Member(r.config, artifact_dir=r.artifact_dir, variants=r.variants, on_rung=r.on_rung)
+        for r in requests
+    ]
+    out: list[TrialResult | BaseException | None] = [None] * len(trials)
+    own = [0.0] * len(trials)  # each trial's own time so far (its stages alone)
+
+    def stage(k: int, fn: Callable[[], None]) -> bool:
+        t0 = time.perf_counter()
+        try:
+            fn()
+        except Exception as e:
+            out[k] = e
+            logger.warning("trial %d of the fused run failed: %s: %s", k, type(e).__name__, e)
+        own[k] += time.perf_counter() - t0
+        return out[k] is None
+
+    for k, t in enumerate(trials):  # each seeded, prepared and built as it would be alone
+        stage(k, t.start)
+    for group in _groups(trials, [k for k in range(len(trials)) if out[k] is None]):
+        _fit_group(trials, group, out, own)
+    for k, t in enumerate(trials):
+        for name in AFTER_FIT:
+            if out[k] is not None:
+                break
+            if name == "save":  # its clock: its own stages and its share of the shared ones
+                t.t0 = time.perf_counter() - own[k]
+            stage(k, getattr(t, name))
+        if out[k] is None:
+            t.done()
+            out[k] = t.result
+    assert all(r is not None for r in out)
+    return out  # type: ignore[return-value]
+
+
+def _groups(trials: list[_Member], built: list[int]) -> list[list[int]]:
+    """The built trials by :func:`group_key`, in order; a member whose base weights differ
+    from its group's first starts a group of its own."""
+    from moo_search.recommender.train.fused import share_base
+
+    by_key: dict[str, list[list[int]]] = {}
+    for k in built:
+        groups = by_key.setdefault(group_key(trials[k]), [])
+        for g in groups:
+            if share_base(trials[g[0]].model, trials[k].model):
+                g.append(k)
+                break
+        else:
+            groups.append([k])
+    return sorted((g for gs in by_key.values() for g in gs), key=lambda g: g[0])
+
+
+def _fit_group(
+    trials: list[_Member],
+    group: list[int],
+    out: list[TrialResult | BaseException | None],
+    own: list[float],
+) -> None:
+    """Train ``group`` together; each member's history, its failure, and its time."""
+    from moo_search.recommender.train.fused import train_together
+    from moo_search.recommender.train.loop import Trainer, TrainOptions
+
+    trainers: dict[int, Trainer] = {}
+    for k in group:
+        t0 = time.perf_counter()
+        t = trials[k]
+        try:
+            trainers[k] = Trainer(t.model, t.train_data(), TrainOptions(**t.train_options()))
+        except Exception as e:
+            out[k] = e
+        own[k] += time.perf_counter() - t0
+    members = list(trainers)
+    logger.info("training %d trials together over one base", len(members))
+    left, seconds = train_together([trainers[k] for k in members])
+    for j, k in enumerate(members):
+        own[k] += seconds[j]
+        if j in left:
+            out[k] = left[j]
+            continue
+        t0 = time.perf_counter()
+        try:
+            trials[k].history = trainers[k].finish()
+        except Exception as e:
+            out[k] = e
+        finish = time.perf_counter() - t0
+        own[k] += finish
+        if out[k] is None:
+            trials[k].history.seconds = seconds[j] + finish
+            trials[k].fused_with = len(members)
