@@ -45,8 +45,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Card",
+    "EvalRequest",
     "Evaluation",
     "Evaluator",
+    "GroupEvaluator",
     "MissingMetric",
     "Objective",
     "Panel",
@@ -78,6 +80,22 @@ class Evaluation:
 Evaluator = Callable[..., Evaluation]
 """``(params, resolved spec, artifact dir, *, on_rung=None) -> Evaluation``; ``on_rung`` is the
 early-stopping hook (only objectives with ``has_rungs`` call it)."""
+
+
+@dataclass
+class EvalRequest:
+    """One trial of a group evaluated together (``driver.fuse``): an :data:`Evaluator`'s
+    arguments."""
+
+    params: dict[str, Any]
+    spec: Any  # the resolved spec
+    artifact_dir: Path | None = None
+    on_rung: Callable[..., None] | None = None
+
+
+GroupEvaluator = Callable[[list[EvalRequest]], list["Evaluation | BaseException"]]
+"""``(requests) -> [Evaluation, or the exception that ended that trial]``, in order: trials
+evaluated together (one failing never fails the others)."""
 
 
 class MissingMetric(KeyError):
@@ -179,6 +197,11 @@ class Objective:
 
     def evaluator(self, spec: StudySpec) -> Evaluator:
         raise NotImplementedError
+
+    def fused_evaluator(self, spec: StudySpec) -> tuple[int, GroupEvaluator] | None:
+        """(how many trials a worker evaluates together, how) under ``driver.fuse``; None:
+        one at a time (the default: an objective that trains nothing shares nothing)."""
+        return None
 
     def search_space(self, spec: StudySpec) -> dict[str, Dimension]:
         return dict(spec.search_space)

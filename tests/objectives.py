@@ -116,6 +116,32 @@ class Stepped(Objective):
 
         return evaluate
 
+    def fused_evaluator(self, spec: Any) -> Any:
+        """``driver.fuse`` > 1: the trials of a group evaluated one after another, each
+        outcome its own (a trial whose ``x`` is in :data:`FAIL_X` fails); each group's size
+        is appended to :data:`GROUPS`."""
+        if spec.driver.fuse == 1:
+            return None
+        evaluate = self.evaluator(spec)
+
+        def group(requests: list[Any]) -> list[Any]:
+            GROUPS.append(len(requests))
+            out: list[Any] = []
+            for r in requests:
+                try:
+                    if float(r.params["x"]) in FAIL_X:
+                        raise RuntimeError(f"x = {r.params['x']} fails")
+                    out.append(evaluate(r.params, r.spec, r.artifact_dir, on_rung=r.on_rung))
+                except Exception as e:
+                    out.append(e)
+            return out
+
+        return int(spec.driver.fuse), group
+
+
+GROUPS: list[int] = []  # the sizes of the groups Stepped's fused evaluator was given
+FAIL_X: set[float] = set()  # the x values its fused evaluator fails
+
 
 if "stepped" not in OBJECTIVES:
     OBJECTIVES.register("stepped", Stepped())

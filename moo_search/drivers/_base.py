@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 from moo_search.drivers._context import StudyContext, report_progress
+from moo_search.drivers._group import asked, group_size, run_group
 from moo_search.drivers._runner import TrialRunner
 from moo_search.drivers._workers import fail_gone_workers, reap
 from moo_search.errors import MooSearchError
@@ -104,7 +105,12 @@ class BaseDriver(ABC):
         # held but in the evaluation itself (the runner's interruptible block): never inside
         # a storage call, nor between taking a trial and recording who runs it
         with interrupts_deferred():
-            self._optimize_one(ctx)
+            counts = count_states(ctx.study)
+            k = group_size(ctx, ctx.n_trials - counts["COMPLETE"] - counts["RUNNING"])
+            if k > 1:
+                run_group(ctx, self.runner, asked(ctx.study, k))
+            else:
+                self._optimize_one(ctx)
 
     def _optimize_one(self, ctx: StudyContext) -> None:
         ctx.study.optimize(

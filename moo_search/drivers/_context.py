@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from moo_search.objective import Evaluator, Objective, objective_for
+from moo_search.objective import Evaluator, GroupEvaluator, Objective, objective_for
 from moo_search.spec import Dimension, StudySpec
 from moo_search.study import ATTR, count_states, is_feasible, stored_reference_point
 
@@ -81,6 +81,9 @@ class StudyContext:
     front: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     hv: float | None = None
     objective: Objective | None = None  # (None: the one the spec names)
+    # trials a worker evaluates together and how (driver.fuse; None: one at a time)
+    evaluate_group: GroupEvaluator | None = None
+    fuse: int = 1
 
     def __post_init__(self) -> None:
         if self.objective is None:

@@ -26,6 +26,7 @@ import numpy as np
 
 from moo_search.drivers._base import BaseDriver
 from moo_search.drivers._context import StudyContext, report_progress
+from moo_search.drivers._group import group_size, run_group
 from moo_search.drivers._workers import INTERRUPTED, claim, reap
 from moo_search.errors import MooSearchError, StorageError
 from moo_search.interrupts import interrupts_deferred, pause
@@ -228,12 +229,17 @@ class PymooDriver(BaseDriver):
         return self._generation_of(t) in (None, self.generation)
 
     def _run_waiting(self, ctx: StudyContext, trials: list[Any]) -> bool:
-        """Take the first runnable WAITING trial (atomically: one worker wins) and run it."""
+        """Take the first runnable WAITING trial (atomically: one worker wins) and run it; up
+        to ``driver.fuse`` of them, run together (:mod:`._group`)."""
         from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState
 
         storage = ctx.study._storage
+        want = group_size(ctx, len(trials))
+        taken: list[int] = []
         for t in trials:
+            if len(taken) >= want:
+                break
             if t.state != TrialState.WAITING or not self._runnable(t):
                 continue
             with interrupts_deferred():  # taken and claimed, or neither
@@ -243,9 +249,13 @@ class PymooDriver(BaseDriver):
                 except UpdateFinishedTrialError:
                     continue
                 claim(ctx.study, t._trial_id, t.number)  # at once: a death from here on is seen
-            self._run_popped(ctx, t._trial_id)
-            return True
-        return False
+            taken.append(t._trial_id)
+        if len(taken) == 1:
+            self._run_popped(ctx, taken[0])
+        elif taken:
+            with interrupts_deferred():
+                run_group(ctx, self.runner, taken)
+        return bool(taken)
 
     def _publish(self, ctx: StudyContext) -> bool:
         """Under the study's lock: close what dead workers left, then enqueue the slots of

@@ -37,6 +37,13 @@ def _context(
     on_progress: Callable[[StudyProgress], None] | None,
 ) -> StudyContext:
     objective = objective_for(spec.objective)
+    fused = objective.fused_evaluator(spec)
+    if fused is None and spec.driver.fuse != 1:
+        logger.info(
+            "driver.fuse = %s: objective %r evaluates one trial at a time",
+            spec.driver.fuse,
+            spec.objective,
+        )
     return StudyContext(
         spec=spec,
         study=study,
@@ -48,6 +55,8 @@ def _context(
         n_trials=n_trials,
         timeout=timeout,
         on_progress=on_progress,
+        evaluate_group=None if fused is None else fused[1],
+        fuse=1 if fused is None else fused[0],
     )
 
 

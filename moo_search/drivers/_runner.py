@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from moo_search.drivers._context import StudyContext
 from moo_search.errors import MooSearchError
-from moo_search.objective import Evaluation, metric_value
+from moo_search.objective import EvalRequest, Evaluation, metric_value
 from moo_search.spec import Dimension, StudySpec, suggestion_order
 from moo_search.stats import finite_or_none
 from moo_search.study import ATTR, artifact_hashes, finite_metrics, is_derived, record_key
@@ -53,6 +55,7 @@ class TrialRunner:
         self.last_values: list[float] | None = None
         self.last_violations: list[float] = []
         self.repeats = 0  # proposals in a row that repeated a finished trial (skipped)
+        self._curves: dict[int, list[dict[str, Any]]] = {}  # each running trial's rung points
 
     def _repeat_of(self, trial: Any, params: dict[str, Any]) -> int | None:
         """The number of a finished (or running) trial with exactly these parameters, if
@@ -77,7 +80,8 @@ class TrialRunner:
         from moo_search.drivers._pruning import stays
 
         ctx, es = self.ctx, self.ctx.spec.driver.early_stopping
-        self._curve: list[dict[str, Any]] = []
+        curve: list[dict[str, Any]] = []
+        self._curves[trial.number] = curve
         if not es.enabled:
             return None
         rungs: dict[str, list[float | None]] = {}
@@ -85,9 +89,9 @@ class TrialRunner:
         def hook(step: int, metrics: dict[str, dict[str, float]], cost: dict[str, float]) -> None:
             values = [metric_value(metrics, cost, m) for m in ctx.metric_names]
             rungs[str(step)] = _finite_list(values)
-            self._curve.append({"step": step, "values": _finite_list(values)})
+            curve.append({"step": step, "values": _finite_list(values)})
             trial.set_user_attr(ATTR.RUNGS, rungs)
-            trial.set_user_attr(ATTR.CURVE, self._curve)
+            trial.set_user_attr(ATTR.CURVE, curve)
             keep, n = stays(
                 ctx.study,
                 trial.number,
@@ -124,21 +128,36 @@ class TrialRunner:
         return len(ahead) >= self.ctx.n_trials
 
     def __call__(self, trial: Any) -> list[float]:
+        ctx = self.ctx
+        self.last_values = None
+        t0 = time.monotonic()
+        with self._failures(trial):
+            params = self._start(trial)
+            spec, ev = self._evaluate(trial, params)
+            values = self._record(trial, spec, params, ev)
+        ctx.durations.append(time.monotonic() - t0)
+        self.last_values = values
+        return values
+
+    def _start(self, trial: Any) -> dict[str, Any]:
+        """Who runs it, the budget's room, its params (a repeat is pruned, not run)."""
         import optuna
 
         from moo_search.drivers._workers import worker_record
 
-        ctx = self.ctx
-        self.last_values = None
         trial.set_user_attr(ATTR.WORKER, worker_record(trial.number))
         if self._surplus(trial):
             trial.set_user_attr(ATTR.FAIL, "budget already reached by other workers")
             raise optuna.TrialPruned("budget already reached by other workers")
-        t0 = time.monotonic()
+        return self._params(trial)
+
+    @contextlib.contextmanager
+    def _failures(self, trial: Any) -> Iterator[None]:
+        """A failure is recorded on the trial with its reason and re-raised (a prune as is)."""
+        import optuna
+
         try:
-            params = self._params(trial)
-            spec, ev = self._evaluate(trial, params)
-            values = self._record(trial, spec, params, ev)
+            yield
         except optuna.TrialPruned:
             raise
         except BaseException as e:
@@ -148,11 +167,8 @@ class TrialRunner:
                 else f"{type(e).__name__}: {e}"
             )
             trial.set_user_attr(ATTR.FAIL, reason[:2000])
-            ctx.session_failures += not isinstance(e, KeyboardInterrupt)
+            self.ctx.session_failures += not isinstance(e, KeyboardInterrupt)
             raise
-        ctx.durations.append(time.monotonic() - t0)
-        self.last_values = values
-        return values
 
     def _params(self, trial: Any) -> dict[str, Any]:
         """The trial's suggested params; a repeat of an earlier trial's is pruned, not run."""
@@ -174,6 +190,14 @@ class TrialRunner:
         recorded."""
         from moo_search.interrupts import interruptible
 
+        req = self._request(trial, params)
+        with interruptible():  # (interrupts are held around it: BaseDriver._run_one)
+            ev = self.ctx.evaluate(req.params, req.spec, req.artifact_dir, on_rung=req.on_rung)
+        self._kept(trial, req)
+        return req.spec, ev
+
+    def _request(self, trial: Any, params: dict[str, Any]) -> EvalRequest:
+        """What the objective evaluates for ``trial`` (its resolved config recorded)."""
         ctx = self.ctx
         objective = ctx.objective
         assert objective is not None
@@ -181,18 +205,62 @@ class TrialRunner:
         if objective.searches_spec:
             trial.set_user_attr(ATTR.CONFIG, spec.to_dict())
         art = ctx.study_dir / "artifacts" / f"trial_{trial.number:05d}"
-        with interruptible():  # (interrupts are held around it: BaseDriver._run_one)
-            ev = ctx.evaluate(
-                params,
-                spec,
-                art if objective.keeps_artifacts else None,
-                on_rung=self._rung_hook(trial) if objective.has_rungs else None,
-            )
-        if objective.keeps_artifacts:
-            trial.set_user_attr(ATTR.ARTIFACTS, str(art.resolve()))
-            # what export and report check: the files are this trial's, not a later run's
-            trial.set_user_attr(ATTR.ARTIFACT_SHA256, artifact_hashes(art))
-        return spec, ev
+        return EvalRequest(
+            params,
+            spec,
+            art if objective.keeps_artifacts else None,
+            self._rung_hook(trial) if objective.has_rungs else None,
+        )
+
+    def _kept(self, trial: Any, req: EvalRequest) -> None:
+        """The trial's artifact directory and hashes (what export and report check: the
+        files are this trial's, not a later run's)."""
+        if req.artifact_dir is not None:
+            trial.set_user_attr(ATTR.ARTIFACTS, str(req.artifact_dir.resolve()))
+            trial.set_user_attr(ATTR.ARTIFACT_SHA256, artifact_hashes(req.artifact_dir))
+
+    def run_group(self, trials: list[Any]) -> list[tuple[Any, list[float] | None]]:
+        """Run ``trials`` (held RUNNING by this worker) together through the objective's
+        group evaluator (``driver.fuse``); each one's (state, values), its failure recorded
+        as :meth:`__call__` records it. A Ctrl-C fails them all and is re-raised."""
+        import optuna
+        from optuna.trial import TrialState
+
+        from moo_search.interrupts import interruptible
+
+        assert self.ctx.evaluate_group is not None
+        out: list[tuple[Any, list[float] | None]] = [(TrialState.FAIL, None)] * len(trials)
+        held: list[tuple[int, EvalRequest]] = []
+        for j, trial in enumerate(trials):
+            try:
+                with self._failures(trial):
+                    held.append((j, self._request(trial, self._start(trial))))
+            except optuna.TrialPruned:
+                out[j] = (TrialState.PRUNED, None)
+            except Exception:
+                out[j] = (TrialState.FAIL, None)
+        t0 = time.monotonic()
+        try:
+            with interruptible():
+                results = self.ctx.evaluate_group([req for _, req in held]) if held else []
+        except KeyboardInterrupt:
+            for j, _ in held:
+                trials[j].set_user_attr(ATTR.FAIL, "interrupted (Ctrl-C)")
+            raise
+        for (j, req), res in zip(held, results, strict=True):
+            trial = trials[j]
+            try:
+                with self._failures(trial):
+                    if isinstance(res, BaseException):
+                        raise res
+                    self._kept(trial, req)
+                    out[j] = (TrialState.COMPLETE, self._record(trial, req.spec, req.params, res))
+                    self.ctx.durations.append((time.monotonic() - t0) / len(held))
+            except optuna.TrialPruned:
+                out[j] = (TrialState.PRUNED, None)
+            except Exception:
+                out[j] = (TrialState.FAIL, None)
+        return out
 
     def _record(self, trial: Any, spec: Any, params: dict[str, Any], ev: Evaluation) -> list[float]:
         """Record what the evaluation gave (metrics, cost, constraints, the curve's last
@@ -212,8 +280,9 @@ class TrialRunner:
             raise MooSearchError(f"objective(s) {bad} are not finite: {values}")
         if ctx.spec.driver.early_stopping.enabled and objective.has_rungs:
             final = {"step": objective.steps(spec), "values": _finite_list(values)}
-            self._curve.append(final)
-            trial.set_user_attr(ATTR.CURVE, self._curve)
+            curve = self._curves.pop(trial.number, [])
+            curve.append(final)
+            trial.set_user_attr(ATTR.CURVE, curve)
         violations = [c.violation(metric_value(metrics, cost, c.metric)) for c in spec.constraints]
         trial.set_user_attr(ATTR.CONSTRAINTS, violations)
         self.last_violations = violations

@@ -15,6 +15,7 @@ naming them, so ``run_trial`` is reported unknown with what to install.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,15 @@ import numpy as np
 
 from moo_search.errors import MooSearchError
 from moo_search.export import ExportRequest
-from moo_search.objective import Evaluation, Evaluator, Objective, Panel, ReportExtras
+from moo_search.objective import (
+    EvalRequest,
+    Evaluation,
+    Evaluator,
+    GroupEvaluator,
+    Objective,
+    Panel,
+    ReportExtras,
+)
 from moo_search.recommender.records import (
     BACKBONE_RECORD,
     BASELINE_HITS,
@@ -34,6 +43,8 @@ from moo_search.recommender.spec import RecommenderSpec
 from moo_search.registry import OBJECTIVES
 from moo_search.spec import DEFAULT_OBJECTIVE, StudySpec
 from moo_search.study import STUDY_ATTR
+
+logger = logging.getLogger("moo_search")
 
 REQUIRES = ("torch", "transformers", "peft", "safetensors", "sklearn", "pyarrow", "implicit")
 """The libraries of the ``recommender`` extra a trial imports (MLflow only where a bundle is
@@ -104,6 +115,23 @@ def _evaluate(
     return Evaluation(result.metrics, result.cost, result.variants, records)
 
 
+def _evaluate_group(requests: list[EvalRequest]) -> list[Evaluation | BaseException]:
+    """Trials fine-tuned together over one base (:mod:`moo_search.recommender.trial_fused`)."""
+    from moo_search.recommender.trial_fused import TrialRequest, run_trials_together
+
+    results = run_trials_together(
+        [TrialRequest(r.spec, r.artifact_dir, variant_grid(r.spec), r.on_rung) for r in requests]
+    )
+    return [
+        r
+        if isinstance(r, BaseException)
+        else Evaluation(
+            r.metrics, r.cost, r.variants, {BACKBONE_RECORD: r.backbone, HITS_RECORD: r.hits}
+        )
+        for r in results
+    ]
+
+
 class RecommenderObjective(Objective):
     """Fine-tune a PEFT adapter on a text encoder turned recommender; see the module."""
 
@@ -117,6 +145,19 @@ class RecommenderObjective(Objective):
 
     def evaluator(self, spec: StudySpec) -> Evaluator:
         return _evaluate
+
+    def fused_evaluator(self, spec: StudySpec) -> tuple[int, GroupEvaluator] | None:
+        """``driver.fuse`` trials fine-tuned together over one base; ``auto`` measures the
+        shared pass on this device once per worker (:func:`~.trial_fused.choose_fuse`)."""
+        assert isinstance(spec, RecommenderSpec)
+        k = spec.driver.fuse
+        if k == "auto":
+            from moo_search.recommender.trial_fused import choose_fuse
+
+            k, measured = choose_fuse(spec)
+            shown = ", ".join(f"K={n}: {1000 * s:.2f} ms" for n, s in measured.items())
+            logger.info("driver.fuse auto: %d (training time per example: %s)", k, shown)
+        return None if k == 1 else (int(k), _evaluate_group)
 
     def base_params(self, spec: StudySpec) -> dict[str, Any]:
         """The base config's value of every searched path (the study's anchor trial); a

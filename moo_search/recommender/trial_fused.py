@@ -23,7 +23,7 @@ from typing import Any
 
 from moo_search.recommender.trial import RungHook, Trial, TrialResult
 
-__all__ = ["TrialRequest", "group_key", "run_trials_together"]
+__all__ = ["TrialRequest", "choose_fuse", "group_key", "run_trials_together"]
 
 logger = logging.getLogger("moo_search")
 
@@ -166,3 +166,74 @@ def _fit_group(
         if out[k] is None:
             trials[k].history.seconds = seconds[j] + finish
             trials[k].fused_with = len(members)
+
+
+CANDIDATES = {"cpu": (1, 2, 4, 8), "cuda": (1, 2, 4, 8, 16)}
+"""The group sizes ``driver.fuse: auto`` measures, by device type."""
+GAIN = 1.10
+"""How much faster per example a group must train than one trial to be chosen."""
+
+
+def choose_fuse(spec: Any) -> tuple[int, dict[int, float]]:
+    """``driver.fuse: auto``: (the group size, seconds per training example at each size
+    measured). Builds the study's base trial K times over one base (as a fused run does),
+    times a training step's shared pass (forward and backward) at each candidate K, and
+    keeps the fastest per example if it beats one trial by :data:`GAIN`; a size that runs
+    out of device memory ends the search."""
+    import torch
+
+    from moo_search.recommender.train.fused import SharedBase, encode_together
+    from moo_search.recommender.train.loop import Trainer, TrainOptions
+
+    first = _Member(spec)
+    first.start()
+    sizes = CANDIDATES.get(first.device.type, CANDIDATES["cpu"])
+    members = [first]
+    for _ in range(max(sizes) - 1):
+        m = _Member(spec)
+        m.start()
+        share_base_or_fail(first, m)
+        members.append(m)
+    trainers = [
+        Trainer(m.model, m.train_data(), TrainOptions(**m.train_options())) for m in members
+    ]
+    if not trainers[0].reads_text:
+        return 1, {}
+    for t in trainers:
+        t.draw()
+        t.step = 1  # (no catalog refresh in the timed draws)
+    per_example: dict[int, float] = {}
+    for k in sizes:
+        group = trainers[:k]
+        shared = SharedBase([t.model for t in group])
+
+        def step(group: list[Trainer] = group, shared: SharedBase = shared) -> None:
+            for t in group:
+                t.draw()
+            enc = encode_together(shared, group, list(range(len(group))))
+            sum(a.sum() + b.sum() for a, b in enc.values()).backward()  # type: ignore[union-attr]
+
+        try:
+            per_example[k] = _median_seconds(step) / (k * spec.train.batch_size)
+        except torch.OutOfMemoryError:
+            break
+    best = min(per_example, key=lambda k: per_example[k])
+    chosen = best if per_example[1] >= GAIN * per_example[best] else 1
+    return chosen, per_example
+
+
+def share_base_or_fail(first: _Member, member: _Member) -> None:
+    from moo_search.recommender.train.fused import share_base
+
+    if not share_base(first.model, member.model):
+        raise RuntimeError("the same spec built twice gave different base weights")
+
+
+def _median_seconds(fn: Callable[[], None], repeats: int = 3) -> float:
+    fn()  # warm
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]

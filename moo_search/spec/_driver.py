@@ -78,12 +78,30 @@ class DriverConfig(Strict):
         None, description="Hypervolume reference point in objective units (default: derived)."
     )
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    fuse: int | Literal["auto"] = Field(
+        1,
+        description=(
+            "Trials a worker trains together over one copy of the frozen base, one shared "
+            "pass per step (each keeps its own optimizer, losses, rungs and artifacts); 1: "
+            "one at a time; auto: the objective picks from the device (the recommender "
+            "measures the shared pass at 1, 2, 4 and 8 batches and keeps the fastest per "
+            "example). Objectives that train nothing ignore it."
+        ),
+    )
     heartbeat_interval: int = Field(
         HEARTBEAT_INTERVAL, ge=1, description="Seconds between a running trial's heartbeats."
     )
     grace_period: int = Field(
         GRACE_PERIOD, ge=2, description="A trial silent this long is failed and retried."
     )
+
+    @field_validator("fuse", mode="before")
+    @classmethod
+    def _fuse(cls, v: Any) -> Any:
+        ok = v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
+        if not ok:
+            raise ValueError(f"a number of trials >= 1, or auto; got {v!r}")
+        return v
 
     @model_validator(mode="after")
     def _combo(self) -> DriverConfig:

@@ -173,3 +173,78 @@ def test_a_fused_trial_writes_its_own_artifacts(tmp_path, solo):
             solo[i].metrics["val"]["precision@10"]
         )
         assert saved["cost"]["fused_trials"] == 2
+
+
+def _study_spec(tmp_path, name, fuse, **extra):
+    return tiny_spec(
+        **{
+            **QUIET,
+            "train.max_steps": 12,
+            "out_dir": str(tmp_path / name),
+            "storage": f"sqlite:///{tmp_path}/{name}.db",
+            "search_space": {
+                "adapter.r": {"categorical": [2, 4, 8]},
+                "train.lr": {"float": [1e-3, 1e-2], "log": True},
+                "loss.weights.diversity": {"float": [0.0, 1.0]},
+            },
+            "objectives": [
+                {"metric": "precision@10", "direction": "maximize"},
+                {"metric": "ild@10", "direction": "maximize"},
+            ],
+            "driver.algorithm": "random",
+            "driver.fuse": fuse,
+            "budget": {"n_trials": 4},
+            **extra,
+        }
+    )
+
+
+def test_a_fused_study_stores_each_trial_as_its_solo_run(tmp_path):
+    from optuna.trial import TrialState
+
+    from moo_search.drivers import run_study
+    from moo_search.study import ATTR
+
+    alone = run_study(_study_spec(tmp_path, "alone", 1))
+    together = run_study(_study_spec(tmp_path, "together", 4))
+    a = [t for t in alone.trials if t.state == TrialState.COMPLETE]
+    b = [t for t in together.trials if t.state == TrialState.COMPLETE]
+    assert len(a) == len(b) == 4
+    assert [t.params for t in a] == [t.params for t in b]
+    for x, y in zip(a, b, strict=True):
+        for part in ("val", "test"):
+            for k in COMPARED:
+                got, want = y.user_attrs[ATTR.METRICS][part][k], x.user_attrs[ATTR.METRICS][part][k]
+                assert abs(got - want) <= TOL, (part, k)
+    fused = [t.user_attrs[ATTR.COST].get("fused_trials") for t in b]
+    assert fused == [4.0] * 4  # the anchor (the base config) and three proposals together
+    assert all(t.user_attrs[ATTR.ARTIFACTS].endswith(f"trial_{t.number:05d}") for t in b)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "chosen"),
+    [
+        ({1: 1.0, 2: 2.0, 4: 4.2, 8: 8.5}, 1),  # per example flat or worse: one at a time
+        ({1: 1.0, 2: 1.2, 4: 1.6, 8: 2.4}, 8),  # the pass grows slower than its rows
+        ({1: 1.0, 2: 1.9, 4: 3.8, 8: 7.6}, 1),  # 5% per example: not worth holding 8 trials
+        ({1: 1.0, 2: 1.5, 4: 3.5, 8: 9.0}, 2),
+    ],
+)
+def test_fuse_auto_keeps_the_fastest_size_per_example(monkeypatch, seconds, chosen):
+    import moo_search.recommender.trial_fused as tf
+
+    sizes = iter(tf.CANDIDATES["cpu"])
+    monkeypatch.setattr(tf, "_median_seconds", lambda fn: (fn(), seconds[next(sizes)])[1])
+    k, per_example = tf.choose_fuse(_spec({"adapter.r": 4}))
+    assert k == chosen
+    assert per_example == pytest.approx({n: s / (n * 32) for n, s in seconds.items()})
+
+
+def test_fuse_auto_measures_on_this_machine(caplog):
+    from moo_search.recommender.objective import RecommenderObjective
+
+    spec = _spec({"adapter.r": 4, "driver.fuse": "auto"})
+    with caplog.at_level("INFO", logger="moo_search"):
+        fused = RecommenderObjective().fused_evaluator(spec)
+    assert "driver.fuse auto:" in caplog.text and "K=8:" in caplog.text
+    assert fused is None or fused[0] in (2, 4, 8)

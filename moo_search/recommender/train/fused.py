@@ -37,7 +37,7 @@ from moo_search.recommender.model.encoder import unwrapped
 from moo_search.recommender.model.recommender import Recommender
 from moo_search.recommender.train.loop import Trainer
 
-__all__ = ["SharedBase", "share_base", "train_together"]
+__all__ = ["SharedBase", "encode_together", "share_base", "train_together"]
 
 
 class _Given(nn.Module):
@@ -185,7 +185,7 @@ def train_together(trainers: list[Trainer]) -> tuple[dict[int, BaseException], l
         own = {k: _timed(trainers[k].draw) for k in active}  # (a catalog refresh when due)
         t0 = time.perf_counter()
         first.model.train()  # the carrier's dropout modes are the pass's
-        encoded = _encode_all(shared, trainers, [k for k in active if trainers[k].reads_text])
+        encoded = encode_together(shared, trainers, [k for k in active if trainers[k].reads_text])
         lost = dict.fromkeys(active, 0.0)
         losses = _losses(trainers, active, encoded, left, lost)
         if losses:
@@ -204,9 +204,11 @@ def train_together(trainers: list[Trainer]) -> tuple[dict[int, BaseException], l
     return left, seconds
 
 
-def _encode_all(
+def encode_together(
     shared: SharedBase, trainers: list[Trainer], readers: list[int]
 ) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """The drawn batches' (user, item) text embeddings of the ``readers`` (indices into
+    ``trainers``), one shared pass per table, under the first trainer's precision."""
     if not readers:
         return {}
     first = trainers[0]
