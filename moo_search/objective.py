@@ -11,6 +11,8 @@ objective says:
   objective values and metrics on validation and test, cost, inference-only variants, and
   what else it records on the trial by name), with the early-stopping rung hook when
   ``has_rungs``;
+- which trials it evaluates together (``fused_evaluator(spec)``: ``driver.fuse``, trials that
+  share work, e.g. fine-tunes over one frozen base; none by default);
 - what it fetches before any worker starts (``prepare``: e.g. a dataset);
 - what it computes once per study (``setup_study``: e.g. baselines and a reference front);
 - what it adds to the dashboard: its columns and settings (``report_extras``) and a panel it

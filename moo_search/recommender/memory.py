@@ -17,7 +17,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SCORES_BUDGET_GB", "PeakRSS", "budget_gb", "keep_scores", "scores_fit"]
+__all__ = [
+    "SCORES_BUDGET_GB",
+    "PeakRSS",
+    "available_bytes",
+    "budget_gb",
+    "keep_scores",
+    "scores_fit",
+]
 
 logger = logging.getLogger("moo_search")
 
@@ -45,6 +52,19 @@ def budget_gb(variable: str, default: float) -> float:
             "(the default); unset it to use the default"
         )
     return value
+
+
+def available_bytes() -> int:
+    """The memory the machine has available now (``MemAvailable``; 4 GiB where /proc is
+    missing)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30
 
 
 def scores_fit(n_rows: int, n_cols: int) -> bool:

@@ -151,6 +151,8 @@ class RecommenderObjective(Objective):
         shared pass on this device once per worker (:func:`~.trial_fused.choose_fuse`)."""
         assert isinstance(spec, RecommenderSpec)
         k = spec.driver.fuse
+        if k == "auto" and spec.budget.n_trials < 2:
+            return None  # nothing to fuse: not worth measuring
         if k == "auto":
             from moo_search.recommender.trial_fused import choose_fuse
 

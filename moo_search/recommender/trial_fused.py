@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from moo_search.recommender.memory import PeakRSS, available_bytes
 from moo_search.recommender.trial import RungHook, Trial, TrialResult
 
 __all__ = ["TrialRequest", "choose_fuse", "group_key", "run_trials_together"]
@@ -170,7 +171,7 @@ def _fit_group(
 
 CANDIDATES = {"cpu": (1, 2, 4, 8), "cuda": (1, 2, 4, 8, 16)}
 """The group sizes ``driver.fuse: auto`` measures, by device type."""
-GAIN = 1.10
+GAIN = 1.25
 """How much faster per example a group must train than one trial to be chosen."""
 
 
@@ -187,13 +188,16 @@ def choose_fuse(spec: Any) -> tuple[int, dict[int, float]]:
 
     first = _Member(spec)
     first.start()
-    sizes = CANDIDATES.get(first.device.type, CANDIDATES["cpu"])
     members = [first]
-    for _ in range(max(sizes) - 1):
+    sizes = list(CANDIDATES.get(first.device.type, CANDIDATES["cpu"]))
+    while len(members) < max(sizes):
+        before = PeakRSS.current()
         m = _Member(spec)
         m.start()
         share_base_or_fail(first, m)
         members.append(m)
+        room = _room_for(first.device, before, PeakRSS.current())
+        sizes = [k for k in sizes if k <= len(members) + room]
     trainers = [
         Trainer(m.model, m.train_data(), TrainOptions(**m.train_options())) for m in members
     ]
@@ -220,6 +224,21 @@ def choose_fuse(spec: Any) -> tuple[int, dict[int, float]]:
     best = min(per_example, key=lambda k: per_example[k])
     chosen = best if per_example[1] >= GAIN * per_example[best] else 1
     return chosen, per_example
+
+
+def _room_for(device: Any, before: float | None, after: float | None) -> int:
+    """How many more trials like the last one built fit in half the memory left (the
+    device's on CUDA, the machine's on the CPU)."""
+    import torch
+
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        each = max(torch.cuda.memory_allocated(device) / 2, 1.0)  # (a rough per-trial share)
+        return int(free / 2 / each)
+    if before is None or after is None:
+        return 0
+    each = max(after - before, 1.0) * 2**20
+    return int(available_bytes() / 2 / each)
 
 
 def share_base_or_fail(first: _Member, member: _Member) -> None:

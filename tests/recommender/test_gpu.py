@@ -1,6 +1,7 @@
 """GPU tier (``-m gpu``): a trial on CUDA under bf16 autocast against the CPU's fp32 one, a
 decoder with bf16 weights against the CPU's fp32, a 4-bit QLoRA trial against a bf16 one in
-peak GPU memory, two workers on one GPU, the peak GPU memory in the trial cost. Skipped, with the reason, on a
+peak GPU memory, two workers on one GPU, the peak GPU memory in the trial cost, fused trials
+against their solo runs and fuse auto choosing to fuse. Skipped, with the reason, on a
 machine without CUDA (like our dev and CI machines): these run on a user's GPU host."""
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ pytestmark = [
 TOLERANCE = {"precision@10": 0.01, "ndcg@10": 0.015, "ild@10": 0.01, "ctr_auc": 0.01}
 
 
-def _spec(device: str, amp: str):
+def _spec(device: str, amp: str, **kw):
     return tiny_spec(
         **{
             "train.device": device,
             "train.amp": amp,
             "train.max_steps": 30,
             "data.params": {"n_users": 400, "n_items": 200, "interactions_per_user": 30},
+            **kw,
         }
     )
 
@@ -118,3 +120,25 @@ def test_a_4bit_qlora_trial_trains_in_less_gpu_memory_than_bf16(tmp_path):
     q4 = run_trial(_llama("cuda", **base, **{"model.quantization": {"bits": 4}}))
     assert np.mean(q4.history["loss"][-5:]) < np.mean(q4.history["loss"][:5])
     assert q4.cost["peak_mem_mb"] < bf16.cost["peak_mem_mb"], (q4.cost, bf16.cost)
+
+
+def test_fused_cuda_bf16_trials_match_their_solo_runs_within_tolerance():
+    from moo_search.recommender.trial_fused import TrialRequest, run_trials_together
+
+    quiet = {"model.dropout": 0.0, "adapter.dropout": 0.0}
+    configs = [{"adapter.r": 2}, {"adapter.r": 8, "train.lr": 1e-2}, {"adapter.type": "dora"}]
+    specs = [_spec("cuda", "bf16", **quiet, **kw) for kw in configs]
+    solo = [run_trial(s) for s in specs]
+    fused = run_trials_together([TrialRequest(s) for s in specs])
+    for a, b in zip(solo, fused, strict=True):
+        assert not isinstance(b, BaseException), b
+        for metric, tol in TOLERANCE.items():
+            assert abs(a.metrics["test"][metric] - b.metrics["test"][metric]) <= tol, metric
+        assert b.cost["fused_trials"] == len(configs)
+
+
+def test_fuse_auto_fuses_on_a_gpu():
+    from moo_search.recommender.trial_fused import choose_fuse
+
+    k, per_example = choose_fuse(_spec("cuda", "bf16"))
+    assert k > 1, per_example  # a tiny model leaves a GPU idle at one batch

@@ -46,7 +46,7 @@ def test_cached_and_uncached_frozen_layers_give_identical_metrics(amp, tmp_path,
 
 def test_the_cache_falls_back_to_full_encoding_when_it_would_not_fit(tmp_path, monkeypatch):
     monkeypatch.setenv("MOO_SEARCH_CACHE", str(tmp_path))
-    monkeypatch.setattr(layer_cache, "_available_bytes", lambda: 1000)
+    monkeypatch.setattr(layer_cache, "available_bytes", lambda: 1000)
     layer_cache._MEMORY.clear()
     r = run_kept(_spec(**{"train.layer_cache": True, "train.amp": "off"}))
     prefix = r.model.prefix

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from moo_search.recommender.cache import read_entry, write_entry
+from moo_search.recommender.memory import available_bytes
 from moo_search.recommender.model.encoder import unwrapped
 from moo_search.recommender.model.family import LayerStack
 from moo_search.recommender.model.tokens import TokenTable
@@ -83,17 +84,6 @@ def frozen_prefix_length(encoder: Any) -> int:
             break
         n += 1
     return n if n < len(layers) else 0
-
-
-def _available_bytes() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 << 30
 
 
 def _cache_dir() -> Path:
@@ -164,7 +154,7 @@ class FrozenPrefix:
         hidden = int(self.base.config.hidden_size)
         mode = "autocast" if autocast is not None else "fp32"
         need = len(table) * table.dense.shape[1] * hidden * 4
-        budget = int(_available_bytes() * MEMORY_SHARE)
+        budget = int(available_bytes() * MEMORY_SHARE)
         if need > budget:
             logger.info(
                 "frozen-layer cache of %d texts needs %.0f MB (> %.0f MB available to it): "
