@@ -123,7 +123,8 @@ def share_base(first: Recommender, member: Recommender) -> bool:
             return False
         pairs.append((p, q))
     for p, q in pairs:
-        p.data = q.data
+        if type(p) is type(q) and p.is_floating_point():  # (a 4-bit weight keeps its own)
+            p.data = q.data
     return True
 
 
