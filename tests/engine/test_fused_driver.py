@@ -100,3 +100,44 @@ def test_fuse_is_checked_in_the_spec():
 
     with pytest.raises(SpecError, match=r"driver.fuse: a number of trials >= 1, or auto; got 0"):
         stepped_spec(n_trials=1, driver={"fuse": 0})
+
+
+@pytest.mark.parametrize("backend", ["optuna", "pymoo"])
+def test_local_workers_fuse_to_an_exact_budget_and_a_resume_repeats_nothing(backend, tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from ..conftest import REPO
+
+    spec = stepped_spec(
+        n_trials=9,
+        backend=backend,
+        out_dir=str(tmp_path / "study"),
+        storage=f"sqlite:///{tmp_path}/s.db",
+        driver={"fuse": 3},
+    )
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec.to_dict()))
+
+    def run(*extra):
+        p = subprocess.run(
+            [sys.executable, "-m", "moo_search.cli", "run", str(path), "--workers", "2", *extra],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert p.returncode == 0, p.stderr[-3000:]
+        assert "Traceback" not in p.stderr
+
+    run()
+    study = optuna.load_study(study_name="stepped", storage=f"sqlite:///{tmp_path}/s.db")
+    assert count_states(study)["COMPLETE"] == 9
+    run("--n-trials", "14")
+    study = optuna.load_study(study_name="stepped", storage=f"sqlite:///{tmp_path}/s.db")
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 14
+    xs = [t.params["x"] for t in done]
+    assert len(set(xs)) == len(xs)  # no configuration run twice
