@@ -126,6 +126,8 @@ class Stepped(Objective):
 
         def group(requests: list[Any]) -> list[Any]:
             GROUPS.append(len(requests))
+            if BREAK_GROUP:
+                raise RuntimeError("the group broke")
             out: list[Any] = []
             for r in requests:
                 try:
@@ -141,6 +143,7 @@ class Stepped(Objective):
 
 GROUPS: list[int] = []  # the sizes of the groups Stepped's fused evaluator was given
 FAIL_X: set[float] = set()  # the x values its fused evaluator fails
+BREAK_GROUP: list[bool] = []  # non-empty: its fused evaluator raises for the whole group
 
 
 if "stepped" not in OBJECTIVES:

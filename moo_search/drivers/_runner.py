@@ -247,6 +247,8 @@ class TrialRunner:
             for j, _ in held:
                 trials[j].set_user_attr(ATTR.FAIL, "interrupted (Ctrl-C)")
             raise
+        except Exception as e:  # the group evaluation itself failed: each held trial, with it
+            results = [e] * len(held)
         for (j, req), res in zip(held, results, strict=True):
             trial = trials[j]
             try:

@@ -15,7 +15,6 @@ naming them, so ``run_trial`` is reported unknown with what to install.
 from __future__ import annotations
 
 import importlib.util
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,8 +42,6 @@ from moo_search.recommender.spec import RecommenderSpec
 from moo_search.registry import OBJECTIVES
 from moo_search.spec import DEFAULT_OBJECTIVE, StudySpec
 from moo_search.study import STUDY_ATTR
-
-logger = logging.getLogger("moo_search")
 
 REQUIRES = ("torch", "transformers", "peft", "safetensors", "sklearn", "pyarrow", "implicit")
 """The libraries of the ``recommender`` extra a trial imports (MLflow only where a bundle is
@@ -158,7 +155,11 @@ class RecommenderObjective(Objective):
 
             k, measured = choose_fuse(spec)
             shown = ", ".join(f"K={n}: {1000 * s:.2f} ms" for n, s in measured.items())
-            logger.info("driver.fuse auto: %d (training time per example: %s)", k, shown)
+            print(  # (as the study's baselines are shown: once, on stderr)
+                f"driver.fuse auto: {k} trial(s) at a time (training time per example: {shown})",
+                file=sys.stderr,
+                flush=True,
+            )
         return None if k == 1 else (int(k), _evaluate_group)
 
     def base_params(self, spec: StudySpec) -> dict[str, Any]:

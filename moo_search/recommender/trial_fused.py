@@ -98,7 +98,12 @@ def run_trials_together(requests: list[TrialRequest]) -> list[TrialResult | Base
     for k, t in enumerate(trials):  # each seeded, prepared and built as it would be alone
         stage(k, t.start)
     for group in _groups(trials, [k for k in range(len(trials)) if out[k] is None]):
-        _fit_group(trials, group, out, own)
+        try:
+            _fit_group(trials, group, out, own)
+        except Exception as e:  # the shared pass itself failed: every member, with its reason
+            logger.warning("a fused group of %d failed: %s: %s", len(group), type(e).__name__, e)
+            for k in group:
+                out[k] = out[k] or e
     for k, t in enumerate(trials):
         for name in AFTER_FIT:
             if out[k] is not None:

@@ -22,6 +22,7 @@ def _clean():
     objectives.FAIL_X.clear()
     yield
     objectives.FAIL_X.clear()
+    objectives.BREAK_GROUP.clear()
 
 
 def _trials(study):
@@ -75,6 +76,26 @@ def test_a_failed_or_pruned_member_is_its_own_outcome(tmp_path):
     assert pruned and all("stopped at rung" in t.user_attrs[ATTR.FAIL] for t in pruned)
     assert count_states(study)["COMPLETE"] == 5
     assert objectives.GROUPS[0] == 4
+
+
+def test_a_group_evaluation_that_raises_fails_its_trials_with_the_reason(tmp_path):
+    objectives.BREAK_GROUP.append(True)
+    from moo_search.errors import MooSearchError
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    spec = stepped_spec(
+        n_trials=3,
+        out_dir=str(tmp_path),
+        storage=url,
+        driver={"fuse": 3},
+        budget={"n_trials": 3, "max_failures": 3},
+    )
+    with pytest.raises(MooSearchError, match="3 trials failed in this run"):
+        run_study(spec)
+    study = optuna.load_study(study_name="stepped", storage=url)
+    failed = [t for t in _trials(study) if t.state == TrialState.FAIL]
+    assert len(failed) == 3
+    assert all(t.user_attrs[ATTR.FAIL] == "RuntimeError: the group broke" for t in failed)
 
 
 def test_the_budget_caps_a_group(tmp_path):

@@ -240,11 +240,45 @@ def test_fuse_auto_keeps_the_fastest_size_per_example(monkeypatch, seconds, chos
     assert per_example == pytest.approx({n: s / (n * 32) for n, s in seconds.items()})
 
 
-def test_fuse_auto_measures_on_this_machine(caplog):
+def test_fuse_auto_measures_on_this_machine(capsys):
     from moo_search.recommender.objective import RecommenderObjective
 
     spec = _spec({"adapter.r": 4, "driver.fuse": "auto"})
-    with caplog.at_level("INFO", logger="moo_search"):
-        fused = RecommenderObjective().fused_evaluator(spec)
-    assert "driver.fuse auto:" in caplog.text and "K=8:" in caplog.text
+    fused = RecommenderObjective().fused_evaluator(spec)
+    err = capsys.readouterr().err
+    assert "driver.fuse auto:" in err and "K=8:" in err
     assert fused is None or fused[0] in (2, 4, 8)
+
+
+def test_a_member_whose_draw_fails_leaves_the_others_unchanged(solo, monkeypatch):
+    from moo_search.recommender.train.loop import Trainer
+
+    real = Trainer.draw
+
+    def draw(self):
+        if self.train_cfg.lr == 7e-3 and self.step == 5:
+            raise RuntimeError("the catalog refresh failed")
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "draw", draw)
+    bad = _spec({"adapter.r": 4, "train.lr": 7e-3})
+    fused = run_trials_together(
+        [TrialRequest(_spec(CONFIGS[0])), TrialRequest(bad), TrialRequest(_spec(CONFIGS[2]))]
+    )
+    assert isinstance(fused[1], RuntimeError) and "catalog refresh" in str(fused[1])
+    _same(solo[0], fused[0], tol=0.0)
+    _same(solo[2], fused[2], tol=0.0)
+
+
+def test_a_shared_pass_that_fails_fails_its_group_with_the_reason(solo, monkeypatch):
+    import moo_search.recommender.train.fused as fused_mod
+
+    def broken(trainers):
+        raise RuntimeError("the shared pass broke")
+
+    monkeypatch.setattr(fused_mod, "train_together", broken)
+    other = _spec({"adapter.r": 2, "model.max_item_length": 8})  # a group of its own
+    out = run_trials_together(
+        [TrialRequest(_spec(CONFIGS[0])), TrialRequest(_spec(CONFIGS[2])), TrialRequest(other)]
+    )
+    assert all(isinstance(r, RuntimeError) and "shared pass broke" in str(r) for r in out)

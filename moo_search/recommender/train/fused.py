@@ -183,7 +183,13 @@ def train_together(trainers: list[Trainer]) -> tuple[dict[int, BaseException], l
     seconds = [0.0] * len(trainers)
     active = [k for k, t in enumerate(trainers) if not t.done]
     while active:
-        own = {k: _timed(trainers[k].draw) for k in active}  # (a catalog refresh when due)
+        own = dict.fromkeys(active, 0.0)
+        for k in active:  # (a catalog refresh when due)
+            try:
+                own[k] = _timed(trainers[k].draw)
+            except Exception as e:
+                left[k] = e
+        active = [k for k in active if k not in left]
         t0 = time.perf_counter()
         first.model.train()  # the carrier's dropout modes are the pass's
         encoded = encode_together(shared, trainers, [k for k in active if trainers[k].reads_text])
