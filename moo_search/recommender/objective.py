@@ -108,6 +108,11 @@ def _evaluate(
     from moo_search.recommender.trial import run_trial
 
     result = run_trial(spec, artifact_dir=art, variants=variant_grid(spec), on_rung=on_rung)
+    return _evaluation(result)
+
+
+def _evaluation(result: Any) -> Evaluation:
+    """A trial's result as the engine records it (its backbone and test hits as records)."""
     records = {BACKBONE_RECORD: result.backbone, HITS_RECORD: result.hits}
     return Evaluation(result.metrics, result.cost, result.variants, records)
 
@@ -119,14 +124,7 @@ def _evaluate_group(requests: list[EvalRequest]) -> list[Evaluation | BaseExcept
     results = run_trials_together(
         [TrialRequest(r.spec, r.artifact_dir, variant_grid(r.spec), r.on_rung) for r in requests]
     )
-    return [
-        r
-        if isinstance(r, BaseException)
-        else Evaluation(
-            r.metrics, r.cost, r.variants, {BACKBONE_RECORD: r.backbone, HITS_RECORD: r.hits}
-        )
-        for r in results
-    ]
+    return [r if isinstance(r, BaseException) else _evaluation(r) for r in results]
 
 
 class RecommenderObjective(Objective):

@@ -56,6 +56,7 @@ def test_fused_trials_get_their_solo_metrics(solo):
         assert f.cost["fused_trials"] == len(CONFIGS)
         assert "fused_trials" not in s.cost
         assert f.history["loss"][0] == pytest.approx(s.history["loss"][0], rel=1e-5)
+        assert f.cost["train_tokens"] == s.cost["train_tokens"]  # counted once, as alone
         assert 0 < f.cost["train_seconds"] <= f.cost["seconds"]
 
 

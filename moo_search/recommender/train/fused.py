@@ -221,10 +221,6 @@ def encode_together(
     first = trainers[0]
     users = {k: trainers[k].text_rows()[0] for k in readers}
     items = {k: trainers[k].text_rows()[1] for k in readers}
-    for k in readers:
-        hist = trainers[k].hist
-        hist.train_tokens += trainers[k].data.user_tokens.tokens(users[k])
-        hist.train_tokens += trainers[k].data.item_tokens.tokens(items[k])
     with first.autocast() if first.autocast else contextlib.nullcontext():
         eu = shared.encode(first.data.user_tokens, users, first.device)
         ei = shared.encode(first.data.item_tokens, items, first.device)

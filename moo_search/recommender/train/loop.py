@@ -146,18 +146,13 @@ class Trainer:
     def __init__(self, model: Recommender, data: TrainData, options: TrainOptions) -> None:
         self.t0 = time.perf_counter()
         self.model, self.data, self.options = model, data, options
-        train_cfg, loss_cfg, seed, device = (
-            options.train_cfg,
-            options.loss_cfg,
-            options.seed,
-            options.device,
-        )
-        self.device, self.train_cfg, self.loss_cfg = device, train_cfg, loss_cfg
+        train_cfg, device = options.train_cfg, options.device
+        self.device, self.train_cfg, self.loss_cfg = device, train_cfg, options.loss_cfg
         self.evaluate = options.evaluate
         self.checkpoints, self.on_checkpoint = options.checkpoints, options.on_checkpoint
-        self.gen = torch.Generator().manual_seed(seed)
-        self.rng = np.random.default_rng(seed)
-        self.w = L.normalised_weights(**loss_cfg.weights.model_dump())
+        self.gen = torch.Generator().manual_seed(options.seed)
+        self.rng = np.random.default_rng(options.seed)
+        self.w = L.normalised_weights(**options.loss_cfg.weights.model_dump())
         self.autocast, self.scaler, self.opt, self.sched = optimisation(model, train_cfg, device)
         self.hist = TrainHistory()
         self.pairs = pairs_on(data, device)
