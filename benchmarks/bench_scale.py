@@ -1,17 +1,22 @@
 """How a trial's cost grows with the catalog: one fine-tune per dataset, timed by part.
 
-    python benchmarks/bench_scale.py [--only ml-100k,ml-1m,bx-10,bx-5] [--ref COMMIT]
+    python benchmarks/bench_scale.py [--only ml-100k,ml-1m,bx-10,bx-5,syn-100k] [--ref COMMIT]
 
 One fine-tune of the same trial (``studies/ml1m.yaml``'s model, adapter and training: 45 steps
-of 32 users, LoRA r=8 on MiniLM's top three layers) on MovieLens-100K, MovieLens-1M and
-Book-Crossing at two k-cores, each in a fresh process (so that its peak RSS is its own), with a
-fresh backbone cache. Its wall time is split into:
+of 32 users, LoRA r=8 on MiniLM's top three layers) on MovieLens-100K, MovieLens-1M,
+Book-Crossing at two k-cores and the synthetic source at 10^5 items and 5 x 10^4 users
+(SANSA), each in a fresh process (so that its peak RSS is its own), with a fresh backbone
+cache. Its wall time is split into:
 
 * data: loading, splitting, rendering the texts (``prepare_data``);
 * backbone: fitting the closed-form backbone once (EASE where it fits at a fixed lambda;
   SANSA beyond; tuning on validation multiplies this by the grid and is cached per study);
 * training (the loop, its checkpoints included), encoding (catalog and user embeddings),
-  evaluation (the plain lists, the task heads), variants (two re-ranked settings);
+  evaluation (the kept scores, the task heads' fit and metrics, the plain lists: the score
+  stage less its encoding, and the evaluate stage), variants (two re-ranked settings, drawn
+  from the evaluation's ScoreBook; the users it scored again are printed);
+
+and the peak RSS of each stage;
 
 then the fitted exponent b of each part in time ~ (users x items)^b (items for the
 backbone). A second table fits each backbone alone on each catalog (fit seconds and the peak
@@ -51,6 +56,18 @@ CATALOGS = {
     },
     "bx-10": {"data.params.k_core": 10},
     "bx-5": {"data.params.k_core": 5},
+    "syn-100k": {
+        "data.dataset": "synthetic",
+        "data.params": {
+            "n_users": 50_000,
+            "n_items": 100_000,
+            "n_genres": 16,
+            "interactions_per_user": 30,
+        },
+        "data.split.method": "chronological",
+        "data.relevance_threshold": 4,
+        "data.item_text": ["title", "genres"],
+    },
 }
 """Each catalog: overrides of ``studies/bookcrossing.yaml``'s data section."""
 
@@ -71,51 +88,60 @@ from moo_search.recommender.inference import CatalogScorer
 cache = Path(tempfile.mkdtemp(prefix="bench-scale-bb-"))
 bb._cache_dir = lambda: cache  # a fresh backbone cache: the fit is timed
 spec = load_spec(spec_path, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
-parts = {}
+from moo_search.recommender.memory import PeakRSS
+parts, stage_peak = {}, {}
 t0 = time.perf_counter()
-data = prepare_data(spec)
+with PeakRSS(0.05) as peak:
+    data = prepare_data(spec)
+stage_peak["data"] = round(peak.mib)
 parts["data"] = time.perf_counter() - t0
 n_users, n_items = data.split.n_users, data.split.n_items
 t0 = time.perf_counter()
-cf = collaborative_backbone(spec, data)
+with PeakRSS(0.05) as peak:
+    cf = collaborative_backbone(spec, data)
+stage_peak["backbone"] = round(peak.mib)
 parts["backbone"] = time.perf_counter() - t0
-timers = {"encoding": 0.0, "evaluation": 0.0, "variants": 0.0}
-
-def timed(name, fn):
-    def wrapper(*a, **k):
-        t = time.perf_counter()
-        try:
-            return fn(*a, **k)
-        finally:
-            timers[name] += time.perf_counter() - t
-    return wrapper
+encoding = {"fit": 0.0, "score": 0.0}
+stage = {"now": "", "seconds": {}}
 
 enc = CatalogScorer.encode.__func__
-CatalogScorer.encode = classmethod(timed("encoding", enc))
-trial_mod.evaluate_scorer = timed("evaluation", trial_mod.evaluate_scorer)
-trial_mod.task_metrics = timed("evaluation", trial_mod.task_metrics)
-trial_mod.fit_task_heads = timed("evaluation", trial_mod.fit_task_heads)
-real_variant = trial_mod._variant
-def variant(*a, **k):
-    before = timers["evaluation"]
+def timed_encode(cls, *a, **k):
     t = time.perf_counter()
-    out = real_variant(*a, **k)
-    timers["variants"] += time.perf_counter() - t
-    timers["evaluation"] = before  # its evaluate_scorer calls are the variant's
-    return out
-trial_mod._variant = variant
-t0 = time.perf_counter()
-res = trial_mod.run_trial(spec, variants=variants)
-total = time.perf_counter() - t0
-parts["training"] = res.cost["train_seconds"]
-parts.update(timers)
-# the training loop's own checkpoints evaluate too: counted in training (none by default)
-parts["other"] = total - sum(parts[p] for p in ("training", "encoding", "evaluation", "variants"))
+    try:
+        return enc(cls, *a, **k)
+    finally:
+        encoding[stage["now"]] = encoding.get(stage["now"], 0.0) + time.perf_counter() - t
+CatalogScorer.encode = classmethod(timed_encode)
+
+class Timed(trial_mod.Trial):
+    def run(self):
+        self.begin()
+        for name in self.STAGES:
+            stage["now"], t = name, time.perf_counter()
+            with PeakRSS(0.05) as peak:
+                getattr(self, name)()
+            stage["seconds"][name] = time.perf_counter() - t
+            stage_peak[name] = round(peak.mib)
+        self.done()
+        return self.result
+
+trial = Timed(spec, variants=variants)
+trial.data = data
+trial.prepare = lambda: None  # prepared above (timed as data)
+res = trial.run()
+sec = stage["seconds"]
+parts["training"] = sec["fit"] - encoding.get("fit", 0.0)
+parts["encoding"] = encoding.get("fit", 0.0) + encoding.get("score", 0.0)
+parts["evaluation"] = sec["score"] - encoding.get("score", 0.0) + sec["evaluate"]
+parts["variants"] = sec["variants"]
+parts["other"] = sec["build"] + sec["save"]
 print("RESULT " + json.dumps({
     "users": n_users, "items": n_items, "parts": parts,
     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     "ndcg@10": res.metrics["test"].get("ndcg@10"),
     "backbone": cf.name, "backbone_params": cf.params,
+    "rescored": getattr(getattr(trial, "book", None), "rescored", None),
+    "stage_peak_mb": stage_peak,
 }))
 """
 
@@ -167,8 +193,8 @@ def _child(code: str, args: list[str], pythonpath: str | None = None) -> dict | 
 
 def _overrides(name: str) -> dict:
     over = dict(CATALOGS[name])
-    if name == "bx-5":
-        over["fusion.cf"] = "sansa"  # dense EASE would need ~29 GiB here
+    if name in ("bx-5", "syn-100k"):
+        over["fusion.cf"] = "sansa"  # dense EASE would need ~29 GiB (bx-5), ~220 GiB here
         over["fusion.cf_params.l2"] = 20.0
     else:
         over["fusion.cf_params.lambda"] = 200.0
@@ -212,6 +238,11 @@ def main() -> int:
             f"{name:9s} {r['users']:7d} {r['items']:7d} "
             + " ".join(f"{r['parts'][p]:9.1f}s" for p in parts)
             + f" {total:7.0f}s {r['peak_rss_mb'] / 1024:8.2f}G {r['ndcg@10']:12.4f}  {r['backbone']}"
+            + (
+                f"  (users scored again for a re-ranked list: {r['rescored']})"
+                if r.get("rescored")
+                else ""
+            )
         )
     if len(rows) >= 2:
         ui = [r["users"] * r["items"] for r in rows.values()]
@@ -220,6 +251,8 @@ def main() -> int:
         for p in parts:
             x = items if p == "backbone" else ui
             exps.append(f"{p} {_exponent(x, [r['parts'][p] for r in rows.values()]):.2f}")
+        both = [r["parts"]["evaluation"] + r["parts"]["variants"] for r in rows.values()]
+        exps.append(f"evaluation+variants {_exponent(ui, both):.2f}")
         print("fitted exponent b, time ~ (users x items)^b (backbone: items^b): " + ", ".join(exps))
         print("(the backbone changes from dense EASE to SANSA on bx-5: its exponent spans both)")
     if args.ref:
@@ -241,16 +274,21 @@ def _compare(ref: str, spec: str, variants: str) -> None:
         print(f"\nMovieLens trials, this code vs {ref[:10]} (alternated, best of 2):")
         for name in ("ml-100k", "ml-1m"):
             best: dict[str, float] = {}
+            ndcg: dict[str, float] = {}
             for _ in range(2):
                 for label, path in (("now", str(ROOT)), ("ref", str(tree))):
                     r = _child(CHILD, [spec, json.dumps(_overrides(name)), variants], path)
                     if r:
                         total = sum(r["parts"].values()) - r["parts"]["data"]
                         best[label] = min(best.get(label, math.inf), total)
+                        ndcg[label] = r["ndcg@10"]
             if len(best) == 2:
+                same = "the same" if ndcg["now"] == ndcg["ref"] else "DIFFERENT"
                 print(
                     f"  {name}: {best['now']:.1f}s now, {best['ref']:.1f}s before "
-                    f"(x{best['ref'] / best['now']:.2f}; data loading excluded)"
+                    f"(x{best['ref'] / best['now']:.2f}; data loading excluded); test ndcg@10 "
+                    f"{ndcg['now']:.6f} vs {ndcg['ref']:.6f} ({same})",
+                    flush=True,
                 )
     finally:
         subprocess.run(
@@ -265,8 +303,8 @@ def _backbones(names: list[str], spec: str) -> None:
     for name in names:
         cells = []
         for kind in kinds:
-            if kind == "EASE" and name == "bx-5":
-                cells.append(f"{'refused (29 GiB)':>18s}")
+            if kind == "EASE" and name in ("bx-5", "syn-100k"):
+                cells.append(f"{'refused (dense)':>18s}")
                 continue
             r = _child(BACKBONE_CHILD, [spec, json.dumps(CATALOGS[name]), kind])
             cells.append(

@@ -8,11 +8,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from moo_search.errors import DataError
+from moo_search.recommender.candidates import ScoreBook, book_depth, rank_cold
 from moo_search.recommender.config import EvalConfig, RerankConfig
 from moo_search.recommender.data import Dataset, Split
-from moo_search.recommender.inference import recommend_lists
 from moo_search.recommender.metrics import (
-    EvalContext,
     cold_item_metrics,
     evaluate_mixed,
     evaluate_topk,
@@ -76,73 +75,45 @@ def evaluate_lists(
     features: np.ndarray | None = None,
     ks: tuple[int, ...] = (),
     only_users: np.ndarray | None = None,
+    book: ScoreBook | None = None,
 ) -> tuple[Metrics, Lists]:
-    """:func:`evaluate_scorer`'s metrics and ``{part: (evaluated users, their top-k lists)}``."""
-    if features is None:
-        if ds is None:
-            raise ValueError("evaluate_scorer needs the dataset or the item features")
-        features = ds.item_features()
-    _, item_counts = split.train_counts()
-    results: dict[str, dict[str, float]] = {}
-    all_lists: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # part -> (users, top-k lists)
+    """:func:`evaluate_scorer`'s metrics and ``{part: (evaluated users, their top-k lists)}``.
+    The lists come from ``book`` (``score``'s :class:`ScoreBook`: pass one to rank the same
+    scores again at other re-ranking knobs without scoring again), else from a book of this
+    call's own."""
     all_k = sorted({eval_cfg.k, *ks})
     k = all_k[-1]
-
-    def context(part: str, view: str) -> tuple[EvalContext, np.ndarray]:
-        c = EvalContext.from_split(
-            split,
-            part,
-            features,
-            cold_user_max=eval_cfg.cold_user_max,
-            head_share=eval_cfg.head_share,
-            view=view,
-        )
-        return c, (c.users if only_users is None else np.intersect1d(c.users, only_users))
-
+    if book is None:
+        if features is None:
+            if ds is None:
+                raise ValueError("evaluate_scorer needs the dataset or the item features")
+            features = ds.item_features()
+        depth = book_depth(all_k, [rerank_cfg])
+        book = ScoreBook(score, split, features, eval_cfg, depth=depth, only_users=only_users)
+    results: dict[str, dict[str, float]] = {}
+    all_lists: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # part -> (users, top-k lists)
     for part in parts:
-        ctx, users = context(part, "warm")
+        ctx, users = book.context(part, "warm"), book.users(part, "warm")
         if len(users) == 0:
             raise DataError(
                 f"data: the {part} split has no user with a relevant item (rating >= "
                 f"{split.threshold:g}), so its metrics are undefined; use more data, a lower "
                 "data.relevance_threshold or other data.split ratios"
             )
-        lists = _lists(score, users, k, ctx, rerank_cfg, features, item_counts, eval_cfg)
+        lists = book.lists(part, "warm", k, rerank_cfg)
         results[part] = {}
         for kk in all_k:
             results[part].update(evaluate_topk(lists, users, ctx, kk))
         all_lists[part] = (users, lists)
         if split.has_cold_items and part != "train":
-            results[part].update(cold_item_eval(score, split, part, all_k, eval_cfg.batch_size))
-            mixed, m_users = context(part, "mixed")
-            m_lists = _lists(score, m_users, k, mixed, rerank_cfg, features, item_counts, eval_cfg)
+            c_users, c_lists, relevant = book.cold_lists(part, k)
+            for kk in all_k if len(c_users) else ():
+                results[part].update(cold_item_metrics(c_lists, c_users, relevant, kk))
+            mixed, m_users = book.context(part, "mixed"), book.users(part, "mixed")
+            m_lists = book.lists(part, "mixed", k, rerank_cfg)
             for kk in all_k:
                 results[part].update(evaluate_mixed(m_lists, m_users, mixed, kk))
     return results, all_lists
-
-
-def _lists(
-    score: Scorer,
-    users: np.ndarray,
-    k: int,
-    ctx: EvalContext,
-    rerank_cfg: RerankConfig | None,
-    features: np.ndarray,
-    item_counts: np.ndarray,
-    eval_cfg: EvalConfig,
-) -> np.ndarray:
-    lists = np.empty((len(users), k), dtype=np.int64)
-    for start in range(0, len(users), eval_cfg.batch_size):
-        batch = users[start : start + eval_cfg.batch_size]
-        lists[start : start + len(batch)] = recommend_lists(
-            score(batch),
-            k,
-            exclude=ctx.exclude[batch],
-            rerank_cfg=rerank_cfg,
-            features=features,
-            item_counts=item_counts,
-        )
-    return lists
 
 
 def cold_item_lists(
@@ -157,13 +128,11 @@ def cold_item_lists(
     relevant = split.cold_matrix(part, relevant_only=True)
     users = np.flatnonzero(np.asarray(relevant.sum(1)).ravel() > 0)
     tie_break = np.random.default_rng(0).random((len(users), len(items)))
-    kk = min(k, len(items))
-    lists = np.empty((len(users), kk), dtype=np.int64)
+    lists = np.empty((len(users), min(k, len(items))), dtype=np.int64)
     for start in range(0, len(users), batch_size):
         batch = users[start : start + batch_size]
-        s = score(batch)[:, items]
-        order = np.lexsort((tie_break[start : start + len(batch)], -s), axis=1)[:, :kk]
-        lists[start : start + len(batch)] = items[order]
+        rows = tie_break[start : start + len(batch)]
+        lists[start : start + len(batch)] = rank_cold(score(batch)[:, items], items, rows, k)
     return users, lists, relevant
 
 

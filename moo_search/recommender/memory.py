@@ -67,6 +67,11 @@ def available_bytes() -> int:
     return 4 << 30
 
 
+KEEP_CHUNK = 1 << 24
+"""Scores computed at a time while a matrix is kept (users x items entries; a scorer's float64
+temporaries are several times this): a whole 10^4-item catalog's users at once held ~6 GiB."""
+
+
 def scores_fit(n_rows: int, n_cols: int) -> bool:
     """Whether an (n_rows, n_cols) float32 matrix fits the budget."""
     return 4 * n_rows * n_cols <= budget_gb("MOO_SEARCH_SCORES_GB", SCORES_BUDGET_GB) * 2**30
@@ -75,9 +80,9 @@ def scores_fit(n_rows: int, n_cols: int) -> bool:
 def keep_scores(
     score: Callable[[np.ndarray], np.ndarray], n_users: int, n_items: int
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """``score`` as float32: computed once for every user and kept when the matrix fits the
-    budget, else recomputed on each call (the evaluation asks for a chunk of users at a
-    time: ``eval.batch_size``)."""
+    """``score`` as float32: computed once for every user (:data:`KEEP_CHUNK` entries at a
+    time) and kept when the matrix fits the budget, else recomputed on each call (the
+    evaluation asks for a chunk of users at a time: ``eval.batch_size``)."""
     if not scores_fit(n_users, n_items):
         logger.info(
             "scores of %d users x %d items are over the %s GiB budget: scored per chunk",
@@ -86,7 +91,11 @@ def keep_scores(
             budget_gb("MOO_SEARCH_SCORES_GB", SCORES_BUDGET_GB),
         )
         return lambda users: np.asarray(score(users), dtype=np.float32)
-    table = np.asarray(score(np.arange(n_users)), dtype=np.float32)
+    table = np.empty((n_users, n_items), dtype=np.float32)
+    step = max(1, KEEP_CHUNK // max(n_items, 1))  # a scorer's temporaries stay per chunk
+    for start in range(0, n_users, step):
+        users = np.arange(start, min(start + step, n_users))
+        table[users] = score(users)
     return lambda users: table[users]
 
 

@@ -186,15 +186,23 @@ class _PointMetrics:
         self.click: dict[tuple[str, str], float] = {}
         self.missing: set[str] = set()
         self.ks = spec.requested_ks()
+        # the current baseline's ScoreBook: points come a baseline at a time, each ranked
+        # from its candidates (one scoring pass per part), one book held at a time
+        self.book: tuple[str, Any] = ("", None)
 
     def __call__(self, point: ReferencePoint, part: str) -> None:
         from moo_search.recommender.baselines.tasks import score_click_auc
-        from moo_search.recommender.evaluate import evaluate_scorer
+        from moo_search.recommender.candidates import ScoreBook, book_depth
+        from moo_search.recommender.evaluate import evaluate_lists
 
         spec, data = self.spec, self.data
         scores, fit = self.scorers[point["baseline"]]
         knobs = point["knobs"]
-        res = evaluate_scorer(
+        if self.book[0] != point["baseline"]:
+            depth = book_depth([spec.eval.k, *self.ks], [spec.rerank])
+            book = ScoreBook(scores, data.split, data.features, spec.eval, depth=depth)
+            self.book = (point["baseline"], book)
+        res, _ = evaluate_lists(
             scores,
             data.ds,
             data.split,
@@ -207,6 +215,7 @@ class _PointMetrics:
             parts=(part,),
             features=data.features,
             ks=self.ks,
+            book=self.book[1],
         )
         key = (point["baseline"], part)
         if self.wants_click and key not in self.click:

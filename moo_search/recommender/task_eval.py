@@ -15,7 +15,7 @@ from moo_search.recommender.inference import CatalogScorer
 from moo_search.recommender.metrics import auc, logloss
 from moo_search.recommender.model.tasks import TASK_FEATURES, task_pairs
 
-__all__ = ["fit_task_heads", "pair_features", "task_metrics", "task_predictions"]
+__all__ = ["TaskFeatures", "fit_task_heads", "pair_features", "task_metrics", "task_predictions"]
 
 HEAD_FOLDS = 2  # validation users' folds for the heads' out-of-fold validation predictions
 TASKS = ("click", "conversion", "satisfaction")
@@ -95,25 +95,81 @@ def _folds(users: np.ndarray, seed: int) -> np.ndarray:
     return np.asarray(fold_of[inv])
 
 
+class TaskFeatures:
+    """Each part's task pairs and their features (all columns), every task of ``tasks`` from
+    one pass over the part's users: a user's catalog row is scored once for all of them
+    (:func:`pair_features`: a pair's features depend on neither its group nor its order).
+    The heads' fit and the metrics of a part read the same features."""
+
+    def __init__(
+        self,
+        scorer: CatalogScorer,
+        split: Split,
+        *,
+        negatives: int,
+        seed: int,
+        tasks: tuple[str, ...] = TASKS,
+    ) -> None:
+        self.scorer, self.split, self.tasks = scorer, split, tasks
+        self.negatives, self.seed = negatives, seed
+        self._parts: dict[str, dict[str, tuple[Any, torch.Tensor]]] = {}
+
+    def get(self, part: str, task: str) -> tuple[Any, torch.Tensor]:
+        """(pairs, features) of ``task`` on ``part``."""
+        if part not in self._parts:
+            kw = {"negatives": self.negatives, "seed": self.seed}
+            pairs = {t: task_pairs(self.split, part, t, **kw) for t in self.tasks}
+            x = pair_features(
+                self.scorer,
+                np.concatenate([p.users for p in pairs.values()]),
+                np.concatenate([p.items for p in pairs.values()]),
+            )
+            bounds = np.cumsum([0, *(len(p.users) for p in pairs.values())])
+            self._parts[part] = {
+                t: (p, x[lo:hi]) for (t, p), lo, hi in zip(pairs.items(), bounds, bounds[1:])
+            }
+        return self._parts[part][task]
+
+
 def _pairs_x(
-    scorer: CatalogScorer, split: Split, part: str, task: str, negatives: int, seed: int
+    features: TaskFeatures, part: str, task: str
 ) -> tuple[Any, torch.Tensor, slice, torch.nn.Linear]:
-    pairs = task_pairs(split, part, task, negatives=negatives, seed=seed)
-    head, cols = _head(scorer.model, task)
-    return pairs, pair_features(scorer, pairs.users, pairs.items)[:, cols], cols, head
+    pairs, x = features.get(part, task)
+    head, cols = _head(features.scorer.model, task)
+    return pairs, x[:, cols], cols, head
+
+
+def _features(
+    scorer: CatalogScorer,
+    split: Split,
+    negatives: int,
+    seed: int,
+    given: TaskFeatures | None,
+    tasks: tuple[str, ...] = TASKS,
+) -> TaskFeatures:
+    if given is not None:
+        return given
+    return TaskFeatures(scorer, split, negatives=negatives, seed=seed, tasks=tasks)
 
 
 def fit_task_heads(
-    scorer: CatalogScorer, split: Split, *, negatives: int, seed: int
+    scorer: CatalogScorer,
+    split: Split,
+    *,
+    negatives: int,
+    seed: int,
+    features: TaskFeatures | None = None,
 ) -> dict[str, float]:
     """Fit each task's head on all validation pairs of its task, on frozen features (from
     its count-baseline start); their fit losses. Validation, not train: a train pair's
     backbone score is in-sample (EASE was fit on it) while a test pair's is not, and a click
     head fit on train learns that gap. Validation's own metrics come out of fold
-    (:func:`task_predictions`)."""
+    (:func:`task_predictions`). ``features``: the scorer's :class:`TaskFeatures`, shared with
+    the metrics."""
     out: dict[str, float] = {}
+    feats = _features(scorer, split, negatives, seed, features)
     for task in TASKS:
-        pairs, x, _, head = _pairs_x(scorer, split, "val", task, negatives, seed)
+        pairs, x, _, head = _pairs_x(feats, "val", task)
         if len(pairs.y):
             y = torch.as_tensor(pairs.y, dtype=torch.float32, device=scorer.device)
             out[f"{task}_fit_loss"] = _fit(head, task, x, y)
@@ -121,14 +177,22 @@ def fit_task_heads(
 
 
 def task_predictions(
-    scorer: CatalogScorer, split: Split, part: str, task: str, *, negatives: int, seed: int
+    scorer: CatalogScorer,
+    split: Split,
+    part: str,
+    task: str,
+    *,
+    negatives: int,
+    seed: int,
+    features: TaskFeatures | None = None,
 ) -> tuple[Any, np.ndarray]:
     """(pairs, predictions) of ``task`` on ``part``: p(click), p(like) or the rating. On
     validation each user's pairs are predicted by a head fit on the other users' pairs
     (cross-fitting, out of fold); elsewhere by the model's head (:func:`fit_task_heads`)."""
     import copy
 
-    pairs, x, _, head = _pairs_x(scorer, split, part, task, negatives, seed)
+    feats = _features(scorer, split, negatives, seed, features, (task,))
+    pairs, x, _, head = _pairs_x(feats, part, task)
     if part != "val" or not len(pairs.y):
         return pairs, _apply(head, task, x)
     folds = _folds(pairs.users, seed)
@@ -143,12 +207,19 @@ def task_predictions(
 
 
 def task_metrics(
-    scorer: CatalogScorer, split: Split, part: str, *, negatives: int, seed: int
+    scorer: CatalogScorer,
+    split: Split,
+    part: str,
+    *,
+    negatives: int,
+    seed: int,
+    features: TaskFeatures | None = None,
 ) -> dict[str, float]:
     """Every task's metrics on ``part``: click AUC and log loss, conversion AUC and log loss
     (and their old ``ctr_*`` names), satisfaction RMSE."""
     out: dict[str, float] = {}
-    kw = {"negatives": negatives, "seed": seed}
+    feats = _features(scorer, split, negatives, seed, features)
+    kw: dict[str, Any] = {"negatives": negatives, "seed": seed, "features": feats}
     conv, p = task_predictions(scorer, split, part, "conversion", **kw)
     if not len(conv.y):
         return out

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from moo_search.objective import metric_value
-from moo_search.recommender.evaluate import evaluate_lists, evaluate_scorer
+from moo_search.recommender.evaluate import evaluate_lists
 from moo_search.recommender.inference import CatalogScorer
 from moo_search.recommender.memory import keep_scores
 from moo_search.recommender.metrics import is_task_metric
@@ -33,16 +33,18 @@ from moo_search.recommender.prepare import (
 )
 from moo_search.recommender.records import HITS_RECORD
 from moo_search.recommender.spec import RecommenderSpec, recommender_spec
-from moo_search.recommender.task_eval import fit_task_heads, task_metrics
+from moo_search.recommender.task_eval import TaskFeatures, fit_task_heads, task_metrics
 from moo_search.recommender.trial_eval import (
-    eval_context,
     evaluate_variant,
     hits_per_user,
     rung_users,
+    trial_book,
     tune_new_item_neighbours,
+    val_metrics,
 )
 
 if TYPE_CHECKING:
+    from moo_search.recommender.candidates import ScoreBook
     from moo_search.recommender.metrics._context import EvalContext
     from moo_search.recommender.model.recommender import Recommender
     from moo_search.recommender.model.tokens import TokenTable
@@ -162,6 +164,8 @@ class Trial:
     history: TrainHistory  # fit
     scorer: CatalogScorer  # score: served, and its scores (kept, or computed per chunk)
     scores: Callable[[np.ndarray], np.ndarray]
+    book: ScoreBook  # the scores' candidates, read by evaluate and every re-ranked variant
+    task_features: TaskFeatures  # the task pairs' features, read by the heads' fit and metrics
     metrics: dict[str, dict[str, float]]  # evaluate: per part, with its lists and test context
     lists: dict[str, tuple[np.ndarray, np.ndarray]]
     test_ctx: EvalContext
@@ -180,7 +184,10 @@ class Trial:
         self.artifact_dir = Path(artifact_dir) if artifact_dir is not None else None
         self.variant_knobs = list(variants or [])
         self.on_rung = on_rung
-        self.task_kw = {"negatives": self.spec.eval.click_negatives, "seed": self.spec.seed}
+        self.task_kw: dict[str, Any] = {
+            "negatives": self.spec.eval.click_negatives,
+            "seed": self.spec.seed,
+        }
         self.ks = self.spec.requested_ks()
         self._rung_sample: np.ndarray | None = None  # the early-stopping rungs' users
 
@@ -250,7 +257,7 @@ class Trial:
             "loss_cfg": spec.loss,
             "seed": spec.seed,
             "device": self.device,
-            "evaluate": lambda: self._val_metrics(self.catalog_scorer()),
+            "evaluate": lambda: val_metrics(self.spec, self.data, self.catalog_scorer(), self.ks),
             "checkpoints": rungs if hook else (),
             "on_checkpoint": self._checkpoint if hook else None,
         }
@@ -267,10 +274,15 @@ class Trial:
             self.history.new_item_neighbours = scorer.new_item_neighbours
             n = scorer.new_item_neighbours
             self.spec = spec.with_params({"fusion.new_item_neighbours": n})
-        self.history.task_fit = fit_task_heads(scorer, data.split, **self.task_kw)
-        self.history.ctr_fit_logloss = self.history.task_fit.get("conversion_fit_loss")
+        self.task_features = TaskFeatures(scorer, data.split, **self.task_kw)
+        fitted = fit_task_heads(scorer, data.split, **self.task_kw, features=self.task_features)
+        self.history.task_fit, self.history.ctr_fit_logloss = (
+            fitted,
+            fitted.get("conversion_fit_loss"),
+        )
         self.scorer = scorer
         self.scores = keep_scores(scorer, data.ds.n_users, data.ds.n_items)
+        self.book = trial_book(spec, data, self.scores, self.variant_knobs)
 
     def evaluate(self) -> None:
         """Metrics on validation and test (lists, then the task metrics), and test hits."""
@@ -284,17 +296,19 @@ class Trial:
             parts=("val", "test"),
             features=data.features,
             ks=self.ks,
+            book=self.book,
         )
+        kw = {**self.task_kw, "features": self.task_features}
         for part in ("val", "test"):
-            self.metrics[part].update(task_metrics(self.scorer, data.split, part, **self.task_kw))
-        self.test_ctx = eval_context(spec, data, "test")  # every variant's hits count on it
+            self.metrics[part].update(task_metrics(self.scorer, data.split, part, **kw))
+        self.test_ctx = self.book.context("test")  # every variant's hits count on it
 
     def variants(self) -> None:
         """The inference-only variants: metrics and test hits at each knob setting."""
         self.variant_results = []
         for knobs in self.variant_knobs:
             vmetrics, vlists = evaluate_variant(
-                self.spec, self.data, self.scorer, self.scores, self.metrics, knobs, self.ks
+                self.spec, self.data, self.scorer, self.book, self.metrics, knobs, self.ks
             )
             vhits = hits_per_user(self.spec, self.test_ctx, *vlists["test"])
             self.variant_results.append(
@@ -356,29 +370,13 @@ class Trial:
             ratings=split.train["rating"].to_numpy().astype(np.float32),
         )
 
-    def _val_metrics(
-        self, scorer: CatalogScorer, users: np.ndarray | None = None
-    ) -> dict[str, float]:
-        spec, data = self.spec, self.data
-        return evaluate_scorer(
-            scorer,
-            data.ds,
-            data.split,
-            eval_cfg=spec.eval,
-            rerank_cfg=spec.rerank,
-            parts=("val",),
-            features=data.features,
-            ks=self.ks,
-            only_users=users,
-        )["val"]
-
     def _checkpoint(self, step: int) -> None:
         assert self.on_rung is not None
         spec = self.spec
         if self._rung_sample is None:
             self._rung_sample = rung_users(self.data.split, spec.driver.early_stopping.sample_users)
         scorer = self.catalog_scorer()
-        metrics = self._val_metrics(scorer, self._rung_sample)  # a fixed sample: comparable
+        metrics = val_metrics(spec, self.data, scorer, self.ks, self._rung_sample)  # comparable
         if any(is_task_metric(o.metric) for o in spec.objectives):
             metrics.update(task_metrics(scorer, self.data.split, "val", **self.task_kw))
         cost = {"seconds": time.perf_counter() - self.t0, "trainable_params": float(self.trainable)}

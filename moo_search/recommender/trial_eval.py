@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from moo_search.recommender.evaluate import Lists, Metrics, evaluate_lists
+from moo_search.recommender.candidates import ScoreBook, book_depth
+from moo_search.recommender.evaluate import Lists, Metrics, evaluate_lists, evaluate_scorer
 from moo_search.recommender.inference import CatalogScorer
 from moo_search.recommender.memory import keep_scores
 from moo_search.recommender.metrics import is_task_metric
@@ -20,7 +21,9 @@ __all__ = [
     "evaluate_variant",
     "hits_per_user",
     "rung_users",
+    "trial_book",
     "tune_new_item_neighbours",
+    "val_metrics",
 ]
 
 
@@ -85,23 +88,43 @@ def tune_new_item_neighbours(
     return best[1]
 
 
+def trial_book(
+    spec: RecommenderSpec, data: PreparedData, scores: Any, variants: list[dict[str, Any]]
+) -> ScoreBook:
+    """The :class:`ScoreBook` of a trial's kept scores, deep enough for its own lists and the
+    re-ranking of every variant that keeps its fusion."""
+    cfgs = [spec.rerank]
+    cfgs += [spec.with_params(v).rerank for v in variants if not _fuses_otherwise(v)]
+    depth = book_depth([*spec.requested_ks(), spec.eval.k], cfgs)
+    return ScoreBook(scores, data.split, data.features, spec.eval, depth=depth)
+
+
+def _fuses_otherwise(knobs: dict[str, Any]) -> bool:
+    """Whether a variant fuses otherwise, so that it scores again (its own book)."""
+    return any(k.startswith("fusion.") for k in knobs)
+
+
 def evaluate_variant(
     spec: RecommenderSpec,
     data: PreparedData,
     scorer: CatalogScorer,
-    scores: Any,
+    book: ScoreBook,
     metrics: dict[str, dict[str, float]],
     knobs: dict[str, float],
     ks: tuple[int, ...],
 ) -> tuple[Metrics, Lists]:
-    """The trained model's metrics at other inference-only knobs: re-ranking ones on the kept
-    scores, serving fusion weights (``fusion.serve_*``) on the kept embeddings. The CTR head's
-    inputs do not depend on either, so its metrics are the fine-tune's. Also returns the
-    top-k lists per part, as :func:`~moo_search.recommender.evaluate.evaluate_lists` does."""
+    """The trained model's metrics at other inference-only knobs: re-ranking ones from the
+    kept scores' ``book``, serving fusion weights (``fusion.serve_*``) on the kept embeddings.
+    The CTR head's inputs do not depend on either, so its metrics are the fine-tune's. Also
+    returns the top-k lists per part, as :func:`~moo_search.recommender.evaluate.evaluate_lists`
+    does."""
     vspec = spec.with_params(knobs)
-    if any(k.startswith("fusion.") for k in knobs):
+    scores: Any = book.score
+    own: ScoreBook | None = book
+    if _fuses_otherwise(knobs):
         served = scorer.serving(item_alpha(vspec, data, serving=True))
         scores = keep_scores(served, data.ds.n_users, data.ds.n_items)  # like the kept scores
+        own = None
     out = evaluate_lists(
         scores,
         data.ds,
@@ -111,11 +134,33 @@ def evaluate_variant(
         parts=("val", "test"),
         features=data.features,
         ks=ks,
+        book=own,
     )
     res, lists = out
     for part in res:
         res[part].update({k: v for k, v in metrics[part].items() if is_task_metric(k)})
     return res, lists
+
+
+def val_metrics(
+    spec: RecommenderSpec,
+    data: PreparedData,
+    scorer: CatalogScorer,
+    ks: tuple[int, ...],
+    users: np.ndarray | None = None,
+) -> dict[str, float]:
+    """A scorer's validation metrics (of ``users`` only when given: a rung's fixed sample)."""
+    return evaluate_scorer(
+        scorer,
+        data.ds,
+        data.split,
+        eval_cfg=spec.eval,
+        rerank_cfg=spec.rerank,
+        parts=("val",),
+        features=data.features,
+        ks=ks,
+        only_users=users,
+    )["val"]
 
 
 def rung_users(split: Any, n: int) -> np.ndarray:

@@ -39,6 +39,7 @@ RECOMMENDER = [
     {"recommender.spec", "recommender.memory", "recommender.rerank"},
     {"recommender.records"},
     {"recommender.inference"},
+    {"recommender.candidates"},
     {"recommender.evaluate"},
     {"recommender.model"},
     {"recommender.train", "recommender.prepare"},

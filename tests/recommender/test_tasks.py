@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from moo_search import run_trial
 from moo_search.recommender.baselines.ranking import BaselineContext
@@ -138,3 +139,25 @@ def test_the_heads_beat_their_count_baselines_on_planted_structure():
     assert test["conversion_auc"] > counts["test"]["conversion_auc"] - 0.02
     assert test["satisfaction_rmse"] < counts["test"]["satisfaction_rmse"] + 0.02
     assert res.history["task_fit"]["click_fit_loss"] < np.log(2)
+
+
+def test_the_tasks_features_from_one_pass_are_each_tasks_own():
+    """A trial computes a part's task features once for all three tasks (TaskFeatures) and
+    reads them for the heads' fit and the metrics: the same features, and so the same metrics,
+    as each task computed alone."""
+    from moo_search.recommender.model.tasks import task_pairs
+    from moo_search.recommender.task_eval import TaskFeatures, pair_features, task_metrics
+    from moo_search.recommender.trial import Trial
+
+    trial = Trial(tiny_spec(**{"train.max_steps": 4}))
+    trial.run()
+    split, kw = trial.data.split, trial.task_kw
+    shared = TaskFeatures(trial.scorer, split, **kw)
+    for part in ("val", "test"):
+        for task in ("click", "conversion", "satisfaction"):
+            pairs, x = shared.get(part, task)
+            alone = task_pairs(split, part, task, **kw)
+            assert np.array_equal(pairs.users, alone.users) and len(pairs.users)
+            assert torch.equal(x, pair_features(trial.scorer, alone.users, alone.items))
+        fresh = task_metrics(trial.scorer, split, part, **kw)
+        assert fresh == {k: trial.metrics[part][k] for k in fresh}

@@ -62,8 +62,8 @@ def make_synthetic(
     likes = np.zeros((n_users, n_genres), dtype=np.float32)
     for u in range(n_users):
         likes[u, rng.choice(n_genres, size=min(2, n_genres), replace=False)] = 1
-    overlap = (likes @ item_genres.T) > 0  # (U, I)
-    inter = _interactions(rng, pop, overlap, genre_affinity, min(interactions_per_user, n_items))
+    per_user = min(interactions_per_user, n_items)
+    inter = _interactions(rng, pop, likes, item_genres, genre_affinity, per_user)
     items_tab = pd.DataFrame(
         {
             "item": np.arange(1, n_items + 1),
@@ -97,21 +97,27 @@ def _item_genres(
 def _interactions(
     rng: np.random.Generator,
     pop: np.ndarray,
-    overlap: np.ndarray,
+    likes: np.ndarray,
+    item_genres: np.ndarray,
     genre_affinity: float,
     per_user: int,
 ) -> pd.DataFrame:
     """Each user's items (popularity times genre affinity), ratings 4-5 for liked genres and
-    1-3 otherwise, increasing timestamps; ids from 1."""
-    rows = []
-    n_items = len(pop)
-    for u in range(overlap.shape[0]):
-        w = pop * np.exp(genre_affinity * overlap[u])
+    1-3 otherwise, increasing timestamps; ids from 1. A user's genre overlap with the catalog
+    is computed for that user alone: no users x items matrix (10^5 items, 5 x 10^4 users)."""
+    n_users, n_items = likes.shape[0], len(pop)
+    boost = np.exp(np.full(8, genre_affinity))[0]  # as an array (the bits the old code had)
+    users, items_, ratings_, ts_ = [], [], [], []
+    for u in range(n_users):
+        overlap = (item_genres @ likes[u]) > 0
+        w = np.where(overlap, pop * boost, pop)
         items = rng.choice(n_items, size=per_user, replace=False, p=w / w.sum())
-        liked = overlap[u, items]
-        ratings = np.where(liked, rng.integers(4, 6, per_user), rng.integers(1, 4, per_user))
-        ts = 1_000_000 + np.sort(rng.integers(0, 10_000_000, per_user))
-        rows.append(
-            pd.DataFrame({"user": u + 1, "item": items + 1, "rating": ratings, "timestamp": ts})
-        )
-    return pd.concat(rows, ignore_index=True)
+        liked = overlap[items]
+        ratings_.append(np.where(liked, rng.integers(4, 6, per_user), rng.integers(1, 4, per_user)))
+        ts_.append(1_000_000 + np.sort(rng.integers(0, 10_000_000, per_user)))
+        users.append(np.full(per_user, u + 1))
+        items_.append(items + 1)
+    cat = np.concatenate
+    return pd.DataFrame(
+        {"user": cat(users), "item": cat(items_), "rating": cat(ratings_), "timestamp": cat(ts_)}
+    )

@@ -9,14 +9,35 @@ from scipy.stats import rankdata
 
 
 def topk(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None) -> np.ndarray:
-    """Indices of the ``k`` best items per row, best first; ``exclude``d items never appear."""
+    """Indices of the ``k`` best items per row, best first; ``exclude``d items never appear.
+    Equal scores rank by item index (:func:`ranked_top`)."""
     s = np.array(scores, dtype=np.float64, copy=True)
     if exclude is not None and exclude.nnz:
         rows, cols = exclude.nonzero()
         s[rows, cols] = -np.inf
-    k = min(k, s.shape[1])
+    return ranked_top(s, k)
+
+
+def ranked_top(s: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the ``k`` largest entries of each row of ``s``, largest first, equal
+    values by lower column index: one total order, so a row's top-k is the prefix of its
+    top-m for any m >= k, and the same whichever way the row was partitioned."""
+    n, width = s.shape
+    k = min(k, width)
+    if k <= 0 or n == 0:
+        return np.zeros((n, max(k, 0)), dtype=np.int64)
     part = np.argpartition(-s, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(s, part, axis=1), axis=1, kind="stable")
+    vals = np.take_along_axis(s, part, axis=1)
+    kth = vals.min(1)
+    split_tie = np.flatnonzero((s >= kth[:, None]).sum(1) > k)  # the cut falls inside a tie
+    if len(split_tie):
+        sub, cut = s[split_tie], kth[split_tie, None]
+        above, equal = sub > cut, sub == cut
+        need = k - above.sum(1, keepdims=True)
+        take = above | (equal & (np.cumsum(equal, axis=1) <= need))
+        part[split_tie] = np.nonzero(take)[1].reshape(-1, k)
+        vals[split_tie] = np.take_along_axis(sub, part[split_tie], axis=1)
+    order = np.lexsort((part, -vals), axis=1)
     return np.take_along_axis(part, order, axis=1)
 
 
