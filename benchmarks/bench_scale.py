@@ -244,6 +244,8 @@ def main() -> int:
                 else ""
             )
         )
+    for name, r in rows.items():  # where each peak is
+        print(f"peak RSS by stage, {name} (MiB): {json.dumps(r.get('stage_peak_mb', {}))}")
     if len(rows) >= 2:
         ui = [r["users"] * r["items"] for r in rows.values()]
         items = [r["items"] for r in rows.values()]
@@ -274,6 +276,7 @@ def _compare(ref: str, spec: str, variants: str) -> None:
         print(f"\nMovieLens trials, this code vs {ref[:10]} (alternated, best of 2):")
         for name in ("ml-100k", "ml-1m"):
             best: dict[str, float] = {}
+            ev: dict[str, float] = {}  # evaluation + variants, best of the rounds
             ndcg: dict[str, float] = {}
             for _ in range(2):
                 for label, path in (("now", str(ROOT)), ("ref", str(tree))):
@@ -281,12 +284,15 @@ def _compare(ref: str, spec: str, variants: str) -> None:
                     if r:
                         total = sum(r["parts"].values()) - r["parts"]["data"]
                         best[label] = min(best.get(label, math.inf), total)
+                        both = r["parts"]["evaluation"] + r["parts"]["variants"]
+                        ev[label] = min(ev.get(label, math.inf), both)
                         ndcg[label] = r["ndcg@10"]
             if len(best) == 2:
                 same = "the same" if ndcg["now"] == ndcg["ref"] else "DIFFERENT"
                 print(
                     f"  {name}: {best['now']:.1f}s now, {best['ref']:.1f}s before "
-                    f"(x{best['ref'] / best['now']:.2f}; data loading excluded); test ndcg@10 "
+                    f"(x{best['ref'] / best['now']:.2f}; data loading excluded); evaluation + "
+                    f"variants {ev['now']:.1f}s vs {ev['ref']:.1f}s; test ndcg@10 "
                     f"{ndcg['now']:.6f} vs {ndcg['ref']:.6f} ({same})",
                     flush=True,
                 )
