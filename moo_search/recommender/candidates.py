@@ -104,6 +104,7 @@ class ScoreBook:
         self.buckets = [b for b in (np.flatnonzero(of == i) for i in range(buckets)) if len(b)]
         self.least_pop = np.array([self.logpop[b].min() for b in self.buckets])
         self.complete = all(len(b) <= depth for b in self.buckets)  # every item a candidate
+        self.width = sum(min(len(b), depth) for b in self.buckets)  # candidates per user
         self._wide = False  # whether the scores are float64 (known at the first pass)
         self._contexts: dict[tuple[str, str], EvalContext] = {}
         self._views: dict[str, dict[str, Candidates]] = {}
@@ -138,8 +139,7 @@ class ScoreBook:
         )
         c = min(max(rerank_cfg.candidates, k), self.split.n_items) if active else k
         users = self.users(part, view)
-        width = sum(min(len(b), self.depth) for b in self.buckets)
-        if (k > self.depth or c > width) and not self.complete:
+        if (k > self.depth or c > self.width) and not self.complete:
             return self._rescore(part, view, users, k, rerank_cfg)
         cands = self._candidates(part)[view]
         if not active:
@@ -195,7 +195,7 @@ class ScoreBook:
         return out or {v: self._empty(u) for v, u in wanted.items()}
 
     def _empty(self, users: np.ndarray) -> Candidates:
-        n, width = len(users), sum(min(len(b), self.depth) for b in self.buckets)
+        n, width = len(users), self.width
         return Candidates(
             users=users,
             items=np.zeros((n, width), np.int32 if self.split.n_items < 2**31 else np.int64),
