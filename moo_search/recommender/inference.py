@@ -13,8 +13,16 @@ import scipy.sparse as sp
 
 from moo_search.recommender.metrics import topk
 from moo_search.recommender.rerank import rerank
+from moo_search.recommender.zscore import standardise
 
-__all__ = ["CatalogScorer", "nearest_only", "recommend_lists"]
+__all__ = [
+    "RIDGE_GRID",
+    "CatalogScorer",
+    "RidgeMap",
+    "nearest_only",
+    "new_item_knobs",
+    "recommend_lists",
+]
 
 
 def recommend_lists(
@@ -96,6 +104,68 @@ class TextNeighbours:
         c: np.ndarray = np.asarray(rows @ self.emb) @ emb.T - own * np.einsum("id,id->i", emb, emb)
         return c
 
+    def first(self, n: int) -> TextNeighbours:
+        """Each item's ``n`` nearest of its kept neighbours (rows are kept nearest first): the
+        neighbours at a smaller count without searching again."""
+        m = self.sparse
+        if m is None or not m.nnz or n >= m.indptr[1] - m.indptr[0]:
+            return self
+        width = m.indptr[1] - m.indptr[0]
+        keep = (np.arange(m.nnz) % width) < n
+        indptr = np.arange(0, m.shape[0] * n + 1, n)
+        small = sp.csr_matrix((m.data[keep], m.indices[keep], indptr), m.shape)
+        return TextNeighbours(small, None, self.warm)
+
+
+RIDGE_GRID: tuple[float, ...] = (10.0, 1.0, 0.1, 0.01, 0.001)
+"""The relative ridges of the text-to-backbone map tried on validation, simplest first."""
+
+
+@dataclass(frozen=True)
+class RidgeMap:
+    """A ridge map from item text onto the collaborative backbone, fitted on warm items only
+    (warm transfer, as DropoutNet/Heater map content onto collaborative factors).
+
+    An item-based backbone scores r(u, j) = x_u . b_j; the ridge map b_j ~ W [e_j, 1] over the
+    warm items' text embeddings E (with an intercept) gives a new item i the score
+    x_u W [e_i, 1] = z_u E1 (E1'E1 + lam I)^-1 [e_i, 1], z_u the user's z-scored backbone
+    scores of the warm items. Written that way it needs only the backbone's scores, so it
+    serves every backbone, and a new item's score depends on its own text and the warm items
+    alone. ``lam`` = ``ridge`` x the mean squared norm of the warm embeddings."""
+
+    coef: np.ndarray  # (n_warm, d + 1) float64: E1 (E1'E1 + lam I)^-1
+    warm: np.ndarray | None  # (I,) bool, or None (every item warm)
+
+    @classmethod
+    def fit(cls, item_emb: Any, warm: Any, ridge: float) -> RidgeMap:
+        """The map of the ``warm`` rows of ``item_emb`` (a tensor; ``warm`` a bool tensor or
+        None) at relative ridge ``ridge``."""
+        emb = item_emb.double().cpu().numpy()
+        warm_np = None if warm is None else warm.cpu().numpy().astype(bool)
+        e = emb if warm_np is None else emb[warm_np]
+        e1 = np.hstack([e, np.ones((len(e), 1))])
+        gram = e1.T @ e1
+        lam = ridge * float(np.einsum("id,id->", e, e)) / max(len(e), 1)
+        coef = np.linalg.solve(gram + lam * np.eye(len(gram)), e1.T).T
+        return cls(np.ascontiguousarray(coef), warm_np)
+
+    def user_vectors(self, collaborative: Any) -> Any:
+        """(n, d + 1) float64 tensor: the users' z-scored backbone rows (n, I) through the
+        map."""
+        import torch
+
+        warm = (
+            None if self.warm is None else torch.as_tensor(self.warm, device=collaborative.device)
+        )
+        z = standardise(collaborative.float(), warm).double()
+        z = z if warm is None else z[:, warm]
+        return z @ torch.as_tensor(self.coef, device=z.device)
+
+    def scores(self, collaborative: Any, item_emb: Any) -> Any:
+        """(n, len(item_emb)) float64: the users' rows carried to the items of ``item_emb``."""
+        q = self.user_vectors(collaborative)
+        return q[:, :-1] @ item_emb.double().T + q[:, -1:]
+
 
 def text_neighbours(item_emb: Any, n: int | None, warm: Any = None) -> TextNeighbours:
     """Each item's ``n`` nearest warm items by text (every warm item when ``n`` is None or at
@@ -145,7 +215,11 @@ class CatalogScorer:
     # text of what the user has (Recommender.fuse); None without new items
     history: Any = None
     new_item_neighbours: int | None = None  # a new item's nearest warm items that score it
+    new_items: str = "history"  # how new items are scored (fusion.new_items, "auto" resolved)
+    new_item_ridge: float | None = None  # the map's relative ridge (None: 1)
+    new_item_blend: float | None = None  # the map's weight in "blend" (None: 0.5)
     _neighbour_sims: Any = field(default=None, repr=False)
+    _ridge_map: Any = field(default=None, repr=False)
 
     def serving(self, item_alpha: np.ndarray) -> CatalogScorer:
         """The same embeddings fused at other per-item weights (no re-encoding)."""
@@ -163,11 +237,11 @@ class CatalogScorer:
         device: Any,
         autocast: Any = None,
         history: Any = None,
-        new_item_neighbours: int | None = None,
+        new_items: Any = None,
     ) -> CatalogScorer:
         """Embed the catalog and the known users (no grad; under ``autocast`` when given,
         as in training) and keep them; ``history`` (see the field) when there are new
-        items."""
+        items, and ``new_items`` (a FusionConfig: its new_item* knobs)."""
         import torch
 
         with torch.no_grad():
@@ -178,7 +252,7 @@ class CatalogScorer:
                     model.encode_table(user_tokens, device, autocast=autocast),
                     device,
                     history=history,
-                    new_item_neighbours=new_item_neighbours,
+                    **new_item_knobs(new_items),
                 )
         return cls(model, None, None, device)
 
@@ -191,17 +265,40 @@ class CatalogScorer:
             )
         return self._neighbour_sims
 
-    def new_item_text(self, history_rows: Any, items: Any = None) -> Any:
-        """c(u, i): the mean text similarity of item i to the user's items, over i's nearest
-        warm items (item-kNN over the text tower; ``history_rows``: (n, I) sparse, rows summing
-        to 1), float64 like :meth:`semantic`, for every item or only ``items``; None without a
-        text tower or without new items."""
+    def ridge_map(self) -> RidgeMap:
+        """The text-to-backbone map at ``new_item_ridge``, fitted once."""
+        if self._ridge_map is None:
+            ridge = 1.0 if self.new_item_ridge is None else self.new_item_ridge
+            self._ridge_map = RidgeMap.fit(self.item_emb, self.model.warm, ridge)
+        return self._ridge_map
+
+    def new_item_text(self, history_rows: Any, items: Any = None, collaborative: Any = None) -> Any:
+        """c(u, i), what scores a new item i (``new_items``): ``history``, the mean text
+        similarity of i to the user's items over i's nearest warm items (item-kNN over the text
+        tower; ``history_rows``: (n, I) sparse, rows summing to 1); ``map``, the user's
+        backbone scores (``collaborative``: raw (n, I) rows) through the :class:`RidgeMap`;
+        ``blend``, the two z-scored and mixed. Float32 (n, I), or (n, len(items)); None
+        without a text tower, without new items or with ``user`` (the semantic score)."""
         import torch
 
-        if self.item_emb is None or history_rows is None:
+        mode = self.new_items
+        if self.item_emb is None or mode == "user" or (mode != "map" and history_rows is None):
             return None
-        c = self.neighbour_sims().of_history(history_rows, items)
-        return torch.as_tensor(c, device=self.device).float()
+        if mode == "map" and collaborative is None:
+            return None
+        if mode == "history":
+            c = self.neighbour_sims().of_history(history_rows, items)
+            return torch.as_tensor(c, device=self.device).float()
+        emb = self.item_emb if items is None or mode == "blend" else self.item_emb[items]
+        mapped = self.ridge_map().scores(collaborative, emb)
+        if mode == "map":
+            return mapped.float()
+        warm = self.model.warm
+        warm = None if warm is None else warm.to(mapped.device)
+        text = torch.as_tensor(self.neighbour_sims().of_history(history_rows), device=mapped.device)
+        b = 0.5 if self.new_item_blend is None else self.new_item_blend
+        mixed = b * standardise(mapped, warm) + (1.0 - b) * standardise(text, warm)
+        return (mixed if items is None else mixed[:, items]).float()
 
     def semantic(self, user_vectors: Any) -> Any:
         """s(u, ·) for user text embeddings (n, d), or None without a text tower.
@@ -224,7 +321,9 @@ class CatalogScorer:
                 self.semantic(user_vectors),
                 collaborative,
                 self.item_alpha,
-                new_item_text=self.new_item_text(history_rows),
+                new_item_text=None
+                if self.model.warm is None
+                else self.new_item_text(history_rows, collaborative=collaborative),
             )
             return fused.float().cpu().numpy()
 
@@ -237,3 +336,17 @@ class CatalogScorer:
             vectors = self.user_emb[u] if self.user_emb is not None else None
             rows = None if self.history is None else self.history[users]
             return self.fuse(vectors, self.model.collaborative(u), rows)
+
+
+def new_item_knobs(fusion: Any) -> dict[str, Any]:
+    """A :class:`CatalogScorer`'s new-item fields from a FusionConfig (``auto``: history until
+    the trial chooses on validation)."""
+    if fusion is None:
+        return {}
+    mode = fusion.new_items
+    return {
+        "new_item_neighbours": fusion.new_item_neighbours,
+        "new_items": "history" if mode == "auto" else mode,
+        "new_item_ridge": fusion.new_item_ridge,
+        "new_item_blend": fusion.new_item_blend,
+    }

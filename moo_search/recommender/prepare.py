@@ -185,11 +185,11 @@ def build_model(spec: RecommenderSpec, data: PreparedData) -> tuple[Any, Any, st
 
 def history_rows(spec: RecommenderSpec, data: PreparedData) -> Any:
     """(U, I) sparse rows averaging each user's train items: what scores new items by text
-    (``fusion.new_items: history``); None when the split holds out no item or the spec scores
-    new items with the user tower."""
+    (``fusion.new_items``: history, blend, auto); None when the split holds out no item or
+    the spec scores new items otherwise."""
     import scipy.sparse as sp
 
-    if not data.split.has_cold_items or spec.fusion.new_items != "history":
+    if not data.split.has_cold_items or spec.fusion.new_items in ("user", "map"):
         return None
     x = data.split.matrix("train").astype(np.float64)
     counts = np.maximum(np.asarray(x.sum(1)).ravel(), 1.0)
@@ -199,8 +199,10 @@ def history_rows(spec: RecommenderSpec, data: PreparedData) -> Any:
 def item_neighbours(spec: RecommenderSpec, data: PreparedData, model: Any) -> np.ndarray | None:
     """(I, n) each item's ``loss.content_neighbours`` nearest warm items by the backbone's
     item-item weights (symmetrised; co-occurrence cosine for a learned backbone): what the
-    content loss term aligns item texts with. None when that term is off."""
-    if spec.loss.weights.of("content") <= 0 or spec.fusion.alpha <= 0:
+    content loss term aligns item texts with. None when that term is off (no weight and no
+    content phase)."""
+    content = spec.loss.weights.of("content") > 0 or spec.train.content_steps > 0
+    if not content or spec.fusion.alpha <= 0:
         return None
     from moo_search.recommender.model.backbones import itemknn_weights
     from moo_search.recommender.model.sparse_weights import SPARSE_FROM_ITEMS, itemknn_sparse

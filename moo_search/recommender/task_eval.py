@@ -31,7 +31,7 @@ def pair_features(
 ) -> torch.Tensor:
     """Task features of (user, item) pairs (:data:`TASK_FEATURES`); per-user z-scores over the
     full catalog; ``loo``: leave-one-out like-rates and rating offsets per pair (train)."""
-    from moo_search.recommender.model.recommender import standardise
+    from moo_search.recommender.zscore import standardise
 
     model, device = scorer.model, scorer.device
     # pairs are taken a group of users at a time, each user's catalog row scored once (the

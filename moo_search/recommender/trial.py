@@ -24,6 +24,7 @@ from moo_search.recommender.evaluate import evaluate_lists
 from moo_search.recommender.inference import CatalogScorer
 from moo_search.recommender.memory import keep_scores
 from moo_search.recommender.metrics import is_task_metric
+from moo_search.recommender.new_item_choice import tune_new_items
 from moo_search.recommender.prepare import (
     build_model,
     history_rows,
@@ -39,7 +40,6 @@ from moo_search.recommender.trial_eval import (
     hits_per_user,
     rung_users,
     trial_book,
-    tune_new_item_neighbours,
     val_metrics,
 )
 
@@ -269,11 +269,11 @@ class Trial:
         alpha: torch.Tensor = self.model.item_alpha  # type: ignore[assignment]
         alpha.copy_(torch.as_tensor(item_alpha(spec, data, serving=True)))
         scorer = self.catalog_scorer()
-        if scorer.history is not None and spec.fusion.new_item_neighbours is None:
-            scorer = tune_new_item_neighbours(spec, data, scorer)
+        scorer, chosen = tune_new_items(spec, data, scorer)
+        if chosen:
             self.history.new_item_neighbours = scorer.new_item_neighbours
-            n = scorer.new_item_neighbours
-            self.spec = spec.with_params({"fusion.new_item_neighbours": n})
+            self.history.new_items = chosen
+            self.spec = spec.with_params(chosen)
         self.task_features = TaskFeatures(scorer, data.split, **self.task_kw)
         fitted = fit_task_heads(scorer, data.split, **self.task_kw, features=self.task_features)
         self.history.task_fit, self.history.ctr_fit_logloss = (
@@ -342,7 +342,7 @@ class Trial:
             self.device,
             self.autocast,
             history=self.user_items,
-            new_item_neighbours=self.spec.fusion.new_item_neighbours,
+            new_items=self.spec.fusion,
         )
 
     def train_data(self) -> Any:

@@ -1,6 +1,6 @@
 """What a trial measures besides its main metrics: each test user's hits (what pairs it with a
-baseline user by user), the neighbour count of its new-item scores (chosen on validation), its
-inference-only variants, and the fixed user sample of its early-stopping rungs."""
+baseline user by user), its inference-only variants, and the fixed user sample of its
+early-stopping rungs."""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ __all__ = [
     "hits_per_user",
     "rung_users",
     "trial_book",
-    "tune_new_item_neighbours",
     "val_metrics",
 ]
 
@@ -51,41 +50,6 @@ def eval_context(spec: RecommenderSpec, data: PreparedData, part: str) -> Any:
         cold_user_max=spec.eval.cold_user_max,
         head_share=spec.eval.head_share,
     )
-
-
-def tune_new_item_neighbours(
-    spec: RecommenderSpec, data: PreparedData, scorer: CatalogScorer
-) -> CatalogScorer:
-    """The scorer with the neighbour count of its new-item scores chosen on validation
-    (cold_item/ndcg@eval.k over the grid the content baselines are tuned on, as they are).
-    Among new items the fused score is an increasing map of the text score, so ranking by
-    the text score alone decides."""
-    from dataclasses import replace
-
-    from moo_search.recommender.evaluate import cold_item_eval
-    from moo_search.recommender.model.content import KNN_NEIGHBOURS
-
-    split, k = data.split, spec.eval.k
-    items, _ = split.cold_part("val")
-    n_warm = int(split.warm.sum())
-    best: tuple[float, CatalogScorer] | None = None
-    for n in KNN_NEIGHBOURS:
-        cand = replace(scorer, new_item_neighbours=min(n or n_warm, n_warm), _neighbour_sims=None)
-
-        def score(users: np.ndarray, cand: CatalogScorer = cand) -> np.ndarray:
-            out = np.zeros((len(users), split.n_items), dtype=np.float32)
-            text = cand.new_item_text(cand.history[users], items)
-            out[:, items] = text.cpu().numpy()
-            return out
-
-        value = cold_item_eval(score, split, "val", [k], spec.eval.batch_size).get(
-            f"cold_item/ndcg@{k}", float("-inf")
-        )
-        if best is None or value > best[0]:
-            best = (value, cand)
-        cand._neighbour_sims = None  # the kept candidate recomputes it once, on use
-    assert best is not None
-    return best[1]
 
 
 def trial_book(

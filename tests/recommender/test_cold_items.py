@@ -85,7 +85,7 @@ def _scorer(spec, data, model, tok):
         users,
         torch.device("cpu"),
         history=history_rows(spec, data),
-        new_item_neighbours=spec.fusion.new_item_neighbours,
+        new_items=spec.fusion,
     )
 
 

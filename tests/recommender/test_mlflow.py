@@ -258,10 +258,22 @@ COLD = {"data.split.cold_items": 0.2, "data.split.cold_seed": 3}
 
 @pytest.fixture(scope="module")
 def cold_bundle(tmp_path_factory):
+    return _cold_bundle(tmp_path_factory, "history")
+
+
+@pytest.fixture(scope="module")
+def cold_bundle_auto(tmp_path_factory):
+    """New items scored by the blend of the ridge map and the text history, its ridge,
+    neighbours and weight chosen on validation by the trial."""
+    return _cold_bundle(tmp_path_factory, "blend")
+
+
+def _cold_bundle(tmp_path_factory, mode):
     d = tmp_path_factory.mktemp("cold")
     spec = tiny_spec(
         **COLD,
         **{
+            "fusion.new_items": mode,
             "train.max_steps": 30,
             # fp32: a row's bf16 embedding depends on the shape of the batch it is computed in,
             # and a tiny random model's new items are near-tied (the real model's check is in
@@ -285,14 +297,20 @@ def _item_records(ds, items) -> list[dict]:
     return [{"id": str(ds.item_ids[i]), **r} for i, r in zip(items, rows.to_dict("records"))]
 
 
-def test_held_out_items_added_at_serve_time_reproduce_the_offline_cold_item_metrics(cold_bundle):
+@pytest.mark.parametrize("which", ["cold_bundle", "cold_bundle_auto"])
+def test_held_out_items_added_at_serve_time_reproduce_the_offline_cold_item_metrics(request, which):
     from moo_search.recommender.metrics._context import cold_item_metrics
     from moo_search.recommender.prepare import prepare_data
 
-    spec, bundle = cold_bundle
+    spec, bundle = request.getfixturevalue(which)
     data = prepare_data(spec)
     split, ds = data.split, data.ds
     rec = load_exported(bundle)
+    # the bundle scores new items with the knobs the trial chose on validation
+    chosen = rec.spec.fusion
+    assert chosen.new_items == spec.fusion.new_items and chosen.new_item_neighbours is not None
+    if chosen.new_items == "blend":
+        assert chosen.new_item_ridge is not None and chosen.new_item_blend is not None
     # the bundle serves only what was trained on; the held-out items are not in it
     assert rec.item_ids == [str(ds.item_ids[i]) for i in np.flatnonzero(split.warm)]
     manifest = json.loads((bundle / "manifest.json").read_text())

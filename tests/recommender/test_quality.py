@@ -76,8 +76,8 @@ def test_tail_weight_raises_the_text_towers_weight_on_tail_items_only():
     import torch
 
     from moo_search.recommender.metrics import head_items
-    from moo_search.recommender.model.recommender import standardise
     from moo_search.recommender.prepare import build_model, item_alpha
+    from moo_search.recommender.zscore import standardise
 
     spec = tiny_spec(**{"fusion.alpha": 0.3, "fusion.tail_weight": 2.5})
     data = prepare_data(spec)

@@ -21,6 +21,7 @@ import numpy as np
 from moo_search.errors import MooSearchError
 from moo_search.recommender.baselines.entry import Baseline
 from moo_search.recommender.baselines.factors import als, bpr
+from moo_search.recommender.baselines.transfer import collab_name, frozen_map, frozen_vectors
 from moo_search.recommender.config import EvalConfig
 from moo_search.recommender.data import Dataset, Split
 from moo_search.recommender.evaluate import Scorer, evaluate_scorer
@@ -72,6 +73,7 @@ class BaselineContext:
     model_cfg: Any = None
     ks: tuple[int, ...] = ()  # list-metric cut-offs besides eval.k (the study's objectives)
     tuned: dict[str, Any] = field(default_factory=dict)  # what each baseline chose on val
+    frozen: Any = None  # the base encoder's item embeddings, once computed
     failed: dict[str, str] = field(default_factory=dict)  # baseline -> why it is left out
     _scorers: dict[str, Scorer] = field(default_factory=dict, repr=False)
 
@@ -236,11 +238,7 @@ def tfidf_knn(ctx: BaselineContext) -> Scorer:
 def frozen_encoder(ctx: BaselineContext) -> Scorer:
     """Item-kNN over the study's base encoder's embeddings of the item texts, no adapter and
     no fine-tuning; neighbours tuned on validation."""
-    from moo_search.recommender.config import ModelConfig
-    from moo_search.recommender.model.content import frozen_item_vectors
-
-    cfg = ctx.model_cfg if ctx.model_cfg is not None else ModelConfig()
-    return _tuned_content(ctx, "Frozen encoder", frozen_item_vectors(cfg, _texts(ctx)))
+    return _tuned_content(ctx, "Frozen encoder", frozen_vectors(ctx))
 
 
 def _z_warm(scores: np.ndarray, warm: np.ndarray) -> np.ndarray:
@@ -257,8 +255,7 @@ def hybrid(ctx: BaselineContext) -> Scorer:
     scorers = {n: ctx.scorer(n) for n in ("TF-IDF", "Frozen encoder")}
     pick = max(scorers, key=lambda n: ctx.tuned[n]["val"])
     ctx.tuned["Hybrid"] = {"content": pick, "tuned_on": ctx.tuned[pick]["tuned_on"]}
-    fits = ease_fits(ctx.split.n_items)
-    collab = ctx.scorer("EASE" if fits else "SANSA" if sansa_installed() else "ItemKNN")
+    collab = ctx.scorer(collab_name(ctx))
     content = scorers[pick]
 
     def score(users: np.ndarray) -> np.ndarray:
@@ -297,6 +294,15 @@ for _name, _baseline in (
         Baseline(
             fit=hybrid,
             description="EASE for warm items, the better content baseline for new ones.",
+            cold_only=True,
+        ),
+    ),
+    (
+        "Frozen map",
+        Baseline(
+            fit=frozen_map,
+            description="EASE for warm items; new ones through a ridge map from the base "
+            "encoder's embeddings onto EASE (warm transfer, no fine-tuning).",
             cold_only=True,
         ),
     ),

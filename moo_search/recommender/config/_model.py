@@ -147,12 +147,17 @@ class FusionConfig(Strict):
         "(was driver.sweep_fusion).",
     )
 
-    new_items: Literal["history", "user"] = Field(
+    new_items: Literal["history", "user", "map", "blend", "auto"] = Field(
         "history",
         description=(
             "How an item without interactions (item-cold protocol) is scored from text: "
-            "'history' = its embedding's similarity to the mean embedding of the user's train "
-            "items; 'user' = the similarity to the user text's embedding."
+            "'history' = its text similarity to the user's train items, over its "
+            "new_item_neighbours nearest warm items; 'user' = its similarity to the user "
+            "text's embedding; 'map' = the user's backbone scores of the warm items carried to "
+            "it through a ridge map from item text onto the backbone (fitted on warm items "
+            "only); 'blend' = new_item_blend * map + (1 - new_item_blend) * history, both "
+            "z-scored; 'auto' = the mode chosen on validation (cold_item/ndcg@eval.k, the "
+            "simplest within one standard error of the best)."
         ),
     )
 
@@ -160,9 +165,29 @@ class FusionConfig(Strict):
         None,
         ge=1,
         description=(
-            "With new_items: history, how many nearest warm items (by text) score a new item "
-            "from the user's history; None = chosen on validation (cold_item/ndcg@eval.k) over "
-            "the grid the content baselines are tuned on."
+            "With new_items: history or blend, how many nearest warm items (by text) score a "
+            "new item from the user's history; None = chosen on validation (cold_item/"
+            "ndcg@eval.k) over the grid the content baselines are tuned on."
+        ),
+    )
+
+    new_item_ridge: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "With new_items: map or blend, the ridge of the text-to-backbone map, relative to "
+            "the mean squared norm of the warm item embeddings; None = chosen on validation "
+            "over 10, 1, 0.1, 0.01, 0.001."
+        ),
+    )
+
+    new_item_blend: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "With new_items: blend, the weight of the map's z-score (the history's gets the "
+            "rest); None = chosen on validation over 0.25, 0.5, 0.75."
         ),
     )
 

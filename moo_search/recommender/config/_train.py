@@ -88,6 +88,13 @@ class TrainConfig(Strict):
     batch_size: int = Field(32, ge=2, description="Users per training step.")
     id_batch_size: int = Field(1024, ge=1, description="Extra ID-only pairs per step (cheap).")
     max_steps: int = Field(200, ge=1, description="Training steps (the trial's budget).")
+    content_steps: int = Field(
+        0,
+        ge=0,
+        description="A content phase: the first N of the max_steps train the content term "
+        "alone (the text tower learns which items users take together, before the joint "
+        "phase); 0 = none. Needs a text tower (fusion.alpha > 0).",
+    )
     warmup_ratio: float = Field(
         0.1, ge=0.0, lt=1.0, description="Share of the steps with a linear learning-rate warm-up."
     )

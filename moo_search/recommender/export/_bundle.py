@@ -60,15 +60,21 @@ def _standalone_config(raw: dict[str, Any], study_name: str, number: int) -> Rec
 
 
 def _with_choices_of_the_trial(spec: RecommenderSpec, art: Path) -> RecommenderSpec:
-    """The knobs a trial chose itself on validation (``fusion.new_item_neighbours: null``),
-    read from the config its artifacts were written with."""
+    """The new-item knobs a trial chose itself on validation (``fusion.new_items: auto``,
+    ``new_item_neighbours``/``new_item_ridge``/``new_item_blend: null``), read from the
+    config its artifacts were written with."""
     import yaml
 
-    if spec.fusion.new_item_neighbours is not None or not (art / "config.yaml").is_file():
+    if not (art / "config.yaml").is_file():
         return spec
     ran = (yaml.safe_load((art / "config.yaml").read_text()) or {}).get("fusion") or {}
-    chosen = ran.get("new_item_neighbours")
-    return spec if chosen is None else spec.with_params({"fusion.new_item_neighbours": chosen})
+    mine = spec.fusion.model_dump()
+    chosen = {
+        f"fusion.{k}": ran[k]
+        for k in ("new_items", "new_item_neighbours", "new_item_ridge", "new_item_blend")
+        if ran.get(k) is not None and mine.get(k) in (None, "auto")
+    }
+    return spec.with_params(chosen) if chosen else spec
 
 
 def _versions() -> dict[str, str]:

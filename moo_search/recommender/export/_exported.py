@@ -18,7 +18,7 @@ from moo_search.recommender.export._checks import (
     shown,
 )
 from moo_search.recommender.export._new_items import NewItems, new_item_scores
-from moo_search.recommender.inference import CatalogScorer, recommend_lists
+from moo_search.recommender.inference import CatalogScorer, new_item_knobs, recommend_lists
 from moo_search.recommender.spec import RecommenderSpec
 from moo_search.recommender.train._setup import autocast_for
 
@@ -75,7 +75,8 @@ class ExportedRecommender:
             self._scorer = CatalogScorer.encode(
                 model, self._items_tok, self._users_tok, self._device, self._autocast
             )
-        self._scorer.new_item_neighbours = spec.fusion.new_item_neighbours
+        for name, value in new_item_knobs(spec.fusion).items():
+            setattr(self._scorer, name, value)
         self._train = train  # (U, I) train rows: what scores new items for known users
         self._new = NewItems.empty(self._features.shape[1])
 
@@ -173,8 +174,9 @@ class ExportedRecommender:
         self._new = self._new.plus(self.embed_items(items))
         return self.new_item_ids
 
-    def _new_scores(self, sem: Any, history: Any, new: NewItems) -> np.ndarray:
-        return new_item_scores(self._scorer, self.spec.fusion.new_items, sem, history, new)
+    def _new_scores(self, sem: Any, collab: Any, history: Any, new: NewItems) -> np.ndarray:
+        mode = self._scorer.new_items
+        return new_item_scores(self._scorer, mode, sem, history, new, collab)
 
     def _history(self, user: Any) -> np.ndarray:
         """The user's train items as a row summing to 1 (a new user's history)."""
@@ -240,7 +242,9 @@ class ExportedRecommender:
             drop = np.concatenate([drop, np.arange(len(self.item_ids))])
         scores = self._scores(sem, collab)
         if len(new.ids):
-            scores = np.concatenate([scores, self._new_scores(sem, self._history(user), new)])
+            scores = np.concatenate(
+                [scores, self._new_scores(sem, collab, self._history(user), new)]
+            )
         lists = recommend_lists(
             scores[None, :],
             k,
@@ -263,7 +267,7 @@ class ExportedRecommender:
         """p(click | user, item) from the CTR head (like-rates of a new user: the prior)."""
         import torch
 
-        from moo_search.recommender.model.recommender import standardise
+        from moo_search.recommender.zscore import standardise
 
         if str(item) in self._new.index:
             raise ExportError(

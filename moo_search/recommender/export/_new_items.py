@@ -41,28 +41,54 @@ class NewItems:
         )
 
 
-def new_item_scores(scorer: Any, mode: str, sem: Any, history: Any, new: NewItems) -> np.ndarray:
-    """Fused scores of ``new`` items for one user: z(c) with c the user's history scored
-    through each item's nearest catalog items (``fusion.new_items: history``) or the user
-    text (``user``), z with the mean and deviation over the catalog, as the trial did."""
+def new_item_scores(
+    scorer: Any, mode: str, sem: Any, history: Any, new: NewItems, collab: Any = None
+) -> np.ndarray:
+    """Fused scores of ``new`` items for one user, z-scored with the catalog's mean and
+    deviation, as the trial scored its held-out items (``fusion.new_items``): the user's
+    history through each item's nearest catalog items (``history``), the user text
+    (``user``), the user's backbone row (``collab``) through the ridge map (``map``), or the
+    map and the history z-scored and mixed (``blend``)."""
     import torch
 
-    from moo_search.recommender.inference import nearest_only
-    from moo_search.recommender.model.recommender import standardise
+    from moo_search.recommender.zscore import standardise
 
     if not len(new.ids):
         return np.zeros(0, dtype=np.float32)
-    items = scorer.item_emb.double()
+    n = scorer.item_emb.shape[0]
+    mask = torch.zeros(n + len(new.ids), dtype=torch.bool)
+    mask[:n] = True
     with torch.no_grad():
-        if mode == "history":
-            rows = torch.as_tensor(history, dtype=torch.float64)[None]
-            warm = torch.as_tensor(scorer.neighbour_sims().of_history(rows.numpy())).float()
-            sims = nearest_only(new.emb.double() @ items.T, scorer.new_item_neighbours)
-            c = (rows @ sims.T).float()
-        else:
+        if mode == "user":
             u = sem.double()[None]
-            warm, c = (u @ items.T).float(), (u @ new.emb.double().T).float()
-        both = torch.cat([warm, c], 1)
-        mask = torch.zeros(both.shape[1], dtype=torch.bool)
-        mask[: warm.shape[1]] = True
-        return standardise(both, mask)[0, warm.shape[1] :].numpy()
+            both = torch.cat([u @ scorer.item_emb.double().T, u @ new.emb.double().T], 1)
+        elif mode == "history":
+            both = _history_scores(scorer, history, new)
+        else:
+            both = _map_scores(scorer, collab, new)
+            if mode == "blend":
+                b = 0.5 if scorer.new_item_blend is None else scorer.new_item_blend
+                text = _history_scores(scorer, history, new)
+                both = b * standardise(both, mask) + (1.0 - b) * standardise(text, mask)
+        return standardise(both.float(), mask)[0, n:].numpy()
+
+
+def _history_scores(scorer: Any, history: Any, new: NewItems) -> Any:
+    """(1, catalog + new) float64: the user's history scored by text (the catalog's items
+    through their nearest warm items, the new ones through their nearest catalog items)."""
+    import torch
+
+    from moo_search.recommender.inference import nearest_only
+
+    rows = torch.as_tensor(history, dtype=torch.float64)[None]
+    warm = torch.as_tensor(scorer.neighbour_sims().of_history(rows.numpy()))
+    sims = nearest_only(new.emb.double() @ scorer.item_emb.double().T, scorer.new_item_neighbours)
+    return torch.cat([warm, rows @ sims.T], 1)
+
+
+def _map_scores(scorer: Any, collab: Any, new: NewItems) -> Any:
+    """(1, catalog + new) float64: the user's backbone row through the ridge map."""
+    import torch
+
+    fitted = scorer.ridge_map()
+    return torch.cat([fitted.scores(collab[None], e) for e in (scorer.item_emb, new.emb)], 1)

@@ -36,25 +36,16 @@ from moo_search.recommender.model.layer_cache import FrozenPrefix
 from moo_search.recommender.model.pooling import pool
 from moo_search.recommender.model.tasks import TaskHeads
 from moo_search.recommender.model.tokens import TokenTable
+from moo_search.recommender.zscore import standardise
 
 if TYPE_CHECKING:
     from moo_search.recommender.model.assemble import TowerParts
 
-__all__ = ["Recommender", "standardise"]
+__all__ = ["Recommender"]
 
 
 NO_SCORE = -1.0e4
 """The fused score of an item the model cannot score (a new item without a text tower)."""
-
-
-def standardise(x: torch.Tensor, warm: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-row z-score over the last axis (the catalog), with the mean and deviation of the
-    ``warm`` columns where given (so a new item's score never depends on other new items);
-    constant rows become 0."""
-    ref = x if warm is None else x[..., warm]
-    mean = ref.mean(-1, keepdim=True)
-    std = ref.std(-1, keepdim=True, unbiased=False)
-    return (x - mean) / std.clamp_min(1e-6)
 
 
 class Recommender(nn.Module):

@@ -65,6 +65,7 @@ class TrainHistory:
     seconds: float = 0.0
     ctr_fit_logloss: float | None = None  # the conversion head's log-loss after its fit
     new_item_neighbours: int | None = None  # chosen on validation (fusion.new_item_neighbours)
+    new_items: dict[str, Any] = field(default_factory=dict)  # the new-item knobs chosen on val
     task_fit: dict[str, float] = field(default_factory=dict)  # the task heads' train losses
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,6 +80,7 @@ class TrainHistory:
             "seconds": self.seconds,
             "ctr_fit_logloss": self.ctr_fit_logloss,
             "new_item_neighbours": self.new_item_neighbours,
+            "new_items": self.new_items,
             "task_fit": self.task_fit,
         }
 
@@ -212,14 +214,23 @@ class Trainer:
                 self.gen,
                 encoded=encoded,
             )
-            terms = loss_terms(batch, self.w)
-            loss: torch.Tensor = sum(self.w[k] * v for k, v in terms.items())  # type: ignore[assignment]
+            w = self.weights()
+            terms = loss_terms(batch, w)
+            loss: torch.Tensor = sum(w[k] * v for k, v in terms.items())  # type: ignore[assignment]
+        if self.step == self.train_cfg.content_steps > 0:
+            self.first_loss = None  # the joint phase's loss has another yardstick
         self._value = float(loss.detach())
         self._terms = terms
         self.first_loss = check_loss(
             self._value, self.step, self.first_loss, self.train_cfg.lr, terms
         )
         return loss
+
+    def weights(self) -> dict[str, float]:
+        """The loss weights of this step: the content term alone in the content phase
+        (``train.content_steps``; none without a text tower), then ``loss.weights``."""
+        phase = self.step < self.train_cfg.content_steps and self.model.alpha > 0
+        return {"content": 1.0} if phase else self.w
 
     def scaled(self, loss: torch.Tensor) -> torch.Tensor:
         """What to call backward on (the loss, scaled under fp16)."""

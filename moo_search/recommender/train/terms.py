@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from moo_search.recommender.model.recommender import Recommender, standardise
+from moo_search.recommender.model.recommender import Recommender
 from moo_search.recommender.registries import LOSS_TERMS
 from moo_search.recommender.train import losses as L
+from moo_search.recommender.zscore import standardise
 
 __all__ = ["Batch", "LossTerm", "PairData", "loss_terms"]
 
