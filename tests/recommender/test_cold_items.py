@@ -249,3 +249,19 @@ def test_blockwise_new_item_neighbours_equal_the_dense_ones(monkeypatch, n):
         assert got.sparse.nnz <= 57 * n
     else:
         assert got.sparse is None
+
+
+@pytest.mark.parametrize("n", [1, 3, 10])
+def test_fewer_neighbours_taken_from_the_deepest_search_equal_their_own_search(n):
+    """Validation tries each neighbour count from one search at the largest count: the
+    first n kept neighbours of each item are the n nearest."""
+    from moo_search.recommender.inference import text_neighbours
+
+    torch.manual_seed(1)
+    emb = torch.nn.functional.normalize(torch.randn(40, 6), dim=-1)
+    warm = torch.ones(40, dtype=torch.bool)
+    warm[::4] = False
+    deep = text_neighbours(emb, 12, warm).first(n)
+    own = text_neighbours(emb, n, warm)
+    assert deep.sparse.nnz == own.sparse.nnz == 40 * n
+    np.testing.assert_array_equal(deep.sparse.toarray(), own.sparse.toarray())
