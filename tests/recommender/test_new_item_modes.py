@@ -44,7 +44,7 @@ def _mode(scorer, mode):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_a_new_items_score_does_not_depend_on_the_other_new_items(cold, mode):
-    spec, data, scorer = cold
+    _, data, scorer = cold
     users = np.arange(25)
     before = _mode(scorer, mode)(users)
     new = data.split.cold_items
@@ -62,7 +62,7 @@ def test_a_new_items_score_does_not_depend_on_the_other_new_items(cold, mode):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_served_at_alpha_zero_every_mode_gives_the_backbone_on_warm_items(cold, mode):
-    spec, data, scorer = cold
+    _, data, scorer = cold
     users = np.arange(30)
     warm = data.split.warm
     zero = _mode(scorer, mode).serving(np.zeros(data.split.n_items, dtype=np.float32))
@@ -77,7 +77,7 @@ def test_served_at_alpha_zero_every_mode_gives_the_backbone_on_warm_items(cold, 
 def test_the_map_reads_warm_items_only(cold):
     """What a held-out item brings (its text, its backbone column) changes neither the map
     nor what a user's row becomes through it."""
-    spec, data, scorer = cold
+    _, data, scorer = cold
     warm = torch.as_tensor(data.split.warm)
     emb = scorer.item_emb.double()
     fitted = RidgeMap.fit(emb, warm, 1.0)
