@@ -74,10 +74,17 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    try:  # (reaped between the signal and the read: gone)
+    try:  # (reaped between the signal and the read: gone; the read then raises ENOENT or ESRCH)
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return False
+
+
+def _cmdline(pid: int) -> str:
+    try:  # (a process may exit between the listing and the read)
+        return Path(f"/proc/{pid}/cmdline").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
 
 
 WORKERS_GONE_WITHIN = 10.0  # the promise: seconds from the parent's death to its workers' exit
@@ -99,7 +106,7 @@ def _start_two_workers(tmp_path: Path) -> tuple[subprocess.Popen, list[int]]:
     while time.time() < end and len(workers) < 2:
         time.sleep(0.5)
         workers = [p for p in _pids_of_children(proc.pid) if _alive(p)]
-        workers = [p for p in workers if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+        workers = [p for p in workers if "spawn_main" in _cmdline(p)]
     assert len(workers) == 2, "the workers never started"
     time.sleep(2)  # let them take trials
     return proc, workers
