@@ -29,6 +29,7 @@ __all__ = [
     "build_model",
     "collaborative_backbone",
     "history_rows",
+    "item_hard_negatives",
     "item_neighbours",
     "prepare_data",
 ]
@@ -201,14 +202,25 @@ def item_neighbours(spec: RecommenderSpec, data: PreparedData, model: Any) -> np
     item-item weights (symmetrised; co-occurrence cosine for a learned backbone): what the
     content loss term aligns item texts with. None when that term is off (no weight and no
     content phase)."""
+    return _backbone_neighbours(spec, data, model, spec.loss.content_neighbours)
+
+
+def _content_on(spec: RecommenderSpec) -> bool:
     content = spec.loss.weights.of("content") > 0 or spec.train.content_steps > 0
-    if not content or spec.fusion.alpha <= 0:
+    return content and spec.fusion.alpha > 0
+
+
+def _backbone_neighbours(
+    spec: RecommenderSpec, data: PreparedData, model: Any, depth: int
+) -> np.ndarray | None:
+    """(I, depth) each item's nearest warm items by the backbone (unordered), or None."""
+    if not _content_on(spec):
         return None
     from moo_search.recommender.model.backbones import itemknn_weights
     from moo_search.recommender.model.sparse_weights import SPARSE_FROM_ITEMS, itemknn_sparse
 
     warm = data.split.warm
-    n = min(spec.loss.content_neighbours, int(warm.sum()) - 1)
+    n = min(depth, int(warm.sum()) - 1)
     w = model.cf_matrix()
     if w is None:
         x = data.split.matrix("train").astype(np.float64).tocsr()
@@ -227,6 +239,61 @@ def item_neighbours(spec: RecommenderSpec, data: PreparedData, model: Any) -> np
         sim[:, ~warm] = -np.inf
         out[idx] = np.argpartition(-sim, n - 1, axis=1)[:, :n]
     return out
+
+
+HARD_EXCLUDE = 5
+"""Hard negatives come from outside each item's HARD_EXCLUDE x content_neighbours nearest by
+the backbone: items users do take with it are never pushed away."""
+
+
+def item_hard_negatives(
+    spec: RecommenderSpec, data: PreparedData, model: Any, item_tokens: Any, device: Any
+) -> np.ndarray | None:
+    """(I, pool) for each item the warm items the frozen text tower places nearest it that the
+    backbone does not (outside its HARD_EXCLUDE x ``loss.content_neighbours`` nearest), nearest
+    first; the content term draws ``loss.content_hard_negatives`` of them per step. None when
+    that knob is 0 or the content term is off."""
+    h = spec.loss.content_hard_negatives
+    if h <= 0 or not _content_on(spec):
+        return None
+    warm = data.split.warm
+    exclude = _backbone_neighbours(spec, data, model, HARD_EXCLUDE * spec.loss.content_neighbours)
+    assert exclude is not None
+    pool = min(max(4 * h, 16), int(warm.sum()) - exclude.shape[1] - 1)
+    if pool < 1:
+        return None
+    emb = frozen_item_embeddings(model, item_tokens, device)
+    out = np.empty((len(warm), pool), dtype=np.int64)
+    for start in range(0, len(warm), 1024):
+        idx = np.arange(start, min(start + 1024, len(warm)))
+        sim = emb[idx] @ emb.T
+        sim[:, ~warm] = -np.inf
+        sim[np.arange(len(idx)), idx] = -np.inf
+        np.put_along_axis(sim, exclude[idx], -np.inf, axis=1)
+        top = np.argpartition(-sim, pool - 1, axis=1)[:, :pool]
+        order = np.argsort(-np.take_along_axis(sim, top, axis=1), axis=1, kind="stable")
+        out[idx] = np.take_along_axis(top, order, axis=1)
+    return out
+
+
+def frozen_item_embeddings(model: Any, item_tokens: Any, device: Any) -> np.ndarray:
+    """(I, d) unit-norm float32 item embeddings of the text tower as it is now (before
+    training: the pretrained model, the adapters at their identity start)."""
+    import torch
+
+    rows = []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            n = len(item_tokens.lengths)
+            for start in range(0, n, 256):
+                idx = np.arange(start, min(start + 256, n))
+                rows.append(model.encode_rows(item_tokens, idx, device).float().cpu())
+    finally:
+        model.train(was_training)
+    emb = torch.nn.functional.normalize(torch.cat(rows), dim=1)
+    return emb.numpy()
 
 
 def missing_needs(data: PreparedData) -> dict[str, str]:

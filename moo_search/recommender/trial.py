@@ -29,6 +29,7 @@ from moo_search.recommender.prepare import (
     build_model,
     history_rows,
     item_alpha,
+    item_hard_negatives,
     item_neighbours,
     prepare_data,
 )
@@ -348,10 +349,8 @@ class Trial:
     def train_data(self) -> Any:
         from moo_search.recommender.train.loop import TrainData
 
-        spec, data, split = self.spec, self.data, self.data.split
-        feats = data.features / np.maximum(
-            np.linalg.norm(data.features, axis=1, keepdims=True), 1e-12
-        )
+        spec, data, split, model = self.spec, self.data, self.data.split, self.model
+        feats = data.features / np.maximum(np.linalg.norm(data.features, axis=1)[:, None], 1e-12)
         users = split.train["user"].to_numpy()
         items = split.train["item"].to_numpy()
         clicks = (split.train["rating"].to_numpy() >= split.threshold).astype(np.float32)
@@ -366,7 +365,8 @@ class Trial:
             item_tokens=self.item_tokens,
             features=torch.as_tensor(feats, dtype=torch.float32),
             self_information=torch.as_tensor(-np.log2(data.item_pop), dtype=torch.float32),
-            neighbours=item_neighbours(spec, data, self.model),
+            neighbours=item_neighbours(spec, data, model),
+            hard_negatives=item_hard_negatives(spec, data, model, self.item_tokens, self.device),
             ratings=split.train["rating"].to_numpy().astype(np.float32),
         )
 

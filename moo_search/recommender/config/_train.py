@@ -72,6 +72,30 @@ class LossConfig(Strict):
     content_neighbours: int = Field(
         10, ge=1, description="Backbone neighbours per item the content term draws from."
     )
+    content_positives: int = Field(
+        1,
+        ge=1,
+        description="Positives per item in the content term, drawn without replacement from "
+        "its content_neighbours (a multi-positive InfoNCE: each positive against the batch, "
+        "the item's other positives left out of its denominator).",
+    )
+    content_hard_negatives: int = Field(
+        0,
+        ge=0,
+        description="Hard negatives per item in the content term: items the frozen text tower "
+        "places nearest it that the backbone does not (outside its 5 x content_neighbours "
+        "nearest), so the tower learns where text alone misleads; 0 = in-batch negatives only.",
+    )
+
+    @model_validator(mode="after")
+    def _positives_within_neighbours(self) -> LossConfig:
+        if self.content_positives > self.content_neighbours:
+            raise Located(
+                ("content_positives",),
+                f"at most loss.content_neighbours ({self.content_neighbours}) positives per "
+                f"item, got {self.content_positives}",
+            )
+        return self
 
     @model_validator(mode="after")
     def _weights_not_all_zero(self) -> LossConfig:

@@ -102,6 +102,7 @@ def pairs_on(data: TrainData, device: torch.device) -> PairData:
         like_item=t(data.like_item),
         item_tokens=data.item_tokens,
         neighbours=t(data.neighbours),
+        hard_negatives=t(data.hard_negatives),
         ratings=t(data.ratings),
     )
 

@@ -37,6 +37,7 @@ class PairData:
     like_item: torch.Tensor | None
     item_tokens: Any = None  # the catalog's TokenTable (terms that encode items)
     neighbours: torch.Tensor | None = None  # (I, n) each item's nearest backbone neighbours
+    hard_negatives: torch.Tensor | None = None  # (I, pool) text-near, backbone-far items
     ratings: torch.Tensor | None = None  # (n,) each train pair's rating (satisfaction)
 
 
@@ -178,28 +179,62 @@ def _novelty(b: Batch) -> torch.Tensor:
 
 
 def _content(b: Batch) -> torch.Tensor:
-    """In-batch InfoNCE between the text embedding of each batch item and that of one of its
-    nearest backbone neighbours (van den Oord et al. 2018): the text tower learns to place an
-    item near the items users take with it, which is what ranks a new item by its text."""
+    """In-batch InfoNCE between the text embedding of each batch item and those of
+    ``loss.content_positives`` of its nearest backbone neighbours (van den Oord et al. 2018;
+    several positives as in Khosla et al. 2020, each against the batch with the item's other
+    positives left out), plus ``loss.content_hard_negatives`` text-near, backbone-far items of
+    each (:func:`~moo_search.recommender.prepare.item_hard_negatives`): the text tower learns to
+    place an item near the items users take with it, which is what ranks a new item by its
+    text."""
     p = b.pairs
     if b.s_full is None or p.neighbours is None or p.item_tokens is None:
         return b.fused.new_zeros(())  # no text tower, or no neighbours to align with
     device = b.fused.device
-    nb = p.neighbours
-    pick = torch.randint(0, nb.shape[1], (len(b.i),), generator=b.gen).to(device)
-    anchors = b.i
-    pos = nb[anchors, pick]
+    nb, anchors, n_pos = p.neighbours, b.i, b.loss_cfg.content_positives
+    if n_pos == 1:  # (one draw per anchor, as before several positives existed)
+        pick = torch.randint(0, nb.shape[1], (len(anchors), 1), generator=b.gen)
+    else:
+        pick = torch.rand(len(anchors), nb.shape[1], generator=b.gen).argsort(1)[:, :n_pos]
+    pos = nb[anchors[:, None], pick.to(device)]  # (B, P)
     ea = b.model.encode_rows(p.item_tokens, anchors.cpu().numpy(), device)
-    ep = b.model.encode_rows(p.item_tokens, pos.cpu().numpy(), device)
-    logits = (ea @ ep.T).float() / b.loss_cfg.content_temperature
-    # the same anchor twice in a batch: its other copies are not negatives
-    same = anchors[:, None] == anchors[None, :]
-    logits = logits.masked_fill(
-        same & ~torch.eye(len(anchors), dtype=torch.bool, device=device), -1e4
-    )
-    target = torch.arange(len(anchors), device=device)
+    cols = [pos.T.reshape(-1)]  # positive p of anchor a is column p * B + a
+    hard = _hard_negatives(b, anchors)
+    if hard is not None:
+        cols.append(hard.reshape(-1))
+    items = torch.cat(cols)
+    ec = b.model.encode_rows(p.item_tokens, items.cpu().numpy(), device)
+    logits = (ea @ ec.T).float() / b.loss_cfg.content_temperature  # (B, B*P + B*H)
+    n_b = len(anchors)
+    col_anchor = torch.arange(n_b, device=device).repeat(n_pos)  # whose positive a column is
+    same = anchors[:, None] == anchors[col_anchor][None, :]  # an anchor's copies' positives
+    masked = torch.zeros_like(logits, dtype=torch.bool)
+    if hard is not None:  # a hard column that is the anchor or one of its neighbours is none
+        hard_items = items[n_b * n_pos :]
+        mine = (hard_items[None, :, None] == nb[anchors][:, None, :]).any(-1)
+        masked[:, n_b * n_pos :] = mine | (hard_items[None, :] == anchors[:, None])
     ce = torch.nn.functional.cross_entropy
-    return 0.5 * (ce(logits, target) + ce(logits.T, target))
+    target = torch.arange(n_b, device=device)
+    loss = logits.new_zeros(())
+    for k in range(n_pos):
+        own = torch.zeros_like(same)
+        own[:, k * n_b : (k + 1) * n_b] = torch.eye(n_b, dtype=torch.bool, device=device)
+        drop = torch.cat([same & ~own, masked[:, n_b * n_pos :]], dim=1)
+        lk = logits.masked_fill(drop, -1e4)
+        pos_k = logits[:, k * n_b : (k + 1) * n_b].masked_fill(
+            same[:, :n_b] & ~own[:, k * n_b : (k + 1) * n_b], -1e4
+        )
+        loss = loss + 0.5 * (ce(lk, target + k * n_b) + ce(pos_k.T, target))
+    return loss / n_pos
+
+
+def _hard_negatives(b: Batch, anchors: torch.Tensor) -> torch.Tensor | None:
+    """(B, H) hard negatives drawn for each anchor from its pool, or None."""
+    pool, h = b.pairs.hard_negatives, b.loss_cfg.content_hard_negatives
+    if pool is None or h <= 0:
+        return None
+    h = min(h, pool.shape[1])
+    pick = torch.rand(len(anchors), pool.shape[1], generator=b.gen).argsort(1)[:, :h]
+    return pool[anchors[:, None], pick.to(pool.device)]
 
 
 LOSS_TERMS.register(
