@@ -46,7 +46,7 @@ docs: venv
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 test: venv browser-deps lint docs test-bare
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=25
 
 # the engine alone (pip install moo-search, no torch/transformers/PEFT/implicit/MLflow) in a
 # fresh virtual environment: a zdt1 study, its report and export
