@@ -85,21 +85,6 @@ def test_several_positives_and_hard_negatives_still_lower_the_content_loss():
     assert np.mean(content[-5:]) < np.mean(content[:5]) - 0.1, content
 
 
-def test_hard_negatives_make_the_content_term_harder_at_the_start():
-    """Text-near, backbone-far negatives are harder than in-batch ones: the first step's
-    content loss is higher with them (the same batch and positives: the same seed)."""
-    from moo_search import run_trial
-
-    def first(hard: int) -> float:
-        spec = tiny_spec(
-            **{**COLD, "train.max_steps": 2, "train.content_steps": 2},
-            **{"loss.content_hard_negatives": hard, "train.lr": 1e-9},
-        )
-        return float(run_trial(spec).history["terms"][0]["content"])
-
-    assert first(8) > first(0) + 0.05
-
-
 def test_more_positives_than_neighbours_names_the_field():
     with pytest.raises(SpecError, match=r"at most loss\.content_neighbours \(4\)") as e:
         tiny_spec(**{"loss.content_positives": 5, "loss.content_neighbours": 4})
