@@ -347,6 +347,7 @@ class Trial:
         )
 
     def train_data(self) -> Any:
+        from moo_search.recommender.task_eval import leave_one_out
         from moo_search.recommender.train.loop import TrainData
 
         spec, data, split, model = self.spec, self.data, self.data.split, self.model
@@ -354,13 +355,11 @@ class Trial:
         users = split.train["user"].to_numpy()
         items = split.train["item"].to_numpy()
         clicks = (split.train["rating"].to_numpy() >= split.threshold).astype(np.float32)
-        like_user, like_item = data.like_rates.pair_logits(users, items, clicks)
         return TrainData(
             users=users,
             items=items,
             clicks=clicks,
-            like_user=like_user.astype(np.float32),
-            like_item=like_item.astype(np.float32),
+            **leave_one_out(data, users, items, clicks),
             user_tokens=self.user_tokens,
             item_tokens=self.item_tokens,
             features=torch.as_tensor(feats, dtype=torch.float32),

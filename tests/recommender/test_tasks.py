@@ -155,7 +155,7 @@ def test_the_tasks_features_from_one_pass_are_each_tasks_own():
     shared = TaskFeatures(trial.scorer, split, **kw)
     for part in ("val", "test"):
         for task in ("click", "conversion", "satisfaction"):
-            pairs, x = shared.get(part, task)
+            pairs, x, _ = shared.get(part, task)
             alone = task_pairs(split, part, task, **kw)
             assert np.array_equal(pairs.users, alone.users) and len(pairs.users)
             assert torch.equal(x, pair_features(trial.scorer, alone.users, alone.items))

@@ -198,7 +198,26 @@ def move_old_spec_keys(raw: Any) -> Any:
     fusion = out.get("fusion")
     if isinstance(fusion, dict) and isinstance(choices, list):
         out["search_space"] = {**out["search_space"], **_kept_for_switch(fusion, choices, out)}
+    _linear_task_heads(out)
     return out
+
+
+FULL_LOSS_DUMP = ("content_neighbours", "content_temperature", "ranking", "temperature", "weights")
+"""The keys every stored trial config's ``loss`` section has (a full dump of its fields)."""
+
+
+def _linear_task_heads(out: dict[str, Any]) -> None:
+    """A stored config (its ``loss`` a full dump of the fields) written before the task
+    towers (no ``task_item_dropout``) keeps ``loss.task_towers: false``: its task heads were
+    linear and its task terms read every feature, so it re-runs to the numbers it recorded."""
+    loss = out.get("loss")
+    if (
+        isinstance(loss, dict)
+        and all(k in loss for k in FULL_LOSS_DUMP)
+        and "task_item_dropout" not in loss
+        and "task_towers" not in loss
+    ):
+        out["loss"] = {**loss, "task_towers": False}
 
 
 def _new_path(path: str) -> str:

@@ -87,6 +87,22 @@ class LossConfig(Strict):
         "nearest), so the tower learns where text alone misleads; 0 = in-batch negatives only.",
     )
 
+    task_towers: bool = Field(
+        True,
+        description="The business-task heads' trained part (TaskTowers: a mixture of experts "
+        "over the text tower's user and item embeddings and the count features, trained by "
+        "the click, ctr and satisfaction terms with the towers); false: linear heads only, as "
+        "a config written before it.",
+    )
+    task_item_dropout: float = Field(
+        0.25,
+        ge=0.0,
+        le=1.0,
+        description="Share of the business-task terms' pairs whose item-side counts (like-rate, "
+        "popularity, rating offset) are set to what a new item has, so the task heads learn to "
+        "read an item from its text (DropoutNet); 0 = never.",
+    )
+
     @model_validator(mode="after")
     def _positives_within_neighbours(self) -> LossConfig:
         if self.content_positives > self.content_neighbours:

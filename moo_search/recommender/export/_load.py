@@ -171,8 +171,9 @@ def _load_heads(root: Path, model: Any, heads: dict[str, Any], alpha: float) -> 
     with _naming(root / "heads.safetensors"):
         missing, unexpected = model.load_state_dict(heads, strict=False)
     # a bundle without the click and satisfaction heads has no tasks.*: they stay at their
-    # count-baseline start
-    if unexpected or any(not k.startswith(("encoder.", "tasks.")) for k in missing):
+    # count-baseline start; one from before the task towers has no task_towers.*: their
+    # outputs start at zero, so its heads predict as they did
+    if unexpected or any(not k.startswith(("encoder.", "tasks.", "task_towers.")) for k in missing):
         raise ExportError(
             f"{root / 'heads.safetensors'}: does not match the model (missing {missing[:3]}, "
             f"unexpected {unexpected[:3]})"

@@ -231,8 +231,21 @@ for _name, _dir, _text in TASK_METRICS:
     METRICS.register(_name, MetricDef(_name, _dir, at_k=False, description=_text, needs=_needs))
 
 
+COLD_ITEM_TASKS = (
+    "click_auc",
+    "click_logloss",
+    "conversion_auc",
+    "conversion_logloss",
+    "satisfaction_rmse",
+)
+"""The task metrics the ``cold_item/`` slice reports: the tasks on a part's held-out items."""
+
+
 def is_task_metric(name: str) -> bool:
-    """Whether ``name`` is a click, conversion or satisfaction metric (or an old ctr_ one)."""
+    """Whether ``name`` is a click, conversion or satisfaction metric (or an old ctr_ one),
+    on warm items or (``cold_item/``) on new ones."""
+    if name.startswith("cold_item/"):
+        return name.removeprefix("cold_item/") in COLD_ITEM_TASKS
     return any(name == n for n, _, _ in TASK_METRICS)
 
 
@@ -266,7 +279,9 @@ def _lookup(name: str) -> MetricDef | None:
         return None
     mdef: MetricDef = METRICS.get(m["family"])
     if m["slice"] == "cold_item":
-        return mdef if m["family"] in COLD_ITEM_FAMILIES and m["k"] is not None else None
+        if m["k"] is None:
+            return mdef if m["family"] in COLD_ITEM_TASKS else None
+        return mdef if m["family"] in COLD_ITEM_FAMILIES else None
     if mdef.at_k != (m["k"] is not None) or (m["slice"] and m["slice"] not in mdef.slices):
         return None
     if mdef.sliced_only and not m["slice"]:

@@ -56,6 +56,7 @@ def assemble(
         pooling=pooling_of(spec.model),
     )
     model.left_padded = family_of(spec.model).padding_side == "left"
+    model.linear_tasks = not spec.loss.task_towers  # an old config: linear task heads (compat)
     model.hold_out(parts.warm)
     n_frozen = 0 if model.left_padded else frozen_prefix_length(encoder)
     if n_frozen and spec.fusion.alpha > 0:

@@ -34,6 +34,7 @@ from moo_search.recommender.model.cf_towers import is_learned, tower_matrix
 from moo_search.recommender.model.ctr import CTR_FEATURES, CTRHead
 from moo_search.recommender.model.layer_cache import FrozenPrefix
 from moo_search.recommender.model.pooling import pool
+from moo_search.recommender.model.task_towers import TaskTowers, drop_item_counts
 from moo_search.recommender.model.tasks import TaskHeads
 from moo_search.recommender.model.tokens import TokenTable
 from moo_search.recommender.zscore import standardise
@@ -75,6 +76,10 @@ class Recommender(nn.Module):
         self.ctr = CTRHead(parts.like_logits[2])  # the conversion task's output
         # the click and satisfaction outputs (moo_search.recommender.model.tasks)
         self.tasks = TaskHeads(parts.rating_offsets, n_users, n_items)
+        # what the towers know of a pair, per task (trained with the towers; model.task_towers)
+        with torch.random.fork_rng(devices=[]):  # their init draws nothing others draw
+            self.task_towers = TaskTowers(_text_dim(encoder) if alpha > 0 else 0)
+        self.linear_tasks = False  # loss.task_towers false: no towers, old features (assemble)
         self._catalog_buffers(parts, alpha)
         # items training may see (None: all); set by hold_out() under the item-cold protocol
         self.warm: torch.Tensor | None = None
@@ -125,6 +130,7 @@ class Recommender(nn.Module):
             self.log_scale,
             *self.ctr.parameters(),
             *self.tasks.parameters(),  # the click and satisfaction terms train their heads
+            *self.task_towers.parameters(),
         ]
 
     def head_state(self) -> dict[str, torch.Tensor]:
@@ -300,6 +306,53 @@ class Recommender(nn.Module):
         ]
         base = self.ctr_features(users, items, r_z, s_z, user_like=user_like, item_like=item_like)
         return torch.cat([base, torch.stack([c.float() for c in extra], -1)], -1)
+
+    def new_item_counts(self) -> torch.Tensor:
+        """The item-side count features of an item without interactions: the global like-rate
+        logit, the popularity of an unseen item, a zero rating offset."""
+        logpop: torch.Tensor = self.logpop  # type: ignore[assignment]
+        glob: torch.Tensor = self.global_like  # type: ignore[assignment]
+        return torch.stack([glob.float(), logpop.min().float(), glob.new_zeros(())])
+
+    def task_outputs(
+        self,
+        features: torch.Tensor,
+        user_emb: torch.Tensor | None,
+        item_emb: torch.Tensor | None,
+        *,
+        train: tuple[float, torch.Generator] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Each task's prediction (click and conversion logits, the rating) for pairs with
+        ``features`` (:meth:`task_features`) and text embeddings: the task's linear head plus
+        its :class:`TaskTowers` output. ``train`` (item-count dropout rate, generator): in a
+        loss term, where the backbone's score is in-sample (it was fit on these pairs), so the
+        linear heads do not read it there, and item counts are dropped at that rate."""
+        if self.linear_tasks:  # loss.task_towers false: the linear heads, as before them
+            return {
+                "click": self.tasks.click_logit(features),
+                "conversion": self.ctr_logit(features),
+                "satisfaction": self.tasks.rating(features),
+            }
+        if train is not None:
+            features = features.clone()
+            features[:, 3] = 0.0  # the collaborative z-score (TASK_FEATURES[3])
+            features = drop_item_counts(features, self.new_item_counts(), *train)
+        deep = self.task_towers(features, user_emb, item_emb)
+        return {
+            "click": self.tasks.click_logit(features) + deep[:, 0],
+            "conversion": self.ctr_logit(features) + deep[:, 1],
+            "satisfaction": self.tasks.rating(features) + deep[:, 2],
+        }
+
+
+def _text_dim(encoder: Any) -> int:
+    """The width of the text tower's pooled embeddings."""
+    config = getattr(encoder, "config", None)
+    for name in ("hidden_size", "d_model", "n_embd"):
+        value = getattr(config, name, None)
+        if isinstance(value, int):
+            return value
+    return int(encoder.get_input_embeddings().embedding_dim)
 
 
 def _or_zeros(x: np.ndarray | None, n: int) -> np.ndarray:

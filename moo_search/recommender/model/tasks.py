@@ -41,6 +41,7 @@ __all__ = [
     "TaskHeads",
     "TaskPairs",
     "click_pairs",
+    "cold_task_pairs",
     "rating_offsets",
     "task_pairs",
 ]
@@ -114,6 +115,42 @@ def task_pairs(split: Any, part: str, task: str, *, negatives: int = 4, seed: in
     if task == "satisfaction":
         return TaskPairs(users, items, ratings)
     raise ValueError(f"unknown task {task!r}; one of click, conversion, satisfaction")
+
+
+def cold_task_pairs(
+    split: Any, part: str, task: str, *, negatives: int = 4, seed: int = 0
+) -> TaskPairs:
+    """The pairs and labels of ``task`` on ``part``'s held-out (new) items: their interactions
+    (click: against ``negatives`` per interaction of the part's held-out items the user never
+    took, seeded like :func:`click_pairs`); empty without held-out items."""
+    held, df = split.cold_part(part)
+    users, items = df["user"].to_numpy(), df["item"].to_numpy()
+    ratings = df["rating"].to_numpy().astype(np.float64)
+    if task == "conversion":
+        return TaskPairs(users, items, (ratings >= split.threshold).astype(np.float64))
+    if task == "satisfaction":
+        return TaskPairs(users, items, ratings)
+    if task != "click":
+        raise ValueError(f"unknown task {task!r}; one of click, conversion, satisfaction")
+    held = np.asarray(held)
+    if not len(users) or negatives <= 0 or len(held) < 2:
+        return TaskPairs(users, items, np.ones(len(users)))
+    seen = set(zip(users.tolist(), items.tolist()))
+    rng = np.random.default_rng([seed, _PARTS.get(part, 3), 2027])
+    neg_users = np.repeat(users, negatives)
+    neg_items = held[rng.integers(0, len(held), len(neg_users))]
+    for _ in range(100):  # redraw the pairs that hit an interaction
+        bad = np.array(
+            [(u, i) in seen for u, i in zip(neg_users.tolist(), neg_items.tolist())], dtype=bool
+        )
+        if not bad.any():
+            break
+        neg_items[bad] = held[rng.integers(0, len(held), int(bad.sum()))]
+    return TaskPairs(
+        np.concatenate([users, neg_users]),
+        np.concatenate([items, neg_items]),
+        np.concatenate([np.ones(len(users)), np.zeros(len(neg_users))]),
+    )
 
 
 @dataclass
@@ -200,6 +237,19 @@ class TaskHeads(nn.Module):
             self.satisfaction.weight[0, col("user_rating_offset")] = 1.0
             self.satisfaction.weight[0, col("item_rating_offset")] = 1.0
             self.satisfaction.bias.fill_(offsets.global_mean if offsets is not None else 0.0)
+        # the same outputs for new items, fit on validation's new items (task_eval)
+        with torch.random.fork_rng(devices=[]):  # drawn apart: older trials re-run as they ran
+            self.cold_click = nn.Linear(n, 1)
+            self.cold_conversion = nn.Linear(n, 1)
+            self.cold_satisfaction = nn.Linear(n, 1)
+        with torch.no_grad():
+            for cold, warm in (
+                (self.cold_click, self.click),
+                (self.cold_satisfaction, self.satisfaction),
+            ):
+                cold.load_state_dict(warm.state_dict())
+            self.cold_conversion.weight.zero_()
+            self.cold_conversion.bias.zero_()
         zeros_u, zeros_i = np.zeros(n_users), np.zeros(n_items)
         self.register_buffer("user_offset", _f32(offsets.user if offsets is not None else zeros_u))
         self.register_buffer("item_offset", _f32(offsets.item if offsets is not None else zeros_i))

@@ -100,6 +100,8 @@ def pairs_on(data: TrainData, device: torch.device) -> PairData:
         self_information=data.self_information.to(device),
         like_user=t(data.like_user),
         like_item=t(data.like_item),
+        offset_user=t(getattr(data, "offset_user", None)),
+        offset_item=t(getattr(data, "offset_item", None)),
         item_tokens=data.item_tokens,
         neighbours=t(data.neighbours),
         hard_negatives=t(data.hard_negatives),
@@ -127,6 +129,7 @@ def batch_scores(
     u, i = pairs.users[idx], pairs.items[idx]
     r_full = model.collaborative(u)
     s_full: torch.Tensor | None = None
+    eu = ei = None
     if model.alpha > 0:
         assert item_cache is not None
         users, items = data.users[idx], data.items[idx]
@@ -154,6 +157,9 @@ def batch_scores(
         train_cfg=train_cfg,
         pairs=pairs,
         gen=gen,
+        user_emb=eu,
+        item_emb=ei,
+        item_cache=item_cache,
     )
 
 

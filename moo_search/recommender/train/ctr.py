@@ -51,11 +51,15 @@ def fit_logistic(
     *,
     l2: float = 1e-4,
     max_iter: int = 100,
+    offset: torch.Tensor | None = None,
 ) -> float:
     """L2-regularised logistic regression of ``labels`` on ``features`` into ``linear`` (one
-    output), by L-BFGS from its current weights; returns the final training log-loss."""
+    output), by L-BFGS from its current weights; returns the final training log-loss.
+    ``offset``: a logit added to the linear output with its coefficient fixed at 1 (what a
+    trained part predicts: the fit works around it, it cannot scale it away)."""
     x = features.detach().float()
     y = labels.detach().float()
+    off = torch.zeros_like(y) if offset is None else offset.detach().float()
     opt = torch.optim.LBFGS(
         list(linear.parameters()),
         lr=1.0,
@@ -66,7 +70,7 @@ def fit_logistic(
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = F.binary_cross_entropy_with_logits(linear(x).squeeze(-1), y)
+        loss = F.binary_cross_entropy_with_logits(linear(x).squeeze(-1) + off, y)
         loss = loss + l2 * linear.weight.pow(2).sum()
         loss.backward()
         return loss
@@ -74,16 +78,24 @@ def fit_logistic(
     with torch.enable_grad():
         opt.step(closure)
     with torch.no_grad():
-        return float(F.binary_cross_entropy_with_logits(linear(x).squeeze(-1), y))
+        return float(F.binary_cross_entropy_with_logits(linear(x).squeeze(-1) + off, y))
 
 
 def fit_ridge(
-    linear: torch.nn.Linear, features: torch.Tensor, targets: torch.Tensor, *, l2: float = 1e-3
+    linear: torch.nn.Linear,
+    features: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    l2: float = 1e-3,
+    offset: torch.Tensor | None = None,
 ) -> float:
     """Ridge regression of ``targets`` on ``features`` into ``linear`` (closed form, the
-    intercept unpenalised); returns the training mean squared error."""
+    intercept unpenalised); returns the training mean squared error. ``offset``: a prediction
+    added with its coefficient fixed at 1 (the fit is of the residual ``targets - offset``)."""
     x = features.detach().double()
     y = targets.detach().double()
+    if offset is not None:
+        y = y - offset.detach().double()
     ones = torch.ones(len(x), 1, dtype=x.dtype, device=x.device)
     a = torch.cat([x, ones], 1)
     reg = l2 * len(x) * torch.eye(a.shape[1], dtype=x.dtype, device=x.device)

@@ -49,6 +49,8 @@ class TrainData:
     self_information: torch.Tensor  # (I,) -log2 pop
     like_user: np.ndarray | None = None  # (n,) leave-one-out like-rate logits of each pair
     like_item: np.ndarray | None = None
+    offset_user: np.ndarray | None = None  # (n,) leave-one-out rating offsets of each pair
+    offset_item: np.ndarray | None = None
     neighbours: np.ndarray | None = None  # (I, n) nearest backbone neighbours (content term)
     hard_negatives: np.ndarray | None = None  # (I, pool) text-near, backbone-far (content term)
     ratings: np.ndarray | None = None  # (n,) each pair's rating (the satisfaction term)

@@ -35,6 +35,8 @@ class PairData:
     self_information: torch.Tensor  # (I,) -log2 pop
     like_user: torch.Tensor | None  # leave-one-out like-rate logits per pair
     like_item: torch.Tensor | None
+    offset_user: torch.Tensor | None = None  # leave-one-out rating offsets per pair
+    offset_item: torch.Tensor | None = None
     item_tokens: Any = None  # the catalog's TokenTable (terms that encode items)
     neighbours: torch.Tensor | None = None  # (I, n) each item's nearest backbone neighbours
     hard_negatives: torch.Tensor | None = None  # (I, pool) text-near, backbone-far items
@@ -74,6 +76,39 @@ class Batch:
     train_cfg: Any
     pairs: PairData
     gen: torch.Generator
+    user_emb: torch.Tensor | None = None  # (B, d) the batch users' text embeddings (grad)
+    item_emb: torch.Tensor | None = None  # (B, d) their positive items' (grad)
+    item_cache: torch.Tensor | None = None  # (I, d) every item's, from the last refresh
+
+    def task_outputs(
+        self, features: torch.Tensor, items: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The task predictions of the batch's pairs: one per batch user (its positive, whose
+        fresh embedding carries grad), or ``items`` (B, n) per user, all embedded from the item
+        cache (so that a positive does not differ from a negative by being fresh)."""
+        eu = ei = None
+        if self.user_emb is not None and self.item_emb is not None:
+            n = 1 if items is None else items.shape[1]
+            eu = self.user_emb.repeat_interleave(n, 0)
+            if items is None:
+                ei = self.item_emb
+            elif self.item_cache is not None:
+                ei = self.item_cache[items.reshape(-1)].to(eu.dtype)
+            else:
+                eu = None
+        rate = float(self.loss_cfg.task_item_dropout)
+        return self.model.task_outputs(features, eu, ei, train=(rate, self.gen))
+
+    def leave_one_out(self) -> dict[str, torch.Tensor | None]:
+        """The batch pairs' leave-one-out like-rates and rating offsets (task features)."""
+        p, t = self.pairs, torch.as_tensor(self.idx, device=self.fused.device)
+        cols = (
+            ("user_like", p.like_user),
+            ("item_like", p.like_item),
+            ("user_offset", p.offset_user),
+            ("item_offset", p.offset_item),
+        )
+        return {k: None if v is None else v[t] for k, v in cols}
 
     @cached_property
     def probs(self) -> torch.Tensor:
@@ -105,15 +140,9 @@ def _ctr(b: Batch) -> torch.Tensor:
     r_z = standardise(b.r_full.float(), warm)[rows, b.i]
     s_z = standardise(b.s_full.float(), warm)[rows, b.i] if b.s_full is not None else None
     p = b.pairs
-    feats = b.model.ctr_features(
-        b.u,
-        b.i,
-        r_z,
-        s_z,
-        user_like=None if p.like_user is None else p.like_user[t],
-        item_like=None if p.like_item is None else p.like_item[t],
-    )
-    return L.ctr_loss(b.model.ctr_logit(feats).float(), p.clicks[t])
+    feats = b.model.task_features(b.u, b.i, r_z, s_z, **b.leave_one_out())
+    logit = b.task_outputs(feats)["conversion"]
+    return L.ctr_loss(logit.float(), p.clicks[t])
 
 
 def _z_at(b: Batch, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -138,18 +167,29 @@ def _click(b: Batch) -> torch.Tensor:
         neg = warm[neg % len(warm)]
     items = torch.cat([b.i[:, None], neg], 1)
     r_z, s_z = _z_at(b, items)
+    old = b.model.linear_tasks  # loss.task_towers false: the features as before the towers
+    if not old and b.s_full is not None and b.user_emb is not None and b.item_cache is not None:
+        # every column from the item cache: a fresh positive column would tell it apart
+        mask = None if b.model.warm is None else b.model.warm.to(device)
+        cached = b.user_emb.detach().float() @ b.item_cache.float().T
+        s_z = standardise(cached, mask).gather(1, items)
     users = b.u[:, None].expand_as(items)
     feats = b.model.task_features(
         users.reshape(-1),
         items.reshape(-1),
         r_z.reshape(-1),
         None if s_z is None else s_z.reshape(-1),
-    )
+    ).view(*items.shape, -1)
+    # the positives' counts without the pair itself (a negative's hold no label of its own)
+    loo = {} if old else b.leave_one_out()
+    for col, key in ((0, "user_like"), (1, "item_like"), (5, "user_offset"), (6, "item_offset")):
+        value = loo.get(key)
+        if value is not None:
+            feats[:, 0, col] = value.float()
     y = torch.zeros_like(r_z)
     y[:, 0] = 1.0
-    return torch.nn.functional.binary_cross_entropy_with_logits(
-        b.model.tasks.click_logit(feats).float(), y.reshape(-1)
-    )
+    logit = b.task_outputs(feats.reshape(-1, feats.shape[-1]), items)["click"]
+    return torch.nn.functional.binary_cross_entropy_with_logits(logit.float(), y.reshape(-1))
 
 
 def _satisfaction(b: Batch) -> torch.Tensor:
@@ -159,15 +199,12 @@ def _satisfaction(b: Batch) -> torch.Tensor:
         return b.fused.new_zeros(())
     t = torch.as_tensor(b.idx, device=b.fused.device)
     r_z, s_z = _z_at(b, b.i[:, None])
-    feats = b.model.task_features(
-        b.u,
-        b.i,
-        r_z[:, 0],
-        None if s_z is None else s_z[:, 0],
-        user_like=None if p.like_user is None else p.like_user[t],
-        item_like=None if p.like_item is None else p.like_item[t],
-    )
-    return (b.model.tasks.rating(feats).float() - p.ratings[t]).pow(2).mean()
+    loo = b.leave_one_out()
+    if b.model.linear_tasks:  # loss.task_towers false: the offsets as before the towers
+        loo["user_offset"] = loo["item_offset"] = None
+    feats = b.model.task_features(b.u, b.i, r_z[:, 0], None if s_z is None else s_z[:, 0], **loo)
+    rating = b.task_outputs(feats)["satisfaction"]
+    return (rating.float() - p.ratings[t]).pow(2).mean()
 
 
 def _diversity(b: Batch) -> torch.Tensor:

@@ -1,0 +1,113 @@
+"""The business-task heads read the towers: their trained part (TaskTowers) gets gradients from
+the task terms, carries them to the text tower, stays zero for a task nobody trains, and the
+validation fit works around it without scaling it away; new items get the tasks' metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ..helpers import tiny_spec
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+COLD = {"data.split.cold_items": 0.2, "data.split.cold_seed": 3, "fusion.alpha": 0.3}
+
+
+def _trained(**overrides: object) -> object:
+    from moo_search.recommender.trial import Trial
+
+    trial = Trial(tiny_spec(**{"fusion.alpha": 0.3, "train.max_steps": 8, **overrides}))
+    trial.begin()
+    trial.prepare()
+    trial.build()
+    trial.fit()
+    return trial
+
+
+def test_the_click_task_alone_moves_the_text_tower():
+    """With the click term alone, the tower's LoRA B matrices (zero at the start, so weight
+    decay cannot move them) change: the click term reads the backbone's score and a detached
+    semantic score, so its gradient reaches the tower only through the task towers."""
+    trial = _trained(
+        **{"loss.weights.ranking": 0.0, "loss.weights.click": 1.0, "loss.weights.ctr": 0.0}
+    )
+    model = trial.model  # type: ignore[attr-defined]
+    b = [p for n, p in model.encoder.named_parameters() if "lora_B" in n]
+    assert b and any(float(p.detach().abs().max()) > 0 for p in b)
+    out = model.task_towers.out.detach()
+    assert float(out[0].abs().max()) > 0  # click trained
+    assert float(out[1:].abs().max()) == 0  # conversion and satisfaction untouched
+
+
+def test_a_task_with_weight_zero_adds_nothing_and_the_tower_stays_put():
+    """Ranking alone: every task output stays zero; with no task and no tower-reading term
+    either (alpha > 0 but only the click term at weight 0 besides ranking), the task towers
+    predict exactly the linear heads."""
+    trial = _trained(**{"loss.weights.ctr": 0.0, "loss.weights.click": 0.0})
+    model = trial.model  # type: ignore[attr-defined]
+    assert float(model.task_towers.out.detach().abs().max()) == 0
+    feats = torch.randn(5, 8)
+    emb = torch.nn.functional.normalize(torch.randn(5, model.task_towers.text_dim), dim=-1)
+    out = model.task_outputs(feats, emb, emb)
+    assert torch.allclose(out["click"], model.tasks.click_logit(feats))
+
+
+def test_the_validation_fit_cannot_scale_away_the_trained_output():
+    """The linear head is fit around the trained output (an offset, coefficient 1): fed an
+    offset that ranks the pairs backwards, the fit over noise features cannot undo it."""
+    from moo_search.recommender.metrics import auc
+    from moo_search.recommender.train.ctr import fit_logistic
+
+    rng = np.random.default_rng(0)
+    signal = rng.normal(size=4000)
+    y = (rng.random(4000) < 1 / (1 + np.exp(-2 * signal))).astype(np.float32)
+    x = torch.as_tensor(rng.normal(size=(4000, 3)), dtype=torch.float32)
+    yt = torch.as_tensor(y)
+    for sign, better in ((1.0, True), (-1.0, False)):
+        head = torch.nn.Linear(3, 1)
+        offset = torch.as_tensor(sign * 2 * signal, dtype=torch.float32)
+        fit_logistic(head, x, yt, offset=offset)
+        with torch.no_grad():
+            pred = (head(x).squeeze(-1) + offset).numpy()
+        assert (auc(y, pred) > 0.7) == better
+        assert float(head.weight.abs().max()) < 0.2  # the noise features stay near zero
+
+
+def test_cold_task_pairs_are_the_parts_new_items():
+    from moo_search.recommender.model.tasks import cold_task_pairs
+    from moo_search.recommender.prepare import prepare_data
+
+    split = prepare_data(tiny_spec(**COLD)).split
+    held, df = split.cold_part("test")
+    pairs = cold_task_pairs(split, "test", "click", negatives=3, seed=1)
+    n = len(df)
+    assert n and len(pairs.y) == 4 * n and pairs.y[:n].all() and not pairs.y[n:].any()
+    assert set(pairs.items.tolist()) <= set(np.asarray(held).tolist())
+    taken = set(zip(df["user"].tolist(), df["item"].tolist()))
+    assert not any((u, i) in taken for u, i in zip(pairs.users[n:], pairs.items[n:]))
+    again = cold_task_pairs(split, "test", "click", negatives=3, seed=1)
+    assert np.array_equal(pairs.items, again.items)
+    rated = cold_task_pairs(split, "test", "satisfaction")
+    assert np.array_equal(rated.y, df["rating"].to_numpy())
+
+
+def test_new_items_have_the_business_metrics():
+    from moo_search.recommender.metrics import is_known_metric, is_task_metric, metric_direction
+    from moo_search.recommender.trial import run_trial
+
+    for name, direction in (
+        ("cold_item/click_auc", "maximize"),
+        ("cold_item/conversion_auc", "maximize"),
+        ("cold_item/satisfaction_rmse", "minimize"),
+    ):
+        assert is_known_metric(name) and is_task_metric(name)
+        assert metric_direction(name) == direction
+    assert not is_known_metric("cold_item/ctr_auc")
+    res = run_trial(tiny_spec(**COLD, **{"train.max_steps": 6, "loss.weights.click": 0.5}))
+    for part in ("val", "test"):
+        m = res.metrics[part]
+        assert 0.0 <= m["cold_item/click_auc"] <= 1.0
+        assert m["cold_item/satisfaction_rmse"] > 0
+        assert "cold_item/conversion_auc" in m
