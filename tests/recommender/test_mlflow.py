@@ -56,7 +56,7 @@ def test_pyfunc_gives_the_lists_of_load_exported_for_every_user(bundle):
     model = mlflow.pyfunc.load_model(str(bundle))
     users = _test_users(rec)
     got = model.predict(pd.DataFrame({"user": users, "k": [10] * len(users)}))
-    assert list(got.columns) == ["items", "scores", "ctr"]
+    assert list(got.columns) == ["items", "scores", "ctr", "conversion"]
     for u, items, scores in zip(users, got["items"], got["scores"]):
         assert list(items) == rec.recommend(u, 10)
         assert len(scores) == len(items) and np.isfinite(scores).all()
@@ -375,6 +375,38 @@ def test_new_items_in_a_request_and_their_errors(cold_bundle):
         rec.add_items([{"id": rec.item_ids[0], "title": "x"}])
     with pytest.raises(Exception, match="new_items"):
         model.predict(pd.DataFrame({"user": [rec.user_ids[0]], "new_items": ["[1, 2]"]}))
+
+
+def test_p_like_of_a_new_item_is_served_as_the_trial_predicted_it(cold_bundle):
+    """The conversion head on new items: through the pyfunc (a request's new_items) and
+    load_exported (add_items), equal to the trial's own prediction of the same pairs."""
+    from moo_search.recommender.task_eval import task_predictions
+    from moo_search.recommender.trial import Trial
+
+    spec, bundle = cold_bundle
+    rec = load_exported(bundle)
+    trial = Trial(rec.spec)
+    trial.run()
+    data = trial.data
+    kw = {"negatives": spec.eval.click_negatives, "seed": spec.seed, "cold": True}
+    pairs, want = task_predictions(trial.scorer, data.split, "test", "conversion", **kw)
+    items, _ = data.split.cold_part("test")
+    records = _item_records(data.ds, items)
+    for r in records:
+        r["genres"] = list(r["genres"])
+    model = mlflow.pyfunc.load_model(str(bundle))
+    picks = range(0, len(pairs.y), max(1, len(pairs.y) // 6))
+    for n in picks:
+        user, item = str(data.ds.user_ids[pairs.users[n]]), str(data.ds.item_ids[pairs.items[n]])
+        got = model.predict(
+            pd.DataFrame({"user": [user], "item": [item], "new_items": [json.dumps(records)]})
+        )
+        assert got["conversion"][0] == pytest.approx(want[n], abs=1e-4)
+        assert got["ctr"][0] == got["conversion"][0]
+    rec.add_items(records)
+    n = picks[0]
+    user, item = str(data.ds.user_ids[pairs.users[n]]), str(data.ds.item_ids[pairs.items[n]])
+    assert rec.conversion(user, item) == pytest.approx(want[n], abs=1e-4)
 
 
 def test_run_with_mlflow_logs_one_parent_and_a_child_per_trial(tmp_path, capsys, monkeypatch):

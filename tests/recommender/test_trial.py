@@ -231,7 +231,9 @@ def test_nan_loss_stops_the_trial_with_a_reason(monkeypatch):
 
     # NaN at the first step, before any update: the term is named, not the learning rate
     monkeypatch.setattr(losses, "ctr_loss", lambda logit, click: logit.sum() * float("nan"))
-    with pytest.raises(TrialFailed, match=r"loss term\(s\) \['ctr'\] gave nan at the first step"):
+    with pytest.raises(
+        TrialFailed, match=r"loss term\(s\) \['conversion'\] gave nan at the first step"
+    ):
         run_trial(tiny_spec(**{"train.max_steps": 3}))
     # NaN after updates have run: the learning rate is the likely cause, and the term is named
     calls = {"n": 0}
@@ -242,7 +244,8 @@ def test_nan_loss_stops_the_trial_with_a_reason(monkeypatch):
 
     monkeypatch.setattr(losses, "ctr_loss", later_nan)
     with pytest.raises(
-        TrialFailed, match=r"loss became nan at step 2 \(term\(s\) \['ctr'\]\); lower train.lr"
+        TrialFailed,
+        match=r"loss became nan at step 2 \(term\(s\) \['conversion'\]\); lower train.lr",
     ):
         run_trial(tiny_spec(**{"train.max_steps": 5}))
 

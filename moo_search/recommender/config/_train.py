@@ -8,6 +8,22 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from moo_search.spec._errors import Located, Strict
 
+OLD_TERM_NAMES = {"ctr": "conversion"}
+"""Loss terms' old names: a spec, a stored trial config or a study's stored parameter
+(``loss.weights.ctr``) that uses one sets the term's weight under its name now."""
+
+
+def _old_term_names(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with old term names mapped; an old name wins over the new one beside it (it
+    comes from an older spec or a study's stored parameter, set over a fuller dump)."""
+    if not any(k in data for k in OLD_TERM_NAMES):
+        return data
+    out = {k: v for k, v in data.items() if k not in OLD_TERM_NAMES}
+    for old, new in OLD_TERM_NAMES.items():
+        if old in data:
+            out[new] = data[old]
+    return out
+
 
 class LossWeights(Strict):
     """One weight per registered loss term (``LOSS_TERMS``), normalised to sum to 1: each
@@ -25,6 +41,7 @@ class LossWeights(Strict):
             return data
         from moo_search.recommender.registries import LOSS_TERMS
 
+        data = _old_term_names(data)
         terms = dict(LOSS_TERMS.items())
         given = {n: data.get(n, t.default_weight) for n, t in terms.items()}
         return {**given, **{k: v for k, v in data.items() if k not in terms}}
@@ -42,7 +59,8 @@ class LossWeights(Strict):
         return self
 
     def of(self, term: str) -> float:
-        """The weight of ``term`` (0 for a term no longer registered)."""
+        """The weight of ``term`` (its old name too; 0 for a term no longer registered)."""
+        term = OLD_TERM_NAMES.get(term, term)
         return float((self.model_extra or {}).get(term, 0.0))
 
     @classmethod
@@ -123,6 +141,13 @@ class LossConfig(Strict):
 
 class TrainConfig(Strict):
     lr: float = Field(1e-3, description="Adapter learning rate (> 0).")
+    task_warmup_steps: int = Field(
+        200,
+        ge=0,
+        description="Steps of 1024 train pairs that fit the task heads over the tower's "
+        "embeddings, held fixed, before the task terms join the fine-tune (none when no task "
+        "has a weight); 0 = the task terms' own batches only.",
+    )
     id_lr: float = Field(1e-2, gt=0, description="Learning rate of ID embeddings and heads.")
     weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
     batch_size: int = Field(32, ge=2, description="Users per training step.")

@@ -263,36 +263,80 @@ class ExportedRecommender:
         idx = self._items(items)
         return self._scores(sem, collab)[idx]
 
-    def ctr(self, user: Any, item: Any) -> float:
-        """p(click | user, item) from the CTR head (like-rates of a new user: the prior)."""
+    def conversion(self, user: Any, item: Any, *, new_items: NewItems | None = None) -> float:
+        """p(like | user, item): the conversion head (its linear part plus the trained part
+        over the towers), as the trial predicted it. An item without interactions (held out
+        in training, added with :meth:`add_items` or given in ``new_items``) is predicted from
+        its text by the new-item head; a new user's counts are the prior's."""
+        return self.ctr(user, item, new_items=new_items)
+
+    def ctr(self, user: Any, item: Any, *, new_items: NewItems | None = None) -> float:
+        """:meth:`conversion` (its old name)."""
+        import scipy.sparse as sp
         import torch
 
         from moo_search.recommender.zscore import standardise
 
-        if str(item) in self._new.index:
-            raise ExportError(
-                f"item {item!r} was added after training: the CTR head needs its interaction "
-                "counts, which a new item does not have"
-            )
         sem, collab, _ = self._resolve(user)
-        i = int(self._items([item])[0])
+        history = sp.csr_matrix(self._history(user)[None])
+        warm = self.model.warm
+        n = len(self.item_ids)
         with torch.no_grad():
-            r_z = standardise(collab[None].float())[0, i]
-            s_z = None
             semantic = self._scorer.semantic(None if sem is None else sem[None])
-            if semantic is not None:
-                s_z = standardise(semantic)[0, i]
-            known = not isinstance(user, dict)
-            u = self._user_index[str(user)] if known else 0
-            feats = self.model.ctr_features(
-                torch.as_tensor([u]),
-                torch.as_tensor([i]),
-                r_z[None],
-                None if s_z is None else s_z[None],
-                # a new user has no train exposures: the smoothed rate is the global one
-                user_like=None if known else self.model.global_like.reshape(1),
-            )
-            return float(torch.sigmoid(self.model.ctr_logit(feats))[0])
+            added = self._new if new_items is None else self._new.plus(new_items)
+            if str(item) in added.index:  # added after training: its text alone
+                j = added.index[str(item)]
+                own = self._new_scores(sem, collab, self._history(user), added)[j]
+                item_emb, i, new = added.emb[j], 0, True
+                if semantic is not None:
+                    col = (sem.double() @ item_emb.double()).float().reshape(1, 1)
+                    semantic = torch.cat([semantic, col], 1)
+                    warm = torch.cat(
+                        [
+                            torch.ones(n, dtype=torch.bool) if warm is None else warm,
+                            torch.zeros(1, dtype=torch.bool),
+                        ]
+                    )
+                    i_sem = n
+            else:
+                i = int(self._items([item])[0])
+                item_emb = None if self._scorer.item_emb is None else self._scorer.item_emb[i]
+                new, i_sem = False, i
+                fused = self._scorer.fuse(None if sem is None else sem[None], collab[None], history)
+                own = fused[0, i]  # a held-out item's score: the one it is ranked by
+            cold = new or (warm is not None and not bool(warm[i]))
+            if cold:
+                r_z = torch.as_tensor([float(own)])
+            else:
+                r_z = standardise(collab[None].float(), warm)[0, i : i + 1]
+            s_z = None if semantic is None else standardise(semantic, warm)[0, i_sem : i_sem + 1]
+            feats = self._pair_features(user, i, r_z, s_z)
+            if new:
+                feats[:, [1, 2, 6]] = self.model.new_item_counts()[None]
+            eu = None if sem is None else sem[None].float()
+            ei = None if item_emb is None else item_emb[None].float()
+            deep = self.model.task_towers(feats, eu, ei)[:, 1]
+            if cold:
+                linear = self.model.tasks.cold_conversion(feats).squeeze(-1)
+            else:
+                linear = self.model.ctr_logit(feats)
+            return float(torch.sigmoid(linear.float() + deep.float())[0])
+
+    def _pair_features(self, user: Any, i: int, r_z: Any, s_z: Any) -> Any:
+        """The task features of (user, item index ``i``); a new user has the prior's
+        like-rate, no rating offset and the activity of its history."""
+        import torch
+
+        known = not isinstance(user, dict)
+        u = self._user_index[str(user)] if known else 0
+        kw: dict[str, Any] = {}
+        if not known:
+            n = len(user.get("history", []))
+            kw = {"user_like": self.model.global_like.reshape(1), "user_offset": torch.zeros(1)}
+        feats = self.model.task_features(torch.as_tensor([u]), torch.as_tensor([i]), r_z, s_z, **kw)
+        if not known:
+            feats[:, 7] = float(np.log1p(n))
+        return feats
 
     def _items(self, items: list[Any]) -> np.ndarray:
         missing = [x for x in items if str(x) not in self._item_index]

@@ -27,7 +27,9 @@ new_items    string (JSON)      items added after training, ranked beside the ca
 ===========  =================  ========================================================
 
 The answer has ``items`` (top-k ids, re-ranked as the trial was), ``scores`` (their fused
-scores) and ``ctr`` (None without ``item``). The signature declares the outputs only: MLflow's
+scores), ``conversion`` (p(like) of ``item`` for the user, from the conversion head; an item
+added after training or given in ``new_items`` from its text; None without ``item``) and
+``ctr`` (the same value under its old name). The signature declares the outputs only: MLflow's
 input schema enforcement would run before our checks and change what was sent (``k: 5.5``
 cast to 5, ``true`` to 1, a misspelt column dropped, a batch whose rows use different optional
 columns refused for a float nobody sent), so the request's table (documented above, and in
@@ -96,6 +98,7 @@ def _signature() -> Any:
                 ColSpec(strings, "items"),
                 ColSpec(Array("double"), "scores"),
                 ColSpec("double", "ctr", required=False),
+                ColSpec("double", "conversion", required=False),
             ]
         ),
     )
@@ -228,7 +231,7 @@ class PyfuncRecommender:
         if unknown:
             raise _bad(f"unknown columns {unknown}; a request has {list(COLUMNS)}")
         rows = [self._answer_row(i, r) for i, r in enumerate(df.to_dict("records"))]
-        return pd.DataFrame(rows, columns=["items", "scores", "ctr"])
+        return pd.DataFrame(rows, columns=["items", "scores", "ctr", "conversion"])
 
     def _answer_row(self, i: int, row: dict[str, Any]) -> dict[str, Any]:
         """:meth:`_answer`; an error we did not foresee is logged here and answered as an
@@ -258,10 +261,11 @@ class PyfuncRecommender:
         try:
             item = check_id(item, f"row {i}: 'item'") if _present(item) else None
             items, scores = self.rec.rank(user, k, exclude=exclude, new_items=new)
-            ctr = self.rec.ctr(user, item) if item is not None else None
+            ctr = self.rec.ctr(user, item, new_items=new) if item is not None else None
         except ExportError as e:
             raise _bad(f"row {i}: {e}" if not str(e).startswith("row ") else str(e)) from None
-        return {"items": items, "scores": [float(s) for s in scores], "ctr": ctr}
+        scored = [float(s) for s in scores]
+        return {"items": items, "scores": scored, "ctr": ctr, "conversion": ctr}
 
     def add_items(self, items: list[dict[str, Any]]) -> list[str]:
         """Items that stay in the catalog from now on (see ``ExportedRecommender.add_items``)."""

@@ -19,6 +19,7 @@ from torch import nn
 __all__ = [
     "CTR_FEATURES",
     "CTRHead",
+    "ConversionHead",
     "LikeRates",
     "like_rate_logits",
     "like_rates",
@@ -111,7 +112,7 @@ CTR_FEATURES = ("user_like_rate", "item_like_rate", "log_pop", "collaborative", 
 """The conversion head's inputs, in order."""
 
 
-class CTRHead(nn.Module):
+class ConversionHead(nn.Module):
     """Logistic regression over :data:`CTR_FEATURES`; it starts as the like-rate baseline
     (weights 1, 1 on the like-rate logits, bias -global logit) and only learns from there."""
 
@@ -125,3 +126,7 @@ class CTRHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.linear(features.to(self.linear.weight.dtype)).squeeze(-1)
+
+
+CTRHead = ConversionHead
+"""The conversion head's old name (a model's ``ctr.*`` weights keep theirs: bundles load)."""

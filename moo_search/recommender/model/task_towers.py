@@ -45,6 +45,9 @@ class TaskTowers(nn.Module):
         self.gates = nn.Linear(d_in, experts * len(TASKS))
         self.out = nn.Parameter(torch.zeros(len(TASKS), hidden))
         self.n_experts, self.hidden = experts, hidden
+        # the popularity feature of an item without interactions (set by the recommender;
+        # kept here so a bundle, whose catalog holds warm items only, knows it)
+        self.register_buffer("new_item_logpop", torch.tensor(0.0))
 
     def forward(
         self, features: torch.Tensor, user_emb: torch.Tensor | None, item_emb: torch.Tensor | None

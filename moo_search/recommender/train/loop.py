@@ -61,6 +61,7 @@ class TrainHistory:
     steps: list[int] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
     terms: list[dict[str, float]] = field(default_factory=list)
+    task_warmup_steps: int = 0  # the task heads' warm-up (train.task_warmup_steps)
     evals: list[dict[str, float]] = field(default_factory=list)
     best_step: int = 0
     stopped_early: bool = False
@@ -76,6 +77,7 @@ class TrainHistory:
             "steps": self.steps,
             "loss": self.loss,
             "terms": self.terms,
+            "task_warmup_steps": self.task_warmup_steps,
             "evals": self.evals,
             "best_step": self.best_step,
             "stopped_early": self.stopped_early,
@@ -193,9 +195,27 @@ class Trainer:
                 self.data.item_tokens, self.device, autocast=self.autocast
             )
             self.model.train()
+        if step == cfg.content_steps:
+            self._warm_up_tasks()
         self.idx = self.rng.integers(0, len(self.data.users), cfg.batch_size)
         self.opt.zero_grad(set_to_none=True)
         return self.idx
+
+    def _warm_up_tasks(self) -> None:
+        """The task heads fit over the tower's embeddings before the task terms join
+        (:mod:`.task_warmup`); its seconds are in the training time."""
+        from moo_search.recommender.train.task_warmup import warm_up_tasks
+
+        self.hist.task_warmup_steps = warm_up_tasks(
+            self.model,
+            self.data,
+            self.pairs,
+            self.loss_cfg,
+            self.train_cfg,
+            self.device,
+            self.autocast,
+            self.options.seed,
+        )
 
     def text_rows(self) -> tuple[np.ndarray, np.ndarray]:
         """(user rows, item rows) of the drawn batch in the token tables."""

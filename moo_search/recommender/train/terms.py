@@ -1,4 +1,4 @@
-"""The loss terms of L = w_rank L_rank + w_ctr L_ctr + w_click L_click + w_sat L_sat +
+"""The loss terms of L = w_rank L_rank + w_conv L_conv + w_click L_click + w_sat L_sat +
 w_div L_div + w_nov L_nov + w_content L_content: one :class:`LossTerm` registered per weight
 of ``loss.weights`` (same keys), each computed from a :class:`Batch`. The built-in terms
 register exactly as a plugin's::
@@ -133,7 +133,7 @@ def _ranking(b: Batch) -> torch.Tensor:
     return rank
 
 
-def _ctr(b: Batch) -> torch.Tensor:
+def _conversion(b: Batch) -> torch.Tensor:
     rows = torch.arange(len(b.idx), device=b.fused.device)
     t = torch.as_tensor(b.idx, device=b.fused.device)
     warm = None if b.model.warm is None else b.model.warm.to(b.fused.device)
@@ -283,9 +283,9 @@ LOSS_TERMS.register(
     ),
 )
 LOSS_TERMS.register(
-    "ctr",
+    "conversion",
     LossTerm(
-        fn=_ctr,
+        fn=_conversion,
         default_weight=0.2,
         description="The conversion task: the like head's log loss on interactions.",
     ),

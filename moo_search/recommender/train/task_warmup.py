@@ -1,0 +1,148 @@
+"""The task heads' warm-up: before the task terms join the fine-tune, the task heads
+(:class:`~moo_search.recommender.model.task_towers.TaskTowers` and the linear heads) are fit for
+``train.task_warmup_steps`` steps of 1024 train pairs over the tower's current embeddings, held
+fixed. A fine-tune's own batches are far too few for a mixture of experts to learn from (45
+steps of 32 pairs in ``studies/business.yaml``); after the warm-up the task terms train heads
+and tower together from a head that already predicts. The tasks are weighed as in the loss
+(``loss.weights``), so the shared experts serve the tasks the spec weighs most."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from moo_search.recommender.zscore import standardise
+
+__all__ = ["TASK_WEIGHTS", "warm_up_tasks"]
+
+TASK_WEIGHTS = {"click": "click", "conversion": "conversion", "satisfaction": "satisfaction"}
+"""Each task and the ``loss.weights`` key that trains it."""
+
+BATCH = 1024
+CLICK_NEGATIVES = 4
+
+
+def warm_up_tasks(
+    model: Any,
+    data: Any,
+    pairs: Any,
+    loss_cfg: Any,
+    train_cfg: Any,
+    device: torch.device,
+    autocast: Any,
+    seed: int,
+) -> int:
+    """Fit the task heads on train pairs over fixed embeddings; the steps taken (0 when no
+    task has a weight, the towers are off, or ``train.task_warmup_steps`` is 0)."""
+    weights = {t: loss_cfg.weights.of(k) for t, k in TASK_WEIGHTS.items()}
+    weights = {t: w for t, w in weights.items() if w > 0}
+    steps = int(train_cfg.task_warmup_steps)
+    if steps <= 0 or not weights or model.linear_tasks:
+        return 0
+    total = sum(weights.values())
+    item_emb = user_emb = None
+    if model.alpha > 0:
+        item_emb = model.encode_table(data.item_tokens, device, autocast=autocast)
+        user_emb = model.encode_table(data.user_tokens, device, autocast=autocast)
+    params = [*model.task_towers.parameters(), *model.tasks.parameters(), *model.ctr.parameters()]
+    opt = torch.optim.Adam(params, lr=train_cfg.id_lr)
+    gen = torch.Generator().manual_seed(seed + 7919)  # apart from the fine-tune's draws
+    warm = model.warm.to(device) if model.warm is not None else None
+    candidates = (
+        torch.nonzero(warm).squeeze(1)
+        if warm is not None
+        else torch.arange(int(model.logpop.shape[0]), device=device)
+    )
+    rate = float(loss_cfg.task_item_dropout)
+    was_training = model.training
+    model.train()
+    for _ in range(steps):
+        t = torch.randint(0, len(pairs.users), (BATCH,), generator=gen).to(device)
+        emb = (item_emb, user_emb)
+        losses = _losses(model, pairs, t, weights, emb, warm, candidates, (rate, gen))
+        loss = sum(weights[k] / total * v for k, v in losses.items())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[union-attr]
+        opt.step()
+    model.train(was_training)
+    return steps
+
+
+class _Rows:
+    """A warm-up batch's users: their embeddings and catalog z-scores, and each pair's task
+    outputs from them."""
+
+    def __init__(
+        self,
+        model: Any,
+        pairs: Any,
+        t: torch.Tensor,
+        emb: tuple[torch.Tensor | None, torch.Tensor | None],
+        warm: torch.Tensor | None,
+        dropout: tuple[float, torch.Generator],
+    ) -> None:
+        self.model, self.pairs, self.t, self.dropout = model, pairs, t, dropout
+        self.item_emb, user_emb = emb
+        self.u = pairs.users[t]
+        self.eu = None if user_emb is None else user_emb[self.u]
+        self.s_rows = None
+        if self.eu is not None and self.item_emb is not None:
+            self.s_rows = standardise(self.eu.float() @ self.item_emb.float().T, warm)
+        with torch.no_grad():
+            self.r_rows = standardise(model.collaborative(self.u).float(), warm)
+
+    def outputs(self, items: torch.Tensor, loo: bool) -> dict[str, torch.Tensor]:
+        """Task outputs of (the batch's users, ``items``); ``loo``: the items are the pairs'
+        own (their counts without the pair)."""
+        p, t = self.pairs, self.t
+        at = items[:, None]
+        s_z = None if self.s_rows is None else self.s_rows.gather(1, at)[:, 0]
+        kw = {}
+        if loo:
+            cols = ("like_user", "like_item", "offset_user", "offset_item")
+            names = ("user_like", "item_like", "user_offset", "item_offset")
+            kw = {
+                n: None if getattr(p, c) is None else getattr(p, c)[t] for n, c in zip(names, cols)
+            }
+        r_z = self.r_rows.gather(1, at)[:, 0]  # the click head does not read it in training
+        feats = self.model.task_features(self.u, items, r_z, s_z, **kw)
+        ei = None if self.item_emb is None else self.item_emb[items]
+        out: dict[str, torch.Tensor] = self.model.task_outputs(
+            feats, self.eu, ei, train=self.dropout
+        )
+        return out
+
+
+def _losses(
+    model: Any,
+    pairs: Any,
+    t: torch.Tensor,
+    weights: dict[str, float],
+    emb: tuple[torch.Tensor | None, torch.Tensor | None],
+    warm: torch.Tensor | None,
+    candidates: torch.Tensor,
+    dropout: tuple[float, torch.Generator],
+) -> dict[str, torch.Tensor]:
+    """Each weighted task's loss on train pairs ``t`` (the positive's counts left out);
+    ``emb``: the (items, users) embeddings; ``dropout``: item-count dropout's rate and
+    generator."""
+    rows = _Rows(model, pairs, t, emb, warm, dropout)
+    pos = rows.outputs(pairs.items[t], True)
+    out: dict[str, torch.Tensor] = {}
+    if "conversion" in weights:
+        out["conversion"] = F.binary_cross_entropy_with_logits(
+            pos["conversion"].float(), pairs.clicks[t]
+        )
+    if "satisfaction" in weights and pairs.ratings is not None:
+        out["satisfaction"] = (pos["satisfaction"].float() - pairs.ratings[t]).pow(2).mean()
+    if "click" in weights:
+        logits = [pos["click"].float()]
+        for _ in range(CLICK_NEGATIVES):
+            pick = torch.randint(0, len(candidates), (len(t),), generator=dropout[1])
+            logits.append(rows.outputs(candidates[pick.to(t.device)], False)["click"].float())
+        y = torch.zeros(len(t), len(logits), device=t.device)
+        y[:, 0] = 1.0
+        out["click"] = F.binary_cross_entropy_with_logits(torch.stack(logits, 1), y)
+    return out
