@@ -85,17 +85,29 @@ def click_pairs(split: Any, part: str, negatives: int, seed: int) -> TaskPairs:
     seen: set[tuple[int, int]] = set()
     for frame in (split.train, split.val, split.test):
         seen.update(zip(frame["user"].to_numpy().tolist(), frame["item"].to_numpy().tolist()))
-    warm = np.flatnonzero(split.warm)
     rng = np.random.default_rng([seed, _PARTS.get(part, 3), 2026])
+    return _with_negatives(users, items, negatives, np.flatnonzero(split.warm), seen, rng)
+
+
+def _with_negatives(
+    users: np.ndarray,
+    items: np.ndarray,
+    negatives: int,
+    pool: np.ndarray,
+    seen: set[tuple[int, int]],
+    rng: np.random.Generator,
+) -> TaskPairs:
+    """The positives (label 1) and ``negatives`` per positive drawn from ``pool`` for the
+    same user (label 0), a pair in ``seen`` redrawn."""
     neg_users = np.repeat(users, negatives)
-    neg_items = warm[rng.integers(0, len(warm), len(neg_users))]
+    neg_items = pool[rng.integers(0, len(pool), len(neg_users))]
     for _ in range(100):  # redraw the pairs that hit an interaction (a few % a round)
         bad = np.array(
             [(u, i) in seen for u, i in zip(neg_users.tolist(), neg_items.tolist())], dtype=bool
         )
         if not bad.any():
             break
-        neg_items[bad] = warm[rng.integers(0, len(warm), int(bad.sum()))]
+        neg_items[bad] = pool[rng.integers(0, len(pool), int(bad.sum()))]
     return TaskPairs(
         np.concatenate([users, neg_users]),
         np.concatenate([items, neg_items]),
@@ -137,20 +149,7 @@ def cold_task_pairs(
         return TaskPairs(users, items, np.ones(len(users)))
     seen = set(zip(users.tolist(), items.tolist()))
     rng = np.random.default_rng([seed, _PARTS.get(part, 3), 2027])
-    neg_users = np.repeat(users, negatives)
-    neg_items = held[rng.integers(0, len(held), len(neg_users))]
-    for _ in range(100):  # redraw the pairs that hit an interaction
-        bad = np.array(
-            [(u, i) in seen for u, i in zip(neg_users.tolist(), neg_items.tolist())], dtype=bool
-        )
-        if not bad.any():
-            break
-        neg_items[bad] = held[rng.integers(0, len(held), int(bad.sum()))]
-    return TaskPairs(
-        np.concatenate([users, neg_users]),
-        np.concatenate([items, neg_items]),
-        np.concatenate([np.ones(len(users)), np.zeros(len(neg_users))]),
-    )
+    return _with_negatives(users, items, negatives, held, seen, rng)
 
 
 @dataclass
