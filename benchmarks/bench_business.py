@@ -10,8 +10,11 @@ front points ordered by click AUC, the conversion AUC gained per click AUC given
 each task (click AUC, conversion AUC, satisfaction RMSE) it takes the trial best on
 validation, re-runs its config (same seed) and compares it on test with the task's count
 baseline, the difference with a 95% bootstrap interval over users (a user's pairs stay
-together), and with the same heads refit without the text feature (the semantic z-score
-zeroed): what the text tower contributes. Nothing is chosen on test.
+together), and with the same model's heads refit without the text tower (the semantic z-score
+zeroed and the trained part, which reads the tower's embeddings, silenced): what the text tower
+contributes. Before that, per task metric, the front's best and worst trial (on validation)
+paired on validation and test: whether the front spans more than twice the interval's
+half-width, a trade-off to choose from. Nothing is chosen on test.
 """
 
 from __future__ import annotations
@@ -52,12 +55,17 @@ def head_predictions(scorer: Any, split: Any, spec: Any, part: str) -> dict[str,
 
 
 def without_text(scorer: Any, data: Any, spec: Any) -> Any:
-    """The same model with the semantic feature zeroed, its heads refit."""
+    """The same model without what the text tower gives the tasks: the semantic feature
+    zeroed and the trained part (which reads the tower's embeddings) silenced, the linear heads
+    refit on validation over the count features and the backbone's score alone."""
     import copy
 
     from moo_search.recommender.task_eval import fit_task_heads
 
     bare = replace(scorer, model=copy.deepcopy(scorer.model), user_emb=None)
+    towers = getattr(bare.model, "task_towers", None)
+    if towers is not None:
+        towers.out.data.zero_()
     fit_task_heads(bare, data.split, negatives=spec.eval.click_negatives, seed=spec.seed)
     return bare
 
@@ -134,6 +142,56 @@ def cold(spec_path: str, seeds: list[int], boot: int) -> int:
     return 0
 
 
+class Runs:
+    """Trials of the study re-run from their parameters (same seed), each once."""
+
+    def __init__(self, spec: Any) -> None:
+        self.spec, self.done = spec, {}
+
+    def __call__(self, t: Any) -> tuple[Any, Any]:
+        if t.number not in self.done:
+            cfg = self.spec.with_params(t.params)
+            trial = Trial(cfg)
+            trial.run()
+            self.done[t.number] = (cfg, trial.scorer)
+        return self.done[t.number]
+
+
+def front_spans(front: list, names: list[str], data: Any, runs: Runs, boot: int) -> None:
+    """Per task metric, the front's best and worst trial on validation, paired by user on
+    validation (out of fold) and on test: a trade-off a researcher can choose from when the
+    span is more than twice the interval's half-width."""
+    print("each task metric across the front (best minus worst front trial on validation):")
+    for name, (task, direction) in TASKS.items():
+        if name not in names:
+            continue
+        sign = 1 if direction == "maximize" else -1
+        key = lambda t, n=name, s=sign: s * t.user_attrs["moo:metrics"]["val"][n]  # noqa: E731
+        best, worst = max(front, key=key), min(front, key=key)
+        if best is worst:
+            print(f"  {name:18s} one front point")
+            continue
+        cells = []
+        for part in ("val", "test"):
+            preds = []
+            for t in (best, worst):
+                cfg, scorer = runs(t)
+                preds.append(head_predictions(scorer, data.split, cfg, part))
+            pairs = task_pairs_of(scorer, data, cfg, part, task)
+            d, lo, hi = paired(task, pairs.users, pairs.y, preds[0][task], preds[1][task], boot)
+            half = (hi - lo) / 2
+            verdict = "spans" if abs(d) > 2 * half else "within noise"
+            cells.append(f"{part} {d:+.4f} [{lo:+.4f}, {hi:+.4f}] ({verdict})")
+        print(f"  {name:18s} trial {best.number} vs {worst.number}: " + "   ".join(cells))
+
+
+def task_pairs_of(scorer: Any, data: Any, cfg: Any, part: str, task: str) -> Any:
+    from moo_search.recommender.task_eval import task_predictions
+
+    kw = {"negatives": cfg.eval.click_negatives, "seed": cfg.seed}
+    return task_predictions(scorer, data.split, part, task, **kw)[0]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("study", nargs="?", default="reports/business")
@@ -177,6 +235,8 @@ def main() -> int:
                 )
 
     data = prepare_data(spec)
+    runs = Runs(spec)
+    front_spans(front, names, data, runs, args.boot)
     ctx = BaselineContext.of(spec, data)
     counts = count_task_predictions(ctx, ("test",))["test"]
     print("each task's best trial (on validation) against its count baseline, on test:")
@@ -185,10 +245,7 @@ def main() -> int:
             continue
         pick = max if direction == "maximize" else min
         best = pick(done, key=lambda t: t.user_attrs["moo:metrics"]["val"][name])
-        cfg = spec.with_params(best.params)
-        trial = Trial(cfg)
-        trial.run()
-        scorer = trial.scorer
+        cfg, scorer = runs(best)
         mine = head_predictions(scorer, data.split, cfg, "test")[task]
         bare = head_predictions(without_text(scorer, data, cfg), data.split, cfg, "test")
         pairs, base = counts[task]

@@ -102,7 +102,7 @@ def _list_knobs(reg: Any, where: dict[str, str]) -> None:
 def _list_slices(reg: Any) -> None:
     """The metric slices (``cold_item/``, ``mixed/``, ``tail/``, ``cold/``): what each means
     and which metrics it applies to."""
-    from moo_search.recommender.metrics import COLD_ITEM_FAMILIES, SLICES
+    from moo_search.recommender.metrics import COLD_ITEM_FAMILIES, COLD_ITEM_TASKS, SLICES
 
     meaning = {
         "cold": "users with few train items",
@@ -116,6 +116,8 @@ def _list_slices(reg: Any) -> None:
         else:
             applies = [n for n, m in reg.items() if where in m.slices]
         shown = ", ".join(f"{where}/{n}@K" for n in applies)
+        if where in ("cold_item", "mixed"):  # the business tasks on new items, and on both
+            shown += ", " + ", ".join(f"{where}/{n}" for n in COLD_ITEM_TASKS)
         print(f"{'slices':10s} {where + '/':18s} {meaning[where]}: {shown}")
 
 

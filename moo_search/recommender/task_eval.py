@@ -297,21 +297,30 @@ def task_metrics(
 ) -> dict[str, float]:
     """Every task's metrics on ``part``: click AUC and log loss, conversion AUC and log loss
     (and their old ``ctr_*`` names), satisfaction RMSE; with held-out items, the same on
-    them under ``cold_item/`` (not the old names)."""
+    them under ``cold_item/`` and on warm and held-out items' pairs together under ``mixed/``
+    (not the old names)."""
     out: dict[str, float] = {}
     feats = _features(scorer, split, negatives, seed, features)
     kw: dict[str, Any] = {"negatives": negatives, "seed": seed, "features": feats}
+    both: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for cold in (False, True) if _has_cold(split, part) else (False,):
         pre = "cold_item/" if cold else ""
-        conv, p = task_predictions(scorer, split, part, "conversion", cold=cold, **kw)
-        if not len(conv.y):
-            continue
-        out[f"{pre}conversion_auc"] = auc(conv.y, p)
-        out[f"{pre}conversion_logloss"] = logloss(conv.y, p)
-        sat, r = task_predictions(scorer, split, part, "satisfaction", cold=cold, **kw)
-        out[f"{pre}satisfaction_rmse"] = float(np.sqrt(np.mean((r - sat.y) ** 2)))
-        click, c = task_predictions(scorer, split, part, "click", cold=cold, **kw)
-        out[f"{pre}click_auc"], out[f"{pre}click_logloss"] = auc(click.y, c), logloss(click.y, c)
+        for task in ("conversion", "satisfaction", "click"):
+            pairs, p = task_predictions(scorer, split, part, task, cold=cold, **kw)
+            if len(pairs.y):
+                both.setdefault(task, []).append((pairs.y, p))
+                out.update(_task_scores(pre, task, pairs.y, p))
+    for task, rows in both.items():
+        if len(rows) == 2:  # warm and new items' pairs, each predicted by its own head
+            y, p = (np.concatenate(c) for c in zip(*rows))
+            out.update(_task_scores("mixed/", task, y, p))
     if "conversion_auc" in out:
         out["ctr_auc"], out["ctr_logloss"] = out["conversion_auc"], out["conversion_logloss"]
     return out
+
+
+def _task_scores(pre: str, task: str, y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """``task``'s metrics of predictions ``p`` of labels ``y``, named with prefix ``pre``."""
+    if task == "satisfaction":
+        return {f"{pre}satisfaction_rmse": float(np.sqrt(np.mean((p - y) ** 2)))}
+    return {f"{pre}{task}_auc": auc(y, p), f"{pre}{task}_logloss": logloss(y, p)}

@@ -122,15 +122,22 @@ def test_new_items_have_the_business_metrics():
         ("cold_item/click_auc", "maximize"),
         ("cold_item/conversion_auc", "maximize"),
         ("cold_item/satisfaction_rmse", "minimize"),
+        ("mixed/click_auc", "maximize"),
+        ("mixed/satisfaction_rmse", "minimize"),
     ):
         assert is_known_metric(name) and is_task_metric(name)
         assert metric_direction(name) == direction
-    assert not is_known_metric("cold_item/ctr_auc")
+    for name in ("cold_item/ctr_auc", "mixed/ctr_auc", "mixed/click_auc@10", "cold_item/recall"):
+        assert not is_known_metric(name)
     spec = tiny_spec(**COLD, **{"train.max_steps": 30, "loss.weights.click": 0.5})
     res = run_trial(spec)
     for part in ("val", "test"):
         m = res.metrics[part]
         assert m["cold_item/satisfaction_rmse"] > 0 and "cold_item/conversion_auc" in m
+        # mixed/: warm and new items' pairs together, so its error lies between theirs
+        lo, hi = sorted([m["satisfaction_rmse"], m["cold_item/satisfaction_rmse"]])
+        assert lo <= m["mixed/satisfaction_rmse"] <= hi
+        assert 0 < m["mixed/click_auc"] < 1 and "mixed/conversion_logloss" in m
     # planted: users take the genres they like, and a new item's genre is in its text only;
     # the counts know nothing of a new item (every one has the global rates)
     from moo_search.recommender.baselines.cold_tasks import cold_task_baselines

@@ -25,6 +25,7 @@ from moo_search.recommender.metrics._functions import (
 )
 from moo_search.recommender.metrics._registry import (
     COLD_ITEM_FAMILIES,
+    COLD_ITEM_TASKS,
     NEEDS,
     SLICES,
     MetricDef,
@@ -39,6 +40,7 @@ from moo_search.stats import paired_bootstrap
 
 __all__ = [
     "COLD_ITEM_FAMILIES",
+    "COLD_ITEM_TASKS",
     "EXAMPLE_LISTS",
     "NEEDS",
     "SLICES",

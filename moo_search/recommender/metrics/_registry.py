@@ -238,14 +238,17 @@ COLD_ITEM_TASKS = (
     "conversion_logloss",
     "satisfaction_rmse",
 )
-"""The task metrics the ``cold_item/`` slice reports: the tasks on a part's held-out items."""
+"""The task metrics the ``cold_item/`` slice reports (the tasks on a part's held-out items)
+and the ``mixed/`` slice (on the part's warm and held-out items' pairs together, each pair
+predicted by its own head)."""
 
 
 def is_task_metric(name: str) -> bool:
     """Whether ``name`` is a click, conversion or satisfaction metric (or an old ctr_ one),
-    on warm items or (``cold_item/``) on new ones."""
-    if name.startswith("cold_item/"):
-        return name.removeprefix("cold_item/") in COLD_ITEM_TASKS
+    on warm items, (``cold_item/``) on new ones or (``mixed/``) on both together."""
+    for pre in ("cold_item/", "mixed/"):
+        if name.startswith(pre):
+            return name.removeprefix(pre) in COLD_ITEM_TASKS
     return any(name == n for n, _, _ in TASK_METRICS)
 
 
@@ -278,10 +281,10 @@ def _lookup(name: str) -> MetricDef | None:
     if not m or m["family"] not in METRICS:
         return None
     mdef: MetricDef = METRICS.get(m["family"])
+    if m["slice"] in ("cold_item", "mixed") and m["family"] in COLD_ITEM_TASKS:
+        return mdef if m["k"] is None else None
     if m["slice"] == "cold_item":
-        if m["k"] is None:
-            return mdef if m["family"] in COLD_ITEM_TASKS else None
-        return mdef if m["family"] in COLD_ITEM_FAMILIES else None
+        return mdef if m["family"] in COLD_ITEM_FAMILIES and m["k"] is not None else None
     if mdef.at_k != (m["k"] is not None) or (m["slice"] and m["slice"] not in mdef.slices):
         return None
     if mdef.sliced_only and not m["slice"]:
