@@ -231,7 +231,7 @@ def main() -> int:
             if d_click > 1e-9:
                 print(
                     f"  trial {b.number} -> {a.number}: click AUC -{d_click:.4f}, conversion "
-                    f"AUC {d_conv:+.4f} ({-d_conv / d_click:+.2f} conversion per click given up)"
+                    f"AUC {-d_conv:+.4f} ({-d_conv / d_click:+.2f} conversion per click given up)"
                 )
 
     data = prepare_data(spec)

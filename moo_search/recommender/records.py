@@ -6,7 +6,7 @@ A trial records its backbone (``backbone``: what an export ships) and its per-us
 its collaborative baselines (``moo:baseline_test_hits``). The panel pairs the front's most
 accurate trial with EASE (SANSA where the catalog was too large for dense EASE) user by user,
 with a bootstrap interval, shows that pairing under every selected trial, and counts the trials
-whose test ctr_auc beats the like-rate baseline's.
+whose test conversion AUC beats the like-rate baseline's.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ HITS_RECORD = "test_hits"
 BASELINE_HITS = "moo:baseline_test_hits"
 """The study attribute: ``{baseline: hits, "n_users", "tail_users"}`` on the same test users."""
 
-_SCORE = ("LikeRate", "ctr_auc", "like-rate")  # (baseline, test metric, its label)
+_SCORE = ("LikeRate", "conversion_auc", "like-rate")  # (baseline, test metric, its label)
+_OLD_SCORE = "ctr_auc"  # the metric's name in studies run before it was conversion_auc
 
 
 def draw_panel(study: Any, data: Any) -> Panel:
@@ -130,11 +131,15 @@ def _vs_table(vs: dict[str, Any]) -> TrialTable:
 
 
 def _score_against(data: Any) -> dict[str, Any] | None:
-    """The fine-tunes' test ctr_auc against the like-rate baseline's: ``{"n", "min", "max",
-    "baseline", "above", "below_half"}``; None without either."""
+    """The fine-tunes' test conversion_auc (``ctr_auc`` in a study run before that name)
+    against the like-rate baseline's: ``{"metric", "n", "min", "max", "baseline", "above",
+    "below_half"}``; None without either."""
     name, metric, _ = _SCORE
-    base = ((data.baselines.get(name) or {}).get("test") or {}).get(metric)
+    test = (data.baselines.get(name) or {}).get("test") or {}
     rows = data.rows
+    if f"test:{metric}" not in rows or metric not in test:
+        metric = _OLD_SCORE
+    base = test.get(metric)
     if base is None or f"test:{metric}" not in rows or "state" not in rows:
         return None
     done = rows[rows["state"] == "COMPLETE"]
@@ -144,6 +149,7 @@ def _score_against(data: Any) -> dict[str, Any] | None:
     if aucs.empty:
         return None
     return {
+        "metric": metric,
         "n": len(aucs),
         "min": float(aucs.min()),
         "max": float(aucs.max()),
@@ -154,7 +160,8 @@ def _score_against(data: Any) -> dict[str, Any] | None:
 
 
 def _score_line(s: dict[str, Any]) -> str:
-    _, metric, label = _SCORE
+    _, _, label = _SCORE
+    metric = s["metric"]
     return (
         f"{metric} (test) of the {s['n']} fine-tunes: {s['min']:.4f} to {s['max']:.4f}; "
         f"{label} baseline {s['baseline']:.4f}; above it: {s['above']}/{s['n']}; "
@@ -165,7 +172,8 @@ def _score_line(s: dict[str, Any]) -> str:
 def _score_card(s: dict[str, Any] | None) -> Card | None:
     if not s:
         return None
-    _, metric, label = _SCORE
+    _, _, label = _SCORE
+    metric = s["metric"]
     return Card(
         title=f"{metric} vs {label}",
         value=f"{s['above']} of {s['n']}",

@@ -177,11 +177,24 @@ class _PointMetrics:
     def __init__(
         self, spec: RecommenderSpec, data: Any, ctx: Any, scorers: dict[str, tuple[Any, float]]
     ) -> None:
+        from moo_search.recommender.baselines.ranking import COUNT_BASELINE
         from moo_search.recommender.baselines.tasks import count_task_baselines
+        from moo_search.recommender.metrics import is_task_metric
 
         self.spec, self.data, self.ctx, self.scorers = spec, data, ctx, scorers
         self.counts = count_task_baselines(ctx)  # conversion and satisfaction from counts
         self.names = {*(o.metric for o in spec.objectives), *(c.metric for c in spec.constraints)}
+        # the tasks on new items: a content baseline's own (calibrated on validation's new
+        # items), else the counts' (which know nothing of a new item)
+        self.cold_tasks: dict[str, dict[str, dict[str, float]]] = {}
+        if any(is_task_metric(m) and m.startswith("cold_item/") for m in self.names):
+            from moo_search.recommender.baselines.cold_tasks import cold_task_baselines
+
+            per_part = cold_task_baselines(ctx, ("val", "test"))
+            self.cold_tasks = {
+                part: {n: per[n] if n in per else per.get(COUNT_BASELINE, {}) for n in scorers}
+                for part, per in per_part.items()
+            }
         self.wants_click = any(m.startswith("click_") for m in self.names)
         self.click: dict[tuple[str, str], float] = {}
         self.missing: set[str] = set()
@@ -223,6 +236,7 @@ class _PointMetrics:
         own = {"click_auc": self.click[key]} if key in self.click else {}
         counts = self.counts.get(part, {})
         tasks = {k: v for k, v in counts.items() if not k.startswith("click_")}
+        tasks.update(self.cold_tasks.get(part, {}).get(point["baseline"], {}))
         full = {**res.get(part, {}), **tasks, **own, "cost/seconds": fit}
         for m in self.names:
             v = _metric(full, m)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -184,6 +185,13 @@ def _post(url: str, body: bytes) -> tuple[int, dict]:
 
 @pytest.fixture(scope="module")
 def server(bundle):
+    with _serving(bundle) as base:
+        yield base
+
+
+@contextlib.contextmanager
+def _serving(bundle):
+    """``mlflow models serve`` of ``bundle`` on a free port: its base URL, then stopped."""
     port = _free_port()
     argv, env = serve_command(bundle, port)
     proc = subprocess.Popen(
@@ -194,22 +202,28 @@ def server(bundle):
         start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
+    try:  # stopped however the wait or the test ends
+        _wait_for(base, proc)
+        yield base
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+
+
+def _wait_for(base: str, proc: subprocess.Popen) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"{base}/ping", timeout=2) as r:
                 if r.status == 200:
-                    break
+                    return
         except OSError:
             pass
         if proc.poll() is not None:
             pytest.fail(f"mlflow models serve exited: {proc.stderr.read().decode()[-2000:]}")
         time.sleep(0.5)
-    else:
-        pytest.fail("mlflow models serve did not answer /ping in 120 s")
-    yield base
-    os.killpg(proc.pid, 15)
-    proc.wait(timeout=30)
+    pytest.fail("mlflow models serve did not answer /ping in 120 s")
 
 
 def test_served_lists_equal_load_exported(bundle, server):
@@ -378,8 +392,9 @@ def test_new_items_in_a_request_and_their_errors(cold_bundle):
 
 
 def test_p_like_of_a_new_item_is_served_as_the_trial_predicted_it(cold_bundle):
-    """The conversion head on new items: through the pyfunc (a request's new_items) and
-    load_exported (add_items), equal to the trial's own prediction of the same pairs."""
+    """The conversion head on new items: through the pyfunc (a request's new_items), through
+    ``mlflow models serve`` over HTTP, and load_exported (add_items), equal to the trial's own
+    prediction of the same pairs."""
     from moo_search.recommender.task_eval import task_predictions
     from moo_search.recommender.trial import Trial
 
@@ -403,6 +418,21 @@ def test_p_like_of_a_new_item_is_served_as_the_trial_predicted_it(cold_bundle):
         )
         assert got["conversion"][0] == pytest.approx(want[n], abs=1e-4)
         assert got["ctr"][0] == got["conversion"][0]
+    served = [
+        {
+            "user": str(data.ds.user_ids[pairs.users[n]]),
+            "item": str(data.ds.item_ids[pairs.items[n]]),
+            "new_items": json.dumps(records),
+        }
+        for n in picks
+    ]
+    with _serving(bundle) as base:
+        status, got = _post(
+            f"{base}/invocations", json.dumps({"dataframe_records": served}).encode()
+        )
+        assert status == 200, got
+        for row, n in zip(got["predictions"], picks):
+            assert row["conversion"] == pytest.approx(want[n], abs=1e-4)
     rec.add_items(records)
     n = picks[0]
     user, item = str(data.ds.user_ids[pairs.users[n]]), str(data.ds.item_ids[pairs.items[n]])

@@ -245,17 +245,39 @@ def test_trials_and_ease_record_per_user_test_hits_that_pair_up(tmp_path):
     top = data.panel.facts["vs_baseline"]  # the front's accuracy end, as header and CLI show
     assert top["trial"] == int(front.loc[front["val:precision@10"].idxmax(), "number"])
     assert "minus EASE on test, paired by user" in data.comparison_lines()[2]
-    # every fine-tune's (not variant's) test ctr_auc against the like-rate baseline's
-    like = study.user_attrs["moo:baselines"]["LikeRate"]["test"]["ctr_auc"]
-    aucs = [t.user_attrs["moo:metrics"]["test"]["ctr_auc"] for t in done]
+    # every fine-tune's (not variant's) test conversion AUC against the like-rate baseline's
+    like = study.user_attrs["moo:baselines"]["LikeRate"]["test"]["conversion_auc"]
+    aucs = [t.user_attrs["moo:metrics"]["test"]["conversion_auc"] for t in done]
     aucs = [a for t, a in zip(done, aucs) if "moo:derived_from" not in t.user_attrs]
     ctr = data.panel.facts["ctr_vs_baseline"]
     assert ctr["n"] == len(aucs) == 2 and ctr["baseline"] == like
     assert (ctr["min"], ctr["max"]) == (min(aucs), max(aucs))
     assert ctr["above"] == sum(a > like for a in aucs)
     lines = data.comparison_lines()
-    assert f"above it: {ctr['above']}/2" in lines[5]
+    assert f"above it: {ctr['above']}/2" in lines[5] and lines[5].startswith("conversion_auc")
     # the honest reference front: both fronts judged on test too, and who wins, said plainly
     assert lines[3].startswith("on test (both fronts chosen on validation): hypervolume study")
     assert lines[4].startswith("larger hypervolume: ")
     assert ("the study on validation" in lines[4]) == (data.hypervolume > data.reference_hv)
+
+
+def test_a_study_run_before_conversion_auc_is_compared_by_its_ctr_auc():
+    """The like-rate line reads conversion_auc; a study stored before that name (ctr_auc in
+    its trials and baseline) is still compared, under its own name."""
+    import types
+
+    import pandas as pd
+
+    from moo_search.recommender.records import _score_against, _score_line
+
+    rows = pd.DataFrame({"state": ["COMPLETE"] * 3, "test:ctr_auc": [0.70, 0.74, 0.71]})
+    old = types.SimpleNamespace(baselines={"LikeRate": {"test": {"ctr_auc": 0.72}}}, rows=rows)
+    s = _score_against(old)
+    assert s is not None and (s["metric"], s["n"], s["above"]) == ("ctr_auc", 3, 1)
+    assert _score_line(s).startswith("ctr_auc (test) of the 3 fine-tunes")
+    new = types.SimpleNamespace(
+        baselines={"LikeRate": {"test": {"ctr_auc": 0.72, "conversion_auc": 0.72}}},
+        rows=rows.assign(**{"test:conversion_auc": [0.73, 0.74, 0.75]}),
+    )
+    assert _score_against(new)["above"] == 3
+    assert _score_line(_score_against(new)).startswith("conversion_auc (test)")

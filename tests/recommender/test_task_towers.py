@@ -179,3 +179,43 @@ def test_conversion_is_one_word_and_ctr_still_reads():
     assert resumed.loss.weights.of("conversion") == 0.3
     assert "ctr" not in resumed.loss.weights.model_dump()
     assert LossWeights().of("conversion") == 0.2
+
+
+def test_a_cold_business_study_records_the_new_item_task_baselines_and_a_reference_front(
+    tmp_path,
+):
+    """A study whose objectives are new items' tasks records them for the count and content
+    baselines (the counts' click AUC is 0.5: they know nothing of a new item), and its
+    reference front pairs each ranking baseline with those: a content baseline with its own,
+    the rest with the counts'."""
+    from moo_search.drivers import run_study
+
+    spec = tiny_spec(
+        **COLD,
+        **{
+            "train.max_steps": 3,
+            "out_dir": str(tmp_path),
+            "storage": f"sqlite:///{tmp_path}/study.db",
+            "search_space": {"loss.weights.click": {"float": [0.0, 1.0]}},
+            "objectives": [
+                {"metric": "cold_item/click_auc", "direction": "maximize"},
+                {"metric": "cold_item/conversion_auc", "direction": "maximize"},
+                {"metric": "precision@10", "direction": "maximize"},
+            ],
+            "budget": {"n_trials": 2},
+        },
+    )
+    study = run_study(spec)
+    rows = study.user_attrs["moo:baselines"]
+    for part in ("val", "test"):
+        assert rows["Counts"][part]["cold_item/click_auc"] == 0.5
+        for name in ("TF-IDF", "Frozen encoder"):
+            assert 0 < rows[name][part]["cold_item/click_auc"] < 1
+            assert rows[name][part]["cold_item/satisfaction_rmse"] > 0
+            assert "precision@10" in rows[name][part]  # beside its ranking metrics
+    points = study.user_attrs["moo:reference_front"]["points"]
+    assert points
+    for p in points:
+        want = rows[p["baseline"] if p["baseline"] in ("TF-IDF", "Frozen encoder") else "Counts"]
+        for part in ("val", "test"):
+            assert p[part]["cold_item/click_auc"] == want[part]["cold_item/click_auc"]

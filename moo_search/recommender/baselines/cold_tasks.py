@@ -19,7 +19,12 @@ import numpy as np
 from moo_search.recommender.baselines.ranking import BaselineContext, BaselineFailed
 from moo_search.recommender.metrics import auc, logloss
 
-__all__ = ["COLD_CONTENT", "cold_task_baselines", "cold_task_predictions"]
+__all__ = [
+    "COLD_CONTENT",
+    "add_cold_task_baselines",
+    "cold_task_baselines",
+    "cold_task_predictions",
+]
 
 COLD_CONTENT = ("TF-IDF", "Frozen encoder")
 TASKS = ("click", "conversion", "satisfaction")
@@ -133,3 +138,20 @@ def cold_task_baselines(
                 "cold_item/satisfaction_rmse": float(np.sqrt(np.mean((ps - sat.y) ** 2))),
             }
     return out
+
+
+def add_cold_task_baselines(
+    ctx: BaselineContext, out: dict[str, dict[str, dict[str, float]]]
+) -> None:
+    """The tasks on new items (``cold_item/click_auc`` ...) into a study's baseline rows
+    (``out``: ``{baseline: {part: metrics}}``): the Counts row and the content baselines' rows.
+    A content baseline is calibrated on validation's new items, so its validation figures are
+    in-sample (a few weights fit on thousands of pairs); test is what compares."""
+    try:
+        per_part = cold_task_baselines(ctx, ("val", "test"))
+    except Exception as e:  # a content scorer, or a fit on too few pairs
+        ctx.fail("new-item task baselines", e)
+        return
+    for part, per in per_part.items():
+        for name, metrics in per.items():
+            out.setdefault(name, {}).setdefault(part, {}).update(metrics)

@@ -49,10 +49,10 @@ __all__ = [
 logger = logging.getLogger("moo_search")
 
 CTR_BASELINE = "LikeRate"
+"""The name of the like-rate baseline's row (it has conversion metrics only)."""
 COUNT_BASELINE = "Counts"
 """The count baseline of every business task in one row (popularity for click, like-rates
 for conversion, mean ratings for satisfaction)."""
-"""The name of the count-based CTR baseline's row (it has CTR metrics only)."""
 
 
 class BaselineFailed(MooSearchError):
@@ -387,4 +387,8 @@ def evaluate_baselines(
     if ctr:
         out[CTR_BASELINE] = like_rate_ctr(split)
         out[COUNT_BASELINE] = count_task_baselines(ctx)
+        if split.has_cold_items:  # the tasks on new items
+            from moo_search.recommender.baselines.cold_tasks import add_cold_task_baselines
+
+            add_cold_task_baselines(ctx, out)
     return out
