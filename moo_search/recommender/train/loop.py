@@ -190,20 +190,22 @@ class Trainer:
     def draw(self) -> np.ndarray:
         """The step's train-pair rows (the catalog's embeddings refreshed when due)."""
         step, cfg = self.step, self.train_cfg
-        if self.reads_text and (self.item_cache is None or step % cfg.refresh_every == 0):
+        fresh = self.reads_text and (self.item_cache is None or step % cfg.refresh_every == 0)
+        if fresh:
             self.item_cache = self.model.encode_table(
                 self.data.item_tokens, self.device, autocast=self.autocast
             )
             self.model.train()
         if step == cfg.content_steps:
-            self._warm_up_tasks()
+            self._warm_up_tasks(self.item_cache if fresh else None)
         self.idx = self.rng.integers(0, len(self.data.users), cfg.batch_size)
         self.opt.zero_grad(set_to_none=True)
         return self.idx
 
-    def _warm_up_tasks(self) -> None:
+    def _warm_up_tasks(self, item_emb: torch.Tensor | None) -> None:
         """The task heads fit over the tower's embeddings before the task terms join
-        (:mod:`.task_warmup`); its seconds are in the training time."""
+        (:mod:`.task_warmup`; ``item_emb``: the catalog's, when encoded at this step); its
+        seconds are in the training time."""
         from moo_search.recommender.train.task_warmup import warm_up_tasks
 
         self.hist.task_warmup_steps = warm_up_tasks(
@@ -215,6 +217,7 @@ class Trainer:
             self.device,
             self.autocast,
             self.options.seed,
+            item_emb=item_emb,
         )
 
     def text_rows(self) -> tuple[np.ndarray, np.ndarray]:

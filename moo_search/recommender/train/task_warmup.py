@@ -22,6 +22,10 @@ TASK_WEIGHTS = {"click": "click", "conversion": "conversion", "satisfaction": "s
 
 BATCH = 1024
 CLICK_NEGATIVES = 4
+TABLE_CELLS = 50_000_000
+"""Users x items up to which each user's catalog z-scores are computed once for the warm-up
+(two float32 tables of at most 200 MB each) rather than for every batch: on MovieLens-100K a
+batch of 1024 users is the whole table, so 200 steps computed it 200 times."""
 
 
 def warm_up_tasks(
@@ -33,19 +37,24 @@ def warm_up_tasks(
     device: torch.device,
     autocast: Any,
     seed: int,
+    item_emb: torch.Tensor | None = None,
 ) -> int:
     """Fit the task heads on train pairs over fixed embeddings; the steps taken (0 when no
-    task has a weight, the towers are off, or ``train.task_warmup_steps`` is 0)."""
+    task has a weight, the towers are off, or ``train.task_warmup_steps`` is 0).
+    ``item_emb``: the catalog's embeddings where the caller has just encoded them."""
     weights = {t: loss_cfg.weights.of(k) for t, k in TASK_WEIGHTS.items()}
     weights = {t: w for t, w in weights.items() if w > 0}
     steps = int(train_cfg.task_warmup_steps)
     if steps <= 0 or not weights or model.linear_tasks:
         return 0
     total = sum(weights.values())
-    item_emb = user_emb = None
+    user_emb = None
     if model.alpha > 0:
-        item_emb = model.encode_table(data.item_tokens, device, autocast=autocast)
+        if item_emb is None:
+            item_emb = model.encode_table(data.item_tokens, device, autocast=autocast)
         user_emb = model.encode_table(data.user_tokens, device, autocast=autocast)
+    else:
+        item_emb = None
     params = [*model.task_towers.parameters(), *model.tasks.parameters(), *model.ctr.parameters()]
     opt = torch.optim.Adam(params, lr=train_cfg.id_lr)
     gen = torch.Generator().manual_seed(seed + 7919)  # apart from the fine-tune's draws
@@ -58,9 +67,9 @@ def warm_up_tasks(
     rate = float(loss_cfg.task_item_dropout)
     was_training = model.training
     model.train()
+    emb = (item_emb, user_emb, _tables(model, pairs, item_emb, user_emb, warm))
     for _ in range(steps):
         t = torch.randint(0, len(pairs.users), (BATCH,), generator=gen).to(device)
-        emb = (item_emb, user_emb)
         losses = _losses(model, pairs, t, weights, emb, warm, candidates, (rate, gen))
         loss = sum(weights[k] / total * v for k, v in losses.items())
         opt.zero_grad(set_to_none=True)
@@ -68,6 +77,29 @@ def warm_up_tasks(
         opt.step()
     model.train(was_training)
     return steps
+
+
+def _tables(
+    model: Any,
+    pairs: Any,
+    item_emb: torch.Tensor | None,
+    user_emb: torch.Tensor | None,
+    warm: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """Every train user's catalog z-scores, collaborative and semantic, computed once (what
+    each batch would compute for its users: the backbone and the embeddings are fixed during
+    the warm-up); None where users x items exceeds :data:`TABLE_CELLS`."""
+    n_users, n_items = int(pairs.users.max()) + 1, int(model.logpop.shape[0])
+    if n_users * n_items > TABLE_CELLS:
+        return None
+    r_rows, s_rows = [], []
+    with torch.no_grad():
+        for lo in range(0, n_users, BATCH):
+            u = torch.arange(lo, min(lo + BATCH, n_users), device=model.logpop.device)
+            r_rows.append(standardise(model.collaborative(u).float(), warm))
+            if user_emb is not None and item_emb is not None:
+                s_rows.append(standardise(user_emb[u].float() @ item_emb.float().T, warm))
+    return torch.cat(r_rows), torch.cat(s_rows) if s_rows else None
 
 
 class _Rows:
@@ -79,14 +111,18 @@ class _Rows:
         model: Any,
         pairs: Any,
         t: torch.Tensor,
-        emb: tuple[torch.Tensor | None, torch.Tensor | None],
+        emb: tuple[Any, Any, Any],
         warm: torch.Tensor | None,
         dropout: tuple[float, torch.Generator],
     ) -> None:
         self.model, self.pairs, self.t, self.dropout = model, pairs, t, dropout
-        self.item_emb, user_emb = emb
+        self.item_emb, user_emb, tables = emb
         self.u = pairs.users[t]
         self.eu = None if user_emb is None else user_emb[self.u]
+        if tables is not None:  # computed once (_tables)
+            self.r_rows = tables[0][self.u]
+            self.s_rows = None if tables[1] is None else tables[1][self.u]
+            return
         self.s_rows = None
         if self.eu is not None and self.item_emb is not None:
             self.s_rows = standardise(self.eu.float() @ self.item_emb.float().T, warm)
@@ -120,14 +156,14 @@ def _losses(
     pairs: Any,
     t: torch.Tensor,
     weights: dict[str, float],
-    emb: tuple[torch.Tensor | None, torch.Tensor | None],
+    emb: tuple[Any, Any, Any],
     warm: torch.Tensor | None,
     candidates: torch.Tensor,
     dropout: tuple[float, torch.Generator],
 ) -> dict[str, torch.Tensor]:
     """Each weighted task's loss on train pairs ``t`` (the positive's counts left out);
-    ``emb``: the (items, users) embeddings; ``dropout``: item-count dropout's rate and
-    generator."""
+    ``emb``: the (items, users) embeddings and the catalog z-score tables (or None);
+    ``dropout``: item-count dropout's rate and generator."""
     rows = _Rows(model, pairs, t, emb, warm, dropout)
     pos = rows.outputs(pairs.items[t], True)
     out: dict[str, torch.Tensor] = {}
