@@ -161,6 +161,10 @@ def test_sigterm_is_answered_while_mlflow_never_answers(tmp_path, blackhole):
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=60)  # it waited ~400 s on MLflow's retries before
+    except subprocess.TimeoutExpired:  # where it is stuck: every thread's stack (SIGUSR1)
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(2.0)
+        pytest.fail("no exit 60 s after SIGTERM; its stderr ends:\n" + "".join(tail[-80:]))
     finally:
         proc.kill()
     assert proc.returncode != 0, "".join(tail[-20:])
