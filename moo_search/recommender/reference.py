@@ -188,9 +188,9 @@ class _PointMetrics:
         # items), else the counts' (which know nothing of a new item)
         self.cold_tasks: dict[str, dict[str, dict[str, float]]] = {}
         if any(is_task_metric(m) and m.startswith("cold_item/") for m in self.names):
-            from moo_search.recommender.baselines.cold_tasks import cold_task_baselines
+            from moo_search.recommender.baselines.cold_tasks import study_cold_task_baselines
 
-            per_part = cold_task_baselines(ctx, ("val", "test"))
+            per_part = study_cold_task_baselines(ctx)
             self.cold_tasks = {
                 part: {n: per[n] if n in per else per.get(COUNT_BASELINE, {}) for n in scorers}
                 for part, per in per_part.items()

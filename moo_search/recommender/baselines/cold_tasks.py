@@ -24,6 +24,7 @@ __all__ = [
     "add_cold_task_baselines",
     "cold_task_baselines",
     "cold_task_predictions",
+    "study_cold_task_baselines",
 ]
 
 COLD_CONTENT = ("TF-IDF", "Frozen encoder")
@@ -140,18 +141,27 @@ def cold_task_baselines(
     return out
 
 
+def study_cold_task_baselines(ctx: BaselineContext) -> dict[str, dict[str, dict[str, float]]]:
+    """:func:`cold_task_baselines` on validation and test, once per context (the study's
+    baseline rows and its reference front read the same); ``{}`` when they fail (one
+    warning names why). A content baseline is calibrated on validation's new items, so its
+    validation figures are in-sample (a few weights fit on thousands of pairs); test is what
+    compares."""
+    if ctx.cold_tasks is None:
+        try:
+            ctx.cold_tasks = cold_task_baselines(ctx, ("val", "test"))
+        except Exception as e:  # a content scorer, or a fit on too few pairs
+            ctx.fail("new-item task baselines", e)
+            ctx.cold_tasks = {}
+    return dict(ctx.cold_tasks)
+
+
 def add_cold_task_baselines(
     ctx: BaselineContext, out: dict[str, dict[str, dict[str, float]]]
 ) -> None:
     """The tasks on new items (``cold_item/click_auc`` ...) into a study's baseline rows
-    (``out``: ``{baseline: {part: metrics}}``): the Counts row and the content baselines' rows.
-    A content baseline is calibrated on validation's new items, so its validation figures are
-    in-sample (a few weights fit on thousands of pairs); test is what compares."""
-    try:
-        per_part = cold_task_baselines(ctx, ("val", "test"))
-    except Exception as e:  # a content scorer, or a fit on too few pairs
-        ctx.fail("new-item task baselines", e)
-        return
-    for part, per in per_part.items():
+    (``out``: ``{baseline: {part: metrics}}``): the Counts row and the content baselines'
+    rows (:func:`study_cold_task_baselines`)."""
+    for part, per in study_cold_task_baselines(ctx).items():
         for name, metrics in per.items():
             out.setdefault(name, {}).setdefault(part, {}).update(metrics)

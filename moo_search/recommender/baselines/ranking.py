@@ -74,6 +74,7 @@ class BaselineContext:
     ks: tuple[int, ...] = ()  # list-metric cut-offs besides eval.k (the study's objectives)
     tuned: dict[str, Any] = field(default_factory=dict)  # what each baseline chose on val
     frozen: Any = None  # the base encoder's item embeddings, once computed
+    cold_tasks: Any = None  # the new-item task baselines on val and test, once computed
     failed: dict[str, str] = field(default_factory=dict)  # baseline -> why it is left out
     _scorers: dict[str, Scorer] = field(default_factory=dict, repr=False)
 

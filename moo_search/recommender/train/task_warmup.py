@@ -92,14 +92,29 @@ def _tables(
     n_users, n_items = int(pairs.users.max()) + 1, int(model.logpop.shape[0])
     if n_users * n_items > TABLE_CELLS:
         return None
-    r_rows, s_rows = [], []
+    chunks = [
+        _catalog_z(model, torch.arange(lo, min(lo + BATCH, n_users)), user_emb, item_emb, warm)
+        for lo in range(0, n_users, BATCH)
+    ]
+    s_rows = [s for _, s in chunks if s is not None]
+    return torch.cat([r for r, _ in chunks]), torch.cat(s_rows) if s_rows else None
+
+
+def _catalog_z(
+    model: Any,
+    users: torch.Tensor,
+    user_emb: torch.Tensor | None,
+    item_emb: torch.Tensor | None,
+    warm: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``users``' catalog z-scores: collaborative, and semantic (None without a text tower)."""
+    users = users.to(model.logpop.device)
+    s_rows = None
+    if user_emb is not None and item_emb is not None:
+        s_rows = standardise(user_emb[users].float() @ item_emb.float().T, warm)
     with torch.no_grad():
-        for lo in range(0, n_users, BATCH):
-            u = torch.arange(lo, min(lo + BATCH, n_users), device=model.logpop.device)
-            r_rows.append(standardise(model.collaborative(u).float(), warm))
-            if user_emb is not None and item_emb is not None:
-                s_rows.append(standardise(user_emb[u].float() @ item_emb.float().T, warm))
-    return torch.cat(r_rows), torch.cat(s_rows) if s_rows else None
+        r_rows = standardise(model.collaborative(users).float(), warm)
+    return r_rows, s_rows
 
 
 class _Rows:
@@ -122,12 +137,8 @@ class _Rows:
         if tables is not None:  # computed once (_tables)
             self.r_rows = tables[0][self.u]
             self.s_rows = None if tables[1] is None else tables[1][self.u]
-            return
-        self.s_rows = None
-        if self.eu is not None and self.item_emb is not None:
-            self.s_rows = standardise(self.eu.float() @ self.item_emb.float().T, warm)
-        with torch.no_grad():
-            self.r_rows = standardise(model.collaborative(self.u).float(), warm)
+        else:
+            self.r_rows, self.s_rows = _catalog_z(model, self.u, user_emb, self.item_emb, warm)
 
     def outputs(self, items: torch.Tensor, loo: bool) -> dict[str, torch.Tensor]:
         """Task outputs of (the batch's users, ``items``); ``loo``: the items are the pairs'
