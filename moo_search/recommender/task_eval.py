@@ -41,7 +41,7 @@ def pair_features(
     warm catalog; ``loo``: leave-one-out like-rates and rating offsets per pair (train). A new
     item's collaborative feature is the score the trial ranks it by (``fusion.new_items``:
     the backbone knows nothing of it); its count features are those of an unseen item."""
-    from moo_search.recommender.zscore import standardise
+    from moo_search.recommender.zscore import GramZ, standardise
 
     model, device = scorer.model, scorer.device
     # pairs are taken a group of users at a time, each user's catalog row scored once (the
@@ -53,6 +53,11 @@ def pair_features(
     _, starts = np.unique(users[order], return_index=True)
     bounds = [*starts[::per_group].tolist(), len(users)]
     warm = None if model.warm is None else model.warm.to(device)
+    # a large catalog's rows are not scored for the z-scores: each user's statistics and the
+    # pairs' own scores are (ClosedFormTower.pair_z, GramZ); equal up to float rounding
+    gram = None
+    if model.pairwise_z and scorer.item_emb is not None:
+        gram = GramZ(scorer.item_emb, warm)
     out = []
     with torch.no_grad():
         for lo, hi in itertools.pairwise(bounds):
@@ -60,13 +65,17 @@ def pair_features(
             uu = torch.as_tensor(users[part], device=device)
             ii = torch.as_tensor(items[part], device=device)
             uniq, inv = torch.unique(uu, return_inverse=True)
-            r_z = standardise(model.collaborative(uniq).float(), warm)[inv, ii]
+            r_z = model.collaborative_pair_z(uu, ii)
+            if r_z is None:
+                r_z = standardise(model.collaborative(uniq).float(), warm)[inv, ii]
             if warm is not None and not bool(warm[ii].all()):
                 new = ~warm[ii]
                 fused = torch.as_tensor(scorer(uniq.cpu().numpy()), device=device)
                 r_z = torch.where(new, fused[inv, ii].float(), r_z)
             s_z = None
-            if scorer.user_emb is not None:
+            if gram is not None and scorer.user_emb is not None:
+                s_z = gram.at(scorer.user_emb[uu], ii)
+            elif scorer.user_emb is not None:
                 s_z = standardise(scorer.semantic(scorer.user_emb[uniq]), warm)[inv, ii]
             kw = {
                 k: torch.as_tensor(np.asarray(v, dtype=np.float32)[part], device=device)

@@ -25,14 +25,28 @@ def _trial(monkeypatch, budget_gb: str, **over):
 @pytest.mark.parametrize("cf", ["ease", "itemknn"])
 def test_chunked_and_unchunked_evaluation_give_identical_metrics(monkeypatch, cf):
     """A budget of 0 keeps no users x items matrix: the backbone's user scores are x_u W per
-    batch, the fused scores are recomputed for every variant, and every metric is the same."""
+    batch, the fused scores are recomputed for every variant, and every ranking metric is the
+    same. The task features are then z-scored pair by pair (each user's statistics and the
+    pair's own score, not the catalog row): the task metrics agree up to float rounding."""
     kept = _trial(monkeypatch, "100", **{"fusion.cf": cf})
     chunked = _trial(monkeypatch, "0", **{"fusion.cf": cf})
-    assert kept.metrics == chunked.metrics
-    assert [v["metrics"] for v in kept.variants] == [v["metrics"] for v in chunked.variants]
+    for a, b in [(kept.metrics, chunked.metrics)] + [
+        (v["metrics"], w["metrics"]) for v, w in zip(kept.variants, chunked.variants, strict=True)
+    ]:
+        for part in ("val", "test"):
+            assert _ranking(a[part]) == _ranking(b[part])
+            task = set(a[part]) - set(_ranking(a[part]))
+            assert task and task == set(b[part]) - set(_ranking(b[part]))
+            for name in task:
+                assert a[part][name] == pytest.approx(b[part][name], abs=1e-4), name
     assert kept.hits == chunked.hits
     # the re-ranked variants are different lists (the comparison is not vacuous)
     assert kept.variants[0]["metrics"]["test"] != kept.metrics["test"]
+
+
+def _ranking(metrics: dict) -> dict:
+    """The ranking metrics of a metrics dict (those cut at some K)."""
+    return {k: v for k, v in metrics.items() if "@" in k}
 
 
 def test_keep_scores_keeps_a_matrix_under_the_budget_and_recomputes_over_it(monkeypatch):
@@ -256,3 +270,61 @@ def test_the_dense_budget_holds_for_a_cached_backbone_too(monkeypatch):
     monkeypatch.setenv("MOO_SEARCH_DENSE_GB", "1e-6")  # under one 120 x 120 float64 matrix
     with pytest.raises(SpecError, match="MOO_SEARCH_DENSE_GB"):
         run_trial(spec)
+
+
+def test_the_dense_last_product_scores_as_the_sparse_one_and_row_by_row(monkeypatch):
+    """SparseWeights.score takes its last product as last^T @ dense rows where that is
+    cheaper: the same scores as SciPy's sparse product (up to float rounding), each row the
+    same whatever batch it is scored in; pair_scores gives the rows' values at the pairs."""
+    import moo_search.recommender.model.sparse_weights as swm
+
+    rng = np.random.default_rng(3)
+    a = sp.random(60, 60, density=0.3, random_state=4, format="csr", dtype=np.float32)
+    b = sp.random(60, 60, density=0.3, random_state=5, format="csr", dtype=np.float32)
+    w = SparseWeights((a, b))
+    x = sp.csr_matrix(rng.random((40, 60)) > 0.8, dtype=np.float32)
+    monkeypatch.setattr(swm, "SPARSE_WORK_RATIO", 0)  # never dense
+    sparse_way = w.score(x)
+    monkeypatch.setattr(swm, "SPARSE_WORK_RATIO", 10**9)  # always dense
+    assert swm._dense_is_cheaper(sp.csr_matrix(x) @ a, b)
+    dense_way = w.score(x)
+    np.testing.assert_allclose(dense_way, x.toarray() @ (a @ b).toarray(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dense_way, sparse_way, rtol=1e-5, atol=1e-6)
+    one_by_one = np.vstack([w.score(x[u : u + 1]) for u in range(x.shape[0])])
+    np.testing.assert_array_equal(one_by_one, dense_way)
+    items = rng.integers(0, 60, size=40)
+    np.testing.assert_allclose(
+        w.pair_scores(x, items), dense_way[np.arange(40), items], rtol=1e-5, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("with_warm", [False, True])
+def test_pairwise_z_scores_are_the_rows_z_scores(with_warm):
+    """Where the backbone's rows are not kept, a pair's z-score comes from the user's row
+    statistics (scored once) and the pair's own score; the text score's from the Gram matrix:
+    both equal the catalog rows' z-scores."""
+    import torch
+
+    from moo_search.recommender.model.cf_towers import ClosedFormTower
+    from moo_search.recommender.zscore import GramZ, standardise
+
+    x = _planted(n_users=80, n_items=50)
+    rng = np.random.default_rng(0)
+    warm = torch.as_tensor(rng.random(50) > 0.2) if with_warm else None
+    users = torch.as_tensor(rng.integers(0, 80, size=300))
+    items = torch.as_tensor(rng.integers(0, 50, size=300))
+    for w in (ease_weights(x, 20.0), itemknn_sparse(x, 10)):
+        kept = ClosedFormTower(w, user_scores(x, w), None)
+        rows = ClosedFormTower(w, None, x)
+        assert kept.pair_z(users, items, warm) is None  # its rows are a lookup
+        want = standardise(kept(torch.arange(80)).float(), warm)[users, items]
+        got = rows.pair_z(users, items, warm)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+        asked = np.isin(np.arange(80), users.numpy())
+        assert np.isfinite(rows._stats[asked]).all()  # the users asked for are remembered
+        assert np.isnan(rows._stats[~asked]).all()  # and no other user was scored
+    emb = torch.as_tensor(rng.normal(size=(50, 8)), dtype=torch.float32)
+    u_vec = torch.as_tensor(rng.normal(size=(80, 8)), dtype=torch.float32)
+    want = standardise((u_vec.double() @ emb.double().T).float(), warm)[users, items]
+    got = GramZ(emb, warm).at(u_vec[users], items)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)

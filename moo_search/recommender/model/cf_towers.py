@@ -27,6 +27,9 @@ from moo_search.spec._errors import Strict
 
 __all__ = ["ClosedFormTower", "IDEmbeddings", "MFParams", "is_learned", "tower_matrix"]
 
+STATS_BATCH = 1024
+"""Users whose full backbone rows are scored at a time for their z-score statistics."""
+
 
 class MFParams(Strict):
     """The ``mf`` backbone's knobs (``fusion.cf_params``)."""
@@ -94,6 +97,48 @@ class ClosedFormTower(nn.Module):
             return rows if items is None else rows[torch.arange(len(users)), items]
         table: torch.Tensor = self.scores  # type: ignore[assignment]  # a buffer
         return table[users] if items is None else table[users, items]
+
+    def pair_z(
+        self, users: torch.Tensor, items: torch.Tensor, warm: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        """``standardise(forward(users), warm)`` at the pairs (users[b], items[b]) without the
+        pairs' catalog rows, where the table is not kept (a large catalog): each user's mean
+        and deviation over the warm items from its row, scored once in this tower's life
+        (the backbone is fixed), and each pair's own score. Equal to the rows' z-scores up to
+        float rounding. None where the table is kept: its rows cost a lookup."""
+        if self.rows is None:
+            return None
+        from moo_search.recommender.model.sparse_weights import SparseWeights
+
+        u = users.detach().cpu().numpy()
+        i = items.detach().cpu().numpy()
+        mean, std = self._row_stats(u, warm)
+        x, w = self.rows[u], self.matrix()
+        if isinstance(w, SparseWeights):
+            vals = w.pair_scores(x, i)
+        else:
+            vals = np.asarray(x.multiply(np.asarray(w[:, i], np.float32).T).sum(1)).ravel()
+        z = (vals.astype(np.float32) - mean) / np.maximum(std, np.float32(1e-6))
+        return torch.as_tensor(z, dtype=torch.float32, device=users.device)
+
+    def _row_stats(
+        self, users: np.ndarray, warm: torch.Tensor | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each user's row mean and deviation over the warm items (float32), remembered."""
+        from moo_search.recommender.model.sparse_weights import user_scores
+        from moo_search.recommender.zscore import row_stats
+
+        key = None if warm is None else int(warm.sum())
+        if getattr(self, "_stats_key", "unset") != key:  # the warm items changed: start over
+            self._stats = np.full((self.rows.shape[0], 2), np.nan, dtype=np.float32)
+            self._stats_key = key
+        todo = np.unique(users[np.isnan(self._stats[users, 0])])
+        for lo in range(0, len(todo), STATS_BATCH):
+            batch = todo[lo : lo + STATS_BATCH]
+            rows = torch.as_tensor(user_scores(self.rows[batch], self.matrix()))
+            mean, std = row_stats(rows, None if warm is None else warm.cpu())
+            self._stats[batch, 0], self._stats[batch, 1] = mean.numpy(), std.numpy()
+        return self._stats[users, 0], self._stats[users, 1]
 
     def from_history(self, history: torch.Tensor) -> torch.Tensor:
         if self.sparse is None:

@@ -215,6 +215,18 @@ class Recommender(nn.Module):
         out: torch.Tensor = self.cf_tower(users, items)
         return out
 
+    @property
+    def pairwise_z(self) -> bool:
+        """Whether per-pair z-scores come without catalog rows (:meth:`collaborative_pair_z`):
+        the backbone's rows are not kept, a large catalog."""
+        return getattr(self.cf_tower, "rows", None) is not None
+
+    def collaborative_pair_z(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor | None:
+        """Per-user z-scores of the backbone at (user, item) pairs without catalog rows, where
+        the tower can give them (a closed form whose table is not kept); else None."""
+        pair_z = getattr(self.cf_tower, "pair_z", None)
+        return None if pair_z is None else pair_z(users, items, self.warm)  # type: ignore[no-any-return]
+
     def cf_matrix(self) -> Any:
         """The closed-form W (a numpy array or SparseWeights); None for a learned backbone."""
         return tower_matrix(self.cf_tower)

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from moo_search.recommender.zscore import standardise
+from moo_search.recommender.zscore import GramZ, standardise
 
 __all__ = ["TASK_WEIGHTS", "warm_up_tasks"]
 
@@ -26,6 +26,12 @@ TABLE_CELLS = 50_000_000
 """Users x items up to which each user's catalog z-scores are computed once for the warm-up
 (two float32 tables of at most 200 MB each) rather than for every batch: on MovieLens-100K a
 batch of 1024 users is the whole table, so 200 steps computed it 200 times."""
+
+PAIRWISE_USERS = 8192
+"""Where the backbone's rows are not kept (a large catalog: ``Recommender.pairwise_z``), the
+warm-up draws its pairs from this many users (a seeded sample), whose z-score statistics are
+computed once, and z-scores each pair on its own; on 5 x 10^4 users x 10^5 items the per-batch
+rows took ~20 s a step."""
 
 
 def warm_up_tasks(
@@ -67,9 +73,15 @@ def warm_up_tasks(
     rate = float(loss_cfg.task_item_dropout)
     was_training = model.training
     model.train()
-    emb = (item_emb, user_emb, _tables(model, pairs, item_emb, user_emb, warm))
+    gram = GramZ(item_emb, warm) if model.pairwise_z and item_emb is not None else None
+    tables = None if model.pairwise_z else _tables(model, pairs, item_emb, user_emb, warm)
+    emb = (item_emb, user_emb, tables, gram)
+    pool = _pool(model, pairs, seed)
     for _ in range(steps):
-        t = torch.randint(0, len(pairs.users), (BATCH,), generator=gen).to(device)
+        if pool is None:
+            t = torch.randint(0, len(pairs.users), (BATCH,), generator=gen).to(device)
+        else:
+            t = pool[torch.randint(0, len(pool), (BATCH,), generator=gen)].to(device)
         losses = _losses(model, pairs, t, weights, emb, warm, candidates, (rate, gen))
         loss = sum(weights[k] / total * v for k, v in losses.items())
         opt.zero_grad(set_to_none=True)
@@ -77,6 +89,19 @@ def warm_up_tasks(
         opt.step()
     model.train(was_training)
     return steps
+
+
+def _pool(model: Any, pairs: Any, seed: int) -> torch.Tensor | None:
+    """The pairs the warm-up draws from where they are z-scored one by one: those of
+    :data:`PAIRWISE_USERS` users; None (every pair) otherwise."""
+    if not model.pairwise_z:
+        return None
+    users = torch.unique(pairs.users.cpu())
+    if len(users) <= PAIRWISE_USERS:
+        return None
+    gen = torch.Generator().manual_seed(seed + 104729)
+    keep = users[torch.randperm(len(users), generator=gen)[:PAIRWISE_USERS]]
+    return torch.nonzero(torch.isin(pairs.users.cpu(), keep)).squeeze(1)
 
 
 def _tables(
@@ -126,18 +151,19 @@ class _Rows:
         model: Any,
         pairs: Any,
         t: torch.Tensor,
-        emb: tuple[Any, Any, Any],
+        emb: tuple[Any, Any, Any, Any],
         warm: torch.Tensor | None,
         dropout: tuple[float, torch.Generator],
     ) -> None:
         self.model, self.pairs, self.t, self.dropout = model, pairs, t, dropout
-        self.item_emb, user_emb, tables = emb
+        self.item_emb, user_emb, tables, self.gram = emb
         self.u = pairs.users[t]
         self.eu = None if user_emb is None else user_emb[self.u]
+        self.r_rows = self.s_rows = None
         if tables is not None:  # computed once (_tables)
             self.r_rows = tables[0][self.u]
             self.s_rows = None if tables[1] is None else tables[1][self.u]
-        else:
+        elif not model.pairwise_z:
             self.r_rows, self.s_rows = _catalog_z(model, self.u, user_emb, self.item_emb, warm)
 
     def outputs(self, items: torch.Tensor, loo: bool) -> dict[str, torch.Tensor]:
@@ -145,7 +171,13 @@ class _Rows:
         own (their counts without the pair)."""
         p, t = self.pairs, self.t
         at = items[:, None]
-        s_z = None if self.s_rows is None else self.s_rows.gather(1, at)[:, 0]
+        if self.r_rows is None:  # z-scored pair by pair (PAIRWISE_USERS)
+            with torch.no_grad():
+                r_z = self.model.collaborative_pair_z(self.u, items)
+            s_z = None if self.gram is None else self.gram.at(self.eu, items)
+        else:
+            r_z = self.r_rows.gather(1, at)[:, 0]
+            s_z = None if self.s_rows is None else self.s_rows.gather(1, at)[:, 0]
         kw = {}
         if loo:
             cols = ("like_user", "like_item", "offset_user", "offset_item")
@@ -153,7 +185,7 @@ class _Rows:
             kw = {
                 n: None if getattr(p, c) is None else getattr(p, c)[t] for n, c in zip(names, cols)
             }
-        r_z = self.r_rows.gather(1, at)[:, 0]  # the click head does not read it in training
+        # the click head does not read r_z in training
         feats = self.model.task_features(self.u, items, r_z, s_z, **kw)
         ei = None if self.item_emb is None else self.item_emb[items]
         out: dict[str, torch.Tensor] = self.model.task_outputs(
@@ -167,7 +199,7 @@ def _losses(
     pairs: Any,
     t: torch.Tensor,
     weights: dict[str, float],
-    emb: tuple[Any, Any, Any],
+    emb: tuple[Any, Any, Any, Any],
     warm: torch.Tensor | None,
     candidates: torch.Tensor,
     dropout: tuple[float, torch.Generator],
