@@ -75,6 +75,43 @@ def test_the_warm_up_fits_the_task_heads_before_the_task_terms_join():
     assert first[60]["satisfaction"] < first[0]["satisfaction"]
 
 
+def test_the_warm_up_of_a_large_catalog_z_scores_pair_by_pair_over_a_sample_of_users(
+    monkeypatch,
+):
+    """Where the backbone's rows are not kept (a scores budget of 0 stands in for a large
+    catalog), the warm-up z-scores each pair on its own and draws its pairs from a sample of
+    users (PAIRWISE_USERS); it still fits the heads: the first steps' losses are lower."""
+    import moo_search.recommender.train.task_warmup as tw
+
+    monkeypatch.setenv("MOO_SEARCH_SCORES_GB", "0")
+    monkeypatch.setattr(tw, "PAIRWISE_USERS", 20)
+    pools = []
+    pool = tw._pool
+    monkeypatch.setattr(
+        tw,
+        "_pool",
+        lambda m, pairs, seed: pools.append((pairs, pool(m, pairs, seed))) or pools[-1][1],
+    )
+    monkeypatch.setattr(tw, "_tables", lambda *a: pytest.fail("rows tabled on a large catalog"))
+    first = {}
+    for steps in (0, 60):
+        spec = tiny_spec(
+            **{
+                "loss.weights.click": 1.0,
+                "loss.weights.satisfaction": 1.0,
+                "train.max_steps": 5,
+                "train.task_warmup_steps": steps,
+            }
+        )
+        res = run_kept(spec)
+        terms = res.history["terms"]
+        first[steps] = {k: np.mean([t[k] for t in terms]) for k in ("click", "satisfaction")}
+    ((pairs, drawn),) = pools  # the one warm-up that ran
+    assert len(torch.unique(pairs.users[drawn])) == 20 < len(torch.unique(pairs.users))
+    assert first[60]["click"] < first[0]["click"]
+    assert first[60]["satisfaction"] < first[0]["satisfaction"]
+
+
 def test_the_validation_fit_cannot_scale_away_the_trained_output():
     """The linear head is fit around the trained output (an offset, coefficient 1): fed an
     offset that ranks the pairs backwards, the fit over noise features cannot undo it."""

@@ -188,13 +188,24 @@ class Recommender(nn.Module):
 
     @torch.no_grad()
     def encode_table(
-        self, table: TokenTable, device: torch.device, batch_size: int = 256, autocast: Any = None
+        self,
+        table: TokenTable,
+        device: torch.device,
+        batch_size: int = 256,
+        autocast: Any = None,
+        rows: np.ndarray | None = None,
     ) -> torch.Tensor:
-        """Embeddings of every text in ``table``: no grad, length-bucketed batches."""
+        """Embeddings of every text in ``table``: no grad, length-bucketed batches; of the
+        ``rows`` only where given (the other rows zero)."""
         was_training = self.training
         self.eval()
-        out = torch.empty(len(table), self._dim(table, device), device=device)
+        dim = self._dim(table, device)
+        out = (torch.empty if rows is None else torch.zeros)(len(table), dim, device=device)
         for idx in table.length_buckets(batch_size):
+            if rows is not None:
+                idx = idx[np.isin(idx, rows)]
+                if not len(idx):
+                    continue
             with autocast() if autocast else contextlib.nullcontext():
                 out[torch.from_numpy(idx).to(device)] = self.encode_rows(table, idx, device)
             self.encoded_tokens += table.tokens(idx)

@@ -54,11 +54,13 @@ def warm_up_tasks(
     if steps <= 0 or not weights or model.linear_tasks:
         return 0
     total = sum(weights.values())
+    pool = _pool(model, pairs, seed)
     user_emb = None
     if model.alpha > 0:
         if item_emb is None:
             item_emb = model.encode_table(data.item_tokens, device, autocast=autocast)
-        user_emb = model.encode_table(data.user_tokens, device, autocast=autocast)
+        users = None if pool is None else torch.unique(pairs.users[pool]).cpu().numpy()
+        user_emb = model.encode_table(data.user_tokens, device, autocast=autocast, rows=users)
     else:
         item_emb = None
     params = [*model.task_towers.parameters(), *model.tasks.parameters(), *model.ctr.parameters()]
@@ -76,7 +78,6 @@ def warm_up_tasks(
     gram = GramZ(item_emb, warm) if model.pairwise_z and item_emb is not None else None
     tables = None if model.pairwise_z else _tables(model, pairs, item_emb, user_emb, warm)
     emb = (item_emb, user_emb, tables, gram)
-    pool = _pool(model, pairs, seed)
     for _ in range(steps):
         if pool is None:
             t = torch.randint(0, len(pairs.users), (BATCH,), generator=gen).to(device)
