@@ -54,9 +54,9 @@ def test_a_task_with_weight_zero_adds_nothing_and_the_tower_stays_put():
     assert torch.allclose(out["click"], model.tasks.click_logit(feats))
 
 
-def test_the_warm_up_fits_the_task_heads_before_the_task_terms_join():
-    """The task heads' warm-up (train pairs over the tower's fixed embeddings) leaves the
-    first steps' task losses lower than heads that start from their count baselines."""
+def _first_task_losses() -> dict[int, dict[str, float]]:
+    """The first steps' mean click and satisfaction losses without a warm-up (0) and after
+    60 warm-up steps."""
     first = {}
     for steps in (0, 60):
         spec = tiny_spec(
@@ -71,6 +71,13 @@ def test_the_warm_up_fits_the_task_heads_before_the_task_terms_join():
         assert res.history["task_warmup_steps"] == steps
         terms = res.history["terms"]
         first[steps] = {k: np.mean([t[k] for t in terms]) for k in ("click", "satisfaction")}
+    return first
+
+
+def test_the_warm_up_fits_the_task_heads_before_the_task_terms_join():
+    """The task heads' warm-up (train pairs over the tower's fixed embeddings) leaves the
+    first steps' task losses lower than heads that start from their count baselines."""
+    first = _first_task_losses()
     assert first[60]["click"] < first[0]["click"]
     assert first[60]["satisfaction"] < first[0]["satisfaction"]
 
@@ -93,19 +100,7 @@ def test_the_warm_up_of_a_large_catalog_z_scores_pair_by_pair_over_a_sample_of_u
         lambda m, pairs, seed: pools.append((pairs, pool(m, pairs, seed))) or pools[-1][1],
     )
     monkeypatch.setattr(tw, "_tables", lambda *a: pytest.fail("rows tabled on a large catalog"))
-    first = {}
-    for steps in (0, 60):
-        spec = tiny_spec(
-            **{
-                "loss.weights.click": 1.0,
-                "loss.weights.satisfaction": 1.0,
-                "train.max_steps": 5,
-                "train.task_warmup_steps": steps,
-            }
-        )
-        res = run_kept(spec)
-        terms = res.history["terms"]
-        first[steps] = {k: np.mean([t[k] for t in terms]) for k in ("click", "satisfaction")}
+    first = _first_task_losses()
     ((pairs, drawn),) = pools  # the one warm-up that ran
     assert len(torch.unique(pairs.users[drawn])) == 20 < len(torch.unique(pairs.users))
     assert first[60]["click"] < first[0]["click"]
